@@ -1,0 +1,62 @@
+//! Shape check of suite 0 payloads (`{"nonce","ciphertext"}`), PROTOCOL.md §11.
+//!
+//! The server cannot and must not decrypt; it only refuses data that is plainly
+//! not ciphertext, so plaintext is never published on an encrypted channel by
+//! mistake.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+
+/// Secretbox nonce length.
+pub const NONCE_LEN: usize = 24;
+/// Poly1305 tag length (the minimum ciphertext).
+pub const TAG_LEN: usize = 16;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    nonce: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    ciphertext: std::borrow::Cow<'a, str>,
+}
+
+/// True if `data` is exactly `{"nonce": base64(24 bytes), "ciphertext": base64(≥16 bytes)}`.
+pub fn is_ciphertext_envelope(data: &str) -> bool {
+    let Ok(env) = serde_json::from_str::<Envelope<'_>>(data) else {
+        return false;
+    };
+    let nonce_ok = STANDARD
+        .decode(env.nonce.as_bytes())
+        .map(|n| n.len() == NONCE_LEN)
+        .unwrap_or(false);
+    let ct_ok = STANDARD
+        .decode(env.ciphertext.as_bytes())
+        .map(|c| c.len() >= TAG_LEN)
+        .unwrap_or(false);
+    nonce_ok && ct_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes() {
+        assert!(is_ciphertext_envelope(
+            r#"{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc="}"#
+        ));
+        assert!(!is_ciphertext_envelope(r#"{"message":"hello"}"#));
+        assert!(!is_ciphertext_envelope(
+            r#"{"nonce":"AAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc="}"#
+        ));
+        assert!(!is_ciphertext_envelope(
+            r#"{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","ciphertext":"AAAA"}"#
+        ));
+        assert!(!is_ciphertext_envelope(
+            r#"{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc=","x":1}"#
+        ));
+        assert!(!is_ciphertext_envelope("hello"));
+    }
+}

@@ -1,0 +1,477 @@
+//! The HTTP API (PROTOCOL.md §12): signed requests under `/apps/{app_id}`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hush_protocol::api::{QueryParams, verify_request};
+use hush_protocol::{ChannelKind, ChannelName, EventName, SocketId, UserId, encrypted};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+
+use crate::app::{App, ServerState};
+
+/// An API refusal: a status and a message, sent as `{"error": message}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Message for the caller.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+const AUTH_PARAMS: [&str; 5] = [
+    "auth_key",
+    "auth_timestamp",
+    "auth_version",
+    "auth_signature",
+    "body_md5",
+];
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks the request's signature and returns its app and parameters.
+fn authenticate(
+    state: &ServerState,
+    app_id: &str,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+    allowed: &[&str],
+) -> Result<(Arc<App>, QueryParams), ApiError> {
+    let params = QueryParams::parse(uri.query().unwrap_or("")).map_err(|e| {
+        ApiError::new(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            e.to_string(),
+        )
+    })?;
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+    let Some(key) = params.get("auth_key") else {
+        return Err(match state.app_by_id(app_id) {
+            None => ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app id {app_id}")),
+            Some(_) => unauthorized("Missing query parameter: auth_key"),
+        });
+    };
+    let app = match state.app_by_key(key) {
+        Some(app) => app.clone(),
+        None if state.app_by_id(app_id).is_none() => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("Unknown app id {app_id}"),
+            ));
+        }
+        None => return Err(unauthorized("Unknown auth_key")),
+    };
+    if app.config.id != app_id {
+        return Err(unauthorized("The auth_key does not belong to this app id"));
+    }
+    verify_request(
+        app.config.secret.as_bytes(),
+        method.as_str(),
+        uri.path(),
+        &params,
+        body,
+        now_secs(),
+    )
+    .map_err(|e| {
+        tracing::info!(app = %app.config.id, error = %e, "API request refused");
+        ApiError::new(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            e.to_string(),
+        )
+    })?;
+    if !app.config.enabled {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Application disabled"));
+    }
+    if let Some(k) = params
+        .keys()
+        .find(|k| !AUTH_PARAMS.contains(k) && !allowed.contains(k))
+    {
+        return Err(ApiError::bad(format!("Unknown query parameter: {k}")));
+    }
+    Ok((app, params))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        let status = r.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "Request body too large".to_owned()
+        } else {
+            r.body_text()
+        };
+        ApiError::new(status, message)
+    })
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("Invalid JSON body: {e}")))
+}
+
+fn parse_channel(app: &App, s: &str) -> Result<ChannelName, ApiError> {
+    app.parse_channel(s)
+        .map_err(|e| ApiError::bad(format!("{e}: {}", s.chars().take(64).collect::<String>())))
+}
+
+/// Which attributes an `info` parameter asks for.
+#[derive(Debug, Default, Clone, Copy)]
+struct InfoWanted {
+    user_count: bool,
+    subscription_count: bool,
+    cache: bool,
+}
+
+fn parse_info(info: Option<&str>, allowed: &[&str]) -> Result<InfoWanted, ApiError> {
+    let mut w = InfoWanted::default();
+    for item in info
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if !allowed.contains(&item) {
+            return Err(ApiError::bad(format!("Unsupported info attribute: {item}")));
+        }
+        match item {
+            "user_count" => w.user_count = true,
+            "subscription_count" => w.subscription_count = true,
+            "cache" => w.cache = true,
+            _ => {}
+        }
+    }
+    Ok(w)
+}
+
+/// One event to publish, validated.
+struct Publish {
+    name: EventName,
+    data: String,
+    channels: Vec<ChannelName>,
+    socket_id: Option<SocketId>,
+    info: InfoWanted,
+}
+
+/// Event fields common to `/events` and `/batch_events` items.
+#[derive(Deserialize)]
+struct EventBody {
+    name: Option<String>,
+    data: Option<Box<RawValue>>,
+    channel: Option<String>,
+    channels: Option<Vec<String>>,
+    socket_id: Option<String>,
+    info: Option<String>,
+}
+
+fn validate_event(app: &App, e: EventBody, batch: bool) -> Result<Publish, ApiError> {
+    let cfg = &app.config;
+    let name = e.name.ok_or_else(|| ApiError::bad("Missing event name"))?;
+    let name = EventName::parse_api(&name).map_err(|err| ApiError::bad(err.to_string()))?;
+    let raw = e.data.ok_or_else(|| ApiError::bad("Missing data"))?;
+    let data = if raw.get().starts_with('"') {
+        serde_json::from_str::<String>(raw.get())
+            .map_err(|err| ApiError::bad(format!("Invalid data: {err}")))?
+    } else {
+        // Lenient, like sockudo: a non-string data is sent as compact JSON.
+        serde_json::from_str::<Value>(raw.get())
+            .map(|v| v.to_string())
+            .map_err(|err| ApiError::bad(format!("Invalid data: {err}")))?
+    };
+    if data.len() > cfg.max_event_data_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Event data is too large: {} bytes, the limit is {}",
+                data.len(),
+                cfg.max_event_data_bytes
+            ),
+        ));
+    }
+    let names: Vec<String> = match (e.channel, e.channels) {
+        (Some(c), None) => vec![c],
+        (None, Some(cs)) if !batch => cs,
+        (None, Some(_)) => {
+            return Err(ApiError::bad(
+                "Batch events take a single 'channel', not 'channels'",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "Give either 'channel' or 'channels', not both",
+            ));
+        }
+        (None, None) => return Err(ApiError::bad("Missing channel")),
+    };
+    if names.is_empty() {
+        return Err(ApiError::bad("At least one channel is required"));
+    }
+    if names.len() > cfg.max_channels_per_trigger {
+        return Err(ApiError::bad(format!(
+            "Too many channels: at most {} per trigger",
+            cfg.max_channels_per_trigger
+        )));
+    }
+    let channels = names
+        .iter()
+        .map(|n| parse_channel(app, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let encrypted = channels.iter().any(|c| c.kind() == ChannelKind::Encrypted);
+    if encrypted && channels.len() > 1 {
+        return Err(ApiError::bad(
+            "Cannot trigger to multiple channels when one of them is an encrypted channel",
+        ));
+    }
+    if encrypted && cfg.require_encrypted_payload && !encrypted::is_ciphertext_envelope(&data) {
+        return Err(ApiError::bad(
+            "Data for private-encrypted- channels must be {\"nonce\",\"ciphertext\"} produced by an SDK with an encryption master key",
+        ));
+    }
+    let socket_id = e
+        .socket_id
+        .map(|s| SocketId::parse(&s).map_err(|err| ApiError::bad(err.to_string())))
+        .transpose()?;
+    let info = parse_info(e.info.as_deref(), &["user_count", "subscription_count"])?;
+    Ok(Publish {
+        name,
+        data,
+        channels,
+        socket_id,
+        info,
+    })
+}
+
+fn publish(app: &App, p: &Publish) -> Value {
+    for c in &p.channels {
+        app.publish(c, p.name.as_str(), &p.data, p.socket_id.as_ref());
+    }
+    if !p.info.user_count && !p.info.subscription_count {
+        return json!({});
+    }
+    let mut out = Map::new();
+    for c in &p.channels {
+        let info = app.channels.info(c);
+        let mut attrs = Map::new();
+        if p.info.user_count && c.kind() == ChannelKind::Presence {
+            attrs.insert("user_count".into(), info.user_count.into());
+        }
+        if p.info.subscription_count {
+            attrs.insert("subscription_count".into(), info.subscription_count.into());
+        }
+        out.insert(c.to_string(), Value::Object(attrs));
+    }
+    json!({ "channels": out })
+}
+
+/// `POST /apps/{app_id}/events`.
+pub async fn events(
+    State(state): State<Arc<ServerState>>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body_bytes(body)?;
+    let (app, _) = authenticate(&state, &app_id, &method, &uri, &body, &[])?;
+    let event: EventBody = parse_json(&body)?;
+    let p = validate_event(&app, event, false)?;
+    Ok(Json(publish(&app, &p)))
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    batch: Vec<EventBody>,
+}
+
+/// `POST /apps/{app_id}/batch_events`: validates every item, then publishes all.
+pub async fn batch_events(
+    State(state): State<Arc<ServerState>>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body_bytes(body)?;
+    let (app, _) = authenticate(&state, &app_id, &method, &uri, &body, &[])?;
+    let batch: BatchBody = parse_json(&body)?;
+    if batch.batch.len() > app.config.max_batch_events {
+        return Err(ApiError::bad(format!(
+            "Batch too large: at most {} events",
+            app.config.max_batch_events
+        )));
+    }
+    let items = batch
+        .batch
+        .into_iter()
+        .map(|e| validate_event(&app, e, true))
+        .collect::<Result<Vec<_>, _>>()?;
+    let any_info = items
+        .iter()
+        .any(|p| p.info.user_count || p.info.subscription_count);
+    let mut results = Vec::with_capacity(items.len());
+    for p in &items {
+        let v = publish(&app, p);
+        // One object per item: the channel's attributes, or {}.
+        let attrs = v
+            .get("channels")
+            .and_then(|c| c.as_object())
+            .and_then(|m| m.values().next().cloned());
+        results.push(attrs.unwrap_or_else(|| json!({})));
+    }
+    Ok(Json(if any_info {
+        json!({ "batch": results })
+    } else {
+        json!({})
+    }))
+}
+
+/// `GET /apps/{app_id}/channels`.
+pub async fn channels(
+    State(state): State<Arc<ServerState>>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+) -> ApiResult {
+    let (app, params) = authenticate(
+        &state,
+        &app_id,
+        &method,
+        &uri,
+        b"",
+        &["filter_by_prefix", "info"],
+    )?;
+    let prefix = params.get("filter_by_prefix").unwrap_or("");
+    let info = parse_info(params.get("info"), &["user_count", "subscription_count"])?;
+    if info.user_count && !prefix.starts_with("presence-") {
+        return Err(ApiError::bad(
+            "info=user_count is only allowed with filter_by_prefix=presence-",
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for (name, i) in app.channels.occupied(prefix) {
+        let mut attrs = Map::new();
+        if info.user_count {
+            attrs.insert("user_count".into(), i.user_count.into());
+        }
+        if info.subscription_count {
+            attrs.insert("subscription_count".into(), i.subscription_count.into());
+        }
+        out.insert(name.to_string(), Value::Object(attrs));
+    }
+    Ok(Json(json!({ "channels": out })))
+}
+
+/// `GET /apps/{app_id}/channels/{channel_name}`.
+pub async fn channel(
+    State(state): State<Arc<ServerState>>,
+    Path((app_id, channel)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+) -> ApiResult {
+    let (app, params) = authenticate(&state, &app_id, &method, &uri, b"", &["info"])?;
+    let name = parse_channel(&app, &channel)?;
+    let info = parse_info(
+        params.get("info"),
+        &["user_count", "subscription_count", "cache"],
+    )?;
+    if info.user_count && name.kind() != ChannelKind::Presence {
+        return Err(ApiError::bad(
+            "info=user_count is only available for presence channels",
+        ));
+    }
+    if info.cache && !name.is_cache() {
+        return Err(ApiError::bad(
+            "info=cache is only available for cache channels",
+        ));
+    }
+    let i = app.channels.info(&name);
+    let mut out = Map::new();
+    out.insert("occupied".into(), (i.subscription_count > 0).into());
+    if info.user_count {
+        out.insert("user_count".into(), i.user_count.into());
+    }
+    if info.subscription_count {
+        out.insert("subscription_count".into(), i.subscription_count.into());
+    }
+    if info.cache {
+        let cache = app.channels.cached(&name).map_or(
+            Value::Null,
+            |(data, ttl)| json!({ "data": data, "ttl": ttl.as_secs() }),
+        );
+        out.insert("cache".into(), cache);
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /apps/{app_id}/channels/{channel_name}/users`.
+pub async fn channel_users(
+    State(state): State<Arc<ServerState>>,
+    Path((app_id, channel)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+) -> ApiResult {
+    let (app, _) = authenticate(&state, &app_id, &method, &uri, b"", &[])?;
+    let name = parse_channel(&app, &channel)?;
+    if name.kind() != ChannelKind::Presence {
+        return Err(ApiError::bad(
+            "Users are only available for presence channels",
+        ));
+    }
+    let users: Vec<Value> = app
+        .channels
+        .user_ids(&name)
+        .into_iter()
+        .map(|id| json!({ "id": id }))
+        .collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+/// `POST /apps/{app_id}/users/{user_id}/terminate_connections`.
+pub async fn terminate_connections(
+    State(state): State<Arc<ServerState>>,
+    Path((app_id, user_id)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body = body_bytes(body)?;
+    let (app, _) = authenticate(&state, &app_id, &method, &uri, &body, &[])?;
+    let user = UserId::parse(&user_id).map_err(|e| ApiError::bad(e.to_string()))?;
+    let n = app.users.terminate(&user);
+    tracing::info!(app = %app.config.id, user = %user, connections = n, "terminated user connections");
+    Ok(Json(json!({})))
+}
+
+/// Unknown paths: 404 with a JSON body.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("Not found: {}", uri.path()))
+}

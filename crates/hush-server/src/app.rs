@@ -1,0 +1,191 @@
+//! Runtime state of each application and of the node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hush_protocol::{ChannelKind, ChannelName, CloseCode, SocketId, UserId, wire};
+
+use crate::channels::Channels;
+use crate::config::{AppConfig, Config, ServerConfig};
+use crate::conn::{ConnHandle, ConnId, Frame};
+use crate::lock::lock;
+use crate::users::Users;
+
+/// One application at run time.
+pub struct App {
+    /// Its configuration.
+    pub config: AppConfig,
+    /// Channel registry.
+    pub channels: Channels,
+    /// Signed-in users.
+    pub users: Users,
+    connections: AtomicUsize,
+}
+
+impl App {
+    /// Fresh state for an app.
+    pub fn new(config: AppConfig) -> Self {
+        Self {
+            config,
+            channels: Channels::default(),
+            users: Users::default(),
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// Parses a channel name with this app's length limit.
+    pub fn parse_channel(&self, s: &str) -> Result<ChannelName, hush_protocol::ChannelNameError> {
+        ChannelName::parse_with_max(s, self.config.max_channel_name_length)
+    }
+
+    /// Current connections of this app.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Publishes an event (encoded once) to a channel, or to a user for
+    /// `#server-to-user-` channels. Returns the sockets reached.
+    pub fn publish(
+        &self,
+        channel: &ChannelName,
+        event: &str,
+        data: &str,
+        except: Option<&SocketId>,
+    ) -> usize {
+        let frame: Frame = wire::channel_event(event, channel.as_str(), data).into();
+        if channel.kind() == ChannelKind::ServerToUser {
+            return match channel.server_to_user_id().map(UserId::parse) {
+                Some(Ok(user)) => self.users.publish(&user, &frame, except),
+                _ => 0,
+            };
+        }
+        let cache = channel
+            .is_cache()
+            .then(|| (data, Duration::from_secs(self.config.cache_ttl)));
+        self.channels.publish(channel, &frame, except, cache)
+    }
+}
+
+/// Why a new connection is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Accepted; the guard releases the counts when dropped.
+    Accepted,
+    /// Refused with this code.
+    Refused(CloseCode),
+}
+
+/// Everything the node shares between connections and API requests.
+pub struct ServerState {
+    /// Listener settings.
+    pub server: ServerConfig,
+    apps_by_key: HashMap<String, Arc<App>>,
+    apps_by_id: HashMap<String, Arc<App>>,
+    connections: AtomicUsize,
+    registry: Mutex<HashMap<ConnId, ConnHandle>>,
+    draining: AtomicBool,
+}
+
+/// Releases a connection's place in the counts and the registry.
+pub struct ConnectionGuard {
+    state: Arc<ServerState>,
+    app: Arc<App>,
+    id: ConnId,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.app.connections.fetch_sub(1, Ordering::Relaxed);
+        self.state.connections.fetch_sub(1, Ordering::Relaxed);
+        lock(&self.state.registry).remove(&self.id);
+    }
+}
+
+impl ServerState {
+    /// Builds the state from a configuration.
+    pub fn new(config: &Config) -> Arc<Self> {
+        let apps: Vec<Arc<App>> = config
+            .effective_apps()
+            .into_iter()
+            .map(|a| Arc::new(App::new(a)))
+            .collect();
+        Arc::new(Self {
+            server: config.server.clone(),
+            apps_by_key: apps
+                .iter()
+                .map(|a| (a.config.key.clone(), a.clone()))
+                .collect(),
+            apps_by_id: apps
+                .iter()
+                .map(|a| (a.config.id.clone(), a.clone()))
+                .collect(),
+            connections: AtomicUsize::new(0),
+            registry: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// The app with this public key.
+    pub fn app_by_key(&self, key: &str) -> Option<&Arc<App>> {
+        self.apps_by_key.get(key)
+    }
+
+    /// The app with this id.
+    pub fn app_by_id(&self, id: &str) -> Option<&Arc<App>> {
+        self.apps_by_id.get(id)
+    }
+
+    /// All apps.
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.apps_by_id.values()
+    }
+
+    /// Connections open on this node.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Admits a connection to `app`, checking node capacity (4100) and the
+    /// app's quota (4004).
+    pub fn admit(
+        self: &Arc<Self>,
+        app: &Arc<App>,
+        handle: &ConnHandle,
+    ) -> Result<ConnectionGuard, CloseCode> {
+        if self.is_draining() {
+            return Err(CloseCode::Reconnect);
+        }
+        let node = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let per_app = app.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let guard = ConnectionGuard {
+            state: self.clone(),
+            app: app.clone(),
+            id: handle.id,
+        };
+        lock(&self.registry).insert(handle.id, handle.clone());
+        if self.server.max_connections > 0 && node > self.server.max_connections {
+            return Err(CloseCode::OverCapacity);
+        }
+        if app.config.max_connections > 0 && per_app > app.config.max_connections {
+            return Err(CloseCode::OverQuota);
+        }
+        Ok(guard)
+    }
+
+    /// Starts draining: refuses new connections and asks every open one to
+    /// reconnect elsewhere (4200).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        for h in lock(&self.registry).values() {
+            h.close(CloseCode::Reconnect);
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The per-app channel registry: subscribers, presence members and the last
+//! event of cache channels, sharded so that publishing never takes a global lock.
+//!
+//! Frames that must be ordered relative to a subscription change (the
+//! subscriber's `subscription_succeeded`, its cached event, `member_added`,
+//! `subscription_count`) are queued while the shard lock is held, so a
+//! subscriber never sees a channel event before its own
+//! `subscription_succeeded`, and a cached event is never replayed after a newer one.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use hush_protocol::presence::PresenceMember;
+use hush_protocol::wire;
+use hush_protocol::{ChannelName, SocketId};
+
+use crate::conn::{ConnHandle, ConnId, Frame};
+use crate::lock::{read, write};
+
+const SHARDS: usize = 32;
+
+/// Subscription-count events on channels larger than this are sent at most
+/// every [`LARGE_CHANNEL_COUNT_INTERVAL`].
+const LARGE_CHANNEL: usize = 100;
+const LARGE_CHANNEL_COUNT_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Channel {
+    subs: HashMap<ConnId, Sub>,
+    members: HashMap<String, Member>,
+    cache: Option<CachedEvent>,
+    last_count_sent: Option<Instant>,
+}
+
+struct Sub {
+    handle: ConnHandle,
+    /// Presence: the user id this socket joined as.
+    user_id: Option<String>,
+}
+
+struct Member {
+    info: Option<Box<serde_json::value::RawValue>>,
+    sockets: usize,
+}
+
+/// The last event published to a cache channel.
+#[derive(Debug, Clone)]
+pub struct CachedEvent {
+    /// The encoded channel event frame.
+    pub frame: Frame,
+    /// The event's `data` string.
+    pub data: String,
+    /// When it stops being replayed.
+    pub expires: Instant,
+}
+
+impl Channel {
+    fn cache_live(&self, now: Instant) -> Option<&CachedEvent> {
+        self.cache.as_ref().filter(|c| c.expires > now)
+    }
+
+    fn is_garbage(&self, now: Instant) -> bool {
+        self.subs.is_empty() && self.cache_live(now).is_none()
+    }
+}
+
+/// What a subscription did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The socket was already subscribed (only `subscription_succeeded` was re-sent).
+    pub already: bool,
+    /// The channel had no subscriber before (for `channel_occupied`).
+    pub occupied: bool,
+    /// Presence: this was the user's first socket (for `member_added`).
+    pub member_added: bool,
+    /// Cache channel: no live cached event (a `pusher:cache_miss` was sent).
+    pub cache_miss: bool,
+}
+
+/// What an unsubscription did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Unsubscribed {
+    /// The socket was subscribed.
+    pub was_subscribed: bool,
+    /// The channel has no subscriber left (for `channel_vacated`).
+    pub vacated: bool,
+    /// Presence: the user whose last socket left (for `member_removed`).
+    pub member_removed: Option<String>,
+}
+
+/// Refusal of a presence subscription.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Maximum number of presence members ({0}) reached")]
+pub struct MemberLimit(pub usize);
+
+/// Facts about one channel for the HTTP API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// Sockets subscribed.
+    pub subscription_count: usize,
+    /// Distinct presence users.
+    pub user_count: usize,
+}
+
+/// Options that shape subscription side effects.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscribeOptions {
+    /// Most distinct presence users.
+    pub max_members: usize,
+    /// Send `pusher_internal:subscription_count` to subscribers.
+    pub subscription_count: bool,
+}
+
+/// The registry of one app.
+pub struct Channels {
+    shards: Box<[RwLock<HashMap<ChannelName, Channel>>]>,
+    hasher: RandomState,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl Channels {
+    fn shard(&self, name: &ChannelName) -> &RwLock<HashMap<ChannelName, Channel>> {
+        let i = (self.hasher.hash_one(name) as usize) % self.shards.len();
+        &self.shards[i]
+    }
+
+    /// Adds `handle` to `name` and queues, in order: `subscription_succeeded`,
+    /// then (cache channels) the cached event or `pusher:cache_miss`; and to the
+    /// others: `member_added` (first socket of a user) and `subscription_count`.
+    pub fn subscribe(
+        &self,
+        name: &ChannelName,
+        handle: &ConnHandle,
+        member: Option<PresenceMember>,
+        opts: SubscribeOptions,
+    ) -> Result<Subscribed, MemberLimit> {
+        let now = Instant::now();
+        let mut shard = write(self.shard(name));
+        let ch = shard.entry(name.clone()).or_default();
+        if let Some(m) = &member {
+            if !ch.members.contains_key(&m.user_id) && ch.members.len() >= opts.max_members {
+                if ch.is_garbage(now) {
+                    shard.remove(name);
+                }
+                return Err(MemberLimit(opts.max_members));
+            }
+        }
+        if ch.subs.contains_key(&handle.id) {
+            handle.send(succeeded_frame(name, ch, member.is_some()));
+            return Ok(Subscribed {
+                already: true,
+                occupied: false,
+                member_added: false,
+                cache_miss: false,
+            });
+        }
+        let occupied = ch.subs.is_empty();
+        let mut member_added = false;
+        let user_id = member.map(|m| {
+            let entry = ch.members.entry(m.user_id.clone()).or_insert_with(|| {
+                member_added = true;
+                Member {
+                    info: m.user_info.clone(),
+                    sockets: 0,
+                }
+            });
+            entry.sockets += 1;
+            m.user_id
+        });
+        let is_presence = user_id.is_some();
+        if member_added {
+            if let Some(uid) = &user_id {
+                let info = ch
+                    .members
+                    .get(uid)
+                    .and_then(|m| m.info.as_deref())
+                    .map_or("{}", |r| r.get());
+                let frame: Frame = wire::member_added(name.as_str(), uid, info).into();
+                for s in ch.subs.values() {
+                    s.handle.send(frame.clone());
+                }
+            }
+        }
+        ch.subs.insert(
+            handle.id,
+            Sub {
+                handle: handle.clone(),
+                user_id,
+            },
+        );
+        handle.send(succeeded_frame(name, ch, is_presence));
+        let mut cache_miss = false;
+        if name.is_cache() {
+            match ch.cache_live(now) {
+                Some(c) => {
+                    handle.send(c.frame.clone());
+                }
+                None => {
+                    cache_miss = true;
+                    handle.send(wire::cache_miss(name.as_str()).into());
+                }
+            }
+        }
+        if opts.subscription_count && !is_presence {
+            send_count(name, ch, now);
+        }
+        Ok(Subscribed {
+            already: false,
+            occupied,
+            member_added,
+            cache_miss,
+        })
+    }
+
+    /// Removes `conn` from `name`, queueing `member_removed` (last socket of a
+    /// user) and `subscription_count` to the remaining subscribers.
+    pub fn unsubscribe(
+        &self,
+        name: &ChannelName,
+        conn: ConnId,
+        subscription_count: bool,
+    ) -> Unsubscribed {
+        let now = Instant::now();
+        let mut shard = write(self.shard(name));
+        let Some(ch) = shard.get_mut(name) else {
+            return Unsubscribed::default();
+        };
+        let Some(sub) = ch.subs.remove(&conn) else {
+            return Unsubscribed::default();
+        };
+        let mut out = Unsubscribed {
+            was_subscribed: true,
+            vacated: ch.subs.is_empty(),
+            member_removed: None,
+        };
+        if let Some(uid) = sub.user_id {
+            let last = match ch.members.get_mut(&uid) {
+                Some(m) => {
+                    m.sockets = m.sockets.saturating_sub(1);
+                    m.sockets == 0
+                }
+                None => false,
+            };
+            if last {
+                ch.members.remove(&uid);
+                let frame: Frame = wire::member_removed(name.as_str(), &uid).into();
+                for s in ch.subs.values() {
+                    s.handle.send(frame.clone());
+                }
+                out.member_removed = Some(uid);
+            }
+        } else if subscription_count && !ch.subs.is_empty() {
+            send_count(name, ch, now);
+        }
+        if ch.is_garbage(now) {
+            shard.remove(name);
+        }
+        out
+    }
+
+    /// Sends `frame` to every subscriber of `name` except `except`. For cache
+    /// channels, `cache` (event data and TTL) is stored as the last event.
+    /// Returns the number of sockets the frame was queued for.
+    pub fn publish(
+        &self,
+        name: &ChannelName,
+        frame: &Frame,
+        except: Option<&SocketId>,
+        cache: Option<(&str, Duration)>,
+    ) -> usize {
+        let send_all = |ch: &Channel| {
+            let mut n = 0;
+            for s in ch.subs.values() {
+                if except != Some(&s.handle.socket_id) && s.handle.send(frame.clone()) {
+                    n += 1;
+                }
+            }
+            n
+        };
+        match cache {
+            None => read(self.shard(name)).get(name).map_or(0, send_all),
+            Some((data, ttl)) => {
+                let now = Instant::now();
+                let mut shard = write(self.shard(name));
+                let ch = shard.entry(name.clone()).or_default();
+                ch.cache = Some(CachedEvent {
+                    frame: frame.clone(),
+                    data: data.to_owned(),
+                    expires: now + ttl,
+                });
+                send_all(ch)
+            }
+        }
+    }
+
+    /// Subscription and user counts of one channel.
+    pub fn info(&self, name: &ChannelName) -> ChannelInfo {
+        read(self.shard(name))
+            .get(name)
+            .map_or_else(ChannelInfo::default, |ch| ChannelInfo {
+                subscription_count: ch.subs.len(),
+                user_count: ch.members.len(),
+            })
+    }
+
+    /// The live cached event of a cache channel, with its remaining TTL.
+    pub fn cached(&self, name: &ChannelName) -> Option<(String, Duration)> {
+        let now = Instant::now();
+        read(self.shard(name))
+            .get(name)
+            .and_then(|ch| ch.cache_live(now))
+            .map(|c| (c.data.clone(), c.expires.saturating_duration_since(now)))
+    }
+
+    /// Distinct presence user ids of a channel.
+    pub fn user_ids(&self, name: &ChannelName) -> Vec<String> {
+        read(self.shard(name))
+            .get(name)
+            .map_or_else(Vec::new, |ch| ch.members.keys().cloned().collect())
+    }
+
+    /// Every occupied channel whose name starts with `prefix`, with its info.
+    pub fn occupied(&self, prefix: &str) -> Vec<(ChannelName, ChannelInfo)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            for (name, ch) in read(shard).iter() {
+                if !ch.subs.is_empty() && name.as_str().starts_with(prefix) {
+                    out.push((
+                        name.clone(),
+                        ChannelInfo {
+                            subscription_count: ch.subs.len(),
+                            user_count: ch.members.len(),
+                        },
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops expired cache entries of channels nobody is subscribed to.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            write(shard).retain(|_, ch| !ch.is_garbage(now));
+        }
+    }
+}
+
+fn succeeded_frame(name: &ChannelName, ch: &Channel, presence: bool) -> Frame {
+    if presence {
+        let data = wire::presence_data(
+            ch.members
+                .iter()
+                .map(|(id, m)| (id.as_str(), m.info.as_deref().map_or("{}", |r| r.get()))),
+        );
+        wire::subscription_succeeded(name.as_str(), &data).into()
+    } else {
+        wire::subscription_succeeded(name.as_str(), "{}").into()
+    }
+}
+
+fn send_count(name: &ChannelName, ch: &mut Channel, now: Instant) {
+    let n = ch.subs.len();
+    if n > LARGE_CHANNEL {
+        if let Some(last) = ch.last_count_sent {
+            if now.duration_since(last) < LARGE_CHANNEL_COUNT_INTERVAL {
+                return;
+            }
+        }
+    }
+    ch.last_count_sent = Some(now);
+    let frame: Frame = wire::subscription_count(name.as_str(), n).into();
+    for s in ch.subs.values() {
+        s.handle.send(frame.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::Receiver;
+
+    fn conn() -> (ConnHandle, Receiver<Frame>) {
+        let (h, rx, _) = ConnHandle::new(SocketId::from_parts(1, rand::random()), 64);
+        (h, rx)
+    }
+
+    fn drain(rx: &mut Receiver<Frame>) -> Vec<String> {
+        let mut v = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            v.push(f.as_str().to_owned());
+        }
+        v
+    }
+
+    fn member(id: &str) -> Option<PresenceMember> {
+        Some(
+            hush_protocol::presence::parse_channel_data(&format!(r#"{{"user_id":"{id}"}}"#), 1024)
+                .unwrap(),
+        )
+    }
+
+    const OPTS: SubscribeOptions = SubscribeOptions {
+        max_members: 2,
+        subscription_count: false,
+    };
+
+    #[test]
+    fn presence_one_member_per_user() {
+        let ch = Channels::default();
+        let name = ChannelName::parse("presence-x").unwrap();
+        let (a1, mut ra1) = conn();
+        let (a2, mut ra2) = conn();
+        let (b, mut rb) = conn();
+        assert!(
+            ch.subscribe(&name, &a1, member("a"), OPTS)
+                .unwrap()
+                .member_added
+        );
+        assert!(
+            !ch.subscribe(&name, &a2, member("a"), OPTS)
+                .unwrap()
+                .member_added
+        );
+        assert!(
+            ch.subscribe(&name, &b, member("b"), OPTS)
+                .unwrap()
+                .member_added
+        );
+        assert_eq!(
+            ch.info(&name),
+            ChannelInfo {
+                subscription_count: 3,
+                user_count: 2
+            }
+        );
+        // a1 saw its success then b's member_added, but not a2's second socket.
+        let got = drain(&mut ra1);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[1].contains("member_added"));
+        drain(&mut ra2);
+        drain(&mut rb);
+        // Limit: a third distinct user is refused, another socket of "a" is fine.
+        let (c, _rc) = conn();
+        assert_eq!(
+            ch.subscribe(&name, &c, member("c"), OPTS),
+            Err(MemberLimit(2))
+        );
+        // a1 leaves: a still has a2, nothing is broadcast.
+        assert_eq!(ch.unsubscribe(&name, a1.id, false).member_removed, None);
+        assert!(drain(&mut rb).is_empty());
+        let out = ch.unsubscribe(&name, a2.id, false);
+        assert_eq!(out.member_removed.as_deref(), Some("a"));
+        assert!(drain(&mut rb)[0].contains("member_removed"));
+        assert!(ch.unsubscribe(&name, b.id, false).vacated);
+        assert_eq!(ch.info(&name), ChannelInfo::default());
+    }
+
+    #[test]
+    fn publish_excludes_and_caches() {
+        let ch = Channels::default();
+        let name = ChannelName::parse("cache-x").unwrap();
+        let (a, mut ra) = conn();
+        let s = ch.subscribe(&name, &a, None, OPTS).unwrap();
+        assert!(s.cache_miss && s.occupied);
+        let f: Frame = wire::channel_event("e", "cache-x", "1").into();
+        assert_eq!(
+            ch.publish(
+                &name,
+                &f,
+                Some(&a.socket_id),
+                Some(("1", Duration::from_secs(60)))
+            ),
+            0
+        );
+        drain(&mut ra);
+        let (b, mut rb) = conn();
+        assert!(!ch.subscribe(&name, &b, None, OPTS).unwrap().cache_miss);
+        let got = drain(&mut rb);
+        assert_eq!(got[1], f.as_str());
+        assert_eq!(ch.cached(&name).unwrap().0, "1");
+        ch.unsubscribe(&name, a.id, false);
+        ch.unsubscribe(&name, b.id, false);
+        ch.sweep();
+        // The cached event outlives its subscribers until the TTL.
+        assert!(ch.cached(&name).is_some());
+        assert_eq!(ch.occupied(""), vec![]);
+    }
+
+    #[test]
+    fn resubscribe_only_resends_success() {
+        let ch = Channels::default();
+        let name = ChannelName::parse("news").unwrap();
+        let (a, mut ra) = conn();
+        ch.subscribe(&name, &a, None, OPTS).unwrap();
+        assert!(ch.subscribe(&name, &a, None, OPTS).unwrap().already);
+        assert_eq!(drain(&mut ra).len(), 2);
+        assert_eq!(ch.info(&name).subscription_count, 1);
+    }
+}

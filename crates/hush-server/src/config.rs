@@ -1,0 +1,348 @@
+//! Configuration: one definition read from the built-in defaults, `hush.toml`
+//! and `HUSH_*` environment variables, in that order of precedence (lowest
+//! first).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use hush_protocol::limits;
+use serde::{Deserialize, Serialize};
+
+/// The built-in defaults (`config/defaults.toml`), compiled in.
+pub const DEFAULTS_TOML: &str = include_str!("../../../config/defaults.toml");
+
+/// Everything hush reads at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener and connection settings.
+    pub server: ServerConfig,
+    /// Applications, by label (`[apps.main]`).
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppConfig>,
+    /// The app used when `apps` is empty (local development only).
+    pub development_app: AppConfig,
+}
+
+/// Listener and per-connection settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (0 picks a free one).
+    pub port: u16,
+    /// Seconds advertised as `activity_timeout`.
+    pub activity_timeout: u64,
+    /// Extra seconds of client silence before the server pings.
+    pub ping_grace: u64,
+    /// Seconds to wait for any frame after a server ping (then close 4201).
+    pub pong_timeout: u64,
+    /// Largest inbound WebSocket message, bytes.
+    pub max_message_bytes: usize,
+    /// Largest HTTP API body, bytes.
+    pub max_body_bytes: usize,
+    /// Outgoing frames queued per connection before it is closed as slow (4100).
+    pub outgoing_queue_frames: usize,
+    /// Node capacity over all apps (0 = unlimited); beyond it, close 4100.
+    pub max_connections: usize,
+    /// Seconds to wait for clients to leave on shutdown.
+    pub shutdown_timeout: u64,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One application (tenant).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// App id, used in HTTP API paths.
+    pub id: String,
+    /// Public key, used by clients in `/app/{key}`.
+    pub key: String,
+    /// Secret for signatures. Masked by `--print-config`.
+    pub secret: String,
+    /// Disabled apps refuse connections (4003) and API calls (403).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Allow `client-*` events on private and presence channels.
+    #[serde(default)]
+    pub client_events: bool,
+    /// "Authorized connections": close (4009) connections that neither sign in
+    /// nor join a private/presence channel within `user_authentication_timeout`.
+    #[serde(default)]
+    pub user_authentication: bool,
+    /// Seconds allowed for that.
+    #[serde(default = "default_user_auth_timeout")]
+    pub user_authentication_timeout: u64,
+    /// Send `pusher_internal:subscription_count` to subscribers.
+    #[serde(default)]
+    pub subscription_count: bool,
+    /// Connections allowed for this app (0 = unlimited); beyond it, close 4004.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// Client events per second per connection (error 4301 beyond).
+    #[serde(default = "default_client_rate")]
+    pub max_client_events_per_second: u32,
+    /// Distinct users per presence channel.
+    #[serde(default = "default_presence_members")]
+    pub max_presence_members: usize,
+    /// Serialized `user_info` bytes per presence member.
+    #[serde(default = "default_user_info_bytes")]
+    pub max_presence_user_info_bytes: usize,
+    /// Event `data` bytes (HTTP API 413 beyond; client events refused).
+    #[serde(default = "default_data_bytes")]
+    pub max_event_data_bytes: usize,
+    /// Channel name length limit (at most 200).
+    #[serde(default = "default_channel_len")]
+    pub max_channel_name_length: usize,
+    /// Channels per trigger.
+    #[serde(default = "default_channels_per_trigger")]
+    pub max_channels_per_trigger: usize,
+    /// Events per batch.
+    #[serde(default = "default_batch")]
+    pub max_batch_events: usize,
+    /// Seconds a cache channel keeps its last event.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: u64,
+    /// Refuse (400) API publishes to `private-encrypted-` channels whose data is
+    /// not a `{nonce, ciphertext}` envelope.
+    #[serde(default = "yes")]
+    pub require_encrypted_payload: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_user_auth_timeout() -> u64 {
+    30
+}
+fn default_client_rate() -> u32 {
+    limits::MAX_CLIENT_EVENTS_PER_SECOND
+}
+fn default_presence_members() -> usize {
+    limits::MAX_PRESENCE_MEMBERS
+}
+fn default_user_info_bytes() -> usize {
+    limits::MAX_PRESENCE_USER_INFO_BYTES
+}
+fn default_data_bytes() -> usize {
+    limits::MAX_EVENT_DATA_BYTES
+}
+fn default_channel_len() -> usize {
+    hush_protocol::channel::MAX_CHANNEL_NAME_LENGTH
+}
+fn default_channels_per_trigger() -> usize {
+    limits::MAX_CHANNELS_PER_TRIGGER
+}
+fn default_batch() -> usize {
+    limits::MAX_BATCH_EVENTS
+}
+fn default_cache_ttl() -> u64 {
+    limits::CACHE_TTL_SECS
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading or merging the sources failed.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is not acceptable.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given; it must exist), then `HUSH_*`
+    /// variables from the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, Env::prefixed("HUSH_").split("__"))
+    }
+
+    /// Loads with a custom environment provider (tests).
+    pub fn load_with_env(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULTS_TOML));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        // Only HUSH_SERVER__*, HUSH_APPS__* and HUSH_DEVELOPMENT_APP__* are
+        // configuration; HUSH_LOG, HUSH_CONFIG and others belong to the CLI.
+        let env = env.filter(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            ["server", "apps", "development_app"].iter().any(|t| k == *t || k.starts_with(&format!("{t}.")))
+        });
+        let cfg: Config = fig.merge(env).extract().map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML string on top of the defaults (tests and embedding).
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = Figment::from(Toml::string(DEFAULTS_TOML))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// True when no app is configured and the development app is in use.
+    pub fn uses_development_app(&self) -> bool {
+        self.apps.is_empty()
+    }
+
+    /// The apps in force: the configured ones, or the development app.
+    pub fn effective_apps(&self) -> Vec<AppConfig> {
+        if self.apps.is_empty() {
+            vec![self.development_app.clone()]
+        } else {
+            self.apps.values().cloned().collect()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let apps = self.effective_apps();
+        let mut ids = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for a in &apps {
+            if a.id.is_empty() || a.key.is_empty() || a.secret.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "app '{}': id, key and secret must not be empty",
+                    a.id
+                )));
+            }
+            if a.key.contains(':') || a.key.contains('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "app '{}': key must not contain ':' or '/'",
+                    a.id
+                )));
+            }
+            if a.id.contains('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "app '{}': id must not contain '/'",
+                    a.id
+                )));
+            }
+            if !ids.insert(a.id.clone()) {
+                return Err(ConfigError::Invalid(format!("duplicate app id '{}'", a.id)));
+            }
+            if !keys.insert(a.key.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "duplicate app key '{}'",
+                    a.key
+                )));
+            }
+            if a.max_channel_name_length == 0 || a.max_channel_name_length > 200 {
+                return Err(ConfigError::Invalid(format!(
+                    "app '{}': max_channel_name_length must be 1..=200",
+                    a.id
+                )));
+            }
+        }
+        if self.server.activity_timeout == 0 {
+            return Err(ConfigError::Invalid(
+                "server.activity_timeout must be > 0 (pusher-js refuses 0)".into(),
+            ));
+        }
+        if self.server.outgoing_queue_frames == 0 {
+            return Err(ConfigError::Invalid(
+                "server.outgoing_queue_frames must be > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with every secret masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut c = self.clone();
+        for a in c
+            .apps
+            .values_mut()
+            .chain(std::iter::once(&mut c.development_app))
+        {
+            a.secret = mask(&a.secret);
+        }
+        toml::to_string_pretty(&c)
+            .unwrap_or_else(|e| format!("# could not render configuration: {e}\n"))
+    }
+}
+
+/// Shows at most the first two characters of a secret.
+fn mask(secret: &str) -> String {
+    let head: String = secret.chars().take(2).collect();
+    format!("{head}****")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_use_the_development_app() {
+        let c = Config::from_toml("").unwrap();
+        assert!(c.uses_development_app());
+        assert_eq!(c.effective_apps()[0].key, "app-key");
+        assert_eq!(c.server.activity_timeout, 120);
+    }
+
+    #[test]
+    fn apps_and_defaults() {
+        let c = Config::from_toml("[apps.main]\nid='3'\nkey='k'\nsecret='s3cr3t'\n").unwrap();
+        let a = &c.effective_apps()[0];
+        assert_eq!(a.id, "3");
+        assert!(a.enabled);
+        assert!(!a.client_events);
+        assert_eq!(a.max_presence_members, 100);
+        let masked = c.to_masked_toml();
+        assert!(!masked.contains("s3cr3t"));
+        assert!(masked.contains("s3****"));
+    }
+
+    #[test]
+    fn rejects_bad_config() {
+        assert!(
+            Config::from_toml(
+                "[apps.a]\nid='1'\nkey='k'\nsecret='s'\n[apps.b]\nid='1'\nkey='k2'\nsecret='s'\n"
+            )
+            .is_err()
+        );
+        assert!(Config::from_toml("[apps.a]\nid='1'\nkey='k:x'\nsecret='s'\n").is_err());
+        assert!(Config::from_toml("[server]\nactivity_timeout=0\n").is_err());
+        assert!(Config::from_toml("[server]\nbogus=1\n").is_err());
+        assert!(Config::from_toml("[apps.a]\nid='1'\nkey='k'\n").is_err());
+    }
+
+    #[test]
+    fn env_overrides() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("hush.toml", "[apps.main]\nid='3'\nkey='k'\nsecret='s'\n")?;
+            jail.set_env("HUSH_SERVER__PORT", "7777");
+            jail.set_env("HUSH_APPS__MAIN__CLIENT_EVENTS", "true");
+            jail.set_env("HUSH_LOG", "debug");
+            jail.set_env("HUSH_CONFIG", "elsewhere.toml");
+            let c = Config::load(Some(Path::new("hush.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.port, 7777);
+            assert!(c.apps["main"].client_events);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,173 @@
+//! The hush server as a library: a Pusher Channels protocol 7 server.
+//!
+//! `hush serve` is a thin wrapper around [`Server`]; tests start the same server
+//! in-process on an ephemeral loopback port:
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let config = hush_server::Config::from_toml("[server]\nport = 0").expect("valid config");
+//! let server = hush_server::Server::bind(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+//!
+//! Data flow: the [`gateway`] accepts WebSocket connections and runs one task per
+//! connection around a [`session::Session`]; the [`api`] verifies signed HTTP
+//! requests; both publish through the per-app, sharded [`channels::Channels`]
+//! registry, which encodes each event once and hands clones of the same bytes to
+//! every subscriber's bounded queue ([`conn::ConnHandle`]).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod app;
+pub mod channels;
+pub mod config;
+pub mod conn;
+pub mod gateway;
+pub mod keepalive;
+mod lock;
+pub mod ratelimit;
+pub mod session;
+pub mod users;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+pub use app::ServerState;
+pub use config::{AppConfig, Config, ServerConfig};
+
+/// How often expired cache-channel events are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A bound, not yet running server.
+pub struct Server {
+    state: Arc<ServerState>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Binds the listener named in `config.server` (port 0 picks a free port).
+    pub async fn bind(config: Config) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
+        Ok(Self {
+            state: ServerState::new(&config),
+            listener,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Shared state (for embedding and tests).
+    pub fn state(&self) -> Arc<ServerState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains: every client is asked to
+    /// reconnect (4200), and the call returns once they are gone or
+    /// `shutdown_timeout` has passed.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let sweeper = tokio::spawn(sweep(state.clone()));
+        let drain_state = state.clone();
+        let result = axum::serve(self.listener, router(state.clone()))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!(
+                    connections = drain_state.connection_count(),
+                    "shutting down: asking clients to reconnect (4200)"
+                );
+                drain_state.drain();
+            })
+            .await;
+        sweeper.abort();
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(state.server.shutdown_timeout);
+        while state.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(remaining = state.connection_count(), "stopped");
+        result
+    }
+}
+
+async fn sweep(state: Arc<ServerState>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        for app in state.apps() {
+            app.channels.sweep();
+        }
+    }
+}
+
+/// The routes: WebSocket gateway, HTTP API, health.
+pub fn router(state: Arc<ServerState>) -> Router {
+    let body_limit = state.server.max_body_bytes;
+    Router::new()
+        .route("/app/{key}", get(gateway::connect))
+        .route("/apps/{app_id}/events", post(api::events))
+        .route("/apps/{app_id}/batch_events", post(api::batch_events))
+        .route("/apps/{app_id}/channels", get(api::channels))
+        .route("/apps/{app_id}/channels/{channel_name}", get(api::channel))
+        .route(
+            "/apps/{app_id}/channels/{channel_name}/users",
+            get(api::channel_users),
+        )
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(api::terminate_connections),
+        )
+        .route("/up", get(up))
+        .route("/ready", get(ready))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+async fn up() -> Response {
+    axum::Json(json!({ "status": "up" })).into_response()
+}
+
+async fn ready(State(state): State<Arc<ServerState>>) -> Response {
+    if state.is_draining() {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "draining" })),
+        )
+            .into_response()
+    } else {
+        axum::Json(json!({ "status": "ready" })).into_response()
+    }
+}
+
+async fn fallback(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    state: State<Arc<ServerState>>,
+    uri: Uri,
+) -> Response {
+    match ws {
+        Ok(ws) => gateway::bad_path(ws, state).await,
+        Err(_) => api::not_found(uri).await.into_response(),
+    }
+}

@@ -1,0 +1,414 @@
+//! What one connection has done (subscriptions, sign-in, client-event budget)
+//! and how each client message changes it. The socket loop lives in
+//! [`crate::gateway`]; this module never touches the socket.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hush_protocol::auth::{self, AuthError};
+use hush_protocol::presence::{self, PresenceMember};
+use hush_protocol::wire::{self, ClientMessage, SubscribeData, SubscriptionErrorType};
+use hush_protocol::{ChannelKind, ChannelName, CloseCode, EventName, UserId, limits};
+use serde_json::value::RawValue;
+
+use crate::app::App;
+use crate::channels::SubscribeOptions;
+use crate::conn::{ConnHandle, Frame};
+use crate::ratelimit::TokenBucket;
+
+/// The message Pusher sends when an app has client events turned off.
+const CLIENT_EVENTS_DISABLED: &str =
+    "To send client events, you must enable this feature in the Settings page of your dashboard.";
+
+struct SignedIn {
+    id: UserId,
+    info: Option<Box<RawValue>>,
+    watchlist: Vec<UserId>,
+}
+
+/// What the socket loop must do after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Keep going.
+    Continue,
+    /// Send `pusher:error` with this code and close.
+    Close(CloseCode, &'static str),
+}
+
+/// The state of one connection.
+pub struct Session {
+    app: Arc<App>,
+    handle: ConnHandle,
+    /// Subscribed channels; for presence, the user id joined as.
+    subs: HashMap<ChannelName, Option<String>>,
+    user: Option<SignedIn>,
+    client_events: TokenBucket,
+    authorized: bool,
+}
+
+impl Session {
+    /// A fresh session for `handle` on `app`.
+    pub fn new(app: Arc<App>, handle: ConnHandle, now: Instant) -> Self {
+        let rate = app.config.max_client_events_per_second;
+        Self {
+            app,
+            handle,
+            subs: HashMap::new(),
+            user: None,
+            client_events: TokenBucket::new(rate, now),
+            authorized: false,
+        }
+    }
+
+    /// True once the connection signed in or joined a private/presence channel
+    /// (what "authorized connections" asks for).
+    pub fn is_authorized(&self) -> bool {
+        self.authorized
+    }
+
+    fn reply(&self, frame: String) {
+        self.handle.send(Frame::from(frame));
+    }
+
+    /// Sends `pusher:error` with code `null`.
+    pub fn send_error(&self, message: &str) {
+        self.error(None, message);
+    }
+
+    fn error(&self, code: Option<CloseCode>, message: &str) {
+        self.reply(wire::error(code.map(CloseCode::code), message));
+    }
+
+    /// Handles one text frame.
+    pub fn handle_text(&mut self, text: &str, now: Instant) -> Outcome {
+        match wire::parse_client_frame(text) {
+            Err(e) => {
+                self.error(None, &e.to_string());
+                Outcome::Continue
+            }
+            Ok(msg) => self.handle(msg, now),
+        }
+    }
+
+    /// Handles one parsed message.
+    pub fn handle(&mut self, msg: ClientMessage, now: Instant) -> Outcome {
+        match msg {
+            ClientMessage::Ping => self.reply(wire::PONG.to_owned()),
+            ClientMessage::Pong | ClientMessage::UnknownPusher(_) => {}
+            ClientMessage::Subscribe(d) => self.subscribe(d),
+            ClientMessage::Unsubscribe { channel } => self.unsubscribe(&channel),
+            ClientMessage::Signin { auth, user_data } => return self.signin(&auth, &user_data),
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => self.client_event(&event, channel.as_deref(), data, now),
+            ClientMessage::NotAllowed(event) => {
+                let shown: String = event.chars().take(64).collect();
+                self.error(
+                    None,
+                    &format!("Event '{shown}' not allowed: client events must start with client-"),
+                );
+            }
+        }
+        Outcome::Continue
+    }
+
+    fn sub_error(&self, channel: &str, kind: SubscriptionErrorType, msg: &str) {
+        let shown: String = channel.chars().take(64).collect();
+        self.reply(wire::subscription_error(&shown, kind, msg));
+    }
+
+    fn subscribe(&mut self, d: SubscribeData) {
+        let name = match self.app.parse_channel(&d.channel) {
+            Ok(n) => n,
+            Err(e) => {
+                return self.sub_error(
+                    &d.channel,
+                    SubscriptionErrorType::InvalidChannel,
+                    &e.to_string(),
+                );
+            }
+        };
+        let auth = d.auth.as_deref().unwrap_or("");
+        let cfg = &self.app.config;
+        let socket = &self.handle.socket_id;
+        let member = match name.kind() {
+            ChannelKind::Public => None,
+            ChannelKind::Private | ChannelKind::Encrypted => {
+                if let Err(e) =
+                    auth::verify_channel(&cfg.key, cfg.secret.as_bytes(), auth, socket, &name, None)
+                {
+                    return self.auth_failed(&name, &e);
+                }
+                None
+            }
+            ChannelKind::Presence => {
+                match self.presence_member(&name, auth, d.channel_data.as_deref()) {
+                    Ok(m) => Some(m),
+                    Err((kind, msg)) => return self.sub_error(name.as_str(), kind, &msg),
+                }
+            }
+            ChannelKind::ServerToUser => {
+                let mine = self
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| Some(u.id.as_str()) == name.server_to_user_id());
+                if !mine {
+                    return self.sub_error(
+                        name.as_str(),
+                        SubscriptionErrorType::AuthError,
+                        "Sign in as this user to subscribe to its #server-to-user- channel",
+                    );
+                }
+                None
+            }
+        };
+        let kind = name.kind();
+        let user_id = member.as_ref().map(|m| m.user_id.clone());
+        let opts = SubscribeOptions {
+            max_members: cfg.max_presence_members,
+            subscription_count: cfg.subscription_count,
+        };
+        match self
+            .app
+            .channels
+            .subscribe(&name, &self.handle, member, opts)
+        {
+            Ok(s) => {
+                tracing::debug!(socket_id = %self.handle.socket_id, channel = %name, occupied = s.occupied, member_added = s.member_added, "subscribed");
+                if kind.requires_auth() {
+                    self.authorized = true;
+                }
+                self.subs.insert(name, user_id);
+            }
+            Err(e) => self.sub_error(
+                name.as_str(),
+                SubscriptionErrorType::LimitReached,
+                &e.to_string(),
+            ),
+        }
+    }
+
+    fn auth_failed(&self, name: &ChannelName, e: &AuthError) {
+        tracing::info!(socket_id = %self.handle.socket_id, channel = %name, error = %e, "subscription refused");
+        self.sub_error(
+            name.as_str(),
+            SubscriptionErrorType::AuthError,
+            &e.to_string(),
+        );
+    }
+
+    /// Verifies a presence subscription and works out who joins.
+    fn presence_member(
+        &self,
+        name: &ChannelName,
+        auth: &str,
+        channel_data: Option<&str>,
+    ) -> Result<PresenceMember, (SubscriptionErrorType, String)> {
+        let cfg = &self.app.config;
+        let socket = &self.handle.socket_id;
+        let auth_err = |e: AuthError| (SubscriptionErrorType::AuthError, e.to_string());
+        match channel_data {
+            Some(data) => {
+                auth::verify_channel(
+                    &cfg.key,
+                    cfg.secret.as_bytes(),
+                    auth,
+                    socket,
+                    name,
+                    Some(data),
+                )
+                .map_err(auth_err)?;
+                presence::parse_channel_data(data, cfg.max_presence_user_info_bytes).map_err(|e| {
+                    match e {
+                        presence::MemberDataError::InfoTooLarge { .. } => {
+                            (SubscriptionErrorType::LimitReached, e.to_string())
+                        }
+                        _ => (SubscriptionErrorType::AuthError, e.to_string()),
+                    }
+                })
+            }
+            None => {
+                let Some(user) = &self.user else {
+                    return Err((
+                        SubscriptionErrorType::AuthError,
+                        "Presence channels need channel_data, or a signed-in connection".into(),
+                    ));
+                };
+                auth::verify_channel(&cfg.key, cfg.secret.as_bytes(), auth, socket, name, None)
+                    .map_err(auth_err)?;
+                Ok(PresenceMember {
+                    user_id: user.id.to_string(),
+                    user_info: user.info.clone(),
+                })
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, channel: &str) {
+        let Ok(name) = self.app.parse_channel(channel) else {
+            return;
+        };
+        if self.subs.remove(&name).is_some() {
+            self.app.channels.unsubscribe(
+                &name,
+                self.handle.id,
+                self.app.config.subscription_count,
+            );
+        }
+    }
+
+    fn signin(&mut self, auth_value: &str, user_data: &str) -> Outcome {
+        let cfg = &self.app.config;
+        let refuse = |this: &Self, msg: String| {
+            tracing::info!(socket_id = %this.handle.socket_id, error = %msg, "sign-in refused");
+            if this.app.config.user_authentication {
+                Outcome::Close(
+                    CloseCode::Unauthorized,
+                    "Connection not authorized: invalid sign-in",
+                )
+            } else {
+                this.error(None, &msg);
+                Outcome::Continue
+            }
+        };
+        if let Err(e) = auth::verify_user(
+            &cfg.key,
+            cfg.secret.as_bytes(),
+            auth_value,
+            &self.handle.socket_id,
+            user_data,
+        ) {
+            return refuse(self, e.to_string());
+        }
+        let parsed = match presence::parse_user_data(user_data, cfg.max_presence_user_info_bytes) {
+            Ok(u) => u,
+            Err(e) => return refuse(self, e.to_string()),
+        };
+        if let Some(current) = &self.user {
+            if current.id != parsed.id {
+                return refuse(
+                    self,
+                    "This connection is already signed in as another user".into(),
+                );
+            }
+            // Same user again (pusher-js repeats sign-in): confirm, change nothing.
+            self.reply(wire::signin_success(user_data));
+            return Outcome::Continue;
+        }
+        let mut watchlist: Vec<UserId> = Vec::new();
+        for w in &parsed.watchlist {
+            if let Ok(id) = UserId::parse(w) {
+                if !watchlist.contains(&id) {
+                    watchlist.push(id);
+                }
+            }
+        }
+        let over = watchlist.len() > limits::MAX_WATCHLIST;
+        watchlist.truncate(limits::MAX_WATCHLIST);
+        self.reply(wire::signin_success(user_data));
+        let state = self.app.users.sign_in(&parsed.id, &self.handle, &watchlist);
+        if over {
+            self.error(
+                Some(CloseCode::WatchlistLimit),
+                "Watchlist limit exceeded: only the first 100 user ids are watched",
+            );
+        }
+        if !watchlist.is_empty() {
+            let on: Vec<&str> = state.online.iter().map(UserId::as_str).collect();
+            let off: Vec<&str> = state.offline.iter().map(UserId::as_str).collect();
+            self.reply(wire::watchlist_events(&on, &off));
+        }
+        self.authorized = true;
+        self.user = Some(SignedIn {
+            id: parsed.id,
+            info: parsed.user_info,
+            watchlist,
+        });
+        Outcome::Continue
+    }
+
+    fn client_event(
+        &mut self,
+        event: &str,
+        channel: Option<&str>,
+        data: Option<Box<RawValue>>,
+        now: Instant,
+    ) {
+        let cfg = &self.app.config;
+        if !cfg.client_events {
+            return self.error(None, CLIENT_EVENTS_DISABLED);
+        }
+        if let Err(e) = EventName::parse_client(event) {
+            return self.error(None, &e.to_string());
+        }
+        let Some(channel) = channel else {
+            return self.error(None, "Client events need a channel");
+        };
+        let name = match self.app.parse_channel(channel) {
+            Ok(n) => n,
+            Err(e) => return self.error(None, &e.to_string()),
+        };
+        if !name.kind().allows_client_events() {
+            return self.error(
+                None,
+                &format!(
+                    "Client events are only allowed on private and presence channels, not on {name}"
+                ),
+            );
+        }
+        let Some(presence_user) = self.subs.get(&name) else {
+            return self.error(
+                None,
+                &format!("Client event rejected: not subscribed to {name}"),
+            );
+        };
+        let size = data.as_deref().map_or(0, |d| d.get().len());
+        if size > cfg.max_event_data_bytes {
+            return self.error(
+                None,
+                &format!(
+                    "Client event rejected: data is larger than {} bytes",
+                    cfg.max_event_data_bytes
+                ),
+            );
+        }
+        if !self.client_events.try_take(now) {
+            return self.error(
+                Some(CloseCode::ClientEventRateLimit),
+                CloseCode::ClientEventRateLimit.message(),
+            );
+        }
+        let frame: Frame = wire::client_event(
+            event,
+            name.as_str(),
+            data.as_deref(),
+            presence_user.as_deref(),
+        )
+        .into();
+        self.app
+            .channels
+            .publish(&name, &frame, Some(&self.handle.socket_id), None);
+    }
+
+    /// Leaves every channel and signs out; called once when the socket ends.
+    pub fn close(&mut self) {
+        let count = self.app.config.subscription_count;
+        for (name, _) in self.subs.drain() {
+            self.app.channels.unsubscribe(&name, self.handle.id, count);
+        }
+        if let Some(user) = self.user.take() {
+            self.app
+                .users
+                .sign_out(&user.id, self.handle.id, &user.watchlist);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

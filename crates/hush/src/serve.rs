@@ -1,0 +1,122 @@
+//! `hush serve`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use hush_server::config::LogFormat;
+use hush_server::{Config, Server};
+use tracing_subscriber::EnvFilter;
+
+/// Options of `hush serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Default: ./hush.toml if it exists.
+    #[arg(long, short, env = "HUSH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to bind (overrides server.host).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to bind, 0 for any free port (overrides server.port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("HUSH_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Loads the configuration and runs the server until SIGTERM or Ctrl-C.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let file = args.config.or_else(|| {
+        let default = PathBuf::from("hush.toml");
+        default.exists().then_some(default)
+    });
+    let mut config = Config::load(file.as_deref())?;
+    if let Some(host) = args.host {
+        config.server.host = host;
+    }
+    if let Some(port) = args.port {
+        config.server.port = port;
+    }
+    if args.print_config {
+        print!("{}", config.to_masked_toml());
+        return Ok(());
+    }
+    init_logs(config.server.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let host = config.server.host.clone();
+    let server = Server::bind(config.clone())
+        .await
+        .with_context(|| format!("binding {host}:{}", config.server.port))?;
+    let addr = server.local_addr();
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "hush listening on {addr}")?;
+        if config.uses_development_app() {
+            let a = &config.development_app;
+            writeln!(
+                out,
+                "development app (no [apps] configured): id={} key={} secret={}",
+                a.id, a.key, a.secret
+            )?;
+            writeln!(
+                out,
+                "pusher-js: new Pusher('{}', {{ wsHost: '{}', wsPort: {}, forceTLS: false, enabledTransports: ['ws'], cluster: 'mt1' }})",
+                a.key,
+                addr.ip(),
+                addr.port()
+            )?;
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "the development app's credentials are public: configure [apps] before exposing hush"
+                );
+            }
+        }
+        out.flush()?;
+    }
+    tracing::info!(%addr, apps = config.effective_apps().len(), "hush started");
+    server.run(shutdown_signal()).await.context("serving")
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
