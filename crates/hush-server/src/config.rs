@@ -188,7 +188,9 @@ impl Config {
         // configuration; HUSH_LOG, HUSH_CONFIG and others belong to the CLI.
         let env = env.filter(|k| {
             let k = k.as_str().to_ascii_lowercase();
-            ["server", "apps", "development_app"].iter().any(|t| k == *t || k.starts_with(&format!("{t}.")))
+            ["server", "apps", "development_app"]
+                .iter()
+                .any(|t| k == *t || k.starts_with(&format!("{t}.")))
         });
         let cfg: Config = fig.merge(env).extract().map_err(Box::new)?;
         cfg.validate()?;
@@ -332,6 +334,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn env_overrides() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("hush.toml", "[apps.main]\nid='3'\nkey='k'\nsecret='s'\n")?;

@@ -145,7 +145,7 @@ mod tests {
         let (a2, _ra2, _) = ConnHandle::new(SocketId::from_parts(1, 3), 16);
         let alice = UserId::parse("alice").unwrap();
         let bob = UserId::parse("bob").unwrap();
-        let st = users.sign_in(&bob, &w, &[alice.clone()]);
+        let st = users.sign_in(&bob, &w, std::slice::from_ref(&alice));
         assert_eq!(st.offline, vec![alice.clone()]);
         users.sign_in(&alice, &a1, &[]);
         assert!(rw.try_recv().unwrap().as_str().contains("online"));

@@ -1,0 +1,17 @@
+//! Integration tests: the real server, in-process, on an ephemeral loopback port.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+#[path = "server/api.rs"]
+mod api;
+#[path = "server/auth.rs"]
+mod auth;
+#[path = "server/client_events.rs"]
+mod client_events;
+#[path = "server/connection.rs"]
+mod connection;
+#[path = "server/presence.rs"]
+mod presence;
+#[path = "server/users.rs"]
+mod users;

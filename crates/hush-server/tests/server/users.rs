@@ -1,0 +1,106 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn signin_server_to_user_and_terminate() {
+    let s = start(&app_toml("")).await;
+    let mut a1 = s.client().await;
+    let mut a2 = s.client().await;
+    let mut other = s.client().await;
+    let ok = a1.signin(r#"{"id":"12345"}"#).await;
+    assert_eq!(
+        ok,
+        json!({"event":"pusher:signin_success","data":{"user_data":"{\"id\":\"12345\"}"}})
+    );
+    a2.signin(r#"{"id":"12345"}"#).await;
+    other.signin(r#"{"id":"999"}"#).await;
+    // Bad signature: an error, the connection stays (app does not require auth).
+    let bad = json!({"event":"pusher:signin","data":{"auth": format!("{KEY}:{}", "0".repeat(64)), "user_data": "{\"id\":\"1\"}"}});
+    other.send(bad).await;
+    assert_eq!(other.next_event().await["event"], "pusher:error");
+
+    let body =
+        json!({"name":"note","channel":"#server-to-user-12345","data":"for you"}).to_string();
+    let (st, _) = s
+        .api("POST", &format!("/apps/{ID}/events"), &[], &body)
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        a1.next_event().await,
+        json!({"event":"note","channel":"#server-to-user-12345","data":"for you"})
+    );
+    assert_eq!(a2.next_event().await["data"], "for you");
+
+    let (st, _) = s
+        .api(
+            "POST",
+            &format!("/apps/{ID}/users/12345/terminate_connections"),
+            &[],
+            "{}",
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(a1.expect("pusher:error").await["data"]["code"], 4009);
+    assert_eq!(a1.expect_close().await, Some(4009));
+    assert_eq!(a2.expect_close().await, Some(4009));
+    other.send(json!({"event":"pusher:ping"})).await;
+    assert_eq!(other.next_event().await["event"], "pusher:pong");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn switching_user_on_one_connection_is_refused() {
+    let s = start(&app_toml("")).await;
+    let mut a = s.client().await;
+    a.signin(r#"{"id":"1"}"#).await;
+    let e = a.signin(r#"{"id":"2"}"#).await;
+    assert_eq!(e["event"], "pusher:error");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn authorized_connections_close_4009() {
+    let s = start(&app_toml(
+        "user_authentication = true\nuser_authentication_timeout = 1",
+    ))
+    .await;
+    let mut idle = s.client().await;
+    let mut signed = s.client().await;
+    signed.signin(r#"{"id":"7"}"#).await;
+    assert_eq!(idle.expect_close().await, Some(4009));
+    signed.expect_silence(Duration::from_millis(300)).await;
+    // A bad sign-in closes at once when the app requires authentication.
+    let mut bad = s.client().await;
+    bad.send(json!({"event":"pusher:signin","data":{"auth": format!("{KEY}:{}", "0".repeat(64)), "user_data": "{\"id\":\"1\"}"}})).await;
+    assert_eq!(bad.expect_close().await, Some(4009));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn watchlist_online_offline() {
+    let s = start(&app_toml("")).await;
+    let mut w = s.client().await;
+    w.signin(r#"{"id":"watcher","watchlist":["a","b"]}"#).await;
+    let ev = w.next_event().await;
+    assert_eq!(
+        ev,
+        json!({"event":"pusher_internal:watchlist_events","data":{"events":[{"name":"offline","user_ids":["a","b"]}]}})
+    );
+    let mut a = s.client().await;
+    a.signin(r#"{"id":"a"}"#).await;
+    let ev = w.next_event().await;
+    assert_eq!(
+        ev["data"]["events"][0],
+        json!({"name":"online","user_ids":["a"]})
+    );
+    drop(a);
+    let ev = w.next_event().await;
+    assert_eq!(
+        ev["data"]["events"][0],
+        json!({"name":"offline","user_ids":["a"]})
+    );
+    s.stop().await;
+}
