@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust (unit, integration, doc tests) and the
+# compatibility tests with the real JavaScript clients. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]} (apt-get)"
+  if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need_apt[@]}"
+fi
+
+log "cargo build (the hush binary used by the compatibility tests)"
+cargo build --locked --workspace --bins
+
+log "cargo test"
+cargo test --locked --workspace
+
+log "compatibility tests with pusher-js, the Pusher Node SDK and Laravel Echo"
+target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+export HUSH_BIN="$target_dir/debug/hush"
+(
+  cd tests/compat
+  npm ci --no-audit --no-fund --loglevel=error
+  npm test
+)
+log "all tests passed"
