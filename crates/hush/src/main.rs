@@ -1,6 +1,7 @@
 //! The `hush` command-line tool.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -18,12 +19,15 @@ struct Cli {
 enum Command {
     /// Run the server (WebSocket gateway and HTTP API on one port).
     Serve(serve::ServeArgs),
+    /// Load-test hush (or another Pusher-protocol server) over loopback.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,74 @@
+//! `hush bench`: load scenarios for any Pusher-protocol server, over loopback.
+//!
+//! Each scenario opens real WebSocket subscribers and drives the server through
+//! its signed HTTP API (or client events), measures end-to-end latency with
+//! HDR histograms, counts lost messages, and — given the server's pid — its CPU
+//! time and resident memory from `/proc`. The generator's own CPU time is
+//! reported too, so a saturated load generator is visible.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod http;
+pub mod procstat;
+pub mod report;
+pub mod scenarios;
+pub mod ws;
+
+use std::net::SocketAddr;
+
+pub use report::Report;
+
+/// The server under test.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Loopback address of the server (WebSocket and HTTP API).
+    pub addr: SocketAddr,
+    /// App id.
+    pub app_id: String,
+    /// App key.
+    pub key: String,
+    /// App secret (signs API requests and channel auth).
+    pub secret: String,
+    /// The server's pid, to read its CPU time and memory.
+    pub pid: Option<u32>,
+}
+
+/// A failed run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Socket error.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// WebSocket error.
+    #[error("WebSocket: {0}")]
+    Ws(#[from] tokio_tungstenite::tungstenite::Error),
+    /// The server answered something unexpected.
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// Only loopback targets are allowed.
+    #[error("refusing to load {0}: hush bench only targets loopback addresses")]
+    NotLoopback(SocketAddr),
+}
+
+impl Target {
+    /// Checks the target is on loopback (127.0.0.0/8 or ::1).
+    pub fn check(&self) -> Result<(), BenchError> {
+        if self.addr.ip().is_loopback() {
+            Ok(())
+        } else {
+            Err(BenchError::NotLoopback(self.addr))
+        }
+    }
+}
+
+/// Raises this process's open-files soft limit to its hard limit (best effort).
+pub fn raise_nofile_limit() -> u64 {
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, hard)) if soft < hard => {
+            let _ = rlimit::Resource::NOFILE.set(hard, hard);
+            hard
+        }
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
+    }
+}

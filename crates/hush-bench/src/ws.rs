@@ -1,0 +1,117 @@
+//! A lean WebSocket subscriber for load generation.
+
+use futures_util::{SinkExt, StreamExt};
+use hush_protocol::{ChannelKind, ChannelName, SocketId, auth};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async_with_config};
+
+use crate::{BenchError, Target};
+
+/// An open client connection.
+pub struct Conn {
+    /// The socket.
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Its socket id.
+    pub socket_id: String,
+}
+
+/// Connects and reads `pusher:connection_established`.
+pub async fn connect(t: &Target) -> Result<Conn, BenchError> {
+    let tcp = TcpStream::connect(t.addr).await?;
+    tcp.set_nodelay(true)?;
+    let url = format!(
+        "ws://{}/app/{}?protocol=7&client=hush-bench&version=1",
+        t.addr, t.key
+    );
+    let cfg = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) = client_async_with_config(url, MaybeTlsStream::Plain(tcp), Some(cfg)).await?;
+    let first = next_text(&mut ws).await?;
+    let v: serde_json::Value =
+        serde_json::from_str(&first).map_err(|e| BenchError::Protocol(e.to_string()))?;
+    let data: serde_json::Value = v["data"]
+        .as_str()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .ok_or_else(|| BenchError::Protocol(format!("unexpected handshake {first}")))?;
+    let socket_id = data["socket_id"].as_str().unwrap_or_default().to_owned();
+    Ok(Conn { ws, socket_id })
+}
+
+/// Reads the next text frame.
+pub async fn next_text(
+    ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>,
+) -> Result<String, BenchError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+            Some(Ok(Message::Close(f))) => {
+                return Err(BenchError::Protocol(format!("closed: {f:?}")));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(BenchError::Protocol("connection ended".into())),
+        }
+    }
+}
+
+impl Conn {
+    /// Subscribes (signing private channels with the target's secret) and
+    /// waits for `subscription_succeeded`.
+    pub async fn subscribe(&mut self, t: &Target, channel: &str) -> Result<(), BenchError> {
+        let name = ChannelName::parse(channel).map_err(|e| BenchError::Protocol(e.to_string()))?;
+        let auth = match name.kind() {
+            ChannelKind::Private | ChannelKind::Encrypted => {
+                let s = SocketId::parse(&self.socket_id)
+                    .map_err(|e| BenchError::Protocol(e.to_string()))?;
+                auth::auth_value(
+                    &t.key,
+                    &auth::sign_channel(t.secret.as_bytes(), &s, &name, None),
+                )
+            }
+            _ => String::new(),
+        };
+        let msg =
+            serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth}});
+        self.ws.send(Message::Text(msg.to_string().into())).await?;
+        loop {
+            let t = next_text(&mut self.ws).await?;
+            if t.contains("subscription_succeeded") {
+                return Ok(());
+            }
+            if t.contains("subscription_error") || t.contains("pusher:error") {
+                return Err(BenchError::Protocol(t));
+            }
+        }
+    }
+}
+
+/// Finds the unsigned number after `"key":` (plain or JSON-escaped) in a frame.
+pub fn extract_num(frame: &str, key: &str) -> Option<u64> {
+    for pat in [format!("\\\"{key}\\\":"), format!("\"{key}\":")] {
+        if let Some(i) = frame.find(&pat) {
+            let digits: &str = &frame[i + pat.len()..];
+            let end = digits
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(digits.len());
+            return digits[..end].parse().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_numbers() {
+        let f = r#"{"event":"bench","channel":"c","data":"{\"t\":123,\"s\":4}"}"#;
+        assert_eq!(extract_num(f, "t"), Some(123));
+        assert_eq!(extract_num(f, "s"), Some(4));
+        assert_eq!(extract_num(r#"{"data":{"t":9}}"#, "t"), Some(9));
+        assert_eq!(extract_num(f, "x"), None);
+    }
+}

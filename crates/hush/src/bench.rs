@@ -1,0 +1,308 @@
+//! `hush bench`: load scenarios against hush (spawned here by default) or any
+//! other Pusher-protocol server on loopback.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use hush_bench::scenarios::{
+    self, ChannelsOptions, ClientEventsOptions, ConnectionsOptions, FanoutOptions,
+};
+use hush_bench::{Report, Target};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Options of `hush bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Server to load (loopback only), e.g. http://127.0.0.1:6001. Without it,
+    /// a `hush serve` child process is started on a free port and measured.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// App id of the target server.
+    #[arg(
+        long,
+        global = true,
+        env = "HUSH_BENCH_APP_ID",
+        default_value = "bench"
+    )]
+    app_id: String,
+    /// App key of the target server.
+    #[arg(
+        long,
+        global = true,
+        env = "HUSH_BENCH_APP_KEY",
+        default_value = "bench-key"
+    )]
+    key: String,
+    /// App secret of the target server.
+    #[arg(
+        long,
+        global = true,
+        env = "HUSH_BENCH_APP_SECRET",
+        default_value = "bench-secret"
+    )]
+    secret: String,
+    /// Pid of the target server, to read its CPU time and memory from /proc.
+    #[arg(long, global = true)]
+    pid: Option<u32>,
+    /// Print the report as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Subscribers on one public channel, HTTP triggers at a fixed rate.
+    Fanout {
+        /// Subscribers.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Events per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Seconds of load (per step with --max).
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Extra payload bytes per event.
+        #[arg(long, default_value_t = 0)]
+        payload: usize,
+        /// Raise the rate 1.5× per step until loss or p99 > 1 s.
+        #[arg(long)]
+        max: bool,
+        /// Highest rate tried with --max.
+        #[arg(long, default_value_t = 5000)]
+        max_rate: u32,
+        /// Small and quick (50 subscribers, 20/s for 2 s); exits non-zero on any loss.
+        #[arg(long)]
+        smoke: bool,
+    },
+    /// Idle connections, each on its own channel: server memory and CPU per connection.
+    Connections {
+        /// Connections.
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        /// Seconds to hold them before measuring.
+        #[arg(long, default_value_t = 2)]
+        settle: u64,
+    },
+    /// Many channels with a few subscribers each, fed by batch triggers.
+    Channels {
+        /// Channels.
+        #[arg(long, default_value_t = 1000)]
+        channels: usize,
+        /// Subscribers per channel.
+        #[arg(long, default_value_t = 5)]
+        per_channel: usize,
+        /// Batch requests (10 events each) per second.
+        #[arg(long, default_value_t = 20)]
+        batches_per_s: u32,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+    },
+    /// Client events between pairs of connections on private channels.
+    ClientEvents {
+        /// Pairs.
+        #[arg(long, default_value_t = 100)]
+        pairs: usize,
+        /// Events per second per sender.
+        #[arg(long, default_value_t = 5)]
+        rate: u32,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+    },
+}
+
+/// A `hush serve` child process for the bench to load.
+struct Child {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+}
+
+async fn spawn_server(t: &BenchArgs) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the hush binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
+        .env("HUSH_APPS__BENCH__ID", &t.app_id)
+        .env("HUSH_APPS__BENCH__KEY", &t.key)
+        .env("HUSH_APPS__BENCH__SECRET", &t.secret)
+        .env("HUSH_APPS__BENCH__CLIENT_EVENTS", "true")
+        .env("HUSH_APPS__BENCH__MAX_CLIENT_EVENTS_PER_SECOND", "1000")
+        .env("HUSH_LOG", "warn")
+        .env_remove("HUSH_CONFIG")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting hush serve")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(a) = line.strip_prefix("hush listening on ") {
+                return a
+                    .trim()
+                    .parse::<SocketAddr>()
+                    .context("parsing the listen address");
+            }
+        }
+        bail!("hush serve exited before listening")
+    })
+    .await
+    .context("hush serve did not start within 10 s")??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Child { child, addr })
+}
+
+fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
+    let hostport = url
+        .trim_start_matches("http://")
+        .trim_start_matches("ws://")
+        .trim_end_matches('/');
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {url}"))?
+        .next()
+        .context("no address")
+}
+
+/// Runs `hush bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let limit = hush_bench::raise_nofile_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(async {
+        let mut child = None;
+        let (addr, pid) = match &args.url {
+            Some(u) => (parse_url(u)?, args.pid),
+            None => {
+                let c = spawn_server(&args).await?;
+                let pid = c.child.id();
+                let addr = c.addr;
+                child = Some(c);
+                (addr, pid)
+            }
+        };
+        let target = Target {
+            addr,
+            app_id: args.app_id.clone(),
+            key: args.key.clone(),
+            secret: args.secret.clone(),
+            pid,
+        };
+        let pb = if args.json {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0)
+        };
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let secs = Duration::from_secs;
+        let report = match &args.scenario {
+            Scenario::Fanout {
+                subscribers,
+                rate,
+                duration,
+                payload,
+                max,
+                max_rate,
+                smoke,
+            } => {
+                let o = if *smoke {
+                    FanoutOptions {
+                        subscribers: 50,
+                        rate: 20,
+                        duration: secs(2),
+                        payload: *payload,
+                        channel: "bench-fanout".into(),
+                        max: false,
+                        max_rate: *max_rate,
+                    }
+                } else {
+                    FanoutOptions {
+                        subscribers: *subscribers,
+                        rate: *rate,
+                        duration: secs(*duration),
+                        payload: *payload,
+                        channel: "bench-fanout".into(),
+                        max: *max,
+                        max_rate: *max_rate,
+                    }
+                };
+                if o.subscribers as u64 + 64 > limit && limit > 0 {
+                    bail!(
+                        "open-files limit {limit} is too low for {} subscribers",
+                        o.subscribers
+                    );
+                }
+                scenarios::fanout(&target, &o, &pb).await?
+            }
+            Scenario::Connections { count, settle } => {
+                scenarios::connections(
+                    &target,
+                    &ConnectionsOptions {
+                        count: *count,
+                        settle: secs(*settle),
+                    },
+                    &pb,
+                )
+                .await?
+            }
+            Scenario::Channels {
+                channels,
+                per_channel,
+                batches_per_s,
+                duration,
+            } => {
+                let o = ChannelsOptions {
+                    channels: *channels,
+                    per_channel: *per_channel,
+                    batches_per_s: *batches_per_s,
+                    duration: secs(*duration),
+                };
+                scenarios::channels(&target, &o, &pb).await?
+            }
+            Scenario::ClientEvents {
+                pairs,
+                rate,
+                duration,
+            } => {
+                scenarios::client_events(
+                    &target,
+                    &ClientEventsOptions {
+                        pairs: *pairs,
+                        rate: *rate,
+                        duration: secs(*duration),
+                    },
+                    &pb,
+                )
+                .await?
+            }
+        };
+        if let Some(mut c) = child {
+            let _ = c.child.start_kill();
+            let _ = c.child.wait().await;
+        }
+        Ok::<Report, anyhow::Error>(report)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    let ramp = matches!(args.scenario, Scenario::Fanout { max: true, .. });
+    if report.lost > 0 && !ramp {
+        bail!("{} of {} deliveries lost", report.lost, report.expected);
+    }
+    Ok(())
+}
