@@ -12,9 +12,15 @@ pub struct RawFrame {
     /// Channel, for channel-scoped events.
     #[serde(default)]
     pub channel: Option<String>,
-    /// `data`, exactly as received (object, string or anything).
-    #[serde(default)]
+    /// `data`, exactly as received (object, string, `null` or anything);
+    /// `None` only when the frame has no `data` member.
+    #[serde(default, deserialize_with = "raw_keep_null")]
     pub data: Option<Box<RawValue>>,
+}
+
+/// Keeps an explicit `null` as raw JSON instead of turning it into `None`.
+fn raw_keep_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 /// What a client asked for.

@@ -182,18 +182,18 @@ async fn drive(
     });
     let timer = tokio::time::sleep_until(keepalive.deadline().into());
     tokio::pin!(timer);
+    // Futures that live across iterations are created once: re-creating them
+    // per wake-up (a Notify registration, a timer) would cost on every frame.
+    let close_wait = closer.wait();
+    tokio::pin!(close_wait);
+    let auth_timer = tokio::time::sleep_until(auth_deadline.unwrap_or_else(tokio::time::Instant::now));
+    tokio::pin!(auth_timer);
 
     // What to send before closing, if anything.
     let close: Option<(u16, &'static str)> = loop {
-        let auth_wait = async {
-            match auth_deadline {
-                Some(d) if !session.is_authorized() => tokio::time::sleep_until(d).await,
-                _ => std::future::pending().await,
-            }
-        };
         tokio::select! {
             biased;
-            () = closer.wait() => {
+            () = &mut close_wait => {
                 let code = closer.requested().unwrap_or(CloseCode::Reconnect.code());
                 break Some((code, closer_message(code)));
             }
@@ -255,7 +255,7 @@ async fn drive(
                 }
                 timer.as_mut().reset(keepalive.deadline().into());
             }
-            () = auth_wait => {
+            () = &mut auth_timer, if auth_deadline.is_some() && !session.is_authorized() => {
                 break Some((CloseCode::Unauthorized.code(), "Connection not authorized within timeout."));
             }
         }

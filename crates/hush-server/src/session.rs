@@ -116,8 +116,9 @@ impl Session {
     }
 
     fn sub_error(&self, channel: &str, kind: SubscriptionErrorType, msg: &str) {
-        let shown: String = channel.chars().take(64).collect();
-        self.reply(wire::subscription_error(&shown, kind, msg));
+        // The channel is echoed exactly (bounded by the frame size limit) so
+        // pusher-js routes the error to that channel's bindings.
+        self.reply(wire::subscription_error(channel, kind, msg));
     }
 
     fn subscribe(&mut self, d: SubscribeData) {

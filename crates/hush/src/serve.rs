@@ -65,6 +65,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM that arrives right after the ready line
+    // must drain, not kill.
+    let shutdown = shutdown_signal()?;
     let host = config.server.host.clone();
     let server = Server::bind(config.clone())
         .await
@@ -96,27 +99,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(%addr, apps = config.effective_apps().len(), "hush started");
-    server.run(shutdown_signal()).await.context("serving")
+    server.run(shutdown).await.context("serving")
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM / Ctrl-C handlers now and returns a future that
+/// completes on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
