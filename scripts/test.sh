@@ -22,6 +22,9 @@ cargo build --locked --workspace --bins
 log "cargo test"
 cargo test --locked --workspace
 
+log "hush bench fanout --smoke (nothing may be lost)"
+"${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench fanout --smoke
+
 log "compatibility tests with pusher-js, the Pusher Node SDK and Laravel Echo"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 export HUSH_BIN="$target_dir/debug/hush"
