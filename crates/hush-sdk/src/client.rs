@@ -1,0 +1,413 @@
+//! The client: HTTP API calls, authorizations, webhook verification.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hush_protocol::ChannelName;
+use hush_protocol::api::{QueryParams, signed_query};
+use hyper::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{self, AuthError, ChannelAuth, PresenceData, UserAuth, UserData};
+use crate::config::{Config, ConfigError};
+use crate::error::{Error, ValidationError, shown};
+use crate::http::Transport;
+use crate::payload::{
+    Attribute, BatchEvent, ChannelsQuery, Data, TriggerOptions, batch_body, event_body, info_list,
+    parse_channel, parse_user_id,
+};
+use crate::responses::{
+    BatchResponse, ChannelInfo, ChannelsList, PresenceUser, TriggerResponse, UsersBody,
+};
+use crate::webhook::{self, Webhook, WebhookError};
+
+/// Query keys the SDK sets itself.
+const RESERVED: [&str; 5] = [
+    "auth_key",
+    "auth_timestamp",
+    "auth_version",
+    "auth_signature",
+    "body_md5",
+];
+
+/// A hush / Pusher Channels server client for one app. Cheap to clone (the
+/// connection pool is shared).
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    base: String,
+    http: Transport,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Client {
+    /// Checks the configuration and builds the client (no connection is made
+    /// until the first call).
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        config.check()?;
+        let http = Transport::new(config.scheme, config.timeout)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                base: config.base_url(),
+                config,
+                http,
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Triggers `event` on up to 100 channels with `data` serialized to JSON
+    /// (see the crate docs for how strings are treated). An event to a
+    /// `private-encrypted-` channel must name that channel alone and is sealed
+    /// with the master key.
+    pub async fn trigger<C: AsRef<str>, T: Serialize + ?Sized>(
+        &self,
+        channels: &[C],
+        event: &str,
+        data: &T,
+        options: &TriggerOptions,
+    ) -> Result<TriggerResponse, Error> {
+        let data = Data::json(data)?;
+        self.trigger_data(channels, event, &data, options).await
+    }
+
+    /// Like [`Client::trigger`], but `data` is sent as is — or, on an
+    /// encrypted channel, sealed byte for byte (no JSON quoting; PHP's
+    /// `already_encoded`).
+    pub async fn trigger_raw<C: AsRef<str>>(
+        &self,
+        channels: &[C],
+        event: &str,
+        data: &str,
+        options: &TriggerOptions,
+    ) -> Result<TriggerResponse, Error> {
+        let data = Data::Raw(data.to_owned());
+        self.trigger_data(channels, event, &data, options).await
+    }
+
+    async fn trigger_data<C: AsRef<str>>(
+        &self,
+        channels: &[C],
+        event: &str,
+        data: &Data,
+        options: &TriggerOptions,
+    ) -> Result<TriggerResponse, Error> {
+        let channels = channels
+            .iter()
+            .map(|c| parse_channel(c.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let body = event_body(&channels, event, data, options, self.master_key())?;
+        self.post("/events", &body).await
+    }
+
+    /// Triggers 1 to 10 events in one request. Each event to an encrypted
+    /// channel is sealed with that channel's key.
+    pub async fn trigger_batch(&self, events: &[BatchEvent]) -> Result<BatchResponse, Error> {
+        let body = batch_body(events, self.master_key())?;
+        self.post("/batch_events", &body).await
+    }
+
+    /// Sends an event to every connection signed in as `user_id`
+    /// (`#server-to-user-{user_id}`).
+    pub async fn send_to_user<T: Serialize + ?Sized>(
+        &self,
+        user_id: &str,
+        event: &str,
+        data: &T,
+    ) -> Result<TriggerResponse, Error> {
+        let user = parse_user_id(user_id)?;
+        let body = event_body(
+            &[ChannelName::server_to_user(&user)],
+            event,
+            &Data::json(data)?,
+            &TriggerOptions::default(),
+            None,
+        )?;
+        self.post("/events", &body).await
+    }
+
+    /// Closes every connection signed in as `user_id`.
+    pub async fn terminate_user_connections(&self, user_id: &str) -> Result<(), Error> {
+        let user = parse_user_id(user_id)?;
+        let _: serde_json::Value = self
+            .post(
+                &format!("/users/{user}/terminate_connections"),
+                &serde_json::json!({}),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Lists occupied channels.
+    pub async fn channels(&self, query: &ChannelsQuery) -> Result<ChannelsList, Error> {
+        let mut params = Vec::new();
+        if let Some(prefix) = &query.filter_by_prefix {
+            params.push(("filter_by_prefix", prefix.clone()));
+        }
+        if let Some(info) = info_list(&query.info) {
+            params.push(("info", info));
+        }
+        self.get("/channels", params).await
+    }
+
+    /// What the server knows about one channel (`occupied`, plus the
+    /// attributes asked for).
+    pub async fn channel(&self, name: &str, info: &[Attribute]) -> Result<ChannelInfo, Error> {
+        let channel = parse_channel(name)?;
+        let params = info_list(info)
+            .map(|i| vec![("info", i)])
+            .unwrap_or_default();
+        self.get(&format!("/channels/{channel}"), params).await
+    }
+
+    /// The users in a presence channel.
+    pub async fn channel_users(&self, name: &str) -> Result<Vec<PresenceUser>, Error> {
+        let channel = parse_channel(name)?;
+        if !channel.kind().is_presence() {
+            return Err(ValidationError::NotPresence(shown(name)).into());
+        }
+        let body: UsersBody = self
+            .get(&format!("/channels/{channel}/users"), Vec::new())
+            .await?;
+        Ok(body.users)
+    }
+
+    /// Signs `socket_id` for `channel`: the body the app's auth endpoint
+    /// returns. Presence channels take the member's data; encrypted channels
+    /// get `shared_secret`. Refuses any socket id or channel name that does not
+    /// parse strictly, so `1.1:private-other` can never be signed.
+    pub fn authorize_channel(
+        &self,
+        socket_id: &str,
+        channel: &str,
+        presence: Option<&PresenceData>,
+    ) -> Result<ChannelAuth, AuthError> {
+        auth::authorize_channel(&self.inner.config, socket_id, channel, presence)
+    }
+
+    /// Signs a user sign-in: the body the app's user authentication endpoint
+    /// returns.
+    pub fn authenticate_user(
+        &self,
+        socket_id: &str,
+        user: &UserData,
+    ) -> Result<UserAuth, AuthError> {
+        auth::authenticate_user(&self.inner.config, socket_id, user)
+    }
+
+    /// Verifies a webhook (`X-Pusher-Key`, `X-Pusher-Signature`, raw body)
+    /// against this app's key and secret and parses its events.
+    pub fn verify_webhook(
+        &self,
+        key_header: &str,
+        signature_header: &str,
+        body: &[u8],
+    ) -> Result<Webhook, WebhookError> {
+        let c = &self.inner.config;
+        webhook::verify(
+            &c.key,
+            c.secret.as_bytes(),
+            key_header,
+            signature_header,
+            body,
+        )
+    }
+
+    /// The signed query string for a request to `path` (the full path, e.g.
+    /// `/apps/3/events`) at `timestamp` — what every call sends. Exposed for
+    /// tests and for requests this SDK has no method for.
+    pub fn signed_query(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        body: &[u8],
+        timestamp: u64,
+    ) -> Result<String, ValidationError> {
+        if let Some((k, _)) = params
+            .iter()
+            .find(|(k, _)| RESERVED.contains(&k.to_ascii_lowercase().as_str()))
+        {
+            return Err(ValidationError::ReservedParam(shown(k)));
+        }
+        let c = &self.inner.config;
+        Ok(signed_query(
+            &c.key,
+            c.secret.as_bytes(),
+            method,
+            path,
+            QueryParams::from_pairs(params.iter().copied()),
+            body,
+            timestamp,
+        ))
+    }
+
+    fn master_key(&self) -> Option<&hush_crypto::MasterKey> {
+        self.inner.config.encryption_master_key.as_ref()
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, Error> {
+        let body = serde_json::to_vec(body).map_err(|e| ValidationError::Json(e.to_string()))?;
+        self.call(Method::POST, path, Vec::new(), Some(body)).await
+    }
+
+    async fn get<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: Vec<(&str, String)>,
+    ) -> Result<R, Error> {
+        self.call(Method::GET, path, params, None).await
+    }
+
+    async fn call<R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        params: Vec<(&str, String)>,
+        body: Option<Vec<u8>>,
+    ) -> Result<R, Error> {
+        let path = format!("/apps/{}{path}", self.inner.config.app_id);
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let query = self.signed_query(
+            method.as_str(),
+            &path,
+            &pairs,
+            body.as_deref().unwrap_or_default(),
+            now_secs(),
+        )?;
+        let url = format!("{}{path}?{query}", self.inner.base);
+        let res = self.inner.http.send(method, &url, body).await?;
+        if !(200..300).contains(&res.status) {
+            return Err(Error::from_response(res.status, &res.body));
+        }
+        serde_json::from_slice(&res.body).map_err(|e| Error::Decode(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        Client::new(Config::new(
+            "3",
+            "278d425bdf160c739803",
+            "7ad3773142a6692b25b8",
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn kat_signed_queries_17e() {
+        let c = client();
+        let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
+        let q = c
+            .signed_query("POST", "/apps/3/events", &[], body, 1353088179)
+            .unwrap();
+        assert!(
+            q.ends_with(
+                "auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"
+            ),
+            "{q}"
+        );
+        let q = c
+            .signed_query(
+                "GET",
+                "/apps/3/channels",
+                &[("filter_by_prefix", "presence-"), ("info", "user_count")],
+                b"",
+                1353088179,
+            )
+            .unwrap();
+        assert!(
+            q.ends_with(
+                "auth_signature=16819168891cb5dfd72b5c7a5d3d602605b26c6ba1930033b5e2eeeb65010291"
+            ),
+            "{q}"
+        );
+        let q = c
+            .signed_query(
+                "GET",
+                "/apps/3/channels/presence-foobar",
+                &[("info", "user_count,subscription_count")],
+                b"",
+                1353088179,
+            )
+            .unwrap();
+        assert!(q.contains("info=user_count%2Csubscription_count"), "{q}");
+        assert!(
+            q.ends_with(
+                "auth_signature=377ee9260ea002a70c0d40cd887d55cb36db9f7f821297f5efacbcce66be356d"
+            ),
+            "{q}"
+        );
+        let q = c
+            .signed_query(
+                "POST",
+                "/apps/3/users/12345/terminate_connections",
+                &[],
+                b"{}",
+                1353088179,
+            )
+            .unwrap();
+        assert!(
+            q.ends_with(
+                "auth_signature=01fa634edeb0cae84115307cad5c23f65a46cd286461b1c89637a3b5871a8f0e"
+            ),
+            "{q}"
+        );
+    }
+
+    #[test]
+    fn reserved_params_are_refused() {
+        for k in ["auth_key", "AUTH_SIGNATURE", "body_md5"] {
+            assert!(matches!(
+                client().signed_query("GET", "/apps/3/channels", &[(k, "x")], b"", 1),
+                Err(ValidationError::ReservedParam(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn https_without_tls_feature_is_refused() {
+        let mut c = Config::new("3", "k", "s");
+        c.scheme = crate::Scheme::Https;
+        let r = Client::new(c);
+        if cfg!(feature = "tls") {
+            assert!(r.is_ok());
+        } else {
+            assert!(matches!(r, Err(ConfigError::TlsNotEnabled)));
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        assert!(!format!("{:?}", client()).contains("7ad3773142a6692b25b8"));
+    }
+}
