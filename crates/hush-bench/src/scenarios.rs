@@ -208,6 +208,25 @@ pub struct FanoutOptions {
     pub max_rate: u32,
 }
 
+/// Posts a signed API request, records its latency, and fails on a non-200.
+async fn timed_post(
+    api: &mut ApiClient,
+    path: &str,
+    body: &str,
+    hist: &mut Histogram<u64>,
+) -> Result<(), BenchError> {
+    let t0 = Instant::now();
+    let (status, text) = api.post(path, body).await?;
+    let _ = hist.record((t0.elapsed().as_micros() as u64).max(1));
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(BenchError::Protocol(format!(
+            "{path} returned {status}: {text}"
+        )))
+    }
+}
+
 /// Publishes at `rate`/s for `duration`; returns (sent, API latency histogram).
 async fn publish_for(
     api: &mut ApiClient,
@@ -231,14 +250,7 @@ async fn publish_for(
         let ts = now_micros();
         let data = format!("{{\"t\":{ts},\"s\":{seq},\"p\":\"{payload}\"}}");
         let body = json!({"name":"bench","channels":[channel],"data":data}).to_string();
-        let t0 = Instant::now();
-        let (status, text) = api.post(&path, &body).await?;
-        let _ = api_h.record((t0.elapsed().as_micros() as u64).max(1));
-        if status != 200 {
-            return Err(BenchError::Protocol(format!(
-                "trigger returned {status}: {text}"
-            )));
-        }
+        timed_post(api, &path, &body, &mut api_h).await?;
         seq += 1;
         pb.set_position(start.elapsed().as_secs());
     }
@@ -394,14 +406,7 @@ pub async fn channels(
             })
             .collect();
         let body = json!({ "batch": batch }).to_string();
-        let t0 = Instant::now();
-        let (status, text) = api.post(&path, &body).await?;
-        let _ = api_h.record((t0.elapsed().as_micros() as u64).max(1));
-        if status != 200 {
-            return Err(BenchError::Protocol(format!(
-                "batch returned {status}: {text}"
-            )));
-        }
+        timed_post(&mut api, &path, &body, &mut api_h).await?;
         sent += 10;
         pb.set_position(start.elapsed().as_secs());
     }

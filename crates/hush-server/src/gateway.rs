@@ -22,8 +22,10 @@ use crate::session::{Outcome, Session};
 const MAX_BATCH: usize = 64;
 /// A socket that cannot take a flush within this time is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Read buffer per connection: small, so idle connections stay cheap.
-const READ_BUFFER: usize = 4 * 1024;
+/// Read buffer per connection: small, so idle connections stay cheap, and
+/// because tungstenite zero-fills it on every read attempt (which happens on
+/// every wake-up of the connection task, also for outgoing frames).
+const READ_BUFFER: usize = 1024;
 /// Bytes buffered before tungstenite writes to the socket.
 const WRITE_BUFFER: usize = 8 * 1024;
 
@@ -186,7 +188,8 @@ async fn drive(
     // per wake-up (a Notify registration, a timer) would cost on every frame.
     let close_wait = closer.wait();
     tokio::pin!(close_wait);
-    let auth_timer = tokio::time::sleep_until(auth_deadline.unwrap_or_else(tokio::time::Instant::now));
+    let auth_timer =
+        tokio::time::sleep_until(auth_deadline.unwrap_or_else(tokio::time::Instant::now));
     tokio::pin!(auth_timer);
 
     // What to send before closing, if anything.

@@ -43,6 +43,7 @@ use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -90,7 +91,13 @@ impl Server {
         let state = self.state.clone();
         let sweeper = tokio::spawn(sweep(state.clone()));
         let drain_state = state.clone();
-        let result = axum::serve(self.listener, router(state.clone()))
+        // Small frames must leave at once: no Nagle delay behind a delayed ACK.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
+        let result = axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!(
