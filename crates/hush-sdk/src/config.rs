@@ -104,13 +104,7 @@ impl Config {
     /// `Pusher.forURL` form). The port defaults to 80 or 443.
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
         let bad = |m: &str| ConfigError::Url(m.to_owned());
-        let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
-            (Scheme::Http, r)
-        } else if let Some(r) = url.strip_prefix("https://") {
-            (Scheme::Https, r)
-        } else {
-            return Err(bad("expected http:// or https://"));
-        };
+        let (scheme, rest) = split_scheme(url)?;
         let (authority, path) = rest
             .split_once('/')
             .ok_or_else(|| bad("missing /apps/APP_ID"))?;
@@ -125,16 +119,30 @@ impl Config {
         let (key, secret) = userinfo
             .split_once(':')
             .ok_or_else(|| bad("missing KEY:SECRET@"))?;
-        let (host, port) = split_host_port(hostport).ok_or_else(|| bad("invalid host or port"))?;
         let mut config = Self::new(app_id, key, secret);
-        config.host = host.to_owned();
-        config.scheme = scheme;
-        config.port = port.unwrap_or(match scheme {
+        config.set_server(scheme, hostport)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Points the config at `http(s)://HOST[:PORT]` (a trailing `/` is
+    /// allowed; the port defaults to 80 or 443).
+    pub fn set_base_url(&mut self, url: &str) -> Result<(), ConfigError> {
+        let (scheme, rest) = split_scheme(url)?;
+        self.set_server(scheme, rest.strip_suffix('/').unwrap_or(rest))
+    }
+
+    fn set_server(&mut self, scheme: Scheme, hostport: &str) -> Result<(), ConfigError> {
+        let (host, port) = split_host_port(hostport)
+            .filter(|(h, _)| !h.is_empty())
+            .ok_or_else(|| ConfigError::Url("invalid host or port".into()))?;
+        self.scheme = scheme;
+        self.host = host.to_owned();
+        self.port = port.unwrap_or(match scheme {
             Scheme::Http => 80,
             Scheme::Https => 443,
         });
-        config.check()?;
-        Ok(config)
+        Ok(())
     }
 
     /// Sets the encryption master key (builder style).
@@ -175,6 +183,16 @@ impl Config {
             return Err(ConfigError::Host(self.host.chars().take(64).collect()));
         }
         Ok(())
+    }
+}
+
+fn split_scheme(url: &str) -> Result<(Scheme, &str), ConfigError> {
+    if let Some(r) = url.strip_prefix("http://") {
+        Ok((Scheme::Http, r))
+    } else if let Some(r) = url.strip_prefix("https://") {
+        Ok((Scheme::Https, r))
+    } else {
+        Err(ConfigError::Url("expected http:// or https://".into()))
     }
 }
 
@@ -244,6 +262,26 @@ mod tests {
             "http://:s@h/apps/1",
         ] {
             assert!(Config::from_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn set_base_url() {
+        let mut c = Config::new("1", "k", "s");
+        c.set_base_url("https://example.com/").unwrap();
+        assert_eq!(c.base_url(), "https://example.com:443");
+        c.set_base_url("http://[::1]:6001").unwrap();
+        assert_eq!(c.base_url(), "http://[::1]:6001");
+        c.set_base_url("http://127.0.0.1:7000").unwrap();
+        assert_eq!(c.base_url(), "http://127.0.0.1:7000");
+        for bad in [
+            "127.0.0.1:6001",
+            "http://",
+            "http://h:x",
+            "http://[::1",
+            "http://h:70000",
+        ] {
+            assert!(c.set_base_url(bad).is_err(), "{bad}");
         }
     }
 

@@ -16,12 +16,12 @@ pub(crate) fn shown(s: &str) -> String {
 #[non_exhaustive]
 pub enum ValidationError {
     /// A channel name is not valid (PROTOCOL.md §5.2).
-    #[error("{source}: {name}")]
+    #[error("{reason}: {name}")]
     Channel {
         /// The name as given (escaped).
         name: String,
         /// Why.
-        source: ChannelNameError,
+        reason: ChannelNameError,
     },
     /// `#server-to-user-` channels are reached through [`crate::Client::send_to_user`].
     #[error("{0} is a #server-to-user- channel: use send_to_user")]
@@ -30,12 +30,12 @@ pub enum ValidationError {
     #[error("{0} is not a presence channel")]
     NotPresence(String),
     /// The event name is not valid.
-    #[error("{source}: {name}")]
+    #[error("{reason}: {name}")]
     Event {
         /// The name as given (escaped).
         name: String,
         /// Why.
-        source: EventNameError,
+        reason: EventNameError,
     },
     /// A socket id is not two ASCII decimal numbers joined by a dot.
     #[error("invalid socket id {0}: expected two ASCII decimal numbers joined by '.'")]
@@ -102,9 +102,11 @@ pub enum Error {
         /// The server's explanation.
         message: String,
     },
-    /// No HTTP exchange happened (connection refused, reset, DNS, TLS…).
+    /// No complete HTTP exchange (connection refused, reset, DNS, TLS…). The
+    /// text is the whole cause chain, e.g. `client error (Connect): tcp
+    /// connect error: Connection refused (os error 111)`.
     #[error("request failed: {0}")]
-    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Transport(String),
     /// No complete response within [`crate::Config::timeout`].
     #[error("no response within {0:?}")]
     Timeout(Duration),
@@ -114,6 +116,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// [`Error::Transport`] from an error and its causes, joined by `: `
+    /// (repeated messages dropped).
+    pub(crate) fn transport(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut parts: Vec<String> = Vec::new();
+        let mut next = Some(e);
+        while let Some(err) = next {
+            let text = err.to_string();
+            if parts.last() != Some(&text) {
+                parts.push(text);
+            }
+            next = err.source();
+        }
+        Self::Transport(parts.join(": "))
+    }
+
     /// The HTTP status, for [`Error::Api`].
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -161,6 +178,8 @@ mod tests {
         let e = Error::from_response(500, &[b'x'; 5000]);
         assert!(e.to_string().len() < 1100);
         assert_eq!(Error::Timeout(Duration::from_secs(1)).status(), None);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(Error::transport(&io).to_string(), "request failed: refused");
     }
 
     #[test]

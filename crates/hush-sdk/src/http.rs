@@ -75,19 +75,19 @@ impl Transport {
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|e| Error::Transport(Box::new(e)))?;
+            .map_err(|e| Error::transport(&e))?;
         let exchange = async {
             let res = self
                 .client
                 .request(req)
                 .await
-                .map_err(|e| Error::Transport(Box::new(e)))?;
+                .map_err(|e| Error::transport(&e))?;
             let status = res.status().as_u16();
             let body = res
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| Error::Transport(Box::new(e)))?
+                .map_err(|e| Error::transport(&e))?
                 .to_bytes();
             Ok(Response { status, body })
         };

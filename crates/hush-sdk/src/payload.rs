@@ -167,9 +167,9 @@ impl BatchEvent {
 }
 
 pub(crate) fn parse_channel(name: &str) -> Result<ChannelName, ValidationError> {
-    let channel = ChannelName::parse(name).map_err(|source| ValidationError::Channel {
+    let channel = ChannelName::parse(name).map_err(|reason| ValidationError::Channel {
         name: shown(name),
-        source,
+        reason,
     })?;
     if channel.kind() == ChannelKind::ServerToUser {
         return Err(ValidationError::ServerToUserChannel(shown(name)));
@@ -178,9 +178,9 @@ pub(crate) fn parse_channel(name: &str) -> Result<ChannelName, ValidationError> 
 }
 
 pub(crate) fn parse_event(name: &str) -> Result<EventName, ValidationError> {
-    EventName::parse_api(name).map_err(|source| ValidationError::Event {
+    EventName::parse_api(name).map_err(|reason| ValidationError::Event {
         name: shown(name),
-        source,
+        reason,
     })
 }
 

@@ -1,7 +1,10 @@
 //! The `hush` command-line tool.
 #![forbid(unsafe_code)]
 
+mod api_cmds;
 mod bench;
+mod keygen;
+mod sdk_vectors;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +24,18 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Load-test hush (or another Pusher-protocol server) over loopback.
     Bench(bench::BenchArgs),
+    /// Generate app credentials and an encryption master key.
+    Keygen(keygen::KeygenArgs),
+    /// Trigger an event through the HTTP API (encrypted on private-encrypted-
+    /// channels when a master key is given).
+    Trigger(api_cmds::TriggerArgs),
+    /// List occupied channels.
+    Channels(api_cmds::ChannelsArgs),
+    /// List the users of a presence channel.
+    Users(api_cmds::UsersArgs),
+    /// Run hush-sdk on JSON cases from stdin (compat parity tests).
+    #[command(hide = true)]
+    SdkVectors(sdk_vectors::SdkVectorsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +43,11 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Keygen(args) => keygen::run(args),
+        Command::Trigger(args) => api_cmds::trigger(args),
+        Command::Channels(args) => api_cmds::channels(args),
+        Command::Users(args) => api_cmds::users(args),
+        Command::SdkVectors(args) => sdk_vectors::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

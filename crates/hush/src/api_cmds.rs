@@ -1,0 +1,280 @@
+//! `hush trigger`, `hush channels`, `hush users`: the HTTP API from the shell,
+//! through hush-sdk.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use hush_sdk::{Attribute, ChannelsQuery, Client, Config, MasterKey, TriggerOptions};
+use serde_json::{Value, json};
+
+/// Where the server is and which app to act as. Environment variables:
+/// HUSH_URL, HUSH_APP_ID, HUSH_APP_KEY, HUSH_APP_SECRET, HUSH_MASTER_KEY.
+#[derive(Args, Clone)]
+pub struct ConnArgs {
+    /// Server URL: `http://127.0.0.1:6001`, or Pusher's
+    /// `http://KEY:SECRET@HOST:PORT/apps/APP_ID` form (then --app-id, --key and
+    /// --secret are not needed).
+    #[arg(long, env = "HUSH_URL", default_value = "http://127.0.0.1:6001")]
+    url: String,
+    /// Server host (overrides the host of --url).
+    #[arg(long)]
+    host: Option<String>,
+    /// Server port (overrides the port of --url).
+    #[arg(long)]
+    port: Option<u16>,
+    /// App id.
+    #[arg(long, env = "HUSH_APP_ID")]
+    app_id: Option<String>,
+    /// App key.
+    #[arg(long, env = "HUSH_APP_KEY")]
+    key: Option<String>,
+    /// App secret.
+    #[arg(long, env = "HUSH_APP_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Encryption master key (base64, 32 bytes), for private-encrypted- channels.
+    #[arg(long, env = "HUSH_MASTER_KEY", hide_env_values = true)]
+    master_key: Option<String>,
+    /// Seconds to wait for the server.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+impl ConnArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = if self.url.contains('@') {
+            Config::from_url(&self.url).context("--url")?
+        } else {
+            let mut c = Config::new("", "", "");
+            c.set_base_url(&self.url).context("--url")?;
+            c
+        };
+        if let Some(h) = &self.host {
+            config.host = h.clone();
+        }
+        if let Some(p) = self.port {
+            config.port = p;
+        }
+        if let Some(id) = &self.app_id {
+            config.app_id = id.clone();
+        }
+        if let Some(k) = &self.key {
+            config.key = k.clone();
+        }
+        if let Some(s) = &self.secret {
+            config.secret = s.clone().into();
+        }
+        for (value, what) in [
+            (config.app_id.is_empty(), "--app-id (or HUSH_APP_ID)"),
+            (config.key.is_empty(), "--key (or HUSH_APP_KEY)"),
+            (config.secret.is_empty(), "--secret (or HUSH_APP_SECRET)"),
+        ] {
+            if value {
+                bail!("missing {what}");
+            }
+        }
+        if let Some(m) = &self.master_key {
+            config.encryption_master_key =
+                Some(MasterKey::from_base64(m).context("--master-key (HUSH_MASTER_KEY)")?);
+        }
+        config.timeout = Duration::from_secs(self.timeout);
+        Ok(config)
+    }
+
+    fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(self.config()?)?)
+    }
+}
+
+fn parse_info(list: &[String]) -> anyhow::Result<Vec<Attribute>> {
+    list.iter()
+        .flat_map(|s| s.split(','))
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.trim() {
+            "user_count" => Ok(Attribute::UserCount),
+            "subscription_count" => Ok(Attribute::SubscriptionCount),
+            "cache" => Ok(Attribute::Cache),
+            other => {
+                bail!("unknown --info attribute {other:?} (user_count, subscription_count, cache)")
+            }
+        })
+        .collect()
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
+/// Options of `hush trigger`.
+#[derive(Args)]
+pub struct TriggerArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Channel (repeat for several, at most 100; an encrypted channel alone).
+    #[arg(long = "channel", short = 'c', required = true)]
+    channels: Vec<String>,
+    /// Event name.
+    #[arg(long, short = 'e')]
+    event: String,
+    /// Event data, sent as is (sealed as is on private-encrypted- channels).
+    /// Read from standard input when absent (one trailing newline dropped).
+    #[arg(long, short = 'd')]
+    data: Option<String>,
+    /// Exclude this connection from delivery.
+    #[arg(long)]
+    socket_id: Option<String>,
+    /// Attributes to report: user_count, subscription_count (comma list).
+    #[arg(long)]
+    info: Vec<String>,
+    /// Print the server's JSON response.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Triggers one event.
+pub fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
+    let client = args.conn.client()?;
+    let data = match args.data {
+        Some(d) => d,
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the event data from standard input")?;
+            let trimmed = s.strip_suffix('\n').unwrap_or(&s);
+            trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned()
+        }
+    };
+    let options = TriggerOptions {
+        socket_id: args.socket_id,
+        info: parse_info(&args.info)?,
+    };
+    let res =
+        runtime()?.block_on(client.trigger_raw(&args.channels, &args.event, &data, &options))?;
+    if args.json {
+        let channels: serde_json::Map<String, Value> = res
+            .channels
+            .iter()
+            .map(|(name, info)| (name.clone(), info_json(info)))
+            .collect();
+        let out = if channels.is_empty() {
+            json!({})
+        } else {
+            json!({ "channels": channels })
+        };
+        println!("{out}");
+    } else {
+        let encrypted = args
+            .channels
+            .iter()
+            .any(|c| c.starts_with("private-encrypted-"));
+        println!(
+            "triggered {:?} on {}{}",
+            args.event,
+            args.channels.join(", "),
+            if encrypted { " (encrypted)" } else { "" }
+        );
+        for (name, info) in &res.channels {
+            println!("{name}{}", info_text(info));
+        }
+    }
+    Ok(())
+}
+
+fn info_json(info: &hush_sdk::ChannelInfo) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(o) = info.occupied {
+        m.insert("occupied".into(), json!(o));
+    }
+    if let Some(n) = info.user_count {
+        m.insert("user_count".into(), json!(n));
+    }
+    if let Some(n) = info.subscription_count {
+        m.insert("subscription_count".into(), json!(n));
+    }
+    if let Some(c) = &info.cache {
+        m.insert("cache".into(), json!({"data": c.data, "ttl": c.ttl}));
+    }
+    Value::Object(m)
+}
+
+fn info_text(info: &hush_sdk::ChannelInfo) -> String {
+    let mut s = String::new();
+    if let Some(n) = info.user_count {
+        s.push_str(&format!("  user_count={n}"));
+    }
+    if let Some(n) = info.subscription_count {
+        s.push_str(&format!("  subscription_count={n}"));
+    }
+    s
+}
+
+/// Options of `hush channels`.
+#[derive(Args)]
+pub struct ChannelsArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Only channels whose names start with this.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Attributes to report: user_count (needs --prefix presence-), subscription_count.
+    #[arg(long)]
+    info: Vec<String>,
+    /// Print JSON (`{"channels":{…}}`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Lists occupied channels.
+pub fn channels(args: ChannelsArgs) -> anyhow::Result<()> {
+    let client = args.conn.client()?;
+    let query = ChannelsQuery {
+        filter_by_prefix: args.prefix,
+        info: parse_info(&args.info)?,
+    };
+    let list = runtime()?.block_on(client.channels(&query))?;
+    if args.json {
+        let channels: serde_json::Map<String, Value> = list
+            .channels
+            .iter()
+            .map(|(name, info)| (name.clone(), info_json(info)))
+            .collect();
+        println!("{}", json!({ "channels": channels }));
+    } else {
+        for (name, info) in &list.channels {
+            println!("{name}{}", info_text(info));
+        }
+    }
+    Ok(())
+}
+
+/// Options of `hush users`.
+#[derive(Args)]
+pub struct UsersArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// A presence channel.
+    channel: String,
+    /// Print JSON (`{"users":[{"id":…}]}`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Lists the users of a presence channel.
+pub fn users(args: UsersArgs) -> anyhow::Result<()> {
+    let client = args.conn.client()?;
+    let users = runtime()?.block_on(client.channel_users(&args.channel))?;
+    if args.json {
+        let list: Vec<Value> = users.iter().map(|u| json!({"id": u.id})).collect();
+        println!("{}", json!({ "users": list }));
+    } else {
+        for u in &users {
+            println!("{}", u.id);
+        }
+    }
+    Ok(())
+}
