@@ -33,7 +33,7 @@ struct Input {
     app: App,
     #[serde(default)]
     master_key: Option<String>,
-    cases: Vec<Case>,
+    cases: Vec<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -59,44 +59,60 @@ struct User {
     watchlist: Option<Vec<String>>,
 }
 
+/// The cases, each read from its own JSON text: `RawValue` (member order of
+/// `user_info` kept byte for byte) cannot sit inside a serde-tagged enum.
 #[derive(Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-enum Case {
-    ChannelAuth {
-        socket_id: String,
-        channel: String,
-        #[serde(default)]
-        presence: Option<Presence>,
-    },
-    UserAuth {
-        socket_id: String,
-        user: User,
-    },
-    SharedSecret {
-        channel: String,
-    },
-    SignedQuery {
-        method: String,
-        path: String,
-        #[serde(default)]
-        params: Vec<(String, String)>,
-        #[serde(default)]
-        body: Option<String>,
-        timestamp: u64,
-    },
-    Encrypt {
-        channel: String,
-        plaintext: String,
-    },
-    Decrypt {
-        channel: String,
-        data: String,
-    },
-    Webhook {
-        key_header: String,
-        signature: String,
-        body: String,
-    },
+struct Op {
+    op: String,
+}
+
+#[derive(Deserialize)]
+struct ChannelAuthCase {
+    socket_id: String,
+    channel: String,
+    #[serde(default)]
+    presence: Option<Presence>,
+}
+
+#[derive(Deserialize)]
+struct UserAuthCase {
+    socket_id: String,
+    user: User,
+}
+
+#[derive(Deserialize)]
+struct ChannelCase {
+    channel: String,
+}
+
+#[derive(Deserialize)]
+struct SignedQueryCase {
+    method: String,
+    path: String,
+    #[serde(default)]
+    params: Vec<(String, String)>,
+    #[serde(default)]
+    body: Option<String>,
+    timestamp: u64,
+}
+
+#[derive(Deserialize)]
+struct EncryptCase {
+    channel: String,
+    plaintext: String,
+}
+
+#[derive(Deserialize)]
+struct DecryptCase {
+    channel: String,
+    data: String,
+}
+
+#[derive(Deserialize)]
+struct WebhookCase {
+    key_header: String,
+    signature: String,
+    body: String,
 }
 
 fn channel_key(client: &Client, channel: &str) -> anyhow::Result<hush_crypto::ChannelKey> {
@@ -109,58 +125,60 @@ fn channel_key(client: &Client, channel: &str) -> anyhow::Result<hush_crypto::Ch
     Ok(shared_secret(&channel, master))
 }
 
-fn run_case(client: &Client, case: Case) -> anyhow::Result<Value> {
-    Ok(match case {
-        Case::ChannelAuth {
-            socket_id,
-            channel,
-            presence,
-        } => {
-            let presence = presence.map(|p| PresenceData {
+fn run_case(client: &Client, case: &RawValue) -> anyhow::Result<Value> {
+    let text = case.get();
+    let op: Op = serde_json::from_str(text)?;
+    Ok(match op.op.as_str() {
+        "channel_auth" => {
+            let c: ChannelAuthCase = serde_json::from_str(text)?;
+            let presence = c.presence.map(|p| PresenceData {
                 user_id: p.user_id,
                 user_info: p.user_info,
             });
-            let auth = client.authorize_channel(&socket_id, &channel, presence.as_ref())?;
+            let auth = client.authorize_channel(&c.socket_id, &c.channel, presence.as_ref())?;
             serde_json::from_str(&auth.to_json())?
         }
-        Case::UserAuth { socket_id, user } => {
+        "user_auth" => {
+            let c: UserAuthCase = serde_json::from_str(text)?;
             let user = UserData {
-                id: user.id,
-                user_info: user.user_info,
-                watchlist: user.watchlist,
+                id: c.user.id,
+                user_info: c.user.user_info,
+                watchlist: c.user.watchlist,
             };
-            serde_json::from_str(&client.authenticate_user(&socket_id, &user)?.to_json())?
+            serde_json::from_str(&client.authenticate_user(&c.socket_id, &user)?.to_json())?
         }
-        Case::SharedSecret { channel } => json!(channel_key(client, &channel)?.to_base64()),
-        Case::SignedQuery {
-            method,
-            path,
-            params,
-            body,
-            timestamp,
-        } => {
-            let pairs: Vec<(&str, &str)> = params
+        "shared_secret" => {
+            let c: ChannelCase = serde_json::from_str(text)?;
+            json!(channel_key(client, &c.channel)?.to_base64())
+        }
+        "signed_query" => {
+            let c: SignedQueryCase = serde_json::from_str(text)?;
+            let pairs: Vec<(&str, &str)> = c
+                .params
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            let body = body.unwrap_or_default();
-            json!(client.signed_query(&method, &path, &pairs, body.as_bytes(), timestamp)?)
+            let body = c.body.unwrap_or_default();
+            json!(client.signed_query(&c.method, &c.path, &pairs, body.as_bytes(), c.timestamp)?)
         }
-        Case::Encrypt { channel, plaintext } => {
-            json!(seal(&channel_key(client, &channel)?, plaintext.as_bytes()))
+        "encrypt" => {
+            let c: EncryptCase = serde_json::from_str(text)?;
+            json!(seal(
+                &channel_key(client, &c.channel)?,
+                c.plaintext.as_bytes()
+            ))
         }
-        Case::Decrypt { channel, data } => {
-            let plain = open(&channel_key(client, &channel)?, &data)?;
+        "decrypt" => {
+            let c: DecryptCase = serde_json::from_str(text)?;
+            let plain = open(&channel_key(client, &c.channel)?, &c.data)?;
             json!(String::from_utf8(plain).context("plaintext is not UTF-8")?)
         }
-        Case::Webhook {
-            key_header,
-            signature,
-            body,
-        } => {
-            let hook = client.verify_webhook(&key_header, &signature, body.as_bytes())?;
+        "webhook" => {
+            let c: WebhookCase = serde_json::from_str(text)?;
+            let hook = client.verify_webhook(&c.key_header, &c.signature, c.body.as_bytes())?;
             json!({"time_ms": hook.time_ms, "events": hook.events.len()})
         }
+        other => anyhow::bail!("unknown op {other:?}"),
     })
 }
 
@@ -179,7 +197,7 @@ pub fn run(_args: SdkVectorsArgs) -> anyhow::Result<()> {
     let results: Vec<Value> = input
         .cases
         .into_iter()
-        .map(|case| match run_case(&client, case) {
+        .map(|case| match run_case(&client, &case) {
             Ok(v) => json!({ "ok": v }),
             Err(e) => json!({ "error": format!("{e:#}") }),
         })
