@@ -82,10 +82,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // What the app's auth endpoint returns to pusher-js for that channel.
         // A socket id from the browser is parsed strictly: "1.1:private-x" is refused.
         let auth = client.authorize_channel("1234.5678", "private-encrypted-chat", None)?;
-        println!("auth response for socket 1234.5678: {} bytes of JSON", auth.to_json().len());
+        println!(
+            "auth response for socket 1234.5678: {} bytes of JSON",
+            auth.to_json().len()
+        );
     }
 
     let channels = client.channels(&ChannelsQuery::default()).await?;
-    println!("occupied channels: {:?}", channels.channels.keys().collect::<Vec<_>>());
+    println!(
+        "occupied channels: {:?}",
+        channels.channels.keys().collect::<Vec<_>>()
+    );
     Ok(())
 }

@@ -56,14 +56,17 @@ impl ConnArgs {
         if let Some(p) = self.port {
             config.port = p;
         }
-        if let Some(id) = &self.app_id {
-            config.app_id = id.clone();
+        // Flags and variables override the URL's credentials; an empty
+        // variable counts as unset.
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        if let Some(id) = given(&self.app_id) {
+            config.app_id = id;
         }
-        if let Some(k) = &self.key {
-            config.key = k.clone();
+        if let Some(k) = given(&self.key) {
+            config.key = k;
         }
-        if let Some(s) = &self.secret {
-            config.secret = s.clone().into();
+        if let Some(s) = given(&self.secret) {
+            config.secret = s.into();
         }
         for (value, what) in [
             (config.app_id.is_empty(), "--app-id (or HUSH_APP_ID)"),
@@ -74,9 +77,9 @@ impl ConnArgs {
                 bail!("missing {what}");
             }
         }
-        if let Some(m) = &self.master_key {
+        if let Some(m) = given(&self.master_key) {
             config.encryption_master_key =
-                Some(MasterKey::from_base64(m).context("--master-key (HUSH_MASTER_KEY)")?);
+                Some(MasterKey::from_base64(&m).context("--master-key (HUSH_MASTER_KEY)")?);
         }
         config.timeout = Duration::from_secs(self.timeout);
         Ok(config)
