@@ -422,3 +422,40 @@ async fn webhook_signed_like_the_server_verifies() {
     assert!(api.verify_webhook("other", &sig, body).is_err());
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn cache_channel_info() {
+    let srv = start().await;
+    let api = srv.client();
+    let empty = api
+        .channel("cache-weather", &[Attribute::Cache])
+        .await
+        .unwrap();
+    assert_eq!(empty.cache, None);
+    api.trigger(
+        &["cache-weather"],
+        "update",
+        &json!({"t": 21}),
+        &TriggerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let info = api
+        .channel("cache-weather", &[Attribute::Cache])
+        .await
+        .unwrap();
+    let cache = info.cache.expect("cached event");
+    assert_eq!(cache.data, r#"{"t":21}"#);
+    assert!(cache.ttl > 0 && cache.ttl <= 1800, "{}", cache.ttl);
+    // A late subscriber gets the cached event right after subscribing.
+    let mut ws = srv.ws().await;
+    ws.subscribe("cache-weather", None).await;
+    assert_eq!(ws.expect("update").await["data"], r#"{"t":21}"#);
+    // user_count on a non-presence channel: the server's 400, typed.
+    let err = api
+        .channel("cache-weather", &[Attribute::UserCount])
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    srv.stop().await;
+}
