@@ -281,3 +281,71 @@ pub fn users(args: UsersArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(url: &str) -> ConnArgs {
+        ConnArgs {
+            url: url.into(),
+            host: None,
+            port: None,
+            app_id: Some("1".into()),
+            key: Some("k".into()),
+            secret: Some("s".into()),
+            master_key: None,
+            timeout: 3,
+        }
+    }
+
+    #[test]
+    fn info_lists() {
+        assert_eq!(
+            parse_info(&["user_count,subscription_count".into(), "cache".into()]).unwrap(),
+            [
+                Attribute::UserCount,
+                Attribute::SubscriptionCount,
+                Attribute::Cache
+            ]
+        );
+        assert!(parse_info(&[]).unwrap().is_empty());
+        assert!(parse_info(&["occupied".into()]).is_err());
+    }
+
+    #[test]
+    fn connection_options() {
+        let c = conn("http://127.0.0.1:7000").config().unwrap();
+        assert_eq!(c.base_url(), "http://127.0.0.1:7000");
+        assert_eq!(c.timeout, Duration::from_secs(3));
+        let mut a = conn("http://127.0.0.1:7000");
+        a.host = Some("localhost".into());
+        a.port = Some(9);
+        assert_eq!(a.config().unwrap().base_url(), "http://localhost:9");
+
+        // Pusher's URL form; flags override it, empty values do not.
+        let mut a = conn("http://uk:us@h:1/apps/42");
+        a.app_id = Some(String::new());
+        a.key = None;
+        a.secret = Some(String::new());
+        let c = a.config().unwrap();
+        assert_eq!(
+            (c.app_id.as_str(), c.key.as_str(), c.secret.as_str()),
+            ("42", "uk", "us")
+        );
+        let c = conn("http://uk:us@h:1/apps/42").config().unwrap();
+        assert_eq!((c.app_id.as_str(), c.key.as_str()), ("1", "k"));
+
+        let mut a = conn("http://h");
+        a.master_key = Some("dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=".into());
+        assert!(a.config().unwrap().encryption_master_key.is_some());
+        a.master_key = Some("short".into());
+        assert!(a.config().is_err());
+
+        let mut a = conn("http://h");
+        a.secret = None;
+        let e = a.config().unwrap_err().to_string();
+        assert!(e.contains("--secret"), "{e}");
+        assert!(conn("127.0.0.1:6001").config().is_err());
+    }
+}
