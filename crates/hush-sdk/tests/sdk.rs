@@ -237,6 +237,18 @@ async fn channel_queries_and_presence_users() {
     assert_eq!(info.subscription_count, Some(2));
     let empty = api.channel("nobody-here", &[]).await.unwrap();
     assert_eq!(empty.occupied, Some(false));
+    // Every channel character is legal in a URL path as is, so the signed path
+    // and the sent path agree.
+    let mut odd = srv.ws().await;
+    odd.subscribe("foo-bar_1234@=,.;", None).await;
+    let info = api
+        .channel("foo-bar_1234@=,.;", &[Attribute::SubscriptionCount])
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.occupied, info.subscription_count),
+        (Some(true), Some(1))
+    );
 
     let mut users: Vec<String> = api
         .channel_users("presence-room")
