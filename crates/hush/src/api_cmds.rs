@@ -144,6 +144,10 @@ pub fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
     let data = match args.data {
         Some(d) => d,
         None => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                eprintln!("hush: reading the event data from standard input (end with Ctrl-D)");
+            }
             let mut s = String::new();
             std::io::stdin()
                 .read_to_string(&mut s)
