@@ -13,12 +13,22 @@ const SECRET: &[u8] = b"7ad3773142a6692b25b8";
 
 fn frames(c: &mut Criterion) {
     let sub = r#"{"event":"pusher:subscribe","data":{"auth":"278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4","channel":"private-foobar"}}"#;
-    c.bench_function("parse subscribe frame", |b| b.iter(|| wire::parse_client_frame(black_box(sub)).unwrap()));
+    c.bench_function("parse subscribe frame", |b| {
+        b.iter(|| wire::parse_client_frame(black_box(sub)).unwrap())
+    });
     let ce = r#"{"event":"client-typing","channel":"presence-room","data":{"text":"hello there","at":1700000000}}"#;
-    c.bench_function("parse client event frame", |b| b.iter(|| wire::parse_client_frame(black_box(ce)).unwrap()));
+    c.bench_function("parse client event frame", |b| {
+        b.iter(|| wire::parse_client_frame(black_box(ce)).unwrap())
+    });
     let data = format!(r#"{{"id":42,"body":"{}"}}"#, "x".repeat(200));
     c.bench_function("encode channel event (256 B data)", |b| {
-        b.iter(|| wire::channel_event(black_box("order-shipped"), black_box("orders"), black_box(&data)))
+        b.iter(|| {
+            wire::channel_event(
+                black_box("order-shipped"),
+                black_box("orders"),
+                black_box(&data),
+            )
+        })
     });
 }
 
@@ -27,12 +37,27 @@ fn signatures(c: &mut Criterion) {
     let channel = ChannelName::parse("private-foobar").unwrap();
     let auth_value = auth::auth_value(KEY, &auth::sign_channel(SECRET, &socket, &channel, None));
     c.bench_function("verify channel auth", |b| {
-        b.iter(|| auth::verify_channel(KEY, SECRET, black_box(&auth_value), &socket, &channel, None).unwrap())
+        b.iter(|| {
+            auth::verify_channel(KEY, SECRET, black_box(&auth_value), &socket, &channel, None)
+                .unwrap()
+        })
     });
-    c.bench_function("parse socket id", |b| b.iter(|| SocketId::parse(black_box("123456789.987654321")).unwrap()));
-    c.bench_function("parse channel name", |b| b.iter(|| ChannelName::parse(black_box("presence-room-12345")).unwrap()));
+    c.bench_function("parse socket id", |b| {
+        b.iter(|| SocketId::parse(black_box("123456789.987654321")).unwrap())
+    });
+    c.bench_function("parse channel name", |b| {
+        b.iter(|| ChannelName::parse(black_box("presence-room-12345")).unwrap())
+    });
     let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
-    let q = signed_query(KEY, SECRET, "POST", "/apps/3/events", QueryParams::default(), body, 1_353_088_179);
+    let q = signed_query(
+        KEY,
+        SECRET,
+        "POST",
+        "/apps/3/events",
+        QueryParams::default(),
+        body,
+        1_353_088_179,
+    );
     c.bench_function("verify HTTP API request", |b| {
         b.iter(|| {
             let p = QueryParams::parse(black_box(&q)).unwrap();
@@ -44,7 +69,9 @@ fn signatures(c: &mut Criterion) {
 }
 
 fn presence(c: &mut Criterion) {
-    let members: Vec<(String, String)> = (0..100).map(|i| (format!("user-{i}"), format!(r#"{{"name":"User {i}"}}"#))).collect();
+    let members: Vec<(String, String)> = (0..100)
+        .map(|i| (format!("user-{i}"), format!(r#"{{"name":"User {i}"}}"#)))
+        .collect();
     c.bench_function("presence data, 100 members", |b| {
         b.iter(|| wire::presence_data(members.iter().map(|(a, b)| (a.as_str(), b.as_str()))))
     });

@@ -266,7 +266,9 @@ pub fn verify_request(
         return Err(ApiAuthError::Expired { given, now });
     }
     match params.get("body_md5") {
-        Some(md5) if !md5.eq_ignore_ascii_case(&body_md5(body)) => return Err(ApiAuthError::BodyMd5),
+        Some(md5) if !md5.eq_ignore_ascii_case(&body_md5(body)) => {
+            return Err(ApiAuthError::BodyMd5);
+        }
         Some(_) => {}
         None if !body.is_empty() => return Err(ApiAuthError::BodyMd5),
         None => {}

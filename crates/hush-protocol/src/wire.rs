@@ -19,7 +19,9 @@ pub struct RawFrame {
 }
 
 /// Keeps an explicit `null` as raw JSON instead of turning it into `None`.
-fn raw_keep_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+fn raw_keep_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Box<RawValue>>, D::Error> {
     Box::<RawValue>::deserialize(d).map(Some)
 }
 
