@@ -118,6 +118,49 @@ impl Server {
     }
 }
 
+/// A server running on its own task: for embedding hush in another program and
+/// for tests. Dropping it (or calling [`RunningServer::stop`]) drains it.
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// Runs the server on a new task until [`RunningServer::stop`] or drop.
+    pub fn spawn(self) -> RunningServer {
+        let addr = self.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let join = tokio::spawn(self.run(async move {
+            // A dropped sender also means stop.
+            let _ = rx.await;
+        }));
+        RunningServer {
+            addr,
+            stop: Some(tx),
+            join: Some(join),
+        }
+    }
+}
+
+impl RunningServer {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Drains (clients get 4200) and waits for the server task to end.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.join.take() {
+            Some(j) => j.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            None => Ok(()),
+        }
+    }
+}
+
 async fn sweep(state: Arc<ServerState>) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     loop {

@@ -9,7 +9,6 @@ use futures_util::{SinkExt, StreamExt};
 use hush_sdk::{Client, Config};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -21,8 +20,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    running: hush_server::RunningServer,
 }
 
 pub async fn start() -> TestServer {
@@ -33,27 +31,19 @@ pub async fn start() -> TestServer {
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
     config.server.shutdown_timeout = 1;
-    let server = hush_server::Server::bind(config).await.expect("bind");
-    let addr = server.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let join = tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
+    let running = hush_server::Server::bind(config)
+        .await
+        .expect("bind")
+        .spawn();
     TestServer {
-        addr,
-        stop: Some(tx),
-        join: Some(join),
+        addr: running.local_addr(),
+        running,
     }
 }
 
 impl TestServer {
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(j) = self.join.take() {
-            let _ = tokio::time::timeout(WAIT, j).await;
-        }
+    pub async fn stop(self) {
+        let _ = tokio::time::timeout(WAIT, self.running.stop()).await;
     }
 
     pub fn config(&self) -> Config {

@@ -12,7 +12,6 @@ use hush_protocol::{ChannelName, SocketId};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -23,8 +22,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    running: hush_server::RunningServer,
 }
 
 pub fn app_toml(extra: &str) -> String {
@@ -36,27 +34,19 @@ pub async fn start(toml: &str) -> TestServer {
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
     config.server.shutdown_timeout = 2;
-    let server = hush_server::Server::bind(config).await.expect("bind");
-    let addr = server.local_addr();
-    let (tx, rx) = oneshot::channel::<()>();
-    let join = tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
+    let running = hush_server::Server::bind(config)
+        .await
+        .expect("bind")
+        .spawn();
     TestServer {
-        addr,
-        stop: Some(tx),
-        join: Some(join),
+        addr: running.local_addr(),
+        running,
     }
 }
 
 impl TestServer {
-    pub async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(j) = self.join.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), j).await;
-        }
+    pub async fn stop(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.running.stop()).await;
     }
 
     pub async fn connect(&self) -> Client {
