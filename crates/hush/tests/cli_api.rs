@@ -10,7 +10,6 @@ use hush_crypto::{MasterKey, open, shared_secret};
 use hush_protocol::{ChannelName, SocketId, auth};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 const ID: &str = "3";
@@ -22,14 +21,13 @@ const WAIT: Duration = Duration::from_secs(5);
 struct Srv {
     url: String,
     addr: std::net::SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    running: Option<hush_server::RunningServer>,
 }
 
 impl Srv {
     fn shutdown(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        // Dropping a RunningServer drains it.
+        self.running.take();
     }
 }
 
@@ -39,16 +37,12 @@ async fn start() -> Srv {
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
     config.server.shutdown_timeout = 1;
-    let server = hush_server::Server::bind(config).await.unwrap();
-    let addr = server.local_addr();
-    let (stop, rx) = oneshot::channel::<()>();
-    tokio::spawn(server.run(async move {
-        let _ = rx.await;
-    }));
+    let running = hush_server::Server::bind(config).await.unwrap().spawn();
+    let addr = running.local_addr();
     Srv {
         url: format!("http://{addr}"),
         addr,
-        stop: Some(stop),
+        running: Some(running),
     }
 }
 
