@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::app::{App, ServerState};
+use crate::channels::ChannelInfo;
 
 /// An API refusal: a status and a message, sent as `{"error": message}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +153,25 @@ struct InfoWanted {
     cache: bool,
 }
 
+impl InfoWanted {
+    /// True when any count was asked for.
+    fn any_count(self) -> bool {
+        self.user_count || self.subscription_count
+    }
+
+    /// The requested counts of one channel; `user_count` only for presence.
+    fn counts(self, name: &ChannelName, i: &ChannelInfo) -> Map<String, Value> {
+        let mut attrs = Map::new();
+        if self.user_count && name.kind() == ChannelKind::Presence {
+            attrs.insert("user_count".into(), i.user_count.into());
+        }
+        if self.subscription_count {
+            attrs.insert("subscription_count".into(), i.subscription_count.into());
+        }
+        attrs
+    }
+}
+
 fn parse_info(info: Option<&str>, allowed: &[&str]) -> Result<InfoWanted, ApiError> {
     let mut w = InfoWanted::default();
     for item in info
@@ -270,26 +290,10 @@ fn validate_event(app: &App, e: EventBody, batch: bool) -> Result<Publish, ApiEr
     })
 }
 
-fn publish(app: &App, p: &Publish) -> Value {
+fn publish(app: &App, p: &Publish) {
     for c in &p.channels {
         app.publish(c, p.name.as_str(), &p.data, p.socket_id.as_ref());
     }
-    if !p.info.user_count && !p.info.subscription_count {
-        return json!({});
-    }
-    let mut out = Map::new();
-    for c in &p.channels {
-        let info = app.channels.info(c);
-        let mut attrs = Map::new();
-        if p.info.user_count && c.kind() == ChannelKind::Presence {
-            attrs.insert("user_count".into(), info.user_count.into());
-        }
-        if p.info.subscription_count {
-            attrs.insert("subscription_count".into(), info.subscription_count.into());
-        }
-        out.insert(c.to_string(), Value::Object(attrs));
-    }
-    json!({ "channels": out })
 }
 
 /// `POST /apps/{app_id}/events`.
@@ -304,7 +308,22 @@ pub async fn events(
     let (app, _) = authenticate(&state, &app_id, &method, &uri, &body, &[])?;
     let event: EventBody = parse_json(&body)?;
     let p = validate_event(&app, event, false)?;
-    Ok(Json(publish(&app, &p)))
+    publish(&app, &p);
+    if !p.info.any_count() {
+        return Ok(Json(json!({})));
+    }
+    // Counts are taken after delivery, one entry per unique channel.
+    let channels: Map<String, Value> = p
+        .channels
+        .iter()
+        .map(|c| {
+            (
+                c.to_string(),
+                Value::Object(p.info.counts(c, &app.channels.info(c))),
+            )
+        })
+        .collect();
+    Ok(Json(json!({ "channels": channels })))
 }
 
 #[derive(Deserialize)]
@@ -334,18 +353,17 @@ pub async fn batch_events(
         .into_iter()
         .map(|e| validate_event(&app, e, true))
         .collect::<Result<Vec<_>, _>>()?;
-    let any_info = items
-        .iter()
-        .any(|p| p.info.user_count || p.info.subscription_count);
+    let any_info = items.iter().any(|p| p.info.any_count());
     let mut results = Vec::with_capacity(items.len());
     for p in &items {
-        let v = publish(&app, p);
-        // One object per item: the channel's attributes, or {}.
-        let attrs = v
-            .get("channels")
-            .and_then(|c| c.as_object())
-            .and_then(|m| m.values().next().cloned());
-        results.push(attrs.unwrap_or_else(|| json!({})));
+        publish(&app, p);
+        // One object per item (a batch item has exactly one channel).
+        let attrs = p
+            .channels
+            .first()
+            .map(|c| p.info.counts(c, &app.channels.info(c)))
+            .unwrap_or_default();
+        results.push(Value::Object(attrs));
     }
     Ok(Json(if any_info {
         json!({ "batch": results })
@@ -378,14 +396,7 @@ pub async fn channels(
     }
     let mut out = BTreeMap::new();
     for (name, i) in app.channels.occupied(prefix) {
-        let mut attrs = Map::new();
-        if info.user_count {
-            attrs.insert("user_count".into(), i.user_count.into());
-        }
-        if info.subscription_count {
-            attrs.insert("subscription_count".into(), i.subscription_count.into());
-        }
-        out.insert(name.to_string(), Value::Object(attrs));
+        out.insert(name.to_string(), Value::Object(info.counts(&name, &i)));
     }
     Ok(Json(json!({ "channels": out })))
 }
@@ -416,12 +427,7 @@ pub async fn channel(
     let i = app.channels.info(&name);
     let mut out = Map::new();
     out.insert("occupied".into(), (i.subscription_count > 0).into());
-    if info.user_count {
-        out.insert("user_count".into(), i.user_count.into());
-    }
-    if info.subscription_count {
-        out.insert("subscription_count".into(), i.subscription_count.into());
-    }
+    out.extend(info.counts(&name, &i));
     if info.cache {
         let cache = app.channels.cached(&name).map_or(
             Value::Null,

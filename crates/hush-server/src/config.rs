@@ -96,6 +96,10 @@ pub struct AppConfig {
     /// Client events per second per connection (error 4301 beyond).
     #[serde(default = "default_client_rate")]
     pub max_client_events_per_second: u32,
+    /// Channels one connection may be subscribed to at once, so one client
+    /// cannot grow the registry without bound.
+    #[serde(default = "default_channels_per_connection")]
+    pub max_channels_per_connection: usize,
     /// Distinct users per presence channel.
     #[serde(default = "default_presence_members")]
     pub max_presence_members: usize,
@@ -131,6 +135,9 @@ fn default_user_auth_timeout() -> u64 {
 }
 fn default_client_rate() -> u32 {
     limits::MAX_CLIENT_EVENTS_PER_SECOND
+}
+fn default_channels_per_connection() -> usize {
+    1_000
 }
 fn default_presence_members() -> usize {
     limits::MAX_PRESENCE_MEMBERS

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::{CloseCode, SocketId, wire};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::app::{App, ServerState};
 use crate::conn::{Closer, ConnHandle, Frame};
@@ -147,16 +148,20 @@ async fn run(
             return refuse(socket, code, code.message()).await;
         }
     };
-    let socket_id = handle.socket_id.clone();
-    let span = tracing::info_span!("conn", app = %app.config.id, socket_id = %socket_id);
-    let _e = span.enter();
-    drop(_e);
-    tracing::debug!(parent: &span, client, version, "connected");
-    let first = wire::connection_established(socket_id.as_str(), state.server.activity_timeout);
-    let session = Session::new(app.clone(), handle.clone(), Instant::now());
-    drop(handle);
-    let reason = drive(socket, &state, &app, session, first, rx, closer).await;
-    tracing::debug!(parent: &span, reason, "disconnected");
+    // A debug-level span: entered on every poll of the connection task, so at
+    // the default `info` level it must cost nothing. Info-level events name
+    // the socket id themselves.
+    let span = tracing::debug_span!("conn", app = %app.config.id, socket_id = %handle.socket_id);
+    let first =
+        wire::connection_established(handle.socket_id.as_str(), state.server.activity_timeout);
+    let session = Session::new(app.clone(), handle, Instant::now());
+    async {
+        tracing::debug!(client, version, "connected");
+        let reason = drive(socket, &state, &app, session, first, rx, closer).await;
+        tracing::debug!(reason, "disconnected");
+    }
+    .instrument(span)
+    .await;
 }
 
 /// The connection loop. Returns why it ended.

@@ -132,8 +132,15 @@ impl Session {
                 );
             }
         };
-        let auth = d.auth.as_deref().unwrap_or("");
         let cfg = &self.app.config;
+        if !self.subs.contains_key(&name) && self.subs.len() >= cfg.max_channels_per_connection {
+            let msg = format!(
+                "Maximum number of channels per connection ({}) reached",
+                cfg.max_channels_per_connection
+            );
+            return self.sub_error(name.as_str(), SubscriptionErrorType::LimitReached, &msg);
+        }
+        let auth = d.auth.as_deref().unwrap_or("");
         let socket = &self.handle.socket_id;
         let member = match name.kind() {
             ChannelKind::Public => None,

@@ -122,6 +122,23 @@ async fn server_to_user_channels_need_sign_in_as_that_user() {
 }
 
 #[tokio::test]
+async fn channels_per_connection_are_capped() {
+    let s = start(&app_toml("max_channels_per_connection = 3")).await;
+    let mut c = s.client().await;
+    for ch in ["a", "b", "c"] {
+        c.subscribe_ok(ch).await;
+    }
+    let v = c.subscribe("d", None, None).await;
+    assert_eq!(sub_error(&v), ("LimitReached", 4100));
+    // Re-subscribing to a channel it has is not a new channel; leaving frees a place.
+    c.subscribe_ok("a").await;
+    c.send(json!({"event":"pusher:unsubscribe","data":{"channel":"b"}}))
+        .await;
+    c.subscribe_ok("d").await;
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn cache_channels_replay_or_miss() {
     let s = start(&app_toml("cache_ttl = 60")).await;
     let mut c = s.client().await;
