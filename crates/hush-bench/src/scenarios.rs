@@ -52,6 +52,36 @@ impl Meter {
         }
     }
 
+    /// A report of a delivery scenario: counts, loss, latencies, then the
+    /// meter's CPU and memory readings. `load` is how long the load ran.
+    #[allow(clippy::too_many_arguments)]
+    fn deliveries(
+        &self,
+        scenario: &str,
+        params: serde_json::Value,
+        sent: u64,
+        expected: u64,
+        delivered: u64,
+        latency: &Histogram<u64>,
+        api: Option<&Histogram<u64>>,
+        load: Duration,
+    ) -> Report {
+        let mut r = Report {
+            scenario: scenario.into(),
+            params,
+            sent,
+            expected,
+            delivered,
+            lost: expected.saturating_sub(delivered),
+            latency_ms: Percentiles::from_micros(latency),
+            api_latency_ms: api.and_then(Percentiles::from_micros),
+            deliveries_per_s: delivered as f64 / load.as_secs_f64(),
+            ..Report::default()
+        };
+        self.finish(&mut r);
+        r
+    }
+
     fn finish(&self, r: &mut Report) {
         r.duration_s = self.t0.elapsed().as_secs_f64();
         if let (Some(a), Some(b)) = (
@@ -276,19 +306,16 @@ pub async fn fanout(t: &Target, o: &FanoutOptions, pb: &ProgressBar) -> Result<R
         let expected = sent * o.subscribers as u64;
         let (delivered, lat) = readers.collect(expected, base).await;
         base += delivered;
-        let mut r = Report {
-            scenario: "fanout".into(),
-            params: json!({"rate": rate}),
+        let r = meter.deliveries(
+            "fanout",
+            json!({"rate": rate}),
             sent,
             expected,
             delivered,
-            lost: expected.saturating_sub(delivered),
-            latency_ms: Percentiles::from_micros(&lat),
-            api_latency_ms: Percentiles::from_micros(&api_h),
-            ..Report::default()
-        };
-        meter.finish(&mut r);
-        r.deliveries_per_s = delivered as f64 / o.duration.as_secs_f64();
+            &lat,
+            Some(&api_h),
+            o.duration,
+        );
         let p99 = r.latency_ms.map_or(0.0, |l| l.p99);
         let stop = !o.max || r.lost > 0 || p99 > 1000.0 || rate >= o.max_rate;
         steps.push(r);
@@ -412,19 +439,17 @@ pub async fn channels(
     }
     let expected = sent * o.per_channel as u64;
     let (delivered, lat) = readers.collect(expected, 0).await;
-    let mut r = Report {
-        scenario: "channels".into(),
-        params: json!({"channels": o.channels, "per_channel": o.per_channel, "batches_per_s": o.batches_per_s, "duration_s": o.duration.as_secs_f64()}),
+    let params = json!({"channels": o.channels, "per_channel": o.per_channel, "batches_per_s": o.batches_per_s, "duration_s": o.duration.as_secs_f64()});
+    let r = meter.deliveries(
+        "channels",
+        params,
         sent,
         expected,
         delivered,
-        lost: expected.saturating_sub(delivered),
-        latency_ms: Percentiles::from_micros(&lat),
-        api_latency_ms: Percentiles::from_micros(&api_h),
-        ..Report::default()
-    };
-    meter.finish(&mut r);
-    r.deliveries_per_s = delivered as f64 / o.duration.as_secs_f64();
+        &lat,
+        Some(&api_h),
+        o.duration,
+    );
     readers.stop().await;
     pb.finish_and_clear();
     Ok(r)
@@ -487,18 +512,17 @@ pub async fn client_events(
     }
     let sent = sent.load(Ordering::Relaxed);
     let (delivered, lat) = readers.collect(sent, 0).await;
-    let mut r = Report {
-        scenario: "client-events".into(),
-        params: json!({"pairs": o.pairs, "rate": o.rate, "duration_s": o.duration.as_secs_f64()}),
+    let params = json!({"pairs": o.pairs, "rate": o.rate, "duration_s": o.duration.as_secs_f64()});
+    let r = meter.deliveries(
+        "client-events",
+        params,
         sent,
-        expected: sent,
+        sent,
         delivered,
-        lost: sent.saturating_sub(delivered),
-        latency_ms: Percentiles::from_micros(&lat),
-        ..Report::default()
-    };
-    meter.finish(&mut r);
-    r.deliveries_per_s = delivered as f64 / o.duration.as_secs_f64();
+        &lat,
+        None,
+        o.duration,
+    );
     readers.stop().await;
     drop(keep);
     pb.finish_and_clear();
