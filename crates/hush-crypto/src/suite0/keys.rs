@@ -69,29 +69,9 @@ impl MasterKey {
         decode_key(text).map(Self)
     }
 
-    /// Wraps 32 raw bytes.
-    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        let mut bytes = bytes;
-        let key = Self(Box::new(bytes));
-        bytes.zeroize();
-        key
-    }
-
     /// A new random key from the operating system's generator.
     pub fn generate() -> Self {
         Self(random_key())
-    }
-
-    /// The key in standard base64 with padding — the form
-    /// pusher-http-node's `encryptionMasterKeyBase64` takes. This is the secret
-    /// itself: do not log it.
-    pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.0.as_slice())
-    }
-
-    /// The raw key bytes.
-    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
-        &self.0
     }
 }
 
@@ -107,26 +87,6 @@ impl ChannelKey {
     /// of 32 bytes).
     pub fn from_base64(text: &str) -> Result<Self, MasterKeyError> {
         decode_key(text).map(Self)
-    }
-
-    /// Wraps 32 raw bytes.
-    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        let mut bytes = bytes;
-        let key = Self(Box::new(bytes));
-        bytes.zeroize();
-        key
-    }
-
-    /// Standard base64 with padding: the `shared_secret` field of the channel
-    /// auth response. This is the channel's secret: send it only to an
-    /// authorized subscriber, and do not log it.
-    pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.0.as_slice())
-    }
-
-    /// The raw key bytes.
-    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
-        &self.0
     }
 }
 
@@ -148,8 +108,30 @@ pub fn shared_secret(channel: &ChannelName, master_key: &MasterKey) -> ChannelKe
     ChannelKey(key)
 }
 
+/// What both key types share: construction from bytes, base64 and byte
+/// views, wiping on drop, a redacted `Debug`, constant-time equality.
 macro_rules! secret_impls {
-    ($t:ident) => {
+    ($t:ident, $b64_doc:literal) => {
+        impl $t {
+            /// Wraps 32 raw bytes (the argument's copy is wiped).
+            pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+                let mut bytes = bytes;
+                let key = Self(Box::new(bytes));
+                bytes.zeroize();
+                key
+            }
+
+            #[doc = $b64_doc]
+            pub fn to_base64(&self) -> String {
+                STANDARD.encode(self.0.as_slice())
+            }
+
+            /// The raw key bytes.
+            pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+                &self.0
+            }
+        }
+
         impl Drop for $t {
             fn drop(&mut self) {
                 self.0.zeroize();
@@ -178,8 +160,17 @@ macro_rules! secret_impls {
     };
 }
 
-secret_impls!(MasterKey);
-secret_impls!(ChannelKey);
+secret_impls!(
+    MasterKey,
+    "The key in standard base64 with padding — the form pusher-http-node's \
+     `encryptionMasterKeyBase64` takes. This is the secret itself: do not log it."
+);
+secret_impls!(
+    ChannelKey,
+    "Standard base64 with padding: the `shared_secret` field of the channel auth \
+     response. This is the channel's secret: send it only to an authorized \
+     subscriber, and do not log it."
+);
 
 #[cfg(test)]
 mod tests {
