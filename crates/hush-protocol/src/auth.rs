@@ -237,9 +237,8 @@ mod tests {
 
     #[test]
     fn kat_node_sdk_cross_check() {
+        // pusher-http-node tests/integration/pusher/authenticate.js (PROTOCOL.md §17 c).
         let s: SocketId = "123.456".parse().unwrap();
-        let ch = ChannelName::parse("presence-foo").unwrap();
-        let _ = ch; // the SDK test signs "123.456:test_channel:\"foo\""-style strings; check the user vector:
         let sig = sign_user(b"tofu", &s, r#"{"id":"45678"}"#);
         assert_eq!(
             sig.to_hex(),

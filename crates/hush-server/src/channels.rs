@@ -32,6 +32,8 @@ struct Channel {
     members: HashMap<String, Member>,
     cache: Option<CachedEvent>,
     last_count_sent: Option<Instant>,
+    /// A count change was held back by the large-channel interval.
+    count_pending: bool,
 }
 
 struct Sub {
@@ -348,6 +350,18 @@ impl Channels {
         out
     }
 
+    /// Sends the `subscription_count` changes held back on large channels once
+    /// their interval has passed.
+    pub fn flush_counts(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            let mut g = write(shard);
+            for (name, ch) in g.iter_mut().filter(|(_, ch)| ch.count_pending) {
+                send_count(name, ch, now);
+            }
+        }
+    }
+
     /// Drops expired cache entries of channels nobody is subscribed to.
     pub fn sweep(&self) {
         let now = Instant::now();
@@ -375,11 +389,14 @@ fn send_count(name: &ChannelName, ch: &mut Channel, now: Instant) {
     if n > LARGE_CHANNEL {
         if let Some(last) = ch.last_count_sent {
             if now.duration_since(last) < LARGE_CHANNEL_COUNT_INTERVAL {
+                // Sent later by `flush_counts`, so the last change is never lost.
+                ch.count_pending = true;
                 return;
             }
         }
     }
     ch.last_count_sent = Some(now);
+    ch.count_pending = false;
     let frame: Frame = wire::subscription_count(name.as_str(), n).into();
     for s in ch.subs.values() {
         s.handle.send(frame.clone());
@@ -496,6 +513,61 @@ mod tests {
         // The cached event outlives its subscribers until the TTL.
         assert!(ch.cached(&name).is_some());
         assert_eq!(ch.occupied(""), vec![]);
+    }
+
+    #[test]
+    fn held_back_counts_are_flushed() {
+        let ch = Channels::default();
+        let name = ChannelName::parse("big").unwrap();
+        let opts = SubscribeOptions {
+            max_members: 0,
+            subscription_count: true,
+        };
+        // Queues large enough for one count frame per join.
+        let mut conns: Vec<_> = (0..=LARGE_CHANNEL)
+            .map(|i| {
+                let (h, rx, _) =
+                    ConnHandle::new(SocketId::from_parts(2, i as u64), 4 * LARGE_CHANNEL);
+                (h, rx)
+            })
+            .collect();
+        for (h, _) in &conns {
+            ch.subscribe(&name, h, None, opts).unwrap();
+        }
+        // Up to 100 subscribers every change is sent; the 101st and the late
+        // one come within the interval and are held back.
+        let (late, _rl) = conn();
+        ch.subscribe(&name, &late, None, opts).unwrap();
+        let (_, rx0) = &mut conns[0];
+        let counts = |rx: &mut Receiver<Frame>| {
+            drain(rx)
+                .into_iter()
+                .filter(|f| f.contains("subscription_count"))
+                .collect::<Vec<_>>()
+        };
+        let seen = counts(rx0);
+        assert!(
+            seen.last()
+                .unwrap()
+                .contains(&format!("\\\"subscription_count\\\":{LARGE_CHANNEL}")),
+            "{seen:?}"
+        );
+        // Nothing due yet.
+        ch.flush_counts();
+        assert!(counts(rx0).is_empty());
+        // Once the interval has passed, the held-back count goes out.
+        {
+            let mut g = write(ch.shard(&name));
+            g.get_mut(&name).unwrap().last_count_sent =
+                Some(Instant::now() - LARGE_CHANNEL_COUNT_INTERVAL);
+        }
+        ch.flush_counts();
+        let got = counts(rx0);
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].contains(&format!("{}", LARGE_CHANNEL + 2)),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub use config::{AppConfig, Config, ServerConfig};
 
 /// How often expired cache-channel events are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often held-back `subscription_count` changes are checked.
+const COUNT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -162,11 +164,20 @@ impl RunningServer {
 }
 
 async fn sweep(state: Arc<ServerState>) {
-    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    let mut counts = tokio::time::interval(COUNT_FLUSH_INTERVAL);
+    let mut cache = tokio::time::interval(SWEEP_INTERVAL);
     loop {
-        tick.tick().await;
-        for app in state.apps() {
-            app.channels.sweep();
+        tokio::select! {
+            _ = counts.tick() => {
+                for app in state.apps().filter(|a| a.config.subscription_count) {
+                    app.channels.flush_counts();
+                }
+            }
+            _ = cache.tick() => {
+                for app in state.apps() {
+                    app.channels.sweep();
+                }
+            }
         }
     }
 }
