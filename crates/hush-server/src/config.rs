@@ -74,6 +74,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Seconds to wait for clients to leave on shutdown.
     pub shutdown_timeout: u64,
+    /// Seconds the listener stays open after draining starts (readiness 503).
+    #[serde(default)]
+    pub drain_delay: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` header

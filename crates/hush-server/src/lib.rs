@@ -140,6 +140,12 @@ impl Server {
                 "shutting down: asking clients to reconnect (4200)"
             );
             drain_state.drain();
+            // Keep listening (with /ready answering 503 and new connections
+            // refused with 4200) so load balancers notice before the port closes.
+            let delay = Duration::from_secs(drain_state.server.drain_delay);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
         };
         let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let result = match &self.tls {
