@@ -312,8 +312,11 @@ async fn count_api_request(
         .and_then(|id| state.app_by_id(id))
         .cloned();
     let res = next.run(req).await;
-    let label = app.as_ref().map_or("unknown", |a| a.config.id.as_str());
-    telemetry::http_request(label, res.status().as_u16());
+    let status = res.status().as_u16();
+    match app {
+        Some(app) => app.metrics.http_response(status),
+        None => telemetry::http_request_unknown_app(status),
+    }
     res
 }
 

@@ -111,7 +111,13 @@ pub struct AppMetrics {
     pub slow_client_disconnects: Counter,
     rejections: [Counter; Rejection::ALL.len()],
     auth_failures: [Counter; AuthFailure::ALL.len()],
+    http: [Counter; HTTP_STATUSES.len()],
+    id: String,
 }
+
+/// HTTP API statuses whose counters are resolved up front (others are looked
+/// up when they happen).
+const HTTP_STATUSES: [u16; 9] = [200, 400, 401, 403, 404, 405, 413, 429, 500];
 
 impl AppMetrics {
     /// Registers (or finds) the counters labelled `app = app_id`.
@@ -130,6 +136,16 @@ impl AppMetrics {
             auth_failures: AuthFailure::ALL.map(
                 |k| counter!("hush_auth_failures_total", "app" => app.clone(), "kind" => k.label()),
             ),
+            http: HTTP_STATUSES.map(|s| http_counter(&app, s)),
+            id: app,
+        }
+    }
+
+    /// Counts one HTTP API response of this app.
+    pub fn http_response(&self, status: u16) {
+        match HTTP_STATUSES.iter().position(|s| *s == status) {
+            Some(i) => self.http[i].increment(1),
+            None => http_counter(&self.id, status).increment(1),
         }
     }
 
@@ -165,11 +181,14 @@ impl AppMetrics {
     }
 }
 
-/// Counts one HTTP API response (`hush_http_requests_total{app,status}`);
-/// `app` is a configured app id or `unknown`, so the label set stays bounded.
-pub fn http_request(app: &str, status: u16) {
+fn http_counter(app: &str, status: u16) -> Counter {
     counter!("hush_http_requests_total", "app" => app.to_owned(), "status" => status.to_string())
-        .increment(1);
+}
+
+/// Counts one HTTP API response for a path whose app id is not configured
+/// (label `app="unknown"`, so the label set stays bounded).
+pub fn http_request_unknown_app(status: u16) {
+    http_counter("unknown", status).increment(1);
 }
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
