@@ -370,6 +370,15 @@ mod tests {
     }
 
     #[test]
+    fn production_example_is_valid() {
+        let c = Config::from_toml(include_str!("../../../config/production.example.toml")).unwrap();
+        assert_eq!(c.effective_apps().len(), 2);
+        assert!(c.metrics.enabled);
+        assert_eq!(c.server.log_format, LogFormat::Json);
+        assert_eq!(c.apps["main"].max_api_requests_per_second, 200);
+    }
+
+    #[test]
     fn operations_keys() {
         let c = Config::from_toml(
             "[server]\ntrusted_proxies=['127.0.0.1','10.0.0.0/8','::1']\n\
