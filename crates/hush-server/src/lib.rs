@@ -74,20 +74,29 @@ impl Server {
     /// loads the TLS certificate if `server.tls` is set, and binds the
     /// `/metrics` listener if `metrics.enabled`.
     pub async fn bind(config: Config) -> std::io::Result<Self> {
+        // First, so every metric handle created from here on is recorded.
+        let handle = if config.metrics.enabled {
+            Some(telemetry::install().ok_or_else(|| {
+                std::io::Error::other("another metrics recorder is installed in this process")
+            })?)
+        } else {
+            None
+        };
         let tls = match &config.server.tls {
             Some(files) => Some(tls::Tls::new(files).map_err(std::io::Error::other)?),
             None => None,
         };
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
         let state = ServerState::new(&config);
-        let metrics = if config.metrics.enabled {
-            let handle = telemetry::install().ok_or_else(|| {
-                std::io::Error::other("another metrics recorder is installed in this process")
-            })?;
-            let l = TcpListener::bind((config.metrics.host.as_str(), config.metrics.port)).await?;
-            Some((l, handle))
-        } else {
-            None
+        let metrics = match handle {
+            Some(handle) => {
+                let (host, port) = (config.metrics.host.as_str(), config.metrics.port);
+                let l = TcpListener::bind((host, port)).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("metrics listener {host}:{port}: {e}"))
+                })?;
+                Some((l, handle))
+            }
+            None => None,
         };
         Ok(Self {
             state,

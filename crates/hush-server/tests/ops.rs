@@ -270,9 +270,10 @@ async fn quotas_are_enforced_and_counted() {
         app(
             "q1",
             "key-q1",
-            "max_api_requests_per_second = 2\nmax_connections = 1\nmax_channels_per_connection = 1"
+            "max_api_requests_per_second = 2\nmax_connections = 1\nmax_channels_per_connection = 1\n\
+             client_events = true\nmax_client_events_per_second = 2"
         )
-    );
+    ) + "[server]\nmax_message_bytes = 1024\n";
     let srv = start(&toml).await;
     let a = [("app", "q1")];
 
@@ -320,8 +321,66 @@ async fn quotas_are_enforced_and_counted() {
     let e = expect_event(&mut first, "pusher:subscription_error").await;
     assert_eq!(e["data"]["type"], "LimitReached", "{e}");
 
+    drop(first);
+    let q1 = srv.state.app_by_id("q1").unwrap().clone();
+    for _ in 0..100 {
+        if q1.connection_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(q1.connection_count(), 0);
+
+    // Client events: 2 per second per connection, then 4301 (the connection stays).
+    let mut c = ws_connect(srv.addr, "key-q1", None).await;
+    let est = expect_event(&mut c, "pusher:connection_established").await;
+    let inner: Value = serde_json::from_str(est["data"].as_str().unwrap()).unwrap();
+    let sid = inner["socket_id"].as_str().unwrap();
+    let channel = "private-chat";
+    let sig = hush_protocol::auth::sign_channel(
+        b"secret-q1",
+        &hush_protocol::SocketId::parse(sid).unwrap(),
+        &hush_protocol::ChannelName::parse(channel).unwrap(),
+        None,
+    );
+    let auth = hush_protocol::auth::auth_value("key-q1", &sig);
+    c.send(Message::Text(
+        json!({"event":"pusher:subscribe","data":{"channel": channel, "auth": auth}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    expect_event(&mut c, "pusher_internal:subscription_succeeded").await;
+    for _ in 0..3 {
+        c.send(Message::Text(
+            json!({"event":"client-typing","channel": channel,"data":{}})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    }
+    let e = expect_event(&mut c, "pusher:error").await;
+    assert_eq!(e["data"]["code"], 4301, "{e}");
+
+    // A WebSocket message over server.max_message_bytes: close 1009.
+    c.send(Message::Text("x".repeat(4096).into()))
+        .await
+        .unwrap();
+    let mut closed = json!(null);
+    for _ in 0..5 {
+        closed = next_json(&mut c).await;
+        if closed.get("closed").is_some() {
+            break;
+        }
+    }
+    assert_eq!(closed["closed"], 1009, "{closed}");
+
     let m = metrics(&srv).await;
     let r = |reason| value(&m, "hush_rejections_total", &[a[0], ("reason", reason)]);
+    assert_eq!(r("client_event_rate"), Some(1.0));
+    assert_eq!(r("message_size"), Some(1.0));
     assert!(r("api_rate").unwrap() >= 1.0);
     assert_eq!(r("app_connections"), Some(1.0));
     assert_eq!(r("channels_per_connection"), Some(1.0));
@@ -335,7 +394,6 @@ async fn quotas_are_enforced_and_counted() {
         .unwrap()
             >= 1.0
     );
-    drop(first);
     srv.running.stop().await.unwrap();
 }
 

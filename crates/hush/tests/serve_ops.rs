@@ -141,3 +141,74 @@ async fn json_logs_metrics_tls_sighup_and_sigterm() {
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Opens a WebSocket with these extra headers and returns the first frame.
+async fn ws_first_frame(addr: &str, headers: &[(&'static str, &str)]) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/app/app-key?protocol=7")
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(t.as_str()).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("no frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn forwarded_for_is_logged_only_from_trusted_proxies() {
+    let dir = std::env::temp_dir().join(format!("hush-serve-xff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |trusted: &'static str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hush"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("HUSH_") || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.args(["serve", "--port", "0"])
+            .current_dir(&dir)
+            .env("HUSH_LOG", "warn,hush_server::gateway=info")
+            .env("HUSH_SERVER__LOG_FORMAT", "json")
+            .env("HUSH_SERVER__TRUSTED_PROXIES", trusted)
+            .env(
+                "HUSH_DEVELOPMENT_APP__ALLOWED_ORIGINS",
+                r#"["https://good.example"]"#,
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    for (trusted, expect) in [(r#"["127.0.0.1"]"#, "203.0.113.7"), ("[]", "127.0.0.1")] {
+        let mut child = run(trusted);
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = line_with(&mut out, "hush listening on ").await;
+        let ok = ws_first_frame(&addr, &[("origin", "https://good.example")]).await;
+        assert_eq!(ok["event"], "pusher:connection_established", "{ok}");
+        let refused = ws_first_frame(
+            &addr,
+            &[
+                ("origin", "https://evil.example"),
+                ("x-forwarded-for", "198.51.100.1, 203.0.113.7"),
+            ],
+        )
+        .await;
+        assert_eq!(refused["data"]["code"], 4009, "{refused}");
+        let line = log_with(&mut err, "origin not allowed").await;
+        assert_eq!(line["fields"]["client"], expect, "{line}");
+        assert_eq!(line["fields"]["origin"], "https://evil.example");
+        child.kill().await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
