@@ -99,7 +99,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             if config.server.tls.is_some() {
                 writeln!(
                     out,
-                    "pusher-js: new Pusher('{}', {{ wsHost: '{}', wssPort: {}, forceTLS: true, enabledTransports: ['wss'], cluster: 'mt1' }})",
+                    "pusher-js: new Pusher('{}', {{ wsHost: '{}', wssPort: {}, forceTLS: true, enabledTransports: ['ws'], cluster: 'mt1' }})",
                     a.key,
                     addr.ip(),
                     addr.port()
