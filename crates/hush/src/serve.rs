@@ -71,11 +71,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let host = config.server.host.clone();
     let server = Server::bind(config.clone())
         .await
-        .with_context(|| format!("binding {host}:{}", config.server.port))?;
+        .with_context(|| format!("starting the server on {host}:{}", config.server.port))?;
     let addr = server.local_addr();
-    if let Some(tls) = server.tls() {
-        spawn_reload_on_sighup(tls)?;
-    }
+    // Always handled: SIGHUP's default action would end the process.
+    spawn_reload_on_sighup(server.tls())?;
     {
         let mut out = std::io::stdout().lock();
         // Parsed by `hush bench` and the compat tests: keep its shape.
@@ -126,19 +125,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Re-reads the TLS certificate and key on every SIGHUP; a failed reload is
-/// logged and the current certificate stays in force.
-fn spawn_reload_on_sighup(tls: hush_server::tls::Tls) -> anyhow::Result<()> {
+/// logged and the current certificate stays in force. Without TLS, SIGHUP is
+/// logged and otherwise ignored.
+fn spawn_reload_on_sighup(tls: Option<hush_server::tls::Tls>) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match tls.reload() {
-                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-                    Err(e) => {
+                match tls.as_ref().map(hush_server::tls::Tls::reload) {
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Some(Err(e)) => {
                         tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate");
                     }
+                    None => tracing::warn!(
+                        "SIGHUP ignored: it reloads the TLS certificate, and TLS is off (other settings need a restart)"
+                    ),
                 }
             }
         });

@@ -208,6 +208,12 @@ async fn forwarded_for_is_logged_only_from_trusted_proxies() {
         let line = log_with(&mut err, "origin not allowed").await;
         assert_eq!(line["fields"]["client"], expect, "{line}");
         assert_eq!(line["fields"]["origin"], "https://evil.example");
+        // Without TLS, SIGHUP (systemctl reload) is logged and the server keeps serving.
+        kill(child.id().unwrap(), "-HUP");
+        let hup = log_with(&mut err, "SIGHUP ignored").await;
+        assert_eq!(hup["level"], "WARN");
+        let again = ws_first_frame(&addr, &[("origin", "https://good.example")]).await;
+        assert_eq!(again["event"], "pusher:connection_established", "{again}");
         child.kill().await.unwrap();
     }
     let _ = std::fs::remove_dir_all(&dir);
