@@ -81,21 +81,21 @@ pub async fn connect(
         }
         Some(app) => Ok(app.clone()),
     });
+    let ip = state.proxies.client_ip(peer, &headers);
     let refusal = refusal.and_then(|app| {
         let origin = headers
             .get(axum::http::header::ORIGIN)
             .and_then(|v| v.to_str().ok());
         if app.origins.allows(origin) {
-            Ok(app)
-        } else {
-            app.metrics.rejected(Rejection::Origin);
-            tracing::info!(app = %app.config.id, origin = origin.unwrap_or("(none)"), client = %state.proxies.client_ip(peer, &headers), "connection refused: origin not allowed");
-            Err((CloseCode::Unauthorized, ORIGIN_NOT_ALLOWED))
+            return Ok(app);
         }
+        app.metrics.rejected(Rejection::Origin);
+        let shown: String = origin.unwrap_or("(none)").chars().take(200).collect();
+        tracing::info!(app = %app.config.id, origin = %shown, client = %ip, "connection refused: origin not allowed");
+        Err((CloseCode::Unauthorized, ORIGIN_NOT_ALLOWED))
     });
     let client = query.get("client").cloned().unwrap_or_default();
     let version = query.get("version").cloned().unwrap_or_default();
-    let ip = state.proxies.client_ip(peer, &headers);
     ws.on_upgrade(move |socket| async move {
         match refusal {
             Err((code, message)) => refuse(socket, code, message).await,
