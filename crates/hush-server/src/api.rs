@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::{App, ServerState};
 use crate::channels::ChannelInfo;
+use crate::telemetry::{AuthFailure, Rejection};
 
 /// An API refusal: a status and a message, sent as `{"error": message}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +108,7 @@ fn authenticate(
     )
     .map_err(|e| {
         tracing::info!(app = %app.config.id, error = %e, "API request refused");
+        app.metrics.auth_failed(AuthFailure::Api);
         ApiError::new(
             StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED),
             e.to_string(),
@@ -114,6 +116,18 @@ fn authenticate(
     })?;
     if !app.config.enabled {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Application disabled"));
+    }
+    // Counted after the signature check, so nobody without the secret can
+    // use up an app's allowance.
+    if !app.api_rate.try_take(std::time::Instant::now()) {
+        app.metrics.rejected(Rejection::ApiRate);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many requests: at most {} API requests per second for this app",
+                app.config.max_api_requests_per_second
+            ),
+        ));
     }
     if let Some(k) = params
         .keys()
@@ -228,6 +242,7 @@ fn validate_event(app: &App, e: EventBody, batch: bool) -> Result<Publish, ApiEr
             .map_err(|err| ApiError::bad(format!("Invalid data: {err}")))?
     };
     if data.len() > cfg.max_event_data_bytes {
+        app.metrics.rejected(Rejection::EventSize);
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(

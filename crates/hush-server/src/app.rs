@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hush_protocol::{ChannelKind, ChannelName, CloseCode, SocketId, UserId, wire};
 
@@ -12,6 +12,10 @@ use crate::channels::Channels;
 use crate::config::{AppConfig, Config, ServerConfig};
 use crate::conn::{ConnHandle, ConnId, Frame};
 use crate::lock::lock;
+use crate::origin::AllowedOrigins;
+use crate::proxy::TrustedProxies;
+use crate::ratelimit::SharedRate;
+use crate::telemetry::{AppMetrics, Rejection};
 use crate::users::Users;
 
 /// One application at run time.
@@ -22,6 +26,12 @@ pub struct App {
     pub channels: Channels,
     /// Signed-in users.
     pub users: Users,
+    /// Counter handles labelled with this app's id.
+    pub metrics: AppMetrics,
+    /// Browser origins allowed to connect.
+    pub origins: AllowedOrigins,
+    /// HTTP API request rate.
+    pub api_rate: SharedRate,
     connections: AtomicUsize,
 }
 
@@ -29,6 +39,9 @@ impl App {
     /// Fresh state for an app.
     pub fn new(config: AppConfig) -> Self {
         Self {
+            metrics: AppMetrics::new(&config.id),
+            origins: AllowedOrigins::new(&config.allowed_origins),
+            api_rate: SharedRate::new(config.max_api_requests_per_second, Instant::now()),
             config,
             channels: Channels::default(),
             users: Users::default(),
@@ -56,16 +69,19 @@ impl App {
         except: Option<&SocketId>,
     ) -> usize {
         let frame: Frame = wire::channel_event(event, channel.as_str(), data).into();
-        if channel.kind() == ChannelKind::ServerToUser {
-            return match channel.server_to_user_id().map(UserId::parse) {
+        let n = if channel.kind() == ChannelKind::ServerToUser {
+            match channel.server_to_user_id().map(UserId::parse) {
                 Some(Ok(user)) => self.users.publish(&user, &frame, except),
                 _ => 0,
-            };
-        }
-        let cache = channel
-            .is_cache()
-            .then(|| (data, Duration::from_secs(self.config.cache_ttl)));
-        self.channels.publish(channel, &frame, except, cache)
+            }
+        } else {
+            let cache = channel
+                .is_cache()
+                .then(|| (data, Duration::from_secs(self.config.cache_ttl)));
+            self.channels.publish(channel, &frame, except, cache)
+        };
+        self.metrics.delivered(n, frame.len());
+        n
     }
 }
 
@@ -87,6 +103,8 @@ pub struct ServerState {
     connections: AtomicUsize,
     registry: Mutex<HashMap<ConnId, ConnHandle>>,
     draining: AtomicBool,
+    /// Whose `X-Forwarded-For` is believed.
+    pub proxies: TrustedProxies,
 }
 
 /// Releases a connection's place in the counts and the registry.
@@ -107,6 +125,10 @@ impl Drop for ConnectionGuard {
 impl ServerState {
     /// Builds the state from a configuration.
     pub fn new(config: &Config) -> Arc<Self> {
+        if config.metrics.enabled {
+            // Before the apps resolve their counter handles.
+            crate::telemetry::install();
+        }
         let apps: Vec<Arc<App>> = config
             .effective_apps()
             .into_iter()
@@ -125,6 +147,7 @@ impl ServerState {
             connections: AtomicUsize::new(0),
             registry: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
+            proxies: TrustedProxies::new(&config.server.trusted_proxies),
         })
     }
 
@@ -172,11 +195,14 @@ impl ServerState {
         };
         lock(&self.registry).insert(handle.id, handle.clone());
         if self.server.max_connections > 0 && node > self.server.max_connections {
+            app.metrics.rejected(Rejection::NodeConnections);
             return Err(CloseCode::OverCapacity);
         }
         if app.config.max_connections > 0 && per_app > app.config.max_connections {
+            app.metrics.rejected(Rejection::AppConnections);
             return Err(CloseCode::OverQuota);
         }
+        app.metrics.connections_total.increment(1);
         Ok(guard)
     }
 

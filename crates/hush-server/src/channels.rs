@@ -350,6 +350,18 @@ impl Channels {
         out
     }
 
+    /// Occupied channels and subscriptions (socket × channel), for metrics.
+    pub fn totals(&self) -> (usize, usize) {
+        let (mut channels, mut subs) = (0, 0);
+        for shard in self.shards.iter() {
+            for ch in read(shard).values().filter(|ch| !ch.subs.is_empty()) {
+                channels += 1;
+                subs += ch.subs.len();
+            }
+        }
+        (channels, subs)
+    }
+
     /// Sends the `subscription_count` changes held back on large channels once
     /// their interval has passed.
     pub fn flush_counts(&self) {

@@ -24,6 +24,30 @@ pub struct Config {
     pub apps: BTreeMap<String, AppConfig>,
     /// The app used when `apps` is empty (local development only).
     pub development_app: AppConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus `/metrics` listener (plain HTTP on its own port).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`.
+    pub enabled: bool,
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (0 picks a free one).
+    pub port: u16,
+}
+
+/// TLS for the WebSocket gateway and HTTP API (PEM files; re-read on SIGHUP).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM (leaf first).
+    pub cert_file: std::path::PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
 }
 
 /// Listener and per-connection settings.
@@ -50,8 +74,18 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Seconds to wait for clients to leave on shutdown.
     pub shutdown_timeout: u64,
+    /// Seconds the listener stays open after draining starts (readiness 503).
+    #[serde(default)]
+    pub drain_delay: u64,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` header
+    /// names the client; empty means the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Serve TLS (wss:// and https://) instead of plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 /// Log output format.
@@ -125,6 +159,15 @@ pub struct AppConfig {
     /// Seconds a cache channel keeps its last event.
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl: u64,
+    /// Browser origins allowed to connect (empty = any). Patterns:
+    /// `https://app.example.com`, `app.example.com` (any scheme),
+    /// `*.example.com`, `https://*.example.com`, `*`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Authenticated HTTP API requests per second for this app (0 = unlimited;
+    /// HTTP 429 beyond).
+    #[serde(default)]
+    pub max_api_requests_per_second: u32,
     /// Refuse (400) API publishes to `private-encrypted-` channels whose data is
     /// not a `{nonce, ciphertext}` envelope.
     #[serde(default = "yes")]
@@ -195,11 +238,11 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        // Only HUSH_SERVER__*, HUSH_APPS__* and HUSH_DEVELOPMENT_APP__* are
+        // Only HUSH_SERVER__*, HUSH_APPS__*, HUSH_DEVELOPMENT_APP__* and HUSH_METRICS__* are
         // configuration; HUSH_LOG, HUSH_CONFIG and others belong to the CLI.
         let env = env.filter(|k| {
             let k = k.as_str().to_ascii_lowercase();
-            ["server", "apps", "development_app"]
+            ["server", "apps", "development_app", "metrics"]
                 .iter()
                 .any(|t| k == *t || k.starts_with(&format!("{t}.")))
         });
@@ -264,12 +307,22 @@ impl Config {
                     a.key
                 )));
             }
+            if let Some(bad) = a.allowed_origins.iter().find(|o| o.trim().is_empty()) {
+                return Err(ConfigError::Invalid(format!(
+                    "app '{}': allowed_origins contains an empty pattern '{bad}'",
+                    a.id
+                )));
+            }
             if a.max_channel_name_length == 0 || a.max_channel_name_length > 200 {
                 return Err(ConfigError::Invalid(format!(
                     "app '{}': max_channel_name_length must be 1..=200",
                     a.id
                 )));
             }
+        }
+        for p in &self.server.trusted_proxies {
+            crate::proxy::parse_net(p)
+                .map_err(|e| ConfigError::Invalid(format!("server.trusted_proxies: '{p}': {e}")))?;
         }
         if self.server.activity_timeout == 0 {
             return Err(ConfigError::Invalid(
@@ -315,6 +368,35 @@ mod tests {
         assert!(c.uses_development_app());
         assert_eq!(c.effective_apps()[0].key, "app-key");
         assert_eq!(c.server.activity_timeout, 120);
+        assert!(!c.metrics.enabled);
+        assert!(c.server.tls.is_none());
+        assert!(c.server.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn production_example_is_valid() {
+        let c = Config::from_toml(include_str!("../../../config/production.example.toml")).unwrap();
+        assert_eq!(c.effective_apps().len(), 2);
+        assert!(c.metrics.enabled);
+        assert_eq!(c.server.log_format, LogFormat::Json);
+        assert_eq!(c.apps["main"].max_api_requests_per_second, 200);
+    }
+
+    #[test]
+    fn operations_keys() {
+        let c = Config::from_toml(
+            "[server]\ntrusted_proxies=['127.0.0.1','10.0.0.0/8','::1']\n\
+             [server.tls]\ncert_file='/etc/hush/cert.pem'\nkey_file='/etc/hush/key.pem'\n\
+             [metrics]\nenabled=true\nport=9999\n\
+             [apps.a]\nid='1'\nkey='k'\nsecret='s'\nallowed_origins=['https://x.example']\nmax_api_requests_per_second=5\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.trusted_proxies.len(), 3);
+        assert!(c.server.tls.is_some());
+        assert_eq!(c.metrics.port, 9999);
+        let a = &c.effective_apps()[0];
+        assert_eq!(a.allowed_origins, vec!["https://x.example".to_owned()]);
+        assert_eq!(a.max_api_requests_per_second, 5);
     }
 
     #[test]
@@ -342,6 +424,10 @@ mod tests {
         assert!(Config::from_toml("[server]\nactivity_timeout=0\n").is_err());
         assert!(Config::from_toml("[server]\nbogus=1\n").is_err());
         assert!(Config::from_toml("[apps.a]\nid='1'\nkey='k'\n").is_err());
+        assert!(Config::from_toml("[server]\ntrusted_proxies=['10.0.0.0/33']\n").is_err());
+        assert!(Config::from_toml("[server]\ntrusted_proxies=['nope']\n").is_err());
+        assert!(Config::from_toml("[metrics]\nbogus=1\n").is_err());
+        assert!(Config::from_toml("[server.tls]\ncert_file='a'\n").is_err());
     }
 
     #[test]

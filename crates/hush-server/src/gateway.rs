@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::{CloseCode, SocketId, wire};
@@ -18,6 +19,10 @@ use crate::app::{App, ServerState};
 use crate::conn::{Closer, ConnHandle, Frame};
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::session::{Outcome, Session};
+use crate::telemetry::Rejection;
+
+/// What a refused origin is told (sockudo's wording).
+const ORIGIN_NOT_ALLOWED: &str = "Origin not allowed";
 
 /// Frames written to the socket before one flush.
 const MAX_BATCH: usize = 64;
@@ -34,15 +39,19 @@ const WRITE_BUFFER: usize = 8 * 1024;
 const SUPPORTED_PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
 
 /// Decides whether a handshake is acceptable before any state is created.
-fn check_protocol(query: &HashMap<String, String>) -> Result<(), CloseCode> {
+fn check_protocol(query: &HashMap<String, String>) -> Result<(), (CloseCode, &'static str)> {
+    let with_message = |c: CloseCode| (c, c.message());
     let Some(p) = query.get("protocol") else {
-        return Err(CloseCode::NoVersion);
+        return Err(with_message(CloseCode::NoVersion));
     };
-    let v: u32 = p.trim().parse().map_err(|_| CloseCode::InvalidVersion)?;
+    let v: u32 = p
+        .trim()
+        .parse()
+        .map_err(|_| with_message(CloseCode::InvalidVersion))?;
     if SUPPORTED_PROTOCOLS.contains(&v) {
         Ok(())
     } else {
-        Err(CloseCode::UnsupportedVersion)
+        Err(with_message(CloseCode::UnsupportedVersion))
     }
 }
 
@@ -61,19 +70,36 @@ pub async fn connect(
     Path(key): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     State(state): State<Arc<ServerState>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
 ) -> Response {
     let ws = configure(ws, &state);
     let refusal = check_protocol(&query).and_then(|()| match state.app_by_key(&key) {
-        None => Err(CloseCode::AppNotFound),
-        Some(app) if !app.config.enabled => Err(CloseCode::AppDisabled),
+        None => Err((CloseCode::AppNotFound, CloseCode::AppNotFound.message())),
+        Some(app) if !app.config.enabled => {
+            Err((CloseCode::AppDisabled, CloseCode::AppDisabled.message()))
+        }
         Some(app) => Ok(app.clone()),
+    });
+    let ip = state.proxies.client_ip(peer, &headers);
+    let refusal = refusal.and_then(|app| {
+        let origin = headers
+            .get(axum::http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if app.origins.allows(origin) {
+            return Ok(app);
+        }
+        app.metrics.rejected(Rejection::Origin);
+        let shown: String = origin.unwrap_or("(none)").chars().take(200).collect();
+        tracing::info!(app = %app.config.id, origin = %shown, client = %ip, "connection refused: origin not allowed");
+        Err((CloseCode::Unauthorized, ORIGIN_NOT_ALLOWED))
     });
     let client = query.get("client").cloned().unwrap_or_default();
     let version = query.get("version").cloned().unwrap_or_default();
     ws.on_upgrade(move |socket| async move {
         match refusal {
-            Err(code) => refuse(socket, code, code.message()).await,
-            Ok(app) => run(socket, state, app, &client, &version).await,
+            Err((code, message)) => refuse(socket, code, message).await,
+            Ok(app) => run(socket, state, app, ip, &client, &version).await,
         }
     })
     .into_response()
@@ -137,6 +163,7 @@ async fn run(
     socket: WebSocket,
     state: Arc<ServerState>,
     app: Arc<App>,
+    ip: std::net::IpAddr,
     client: &str,
     version: &str,
 ) {
@@ -144,7 +171,7 @@ async fn run(
     let _guard = match state.admit(&app, &handle) {
         Ok(g) => g,
         Err(code) => {
-            tracing::info!(app = %app.config.id, code = code.code(), "connection refused");
+            tracing::info!(app = %app.config.id, code = code.code(), client = %ip, "connection refused");
             return refuse(socket, code, code.message()).await;
         }
     };
@@ -156,7 +183,7 @@ async fn run(
         wire::connection_established(handle.socket_id.as_str(), state.server.activity_timeout);
     let session = Session::new(app.clone(), handle, Instant::now());
     async {
-        tracing::debug!(client, version, "connected");
+        tracing::debug!(client, version, ip = %ip, "connected");
         let reason = drive(socket, &state, &app, session, first, rx, closer).await;
         tracing::debug!(reason, "disconnected");
     }
@@ -203,6 +230,9 @@ async fn drive(
             biased;
             () = &mut close_wait => {
                 let code = closer.requested().unwrap_or(CloseCode::Reconnect.code());
+                if code == CloseCode::OverCapacity.code() {
+                    app.metrics.slow_client_disconnects.increment(1);
+                }
                 break Some((code, closer_message(code)));
             }
             frame = rx.recv() => {
@@ -227,6 +257,7 @@ async fn drive(
                     None => return "closed by client",
                     Some(Err(e)) => {
                         if is_too_big(&e) {
+                            app.metrics.rejected(Rejection::MessageSize);
                             break Some((1009, "Message too big"));
                         }
                         return "read error";
@@ -236,6 +267,7 @@ async fn drive(
                         timer.as_mut().reset(keepalive.deadline().into());
                         match m {
                             Message::Text(t) => {
+                                app.metrics.received(t.len());
                                 if let Outcome::Close(code, msg) = session.handle_text(t.as_str(), now) {
                                     break Some((code.code(), msg));
                                 }

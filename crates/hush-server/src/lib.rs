@@ -28,8 +28,12 @@ pub mod conn;
 pub mod gateway;
 pub mod keepalive;
 mod lock;
+pub mod origin;
+pub mod proxy;
 pub mod ratelimit;
 pub mod session;
+pub mod telemetry;
+pub mod tls;
 pub mod users;
 
 use std::future::Future;
@@ -39,11 +43,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{DefaultBodyLimit, State, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Request, State, WebSocketUpgrade};
 use axum::http::Uri;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -59,16 +65,56 @@ const COUNT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Server {
     state: Arc<ServerState>,
     listener: TcpListener,
+    tls: Option<tls::Tls>,
+    metrics: Option<(TcpListener, PrometheusHandle)>,
 }
 
 impl Server {
-    /// Binds the listener named in `config.server` (port 0 picks a free port).
+    /// Binds the listener named in `config.server` (port 0 picks a free port),
+    /// loads the TLS certificate if `server.tls` is set, and binds the
+    /// `/metrics` listener if `metrics.enabled`.
     pub async fn bind(config: Config) -> std::io::Result<Self> {
+        // First, so every metric handle created from here on is recorded.
+        let handle = if config.metrics.enabled {
+            Some(telemetry::install().ok_or_else(|| {
+                std::io::Error::other("another metrics recorder is installed in this process")
+            })?)
+        } else {
+            None
+        };
+        let tls = match &config.server.tls {
+            Some(files) => Some(tls::Tls::new(files).map_err(std::io::Error::other)?),
+            None => None,
+        };
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
+        let state = ServerState::new(&config);
+        let metrics = match handle {
+            Some(handle) => {
+                let (host, port) = (config.metrics.host.as_str(), config.metrics.port);
+                let l = TcpListener::bind((host, port)).await.map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("metrics listener {host}:{port}: {e}"))
+                })?;
+                Some((l, handle))
+            }
+            None => None,
+        };
         Ok(Self {
-            state: ServerState::new(&config),
+            state,
             listener,
+            tls,
+            metrics,
         })
+    }
+
+    /// The address of the `/metrics` listener, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The TLS setup, if TLS is on: call [`tls::Tls::reload`] on it to re-read
+    /// the certificate (what `hush serve` does on SIGHUP).
+    pub fn tls(&self) -> Option<tls::Tls> {
+        self.tls.clone()
     }
 
     /// The bound address.
@@ -92,23 +138,47 @@ impl Server {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let sweeper = tokio::spawn(sweep(state.clone()));
+        let metrics = self
+            .metrics
+            .map(|(listener, handle)| tokio::spawn(serve_metrics(listener, handle, state.clone())));
         let drain_state = state.clone();
-        // Small frames must leave at once: no Nagle delay behind a delayed ACK.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!(
+                connections = drain_state.connection_count(),
+                "shutting down: asking clients to reconnect (4200)"
+            );
+            drain_state.drain();
+            // Keep listening (with /ready answering 503 and new connections
+            // refused with 4200) so load balancers notice before the port closes.
+            let delay = Duration::from_secs(drain_state.server.drain_delay);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
-        });
-        let result = axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!(
-                    connections = drain_state.connection_count(),
-                    "shutting down: asking clients to reconnect (4200)"
-                );
-                drain_state.drain();
-            })
-            .await;
+        };
+        let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let result = match &self.tls {
+            None => {
+                // Small frames must leave at once: no Nagle delay behind a delayed ACK.
+                let listener = self.listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                });
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Some(tls) => {
+                // Tapped (with nothing to do: the accept task sets
+                // TCP_NODELAY) so the peer address is `ConnectInfo<SocketAddr>`
+                // as on plain TCP.
+                let listener = tls::TlsListener::new(self.listener, tls)?.tap_io(|_| {});
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
         sweeper.abort();
         let deadline =
             tokio::time::Instant::now() + Duration::from_secs(state.server.shutdown_timeout);
@@ -116,6 +186,9 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tracing::info!(remaining = state.connection_count(), "stopped");
+        if let Some(m) = metrics {
+            m.abort();
+        }
         result
     }
 }
@@ -163,6 +236,28 @@ impl RunningServer {
     }
 }
 
+/// Serves `GET /metrics` (Prometheus text format) until aborted.
+async fn serve_metrics(listener: TcpListener, handle: PrometheusHandle, state: Arc<ServerState>) {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let text = telemetry::render(&state, &handle);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "metrics listener stopped");
+    }
+}
+
 async fn sweep(state: Arc<ServerState>) {
     let mut counts = tokio::time::interval(COUNT_FLUSH_INTERVAL);
     let mut cache = tokio::time::interval(SWEEP_INTERVAL);
@@ -185,8 +280,7 @@ async fn sweep(state: Arc<ServerState>) {
 /// The routes: WebSocket gateway, HTTP API, health.
 pub fn router(state: Arc<ServerState>) -> Router {
     let body_limit = state.server.max_body_bytes;
-    Router::new()
-        .route("/app/{key}", get(gateway::connect))
+    let api = Router::new()
         .route("/apps/{app_id}/events", post(api::events))
         .route("/apps/{app_id}/batch_events", post(api::batch_events))
         .route("/apps/{app_id}/channels", get(api::channels))
@@ -199,11 +293,40 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/apps/{app_id}/users/{user_id}/terminate_connections",
             post(api::terminate_connections),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_api_request,
+        ));
+    Router::new()
+        .route("/app/{key}", get(gateway::connect))
+        .merge(api)
         .route("/up", get(up))
         .route("/ready", get(ready))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Counts each HTTP API response by app and status.
+async fn count_api_request(
+    State(state): State<Arc<ServerState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let app = req
+        .uri()
+        .path()
+        .strip_prefix("/apps/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| state.app_by_id(id))
+        .cloned();
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    match app {
+        Some(app) => app.metrics.http_response(status),
+        None => telemetry::http_request_unknown_app(status),
+    }
+    res
 }
 
 async fn up() -> Response {

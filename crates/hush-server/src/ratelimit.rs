@@ -1,6 +1,8 @@
-//! A token bucket for per-connection client-event rates (pure: the caller
-//! passes the time).
+//! Rate limits: a token bucket for per-connection client-event rates, and a
+//! lock-free shared limiter for per-app HTTP API requests (both pure: the
+//! caller passes the time).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// Allows `rate` events per second with bursts of up to `rate`.
@@ -36,10 +38,83 @@ impl TokenBucket {
     }
 }
 
+/// A shared limiter of `rate` requests per second with bursts of up to `rate`,
+/// as one atomic (GCRA: the "theoretical arrival time" of the next request),
+/// so concurrent API requests never wait on a lock.
+#[derive(Debug)]
+pub struct SharedRate {
+    /// Nanoseconds between requests at the steady rate (0 = unlimited).
+    interval: u64,
+    /// How far ahead of now the arrival time may run (the burst).
+    tolerance: u64,
+    origin: Instant,
+    /// Theoretical arrival time, nanoseconds since `origin`.
+    tat: AtomicU64,
+}
+
+impl SharedRate {
+    /// A limiter for `rate` per second; 0 means unlimited.
+    pub fn new(rate: u32, origin: Instant) -> Self {
+        let interval = if rate == 0 {
+            0
+        } else {
+            1_000_000_000 / u64::from(rate)
+        };
+        Self {
+            interval,
+            tolerance: interval.saturating_mul(u64::from(rate).saturating_sub(1)),
+            origin,
+            tat: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes one request's worth if the rate allows it.
+    pub fn try_take(&self, now: Instant) -> bool {
+        if self.interval == 0 {
+            return true;
+        }
+        let now = u64::try_from(now.saturating_duration_since(self.origin).as_nanos())
+            .unwrap_or(u64::MAX);
+        let mut tat = self.tat.load(Ordering::Relaxed);
+        loop {
+            let start = tat.max(now);
+            if start - now > self.tolerance {
+                return false;
+            }
+            match self.tat.compare_exchange_weak(
+                tat,
+                start + self.interval,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn shared_rate() {
+        let t0 = Instant::now();
+        let r = SharedRate::new(5, t0);
+        assert_eq!((0..20).filter(|_| r.try_take(t0)).count(), 5);
+        assert!(!r.try_take(t0 + Duration::from_millis(100)));
+        assert!(r.try_take(t0 + Duration::from_millis(210)));
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!((0..20).filter(|_| r.try_take(later)).count(), 5);
+        let unlimited = SharedRate::new(0, t0);
+        assert!((0..1000).all(|_| unlimited.try_take(t0)));
+        let one = SharedRate::new(1, t0);
+        assert!(one.try_take(t0));
+        assert!(!one.try_take(t0 + Duration::from_millis(500)));
+        assert!(one.try_take(t0 + Duration::from_millis(1000)));
+    }
 
     #[test]
     fn ten_per_second() {

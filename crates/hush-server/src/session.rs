@@ -16,6 +16,7 @@ use crate::app::App;
 use crate::channels::SubscribeOptions;
 use crate::conn::{ConnHandle, Frame};
 use crate::ratelimit::TokenBucket;
+use crate::telemetry::{AuthFailure, Rejection};
 
 /// The message Pusher sends when an app has client events turned off.
 const CLIENT_EVENTS_DISABLED: &str =
@@ -138,6 +139,7 @@ impl Session {
                 "Maximum number of channels per connection ({}) reached",
                 cfg.max_channels_per_connection
             );
+            self.app.metrics.rejected(Rejection::ChannelsPerConnection);
             return self.sub_error(name.as_str(), SubscriptionErrorType::LimitReached, &msg);
         }
         let auth = d.auth.as_deref().unwrap_or("");
@@ -155,7 +157,12 @@ impl Session {
             ChannelKind::Presence => {
                 match self.presence_member(&name, auth, d.channel_data.as_deref()) {
                     Ok(m) => Some(m),
-                    Err((kind, msg)) => return self.sub_error(name.as_str(), kind, &msg),
+                    Err((kind, msg)) => {
+                        if kind == SubscriptionErrorType::AuthError {
+                            self.app.metrics.auth_failed(AuthFailure::Channel);
+                        }
+                        return self.sub_error(name.as_str(), kind, &msg);
+                    }
                 }
             }
             ChannelKind::ServerToUser => {
@@ -191,16 +198,20 @@ impl Session {
                 }
                 self.subs.insert(name, user_id);
             }
-            Err(e) => self.sub_error(
-                name.as_str(),
-                SubscriptionErrorType::LimitReached,
-                &e.to_string(),
-            ),
+            Err(e) => {
+                self.app.metrics.rejected(Rejection::PresenceMembers);
+                self.sub_error(
+                    name.as_str(),
+                    SubscriptionErrorType::LimitReached,
+                    &e.to_string(),
+                );
+            }
         }
     }
 
     fn auth_failed(&self, name: &ChannelName, e: &AuthError) {
         tracing::info!(socket_id = %self.handle.socket_id, channel = %name, error = %e, "subscription refused");
+        self.app.metrics.auth_failed(AuthFailure::Channel);
         self.sub_error(
             name.as_str(),
             SubscriptionErrorType::AuthError,
@@ -272,6 +283,7 @@ impl Session {
         let cfg = &self.app.config;
         let refuse = |this: &Self, msg: String| {
             tracing::info!(socket_id = %this.handle.socket_id, error = %msg, "sign-in refused");
+            this.app.metrics.auth_failed(AuthFailure::Signin);
             if this.app.config.user_authentication {
                 Outcome::Close(
                     CloseCode::Unauthorized,
@@ -376,6 +388,7 @@ impl Session {
         };
         let size = data.as_deref().map_or(0, |d| d.get().len());
         if size > cfg.max_event_data_bytes {
+            self.app.metrics.rejected(Rejection::EventSize);
             return self.error(
                 None,
                 &format!(
@@ -393,6 +406,7 @@ impl Session {
             );
         }
         if !self.client_events.try_take(now) {
+            self.app.metrics.rejected(Rejection::ClientEventRate);
             return self.error(
                 Some(CloseCode::ClientEventRateLimit),
                 CloseCode::ClientEventRateLimit.message(),
@@ -405,9 +419,11 @@ impl Session {
             presence_user.as_deref(),
         )
         .into();
-        self.app
+        let n = self
+            .app
             .channels
             .publish(&name, &frame, Some(&self.handle.socket_id), None);
+        self.app.metrics.delivered(n, frame.len());
     }
 
     /// Leaves every channel and signs out; called once when the socket ends.

@@ -71,11 +71,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let host = config.server.host.clone();
     let server = Server::bind(config.clone())
         .await
-        .with_context(|| format!("binding {host}:{}", config.server.port))?;
+        .with_context(|| format!("starting the server on {host}:{}", config.server.port))?;
     let addr = server.local_addr();
+    // Always handled: SIGHUP's default action would end the process.
+    spawn_reload_on_sighup(server.tls())?;
     {
         let mut out = std::io::stdout().lock();
+        // Parsed by `hush bench` and the compat tests: keep its shape.
         writeln!(out, "hush listening on {addr}")?;
+        if config.server.tls.is_some() {
+            writeln!(
+                out,
+                "TLS on: wss://{addr}/app/KEY and https://{addr}/apps/ID/..."
+            )?;
+        }
+        if let Some(m) = server.metrics_addr() {
+            writeln!(out, "metrics on http://{m}/metrics")?;
+        }
         if config.uses_development_app() {
             let a = &config.development_app;
             writeln!(
@@ -83,13 +95,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 "development app (no [apps] configured): id={} key={} secret={}",
                 a.id, a.key, a.secret
             )?;
-            writeln!(
-                out,
-                "pusher-js: new Pusher('{}', {{ wsHost: '{}', wsPort: {}, forceTLS: false, enabledTransports: ['ws'], cluster: 'mt1' }})",
-                a.key,
-                addr.ip(),
-                addr.port()
-            )?;
+            if config.server.tls.is_some() {
+                writeln!(
+                    out,
+                    "pusher-js: new Pusher('{}', {{ wsHost: '{}', wssPort: {}, forceTLS: true, enabledTransports: ['ws'], cluster: 'mt1' }})",
+                    a.key,
+                    addr.ip(),
+                    addr.port()
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "pusher-js: new Pusher('{}', {{ wsHost: '{}', wsPort: {}, forceTLS: false, enabledTransports: ['ws'], cluster: 'mt1' }})",
+                    a.key,
+                    addr.ip(),
+                    addr.port()
+                )?;
+            }
             if !addr.ip().is_loopback() {
                 tracing::warn!(
                     "the development app's credentials are public: configure [apps] before exposing hush"
@@ -100,6 +122,33 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, apps = config.effective_apps().len(), "hush started");
     server.run(shutdown).await.context("serving")
+}
+
+/// Re-reads the TLS certificate and key on every SIGHUP; a failed reload is
+/// logged and the current certificate stays in force. Without TLS, SIGHUP is
+/// logged and otherwise ignored.
+fn spawn_reload_on_sighup(tls: Option<hush_server::tls::Tls>) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tls.as_ref().map(hush_server::tls::Tls::reload) {
+                    Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate");
+                    }
+                    None => tracing::warn!(
+                        "SIGHUP ignored: it reloads the TLS certificate, and TLS is off (other settings need a restart)"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
+    Ok(())
 }
 
 /// Installs the SIGTERM / Ctrl-C handlers now and returns a future that
