@@ -38,6 +38,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod epoch;
+pub mod sealed;
 pub mod suite0;
 
 pub use suite0::{

@@ -20,9 +20,14 @@ struct Envelope<'a> {
     nonce: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     ciphertext: std::borrow::Cow<'a, str>,
+    /// Key epoch (docs/E2EE-CHANNELS.md §1); absent means 0.
+    #[serde(default)]
+    #[allow(dead_code)]
+    epoch: Option<u64>,
 }
 
-/// True if `data` is exactly `{"nonce": base64(24 bytes), "ciphertext": base64(≥16 bytes)}`.
+/// True if `data` is exactly `{"nonce": base64(24 bytes), "ciphertext": base64(≥16 bytes)}`,
+/// optionally with `"epoch": <u64>` (hush key epochs, docs/E2EE-CHANNELS.md).
 pub fn is_ciphertext_envelope(data: &str) -> bool {
     let Ok(env) = serde_json::from_str::<Envelope<'_>>(data) else {
         return false;
@@ -48,6 +53,12 @@ mod tests {
             r#"{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc="}"#
         ));
         assert!(!is_ciphertext_envelope(r#"{"message":"hello"}"#));
+        assert!(is_ciphertext_envelope(
+            r#"{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc=","epoch":7}"#
+        ));
+        assert!(!is_ciphertext_envelope(
+            r#"{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc=","epoch":-1}"#
+        ));
         assert!(!is_ciphertext_envelope(
             r#"{"nonce":"AAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc="}"#
         ));

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use hush_crypto::shared_secret;
+use hush_crypto::epoch::epoch_key;
 use hush_protocol::limits::MAX_PRESENCE_USER_INFO_BYTES;
 use hush_protocol::presence::{parse_channel_data, parse_user_data};
 use hush_protocol::{ChannelKind, auth};
@@ -129,6 +129,10 @@ pub struct ChannelAuth {
     /// Encrypted channels: the channel key, standard base64.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared_secret: Option<String>,
+    /// Encrypted channels with key epochs (hush extension): the epoch of
+    /// `shared_secret`. Absent for epoch 0, so the body is Pusher's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 impl ChannelAuth {
@@ -206,15 +210,17 @@ pub(crate) fn authorize_channel(
             Some(data)
         }
     };
-    let shared_secret = match channel.kind() {
+    let (shared_secret, epoch) = match channel.kind() {
         ChannelKind::Encrypted => {
             let master = config
                 .encryption_master_key
                 .as_ref()
                 .ok_or_else(|| AuthError::MasterKeyRequired(channel.to_string()))?;
-            Some(shared_secret(&channel, master).to_base64())
+            let epoch = config.current_epoch();
+            let key = epoch_key(&channel, master, epoch).to_base64();
+            (Some(key), (epoch != 0).then_some(epoch))
         }
-        _ => None,
+        _ => (None, None),
     };
     let sig = auth::sign_channel(
         config.secret.as_bytes(),
@@ -226,6 +232,7 @@ pub(crate) fn authorize_channel(
         auth: auth::auth_value(&config.key, &sig),
         channel_data,
         shared_secret,
+        epoch,
     })
 }
 
@@ -261,6 +268,41 @@ mod tests {
         Config::new("3", KEY, "7ad3773142a6692b25b8").with_master_key(
             MasterKey::from_base64("dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=").unwrap(),
         )
+    }
+
+    #[test]
+    fn epoch_in_the_auth_response() {
+        let plain =
+            authorize_channel(&config(), "1234.1234", "private-encrypted-foo", None).unwrap();
+        assert_eq!(plain.epoch, None);
+        assert_eq!(
+            plain.shared_secret.as_deref(),
+            Some("3x0KbqI7rIgm1LH1vj0MbmQu3a1H1t0DYjzwM8+rKlc=")
+        );
+        let config = config().with_key_epochs(crate::EpochPolicy::Fixed(7));
+        let at7 = authorize_channel(&config, "1234.1234", "private-encrypted-foo", None).unwrap();
+        assert_eq!(at7.epoch, Some(7));
+        // The signature is Pusher's: it does not cover the key or the epoch.
+        assert_eq!(at7.auth, plain.auth);
+        let master = config.encryption_master_key.as_ref().unwrap();
+        let channel = hush_protocol::ChannelName::parse("private-encrypted-foo").unwrap();
+        assert_eq!(
+            at7.shared_secret.as_deref(),
+            Some(epoch_key(&channel, master, 7).to_base64().as_str())
+        );
+    }
+
+    #[test]
+    fn periodic_epochs() {
+        use std::time::Duration;
+        let p = crate::EpochPolicy::Periodic {
+            origin_unix_secs: 1_000,
+            period: Duration::from_secs(100),
+        };
+        assert_eq!(p.epoch_at(0), 1);
+        assert_eq!(p.epoch_at(1_099), 1);
+        assert_eq!(p.epoch_at(1_100), 2);
+        assert_eq!(crate::EpochPolicy::default().epoch_at(5_000), 0);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The client: HTTP API calls, authorizations, webhook verification.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hush_protocol::ChannelName;
+use hush_crypto::epoch::epoch_key;
+use hush_crypto::sealed::{SERVER_EVENT, SealedError, Sender};
 use hush_protocol::api::{QueryParams, signed_query};
+use hush_protocol::{ChannelKind, ChannelName};
 use hyper::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,8 +16,8 @@ use crate::config::{Config, ConfigError};
 use crate::error::{Error, ValidationError, shown};
 use crate::http::Transport;
 use crate::payload::{
-    Attribute, BatchEvent, ChannelsQuery, Data, TriggerOptions, batch_body, event_body, info_list,
-    parse_channel, parse_user_id,
+    Attribute, BatchEvent, ChannelsQuery, Data, Sealing, TriggerOptions, batch_body, event_body,
+    info_list, parse_channel, parse_user_id,
 };
 use crate::responses::{
     BatchResponse, ChannelInfo, ChannelsList, PresenceUser, TriggerResponse, UsersBody,
@@ -42,6 +44,8 @@ struct Inner {
     config: Config,
     base: String,
     http: Transport,
+    /// Sender id and sequence numbers of this client's sealed events.
+    sealer: Mutex<Sender>,
 }
 
 impl std::fmt::Debug for Client {
@@ -69,6 +73,7 @@ impl Client {
                 base: config.base_url(),
                 config,
                 http,
+                sealer: Mutex::new(Sender::new()),
             }),
         })
     }
@@ -118,14 +123,76 @@ impl Client {
             .iter()
             .map(|c| parse_channel(c.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let body = event_body(&channels, event, data, options, self.master_key())?;
+        let body = event_body(&channels, event, data, options, self.sealing())?;
         self.post("/events", &body).await
+    }
+
+    /// Triggers a **sealed** event (hush extension, docs/E2EE-CHANNELS.md §2)
+    /// on one `private-encrypted-` channel: the real `event` name and `data`
+    /// travel inside the ciphertext with this backend's sender id, a sequence
+    /// number, a message id and a timestamp, padded to a size bucket, under
+    /// the outer event name `hush-sealed`. hush-client receivers check
+    /// freshness and replays; pusher-js receivers see an opaque event.
+    pub async fn trigger_sealed(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &str,
+        options: &TriggerOptions,
+    ) -> Result<TriggerResponse, Error> {
+        let name = parse_channel(channel)?;
+        if name.kind() != ChannelKind::Encrypted {
+            return Err(ValidationError::NotEncrypted(shown(channel)).into());
+        }
+        let sealing = self
+            .sealing()
+            .ok_or_else(|| ValidationError::MasterKeyRequired(name.to_string()))?;
+        let key = epoch_key(&name, sealing.master, sealing.epoch);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let wire = {
+            // A poisoned lock only means another trigger panicked mid-seal;
+            // the sequence counter inside is still consistent.
+            let mut sender = self
+                .inner
+                .sealer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            sender.seal(&key, &name, sealing.epoch, event, data, now_ms)
+        }
+        .map_err(|e| match e {
+            SealedError::TooLarge { len } => ValidationError::DataTooLarge {
+                size: len,
+                max: hush_crypto::sealed::MAX_PLAINTEXT,
+            },
+            _ => ValidationError::Json(e.to_string()),
+        })?;
+        let body = event_body(
+            &[name],
+            SERVER_EVENT,
+            &Data::Sealed(wire),
+            options,
+            Some(sealing),
+        )?;
+        self.post("/events", &body).await
+    }
+
+    /// This backend's sealed-event sender id (what receivers see as the
+    /// sender of [`Client::trigger_sealed`] events).
+    pub fn sealed_sender_id(&self) -> String {
+        self.inner
+            .sealer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .id()
+            .to_owned()
     }
 
     /// Triggers 1 to 10 events in one request. Each event to an encrypted
     /// channel is sealed with that channel's key.
     pub async fn trigger_batch(&self, events: &[BatchEvent]) -> Result<BatchResponse, Error> {
-        let body = batch_body(events, self.master_key())?;
+        let body = batch_body(events, self.sealing())?;
         self.post("/batch_events", &body).await
     }
 
@@ -264,8 +331,13 @@ impl Client {
         ))
     }
 
-    fn master_key(&self) -> Option<&hush_crypto::MasterKey> {
-        self.inner.config.encryption_master_key.as_ref()
+    /// The master key and the epoch in force, if encryption is configured.
+    fn sealing(&self) -> Option<Sealing<'_>> {
+        let config = &self.inner.config;
+        config.encryption_master_key.as_ref().map(|master| Sealing {
+            master,
+            epoch: config.current_epoch(),
+        })
     }
 
     async fn post<B: Serialize, R: DeserializeOwned>(

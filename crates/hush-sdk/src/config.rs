@@ -54,6 +54,48 @@ pub struct Config {
     /// The 32-byte key for `private-encrypted-` channels (`None`: such
     /// triggers and authorizations are refused).
     pub encryption_master_key: Option<MasterKey>,
+    /// Which key epoch encrypted triggers and authorizations use
+    /// (docs/E2EE-CHANNELS.md §1). The default, epoch 0, is Pusher's key.
+    pub key_epochs: EpochPolicy,
+}
+
+/// How the backend picks the key epoch of encrypted channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochPolicy {
+    /// Always this epoch. `Fixed(0)` (the default) is plain Pusher suite 0;
+    /// apps with their own rotation counter set its current value here.
+    Fixed(u64),
+    /// `1 + ⌊(now − origin) / period⌋`: every backend instance with the same
+    /// settings agrees on the epoch without shared state. Before `origin`,
+    /// epoch 1.
+    Periodic {
+        /// Unix seconds at which epoch 1 starts.
+        origin_unix_secs: u64,
+        /// Length of one epoch (at least one second).
+        period: Duration,
+    },
+}
+
+impl Default for EpochPolicy {
+    fn default() -> Self {
+        Self::Fixed(0)
+    }
+}
+
+impl EpochPolicy {
+    /// The epoch at `unix_secs`.
+    pub fn epoch_at(self, unix_secs: u64) -> u64 {
+        match self {
+            Self::Fixed(epoch) => epoch,
+            Self::Periodic {
+                origin_unix_secs,
+                period,
+            } => {
+                let period = period.as_secs().max(1);
+                1 + unix_secs.saturating_sub(origin_unix_secs) / period
+            }
+        }
+    }
 }
 
 /// Why a configuration cannot be used.
@@ -97,6 +139,7 @@ impl Config {
             scheme: Scheme::Http,
             timeout: DEFAULT_TIMEOUT,
             encryption_master_key: None,
+            key_epochs: EpochPolicy::default(),
         }
     }
 
@@ -149,6 +192,20 @@ impl Config {
     pub fn with_master_key(mut self, key: MasterKey) -> Self {
         self.encryption_master_key = Some(key);
         self
+    }
+
+    /// Sets the key epoch policy (builder style).
+    pub fn with_key_epochs(mut self, policy: EpochPolicy) -> Self {
+        self.key_epochs = policy;
+        self
+    }
+
+    /// The key epoch in force now.
+    pub fn current_epoch(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.key_epochs.epoch_at(now)
     }
 
     /// `scheme://host:port`.

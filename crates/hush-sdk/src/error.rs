@@ -76,6 +76,10 @@ pub enum ValidationError {
     /// A `private-encrypted-` channel without a configured master key.
     #[error("{0} is an encrypted channel: set Config::encryption_master_key")]
     MasterKeyRequired(String),
+    /// A sealed event (hush extension) to a channel that is not
+    /// `private-encrypted-`.
+    #[error("{0} is not an encrypted channel: sealed events need a private-encrypted- channel")]
+    NotEncrypted(String),
     /// The data could not be serialized to JSON.
     #[error("event data is not serializable as JSON: {0}")]
     Json(String),

@@ -1,7 +1,8 @@
 //! Trigger inputs and how they become request bodies: validation, the Node
 //! SDK's JSON rules, and suite 0 encryption.
 
-use hush_crypto::{MasterKey, seal, shared_secret};
+use hush_crypto::epoch::epoch_key;
+use hush_crypto::{EncryptedData, MasterKey};
 use hush_protocol::limits::{MAX_BATCH_EVENTS, MAX_CHANNELS_PER_TRIGGER, MAX_EVENT_DATA_BYTES};
 use hush_protocol::{ChannelKind, ChannelName, EventName, SocketId, UserId};
 use serde::{Serialize, Serializer};
@@ -66,6 +67,16 @@ pub(crate) enum Data {
     Json(String),
     /// A string to send (or seal) byte for byte.
     Raw(String),
+    /// Already sealed (a sealed event's envelope): sent as is, and only to
+    /// an encrypted channel.
+    Sealed(String),
+}
+
+/// What an encrypted trigger is sealed with: the master key and the epoch.
+#[derive(Clone, Copy)]
+pub(crate) struct Sealing<'a> {
+    pub(crate) master: &'a MasterKey,
+    pub(crate) epoch: u64,
 }
 
 impl Data {
@@ -81,15 +92,20 @@ impl Data {
     pub(crate) fn wire(
         &self,
         channel: &ChannelName,
-        master_key: Option<&MasterKey>,
+        sealing: Option<Sealing<'_>>,
     ) -> Result<String, ValidationError> {
         let data = if channel.kind() == ChannelKind::Encrypted {
-            let master = master_key
-                .ok_or_else(|| ValidationError::MasterKeyRequired(channel.to_string()))?;
-            let plaintext = match self {
-                Self::Json(text) | Self::Raw(text) => text.as_bytes(),
-            };
-            seal(&shared_secret(channel, master), plaintext)
+            let Sealing { master, epoch } =
+                sealing.ok_or_else(|| ValidationError::MasterKeyRequired(channel.to_string()))?;
+            match self {
+                Self::Json(text) | Self::Raw(text) => {
+                    let key = epoch_key(channel, master, epoch);
+                    EncryptedData::seal(&key, text.as_bytes())
+                        .with_epoch(epoch)
+                        .to_json()
+                }
+                Self::Sealed(text) => text.clone(),
+            }
         } else {
             match self {
                 Self::Json(text) if text.starts_with('"') => {
@@ -97,6 +113,9 @@ impl Data {
                         .map_err(|e| ValidationError::Json(e.to_string()))?
                 }
                 Self::Json(text) | Self::Raw(text) => text.clone(),
+                Self::Sealed(_) => {
+                    return Err(ValidationError::NotEncrypted(channel.to_string()));
+                }
             }
         };
         if data.len() > MAX_EVENT_DATA_BYTES {
@@ -241,7 +260,7 @@ pub(crate) fn event_body(
     event: &str,
     data: &Data,
     options: &TriggerOptions,
-    master_key: Option<&MasterKey>,
+    sealing: Option<Sealing<'_>>,
 ) -> Result<EventBody, ValidationError> {
     let name = parse_event(event)?;
     if channels.is_empty() {
@@ -263,7 +282,7 @@ pub(crate) fn event_body(
         .transpose()?;
     // One data string serves every channel: only encrypted triggers (always a
     // single channel) depend on the channel.
-    let data = data.wire(&channels[0], master_key)?;
+    let data = data.wire(&channels[0], sealing)?;
     Ok(EventBody {
         name: name.to_string(),
         channels: channels.iter().map(ToString::to_string).collect(),
@@ -275,7 +294,7 @@ pub(crate) fn event_body(
 
 pub(crate) fn batch_body(
     events: &[BatchEvent],
-    master_key: Option<&MasterKey>,
+    sealing: Option<Sealing<'_>>,
 ) -> Result<BatchBody, ValidationError> {
     if events.is_empty() || events.len() > MAX_BATCH_EVENTS {
         return Err(ValidationError::BatchSize {
@@ -290,7 +309,7 @@ pub(crate) fn batch_body(
             let name = parse_event(&e.name)?;
             let socket_id = e.socket_id.as_deref().map(parse_socket_id).transpose()?;
             Ok(BatchItem {
-                data: e.data.wire(&channel, master_key)?,
+                data: e.data.wire(&channel, sealing)?,
                 channel: channel.to_string(),
                 name: name.to_string(),
                 socket_id: socket_id.map(|s| s.to_string()),
@@ -304,11 +323,43 @@ pub(crate) fn batch_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hush_crypto::{ChannelKey, open};
+    use hush_crypto::{ChannelKey, open, shared_secret};
     use serde_json::json;
 
     fn master() -> MasterKey {
         MasterKey::from_base64("dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=").unwrap()
+    }
+
+    fn at0(master: &MasterKey) -> Option<Sealing<'_>> {
+        Some(Sealing { master, epoch: 0 })
+    }
+
+    #[test]
+    fn later_epochs_use_the_epoch_key_and_say_so() {
+        let ch = parse_channel("private-encrypted-foo").unwrap();
+        let m = master();
+        let sealed = Data::json("hello")
+            .unwrap()
+            .wire(
+                &ch,
+                Some(Sealing {
+                    master: &m,
+                    epoch: 4,
+                }),
+            )
+            .unwrap();
+        let envelope = EncryptedData::from_json(&sealed).unwrap();
+        assert_eq!(envelope.epoch(), 4);
+        assert_eq!(envelope.open(&epoch_key(&ch, &m, 4)).unwrap(), b"\"hello\"");
+        assert!(open(&key_of("private-encrypted-foo"), &sealed).is_err());
+        // Already-sealed data goes out untouched, and only to encrypted channels.
+        let passthrough = Data::Sealed(sealed.clone()).wire(&ch, at0(&m)).unwrap();
+        assert_eq!(passthrough, sealed);
+        let news = parse_channel("news").unwrap();
+        assert!(matches!(
+            Data::Sealed(sealed).wire(&news, at0(&m)),
+            Err(ValidationError::NotEncrypted(_))
+        ));
     }
 
     fn chans(names: &[&str]) -> Vec<ChannelName> {
@@ -336,12 +387,10 @@ mod tests {
         let k = key_of("private-encrypted-foo");
         let sealed = Data::json("hello")
             .unwrap()
-            .wire(&ch, Some(&master()))
+            .wire(&ch, at0(&master()))
             .unwrap();
         assert_eq!(open(&k, &sealed).unwrap(), b"\"hello\"");
-        let sealed = Data::Raw("hello".into())
-            .wire(&ch, Some(&master()))
-            .unwrap();
+        let sealed = Data::Raw("hello".into()).wire(&ch, at0(&master())).unwrap();
         assert_eq!(open(&k, &sealed).unwrap(), b"hello");
         assert_eq!(
             Data::json("x").unwrap().wire(&ch, None),
@@ -369,13 +418,13 @@ mod tests {
         let enc = parse_channel("private-encrypted-x").unwrap();
         assert_eq!(
             Data::Raw("a".repeat(7_619))
-                .wire(&enc, Some(&master()))
+                .wire(&enc, at0(&master()))
                 .unwrap()
                 .len(),
             10_240
         );
         assert_eq!(
-            Data::Raw("a".repeat(7_620)).wire(&enc, Some(&master())),
+            Data::Raw("a".repeat(7_620)).wire(&enc, at0(&master())),
             Err(ValidationError::DataTooLarge {
                 size: 10_244,
                 max: 10_240
@@ -422,7 +471,7 @@ mod tests {
                 "ev",
                 &d,
                 &opts,
-                Some(&master())
+                at0(&master())
             )
             .err(),
             Some(ValidationError::EncryptedMultiChannel)
@@ -433,7 +482,7 @@ mod tests {
                 "ev",
                 &d,
                 &opts,
-                Some(&master())
+                at0(&master())
             )
             .err(),
             Some(ValidationError::EncryptedMultiChannel)
@@ -503,7 +552,7 @@ mod tests {
                     .info(&[Attribute::SubscriptionCount]),
                 BatchEvent::new("private-encrypted-foo", "ev", &json!({"m": 1})).unwrap(),
             ],
-            Some(&master()),
+            at0(&master()),
         )
         .unwrap();
         let v = serde_json::to_value(&body).unwrap();

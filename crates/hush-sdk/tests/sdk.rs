@@ -162,6 +162,107 @@ async fn encrypted_trigger_is_opened_by_a_raw_subscriber() {
 }
 
 #[tokio::test]
+async fn key_epochs_and_sealed_triggers_reach_a_raw_subscriber() {
+    use hush_crypto::EncryptedData;
+    use hush_crypto::sealed::{self, ReplayGuard};
+    use hush_sdk::EpochPolicy;
+
+    let srv = start().await;
+    let api = Client::new(srv.config().with_key_epochs(EpochPolicy::Fixed(5))).unwrap();
+    let mut ws = srv.ws().await;
+    let auth = api
+        .authorize_channel(&ws.socket_id, "private-encrypted-room", None)
+        .unwrap();
+    assert_eq!(auth.epoch, Some(5));
+    assert!(
+        auth.to_json().ends_with(r#","epoch":5}"#),
+        "{}",
+        auth.to_json()
+    );
+    let key = ChannelKey::from_base64(auth.shared_secret.as_deref().unwrap()).unwrap();
+    ws.subscribe("private-encrypted-room", Some(&auth)).await;
+
+    // A plain encrypted trigger names its epoch and opens with the epoch key.
+    api.trigger(
+        &["private-encrypted-room"],
+        "plain",
+        "hi",
+        &TriggerOptions::default(),
+    )
+    .await
+    .unwrap();
+    let m = ws.expect("plain").await;
+    let envelope = EncryptedData::from_json(m["data"].as_str().unwrap()).unwrap();
+    assert_eq!(envelope.epoch(), 5);
+    assert_eq!(envelope.open(&key).unwrap(), b"\"hi\"");
+
+    // A sealed trigger hides the event name and carries sender and sequence.
+    let canary = "canary-sealed-51c2";
+    for _ in 0..2 {
+        api.trigger_sealed(
+            "private-encrypted-room",
+            "secret-name",
+            canary,
+            &TriggerOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let channel = hush_protocol::ChannelName::parse("private-encrypted-room").unwrap();
+    let mut guard = ReplayGuard::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for seq in 1..=2 {
+        let m = ws.expect(sealed::SERVER_EVENT).await;
+        let text = m.to_string();
+        assert!(
+            !text.contains(canary) && !text.contains("secret-name"),
+            "{text}"
+        );
+        let envelope = EncryptedData::from_json(m["data"].as_str().unwrap()).unwrap();
+        let opened = sealed::open(&key, &channel, &envelope).unwrap();
+        assert_eq!(
+            (opened.event.as_str(), opened.data.as_str()),
+            ("secret-name", canary)
+        );
+        assert_eq!(opened.seq, seq);
+        assert_eq!(opened.sender, api.sealed_sender_id());
+        guard.check(&opened, now).unwrap();
+        assert_eq!(
+            guard.check(&opened, now),
+            Err(sealed::SealedError::Replayed)
+        );
+    }
+
+    // Sealed events only go to encrypted channels, and need the master key.
+    let err = api
+        .trigger_sealed("news", "x", "y", &TriggerOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ValidationError::NotEncrypted(_))),
+        "{err}"
+    );
+    let big = "x".repeat(8_000);
+    let err = api
+        .trigger_sealed(
+            "private-encrypted-room",
+            "x",
+            &big,
+            &TriggerOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ValidationError::DataTooLarge { .. })),
+        "{err}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn batch_with_info() {
     let srv = start().await;
     let api = srv.client();

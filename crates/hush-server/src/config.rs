@@ -80,6 +80,10 @@ pub struct AppConfig {
     /// Allow `client-*` events on private and presence channels.
     #[serde(default)]
     pub client_events: bool,
+    /// Also allow them on `private-encrypted-` channels (hush extension,
+    /// docs/E2EE-CHANNELS.md §3): data must be a string holding an envelope.
+    #[serde(default)]
+    pub encrypted_client_events: bool,
     /// "Authorized connections": close (4009) connections that neither sign in
     /// nor join a private/presence channel within `user_authentication_timeout`.
     #[serde(default)]

@@ -359,7 +359,8 @@ impl Session {
             Ok(n) => n,
             Err(e) => return self.error(None, &e.to_string()),
         };
-        if !name.kind().allows_client_events() {
+        let encrypted = name.kind() == ChannelKind::Encrypted;
+        if !(name.kind().allows_client_events() || encrypted && cfg.encrypted_client_events) {
             return self.error(
                 None,
                 &format!(
@@ -381,6 +382,14 @@ impl Session {
                     "Client event rejected: data is larger than {} bytes",
                     cfg.max_event_data_bytes
                 ),
+            );
+        }
+        // The server cannot read encrypted client events and must not relay
+        // plaintext as if it were sealed: only a string holding an envelope.
+        if encrypted && !data.as_deref().is_some_and(is_envelope_string) {
+            return self.error(
+                None,
+                "Client events on private-encrypted- channels must carry data that is a string holding {\"nonce\",\"ciphertext\"}",
             );
         }
         if !self.client_events.try_take(now) {
@@ -419,4 +428,10 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// True if `data` is a JSON string whose text is a suite 0 envelope.
+fn is_envelope_string(data: &RawValue) -> bool {
+    serde_json::from_str::<std::borrow::Cow<'_, str>>(data.get())
+        .is_ok_and(|text| hush_protocol::encrypted::is_ciphertext_envelope(&text))
 }

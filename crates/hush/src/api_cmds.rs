@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use hush_sdk::{Attribute, ChannelsQuery, Client, Config, MasterKey, TriggerOptions};
+use hush_sdk::{
+    Attribute, ChannelsQuery, Client, Config, EpochPolicy, MasterKey, TriggerOptions,
+};
 use serde_json::{Value, json};
 
 /// Where the server is and which app to act as. Environment variables:
@@ -36,6 +38,10 @@ pub struct ConnArgs {
     /// Encryption master key (base64, 32 bytes), for private-encrypted- channels.
     #[arg(long, env = "HUSH_MASTER_KEY", hide_env_values = true)]
     master_key: Option<String>,
+    /// Key epoch of encrypted channels (0 = Pusher's key; see
+    /// docs/E2EE-CHANNELS.md).
+    #[arg(long, env = "HUSH_KEY_EPOCH", default_value_t = 0)]
+    epoch: u64,
     /// Seconds to wait for the server.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -77,6 +83,7 @@ impl ConnArgs {
                 bail!("missing {what}");
             }
         }
+        config.key_epochs = EpochPolicy::Fixed(self.epoch);
         if let Some(m) = given(&self.master_key) {
             config.encryption_master_key =
                 Some(MasterKey::from_base64(&m).context("--master-key (HUSH_MASTER_KEY)")?);
@@ -133,6 +140,11 @@ pub struct TriggerArgs {
     /// Attributes to report: user_count, subscription_count (comma list).
     #[arg(long)]
     info: Vec<String>,
+    /// Send a sealed event (hush extension): the event name and data travel
+    /// encrypted under the outer name `hush-sealed`, with sequence number and
+    /// padding. One private-encrypted- channel only.
+    #[arg(long)]
+    sealed: bool,
     /// Print the server's JSON response.
     #[arg(long)]
     json: bool,
@@ -160,8 +172,14 @@ pub fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
         socket_id: args.socket_id,
         info: parse_info(&args.info)?,
     };
-    let res =
-        runtime()?.block_on(client.trigger_raw(&args.channels, &args.event, &data, &options))?;
+    let res = if args.sealed {
+        let [channel] = args.channels.as_slice() else {
+            anyhow::bail!("--sealed takes exactly one private-encrypted- channel");
+        };
+        runtime()?.block_on(client.trigger_sealed(channel, &args.event, &data, &options))?
+    } else {
+        runtime()?.block_on(client.trigger_raw(&args.channels, &args.event, &data, &options))?
+    };
     if args.json {
         let channels: serde_json::Map<String, Value> = res
             .channels
@@ -299,6 +317,7 @@ mod tests {
             key: Some("k".into()),
             secret: Some("s".into()),
             master_key: None,
+            epoch: 0,
             timeout: 3,
         }
     }

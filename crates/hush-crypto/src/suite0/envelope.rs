@@ -25,11 +25,14 @@ pub enum OpenError {
 }
 
 /// A sealed payload: the nonce and the box (`tag ‖ ciphertext`, the tweetnacl
-/// and libsodium "easy" layout).
+/// and libsodium "easy" layout), plus the key epoch it was sealed under
+/// (0, Pusher's only epoch, unless the app rotates keys: see
+/// [`crate::epoch`] and docs/E2EE-CHANNELS.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptedData {
     nonce: [u8; NONCE_LEN],
     ciphertext: Vec<u8>,
+    epoch: u64,
 }
 
 fn cipher(key: &ChannelKey) -> XSalsa20Poly1305 {
@@ -56,7 +59,25 @@ impl EncryptedData {
         let ciphertext = cipher(key)
             .encrypt(Nonce::from_slice(&nonce), plaintext)
             .unwrap_or_default();
-        Self { nonce, ciphertext }
+        Self {
+            nonce,
+            ciphertext,
+            epoch: 0,
+        }
+    }
+
+    /// Labels the payload with the key epoch it was sealed under. The label
+    /// travels in clear (`"epoch": N`, omitted for 0) so a receiver picks the
+    /// right key; changing it only makes opening fail.
+    #[must_use]
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The key epoch the payload names (0 when the wire string has none).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Opens the box: the plaintext, or [`OpenError::Decrypt`] if the key is
@@ -69,7 +90,8 @@ impl EncryptedData {
 
     /// Parses the wire `data` string. Unknown members are ignored (as pusher-js
     /// does); both members must be standard base64 strings, the nonce exactly
-    /// 24 bytes and the box at least the 16-byte tag.
+    /// 24 bytes and the box at least the 16-byte tag; `epoch`, when present,
+    /// a non-negative integer.
     pub fn from_json(data: &str) -> Result<Self, OpenError> {
         // A JSON object (an array must not pass for one, as serde's derive
         // would allow), read like pusher-js reads `data.nonce`.
@@ -90,18 +112,32 @@ impl EncryptedData {
         if ciphertext.len() < TAG_LEN {
             return Err(OpenError::Malformed);
         }
-        Ok(Self { nonce, ciphertext })
+        let epoch = match object.get("epoch") {
+            None => 0,
+            Some(value) => value.as_u64().ok_or(OpenError::Malformed)?,
+        };
+        Ok(Self {
+            nonce,
+            ciphertext,
+            epoch,
+        })
     }
 
-    /// The wire `data` string, byte for byte what pusher-http-node's
-    /// `JSON.stringify({nonce, ciphertext})` produces.
+    /// The wire `data` string: for epoch 0 byte for byte what
+    /// pusher-http-node's `JSON.stringify({nonce, ciphertext})` produces; a
+    /// later epoch adds `,"epoch":N` (which pusher-js ignores).
     pub fn to_json(&self) -> String {
         // Standard base64 never needs JSON escaping.
-        format!(
-            r#"{{"nonce":"{}","ciphertext":"{}"}}"#,
+        let (nonce, ciphertext) = (
             STANDARD.encode(self.nonce),
-            STANDARD.encode(&self.ciphertext)
-        )
+            STANDARD.encode(&self.ciphertext),
+        );
+        if self.epoch == 0 {
+            format!(r#"{{"nonce":"{nonce}","ciphertext":"{ciphertext}"}}"#)
+        } else {
+            let epoch = self.epoch;
+            format!(r#"{{"nonce":"{nonce}","ciphertext":"{ciphertext}","epoch":{epoch}}}"#)
+        }
     }
 
     /// The nonce.
@@ -117,8 +153,21 @@ impl EncryptedData {
     /// Length in bytes of the wire string for a plaintext of `plaintext_len`
     /// bytes (what counts against the 10 240-byte event limit).
     pub fn wire_len(plaintext_len: usize) -> usize {
+        Self::wire_len_at(plaintext_len, 0)
+    }
+
+    /// [`Self::wire_len`] for a payload labelled with `epoch`.
+    pub fn wire_len_at(plaintext_len: usize, epoch: u64) -> usize {
         let b64 = |n: usize| n.div_ceil(3) * 4;
-        r#"{"nonce":"","ciphertext":""}"#.len() + b64(NONCE_LEN) + b64(plaintext_len + TAG_LEN)
+        let label = if epoch == 0 {
+            0
+        } else {
+            r#","epoch":"#.len() + epoch.to_string().len()
+        };
+        r#"{"nonce":"","ciphertext":""}"#.len()
+            + b64(NONCE_LEN)
+            + b64(plaintext_len + TAG_LEN)
+            + label
     }
 }
 
@@ -230,6 +279,27 @@ mod tests {
             r#"["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc="]"#,
         ] {
             assert_eq!(open(&k, bad), Err(OpenError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn epoch_label_round_trips_and_is_checked() {
+        let k = foo_key();
+        let sealed =
+            EncryptedData::seal_with_nonce(&k, [0; 24], br#"{"message":"hello"}"#).with_epoch(7);
+        let wire = sealed.to_json();
+        assert_eq!(
+            wire,
+            VECTOR.trim_end_matches('}').to_owned() + r#","epoch":7}"#
+        );
+        assert_eq!(wire.len(), EncryptedData::wire_len_at(19, 7));
+        let parsed = EncryptedData::from_json(&wire).unwrap();
+        assert_eq!(parsed.epoch(), 7);
+        assert_eq!(parsed.open(&k).unwrap(), br#"{"message":"hello"}"#);
+        assert_eq!(EncryptedData::from_json(VECTOR).unwrap().epoch(), 0);
+        for bad in [r#""7""#, "-1", "1.5", "null", "18446744073709551616"] {
+            let wire = VECTOR.trim_end_matches('}').to_owned() + r#","epoch":"# + bad + "}";
+            assert_eq!(open(&k, &wire), Err(OpenError::Malformed), "{bad}");
         }
     }
 

@@ -109,3 +109,48 @@ async fn presence_client_events_carry_the_members_user_id() {
     assert_eq!(got["user_id"], "alice");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn encrypted_client_events_when_the_app_allows_them() {
+    const ENVELOPE: &str = r#"{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc=","epoch":3}"#;
+    let s = start(&app_toml(
+        "client_events = true\nencrypted_client_events = true",
+    ))
+    .await;
+    let mut a = s.client().await;
+    let mut b = s.client().await;
+    a.subscribe_ok("private-encrypted-e").await;
+    b.subscribe_ok("private-encrypted-e").await;
+    a.send(json!({"event":"client-hush-sealed","channel":"private-encrypted-e","data":ENVELOPE}))
+        .await;
+    let got = b.next_event().await;
+    assert_eq!(
+        got,
+        json!({"event":"client-hush-sealed","channel":"private-encrypted-e","data":ENVELOPE})
+    );
+    // Anything that is not a string holding an envelope is refused: the
+    // server never relays readable data on an encrypted channel.
+    for data in [
+        json!({"message": "plaintext canary"}),
+        json!("plaintext canary"),
+        serde_json::from_str::<Value>(ENVELOPE).unwrap(),
+        json!(
+            r#"{"nonce":"AAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc="}"#
+        ),
+        Value::Null,
+    ] {
+        a.send(json!({"event":"client-x","channel":"private-encrypted-e","data":data}))
+            .await;
+        let e = a.next_event().await;
+        assert_eq!(e["event"], "pusher:error", "{data}");
+        assert!(
+            e["data"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("private-encrypted-"),
+            "{e}"
+        );
+    }
+    b.expect_silence(Duration::from_millis(150)).await;
+    s.stop().await;
+}
