@@ -107,6 +107,7 @@ struct Inner {
     state: watch::Receiver<ConnectionState>,
     listeners: Arc<Listeners>,
     channels: Mutex<HashMap<ChannelName, Arc<ChannelShared>>>,
+    sealed_sender_id: String,
 }
 
 /// A connection to a hush (or Pusher) server. Cloning is cheap: every clone
@@ -135,7 +136,15 @@ impl Client {
         let listeners = Arc::new(Listeners::new(config.event_buffer));
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (state_tx, state_rx) = watch::channel(ConnectionState::Initialized);
-        let task = Task::new(Arc::new(config), listeners.clone(), state_tx, cmd_rx);
+        let sealer = hush_crypto::sealed::Sender::new();
+        let sealed_sender_id = sealer.id().to_owned();
+        let task = Task::new(
+            Arc::new(config),
+            listeners.clone(),
+            state_tx,
+            cmd_rx,
+            sealer,
+        );
         handle.spawn(task.run());
         Self {
             inner: Arc::new(Inner {
@@ -143,6 +152,7 @@ impl Client {
                 state: state_rx,
                 listeners,
                 channels: Mutex::new(HashMap::new()),
+                sealed_sender_id,
             }),
         }
     }
@@ -273,6 +283,13 @@ impl Client {
             .await;
     }
 
+    /// This client's sealed-event sender id (what other receivers see in
+    /// [`SealedInfo::sender`](crate::SealedInfo) for its
+    /// [`Channel::trigger_sealed`] events).
+    pub fn sealed_sender_id(&self) -> &str {
+        &self.inner.sealed_sender_id
+    }
+
     /// Events dropped because an [`EventStream`] was full, over all streams.
     pub fn dropped_events(&self) -> u64 {
         self.inner.listeners.dropped_total()
@@ -362,6 +379,36 @@ impl Channel {
         self.client
             .send_client_event(name, event.to_owned(), data)
             .await
+    }
+
+    /// Sends a **sealed** client event (hush extension, `E2EE-CHANNELS.md`
+    /// §2) on a `private-encrypted-` channel: `event` and the JSON of `data`
+    /// travel inside the ciphertext, with this client's sender id and the next
+    /// sequence number, as `client-hush-sealed`. The app must enable
+    /// `encrypted_client_events` on the server. Receivers get it under `event`.
+    pub async fn trigger_sealed<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), Error> {
+        let name = &self.shared.name;
+        EventName::parse_api(event).map_err(|_| Error::EventName(event.to_owned()))?;
+        if name.kind() != hush_protocol::ChannelKind::Encrypted {
+            return Err(Error::ClientEventsNotAllowed(format!(
+                "{name} (sealed events need a private-encrypted- channel)"
+            )));
+        }
+        let data = serde_json::to_string(data).map_err(|e| Error::Data(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        self.client
+            .command(Command::SealedEvent {
+                channel: name.clone(),
+                event: event.to_owned(),
+                data,
+                reply: tx,
+            })
+            .await?;
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     /// Unsubscribes.

@@ -21,6 +21,8 @@ pub(crate) struct Config {
     pub event_buffer: usize,
     pub authorizer: Option<Arc<dyn Authorizer>>,
     pub refetch_interval: Duration,
+    pub epoch_grace: Duration,
+    pub sealed_max_age: Duration,
 }
 
 /// Builds a [`Client`]. Defaults: `ws://127.0.0.1:6001`, activity timeout
@@ -86,6 +88,8 @@ impl ClientBuilder {
                 event_buffer: 1024,
                 authorizer: None,
                 refetch_interval: Duration::from_secs(5),
+                epoch_grace: Duration::from_secs(60),
+                sealed_max_age: Duration::from_secs(300),
             },
         }
     }
@@ -140,6 +144,21 @@ impl ClientBuilder {
     /// stream and counted).
     pub fn event_buffer(mut self, n: usize) -> Self {
         self.config.event_buffer = n;
+        self
+    }
+
+    /// Encrypted channels with key epochs: how long the previous epochs' keys
+    /// are kept after a newer one arrives (default 60 s); after that they are
+    /// erased and their events rejected as stale.
+    pub fn epoch_grace(mut self, d: Duration) -> Self {
+        self.config.epoch_grace = d;
+        self
+    }
+
+    /// Sealed events: how far the sender's clock may be from this one's
+    /// (default 300 s); older or newer events are rejected as expired.
+    pub fn sealed_max_age(mut self, d: Duration) -> Self {
+        self.config.sealed_max_age = d;
         self
     }
 

@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hush_crypto::{ChannelKey, OpenError};
+use hush_crypto::EncryptedData;
+use hush_crypto::epoch::{EpochError, Keyring};
+use hush_crypto::sealed::{self, ReplayGuard, SealedError};
 use hush_protocol::{ChannelKind, ChannelName, SocketId, UserId};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -24,7 +26,7 @@ use crate::backoff::{CloseAction, classify};
 use crate::client::{ChannelShared, ConnectionState, Member, Members};
 use crate::config::Config;
 use crate::error::{AuthError, Error};
-use crate::event::{self, DecryptError, Event, decode_text};
+use crate::event::{self, DecryptError, Event, SealedInfo, decode_text};
 use crate::frames::{self, ServerFrame};
 use crate::listeners::Listeners;
 
@@ -43,6 +45,12 @@ pub(crate) enum Command {
     Subscribe(Arc<ChannelShared>),
     Unsubscribe(ChannelName),
     ClientEvent {
+        channel: ChannelName,
+        event: String,
+        data: String,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    SealedEvent {
         channel: ChannelName,
         event: String,
         data: String,
@@ -87,24 +95,97 @@ struct ChannelState {
     shared: Arc<ChannelShared>,
     /// `#server-to-user-…`, created by sign-in (not resubscribed on reconnect).
     internal: bool,
-    key: Option<ChannelKey>,
+    /// Encrypted channels: current and recent epoch keys.
+    keys: Keyring,
+    /// Encrypted channels: sealed-event replay and freshness checks.
+    guard: ReplayGuard,
     me: Option<Member>,
     /// Events waiting for a re-fetched key.
     refetching: Option<Vec<Pending>>,
-    last_refetch: Option<Instant>,
+    /// When the key was last re-fetched, and for which event epoch.
+    last_refetch: Option<(Instant, u64)>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl ChannelState {
-    fn new(shared: Arc<ChannelShared>, internal: bool) -> Self {
+    fn new(shared: Arc<ChannelShared>, internal: bool, config: &Config) -> Self {
         Self {
             shared,
             internal,
-            key: None,
+            keys: Keyring::new(millis(config.epoch_grace)),
+            guard: ReplayGuard::new(millis(config.sealed_max_age), sealed::DEFAULT_MAX_SENDERS),
             me: None,
             refetching: None,
             last_refetch: None,
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+/// Errors a re-fetched key may cure.
+fn refetchable(e: &DecryptError) -> bool {
+    matches!(
+        e,
+        DecryptError::NoKey(_) | DecryptError::Decrypt | DecryptError::UnknownEpoch { .. }
+    )
+}
+
+/// Opens one event of an encrypted channel: the key is chosen by the
+/// envelope's epoch; `hush-sealed` / `client-hush-sealed` events are opened as
+/// sealed events and checked for replay and freshness. Returns the event, or
+/// the error and the envelope's epoch.
+fn decrypt(
+    st: &mut ChannelState,
+    channel: &ChannelName,
+    event_name: &str,
+    data: &str,
+    user_id: Option<String>,
+) -> Result<Event, (DecryptError, u64)> {
+    let env = EncryptedData::from_json(data).map_err(|_| (DecryptError::Malformed, 0))?;
+    let epoch = env.epoch();
+    let now = now_ms();
+    let key = st.keys.key(epoch, now).map_err(|e| {
+        let e = match e {
+            EpochError::NoKey => DecryptError::NoKey("no key received yet".into()),
+            EpochError::Newer { epoch, newest } => DecryptError::UnknownEpoch { epoch, newest },
+            EpochError::Stale { epoch, newest } => DecryptError::StaleEpoch { epoch, newest },
+        };
+        (e, epoch)
+    })?;
+    let mut out = if event_name == sealed::SERVER_EVENT || event_name == sealed::CLIENT_EVENT {
+        let opened =
+            sealed::open(key, channel, &env).map_err(|e: SealedError| (e.into(), epoch))?;
+        st.guard
+            .check(&opened, now)
+            .map_err(|e: SealedError| (e.into(), epoch))?;
+        let mut e = Event::new(
+            Some(channel.as_str()),
+            &opened.event,
+            decode_text(&opened.data),
+        );
+        e.sealed = Some(SealedInfo {
+            sender: opened.sender,
+            seq: opened.seq,
+            message_id: opened.message_id,
+            timestamp_ms: opened.timestamp_ms,
+            epoch: opened.epoch,
+        });
+        e
+    } else {
+        let plain = env.open(key).map_err(|_| (DecryptError::Decrypt, epoch))?;
+        let text = String::from_utf8(plain).map_err(|_| (DecryptError::Malformed, epoch))?;
+        Event::new(Some(channel.as_str()), event_name, decode_text(&text))
+    };
+    out.user_id = user_id;
+    Ok(out)
 }
 
 enum Step {
@@ -128,6 +209,8 @@ pub(crate) struct Task {
     user: Option<UserId>,
     conn: u64,
     socket_id: Option<SocketId>,
+    /// This client's sealed-event sender (one id and sequence per client).
+    sealer: sealed::Sender,
 }
 
 async fn send(ws: &mut Ws, text: String) -> Result<(), Ended> {
@@ -136,16 +219,6 @@ async fn send(ws: &mut Ws, text: String) -> Result<(), Ended> {
         Ok(Err(e)) => Err(Ended::Lost(e.to_string())),
         Err(_) => Err(Ended::Lost("send timed out".into())),
     }
-}
-
-fn open_event(key: Option<&ChannelKey>, data: &str) -> Result<Value, DecryptError> {
-    let key = key.ok_or_else(|| DecryptError::NoKey("not authorized".into()))?;
-    let plain = hush_crypto::open(key, data).map_err(|e| match e {
-        OpenError::Malformed => DecryptError::Malformed,
-        _ => DecryptError::Decrypt,
-    })?;
-    let text = String::from_utf8(plain).map_err(|_| DecryptError::Malformed)?;
-    Ok(decode_text(&text))
 }
 
 fn failure_event(channel: &str, outer: &str, error: DecryptError) -> Event {
@@ -172,6 +245,7 @@ impl Task {
         listeners: Arc<Listeners>,
         state: watch::Sender<ConnectionState>,
         cmd_rx: mpsc::Receiver<Command>,
+        sealer: sealed::Sender,
     ) -> Self {
         let (int_tx, int_rx) = mpsc::channel(64);
         Self {
@@ -188,6 +262,7 @@ impl Task {
             user: None,
             conn: 0,
             socket_id: None,
+            sealer,
         }
     }
 
@@ -271,12 +346,12 @@ impl Task {
             Command::Subscribe(shared) => {
                 self.channels
                     .entry(shared.name.clone())
-                    .or_insert_with(|| ChannelState::new(shared, false));
+                    .or_insert_with(|| ChannelState::new(shared, false, &self.config));
             }
             Command::Unsubscribe(name) => {
                 self.channels.remove(&name);
             }
-            Command::ClientEvent { reply, .. } => {
+            Command::ClientEvent { reply, .. } | Command::SealedEvent { reply, .. } => {
                 let _ = reply.send(Err(Error::NotConnected));
             }
             Command::Signin(tx) => {
@@ -453,7 +528,7 @@ impl Task {
                     return Ok(());
                 }
                 self.channels
-                    .insert(name.clone(), ChannelState::new(shared, false));
+                    .insert(name.clone(), ChannelState::new(shared, false, &self.config));
                 self.start_subscribe(ws, &name).await
             }
             Some(Command::Unsubscribe(name)) => {
@@ -482,6 +557,23 @@ impl Task {
                 let _ = reply.send(r.as_ref().map(|_| ()).map_err(|_| Error::NotConnected));
                 r
             }
+            Some(Command::SealedEvent {
+                channel,
+                event,
+                data,
+                reply,
+            }) => {
+                let frame = match self.seal_client_event(&channel, &event, &data) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let r = send(ws, frame).await;
+                let _ = reply.send(r.as_ref().map(|_| ()).map_err(|_| Error::NotConnected));
+                r
+            }
             Some(Command::Signin(tx)) => {
                 if let Some(u) = &self.user {
                     let _ = tx.send(Ok(u.clone()));
@@ -493,6 +585,39 @@ impl Task {
                 Ok(())
             }
         }
+    }
+
+    /// Seals a `client-hush-sealed` frame under the channel's newest key.
+    fn seal_client_event(
+        &mut self,
+        channel: &ChannelName,
+        event: &str,
+        data: &str,
+    ) -> Result<String, Error> {
+        let st = self
+            .channels
+            .get_mut(channel)
+            .filter(|s| s.shared.subscribed.load(Ordering::Acquire))
+            .ok_or_else(|| Error::NotSubscribed(channel.to_string()))?;
+        let now = now_ms();
+        let epoch = st
+            .keys
+            .newest()
+            .ok_or_else(|| Error::NotSubscribed(channel.to_string()))?;
+        let key = st
+            .keys
+            .key(epoch, now)
+            .map_err(|e| Error::NotSubscribed(format!("{channel}: {e}")))?;
+        let wire = self
+            .sealer
+            .seal(key, channel, epoch, event, data, now)
+            .map_err(|e| Error::Data(e.to_string()))?;
+        let data_json = serde_json::to_string(&wire).map_err(|e| Error::Data(e.to_string()))?;
+        Ok(frames::client_event(
+            sealed::CLIENT_EVENT,
+            channel.as_str(),
+            &data_json,
+        ))
     }
 
     /// Subscribes a channel: at once when public, after authorization otherwise.
@@ -646,7 +771,7 @@ impl Task {
             };
         }
         if let Some(k) = a.shared_secret.clone() {
-            st.key = Some(k);
+            st.keys.install(a.epoch, k, now_ms());
         }
         send(
             ws,
@@ -668,16 +793,12 @@ impl Task {
         match result {
             Ok(a) => {
                 if let Some(k) = a.shared_secret {
-                    st.key = Some(k);
+                    st.keys.install(a.epoch, k, now_ms());
                 }
                 for p in pending {
-                    out.push(match open_event(st.key.as_ref(), &p.data) {
-                        Ok(data) => {
-                            let mut e = Event::new(Some(channel.as_str()), &p.event, data);
-                            e.user_id = p.user_id;
-                            e
-                        }
-                        Err(err) => failure_event(channel.as_str(), &p.event, err),
+                    out.push(match decrypt(st, channel, &p.event, &p.data, p.user_id) {
+                        Ok(e) => e,
+                        Err((err, _)) => failure_event(channel.as_str(), &p.event, err),
                     });
                 }
             }
@@ -781,7 +902,7 @@ impl Task {
                 members: std::sync::Mutex::new(None),
             });
             self.channels
-                .insert(name.clone(), ChannelState::new(shared, true));
+                .insert(name.clone(), ChannelState::new(shared, true, &self.config));
             return send(ws, frames::subscribe(name.as_str(), "", None)).await;
         }
         Ok(())
@@ -883,8 +1004,10 @@ impl Task {
         self.emit(&e);
     }
 
-    /// Suite 0: open with the channel key; on failure re-fetch the key once
-    /// (at most every `refetch_interval`) and retry, then report.
+    /// Encrypted channels: open with the key of the envelope's epoch; on a
+    /// failure a new key may cure (wrong key, newer epoch), re-fetch the key
+    /// once — at most every `refetch_interval`, unless the event names a newer
+    /// epoch than the last re-fetch — and retry; otherwise report.
     fn on_encrypted(
         &mut self,
         name: &ChannelName,
@@ -914,19 +1037,14 @@ impl Task {
             }
             return;
         }
-        let out = match open_event(st.key.as_ref(), &data) {
-            Ok(v) => {
-                let mut e = Event::new(Some(name.as_str()), &event_name, v);
-                e.user_id = user_id;
-                e
-            }
-            Err(DecryptError::Malformed) => {
-                failure_event(name.as_str(), &event_name, DecryptError::Malformed)
-            }
-            Err(err) => {
-                let recent = st.last_refetch.is_some_and(|t| t.elapsed() < interval);
-                if can_auth && !recent {
-                    st.last_refetch = Some(Instant::now());
+        let out = match decrypt(st, name, &event_name, &data, user_id.clone()) {
+            Ok(e) => e,
+            Err((err, epoch)) => {
+                let allowed = st
+                    .last_refetch
+                    .is_none_or(|(t, e)| t.elapsed() >= interval || epoch > e);
+                if can_auth && allowed && refetchable(&err) {
+                    st.last_refetch = Some((Instant::now(), epoch));
                     st.refetching = Some(vec![Pending {
                         event: event_name,
                         data,

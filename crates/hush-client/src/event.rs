@@ -37,12 +37,61 @@ pub enum DecryptError {
     /// No key for the channel (its authorization failed or gave none).
     #[error("no key for this channel: {0}")]
     NoKey(String),
-    /// `data` is not an envelope `{"nonce","ciphertext"}`.
-    #[error("data is not an encrypted envelope")]
+    /// `data` is not an envelope `{"nonce","ciphertext"[,"epoch"]}`, or a
+    /// sealed event's plaintext is not the sealed format.
+    #[error("malformed encrypted event")]
     Malformed,
     /// The box does not open: wrong key, or tampered with (after one re-fetch of the key).
     #[error("decryption failed (wrong key or tampered)")]
     Decrypt,
+    /// The event names a key epoch newer than any the authorizer hands out.
+    #[error("unknown key epoch {epoch} (newest known {newest})")]
+    UnknownEpoch {
+        /// The event's epoch.
+        epoch: u64,
+        /// The newest epoch held.
+        newest: u64,
+    },
+    /// The event names an epoch whose key was erased (older than the grace period allows).
+    #[error(
+        "stale key epoch {epoch} (newest {newest}; older keys are erased after the grace period)"
+    )]
+    StaleEpoch {
+        /// The event's epoch.
+        epoch: u64,
+        /// The newest epoch held.
+        newest: u64,
+    },
+    /// A sealed event addressed to another channel.
+    #[error("sealed event belongs to another channel")]
+    WrongChannel,
+    /// A sealed event whose inner epoch differs from its envelope's.
+    #[error("sealed event epoch does not match its envelope")]
+    WrongEpoch,
+    /// A sealed event whose timestamp is outside the freshness window.
+    #[error("sealed event expired (timestamp outside the window)")]
+    Expired,
+    /// A sealed event already received (same sender and sequence number).
+    #[error("replayed sealed event")]
+    Replayed,
+    /// A sealed event too far below the sender's newest sequence number.
+    #[error("stale sealed event (below the replay window)")]
+    Stale,
+}
+
+impl From<hush_crypto::sealed::SealedError> for DecryptError {
+    fn from(e: hush_crypto::sealed::SealedError) -> Self {
+        use hush_crypto::sealed::SealedError as S;
+        match e {
+            S::Decrypt => Self::Decrypt,
+            S::WrongChannel => Self::WrongChannel,
+            S::WrongEpoch => Self::WrongEpoch,
+            S::Expired => Self::Expired,
+            S::Replayed => Self::Replayed,
+            S::Stale => Self::Stale,
+            _ => Self::Malformed,
+        }
+    }
 }
 
 /// Metadata of a sealed event (see `E2EE-CHANNELS.md`).

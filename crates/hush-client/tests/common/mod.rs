@@ -164,3 +164,63 @@ pub async fn assert_no(s: &mut EventStream, name: &str, d: Duration) {
         panic!("unexpected {e:?}");
     }
 }
+
+/// Publishes raw `data` (an envelope) to an encrypted channel.
+pub async fn publish_raw(srv: &Srv, channel: &str, event: &str, data: &str) {
+    let mut c = hush_sdk::Config::new(ID, KEY, SECRET);
+    c.set_base_url(&format!("http://{}", srv.addr)).unwrap();
+    // No master key on this backend: the data goes out exactly as given.
+    let sdk = hush_sdk::Client::new(c).unwrap();
+    // hush-sdk refuses encrypted channels without a master key (and would
+    // seal again with one), so post the prepared envelope with the SDK's
+    // signed query.
+    let path = format!("/apps/{ID}/events");
+    let body = serde_json::to_string(
+        &serde_json::json!({"name": event, "channels": [channel], "data": data}),
+    )
+    .unwrap();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let q = sdk
+        .signed_query("POST", &path, &[], body.as_bytes(), ts)
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let req = format!(
+        "POST {path}?{q} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        srv.addr,
+        body.len()
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+/// A hush-sdk backend using key epoch `epoch`.
+pub fn sdk_at_epoch(addr: SocketAddr, epoch: u64) -> hush_sdk::Client {
+    let mut c = hush_sdk::Config::new(ID, KEY, SECRET)
+        .with_master_key(MasterKey::from_base64(MASTER).unwrap())
+        .with_key_epochs(hush_sdk::EpochPolicy::Fixed(epoch));
+    c.set_base_url(&format!("http://{addr}")).unwrap();
+    hush_sdk::Client::new(c).unwrap()
+}
+
+/// An authorizer handing out the key of the epoch currently in `epoch`.
+pub fn epoch_authorizer(
+    addr: SocketAddr,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+    calls: Arc<AtomicUsize>,
+) -> FnAuthorizer {
+    FnAuthorizer::new(move |sid, channel| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let sdk = sdk_at_epoch(addr, epoch.load(Ordering::SeqCst));
+        let r = sdk
+            .authorize_channel(sid.as_str(), channel.as_str(), None)
+            .map(|a| a.to_json());
+        async move { r }
+    })
+}
