@@ -43,8 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             period: Duration::from_secs(secs.parse()?),
         });
     }
-    let channel =
-        std::env::var("HUSH_CHANNEL").unwrap_or_else(|_| "private-encrypted-demo".into());
+    let channel = std::env::var("HUSH_CHANNEL").unwrap_or_else(|_| "private-encrypted-demo".into());
     let backend = Client::new(config)?;
     println!(
         "publishing on {channel} as sealed sender {}",

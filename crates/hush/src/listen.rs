@@ -18,6 +18,9 @@ Each event is printed on standard output as one JSON line:
 with \"user_id\" for client events on presence channels. On private-encrypted-
 channels \"data\" is the decrypted payload; an event that cannot be decrypted is
 printed as event \"hush:decryption_failed\" with a \"failure\" member.
+Sealed events (hush-sealed / client-hush-sealed) are printed under their real
+event name with a \"sealed\" member (sender, seq, message_id, timestamp_ms,
+epoch); replayed, tampered, expired or stale-epoch ones are rejected.
 Connection status goes to standard error. Exit status: 0 after Ctrl-C or
 --count events, 1 when the server refuses the connection (e.g. unknown app key,
 4001) or a subscription is refused.
@@ -61,6 +64,11 @@ pub struct ListenArgs {
     /// private-encrypted- channels.
     #[arg(long, env = "HUSH_MASTER_KEY", hide_env_values = true)]
     master_key: Option<String>,
+    /// Key epoch handed out when authorizing locally (0 = Pusher's key; see
+    /// docs/E2EE-CHANNELS.md). Events of newer epochs are reported as
+    /// undecryptable.
+    #[arg(long, env = "HUSH_KEY_EPOCH", default_value_t = 0)]
+    epoch: u64,
     /// User id for presence channels and --signin when authorizing locally.
     #[arg(long, default_value = "hush-listen")]
     user_id: String,
@@ -85,9 +93,11 @@ fn local_authorizer(
     key: &str,
     secret: &str,
     master: Option<MasterKey>,
+    epoch: u64,
     user: &str,
 ) -> FnAuthorizer {
-    let mut config = hush_sdk::Config::new("hush-listen", key, secret);
+    let mut config = hush_sdk::Config::new("hush-listen", key, secret)
+        .with_key_epochs(hush_sdk::EpochPolicy::Fixed(epoch));
     config.encryption_master_key = master;
     // Only the signing functions are used: no HTTP client is ever called.
     let sdk = hush_sdk::Client::new(config);
@@ -163,7 +173,13 @@ pub fn run(args: ListenArgs) -> anyhow::Result<()> {
                 "private-encrypted- channels need --master-key (or HUSH_MASTER_KEY) with --app-secret"
             );
         }
-        builder = builder.authorizer(local_authorizer(&key, secret, master, &args.user_id));
+        builder = builder.authorizer(local_authorizer(
+            &key,
+            secret,
+            master,
+            args.epoch,
+            &args.user_id,
+        ));
     } else if let Some(u) = &args.user_endpoint {
         if needs_channel_auth {
             bail!(

@@ -201,3 +201,40 @@ async fn listen_reports_a_refused_subscription() {
     assert!(err.contains("subscription to private-x refused"), "{err}");
     drop(running);
 }
+
+#[tokio::test]
+async fn listen_prints_sealed_events_under_their_real_name() {
+    let (addr, running) = start().await;
+    let url = format!("ws://{addr}");
+    let channel = "private-encrypted-sealed";
+    let mut child = listen(
+        &[channel, "--count", "1", "--url", &url, "--epoch", "3"],
+        &[
+            ("HUSH_APP_KEY", KEY),
+            ("HUSH_APP_SECRET", SECRET),
+            ("HUSH_MASTER_KEY", MASTER),
+        ],
+    );
+    let _err = wait_stderr(&mut child, "subscribed to", 1).await;
+    let mut c = hush_sdk::Config::new(ID, KEY, SECRET)
+        .with_master_key(MasterKey::from_base64(MASTER).unwrap())
+        .with_key_epochs(hush_sdk::EpochPolicy::Fixed(3));
+    c.set_base_url(&format!("http://{addr}")).unwrap();
+    let backend = hush_sdk::Client::new(c).unwrap();
+    backend
+        .trigger_sealed(channel, "memo", r#"{"k":"v"}"#, &TriggerOptions::default())
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success());
+    let line: Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(line["event"], "memo");
+    assert_eq!(line["data"], json!({"k": "v"}));
+    assert_eq!(line["sealed"]["epoch"], 3);
+    assert_eq!(line["sealed"]["seq"], 1);
+    assert_eq!(line["sealed"]["sender"], backend.sealed_sender_id());
+    drop(running);
+}
