@@ -205,6 +205,8 @@ pub(crate) struct Task {
     channels: HashMap<ChannelName, ChannelState>,
     signin_wanted: bool,
     signin_in_flight: bool,
+    /// A `pusher:signin` was sent and no answer came yet.
+    signin_sent: bool,
     signin_waiters: Vec<oneshot::Sender<Result<UserId, Error>>>,
     user: Option<UserId>,
     conn: u64,
@@ -258,6 +260,7 @@ impl Task {
             channels: HashMap::new(),
             signin_wanted: false,
             signin_in_flight: false,
+            signin_sent: false,
             signin_waiters: Vec::new(),
             user: None,
             conn: 0,
@@ -280,7 +283,7 @@ impl Task {
         let mut attempt: u32 = 0;
         loop {
             self.set_state(ConnectionState::Connecting);
-            let ended = match self.connect().await {
+            let ended = match self.connect_serving_commands().await {
                 Ok((ws, sid, activity)) => {
                     attempt = 0;
                     self.session(ws, sid, activity).await
@@ -366,6 +369,7 @@ impl Task {
         self.socket_id = None;
         self.user = None;
         self.signin_in_flight = false;
+        self.signin_sent = false;
         self.channels.retain(|_, s| !s.internal);
         let mut failed = Vec::new();
         for (name, st) in &mut self.channels {
@@ -386,65 +390,19 @@ impl Task {
         }
     }
 
-    /// Opens the WebSocket and reads `pusher:connection_established`.
-    async fn connect(&mut self) -> Result<(Ws, SocketId, Duration), Ended> {
-        let url = format!(
-            "{}/app/{}?protocol=7&client=hush-rust&version={VERSION}&flash=false",
-            self.config.base_url, self.config.app_key
-        );
-        let listeners = self.listeners.clone();
-        let attempt = async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-                .await
-                .map_err(|e| Ended::Lost(e.to_string()))?;
-            loop {
-                match ws.next().await {
-                    Some(Ok(Message::Text(t))) => {
-                        let Some(f) = ServerFrame::parse(t.as_str()) else {
-                            return Err(Ended::Lost("handshake frame is not JSON".into()));
-                        };
-                        match f.event.as_str() {
-                            "pusher:connection_established" => {
-                                let d = f.data_json();
-                                let sid = d["socket_id"]
-                                    .as_str()
-                                    .and_then(|s| SocketId::parse(s).ok())
-                                    .ok_or_else(|| Ended::Lost("invalid socket_id".into()))?;
-                                let at = d["activity_timeout"]
-                                    .as_u64()
-                                    .filter(|&n| n > 0)
-                                    .ok_or_else(|| {
-                                        Ended::Lost("no activity timeout in handshake".into())
-                                    })?;
-                                return Ok((ws, sid, Duration::from_secs(at)));
-                            }
-                            "pusher:error" => {
-                                let d = f.data_json();
-                                listeners.dispatch(&Event::new(None, event::ERROR, d.clone()));
-                                let code = d["code"].as_u64().and_then(|c| u16::try_from(c).ok());
-                                let msg = d["message"].as_str().unwrap_or("").to_owned();
-                                if code.is_some() {
-                                    return Err(Ended::Close(code, msg));
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                    Some(Ok(Message::Close(frame))) => {
-                        return Err(match frame {
-                            Some(f) => Ended::Close(Some(u16::from(f.code)), f.reason.to_string()),
-                            None => Ended::Close(None, String::new()),
-                        });
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(Ended::Lost(e.to_string())),
-                    None => return Err(Ended::Lost("closed during handshake".into())),
-                }
+    /// [`connect`], while still serving commands (a disconnect stops the attempt).
+    async fn connect_serving_commands(&mut self) -> Result<(Ws, SocketId, Duration), Ended> {
+        let attempt = connect(self.config.clone(), self.listeners.clone());
+        tokio::pin!(attempt);
+        loop {
+            tokio::select! {
+                r = &mut attempt => return r,
+                c = self.cmd_rx.recv() => match c {
+                    None | Some(Command::Disconnect) => return Err(Ended::Stop),
+                    Some(c) => self.command_offline(c),
+                },
             }
-        };
-        timeout(self.config.connect_timeout, attempt)
-            .await
-            .unwrap_or_else(|_| Err(Ended::Lost("connection attempt timed out".into())))
+        }
     }
 
     async fn session(&mut self, mut ws: Ws, sid: SocketId, server_activity: Duration) -> Ended {
@@ -697,7 +655,10 @@ impl Task {
             Internal::UserAuth { result, .. } => {
                 self.signin_in_flight = false;
                 match result {
-                    Ok(ua) => send(ws, frames::signin(&ua.auth, &ua.user_data)).await,
+                    Ok(ua) => {
+                        self.signin_sent = true;
+                        send(ws, frames::signin(&ua.auth, &ua.user_data)).await
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "hush-client: user authentication failed");
                         self.emit(&Event::new(None, event::SIGNIN_ERROR, auth_error_data(&e)));
@@ -828,6 +789,16 @@ impl Task {
             "pusher:error" => {
                 let d = f.data_json();
                 tracing::warn!(error = %d, "hush-client: pusher:error from the server");
+                // The server answers a refused sign-in with pusher:error
+                // (there is no signin_error frame): attribute an error that
+                // arrives while a sign-in is outstanding to it.
+                if self.signin_sent && self.user.is_none() {
+                    self.signin_sent = false;
+                    let msg = d["message"].as_str().unwrap_or("refused by the server");
+                    for w in self.signin_waiters.drain(..) {
+                        let _ = w.send(Err(Error::Signin(msg.to_owned())));
+                    }
+                }
                 self.emit(&Event::new(None, event::ERROR, d));
                 Ok(())
             }
@@ -889,6 +860,7 @@ impl Task {
             return Ok(());
         };
         let id = parsed.id;
+        self.signin_sent = false;
         self.user = Some(id.clone());
         for w in self.signin_waiters.drain(..) {
             let _ = w.send(Ok(id.clone()));
@@ -1058,4 +1030,68 @@ impl Task {
         };
         self.emit(&out);
     }
+}
+
+/// Opens the WebSocket and reads `pusher:connection_established` (or the
+/// refusal), within the connect timeout.
+async fn connect(
+    config: Arc<Config>,
+    listeners: Arc<Listeners>,
+) -> Result<(Ws, SocketId, Duration), Ended> {
+    let url = format!(
+        "{}/app/{}?protocol=7&client=hush-rust&version={VERSION}&flash=false",
+        config.base_url, config.app_key
+    );
+    let attempt = async move {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .map_err(|e| Ended::Lost(e.to_string()))?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let Some(f) = ServerFrame::parse(t.as_str()) else {
+                        return Err(Ended::Lost("handshake frame is not JSON".into()));
+                    };
+                    match f.event.as_str() {
+                        "pusher:connection_established" => {
+                            let d = f.data_json();
+                            let sid = d["socket_id"]
+                                .as_str()
+                                .and_then(|s| SocketId::parse(s).ok())
+                                .ok_or_else(|| Ended::Lost("invalid socket_id".into()))?;
+                            let at = d["activity_timeout"]
+                                .as_u64()
+                                .filter(|&n| n > 0)
+                                .ok_or_else(|| {
+                                    Ended::Lost("no activity timeout in handshake".into())
+                                })?;
+                            return Ok((ws, sid, Duration::from_secs(at)));
+                        }
+                        "pusher:error" => {
+                            let d = f.data_json();
+                            listeners.dispatch(&Event::new(None, event::ERROR, d.clone()));
+                            let code = d["code"].as_u64().and_then(|c| u16::try_from(c).ok());
+                            let msg = d["message"].as_str().unwrap_or("").to_owned();
+                            if code.is_some() {
+                                return Err(Ended::Close(code, msg));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(match frame {
+                        Some(f) => Ended::Close(Some(u16::from(f.code)), f.reason.to_string()),
+                        None => Ended::Close(None, String::new()),
+                    });
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(Ended::Lost(e.to_string())),
+                None => return Err(Ended::Lost("closed during handshake".into())),
+            }
+        }
+    };
+    timeout(config.connect_timeout, attempt)
+        .await
+        .unwrap_or_else(|_| Err(Ended::Lost("connection attempt timed out".into())))
 }

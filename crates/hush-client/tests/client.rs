@@ -378,3 +378,48 @@ async fn slow_consumers_lose_events_but_never_block() {
     assert!(c.dropped_events() >= 3);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_signin_refused_by_the_server_is_an_error() {
+    let srv = start().await;
+    // Signed with another secret: the server refuses it with pusher:error.
+    let mut wrong = hush_sdk::Config::new(ID, KEY, "not-the-secret");
+    wrong.set_base_url(&format!("http://{}", srv.addr)).unwrap();
+    let wrong = hush_sdk::Client::new(wrong).unwrap();
+    let authz =
+        FnAuthorizer::new(|_, _| async { Err::<String, _>("no channels") }).with_user(move |sid| {
+            let r = wrong
+                .authenticate_user(sid.as_str(), &hush_sdk::UserData::new("mallory"))
+                .map(|a| a.to_json());
+            async move { r }
+        });
+    let c = client_with(&srv, authz);
+    let r = tokio::time::timeout(WAIT, c.signin()).await.unwrap();
+    assert!(matches!(r, Err(Error::Signin(_))), "{r:?}");
+    assert!(matches!(c.state(), ConnectionState::Connected { .. }));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn disconnect_stops_reconnection_attempts_at_once() {
+    // Nothing listens on this port: the client keeps retrying until told to stop.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let c = Client::builder(KEY)
+        .url(&format!("ws://127.0.0.1:{port}"))
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut states = c.state_changes();
+    tokio::time::timeout(
+        WAIT,
+        states.wait_for(|s| *s == ConnectionState::Unavailable),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    tokio::time::timeout(WAIT, c.disconnect()).await.unwrap();
+    assert_eq!(c.state(), ConnectionState::Disconnected);
+    assert!(matches!(c.subscribe("news").await, Err(Error::Closed)));
+}
