@@ -148,6 +148,20 @@ async fn replayed_tampered_and_expired_sealed_events_are_rejected() {
         "{e:?}"
     );
 
+    // Inner epoch relabelled: a genuine epoch-5 sealed event re-boxed under
+    // the epoch-0 key (as someone holding both keys could): wrong epoch.
+    let master = MasterKey::from_base64(MASTER).unwrap();
+    let chan = ChannelName::parse(name).unwrap();
+    let wire5 = sealed_wire(&mut sender, name, 5, "transfer", "{}", now_ms());
+    let inner = hush_crypto::EncryptedData::from_json(&wire5)
+        .unwrap()
+        .open(&epoch_key(&chan, &master, 5))
+        .unwrap();
+    let reboxed = hush_crypto::EncryptedData::seal(&epoch_key(&chan, &master, 0), &inner).to_json();
+    publish_raw(&srv, name, SERVER_EVENT, &reboxed).await;
+    let e = chan_next(&mut ch, event::DECRYPTION_FAILED).await;
+    assert_eq!(e.failure, Some(DecryptError::WrongEpoch));
+
     // Ten minutes old: expired.
     let wire = sealed_wire(&mut sender, name, 0, "transfer", "{}", now_ms() - 600_000);
     publish_raw(&srv, name, SERVER_EVENT, &wire).await;
