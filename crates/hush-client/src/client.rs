@@ -316,6 +316,10 @@ impl Client {
 /// A subscribed channel. It receives every event of the channel through its
 /// own bounded stream ([`Channel::recv`]); [`Channel::bind`] makes more
 /// streams, filtered by event name.
+///
+/// Dropping a `Channel` does not unsubscribe (the client keeps the
+/// subscription, and resubscribes it after reconnects, like pusher-js); call
+/// [`Channel::unsubscribe`] or [`Client::unsubscribe`].
 #[derive(Debug)]
 pub struct Channel {
     shared: Arc<ChannelShared>,
