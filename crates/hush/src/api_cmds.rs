@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use hush_sdk::{
-    Attribute, ChannelsQuery, Client, Config, EpochPolicy, MasterKey, TriggerOptions,
-};
+use hush_sdk::{Attribute, ChannelsQuery, Client, Config, EpochPolicy, MasterKey, TriggerOptions};
 use serde_json::{Value, json};
 
 /// Where the server is and which app to act as. Environment variables:

@@ -4,6 +4,7 @@
 mod api_cmds;
 mod bench;
 mod keygen;
+mod listen;
 mod sdk_vectors;
 mod serve;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Trigger an event through the HTTP API (encrypted on private-encrypted-
     /// channels when a master key is given).
     Trigger(api_cmds::TriggerArgs),
+    /// Subscribe to channels and print their events as JSON lines (decrypting
+    /// private-encrypted- channels).
+    Listen(listen::ListenArgs),
     /// List occupied channels.
     Channels(api_cmds::ChannelsArgs),
     /// List the users of a presence channel.
@@ -45,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Trigger(args) => api_cmds::trigger(args),
+        Command::Listen(args) => listen::run(args),
         Command::Channels(args) => api_cmds::channels(args),
         Command::Users(args) => api_cmds::users(args),
         Command::SdkVectors(args) => sdk_vectors::run(args),
