@@ -13,6 +13,7 @@ use crate::config::{AppConfig, Config, ServerConfig};
 use crate::conn::{ConnHandle, ConnId, Frame};
 use crate::lock::lock;
 use crate::users::Users;
+use crate::webhooks::{AppHooks, HookSink};
 
 /// One application at run time.
 pub struct App {
@@ -22,16 +23,24 @@ pub struct App {
     pub channels: Channels,
     /// Signed-in users.
     pub users: Users,
+    /// Webhook events of this app (`None`: no webhook configured).
+    pub hooks: Option<AppHooks>,
     connections: AtomicUsize,
 }
 
 impl App {
-    /// Fresh state for an app.
+    /// Fresh state for an app without webhooks.
     pub fn new(config: AppConfig) -> Self {
+        Self::with_hooks(config, None)
+    }
+
+    /// Fresh state for an app whose events feed `hooks`.
+    pub fn with_hooks(config: AppConfig, hooks: Option<AppHooks>) -> Self {
         Self {
             config,
-            channels: Channels::default(),
+            channels: Channels::with_hooks(hooks.clone()),
             users: Users::default(),
+            hooks,
             connections: AtomicUsize::new(0),
         }
     }
@@ -82,6 +91,8 @@ pub enum Admission {
 pub struct ServerState {
     /// Listener settings.
     pub server: ServerConfig,
+    /// The durable store.
+    pub store: hush_store::Store,
     apps_by_key: HashMap<String, Arc<App>>,
     apps_by_id: HashMap<String, Arc<App>>,
     connections: AtomicUsize,
@@ -105,15 +116,19 @@ impl Drop for ConnectionGuard {
 }
 
 impl ServerState {
-    /// Builds the state from a configuration.
-    pub fn new(config: &Config) -> Arc<Self> {
+    /// Builds the state from a configuration, its store and the webhook queue.
+    pub fn new(config: &Config, store: hush_store::Store, hooks: &HookSink) -> Arc<Self> {
         let apps: Vec<Arc<App>> = config
             .effective_apps()
             .into_iter()
-            .map(|a| Arc::new(App::new(a)))
+            .map(|a| {
+                let h = hooks.for_app(&a);
+                Arc::new(App::with_hooks(a, h))
+            })
             .collect();
         Arc::new(Self {
             server: config.server.clone(),
+            store,
             apps_by_key: apps
                 .iter()
                 .map(|a| (a.config.key.clone(), a.clone()))

@@ -16,7 +16,9 @@
 //! connection around a [`session::Session`]; the [`api`] verifies signed HTTP
 //! requests; both publish through the per-app, sharded [`channels::Channels`]
 //! registry, which encodes each event once and hands clones of the same bytes to
-//! every subscriber's bounded queue ([`conn::ConnHandle`]).
+//! every subscriber's bounded queue ([`conn::ConnHandle`]). Channel and
+//! presence changes and client events feed the [`webhooks`] (bounded queue →
+//! durable outbox in the [`hush_store::Store`] → signed, retried delivery).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -31,6 +33,7 @@ mod lock;
 pub mod ratelimit;
 pub mod session;
 pub mod users;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -55,19 +58,34 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often held-back `subscription_count` changes are checked.
 const COUNT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long `/ready` waits for the store to answer.
+const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A bound, not yet running server.
 pub struct Server {
     state: Arc<ServerState>,
     listener: TcpListener,
+    webhooks: webhooks::Webhooks,
 }
 
 impl Server {
-    /// Binds the listener named in `config.server` (port 0 picks a free port).
+    /// Opens the store (creating the data directory and the SQLite file on
+    /// first start, applying migrations) and binds the listener named in
+    /// `config.server` (port 0 picks a free port).
     pub async fn bind(config: Config) -> std::io::Result<Self> {
+        let options = hush_store::StoreOptions {
+            max_connections: config.store.max_connections,
+            ..Default::default()
+        };
+        let store = hush_store::Store::open(&config.store_url(), &options)
+            .await
+            .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
+        let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone());
         Ok(Self {
-            state: ServerState::new(&config),
+            state: ServerState::new(&config, store, &sink),
             listener,
+            webhooks,
         })
     }
 
@@ -91,6 +109,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
+        let hooks = self.webhooks.spawn();
         let sweeper = tokio::spawn(sweep(state.clone()));
         let drain_state = state.clone();
         // Small frames must leave at once: no Nagle delay behind a delayed ACK.
@@ -115,6 +134,9 @@ impl Server {
         while state.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Connections are gone: their vacated/removed events are queued.
+        hooks.shutdown().await;
+        state.store.close().await;
         tracing::info!(remaining = state.connection_count(), "stopped");
         result
     }
@@ -169,8 +191,11 @@ async fn sweep(state: Arc<ServerState>) {
     loop {
         tokio::select! {
             _ = counts.tick() => {
-                for app in state.apps().filter(|a| a.config.subscription_count) {
-                    app.channels.flush_counts();
+                for app in state.apps() {
+                    let to_clients = app.config.subscription_count;
+                    if to_clients || app.channels.counts_hooked() {
+                        app.channels.flush_counts(to_clients);
+                    }
                 }
             }
             _ = cache.tick() => {
@@ -210,15 +235,28 @@ async fn up() -> Response {
     axum::Json(json!({ "status": "up" })).into_response()
 }
 
+/// 200 when serving; 503 while draining or when the store does not answer.
 async fn ready(State(state): State<Arc<ServerState>>) -> Response {
-    if state.is_draining() {
+    let unavailable = |status: &str| {
         (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "draining" })),
+            axum::Json(json!({ "status": status })),
         )
             .into_response()
-    } else {
-        axum::Json(json!({ "status": "ready" })).into_response()
+    };
+    if state.is_draining() {
+        return unavailable("draining");
+    }
+    match tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: store unavailable");
+            unavailable("store unavailable")
+        }
+        Err(_) => {
+            tracing::warn!("not ready: store did not answer in time");
+            unavailable("store unavailable")
+        }
     }
 }
 

@@ -14,8 +14,10 @@ use serde_json::value::RawValue;
 
 use crate::app::App;
 use crate::channels::SubscribeOptions;
+use crate::config::WebhookEventType;
 use crate::conn::{ConnHandle, Frame};
 use crate::ratelimit::TokenBucket;
+use crate::webhooks::{HookEvent, client_event_data};
 
 /// The message Pusher sends when an app has client events turned off.
 const CLIENT_EVENTS_DISABLED: &str =
@@ -408,6 +410,17 @@ impl Session {
         self.app
             .channels
             .publish(&name, &frame, Some(&self.handle.socket_id), None);
+        if let Some(h) = &self.app.hooks {
+            if h.wants(WebhookEventType::ClientEvent) {
+                h.emit(HookEvent::ClientEvent {
+                    channel: name,
+                    event: event.to_owned(),
+                    data: client_event_data(data.as_deref()),
+                    socket_id: self.handle.socket_id.clone(),
+                    user_id: presence_user.clone(),
+                });
+            }
+        }
     }
 
     /// Leaves every channel and signs out; called once when the socket ends.

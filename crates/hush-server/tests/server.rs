@@ -15,3 +15,5 @@ mod connection;
 mod presence;
 #[path = "server/users.rs"]
 mod users;
+#[path = "server/webhooks.rs"]
+mod webhooks;
