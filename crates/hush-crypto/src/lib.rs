@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 pub mod identity;
+pub mod safety;
 pub mod suite0;
 mod wire;
 
