@@ -152,7 +152,7 @@ macro_rules! public_key_type {
     };
 }
 
-fn hex_str(bytes: &[u8]) -> String {
+pub(crate) fn hex_str(bytes: &[u8]) -> String {
     use fmt::Write;
     bytes
         .iter()
