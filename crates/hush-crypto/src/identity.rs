@@ -234,7 +234,6 @@ impl EncryptionPublicKey {
     pub fn to_bytes(&self) -> [u8; PUBLIC_KEY_LEN] {
         self.0
     }
-    #[allow(dead_code)] // used by suite1
     pub(crate) fn to_hpke(self) -> Option<<Kem as hpke::Kem>::PublicKey> {
         <Kem as hpke::Kem>::PublicKey::from_bytes(&self.0).ok()
     }
@@ -302,7 +301,6 @@ impl DeviceKeys {
         sign(&self.signing, context, body)
     }
 
-    #[allow(dead_code)] // used by suite1
     pub(crate) fn encryption_key(&self) -> &KemPrivateKey {
         &self.encryption
     }

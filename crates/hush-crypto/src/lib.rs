@@ -41,6 +41,7 @@
 pub mod identity;
 pub mod safety;
 pub mod suite0;
+pub mod suite1;
 pub mod transparency;
 mod wire;
 

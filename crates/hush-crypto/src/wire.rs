@@ -43,6 +43,9 @@ impl Writer {
         self.u16(n);
         self.bytes(&v[..usize::from(n)])
     }
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.buf
+    }
     pub(crate) fn into_vec(self) -> Vec<u8> {
         self.buf
     }
