@@ -499,7 +499,11 @@ fn sizes_padding_and_the_pusher_limit() {
     let all: Vec<Recipient> = users.iter().flat_map(User::recipients).collect();
     let (ch, ev, inn) = (channel(), outer(), inner());
     let max = max_recipients(&alice.id, &ch, &ev, &inn, 1024);
-    assert!((60..=70).contains(&max), "1 KiB fits {max} devices");
+    // The table in docs/E2EE-SUITE1.md §4.4.
+    for (len, fits) in [(256, 75), (1024, 67), (4096, 35), (6144, 13), (7168, 3)] {
+        assert_eq!(max_recipients(&alice.id, &ch, &ev, &inn, len), fits, "{len}");
+    }
+    assert_eq!(max_recipients(&alice.id, &ch, &ev, &inn, 8192), 0);
     macro_rules! req {
         ($r:expr) => {
             SealRequest {
