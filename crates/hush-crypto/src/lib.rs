@@ -40,7 +40,12 @@
 
 pub mod epoch;
 pub mod sealed;
+pub mod identity;
+pub mod safety;
 pub mod suite0;
+pub mod suite1;
+pub mod transparency;
+mod wire;
 
 pub use suite0::{
     ChannelKey, EncryptedData, MasterKey, MasterKeyError, NONCE_LEN, OpenError, TAG_LEN, open,
