@@ -38,10 +38,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod directory;
 pub mod epoch;
-pub mod sealed;
 pub mod identity;
 pub mod safety;
+pub mod sealed;
 pub mod suite0;
 pub mod suite1;
 pub mod transparency;

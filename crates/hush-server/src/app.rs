@@ -93,6 +93,8 @@ pub struct ServerState {
     pub server: ServerConfig,
     /// The durable store.
     pub store: hush_store::Store,
+    /// The key directory (public keys only).
+    pub directory: Arc<crate::directory::Directory>,
     apps_by_key: HashMap<String, Arc<App>>,
     apps_by_id: HashMap<String, Arc<App>>,
     connections: AtomicUsize,
@@ -117,7 +119,12 @@ impl Drop for ConnectionGuard {
 
 impl ServerState {
     /// Builds the state from a configuration, its store and the webhook queue.
-    pub fn new(config: &Config, store: hush_store::Store, hooks: &HookSink) -> Arc<Self> {
+    pub fn new(
+        config: &Config,
+        store: hush_store::Store,
+        directory: Arc<crate::directory::Directory>,
+        hooks: &HookSink,
+    ) -> Arc<Self> {
         let apps: Vec<Arc<App>> = config
             .effective_apps()
             .into_iter()
@@ -129,6 +136,7 @@ impl ServerState {
         Arc::new(Self {
             server: config.server.clone(),
             store,
+            directory,
             apps_by_key: apps
                 .iter()
                 .map(|a| (a.config.key.clone(), a.clone()))

@@ -27,6 +27,8 @@ pub mod app;
 pub mod channels;
 pub mod config;
 pub mod conn;
+pub mod directory;
+mod directory_api;
 pub mod gateway;
 pub mod keepalive;
 mod lock;
@@ -81,9 +83,12 @@ impl Server {
             .await
             .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
+        let directory = directory::Directory::open(store.clone())
+            .await
+            .map_err(std::io::Error::other)?;
         let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone());
         Ok(Self {
-            state: ServerState::new(&config, store, &sink),
+            state: ServerState::new(&config, store, Arc::new(directory), &sink),
             listener,
             webhooks,
         })
@@ -215,6 +220,19 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/apps/{app_id}/events", post(api::events))
         .route("/apps/{app_id}/batch_events", post(api::batch_events))
         .route("/apps/{app_id}/channels", get(api::channels))
+        .route("/apps/{app_id}/directory/users", get(directory_api::users))
+        .route(
+            "/apps/{app_id}/directory/log/head",
+            get(directory_api::head),
+        )
+        .route(
+            "/apps/{app_id}/directory/log/consistency",
+            get(directory_api::consistency),
+        )
+        .route(
+            "/apps/{app_id}/directory/log/entries",
+            get(directory_api::entries),
+        )
         .route("/apps/{app_id}/channels/{channel_name}", get(api::channel))
         .route(
             "/apps/{app_id}/channels/{channel_name}/users",

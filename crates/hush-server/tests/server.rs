@@ -11,6 +11,8 @@ mod auth;
 mod client_events;
 #[path = "server/connection.rs"]
 mod connection;
+#[path = "server/directory.rs"]
+mod directory;
 #[path = "server/presence.rs"]
 mod presence;
 #[path = "server/users.rs"]

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod directory;
 mod error;
 mod migrations;
 pub mod outbox;

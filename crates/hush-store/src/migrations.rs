@@ -16,11 +16,18 @@ use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 
 /// (version, description, SQL) of every SQLite migration, in order.
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "webhook outbox",
-    include_str!("../migrations/sqlite/0001_webhook_outbox.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "webhook outbox",
+        include_str!("../migrations/sqlite/0001_webhook_outbox.sql"),
+    ),
+    (
+        2,
+        "key directory",
+        include_str!("../migrations/sqlite/0002_key_directory.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded(&'static [(i64, &'static str, &'static str)]);

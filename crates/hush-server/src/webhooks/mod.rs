@@ -96,7 +96,7 @@ impl AppHooks {
                 metrics::counter!(METRIC_DROPPED, "app" => self.app_id.to_string()).increment(1);
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed);
                 // Log the first drop and then every 1000th, not every one.
-                if n % 1000 == 0 {
+                if n.is_multiple_of(1000) {
                     tracing::error!(
                         app = %self.app_id,
                         event = q.event.kind().name(),
