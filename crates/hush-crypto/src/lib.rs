@@ -38,9 +38,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod directory;
 pub mod epoch;
+pub mod identity;
+pub mod safety;
 pub mod sealed;
 pub mod suite0;
+pub mod suite1;
+pub mod transparency;
+mod wire;
 
 pub use suite0::{
     ChannelKey, EncryptedData, MasterKey, MasterKeyError, NONCE_LEN, OpenError, TAG_LEN, open,

@@ -55,6 +55,8 @@ pub enum ClientMessage {
         /// Data exactly as sent.
         data: Option<Box<RawValue>>,
     },
+    /// `hush:request` (docs/PROTOCOL-EXT.md §1).
+    HushRequest(HushRequest),
     /// Any other `pusher:` / `pusher_internal:` event: ignored.
     UnknownPusher(String),
     /// An event that is neither `pusher:` nor `client-`.
@@ -73,6 +75,21 @@ pub struct SubscribeData {
     #[serde(default)]
     pub channel_data: Option<String>,
 }
+
+/// A `hush:request`: a method call answered by one `hush:response`.
+#[derive(Debug, Deserialize)]
+pub struct HushRequest {
+    /// Chosen by the client (1–64 printable ASCII characters), echoed back.
+    pub id: String,
+    /// The method name.
+    pub method: String,
+    /// The parameters (an object), if any.
+    #[serde(default)]
+    pub params: Option<Box<RawValue>>,
+}
+
+/// Longest `hush:request` id.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
 
 #[derive(Deserialize)]
 struct UnsubscribeData {
@@ -143,6 +160,19 @@ pub fn parse_client_frame(text: &str) -> Result<ClientMessage, FrameError> {
                 auth: d.auth,
                 user_data: d.user_data,
             }
+        }
+        "hush:request" => {
+            let r: HushRequest = pusher_data(&frame.event, &frame.data, &mut buf)?;
+            let id_ok = !r.id.is_empty()
+                && r.id.len() <= MAX_REQUEST_ID_LEN
+                && r.id.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+            if !id_ok {
+                return Err(FrameError::BadData {
+                    event: frame.event,
+                    reason: format!("id must be 1-{MAX_REQUEST_ID_LEN} printable ASCII characters"),
+                });
+            }
+            ClientMessage::HushRequest(r)
         }
         e if e.starts_with("client-") => ClientMessage::ClientEvent {
             event: frame.event,
@@ -250,6 +280,39 @@ pub fn error(code: Option<u16>, message: &str) -> String {
         "{{\"event\":\"pusher:error\",\"data\":{{\"code\":{code},\"message\":{}}}}}",
         json_str(message)
     )
+}
+
+/// `hush:response` with a result (`result_json` is JSON text). Like Pusher's
+/// own server events, `data` is a JSON-encoded string.
+pub fn hush_response_ok(id: &str, result_json: &str) -> String {
+    let mut inner = String::with_capacity(id.len() + result_json.len() + 24);
+    inner.push_str("{\"id\":");
+    push_json_str(&mut inner, id);
+    inner.push_str(",\"result\":");
+    inner.push_str(result_json);
+    inner.push('}');
+    hush_response(&inner)
+}
+
+/// `hush:response` with an error code and message.
+pub fn hush_response_err(id: &str, code: &str, message: &str) -> String {
+    let mut inner = String::with_capacity(id.len() + message.len() + 48);
+    inner.push_str("{\"id\":");
+    push_json_str(&mut inner, id);
+    inner.push_str(",\"error\":{\"code\":");
+    push_json_str(&mut inner, code);
+    inner.push_str(",\"message\":");
+    push_json_str(&mut inner, message);
+    inner.push_str("}}");
+    hush_response(&inner)
+}
+
+fn hush_response(inner: &str) -> String {
+    let mut o = String::with_capacity(inner.len() + 48);
+    o.push_str("{\"event\":\"hush:response\",\"data\":");
+    push_json_str(&mut o, inner);
+    o.push('}');
+    o
 }
 
 /// `pusher:pong`.
@@ -383,6 +446,59 @@ pub fn watchlist_events(online: &[&str], offline: &[&str]) -> String {
         "{{\"event\":\"pusher_internal:watchlist_events\",\"data\":{{\"events\":[{}]}}}}",
         events.join(",")
     )
+}
+
+#[cfg(test)]
+mod hush_request_tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_responses() {
+        let m = parse_client_frame(
+            r#"{"event":"hush:request","data":{"id":"r1","method":"log.head","params":{"a":1}}}"#,
+        )
+        .unwrap();
+        let ClientMessage::HushRequest(r) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!((r.id.as_str(), r.method.as_str()), ("r1", "log.head"));
+        assert_eq!(r.params.unwrap().get(), r#"{"a":1}"#);
+        // String data (as pusher-js would send it) works too; params optional.
+        let m = parse_client_frame(
+            r#"{"event":"hush:request","data":"{\"id\":\"x\",\"method\":\"m\"}"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::HushRequest(HushRequest { params: None, .. })
+        ));
+        for bad in [
+            r#"{"event":"hush:request","data":{"id":"","method":"m"}}"#,
+            r#"{"event":"hush:request","data":{"id":"a\u0000","method":"m"}}"#,
+            r#"{"event":"hush:request","data":{"method":"m"}}"#,
+            r#"{"event":"hush:request"}"#,
+        ] {
+            assert!(parse_client_frame(bad).is_err(), "{bad}");
+        }
+        let long = format!(
+            r#"{{"event":"hush:request","data":{{"id":"{}","method":"m"}}}}"#,
+            "a".repeat(65)
+        );
+        assert!(parse_client_frame(&long).is_err());
+
+        let ok: serde_json::Value =
+            serde_json::from_str(&hush_response_ok("r\"1", r#"{"n":1}"#)).unwrap();
+        assert_eq!(ok["event"], "hush:response");
+        let inner: serde_json::Value = serde_json::from_str(ok["data"].as_str().unwrap()).unwrap();
+        assert_eq!(inner, serde_json::json!({"id":"r\"1","result":{"n":1}}));
+        let err: serde_json::Value =
+            serde_json::from_str(&hush_response_err("r", "bad_request", "no \"x\"")).unwrap();
+        let inner: serde_json::Value = serde_json::from_str(err["data"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            inner,
+            serde_json::json!({"id":"r","error":{"code":"bad_request","message":"no \"x\""}})
+        );
+    }
 }
 
 #[cfg(test)]

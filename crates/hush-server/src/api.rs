@@ -30,13 +30,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
         }
     }
-    fn bad(message: impl Into<String>) -> Self {
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 }
@@ -47,7 +47,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+pub(crate) type ApiResult = Result<Json<Value>, ApiError>;
 
 const AUTH_PARAMS: [&str; 5] = [
     "auth_key",
@@ -64,7 +64,7 @@ fn now_secs() -> u64 {
 }
 
 /// Checks the request's signature and returns its app and parameters.
-fn authenticate(
+pub(crate) fn authenticate(
     state: &ServerState,
     app_id: &str,
     method: &Method,

@@ -17,6 +17,7 @@ use crate::proxy::TrustedProxies;
 use crate::ratelimit::SharedRate;
 use crate::telemetry::{AppMetrics, Rejection};
 use crate::users::Users;
+use crate::webhooks::{AppHooks, HookSink};
 
 /// One application at run time.
 pub struct App {
@@ -32,19 +33,27 @@ pub struct App {
     pub origins: AllowedOrigins,
     /// HTTP API request rate.
     pub api_rate: SharedRate,
+    /// Webhook events of this app (`None`: no webhook configured).
+    pub hooks: Option<AppHooks>,
     connections: AtomicUsize,
 }
 
 impl App {
-    /// Fresh state for an app.
+    /// Fresh state for an app without webhooks.
     pub fn new(config: AppConfig) -> Self {
+        Self::with_hooks(config, None)
+    }
+
+    /// Fresh state for an app whose events feed `hooks`.
+    pub fn with_hooks(config: AppConfig, hooks: Option<AppHooks>) -> Self {
         Self {
             metrics: AppMetrics::new(&config.id),
             origins: AllowedOrigins::new(&config.allowed_origins),
             api_rate: SharedRate::new(config.max_api_requests_per_second, Instant::now()),
             config,
-            channels: Channels::default(),
+            channels: Channels::with_hooks(hooks.clone()),
             users: Users::default(),
+            hooks,
             connections: AtomicUsize::new(0),
         }
     }
@@ -98,6 +107,10 @@ pub enum Admission {
 pub struct ServerState {
     /// Listener settings.
     pub server: ServerConfig,
+    /// The durable store.
+    pub store: hush_store::Store,
+    /// The key directory (public keys only).
+    pub directory: Arc<crate::directory::Directory>,
     apps_by_key: HashMap<String, Arc<App>>,
     apps_by_id: HashMap<String, Arc<App>>,
     connections: AtomicUsize,
@@ -123,8 +136,14 @@ impl Drop for ConnectionGuard {
 }
 
 impl ServerState {
-    /// Builds the state from a configuration.
-    pub fn new(config: &Config) -> Arc<Self> {
+    /// Builds the state from a configuration, its store, the key directory
+    /// and the webhook queue.
+    pub fn new(
+        config: &Config,
+        store: hush_store::Store,
+        directory: Arc<crate::directory::Directory>,
+        hooks: &HookSink,
+    ) -> Arc<Self> {
         if config.metrics.enabled {
             // Before the apps resolve their counter handles.
             crate::telemetry::install();
@@ -132,10 +151,15 @@ impl ServerState {
         let apps: Vec<Arc<App>> = config
             .effective_apps()
             .into_iter()
-            .map(|a| Arc::new(App::new(a)))
+            .map(|a| {
+                let h = hooks.for_app(&a);
+                Arc::new(App::with_hooks(a, h))
+            })
             .collect();
         Arc::new(Self {
             server: config.server.clone(),
+            store,
+            directory,
             apps_by_key: apps
                 .iter()
                 .map(|a| (a.config.key.clone(), a.clone()))

@@ -16,8 +16,10 @@ use hush_protocol::presence::PresenceMember;
 use hush_protocol::wire;
 use hush_protocol::{ChannelName, SocketId};
 
+use crate::config::WebhookEventType;
 use crate::conn::{ConnHandle, ConnId, Frame};
 use crate::lock::{read, write};
+use crate::webhooks::{AppHooks, HookEvent};
 
 const SHARDS: usize = 32;
 
@@ -34,6 +36,8 @@ struct Channel {
     last_count_sent: Option<Instant>,
     /// A count change was held back by the large-channel interval.
     count_pending: bool,
+    /// A `cache_miss` webhook was sent and no event has been cached since.
+    miss_reported: bool,
 }
 
 struct Sub {
@@ -119,18 +123,38 @@ pub struct SubscribeOptions {
 pub struct Channels {
     shards: Box<[RwLock<HashMap<ChannelName, Channel>>]>,
     hasher: RandomState,
+    /// Webhook events are emitted under the shard lock, so their order per
+    /// channel is the order of the changes.
+    hooks: Option<AppHooks>,
 }
 
 impl Default for Channels {
     fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            hasher: RandomState::new(),
-        }
+        Self::with_hooks(None)
     }
 }
 
 impl Channels {
+    /// A registry whose changes emit webhook events to `hooks`.
+    pub fn with_hooks(hooks: Option<AppHooks>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: RandomState::new(),
+            hooks,
+        }
+    }
+
+    /// The hooks, if webhooks of type `t` are wanted.
+    fn hook(&self, t: WebhookEventType) -> Option<&AppHooks> {
+        self.hooks.as_ref().filter(|h| h.wants(t))
+    }
+
+    /// True when `subscription_count` webhooks are wanted (then held-back
+    /// counts must be flushed even if clients do not get counts).
+    pub fn counts_hooked(&self) -> bool {
+        self.hook(WebhookEventType::SubscriptionCount).is_some()
+    }
+
     fn shard(&self, name: &ChannelName) -> &RwLock<HashMap<ChannelName, Channel>> {
         let i = (self.hasher.hash_one(name) as usize) % self.shards.len();
         &self.shards[i]
@@ -167,6 +191,11 @@ impl Channels {
             });
         }
         let occupied = ch.subs.is_empty();
+        if occupied {
+            if let Some(h) = self.hook(WebhookEventType::ChannelOccupied) {
+                h.emit(HookEvent::ChannelOccupied(name.clone()));
+            }
+        }
         let mut member_added = false;
         let user_id = member.map(|m| {
             let entry = ch.members.entry(m.user_id.clone()).or_insert_with(|| {
@@ -191,6 +220,9 @@ impl Channels {
                 for s in ch.subs.values() {
                     s.handle.send(frame.clone());
                 }
+                if let Some(h) = self.hook(WebhookEventType::MemberAdded) {
+                    h.emit(HookEvent::MemberAdded(name.clone(), uid.clone()));
+                }
             }
         }
         ch.subs.insert(
@@ -210,11 +242,18 @@ impl Channels {
                 None => {
                     cache_miss = true;
                     handle.send(wire::cache_miss(name.as_str()).into());
+                    if !ch.miss_reported {
+                        if let Some(h) = self.hook(WebhookEventType::CacheMiss) {
+                            ch.miss_reported = true;
+                            h.emit(HookEvent::CacheMiss(name.clone()));
+                        }
+                    }
                 }
             }
         }
-        if opts.subscription_count && !is_presence {
-            send_count(name, ch, now);
+        let count_hook = self.hook(WebhookEventType::SubscriptionCount);
+        if (opts.subscription_count || count_hook.is_some()) && !is_presence {
+            send_count(name, ch, now, opts.subscription_count, count_hook);
         }
         Ok(Subscribed {
             already: false,
@@ -259,10 +298,21 @@ impl Channels {
                 for s in ch.subs.values() {
                     s.handle.send(frame.clone());
                 }
+                if let Some(h) = self.hook(WebhookEventType::MemberRemoved) {
+                    h.emit(HookEvent::MemberRemoved(name.clone(), uid.clone()));
+                }
                 out.member_removed = Some(uid);
             }
-        } else if subscription_count && !ch.subs.is_empty() {
-            send_count(name, ch, now);
+        } else {
+            let count_hook = self.hook(WebhookEventType::SubscriptionCount);
+            if (subscription_count || count_hook.is_some()) && !ch.subs.is_empty() {
+                send_count(name, ch, now, subscription_count, count_hook);
+            }
+        }
+        if out.vacated {
+            if let Some(h) = self.hook(WebhookEventType::ChannelVacated) {
+                h.emit(HookEvent::ChannelVacated(name.clone()));
+            }
         }
         if ch.is_garbage(now) {
             shard.remove(name);
@@ -295,6 +345,7 @@ impl Channels {
                 let now = Instant::now();
                 let mut shard = write(self.shard(name));
                 let ch = shard.entry(name.clone()).or_default();
+                ch.miss_reported = false;
                 ch.cache = Some(CachedEvent {
                     frame: frame.clone(),
                     data: data.to_owned(),
@@ -363,13 +414,15 @@ impl Channels {
     }
 
     /// Sends the `subscription_count` changes held back on large channels once
-    /// their interval has passed.
-    pub fn flush_counts(&self) {
+    /// their interval has passed (to subscribers when `to_clients`, and to
+    /// the webhooks that want them).
+    pub fn flush_counts(&self, to_clients: bool) {
         let now = Instant::now();
+        let count_hook = self.hook(WebhookEventType::SubscriptionCount);
         for shard in self.shards.iter() {
             let mut g = write(shard);
             for (name, ch) in g.iter_mut().filter(|(_, ch)| ch.count_pending) {
-                send_count(name, ch, now);
+                send_count(name, ch, now, to_clients, count_hook);
             }
         }
     }
@@ -396,7 +449,13 @@ fn succeeded_frame(name: &ChannelName, ch: &Channel, presence: bool) -> Frame {
     }
 }
 
-fn send_count(name: &ChannelName, ch: &mut Channel, now: Instant) {
+fn send_count(
+    name: &ChannelName,
+    ch: &mut Channel,
+    now: Instant,
+    to_clients: bool,
+    hook: Option<&AppHooks>,
+) {
     let n = ch.subs.len();
     if n > LARGE_CHANNEL {
         if let Some(last) = ch.last_count_sent {
@@ -409,9 +468,14 @@ fn send_count(name: &ChannelName, ch: &mut Channel, now: Instant) {
     }
     ch.last_count_sent = Some(now);
     ch.count_pending = false;
-    let frame: Frame = wire::subscription_count(name.as_str(), n).into();
-    for s in ch.subs.values() {
-        s.handle.send(frame.clone());
+    if let Some(h) = hook {
+        h.emit(HookEvent::SubscriptionCount(name.clone(), n));
+    }
+    if to_clients {
+        let frame: Frame = wire::subscription_count(name.as_str(), n).into();
+        for s in ch.subs.values() {
+            s.handle.send(frame.clone());
+        }
     }
 }
 
@@ -565,7 +629,7 @@ mod tests {
             "{seen:?}"
         );
         // Nothing due yet.
-        ch.flush_counts();
+        ch.flush_counts(true);
         assert!(counts(rx0).is_empty());
         // Once the interval has passed, the held-back count goes out.
         {
@@ -573,7 +637,7 @@ mod tests {
             g.get_mut(&name).unwrap().last_count_sent =
                 Some(Instant::now() - LARGE_CHANNEL_COUNT_INTERVAL);
         }
-        ch.flush_counts();
+        ch.flush_counts(true);
         let got = counts(rx0);
         assert_eq!(got.len(), 1);
         assert!(

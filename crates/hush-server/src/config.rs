@@ -8,6 +8,7 @@ use std::path::Path;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use hush_protocol::limits;
+use hush_store::redact_url;
 use serde::{Deserialize, Serialize};
 
 /// The built-in defaults (`config/defaults.toml`), compiled in.
@@ -26,6 +27,10 @@ pub struct Config {
     pub development_app: AppConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The durable store.
+    pub store: StoreConfig,
+    /// Webhook delivery (the endpoints themselves are per app).
+    pub webhooks: WebhooksConfig,
 }
 
 /// The Prometheus `/metrics` listener (plain HTTP on its own port).
@@ -38,6 +43,115 @@ pub struct MetricsConfig {
     pub host: String,
     /// Port to bind (0 picks a free one).
     pub port: u16,
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Database URL; absent means `sqlite://{server.data_dir}/hush.sqlite3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Most pooled database connections.
+    pub max_connections: u32,
+}
+
+/// How webhooks are delivered (all apps share these).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Seconds one delivery request may take (connect, send, answer).
+    pub timeout: u64,
+    /// Delivery attempts of an event before it becomes a dead letter.
+    pub max_attempts: u32,
+    /// First retry delay, milliseconds; doubles per attempt (with jitter).
+    pub backoff_base_ms: u64,
+    /// Longest retry delay, milliseconds.
+    pub backoff_max_ms: u64,
+    /// Delivery requests in flight at once, over all endpoints.
+    pub concurrency: usize,
+    /// Most events per request (1 = one event per request).
+    pub batch_size: u32,
+    /// Milliseconds events are gathered before being written to the outbox.
+    pub batch_window_ms: u64,
+    /// Events waiting between the server and the outbox writer; beyond it new
+    /// events are dropped (counted in `hush_webhook_events_dropped_total`).
+    pub queue_capacity: usize,
+    /// Milliseconds `channel_vacated` / `member_removed` are held back; a
+    /// re-occupation (re-join) within it cancels both events, like Pusher.
+    pub vacate_delay_ms: u64,
+}
+
+/// A webhook event type (Pusher's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookEventType {
+    /// First subscriber of a channel.
+    ChannelOccupied,
+    /// Last subscriber left.
+    ChannelVacated,
+    /// A user's first socket joined a presence channel.
+    MemberAdded,
+    /// A user's last socket left a presence channel.
+    MemberRemoved,
+    /// A client event was relayed.
+    ClientEvent,
+    /// A subscription to a cache channel found no cached event.
+    CacheMiss,
+    /// A channel's subscription count changed.
+    SubscriptionCount,
+}
+
+impl WebhookEventType {
+    /// Every type.
+    pub const ALL: [Self; 7] = [
+        Self::ChannelOccupied,
+        Self::ChannelVacated,
+        Self::MemberAdded,
+        Self::MemberRemoved,
+        Self::ClientEvent,
+        Self::CacheMiss,
+        Self::SubscriptionCount,
+    ];
+
+    /// Pusher's name (`channel_occupied`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChannelOccupied => "channel_occupied",
+            Self::ChannelVacated => "channel_vacated",
+            Self::MemberAdded => "member_added",
+            Self::MemberRemoved => "member_removed",
+            Self::ClientEvent => "client_event",
+            Self::CacheMiss => "cache_miss",
+            Self::SubscriptionCount => "subscription_count",
+        }
+    }
+
+    /// A bit of an [`WebhookConfig::mask`].
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// One webhook endpoint of an app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where events are POSTed (`http://`).
+    pub url: String,
+    /// Only these event types; absent = all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_types: Option<Vec<WebhookEventType>>,
+}
+
+impl WebhookConfig {
+    /// The wanted event types as a bit set ([`WebhookEventType::bit`]).
+    pub fn mask(&self) -> u8 {
+        match &self.event_types {
+            None => WebhookEventType::ALL.iter().fold(0, |m, t| m | t.bit()),
+            Some(ts) => ts.iter().fold(0, |m, t| m | t.bit()),
+        }
+    }
 }
 
 /// TLS for the WebSocket gateway and HTTP API (PEM files; re-read on SIGHUP).
@@ -77,6 +191,8 @@ pub struct ServerConfig {
     /// Seconds the listener stays open after draining starts (readiness 503).
     #[serde(default)]
     pub drain_delay: u64,
+    /// Directory for the embedded store (created on first start).
+    pub data_dir: String,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` header
@@ -172,6 +288,9 @@ pub struct AppConfig {
     /// not a `{nonce, ciphertext}` envelope.
     #[serde(default = "yes")]
     pub require_encrypted_payload: bool,
+    /// Webhook endpoints (`[[apps.main.webhooks]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 fn yes() -> bool {
@@ -238,13 +357,21 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        // Only HUSH_SERVER__*, HUSH_APPS__*, HUSH_DEVELOPMENT_APP__* and HUSH_METRICS__* are
+        // Only HUSH_SERVER__*, HUSH_APPS__*, HUSH_DEVELOPMENT_APP__*, HUSH_METRICS__*,
+        // HUSH_STORE__* and HUSH_WEBHOOKS__* are
         // configuration; HUSH_LOG, HUSH_CONFIG and others belong to the CLI.
         let env = env.filter(|k| {
             let k = k.as_str().to_ascii_lowercase();
-            ["server", "apps", "development_app", "metrics"]
-                .iter()
-                .any(|t| k == *t || k.starts_with(&format!("{t}.")))
+            [
+                "server",
+                "apps",
+                "development_app",
+                "metrics",
+                "store",
+                "webhooks",
+            ]
+            .iter()
+            .any(|t| k == *t || k.starts_with(&format!("{t}.")))
         });
         let cfg: Config = fig.merge(env).extract().map_err(Box::new)?;
         cfg.validate()?;
@@ -275,8 +402,46 @@ impl Config {
         }
     }
 
+    /// The store URL in force.
+    pub fn store_url(&self) -> String {
+        match &self.store.url {
+            Some(u) if !u.is_empty() => u.clone(),
+            _ => format!(
+                "sqlite://{}/hush.sqlite3",
+                self.server.data_dir.trim_end_matches('/')
+            ),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let apps = self.effective_apps();
+        for a in &apps {
+            for w in &a.webhooks {
+                validate_webhook_url(&a.id, &w.url)?;
+                if w.event_types.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(ConfigError::Invalid(format!(
+                        "app '{}': webhook {}: event_types is empty (omit it for all types)",
+                        a.id,
+                        redact_url(&w.url)
+                    )));
+                }
+            }
+        }
+        let w = &self.webhooks;
+        if w.max_attempts == 0 || w.batch_size == 0 || w.concurrency == 0 || w.queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "webhooks.max_attempts, batch_size, concurrency and queue_capacity must be > 0"
+                    .into(),
+            ));
+        }
+        if w.timeout == 0 {
+            return Err(ConfigError::Invalid("webhooks.timeout must be > 0".into()));
+        }
+        if self.server.data_dir.is_empty() && self.store.url.as_deref().unwrap_or("").is_empty() {
+            return Err(ConfigError::Invalid(
+                "server.data_dir must not be empty (or set store.url)".into(),
+            ));
+        }
         let mut ids = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for a in &apps {
@@ -346,10 +511,38 @@ impl Config {
             .chain(std::iter::once(&mut c.development_app))
         {
             a.secret = mask(&a.secret);
+            for w in &mut a.webhooks {
+                w.url = redact_url(&w.url);
+            }
         }
+        c.store.url = c.store.url.as_deref().map(redact_url);
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# could not render configuration: {e}\n"))
     }
+}
+
+/// Webhook URLs must be absolute `http://` URLs with a host.
+fn validate_webhook_url(app: &str, url: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::Invalid(format!(
+            "app '{app}': webhook url '{}': {why}",
+            redact_url(url)
+        ))
+    };
+    let uri: axum::http::Uri = url.parse().map_err(|_| bad("not a valid URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(bad(
+                "https webhooks are not supported by this build; use http:// (e.g. to a local TLS-terminating proxy)",
+            ));
+        }
+        _ => return Err(bad("must start with http://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("has no host"));
+    }
+    Ok(())
 }
 
 /// Shows at most the first two characters of a secret.

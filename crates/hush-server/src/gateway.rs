@@ -181,7 +181,7 @@ async fn run(
     let span = tracing::debug_span!("conn", app = %app.config.id, socket_id = %handle.socket_id);
     let first =
         wire::connection_established(handle.socket_id.as_str(), state.server.activity_timeout);
-    let session = Session::new(app.clone(), handle, Instant::now());
+    let session = Session::new(app.clone(), handle, state.directory.clone(), Instant::now());
     async {
         tracing::debug!(client, version, ip = %ip, "connected");
         let reason = drive(socket, &state, &app, session, first, rx, closer).await;

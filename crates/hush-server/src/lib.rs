@@ -16,7 +16,9 @@
 //! connection around a [`session::Session`]; the [`api`] verifies signed HTTP
 //! requests; both publish through the per-app, sharded [`channels::Channels`]
 //! registry, which encodes each event once and hands clones of the same bytes to
-//! every subscriber's bounded queue ([`conn::ConnHandle`]).
+//! every subscriber's bounded queue ([`conn::ConnHandle`]). Channel and
+//! presence changes and client events feed the [`webhooks`] (bounded queue →
+//! durable outbox in the [`hush_store::Store`] → signed, retried delivery).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -25,6 +27,8 @@ pub mod app;
 pub mod channels;
 pub mod config;
 pub mod conn;
+pub mod directory;
+mod directory_api;
 pub mod gateway;
 pub mod keepalive;
 mod lock;
@@ -35,6 +39,7 @@ pub mod session;
 pub mod telemetry;
 pub mod tls;
 pub mod users;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,18 +66,24 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often held-back `subscription_count` changes are checked.
 const COUNT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long `/ready` waits for the store to answer.
+const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A bound, not yet running server.
 pub struct Server {
     state: Arc<ServerState>,
     listener: TcpListener,
     tls: Option<tls::Tls>,
     metrics: Option<(TcpListener, PrometheusHandle)>,
+    webhooks: webhooks::Webhooks,
 }
 
 impl Server {
-    /// Binds the listener named in `config.server` (port 0 picks a free port),
-    /// loads the TLS certificate if `server.tls` is set, and binds the
-    /// `/metrics` listener if `metrics.enabled`.
+    /// Opens the store (creating the data directory and the SQLite file on
+    /// first start, applying migrations), binds the listener named in
+    /// `config.server` (port 0 picks a free port), loads the TLS certificate
+    /// if `server.tls` is set, and binds the `/metrics` listener if
+    /// `metrics.enabled`.
     pub async fn bind(config: Config) -> std::io::Result<Self> {
         // First, so every metric handle created from here on is recorded.
         let handle = if config.metrics.enabled {
@@ -86,8 +97,19 @@ impl Server {
             Some(files) => Some(tls::Tls::new(files).map_err(std::io::Error::other)?),
             None => None,
         };
+        let options = hush_store::StoreOptions {
+            max_connections: config.store.max_connections,
+            ..Default::default()
+        };
+        let store = hush_store::Store::open(&config.store_url(), &options)
+            .await
+            .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
-        let state = ServerState::new(&config);
+        let directory = directory::Directory::open(store.clone())
+            .await
+            .map_err(std::io::Error::other)?;
+        let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone());
+        let state = ServerState::new(&config, store, Arc::new(directory), &sink);
         let metrics = match handle {
             Some(handle) => {
                 let (host, port) = (config.metrics.host.as_str(), config.metrics.port);
@@ -103,6 +125,7 @@ impl Server {
             listener,
             tls,
             metrics,
+            webhooks,
         })
     }
 
@@ -137,6 +160,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
+        let hooks = self.webhooks.spawn();
         let sweeper = tokio::spawn(sweep(state.clone()));
         let metrics = self
             .metrics
@@ -185,6 +209,9 @@ impl Server {
         while state.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Connections are gone: their vacated/removed events are queued.
+        hooks.shutdown().await;
+        state.store.close().await;
         tracing::info!(remaining = state.connection_count(), "stopped");
         if let Some(m) = metrics {
             m.abort();
@@ -264,8 +291,11 @@ async fn sweep(state: Arc<ServerState>) {
     loop {
         tokio::select! {
             _ = counts.tick() => {
-                for app in state.apps().filter(|a| a.config.subscription_count) {
-                    app.channels.flush_counts();
+                for app in state.apps() {
+                    let to_clients = app.config.subscription_count;
+                    if to_clients || app.channels.counts_hooked() {
+                        app.channels.flush_counts(to_clients);
+                    }
                 }
             }
             _ = cache.tick() => {
@@ -284,6 +314,19 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/apps/{app_id}/events", post(api::events))
         .route("/apps/{app_id}/batch_events", post(api::batch_events))
         .route("/apps/{app_id}/channels", get(api::channels))
+        .route("/apps/{app_id}/directory/users", get(directory_api::users))
+        .route(
+            "/apps/{app_id}/directory/log/head",
+            get(directory_api::head),
+        )
+        .route(
+            "/apps/{app_id}/directory/log/consistency",
+            get(directory_api::consistency),
+        )
+        .route(
+            "/apps/{app_id}/directory/log/entries",
+            get(directory_api::entries),
+        )
         .route("/apps/{app_id}/channels/{channel_name}", get(api::channel))
         .route(
             "/apps/{app_id}/channels/{channel_name}/users",
@@ -333,15 +376,28 @@ async fn up() -> Response {
     axum::Json(json!({ "status": "up" })).into_response()
 }
 
+/// 200 when serving; 503 while draining or when the store does not answer.
 async fn ready(State(state): State<Arc<ServerState>>) -> Response {
-    if state.is_draining() {
+    let unavailable = |status: &str| {
         (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "draining" })),
+            axum::Json(json!({ "status": status })),
         )
             .into_response()
-    } else {
-        axum::Json(json!({ "status": "ready" })).into_response()
+    };
+    if state.is_draining() {
+        return unavailable("draining");
+    }
+    match tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => axum::Json(json!({ "status": "ready" })).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: store unavailable");
+            unavailable("store unavailable")
+        }
+        Err(_) => {
+            tracing::warn!("not ready: store did not answer in time");
+            unavailable("store unavailable")
+        }
     }
 }
 

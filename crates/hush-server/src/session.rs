@@ -4,19 +4,23 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use hush_protocol::auth::{self, AuthError};
 use hush_protocol::presence::{self, PresenceMember};
-use hush_protocol::wire::{self, ClientMessage, SubscribeData, SubscriptionErrorType};
+use hush_protocol::wire::{self, ClientMessage, HushRequest, SubscribeData, SubscriptionErrorType};
 use hush_protocol::{ChannelKind, ChannelName, CloseCode, EventName, UserId, limits};
 use serde_json::value::RawValue;
 
 use crate::app::App;
 use crate::channels::SubscribeOptions;
+use crate::config::WebhookEventType;
 use crate::conn::{ConnHandle, Frame};
+use crate::directory::{DirError, Directory};
 use crate::ratelimit::TokenBucket;
 use crate::telemetry::{AuthFailure, Rejection};
+use crate::webhooks::{HookEvent, client_event_data};
 
 /// The message Pusher sends when an app has client events turned off.
 const CLIENT_EVENTS_DISABLED: &str =
@@ -37,10 +41,16 @@ pub enum Outcome {
     Close(CloseCode, &'static str),
 }
 
+/// `hush:request`s one connection may have in flight.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 8;
+
 /// The state of one connection.
 pub struct Session {
     app: Arc<App>,
     handle: ConnHandle,
+    directory: Arc<Directory>,
+    /// `hush:request`s being answered.
+    in_flight: Arc<AtomicUsize>,
     /// Subscribed channels; for presence, the user id joined as.
     subs: HashMap<ChannelName, Option<String>>,
     user: Option<SignedIn>,
@@ -50,11 +60,13 @@ pub struct Session {
 
 impl Session {
     /// A fresh session for `handle` on `app`.
-    pub fn new(app: Arc<App>, handle: ConnHandle, now: Instant) -> Self {
+    pub fn new(app: Arc<App>, handle: ConnHandle, directory: Arc<Directory>, now: Instant) -> Self {
         let rate = app.config.max_client_events_per_second;
         Self {
             app,
             handle,
+            directory,
+            in_flight: Arc::new(AtomicUsize::new(0)),
             subs: HashMap::new(),
             user: None,
             client_events: TokenBucket::new(rate, now),
@@ -105,6 +117,7 @@ impl Session {
                 channel,
                 data,
             } => self.client_event(&event, channel.as_deref(), data, now),
+            ClientMessage::HushRequest(request) => self.hush_request(request),
             ClientMessage::NotAllowed(event) => {
                 let shown: String = event.chars().take(64).collect();
                 self.error(
@@ -114,6 +127,54 @@ impl Session {
             }
         }
         Outcome::Continue
+    }
+
+    /// Answers a `hush:request` on a task of its own (the directory reads
+    /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time.
+    fn hush_request(&self, request: HushRequest) {
+        let in_flight = self.in_flight.clone();
+        if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_REQUESTS_IN_FLIGHT {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            return self.reply(wire::hush_response_err(
+                &request.id,
+                "rate_limited",
+                &format!("at most {MAX_REQUESTS_IN_FLIGHT} requests in flight per connection"),
+            ));
+        }
+        let directory = self.directory.clone();
+        let handle = self.handle.clone();
+        let app_id = self.app.config.id.clone();
+        let user = self.user.as_ref().map(|u| u.id.clone());
+        tokio::spawn(async move {
+            let params = match request
+                .params
+                .as_deref()
+                .map(|p| serde_json::from_str(p.get()))
+            {
+                None => Ok(serde_json::Value::Object(Default::default())),
+                Some(Ok(v @ serde_json::Value::Object(_))) => Ok(v),
+                Some(_) => Err(DirError::BadRequest("params must be an object".into())),
+            };
+            let result = match params {
+                Ok(params) => {
+                    directory
+                        .handle(&app_id, user.as_ref(), &request.method, &params)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            let frame = match result {
+                Ok(value) => wire::hush_response_ok(&request.id, &value.to_string()),
+                Err(e) => {
+                    if let DirError::Unavailable(source) = &e {
+                        tracing::warn!(app = %app_id, error = %source, "key directory request failed");
+                    }
+                    wire::hush_response_err(&request.id, e.code(), &e.to_string())
+                }
+            };
+            handle.send(Frame::from(frame));
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     fn sub_error(&self, channel: &str, kind: SubscriptionErrorType, msg: &str) {
@@ -424,6 +485,17 @@ impl Session {
             .channels
             .publish(&name, &frame, Some(&self.handle.socket_id), None);
         self.app.metrics.delivered(n, frame.len());
+        if let Some(h) = &self.app.hooks {
+            if h.wants(WebhookEventType::ClientEvent) {
+                h.emit(HookEvent::ClientEvent {
+                    channel: name,
+                    event: event.to_owned(),
+                    data: client_event_data(data.as_deref()),
+                    socket_id: self.handle.socket_id.clone(),
+                    user_id: presence_user.clone(),
+                });
+            }
+        }
     }
 
     /// Leaves every channel and signs out; called once when the socket ends.

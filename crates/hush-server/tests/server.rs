@@ -11,7 +11,11 @@ mod auth;
 mod client_events;
 #[path = "server/connection.rs"]
 mod connection;
+#[path = "server/directory.rs"]
+mod directory;
 #[path = "server/presence.rs"]
 mod presence;
 #[path = "server/users.rs"]
 mod users;
+#[path = "server/webhooks.rs"]
+mod webhooks;

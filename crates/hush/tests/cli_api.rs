@@ -37,6 +37,7 @@ async fn start() -> Srv {
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
     config.server.shutdown_timeout = 1;
+    config.store.url = Some("sqlite::memory:".into());
     let running = hush_server::Server::bind(config).await.unwrap().spawn();
     let addr = running.local_addr();
     Srv {

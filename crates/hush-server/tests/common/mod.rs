@@ -29,8 +29,15 @@ pub fn app_toml(extra: &str) -> String {
     format!("[apps.main]\nid = '{ID}'\nkey = '{KEY}'\nsecret = '{SECRET}'\n{extra}\n")
 }
 
+/// Starts a server on an in-memory store (tests never write into the repo).
 pub async fn start(toml: &str) -> TestServer {
     let mut config = hush_server::Config::from_toml(toml).expect("config");
+    config.store.url = Some("sqlite::memory:".into());
+    start_config(config).await
+}
+
+/// Starts a server with `config` (its store as given), on 127.0.0.1:0.
+pub async fn start_config(mut config: hush_server::Config) -> TestServer {
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
     config.server.shutdown_timeout = 2;

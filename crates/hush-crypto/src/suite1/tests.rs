@@ -1,0 +1,612 @@
+use super::*;
+use crate::identity::{IdentityKey, UnsignedCard};
+use chacha20::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+/// A user with an identity key and some devices, all from one seed.
+struct User {
+    id: UserId,
+    identity: IdentityKey,
+    devices: Vec<(DeviceId, DeviceKeys, DeviceCard)>,
+}
+
+impl User {
+    fn new(name: &str, devices: usize, seed: u8) -> Self {
+        let mut rng = ChaCha20Rng::from_seed([seed; 32]);
+        let id = UserId::parse(name).unwrap();
+        let identity = IdentityKey::generate_with_rng(&mut rng);
+        let devices = (0..devices)
+            .map(|_| {
+                let keys = DeviceKeys::generate_with_rng(&mut rng);
+                let device_id = DeviceId::random_with_rng(&mut rng);
+                let body = UnsignedCard::new(
+                    id.clone(),
+                    device_id,
+                    &identity.public_key(),
+                    &keys,
+                    1_700_000_000,
+                    1_800_000_000,
+                    None,
+                );
+                let card = DeviceCard::issue(body, &keys, &identity).unwrap();
+                (device_id, keys, card)
+            })
+            .collect();
+        Self {
+            id,
+            identity,
+            devices,
+        }
+    }
+
+    fn recipients(&self) -> Vec<Recipient> {
+        self.devices
+            .iter()
+            .map(|(_, _, c)| Recipient::from(c))
+            .collect()
+    }
+}
+
+fn channel() -> ChannelName {
+    ChannelName::parse("private-chat-42").unwrap()
+}
+fn outer() -> EventName {
+    EventName::parse_api("e2ee").unwrap()
+}
+fn inner() -> EventName {
+    EventName::parse_api("message").unwrap()
+}
+
+const T0: u64 = 1_750_000_000_000;
+
+fn seal_from(
+    sender: &User,
+    device: usize,
+    recipients: &[Recipient],
+    sequence: u64,
+    plaintext: &[u8],
+) -> String {
+    let (device_id, keys, _) = &sender.devices[device];
+    let (ch, ev, inn) = (channel(), outer(), inner());
+    let req = SealRequest {
+        sender_user: &sender.id,
+        sender_device: *device_id,
+        sender_keys: keys,
+        channel: &ch,
+        event: &ev,
+        inner_event: &inn,
+        timestamp_ms: T0,
+        sequence,
+        recipients,
+    };
+    seal(&req, plaintext).unwrap()
+}
+
+fn open_as(
+    data: &str,
+    receiver: &User,
+    device: usize,
+    sender: &User,
+    sender_device: usize,
+    guard: &mut ReplayGuard,
+) -> Result<Opened, OpenError> {
+    let (me, keys, _) = &receiver.devices[device];
+    let card = &sender.devices[sender_device].2;
+    let identity = sender.identity.public_key();
+    Envelope::from_data(data)?.open(
+        *me,
+        keys,
+        &TrustedSender {
+            card,
+            identity: &identity,
+            revocations: &[],
+        },
+        guard,
+    )
+}
+
+#[test]
+fn one_to_one() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let data = seal_from(&alice, 0, &bob.recipients(), 1, b"hello bob");
+    assert!(data.starts_with("aHVzaA"));
+    assert!(data.len() <= MAX_DATA_LEN);
+    let opened = open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()).unwrap();
+    assert_eq!(opened.plaintext, b"hello bob");
+    assert_eq!(opened.event, inner());
+    assert_eq!(opened.header.sender_user, alice.id);
+    assert_eq!(opened.header.channel, channel());
+    assert_eq!(opened.header.event, outer());
+    assert_eq!(opened.header.sequence, 1);
+    assert_eq!(opened.header.timestamp_ms, T0);
+    // The sender cannot open it unless she listed herself.
+    assert_eq!(
+        open_as(&data, &alice, 0, &alice, 0, &mut ReplayGuard::default()).unwrap_err(),
+        OpenError::NotARecipient
+    );
+    // Empty plaintext works too.
+    let data = seal_from(&alice, 0, &bob.recipients(), 2, b"");
+    let opened = open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()).unwrap();
+    assert!(opened.plaintext.is_empty());
+}
+
+#[test]
+fn one_to_many_devices_and_own_devices() {
+    let alice = User::new("alice", 2, 1);
+    let bob = User::new("bob", 3, 2);
+    let mut recipients = bob.recipients();
+    recipients.push(Recipient::from(&alice.devices[1].2));
+    let data = seal_from(&alice, 0, &recipients, 7, b"to all of bob's devices");
+    for d in 0..3 {
+        let o = open_as(&data, &bob, d, &alice, 0, &mut ReplayGuard::default()).unwrap();
+        assert_eq!(o.plaintext, b"to all of bob's devices");
+    }
+    // Alice's second device stays in sync.
+    let o = open_as(&data, &alice, 1, &alice, 0, &mut ReplayGuard::default()).unwrap();
+    assert_eq!(o.plaintext, b"to all of bob's devices");
+    assert_eq!(Envelope::from_data(&data).unwrap().recipients().len(), 4);
+}
+
+#[test]
+fn many_users() {
+    let sender = User::new("sender", 1, 1);
+    let users: Vec<User> = (0..6)
+        .map(|i| User::new(&format!("user{i}"), 2, 10 + i))
+        .collect();
+    let recipients: Vec<Recipient> = users.iter().flat_map(User::recipients).collect();
+    let data = seal_from(&sender, 0, &recipients, 1, &[0x5a; 700]);
+    for u in &users {
+        for d in 0..2 {
+            let o = open_as(&data, u, d, &sender, 0, &mut ReplayGuard::default()).unwrap();
+            assert_eq!(o.plaintext, vec![0x5a; 700]);
+        }
+    }
+}
+
+#[test]
+fn every_flipped_bit_is_refused() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 2, 2);
+    let data = seal_from(&alice, 0, &bob.recipients(), 1, b"tamper with me");
+    let bytes = STANDARD.decode(&data).unwrap();
+    // Header, both table entries, and the body: every byte, one bit each.
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 1 << (i % 8);
+        let result = Envelope::from_bytes(bad).and_then(|e| {
+            let (me, keys, _) = &bob.devices[0];
+            let identity = alice.identity.public_key();
+            e.open(
+                *me,
+                keys,
+                &TrustedSender {
+                    card: &alice.devices[0].2,
+                    identity: &identity,
+                    revocations: &[],
+                },
+                &mut ReplayGuard::default(),
+            )
+        });
+        assert!(result.is_err(), "byte {i} of {}", bytes.len());
+    }
+    // Truncated or extended.
+    for bad in [
+        &bytes[..bytes.len() - 1],
+        &[bytes.as_slice(), &[0]].concat(),
+    ] {
+        let r = Envelope::from_bytes(bad.to_vec())
+            .and_then(|e| {
+                let (me, keys, _) = &bob.devices[0];
+                let identity = alice.identity.public_key();
+                e.open(
+                    *me,
+                    keys,
+                    &TrustedSender {
+                        card: &alice.devices[0].2,
+                        identity: &identity,
+                        revocations: &[],
+                    },
+                    &mut ReplayGuard::default(),
+                )
+            })
+            .unwrap_err();
+        assert!(
+            matches!(r, OpenError::Decrypt | OpenError::Malformed),
+            "{r:?}"
+        );
+    }
+}
+
+fn header_len_of(bytes: &[u8]) -> usize {
+    let mut r = Reader::new(bytes);
+    Header::read(&mut r).unwrap().encoded_len()
+}
+
+#[test]
+fn tampered_recipient_table_is_refused() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 2, 2);
+    let carol = User::new("carol", 1, 3);
+    let mut recipients = bob.recipients();
+    recipients.extend(carol.recipients());
+    let data = seal_from(&alice, 0, &recipients, 1, b"for bob and carol");
+    let bytes = STANDARD.decode(&data).unwrap();
+    let h = header_len_of(&bytes);
+    let table = h + 2;
+    let entry = |i: usize| table + i * RECIPIENT_ENTRY_LEN..table + (i + 1) * RECIPIENT_ENTRY_LEN;
+
+    // Strip carol: remove her entry and fix the count.
+    let mut stripped = bytes[..table].to_vec();
+    stripped[h..h + 2].copy_from_slice(&2u16.to_be_bytes());
+    stripped.extend_from_slice(&bytes[entry(0)]);
+    stripped.extend_from_slice(&bytes[entry(1)]);
+    stripped.extend_from_slice(&bytes[entry(2).end..]);
+    // Reorder bob's two entries.
+    let mut reordered = bytes[..table].to_vec();
+    reordered.extend_from_slice(&bytes[entry(1)]);
+    reordered.extend_from_slice(&bytes[entry(0)]);
+    reordered.extend_from_slice(&bytes[entry(2).start..]);
+    // Swap bob's wrapped key into carol's slot (re-address).
+    let mut readdressed = bytes.clone();
+    let carol_id = carol.devices[0].0;
+    readdressed[entry(0).start..entry(0).start + 16].copy_from_slice(&carol_id.0);
+    readdressed[entry(2).start..entry(2).start + 16].copy_from_slice(&bob.devices[0].0.0);
+
+    for (name, bad) in [
+        ("stripped", stripped),
+        ("reordered", reordered),
+        ("readdressed", readdressed),
+    ] {
+        let data = STANDARD.encode(&bad);
+        for d in 0..2 {
+            assert_eq!(
+                open_as(&data, &bob, d, &alice, 0, &mut ReplayGuard::default()),
+                Err(OpenError::Decrypt),
+                "{name}, bob device {d}"
+            );
+        }
+        let carol_gets = if name == "stripped" {
+            OpenError::NotARecipient
+        } else {
+            OpenError::Decrypt
+        };
+        assert_eq!(
+            open_as(&data, &carol, 0, &alice, 0, &mut ReplayGuard::default()),
+            Err(carol_gets),
+            "{name}, carol"
+        );
+    }
+}
+
+#[test]
+fn a_forged_signature_is_refused() {
+    // Mallory holds a valid card of her own but claims to be Alice's device.
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let mallory = User::new("mallory", 1, 3);
+    let (ch, ev, inn) = (channel(), outer(), inner());
+    let req = SealRequest {
+        sender_user: &alice.id,
+        sender_device: alice.devices[0].0,
+        sender_keys: &mallory.devices[0].1,
+        channel: &ch,
+        event: &ev,
+        inner_event: &inn,
+        timestamp_ms: T0,
+        sequence: 1,
+        recipients: &bob.recipients(),
+    };
+    let data = seal(&req, b"i am alice").unwrap();
+    assert_eq!(
+        open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()),
+        Err(OpenError::BadSignature)
+    );
+}
+
+#[test]
+fn a_recipient_cannot_change_the_plaintext_under_the_senders_signature() {
+    // Bob knows the content key (he is a recipient). He rewrites the body,
+    // keeps Alice's signature and re-seals for Carol: Carol refuses it.
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let carol = User::new("carol", 1, 3);
+    let mut recipients = bob.recipients();
+    recipients.extend(carol.recipients());
+    let (ch, ev, inn) = (channel(), outer(), inner());
+    let req = SealRequest {
+        sender_user: &alice.id,
+        sender_device: alice.devices[0].0,
+        sender_keys: &alice.devices[0].1,
+        channel: &ch,
+        event: &ev,
+        inner_event: &inn,
+        timestamp_ms: T0,
+        sequence: 1,
+        recipients: &recipients,
+    };
+    let data = seal_with_rng(&req, b"pay bob 10", &mut ChaCha20Rng::from_seed([77; 32])).unwrap();
+    // Recover the content key the way the seal drew it.
+    let mut rng = ChaCha20Rng::from_seed([77; 32]);
+    let mut skip = [0u8; 16];
+    rng.fill_bytes(&mut skip);
+    let mut key = [0u8; 32];
+    rng.fill_bytes(&mut key);
+
+    let bytes = STANDARD.decode(&data).unwrap();
+    let body_start = header_len_of(&bytes) + 2 + 2 * RECIPIENT_ENTRY_LEN;
+    let header = &bytes[..body_start];
+    let cipher = ChaCha20Poly1305::new(&Key::from(key));
+    let mut body = cipher
+        .decrypt(
+            &Nonce::default(),
+            Payload {
+                msg: &bytes[body_start..],
+                aad: header,
+            },
+        )
+        .unwrap();
+    let pos = body.windows(10).position(|w| w == b"pay bob 10").unwrap();
+    body[pos + 8..pos + 10].copy_from_slice(b"99");
+    let resealed = cipher
+        .encrypt(
+            &Nonce::default(),
+            Payload {
+                msg: &body,
+                aad: header,
+            },
+        )
+        .unwrap();
+    let forged = [&bytes[..body_start], &resealed].concat();
+    assert_eq!(
+        open_as(
+            &STANDARD.encode(&forged),
+            &carol,
+            0,
+            &alice,
+            0,
+            &mut ReplayGuard::default()
+        ),
+        Err(OpenError::BadSignature)
+    );
+    // The untouched message opens.
+    assert_eq!(
+        open_as(&data, &carol, 0, &alice, 0, &mut ReplayGuard::default())
+            .unwrap()
+            .plaintext,
+        b"pay bob 10"
+    );
+}
+
+#[test]
+fn replays_are_refused() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let mut guard = ReplayGuard::default();
+    let first = seal_from(&alice, 0, &bob.recipients(), 5, b"one");
+    open_as(&first, &bob, 0, &alice, 0, &mut guard).unwrap();
+    assert_eq!(
+        open_as(&first, &bob, 0, &alice, 0, &mut guard),
+        Err(OpenError::Replay)
+    );
+    // A new message with an old sequence number.
+    let old = seal_from(&alice, 0, &bob.recipients(), 5, b"two");
+    assert_eq!(
+        open_as(&old, &bob, 0, &alice, 0, &mut guard),
+        Err(OpenError::Replay)
+    );
+    let next = seal_from(&alice, 0, &bob.recipients(), 6, b"three");
+    open_as(&next, &bob, 0, &alice, 0, &mut guard).unwrap();
+    // A forgery does not poison the window: the real message 7 still opens.
+    let mallory = User::new("mallory", 1, 3);
+    let (ch, ev, inn) = (channel(), outer(), inner());
+    let forged = seal(
+        &SealRequest {
+            sender_user: &alice.id,
+            sender_device: alice.devices[0].0,
+            sender_keys: &mallory.devices[0].1,
+            channel: &ch,
+            event: &ev,
+            inner_event: &inn,
+            timestamp_ms: T0,
+            sequence: 7,
+            recipients: &bob.recipients(),
+        },
+        b"forged",
+    )
+    .unwrap();
+    assert_eq!(
+        open_as(&forged, &bob, 0, &alice, 0, &mut guard),
+        Err(OpenError::BadSignature)
+    );
+    let seven = seal_from(&alice, 0, &bob.recipients(), 7, b"seven");
+    open_as(&seven, &bob, 0, &alice, 0, &mut guard).unwrap();
+}
+
+#[test]
+fn unknown_and_revoked_senders_are_refused() {
+    let alice = User::new("alice", 2, 1);
+    let bob = User::new("bob", 1, 2);
+    let data = seal_from(&alice, 0, &bob.recipients(), 1, b"hi");
+    let env = Envelope::from_data(&data).unwrap();
+    let (me, keys, _) = &bob.devices[0];
+    let identity = alice.identity.public_key();
+    let open = |card: &DeviceCard, identity: &IdentityPublicKey, revocations: &[Revocation]| {
+        env.open(
+            *me,
+            keys,
+            &TrustedSender {
+                card,
+                identity,
+                revocations,
+            },
+            &mut ReplayGuard::default(),
+        )
+    };
+    // The card of another device.
+    assert_eq!(
+        open(&alice.devices[1].2, &identity, &[]),
+        Err(OpenError::UnknownSender)
+    );
+    // The right card, but the directory-trusted identity is another key.
+    let other = IdentityKey::from_secret_bytes(&[9; 32]).public_key();
+    assert_eq!(
+        open(&alice.devices[0].2, &other, &[]),
+        Err(OpenError::UnknownSender)
+    );
+    // An expired card (message time after expiry).
+    let keys0 = &alice.devices[0].1;
+    let body = UnsignedCard::new(
+        alice.id.clone(),
+        alice.devices[0].0,
+        &identity,
+        keys0,
+        1_600_000_000,
+        1_700_000_000,
+        None,
+    );
+    let expired = DeviceCard::issue(body, keys0, &alice.identity).unwrap();
+    assert_eq!(
+        open(&expired, &identity, &[]),
+        Err(OpenError::UnknownSender)
+    );
+    // Revoked device.
+    let card = &alice.devices[0].2;
+    let rev = Revocation::revoke_device(&alice.identity, card, 1_750_000_001).unwrap();
+    assert_eq!(
+        open(card, &identity, std::slice::from_ref(&rev)),
+        Err(OpenError::RevokedSender)
+    );
+    // Revoking the other device does not affect this one.
+    let rev1 = Revocation::revoke_device(&alice.identity, &alice.devices[1].2, 1).unwrap();
+    assert!(open(card, &identity, &[rev1]).is_ok());
+    // Identity rotated away.
+    let new_identity = IdentityKey::from_secret_bytes(&[10; 32]);
+    let rot =
+        Revocation::rotate_identity(alice.id.clone(), &alice.identity, &new_identity, 5).unwrap();
+    assert_eq!(open(card, &identity, &[rot]), Err(OpenError::RevokedSender));
+    // A "revocation" by an unrelated identity is ignored.
+    let bobs = Revocation::revoke_device(&bob.identity, &bob.devices[0].2, 1).unwrap();
+    assert!(open(card, &identity, &[bobs]).is_ok());
+}
+
+#[test]
+fn sizes_padding_and_the_pusher_limit() {
+    let alice = User::new("alice", 1, 1);
+    let users: Vec<User> = (0..100)
+        .map(|i| User::new(&format!("u{i}"), 1, i as u8))
+        .collect();
+    let all: Vec<Recipient> = users.iter().flat_map(User::recipients).collect();
+    let (ch, ev, inn) = (channel(), outer(), inner());
+    let max = max_recipients(&alice.id, &ch, &ev, &inn, 1024);
+    // The table in docs/E2EE-SUITE1.md §4.4.
+    for (len, fits) in [(256, 75), (1024, 67), (4096, 35), (6144, 13), (7168, 3)] {
+        assert_eq!(
+            max_recipients(&alice.id, &ch, &ev, &inn, len),
+            fits,
+            "{len}"
+        );
+    }
+    assert_eq!(max_recipients(&alice.id, &ch, &ev, &inn, 8192), 0);
+    macro_rules! req {
+        ($r:expr) => {
+            SealRequest {
+                sender_user: &alice.id,
+                sender_device: alice.devices[0].0,
+                sender_keys: &alice.devices[0].1,
+                channel: &ch,
+                event: &ev,
+                inner_event: &inn,
+                timestamp_ms: T0,
+                sequence: 1,
+                recipients: $r,
+            }
+        };
+    }
+    let msg = [7u8; 1024];
+    let data = seal(&req!(&all[..max]), &msg).unwrap();
+    assert!(data.len() <= MAX_DATA_LEN);
+    assert!(data.len() + 4 * RECIPIENT_ENTRY_LEN / 3 > MAX_DATA_LEN);
+    let err = seal(&req!(&all[..max + 1]), &msg).unwrap_err();
+    assert_eq!(
+        err,
+        SealError::TooLarge {
+            data_len: base64_len(STANDARD.decode(&data).unwrap().len() + RECIPIENT_ENTRY_LEN),
+            max: MAX_DATA_LEN,
+            max_recipients: max
+        }
+    );
+    assert!(err.to_string().contains("at most"));
+    let opened = open_as(
+        &data,
+        &users[max - 1],
+        0,
+        &alice,
+        0,
+        &mut ReplayGuard::default(),
+    );
+    assert_eq!(opened.unwrap().plaintext, msg);
+
+    // Padding: lengths within a bucket give the same size.
+    let a = seal(&req!(&all[..1]), b"x").unwrap();
+    let b = seal(&req!(&all[..1]), &[1u8; 256]).unwrap();
+    let c = seal(&req!(&all[..1]), &[1u8; 257]).unwrap();
+    assert_eq!(a.len(), b.len());
+    assert!(c.len() > b.len());
+    assert_eq!(padded_len(0), 256);
+    assert_eq!(padded_len(4097), 5120);
+
+    assert_eq!(seal(&req!(&[]), b"x"), Err(SealError::NoRecipients));
+    let dup = [all[0], all[1], all[0]];
+    assert_eq!(
+        seal(&req!(&dup), b"x"),
+        Err(SealError::DuplicateRecipient(all[0].device_id))
+    );
+}
+
+#[test]
+fn malformed_data() {
+    for bad in ["", "!!!!", "aHVzaA==", &"A".repeat(MAX_DATA_LEN + 4)] {
+        assert_eq!(
+            Envelope::from_data(bad).unwrap_err(),
+            OpenError::Malformed,
+            "{bad:.20}"
+        );
+    }
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let data = seal_from(&alice, 0, &bob.recipients(), 1, b"x");
+    let mut bytes = STANDARD.decode(&data).unwrap();
+    bytes[4] = 2;
+    assert_eq!(
+        Envelope::from_bytes(bytes).unwrap_err(),
+        OpenError::Unsupported {
+            version: 2,
+            suite: 1
+        }
+    );
+}
+
+#[test]
+fn seal_with_rng_is_deterministic() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let (ch, ev, inn) = (channel(), outer(), inner());
+    let recipients = bob.recipients();
+    let req = SealRequest {
+        sender_user: &alice.id,
+        sender_device: alice.devices[0].0,
+        sender_keys: &alice.devices[0].1,
+        channel: &ch,
+        event: &ev,
+        inner_event: &inn,
+        timestamp_ms: T0,
+        sequence: 1,
+        recipients: &recipients,
+    };
+    let a = seal_with_rng(&req, b"same", &mut ChaCha20Rng::from_seed([5; 32])).unwrap();
+    let b = seal_with_rng(&req, b"same", &mut ChaCha20Rng::from_seed([5; 32])).unwrap();
+    let c = seal(&req, b"same").unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}

@@ -1,0 +1,614 @@
+//! Key transparency: an RFC 9162 (Certificate Transparency v2) Merkle log of
+//! key-directory changes, signed tree heads, and the client-side
+//! [`LogMonitor`] that detects a directory which forks or rewrites its log.
+//!
+//! * Hashing (RFC 9162 §2.1.1): leaf = `SHA-256(0x00 ‖ data)`, node =
+//!   `SHA-256(0x01 ‖ left ‖ right)`, empty tree = `SHA-256("")`; a tree of
+//!   `n` leaves splits at the largest power of two below `n`.
+//! * [`MerkleLog`]: an in-memory append-only log that gives the root of any
+//!   past size, inclusion proofs (§2.1.3.1) and consistency proofs
+//!   (§2.1.4.1). The functions [`root`], [`inclusion_proof`] and
+//!   [`consistency_proof`] work on any slice of leaf hashes, so a store can
+//!   reuse them.
+//! * [`verify_inclusion`] and [`verify_consistency`]: the verification
+//!   algorithms of §2.1.3.2 and §2.1.4.2.
+//! * [`SignedTreeHead`]: `{log id, size, root, timestamp}` signed by the
+//!   log's Ed25519 key.
+//! * [`LogMonitor`]: keeps the last tree head the client trusted; every new
+//!   head must be signed and provably extend it; looked-up entries must be
+//!   included in it; heads seen by other clients can be cross-checked
+//!   (gossip). A fork or rewrite is a typed [`LogError`].
+//!
+//! Full description: `docs/KEY-TRANSPARENCY.md`.
+
+use std::fmt;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::identity::{DeviceCard, Revocation, hex_str, os_rng};
+use crate::wire::{Reader, Writer};
+
+/// A SHA-256 hash in the tree.
+pub type Hash = [u8; 32];
+
+const STH_MAGIC: &[u8; 4] = b"HSTH";
+const STH_VERSION: u8 = 1;
+const CTX_STH: &[u8] = b"hush/v1/tree-head\0";
+
+/// Why a proof, tree head or log entry was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The tree head's signature does not verify under the log key.
+    #[error("tree head signature is invalid")]
+    BadSignature,
+    /// The tree head is for another log.
+    #[error("tree head belongs to another log")]
+    WrongLog,
+    /// The directory offered a smaller tree than one it showed before.
+    #[error("log rolled back from size {trusted} to {offered}")]
+    Rollback {
+        /// The size the client trusts.
+        trusted: u64,
+        /// The size offered.
+        offered: u64,
+    },
+    /// The new tree head is not an append-only extension of the trusted one
+    /// (or two heads of the same size differ): the directory forked or
+    /// rewrote its history, or showed different logs to different clients.
+    #[error("log fork detected: the tree head is not consistent with the trusted one")]
+    Fork,
+    /// The entry is not in the tree at the claimed position.
+    #[error("entry is not included in the log")]
+    NotIncluded,
+    /// The client has no trusted tree head yet.
+    #[error("no trusted tree head yet")]
+    NoTrustedHead,
+    /// Bytes that are not a tree head or log entry.
+    #[error("malformed tree head or log entry")]
+    Malformed,
+}
+
+/// `SHA-256(0x00 ‖ data)`.
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x00]);
+    h.update(data);
+    h.finalize().into()
+}
+
+/// `SHA-256(0x01 ‖ left ‖ right)`.
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x01]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// The largest power of two strictly below `n` (`n ≥ 2`).
+fn split(n: usize) -> usize {
+    debug_assert!(n >= 2);
+    let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+    if k == n { k / 2 } else { k }
+}
+
+/// The Merkle tree hash (RFC 9162 §2.1.1) of a list of leaf hashes.
+pub fn root(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => Sha256::digest([]).into(),
+        1 => leaves[0],
+        n => {
+            let k = split(n);
+            node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
+        }
+    }
+}
+
+/// The inclusion proof (audit path) of leaf `index` in the tree of `leaves`,
+/// RFC 9162 §2.1.3.1. `None` if `index` is out of range.
+pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
+    if index >= leaves.len() {
+        return None;
+    }
+    let mut proof = Vec::new();
+    path(index, leaves, &mut proof);
+    Some(proof)
+}
+
+fn path(m: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if n <= 1 {
+        return;
+    }
+    let k = split(n);
+    if m < k {
+        path(m, &leaves[..k], out);
+        out.push(root(&leaves[k..]));
+    } else {
+        path(m - k, &leaves[k..], out);
+        out.push(root(&leaves[..k]));
+    }
+}
+
+/// The consistency proof between the first `first` leaves and all of
+/// `leaves`, RFC 9162 §2.1.4.1. `None` unless `first ≤ leaves.len()`.
+/// Empty when `first` is 0 or equals the size.
+pub fn consistency_proof(leaves: &[Hash], first: usize) -> Option<Vec<Hash>> {
+    if first > leaves.len() {
+        return None;
+    }
+    let mut proof = Vec::new();
+    if first > 0 && first < leaves.len() {
+        subproof(first, leaves, true, &mut proof);
+    }
+    Some(proof)
+}
+
+fn subproof(m: usize, leaves: &[Hash], whole: bool, out: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if m == n {
+        if !whole {
+            out.push(root(leaves));
+        }
+        return;
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(m, &leaves[..k], whole, out);
+        out.push(root(&leaves[k..]));
+    } else {
+        subproof(m - k, &leaves[k..], false, out);
+        out.push(root(&leaves[..k]));
+    }
+}
+
+fn ct_eq(a: &Hash, b: &Hash) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Verifies an inclusion proof (RFC 9162 §2.1.3.2): leaf hash `leaf` is at
+/// `index` in the tree of `size` leaves whose root is `root`.
+pub fn verify_inclusion(
+    leaf: &Hash,
+    index: u64,
+    size: u64,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), LogError> {
+    if index >= size {
+        return Err(LogError::NotIncluded);
+    }
+    let (mut fnode, mut snode) = (index, size - 1);
+    let mut r = *leaf;
+    for p in proof {
+        if snode == 0 {
+            return Err(LogError::NotIncluded);
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            r = node_hash(p, &r);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    if snode == 0 && ct_eq(&r, root) {
+        Ok(())
+    } else {
+        Err(LogError::NotIncluded)
+    }
+}
+
+/// Verifies a consistency proof (RFC 9162 §2.1.4.2) that the tree of size
+/// `second` with root `second_root` extends the tree of size `first` with
+/// root `first_root`. Equal sizes need equal roots and an empty proof; size
+/// 0 is consistent with anything (empty proof); shrinking is
+/// [`LogError::Rollback`]; everything else that fails is [`LogError::Fork`].
+pub fn verify_consistency(
+    first: u64,
+    second: u64,
+    first_root: &Hash,
+    second_root: &Hash,
+    proof: &[Hash],
+) -> Result<(), LogError> {
+    if first > second {
+        return Err(LogError::Rollback {
+            trusted: first,
+            offered: second,
+        });
+    }
+    if first == second {
+        return if proof.is_empty() && ct_eq(first_root, second_root) {
+            Ok(())
+        } else {
+            Err(LogError::Fork)
+        };
+    }
+    if first == 0 {
+        return if proof.is_empty() {
+            Ok(())
+        } else {
+            Err(LogError::Fork)
+        };
+    }
+    let (&head, tail) = proof.split_first().ok_or(LogError::Fork)?;
+    let mut path: Vec<&Hash> = Vec::with_capacity(proof.len() + 1);
+    if first.is_power_of_two() {
+        path.push(first_root);
+        path.push(&head);
+        path.extend(tail.iter());
+    } else {
+        path.push(&head);
+        path.extend(tail.iter());
+    }
+    let (mut fnode, mut snode) = (first - 1, second - 1);
+    while fnode & 1 == 1 {
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    let mut fr = *path[0];
+    let mut sr = *path[0];
+    for c in &path[1..] {
+        if snode == 0 {
+            return Err(LogError::Fork);
+        }
+        if fnode & 1 == 1 || fnode == snode {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            if fnode & 1 == 0 {
+                while fnode & 1 == 0 && fnode != 0 {
+                    fnode >>= 1;
+                    snode >>= 1;
+                }
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        fnode >>= 1;
+        snode >>= 1;
+    }
+    if snode == 0 && ct_eq(&fr, first_root) && ct_eq(&sr, second_root) {
+        Ok(())
+    } else {
+        Err(LogError::Fork)
+    }
+}
+
+/// An append-only, in-memory Merkle log (leaf hashes only).
+#[derive(Debug, Clone, Default)]
+pub struct MerkleLog {
+    leaves: Vec<Hash>,
+}
+
+impl MerkleLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends an entry (its leaf hash is stored) and returns its index.
+    pub fn append(&mut self, data: &[u8]) -> u64 {
+        self.leaves.push(leaf_hash(data));
+        self.leaves.len() as u64 - 1
+    }
+
+    /// The number of entries.
+    pub fn size(&self) -> u64 {
+        self.leaves.len() as u64
+    }
+
+    /// The leaf hashes.
+    pub fn leaves(&self) -> &[Hash] {
+        &self.leaves
+    }
+
+    /// The root of the first `size` entries (`None` past the end).
+    pub fn root_at(&self, size: u64) -> Option<Hash> {
+        let size = usize::try_from(size).ok()?;
+        self.leaves.get(..size).map(root)
+    }
+
+    /// The current root.
+    pub fn root(&self) -> Hash {
+        root(&self.leaves)
+    }
+
+    /// Inclusion proof of entry `index` in the tree of the first `size`
+    /// entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Option<Vec<Hash>> {
+        let size = usize::try_from(size).ok()?;
+        inclusion_proof(self.leaves.get(..size)?, usize::try_from(index).ok()?)
+    }
+
+    /// Consistency proof from size `first` to size `second`.
+    pub fn consistency_proof(&self, first: u64, second: u64) -> Option<Vec<Hash>> {
+        let second = usize::try_from(second).ok()?;
+        consistency_proof(self.leaves.get(..second)?, usize::try_from(first).ok()?)
+    }
+}
+
+/// What a key-directory log entry records. The leaf data is a tag byte and
+/// the record's own wire form: `0x01 ‖ card` or `0x02 ‖ revocation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A device card was published.
+    Card(DeviceCard),
+    /// A revocation was published.
+    Revocation(Revocation),
+}
+
+impl LogEntry {
+    /// The leaf data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let (tag, body) = match self {
+            LogEntry::Card(c) => (1u8, c.to_bytes()),
+            LogEntry::Revocation(r) => (2u8, r.to_bytes()),
+        };
+        let mut out = Vec::with_capacity(1 + body.len());
+        out.push(tag);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Parses leaf data, verifying the record's signatures.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, LogError> {
+        match bytes.split_first() {
+            Some((1, body)) => DeviceCard::from_bytes(body)
+                .map(LogEntry::Card)
+                .map_err(|_| LogError::Malformed),
+            Some((2, body)) => Revocation::from_bytes(body)
+                .map(LogEntry::Revocation)
+                .map_err(|_| LogError::Malformed),
+            _ => Err(LogError::Malformed),
+        }
+    }
+
+    /// The leaf hash.
+    pub fn leaf_hash(&self) -> Hash {
+        leaf_hash(&self.to_bytes())
+    }
+}
+
+/// The log's Ed25519 signing key (held by the hush server). Zeroized on
+/// drop; `Debug` is redacted.
+#[derive(Clone)]
+pub struct LogKey(SigningKey);
+
+impl LogKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        Self::generate_with_rng(&mut os_rng())
+    }
+    /// A new key from `rng`.
+    pub fn generate_with_rng(rng: &mut impl CryptoRng) -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(seed.as_mut_slice());
+        Self(SigningKey::from_bytes(&seed))
+    }
+    /// Rebuilds the key from its 32-byte seed (server configuration).
+    pub fn from_secret_bytes(seed: &[u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(seed))
+    }
+    /// The 32-byte seed, wiped on drop.
+    pub fn to_secret_bytes(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+    /// The public key clients pin.
+    pub fn public_key(&self) -> LogPublicKey {
+        LogPublicKey(self.0.verifying_key())
+    }
+    /// Signs a tree head.
+    pub fn sign(&self, head: TreeHead) -> SignedTreeHead {
+        let signature = self.0.sign(&head.signed_bytes()).to_bytes();
+        SignedTreeHead { head, signature }
+    }
+}
+
+impl fmt::Debug for LogKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LogKey(<redacted>, public {:?})", self.public_key())
+    }
+}
+
+/// The log's public key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LogPublicKey(VerifyingKey);
+
+impl LogPublicKey {
+    /// Parses 32 bytes, refusing invalid and weak keys.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, LogError> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| LogError::Malformed)?;
+        if key.is_weak() {
+            return Err(LogError::Malformed);
+        }
+        Ok(Self(key))
+    }
+    /// The 32 bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+}
+
+impl fmt::Debug for LogPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LogPublicKey({})", hex_str(self.0.as_bytes()))
+    }
+}
+
+/// A tree head: which log, how many entries, their root, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeHead {
+    /// The log's name (hush uses the app id: one log per app).
+    pub log_id: String,
+    /// Number of entries.
+    pub size: u64,
+    /// Root hash of those entries.
+    pub root: Hash,
+    /// When the head was signed (Unix milliseconds).
+    pub timestamp: u64,
+}
+
+impl TreeHead {
+    /// `"HSTH" ‖ version 1 ‖ u16 len ‖ log id ‖ size (u64) ‖ root (32) ‖
+    /// timestamp (u64)`.
+    fn body(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + self.log_id.len());
+        w.bytes(STH_MAGIC)
+            .u8(STH_VERSION)
+            .str16(self.log_id.as_bytes())
+            .u64(self.size)
+            .bytes(&self.root)
+            .u64(self.timestamp);
+        w.into_vec()
+    }
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        [CTX_STH, &self.body()].concat()
+    }
+}
+
+/// A tree head with the log's signature over
+/// `"hush/v1/tree-head\0" ‖ encoded head`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTreeHead {
+    /// The head.
+    pub head: TreeHead,
+    /// Ed25519 signature.
+    pub signature: [u8; 64],
+}
+
+impl SignedTreeHead {
+    /// Wire form: encoded head ‖ signature (64).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        [self.head.body().as_slice(), &self.signature].concat()
+    }
+
+    /// Parses the wire form (does not check the signature: see
+    /// [`verify`](Self::verify)).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, LogError> {
+        let m = |_| LogError::Malformed;
+        let mut r = Reader::new(bytes);
+        if r.take(4).map_err(m)? != STH_MAGIC || r.u8().map_err(m)? != STH_VERSION {
+            return Err(LogError::Malformed);
+        }
+        let log_id = std::str::from_utf8(r.str16().map_err(m)?)
+            .map_err(|_| LogError::Malformed)?
+            .to_owned();
+        let size = r.u64().map_err(m)?;
+        let root = r.array().map_err(m)?;
+        let timestamp = r.u64().map_err(m)?;
+        let signature = r.array().map_err(m)?;
+        r.finish().map_err(m)?;
+        Ok(Self {
+            head: TreeHead {
+                log_id,
+                size,
+                root,
+                timestamp,
+            },
+            signature,
+        })
+    }
+
+    /// Checks the signature (strict Ed25519) and the log id.
+    pub fn verify(&self, key: &LogPublicKey, log_id: &str) -> Result<(), LogError> {
+        if self.head.log_id != log_id {
+            return Err(LogError::WrongLog);
+        }
+        key.0
+            .verify_strict(
+                &self.head.signed_bytes(),
+                &Signature::from_bytes(&self.signature),
+            )
+            .map_err(|_| LogError::BadSignature)
+    }
+}
+
+/// A client's view of one log: the pinned log key and the last tree head it
+/// trusted. Persist [`trusted`](Self::trusted) between runs.
+#[derive(Debug, Clone)]
+pub struct LogMonitor {
+    log_id: String,
+    key: LogPublicKey,
+    trusted: Option<TreeHead>,
+}
+
+impl LogMonitor {
+    /// A monitor with no trusted head yet: the first signed head it sees is
+    /// accepted (trust on first use of the log, not of each key).
+    pub fn new(log_id: impl Into<String>, key: LogPublicKey) -> Self {
+        Self {
+            log_id: log_id.into(),
+            key,
+            trusted: None,
+        }
+    }
+
+    /// A monitor resuming from a head trusted earlier.
+    pub fn resume(log_id: impl Into<String>, key: LogPublicKey, trusted: TreeHead) -> Self {
+        Self {
+            log_id: log_id.into(),
+            key,
+            trusted: Some(trusted),
+        }
+    }
+
+    /// The last trusted head.
+    pub fn trusted(&self) -> Option<&TreeHead> {
+        self.trusted.as_ref()
+    }
+
+    /// Accepts a new signed head if it is signed by the log and `proof`
+    /// shows it is an append-only extension of the trusted head (consistency
+    /// proof from the trusted size to the new size). A smaller size is
+    /// [`LogError::Rollback`], anything inconsistent [`LogError::Fork`]; the
+    /// trusted head is unchanged on error.
+    pub fn update(&mut self, sth: &SignedTreeHead, proof: &[Hash]) -> Result<(), LogError> {
+        sth.verify(&self.key, &self.log_id)?;
+        if let Some(trusted) = &self.trusted {
+            verify_consistency(
+                trusted.size,
+                sth.head.size,
+                &trusted.root,
+                &sth.head.root,
+                proof,
+            )?;
+        }
+        self.trusted = Some(sth.head.clone());
+        Ok(())
+    }
+
+    /// Checks that a looked-up entry is in the trusted tree at `index`.
+    pub fn verify_entry(&self, entry: &[u8], index: u64, proof: &[Hash]) -> Result<(), LogError> {
+        let trusted = self.trusted.as_ref().ok_or(LogError::NoTrustedHead)?;
+        verify_inclusion(&leaf_hash(entry), index, trusted.size, proof, &trusted.root)
+    }
+
+    /// Cross-checks a head another client saw (gossip), without changing the
+    /// trusted head. `proof` is the consistency proof from the smaller of the
+    /// two sizes to the larger. Two clients shown different logs get
+    /// [`LogError::Fork`] here.
+    pub fn cross_check(&self, other: &SignedTreeHead, proof: &[Hash]) -> Result<(), LogError> {
+        other.verify(&self.key, &self.log_id)?;
+        let trusted = self.trusted.as_ref().ok_or(LogError::NoTrustedHead)?;
+        let (a, b) = if other.head.size <= trusted.size {
+            (&other.head, trusted)
+        } else {
+            (trusted, &other.head)
+        };
+        verify_consistency(a.size, b.size, &a.root, &b.root, proof)
+    }
+}
+
+#[cfg(test)]
+mod tests;

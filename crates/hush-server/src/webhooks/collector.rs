@@ -1,0 +1,227 @@
+//! The collector: takes events off the queue, holds back `channel_vacated` and
+//! `member_removed` for `vacate_delay_ms` (a re-occupation or re-join within it
+//! cancels the pair, as Pusher does), fans events out to the endpoints that
+//! want them and appends them to the outbox in batches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hush_store::{NewOutboxEvent, Store, Target};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{Endpoint, HookEvent, Queued};
+use crate::config::WebhooksConfig;
+
+/// Events appended per store transaction at most.
+const MAX_WRITE: usize = 2_000;
+/// Wait after a failed store write before the next try.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Channel(Arc<str>, String),
+    Member(Arc<str>, String, String),
+}
+
+pub(super) struct Collector {
+    pub(super) store: Store,
+    pub(super) routes: HashMap<String, Vec<Endpoint>>,
+    pub(super) wake: Arc<HashMap<Target, Arc<Notify>>>,
+    pub(super) config: WebhooksConfig,
+}
+
+/// Held-back events, by key and by deadline.
+#[derive(Default)]
+struct Held {
+    by_key: HashMap<Key, (Instant, u64, Queued)>,
+    by_time: BTreeMap<(Instant, u64), Key>,
+    seq: u64,
+}
+
+impl Held {
+    fn hold(&mut self, key: Key, until: Instant, q: Queued) {
+        self.seq += 1;
+        if let Some((t, s, _)) = self.by_key.insert(key.clone(), (until, self.seq, q)) {
+            self.by_time.remove(&(t, s));
+        }
+        self.by_time.insert((until, self.seq), key);
+    }
+
+    /// Cancels a held event; true when there was one.
+    fn cancel(&mut self, key: &Key) -> bool {
+        match self.by_key.remove(key) {
+            Some((t, s, _)) => {
+                self.by_time.remove(&(t, s));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.by_time.keys().next().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns the events due at `now` (all of them if `now` is None).
+    fn take_due(&mut self, now: Option<Instant>) -> Vec<Queued> {
+        let mut out = Vec::new();
+        while let Some((&(t, s), _)) = self.by_time.iter().next() {
+            if now.is_some_and(|n| t > n) {
+                break;
+            }
+            if let Some(key) = self.by_time.remove(&(t, s)) {
+                if let Some((_, _, q)) = self.by_key.remove(&key) {
+                    out.push(q);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Collector {
+    pub(super) async fn run(self, mut rx: mpsc::Receiver<Queued>, mut stop: oneshot::Receiver<()>) {
+        let delay = Duration::from_millis(self.config.vacate_delay_ms);
+        let window = Duration::from_millis(self.config.batch_window_ms);
+        let mut held = Held::default();
+        let mut out: Vec<NewOutboxEvent> = Vec::new();
+        let mut flush_at: Option<Instant> = None;
+        'run: loop {
+            let wake_at = match (held.next_deadline(), flush_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = async {
+                match wake_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break 'run,
+                m = rx.recv() => match m {
+                    Some(q) => {
+                        self.accept(q, &mut held, &mut out, delay);
+                        // Take what is already queued without waiting.
+                        while out.len() < MAX_WRITE {
+                            match rx.try_recv() {
+                                Ok(q) => self.accept(q, &mut held, &mut out, delay),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break 'run,
+                },
+                () = sleep => {}
+            }
+            let now = Instant::now();
+            for q in held.take_due(Some(now)) {
+                self.route(&q, &mut out);
+            }
+            if !out.is_empty() && flush_at.is_none() {
+                flush_at = Some(now + window);
+            }
+            if out.len() >= MAX_WRITE || flush_at.is_some_and(|t| t <= now) {
+                // Until the store takes the batch, nothing more is read: the
+                // queue fills up and new events are dropped and counted
+                // rather than piling up in memory.
+                while !self.write(&out).await {
+                    tokio::select! {
+                        _ = &mut stop => break 'run,
+                        () = tokio::time::sleep(STORE_RETRY) => {}
+                    }
+                }
+                out.clear();
+                flush_at = None;
+            }
+        }
+        // Shutdown: everything queued and held goes to the outbox now.
+        rx.close();
+        while let Ok(q) = rx.try_recv() {
+            self.accept(q, &mut held, &mut out, delay);
+        }
+        for q in held.take_due(None) {
+            self.route(&q, &mut out);
+        }
+        for _ in 0..3 {
+            if out.is_empty() || self.write(&out).await {
+                return;
+            }
+            tokio::time::sleep(STORE_RETRY).await;
+        }
+        tracing::error!(
+            events = out.len(),
+            "webhook events lost at shutdown: the store is unavailable"
+        );
+    }
+
+    /// Applies the debounce to one event.
+    fn accept(&self, q: Queued, held: &mut Held, out: &mut Vec<NewOutboxEvent>, delay: Duration) {
+        let app = q.app_id.clone();
+        match &q.event {
+            HookEvent::ChannelVacated(c) => {
+                let key = Key::Channel(app, c.as_str().to_owned());
+                held.hold(key, Instant::now() + delay, q);
+            }
+            HookEvent::MemberRemoved(c, u) => {
+                let key = Key::Member(app, c.as_str().to_owned(), u.clone());
+                held.hold(key, Instant::now() + delay, q);
+            }
+            HookEvent::ChannelOccupied(c) => {
+                if !held.cancel(&Key::Channel(app, c.as_str().to_owned())) {
+                    self.route(&q, out);
+                }
+            }
+            HookEvent::MemberAdded(c, u) => {
+                if !held.cancel(&Key::Member(app, c.as_str().to_owned(), u.clone())) {
+                    self.route(&q, out);
+                }
+            }
+            _ => self.route(&q, out),
+        }
+    }
+
+    /// One outbox row per endpoint of the app that wants this event type.
+    fn route(&self, q: &Queued, out: &mut Vec<NewOutboxEvent>) {
+        let Some(endpoints) = self.routes.get(&*q.app_id) else {
+            return;
+        };
+        let bit = q.event.kind().bit();
+        let mut json: Option<String> = None;
+        for e in endpoints.iter().filter(|e| e.mask & bit != 0) {
+            let event = json.get_or_insert_with(|| q.event.to_json()).clone();
+            out.push(NewOutboxEvent {
+                app_id: q.app_id.to_string(),
+                endpoint: e.url.clone(),
+                event,
+                created_ms: q.at_ms,
+            });
+        }
+    }
+
+    /// Appends `out` and wakes the endpoints concerned; false on a store error.
+    async fn write(&self, out: &[NewOutboxEvent]) -> bool {
+        if let Err(e) = self.store.outbox_append(out).await {
+            tracing::error!(error = %e, events = out.len(), "webhook outbox write failed; retrying");
+            return false;
+        }
+        let mut woken: Vec<(&str, &str)> = Vec::new();
+        for ev in out {
+            let k = (ev.app_id.as_str(), ev.endpoint.as_str());
+            if woken.contains(&k) {
+                continue;
+            }
+            woken.push(k);
+            let target = Target {
+                app_id: ev.app_id.clone(),
+                endpoint: ev.endpoint.clone(),
+            };
+            if let Some(n) = self.wake.get(&target) {
+                n.notify_one();
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,251 @@
+//! Webhooks: events → bounded queue → outbox in the store → signed, batched,
+//! retried delivery.
+//!
+//! ```text
+//!  channels / session (under the channel's shard lock, never awaiting)
+//!      │ AppHooks::emit: try_send of a small HookEvent; full queue → dropped + metric
+//!      ▼
+//!  collector task: debounces vacated/removed (vacate_delay_ms), fans each event
+//!      │           out to the app's endpoints that want it, appends in batches
+//!      ▼
+//!  store: webhook_outbox (durable)  ──►  sender: one loop per (app, endpoint), in
+//!                                        order, batch_size events per POST, signed,
+//!                                        bounded concurrency, back-off, dead letters
+//! ```
+//!
+//! Delivery is at-least-once: rows leave the outbox only after a 2xx answer.
+
+mod collector;
+mod event;
+mod sender;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hush_store::{Store, Target};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+pub use event::{HookEvent, client_event_data};
+
+use crate::config::{AppConfig, Config, WebhookEventType, WebhooksConfig};
+
+/// Metric: delivery requests by outcome (`ok`, `retry`, `dead`).
+pub const METRIC_DELIVERIES: &str = "hush_webhook_deliveries_total";
+/// Metric: events dropped because the queue to the outbox was full.
+pub const METRIC_DROPPED: &str = "hush_webhook_events_dropped_total";
+/// Metric: dead letters per app.
+pub const METRIC_DEAD: &str = "hush_webhook_dead_letters";
+/// Metric: events waiting in the outbox per app.
+pub const METRIC_PENDING: &str = "hush_webhook_outbox_pending";
+
+/// An event on its way to the collector.
+#[derive(Debug)]
+pub struct Queued {
+    app_id: Arc<str>,
+    at_ms: i64,
+    event: HookEvent,
+}
+
+/// The sending side of the queue, shared by every app.
+#[derive(Clone, Debug)]
+pub struct HookSink {
+    tx: mpsc::Sender<Queued>,
+}
+
+/// What one app's channels and sessions use to emit webhook events.
+#[derive(Clone, Debug)]
+pub struct AppHooks {
+    app_id: Arc<str>,
+    /// Types some endpoint of the app wants.
+    mask: u8,
+    tx: mpsc::Sender<Queued>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AppHooks {
+    /// Whether events of type `t` are needed at all (cheap; check before
+    /// building an event). Occupied/vacated and added/removed travel in pairs
+    /// when either is wanted: a re-occupation cancels a held-back vacated.
+    pub fn wants(&self, t: WebhookEventType) -> bool {
+        use WebhookEventType as T;
+        let bits = match t {
+            T::ChannelOccupied | T::ChannelVacated => {
+                T::ChannelOccupied.bit() | T::ChannelVacated.bit()
+            }
+            T::MemberAdded | T::MemberRemoved => T::MemberAdded.bit() | T::MemberRemoved.bit(),
+            _ => t.bit(),
+        };
+        self.mask & bits != 0
+    }
+
+    /// Queues `event` without waiting. When the queue is full the event is
+    /// dropped, counted in `hush_webhook_events_dropped_total` and logged.
+    pub fn emit(&self, event: HookEvent) {
+        if !self.wants(event.kind()) {
+            return;
+        }
+        let q = Queued {
+            app_id: self.app_id.clone(),
+            at_ms: hush_store::now_ms(),
+            event,
+        };
+        match self.tx.try_send(q) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(q)) => {
+                metrics::counter!(METRIC_DROPPED, "app" => self.app_id.to_string()).increment(1);
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+                // Log the first drop and then every 1000th, not every one.
+                if n.is_multiple_of(1000) {
+                    tracing::error!(
+                        app = %self.app_id,
+                        event = q.event.kind().name(),
+                        dropped = n + 1,
+                        "webhook queue full: event dropped (raise webhooks.queue_capacity or check the store)"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!(app = %self.app_id, "webhook queue closed (shutting down)");
+            }
+        }
+    }
+}
+
+impl HookSink {
+    /// The hooks of `app`, or `None` when it has no webhook.
+    pub fn for_app(&self, app: &AppConfig) -> Option<AppHooks> {
+        let mask = app.webhooks.iter().fold(0, |m, w| m | w.mask());
+        (mask != 0).then(|| AppHooks {
+            app_id: Arc::from(app.id.as_str()),
+            mask,
+            tx: self.tx.clone(),
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+}
+
+/// One configured endpoint of an app.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    url: String,
+    mask: u8,
+}
+
+/// Credentials used to sign an app's webhooks.
+#[derive(Clone)]
+struct Signer {
+    key: String,
+    secret: String,
+}
+
+/// The webhook machinery, built but not yet running.
+pub struct Webhooks {
+    rx: mpsc::Receiver<Queued>,
+    store: Store,
+    config: WebhooksConfig,
+    routes: HashMap<String, Vec<Endpoint>>,
+    signers: HashMap<String, Signer>,
+    wake: Arc<HashMap<Target, Arc<Notify>>>,
+}
+
+impl Webhooks {
+    /// Builds the queue (of `webhooks.queue_capacity` events) for `config`'s apps.
+    pub fn new(config: &Config, store: Store) -> (Self, HookSink) {
+        let (tx, rx) = mpsc::channel(config.webhooks.queue_capacity.max(1));
+        let mut routes: HashMap<String, Vec<Endpoint>> = HashMap::new();
+        let mut signers = HashMap::new();
+        let mut wake = HashMap::new();
+        for app in config.effective_apps() {
+            for w in &app.webhooks {
+                let target = Target {
+                    app_id: app.id.clone(),
+                    endpoint: w.url.clone(),
+                };
+                // The same URL twice in one app is one queue with both filters.
+                let eps = routes.entry(app.id.clone()).or_default();
+                match eps.iter_mut().find(|e| e.url == w.url) {
+                    Some(e) => e.mask |= w.mask(),
+                    None => eps.push(Endpoint {
+                        url: w.url.clone(),
+                        mask: w.mask(),
+                    }),
+                }
+                wake.entry(target)
+                    .or_insert_with(|| Arc::new(Notify::new()));
+            }
+            if !app.webhooks.is_empty() {
+                signers.insert(
+                    app.id.clone(),
+                    Signer {
+                        key: app.key.clone(),
+                        secret: app.secret.clone(),
+                    },
+                );
+            }
+        }
+        (
+            Self {
+                rx,
+                store,
+                config: config.webhooks.clone(),
+                routes,
+                signers,
+                wake: Arc::new(wake),
+            },
+            HookSink { tx },
+        )
+    }
+
+    /// Starts the collector and the senders.
+    pub fn spawn(self) -> WebhooksHandle {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let collector = tokio::spawn(
+            collector::Collector {
+                store: self.store.clone(),
+                routes: self.routes,
+                wake: self.wake.clone(),
+                config: self.config.clone(),
+            }
+            .run(self.rx, stop_rx),
+        );
+        let sender = tokio::spawn(sender::run(
+            self.store,
+            self.config,
+            self.signers,
+            self.wake,
+        ));
+        WebhooksHandle {
+            stop: Some(stop_tx),
+            collector,
+            sender,
+        }
+    }
+}
+
+/// The running webhook tasks.
+pub struct WebhooksHandle {
+    stop: Option<oneshot::Sender<()>>,
+    collector: tokio::task::JoinHandle<()>,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+impl WebhooksHandle {
+    /// Writes every queued and held-back event to the outbox (vacated/removed
+    /// without waiting for their delay), then stops delivering. Events still
+    /// in the outbox are delivered by the next start.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if tokio::time::timeout(std::time::Duration::from_secs(10), &mut self.collector)
+            .await
+            .is_err()
+        {
+            tracing::error!("webhook collector did not finish in 10 s");
+            self.collector.abort();
+        }
+        self.sender.abort();
+        let _ = self.sender.await;
+    }
+}

@@ -1,0 +1,328 @@
+//! The sender: one loop per (app, endpoint) that POSTs the outbox in order,
+//! `batch_size` events per request, signed like Pusher's webhooks, with a
+//! global bound on requests in flight, a request timeout, exponential back-off
+//! with jitter, and dead letters once `max_attempts` is spent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hush_store::{OutboxEvent, Store, Target, now_ms};
+use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use super::{METRIC_DEAD, METRIC_DELIVERIES, METRIC_PENDING, Signer};
+use crate::config::WebhooksConfig;
+
+/// An idle endpoint looks at the outbox this often even without a wake-up
+/// (events put back by `hush webhooks retry` from another process).
+const IDLE_POLL: Duration = Duration::from_secs(2);
+/// Wait after a store error.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How often the pending / dead-letter gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
+/// Response bytes read (and thrown away) at most.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Longest error text kept with an event.
+const MAX_ERROR_CHARS: usize = 300;
+const USER_AGENT_VALUE: &str = concat!("hush/", env!("CARGO_PKG_VERSION"));
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+struct Ctx {
+    store: Store,
+    config: WebhooksConfig,
+    client: HttpClient,
+    permits: Semaphore,
+}
+
+/// Abandons outbox queues of endpoints no longer configured, then runs one
+/// delivery loop per configured endpoint and the gauge refresher.
+pub(super) async fn run(
+    store: Store,
+    config: WebhooksConfig,
+    signers: HashMap<String, Signer>,
+    wake: Arc<HashMap<Target, Arc<Notify>>>,
+) {
+    match store.outbox_targets().await {
+        Ok(targets) => {
+            for t in targets.iter().filter(|t| !wake.contains_key(*t)) {
+                let reason = "webhook endpoint no longer configured";
+                match store.outbox_abandon(t, now_ms(), reason).await {
+                    Ok(n) => tracing::warn!(
+                        app = %t.app_id,
+                        endpoint = %hush_store::redact_url(&t.endpoint),
+                        events = n,
+                        "webhook endpoint no longer configured: its pending events are now dead letters"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "webhook outbox: abandoning a queue failed")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "webhook outbox: listing queues failed"),
+    }
+    let ctx = Arc::new(Ctx {
+        store,
+        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        permits: Semaphore::new(config.concurrency.max(1)),
+        config,
+    });
+    let mut tasks = JoinSet::new();
+    let mut apps: Vec<String> = signers.keys().cloned().collect();
+    apps.sort();
+    tasks.spawn(gauges(ctx.clone(), apps));
+    for (target, notify) in wake.iter() {
+        let Some(signer) = signers.get(&target.app_id) else {
+            continue;
+        };
+        tasks.spawn(deliver_loop(
+            ctx.clone(),
+            target.clone(),
+            signer.clone(),
+            notify.clone(),
+        ));
+    }
+    // Runs until aborted (dropping the set aborts every loop).
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn gauges(ctx: Arc<Ctx>, apps: Vec<String>) {
+    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        refresh_gauges(&ctx.store, &apps).await;
+    }
+}
+
+/// Sets the pending and dead-letter gauges of `apps` from the store.
+async fn refresh_gauges(store: &Store, apps: &[String]) {
+    match store.outbox_counts().await {
+        Ok(counts) => {
+            for app in apps {
+                let c = counts.iter().find(|c| &c.app_id == app);
+                let (pending, dead) = c.map_or((0, 0), |c| (c.pending, c.dead));
+                metrics::gauge!(METRIC_PENDING, "app" => app.clone()).set(pending as f64);
+                metrics::gauge!(METRIC_DEAD, "app" => app.clone()).set(dead as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "webhook gauges: store unavailable"),
+    }
+}
+
+async fn deliver_loop(ctx: Arc<Ctx>, target: Target, signer: Signer, wake: Arc<Notify>) {
+    let endpoint_shown = hush_store::redact_url(&target.endpoint);
+    loop {
+        let batch = match ctx
+            .store
+            .outbox_next_batch(&target, ctx.config.batch_size)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, app = %target.app_id, "webhook outbox read failed");
+                tokio::time::sleep(STORE_RETRY).await;
+                continue;
+            }
+        };
+        let Some(head) = batch.first() else {
+            let _ = tokio::time::timeout(IDLE_POLL, wake.notified()).await;
+            continue;
+        };
+        let wait = head.next_attempt_ms.saturating_sub(now_ms());
+        if wait > 0 {
+            let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+            tokio::time::sleep(wait.min(IDLE_POLL)).await;
+            continue;
+        }
+        let result = {
+            let Ok(_permit) = ctx.permits.acquire().await else {
+                return;
+            };
+            post(&ctx, &target.endpoint, &signer, &batch).await
+        };
+        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        let app = target.app_id.clone();
+        match result {
+            Ok(()) => {
+                metrics::counter!(METRIC_DELIVERIES, "app" => app, "outcome" => "ok").increment(1);
+                tracing::debug!(app = %target.app_id, endpoint = %endpoint_shown, events = ids.len(), "webhook delivered");
+                // Until this delete lands, a crash means the batch is sent again.
+                while let Err(e) = ctx.store.outbox_delivered(&ids).await {
+                    tracing::error!(error = %e, "webhook outbox: marking delivered failed; retrying");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+            }
+            Err(error) => {
+                let attempts = head.attempts.saturating_add(1);
+                let now = now_ms();
+                let next = now.saturating_add(backoff_ms(&ctx.config, attempts));
+                let outcome = loop {
+                    match ctx
+                        .store
+                        .outbox_failed(&ids, now, next, &error, ctx.config.max_attempts)
+                        .await
+                    {
+                        Ok(o) => break o,
+                        Err(e) => {
+                            tracing::error!(error = %e, "webhook outbox: recording a failure failed; retrying");
+                            tokio::time::sleep(STORE_RETRY).await;
+                        }
+                    }
+                };
+                if outcome.dead > 0 {
+                    metrics::counter!(METRIC_DELIVERIES, "app" => app.clone(), "outcome" => "dead")
+                        .increment(1);
+                    tracing::error!(
+                        app = %target.app_id, endpoint = %endpoint_shown, events = outcome.dead,
+                        attempts, error = %error,
+                        "webhook events gave up after the retry budget: now dead letters (see `hush webhooks list`)"
+                    );
+                    refresh_gauges(&ctx.store, std::slice::from_ref(&target.app_id)).await;
+                } else {
+                    metrics::counter!(METRIC_DELIVERIES, "app" => app, "outcome" => "retry")
+                        .increment(1);
+                    tracing::warn!(
+                        app = %target.app_id, endpoint = %endpoint_shown, events = ids.len(),
+                        attempts, error = %error, retry_in_ms = next - now,
+                        "webhook delivery failed; will retry"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The delay before attempt `attempts + 1`: base · 2^(attempts−1), at most
+/// the cap, then a random 50–100 % of that (jitter).
+fn backoff_ms(config: &WebhooksConfig, attempts: u32) -> i64 {
+    let exp = attempts.saturating_sub(1).min(32);
+    let full = config
+        .backoff_base_ms
+        .saturating_mul(1u64 << exp)
+        .min(config.backoff_max_ms)
+        .max(1);
+    let jittered = rand::thread_rng().gen_range(full / 2..=full);
+    i64::try_from(jittered).unwrap_or(i64::MAX)
+}
+
+/// The request body: `{"time_ms":…,"events":[…]}` with the stored event
+/// objects. `time_ms` is when the first event happened, so a retried batch
+/// carries the same time.
+fn body(batch: &[OutboxEvent]) -> String {
+    let time_ms = batch.first().map_or(0, |e| e.created_ms);
+    let mut s = String::with_capacity(32 + batch.iter().map(|e| e.event.len() + 1).sum::<usize>());
+    s.push_str("{\"time_ms\":");
+    s.push_str(&time_ms.to_string());
+    s.push_str(",\"events\":[");
+    for (i, e) in batch.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&e.event);
+    }
+    s.push_str("]}");
+    s
+}
+
+/// POSTs one batch; `Err` carries a short reason (non-2xx status, timeout,
+/// connection error).
+async fn post(ctx: &Ctx, url: &str, signer: &Signer, batch: &[OutboxEvent]) -> Result<(), String> {
+    let body = body(batch);
+    let signature = hush_protocol::webhook::sign_body(signer.secret.as_bytes(), body.as_bytes());
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(url)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
+        .header("X-Pusher-Key", signer.key.as_str())
+        .header("X-Pusher-Signature", signature.to_hex())
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| short(&format!("bad request: {e}")))?;
+    let timeout = Duration::from_secs(ctx.config.timeout);
+    let exchange = async {
+        let res = ctx.client.request(req).await.map_err(|e| {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                src = s.source();
+            }
+            short(&msg)
+        })?;
+        let status = res.status();
+        // Read (a bounded part of) the answer so the connection can be reused.
+        let _ = Limited::new(res.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("timed out after {} s", ctx.config.timeout))?
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> WebhooksConfig {
+        crate::Config::from_toml("").unwrap().webhooks
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_cap() {
+        let c = cfg();
+        for _ in 0..50 {
+            let d1 = backoff_ms(&c, 1);
+            assert!((500..=1000).contains(&d1), "{d1}");
+            let d3 = backoff_ms(&c, 3);
+            assert!((2000..=4000).contains(&d3), "{d3}");
+            let d20 = backoff_ms(&c, 20);
+            assert!((30_000..=60_000).contains(&d20), "{d20}");
+            assert!(backoff_ms(&c, u32::MAX) <= 60_000);
+        }
+    }
+
+    #[test]
+    fn body_is_pusher_shaped() {
+        let e = |id, ev: &str| OutboxEvent {
+            id,
+            app_id: "1".into(),
+            endpoint: "http://x".into(),
+            event: ev.into(),
+            created_ms: 1327078148132 + id,
+            attempts: 0,
+            next_attempt_ms: 0,
+            last_error: None,
+        };
+        let b = body(&[
+            e(0, r#"{"name":"channel_occupied","channel":"test_channel"}"#),
+            e(1, r#"{"name":"channel_vacated","channel":"test_channel"}"#),
+        ]);
+        assert_eq!(
+            b,
+            r#"{"time_ms":1327078148132,"events":[{"name":"channel_occupied","channel":"test_channel"},{"name":"channel_vacated","channel":"test_channel"}]}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["events"].as_array().unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,417 @@
+//! Webhooks end to end: a real HTTP receiver on 127.0.0.1 gets signed,
+//! Pusher-shaped requests; retries, dead letters and restarts lose nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// One request the receiver accepted.
+#[derive(Debug)]
+struct Hook {
+    events: Vec<Value>,
+}
+
+#[derive(Clone)]
+struct RecvState {
+    tx: mpsc::UnboundedSender<Hook>,
+    /// Requests still to answer with 500.
+    fail: Arc<AtomicUsize>,
+    /// Requests still to leave hanging (never answered).
+    hang: Arc<AtomicUsize>,
+    /// Every request seen (failed ones included).
+    seen: Arc<AtomicUsize>,
+}
+
+struct Receiver {
+    url: String,
+    rx: mpsc::UnboundedReceiver<Hook>,
+    state: RecvState,
+}
+
+async fn handle(State(st): State<RecvState>, headers: HeaderMap, body: String) -> StatusCode {
+    st.seen.fetch_add(1, Ordering::SeqCst);
+    if st
+        .hang
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    if st
+        .fail
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    // Exactly what the Pusher SDKs check.
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["x-pusher-key"], KEY);
+    let sig = headers["x-pusher-signature"].to_str().unwrap();
+    assert!(
+        hush_protocol::webhook::verify_body(SECRET.as_bytes(), body.as_bytes(), sig),
+        "signature does not verify"
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.len(), 2, "{v}");
+    assert!(v["time_ms"].as_i64().unwrap() > 1_600_000_000_000);
+    let _ = st.tx.send(Hook {
+        events: v["events"].as_array().unwrap().clone(),
+    });
+    StatusCode::OK
+}
+
+async fn receiver() -> Receiver {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let state = RecvState {
+        tx,
+        fail: Arc::default(),
+        hang: Arc::default(),
+        seen: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .route("/hooks", axum::routing::post(handle))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Receiver { url, rx, state }
+}
+
+impl Receiver {
+    /// Reads events until `n` have arrived.
+    async fn events(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let hook = tokio::time::timeout(WAIT, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out with {} of {n} events: {out:?}", out.len()))
+                .unwrap();
+            out.extend(hook.events);
+        }
+        out
+    }
+
+    /// No accepted request within `wait`.
+    async fn silence(&mut self, wait: Duration) {
+        if let Ok(Some(h)) = tokio::time::timeout(wait, self.rx.recv()).await {
+            panic!("unexpected webhook {h:?}");
+        }
+    }
+}
+
+/// Fast retries and delays for tests.
+fn hooks_toml(webhooks: &str, app_extra: &str) -> String {
+    format!(
+        "[webhooks]\nbackoff_base_ms = 50\nbackoff_max_ms = 200\nbatch_window_ms = 10\n\
+         vacate_delay_ms = 300\nmax_attempts = 3\ntimeout = 5\n{}{webhooks}\n",
+        app_toml(app_extra)
+    )
+}
+
+fn webhook(url: &str, types: Option<&[&str]>) -> String {
+    let mut s = format!("[[apps.main.webhooks]]\nurl = \"{url}\"\n");
+    if let Some(t) = types {
+        s.push_str(&format!("event_types = {}\n", json!(t)));
+    }
+    s
+}
+
+fn has(events: &[Value], e: &Value) -> usize {
+    events.iter().filter(|x| *x == e).count()
+}
+
+#[tokio::test]
+async fn every_event_type_with_pusher_fields_and_a_valid_signature() {
+    let mut r = receiver().await;
+    let s = start(&hooks_toml(&webhook(&r.url, None), "client_events = true")).await;
+    let mut a = s.client().await;
+    let mut b = s.client().await;
+    let a_sid = a.sid().to_owned();
+    a.subscribe_ok("private-a").await;
+    a.join_presence("presence-p", "u1", json!({"n": 1})).await;
+    a.subscribe_ok("cache-c").await;
+    a.expect("pusher:cache_miss").await;
+    b.subscribe_ok("private-a").await;
+    a.send(json!({"event":"client-obj","channel":"private-a","data":{"x": [1, 2]}}))
+        .await;
+    b.expect("client-obj").await;
+    a.send(json!({"event":"client-str","channel":"presence-p","data":"hi"}))
+        .await;
+    drop(a);
+    let got = r.events(14).await;
+    let want = [
+        json!({"name":"channel_occupied","channel":"private-a"}),
+        json!({"name":"subscription_count","channel":"private-a","subscription_count":1}),
+        json!({"name":"channel_occupied","channel":"presence-p"}),
+        json!({"name":"member_added","channel":"presence-p","user_id":"u1"}),
+        json!({"name":"channel_occupied","channel":"cache-c"}),
+        json!({"name":"cache_miss","channel":"cache-c"}),
+        json!({"name":"subscription_count","channel":"cache-c","subscription_count":1}),
+        json!({"name":"subscription_count","channel":"private-a","subscription_count":2}),
+        json!({"name":"client_event","channel":"private-a","event":"client-obj","data":"{\"x\":[1,2]}","socket_id":a_sid}),
+        json!({"name":"client_event","channel":"presence-p","event":"client-str","data":"hi","socket_id":a_sid,"user_id":"u1"}),
+        json!({"name":"member_removed","channel":"presence-p","user_id":"u1"}),
+        json!({"name":"channel_vacated","channel":"presence-p"}),
+        json!({"name":"channel_vacated","channel":"cache-c"}),
+        json!({"name":"subscription_count","channel":"private-a","subscription_count":1}),
+    ];
+    for w in &want {
+        assert_eq!(has(&got, w), has(&want, w), "{w} in {got:#?}");
+    }
+    // Per channel, in the order things happened.
+    let on = |c: &str| -> Vec<&Value> { got.iter().filter(|e| e["channel"] == c).collect() };
+    let want_on = |c: &str| -> Vec<&Value> { want.iter().filter(|e| e["channel"] == c).collect() };
+    assert_eq!(on("private-a"), want_on("private-a"));
+    assert_eq!(on("cache-c"), want_on("cache-c"));
+    let p = on("presence-p");
+    assert_eq!(p[0], &want[2]);
+    assert_eq!(p[1], &want[3]);
+    assert_eq!(p[p.len() - 1], &want[11]);
+    r.silence(Duration::from_millis(500)).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn filters_and_apps_without_webhooks() {
+    let mut occ = receiver().await;
+    let mut mem = receiver().await;
+    let hooks = format!(
+        "{}{}",
+        webhook(&occ.url, Some(&["channel_occupied"])),
+        webhook(&mem.url, Some(&["member_added", "member_removed"]))
+    );
+    let s = start(&hooks_toml(&hooks, "")).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("news").await;
+    a.join_presence("presence-q", "7", json!({})).await;
+    let got = occ.events(2).await;
+    assert_eq!(
+        got,
+        vec![
+            json!({"name":"channel_occupied","channel":"news"}),
+            json!({"name":"channel_occupied","channel":"presence-q"}),
+        ]
+    );
+    drop(a);
+    let got = mem.events(2).await;
+    assert_eq!(
+        got,
+        vec![
+            json!({"name":"member_added","channel":"presence-q","user_id":"7"}),
+            json!({"name":"member_removed","channel":"presence-q","user_id":"7"}),
+        ]
+    );
+    // No vacated for the occupied-only endpoint, nothing else for either.
+    occ.silence(Duration::from_millis(800)).await;
+    mem.silence(Duration::from_millis(200)).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn vacated_is_debounced_and_cancelled_by_reoccupation() {
+    let mut r = receiver().await;
+    let toml = hooks_toml(
+        &webhook(&r.url, Some(&["channel_occupied", "channel_vacated"])),
+        "",
+    )
+    .replace("vacate_delay_ms = 300", "vacate_delay_ms = 1500");
+    let s = start(&toml).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("flap").await;
+    assert_eq!(
+        r.events(1).await,
+        vec![json!({"name":"channel_occupied","channel":"flap"})]
+    );
+    // Leave and come back within the delay: neither event is sent.
+    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"flap"}}))
+        .await;
+    a.subscribe_ok("flap").await;
+    r.silence(Duration::from_millis(2000)).await;
+    // Leave for good: vacated after the delay.
+    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"flap"}}))
+        .await;
+    assert_eq!(
+        r.events(1).await,
+        vec![json!({"name":"channel_vacated","channel":"flap"})]
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_every_event_once_in_order_after_recovery() {
+    let mut r = receiver().await;
+    r.state.fail.store(4, Ordering::SeqCst);
+    let toml = hooks_toml(&webhook(&r.url, Some(&["channel_occupied"])), "")
+        .replace("max_attempts = 3", "max_attempts = 10")
+        .replace("[webhooks]\n", "[webhooks]\nbatch_size = 3\n");
+    let s = start(&toml).await;
+    let mut a = s.client().await;
+    for i in 0..10 {
+        a.subscribe_ok(&format!("c{i}")).await;
+    }
+    let got = r.events(10).await;
+    let names: Vec<&str> = got.iter().map(|e| e["channel"].as_str().unwrap()).collect();
+    let want: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+    assert_eq!(names, want);
+    r.silence(Duration::from_millis(500)).await;
+    assert!(r.state.seen.load(Ordering::SeqCst) >= 4 + 4);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dead_letters_after_the_retry_budget() {
+    let mut r = receiver().await;
+    r.state.fail.store(usize::MAX, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    let mut config = hush_server::Config::from_toml(&hooks_toml(
+        &webhook(&r.url, Some(&["channel_occupied"])),
+        "",
+    ))
+    .unwrap();
+    config.store.url = Some(url.clone());
+    let s = start_config(config).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("doomed").await;
+    let store = hush_store::Store::open(&url, &Default::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let dead = loop {
+        let d = store.dead_letters(None, 10).await.unwrap();
+        if !d.is_empty() {
+            break d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].app_id, ID);
+    assert_eq!(dead[0].endpoint, r.url);
+    assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 500"));
+    let ev: Value = serde_json::from_str(&dead[0].event).unwrap();
+    assert_eq!(ev, json!({"name":"channel_occupied","channel":"doomed"}));
+    assert_eq!(r.state.seen.load(Ordering::SeqCst), 3);
+    r.silence(Duration::from_millis(300)).await;
+    // Retried from the dead letters (as `hush webhooks retry` does) and the
+    // receiver now answers: delivered.
+    r.state.fail.store(0, Ordering::SeqCst);
+    assert_eq!(
+        store
+            .retry_dead_letters(None, None, hush_store::now_ms())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(r.events(1).await, vec![ev]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_mid_delivery_redelivers_pending_events() {
+    let mut r = receiver().await;
+    // The first request hangs: the server stops while it is in flight.
+    r.state.hang.store(1, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/data/hush.sqlite3", dir.path().display());
+    let toml = hooks_toml(
+        &webhook(&r.url, Some(&["channel_occupied", "channel_vacated"])),
+        "",
+    )
+    .replace("vacate_delay_ms = 300", "vacate_delay_ms = 60000");
+    let config = || {
+        let mut c = hush_server::Config::from_toml(&toml).unwrap();
+        c.store.url = Some(url.clone());
+        c
+    };
+    let s = start_config(config()).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("first").await;
+    // Wait until the request is in flight.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while r.state.seen.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.subscribe_ok("second").await;
+    // Stopping disconnects `a`: both vacated events are held back for a
+    // minute, and shutdown must still write them to the outbox.
+    s.stop().await;
+    r.silence(Duration::from_millis(200)).await;
+
+    let s2 = start_config(config()).await;
+    let got = r.events(4).await;
+    // The in-flight batch comes first; per channel, occupied before vacated.
+    assert_eq!(got[0], json!({"name":"channel_occupied","channel":"first"}));
+    let pos = |e: Value| got.iter().position(|x| *x == e).unwrap();
+    for c in ["first", "second"] {
+        assert!(
+            pos(json!({"name":"channel_occupied","channel":c}))
+                < pos(json!({"name":"channel_vacated","channel":c}))
+        );
+    }
+    for c in ["first", "second"] {
+        assert_eq!(
+            has(&got, &json!({"name":"channel_occupied","channel":c})),
+            1
+        );
+        assert_eq!(has(&got, &json!({"name":"channel_vacated","channel":c})), 1);
+    }
+    r.silence(Duration::from_millis(500)).await;
+    s2.stop().await;
+}
+
+#[tokio::test]
+async fn ready_reports_an_unreachable_store() {
+    let mut config = hush_server::Config::from_toml(&app_toml("")).unwrap();
+    config.store.url = Some("sqlite::memory:".into());
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    let server = hush_server::Server::bind(config).await.unwrap();
+    let state = server.state();
+    let running = server.spawn();
+    let get = |addr| async move {
+        let s = TestServerAddr(addr);
+        s.get("/ready").await
+    };
+    assert_eq!(get(running.local_addr()).await.0, 200);
+    state.store.close().await;
+    let (status, body) = get(running.local_addr()).await;
+    assert_eq!(status, 503);
+    assert_eq!(body, json!({"status": "store unavailable"}));
+    let _ = tokio::time::timeout(WAIT, running.stop()).await;
+}
+
+/// A bare HTTP GET against an address.
+struct TestServerAddr(std::net::SocketAddr);
+
+impl TestServerAddr {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.0).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+}

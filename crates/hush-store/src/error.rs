@@ -1,0 +1,26 @@
+//! Store errors.
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names a backend this build does not have.
+    #[error("store: {0}")]
+    Unsupported(String),
+    /// The database could not be opened or created.
+    #[error("store: cannot open {path}: {source}")]
+    Open {
+        /// The database (URL without password, or file path).
+        path: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Applying the schema migrations failed.
+    #[error("store: migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed (database unreachable, locked too long, disk full…).
+    #[error("store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored row could not be decoded.
+    #[error("store: bad row: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,165 @@
+//! hush's durable storage.
+//!
+//! One [`Store`] hides which database is used. Today that is SQLite (the embedded
+//! default: a file in the data directory, WAL mode, created on first start); the
+//! backend is an enum inside [`Store`], so a PostgreSQL implementation can be added
+//! later without changing any caller. The SQL is kept portable (`$n` parameters,
+//! standard types) and the schema lives in additive, embedded migrations, one
+//! directory per backend (`migrations/sqlite/`), applied on [`Store::open`].
+//!
+//! It holds the webhook outbox ([`outbox`]); later issues add the key directory
+//! and the mailbox as new migrations.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hush_store::StoreError> {
+//! let store = hush_store::Store::open("sqlite://./hush-data/hush.sqlite3", &Default::default()).await?;
+//! store.ping().await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod directory;
+mod error;
+mod migrations;
+pub mod outbox;
+mod sqlite;
+
+use std::time::Duration;
+
+pub use error::StoreError;
+pub use outbox::{AppCounts, DeadLetter, FailureOutcome, NewOutboxEvent, OutboxEvent, Target};
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most pooled connections.
+    pub max_connections: u32,
+    /// How long a statement waits for a lock or a pooled connection.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The storage of one hush node (cheap to clone: the pool is shared).
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backend {
+            Backend::Sqlite(_) => f.write_str("Store(sqlite)"),
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and applies the
+    /// migrations. `sqlite://PATH` (directories are created), `sqlite:PATH`
+    /// and `sqlite::memory:` are understood; `postgres://` is refused until
+    /// that backend exists.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let scheme = url.split(':').next().unwrap_or("").to_ascii_lowercase();
+        let backend = match scheme.as_str() {
+            "sqlite" => Backend::Sqlite(sqlite::open(url, options).await?),
+            "postgres" | "postgresql" => {
+                return Err(StoreError::Unsupported(
+                    "PostgreSQL is not supported yet; use a sqlite:// store".into(),
+                ));
+            }
+            _ => {
+                return Err(StoreError::Unsupported(format!(
+                    "unknown store URL scheme in '{}' (expected sqlite://PATH)",
+                    redact_url(url)
+                )));
+            }
+        };
+        Ok(Self { backend })
+    }
+
+    /// Checks that the database answers (readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::ping(p).await,
+        }
+    }
+
+    /// Closes every pooled connection (waits for checked-out ones).
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(p) => p.close().await,
+        }
+    }
+
+    /// The backend's name (`"sqlite"`).
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// `url` with any password replaced by `****` (for logs and `--print-config`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:****@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://hush:s3cret@db:5432/hush"),
+            "postgres://hush:****@db:5432/hush"
+        );
+        assert_eq!(
+            redact_url("sqlite://./d/h.sqlite3"),
+            "sqlite://./d/h.sqlite3"
+        );
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+    }
+
+    #[tokio::test]
+    async fn refuses_unknown_and_postgres_urls() {
+        let o = StoreOptions::default();
+        assert!(matches!(
+            Store::open("postgres://u:p@h/db", &o).await,
+            Err(StoreError::Unsupported(_))
+        ));
+        let e = Store::open("mysql://u:secret@h/db", &o).await.unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+}

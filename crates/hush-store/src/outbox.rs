@@ -1,0 +1,437 @@
+//! The webhook outbox: events waiting for delivery to one webhook endpoint of
+//! one app, delivered in insertion order, retried with back-off, and moved to
+//! the dead letters once their retry budget is spent.
+//!
+//! A delivery is at-least-once: rows are deleted only after the endpoint
+//! answered 2xx, so a crash between the answer and the delete redelivers them.
+
+use crate::{Backend, Store, StoreError, sqlite};
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutboxEvent {
+    /// The app's id.
+    pub app_id: String,
+    /// The webhook endpoint (URL) it goes to.
+    pub endpoint: String,
+    /// One Pusher webhook event object, as JSON text.
+    pub event: String,
+    /// When it happened (Unix ms).
+    pub created_ms: i64,
+}
+
+/// An event waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Its id; ids grow in insertion order.
+    pub id: i64,
+    /// The app's id.
+    pub app_id: String,
+    /// The webhook endpoint.
+    pub endpoint: String,
+    /// The event object (JSON text).
+    pub event: String,
+    /// When it happened (Unix ms).
+    pub created_ms: i64,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Not to be sent before this time (Unix ms).
+    pub next_attempt_ms: i64,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+}
+
+/// An event whose retry budget ran out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Its id (the id it had in the outbox).
+    pub id: i64,
+    /// The app's id.
+    pub app_id: String,
+    /// The webhook endpoint.
+    pub endpoint: String,
+    /// The event object (JSON text).
+    pub event: String,
+    /// When it happened (Unix ms).
+    pub created_ms: i64,
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// When it was given up (Unix ms).
+    pub failed_ms: i64,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+}
+
+/// One delivery queue: an endpoint of an app.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Target {
+    /// The app's id.
+    pub app_id: String,
+    /// The webhook endpoint.
+    pub endpoint: String,
+}
+
+/// What [`Store::outbox_failed`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailureOutcome {
+    /// Events kept for another attempt.
+    pub retrying: u64,
+    /// Events moved to the dead letters.
+    pub dead: u64,
+}
+
+/// Pending and dead events of one app.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppCounts {
+    /// The app's id.
+    pub app_id: String,
+    /// Events waiting in the outbox.
+    pub pending: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
+impl Store {
+    /// Appends events in one transaction; each becomes due at once.
+    pub async fn outbox_append(&self, events: &[NewOutboxEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::outbox_append(p, events).await,
+        }
+    }
+
+    /// Every (app, endpoint) with events in the outbox.
+    pub async fn outbox_targets(&self) -> Result<Vec<Target>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::outbox_targets(p).await,
+        }
+    }
+
+    /// The oldest `limit` events of one target, in order. The caller sends
+    /// them once the first one is due (`next_attempt_ms`): a failing head holds
+    /// back the rest, so the endpoint sees events in order.
+    pub async fn outbox_next_batch(
+        &self,
+        target: &Target,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::outbox_next_batch(p, target, limit).await,
+        }
+    }
+
+    /// Deletes delivered events. Returns how many were deleted.
+    pub async fn outbox_delivered(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::outbox_delivered(p, ids).await,
+        }
+    }
+
+    /// Records a failed attempt on `ids`: one more attempt, due again at
+    /// `next_attempt_ms`, with `error`. Events that have now made
+    /// `max_attempts` attempts move to the dead letters (in the same
+    /// transaction).
+    pub async fn outbox_failed(
+        &self,
+        ids: &[i64],
+        now_ms: i64,
+        next_attempt_ms: i64,
+        error: &str,
+        max_attempts: u32,
+    ) -> Result<FailureOutcome, StoreError> {
+        if ids.is_empty() {
+            return Ok(FailureOutcome::default());
+        }
+        match &self.backend {
+            Backend::Sqlite(p) => {
+                sqlite::outbox_failed(p, ids, now_ms, next_attempt_ms, error, max_attempts).await
+            }
+        }
+    }
+
+    /// Moves every outbox event of `target` to the dead letters at once (its
+    /// endpoint is no longer configured). Returns how many moved.
+    pub async fn outbox_abandon(
+        &self,
+        target: &Target,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::outbox_abandon(p, target, now_ms, reason).await,
+        }
+    }
+
+    /// Dead letters in id order, optionally of one app, at most `limit`.
+    pub async fn dead_letters(
+        &self,
+        app_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::dead_letters(p, app_id, limit).await,
+        }
+    }
+
+    /// Puts dead letters back into the outbox (as new events at the end of
+    /// their queue, zero attempts, due now): those with `ids`, or all of them
+    /// (optionally of one app) when `ids` is `None`. Returns how many moved.
+    pub async fn retry_dead_letters(
+        &self,
+        ids: Option<&[i64]>,
+        app_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::retry_dead_letters(p, ids, app_id, now_ms).await,
+        }
+    }
+
+    /// Deletes dead letters: those with `ids`, or all (optionally of one app).
+    /// Returns how many were deleted.
+    pub async fn purge_dead_letters(
+        &self,
+        ids: Option<&[i64]>,
+        app_id: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::purge_dead_letters(p, ids, app_id).await,
+        }
+    }
+
+    /// Pending and dead counts per app (apps with neither are absent), sorted
+    /// by app id.
+    pub async fn outbox_counts(&self) -> Result<Vec<AppCounts>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::outbox_counts(p).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreOptions;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sub/hush.sqlite3", dir.path().display());
+        let s = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        (dir, s)
+    }
+
+    fn ev(app: &str, endpoint: &str, n: i64) -> NewOutboxEvent {
+        NewOutboxEvent {
+            app_id: app.into(),
+            endpoint: endpoint.into(),
+            event: format!(r#"{{"name":"channel_occupied","channel":"c{n}"}}"#),
+            created_ms: 1_000 + n,
+        }
+    }
+
+    fn target(app: &str, endpoint: &str) -> Target {
+        Target {
+            app_id: app.into(),
+            endpoint: endpoint.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn append_fetch_in_order_and_deliver() {
+        let (_d, s) = store().await;
+        s.ping().await.unwrap();
+        let events: Vec<_> = (0..1200).map(|n| ev("1", "http://a", n)).collect();
+        s.outbox_append(&events).await.unwrap();
+        s.outbox_append(&[ev("1", "http://b", 0), ev("2", "http://a", 0)])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.outbox_targets().await.unwrap(),
+            vec![
+                target("1", "http://a"),
+                target("1", "http://b"),
+                target("2", "http://a")
+            ]
+        );
+        let t = target("1", "http://a");
+        let batch = s.outbox_next_batch(&t, 100).await.unwrap();
+        assert_eq!(batch.len(), 100);
+        assert!(batch.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(batch[0].event, events[0].event);
+        assert_eq!(batch[0].next_attempt_ms, 1_000);
+        assert_eq!(batch[0].attempts, 0);
+        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        assert_eq!(s.outbox_delivered(&ids).await.unwrap(), 100);
+        let next = s.outbox_next_batch(&t, 100).await.unwrap();
+        assert_eq!(next[0].event, events[100].event);
+        let counts = s.outbox_counts().await.unwrap();
+        assert_eq!(
+            counts,
+            vec![
+                AppCounts {
+                    app_id: "1".into(),
+                    pending: 1101,
+                    dead: 0
+                },
+                AppCounts {
+                    app_id: "2".into(),
+                    pending: 1,
+                    dead: 0
+                }
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_retry_then_dead_letter_then_retry_and_purge() {
+        let (_d, s) = store().await;
+        s.outbox_append(&[ev("1", "http://a", 0), ev("1", "http://a", 1)])
+            .await
+            .unwrap();
+        let t = target("1", "http://a");
+        let ids: Vec<i64> = s
+            .outbox_next_batch(&t, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let o = s
+            .outbox_failed(&ids, 5_000, 6_000, "HTTP 500", 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            o,
+            FailureOutcome {
+                retrying: 2,
+                dead: 0
+            }
+        );
+        let b = s.outbox_next_batch(&t, 10).await.unwrap();
+        assert_eq!(b[0].attempts, 1);
+        assert_eq!(b[0].next_attempt_ms, 6_000);
+        assert_eq!(b[0].last_error.as_deref(), Some("HTTP 500"));
+        // A new event joins the queue; only the two failing ones die.
+        s.outbox_append(&[ev("1", "http://a", 2)]).await.unwrap();
+        let all: Vec<i64> = s
+            .outbox_next_batch(&t, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let o = s
+            .outbox_failed(&all, 7_000, 8_000, "timeout", 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            o,
+            FailureOutcome {
+                retrying: 1,
+                dead: 2
+            }
+        );
+        let dead = s.dead_letters(None, 100).await.unwrap();
+        assert_eq!(dead.len(), 2);
+        assert_eq!(dead[0].id, ids[0]);
+        assert_eq!(dead[0].attempts, 2);
+        assert_eq!(dead[0].failed_ms, 7_000);
+        assert_eq!(dead[0].last_error.as_deref(), Some("timeout"));
+        assert!(s.dead_letters(Some("other"), 100).await.unwrap().is_empty());
+        assert_eq!(
+            s.outbox_counts().await.unwrap(),
+            vec![AppCounts {
+                app_id: "1".into(),
+                pending: 1,
+                dead: 2
+            }]
+        );
+        // Retry one by id: it goes back at the end of the queue, fresh.
+        assert_eq!(
+            s.retry_dead_letters(Some(&[ids[1]]), None, 9_000)
+                .await
+                .unwrap(),
+            1
+        );
+        let q = s.outbox_next_batch(&t, 10).await.unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[1].event, ev("1", "http://a", 1).event);
+        assert_eq!((q[1].attempts, q[1].next_attempt_ms), (0, 9_000));
+        assert_eq!(q[1].created_ms, 1_001);
+        // Purge the rest.
+        assert_eq!(s.purge_dead_letters(Some(&[]), None).await.unwrap(), 0);
+        assert_eq!(s.purge_dead_letters(None, Some("2")).await.unwrap(), 0);
+        assert_eq!(s.purge_dead_letters(None, None).await.unwrap(), 1);
+        assert!(s.dead_letters(None, 100).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn abandon_moves_a_whole_target() {
+        let (_d, s) = store().await;
+        s.outbox_append(&[ev("1", "http://gone", 0), ev("1", "http://kept", 0)])
+            .await
+            .unwrap();
+        let n = s
+            .outbox_abandon(&target("1", "http://gone"), 10, "not configured")
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            s.outbox_targets().await.unwrap(),
+            vec![target("1", "http://kept")]
+        );
+        let d = s.dead_letters(Some("1"), 10).await.unwrap();
+        assert_eq!(d[0].last_error.as_deref(), Some("not configured"));
+        assert_eq!(s.retry_dead_letters(None, Some("1"), 20).await.unwrap(), 1);
+        assert_eq!(s.outbox_targets().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_and_concurrent_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+        let a = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        a.outbox_append(&[ev("1", "http://a", 0)]).await.unwrap();
+        // A second handle on the same file while the first is open (the CLI
+        // next to a running server), then a reopen after close.
+        let b = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        assert_eq!(b.outbox_counts().await.unwrap()[0].pending, 1);
+        b.close().await;
+        a.close().await;
+        let c = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        assert_eq!(
+            c.outbox_next_batch(&target("1", "http://a"), 5)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            dir.path().join("hush.sqlite3-wal").exists()
+                || dir.path().join("hush.sqlite3").exists()
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_store_works_across_pooled_connections() {
+        let s = Store::open("sqlite::memory:", &StoreOptions::default())
+            .await
+            .unwrap();
+        s.outbox_append(&[ev("1", "http://a", 0)]).await.unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..4 {
+            let s = s.clone();
+            handles.push(tokio::spawn(
+                async move { s.outbox_counts().await.unwrap() },
+            ));
+        }
+        for h in handles {
+            assert_eq!(h.await.unwrap()[0].pending, 1);
+        }
+    }
+}
