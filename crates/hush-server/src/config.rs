@@ -527,6 +527,59 @@ mod tests {
     }
 
     #[test]
+    fn store_and_webhooks() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.server.data_dir, "./hush-data");
+        assert_eq!(c.store_url(), "sqlite://./hush-data/hush.sqlite3");
+        assert_eq!(c.webhooks.max_attempts, 10);
+        let c = Config::from_toml(
+            "[server]\ndata_dir='/var/lib/hush/'\n[apps.main]\nid='3'\nkey='k'\nsecret='s'\n\
+             [[apps.main.webhooks]]\nurl='http://u:pw@127.0.0.1:9000/hooks'\n\
+             event_types=['channel_occupied','member_added']\n\
+             [[apps.main.webhooks]]\nurl='http://127.0.0.1:9001/'\n",
+        )
+        .unwrap();
+        assert_eq!(c.store_url(), "sqlite:///var/lib/hush/hush.sqlite3");
+        let hooks = &c.apps["main"].webhooks;
+        assert_eq!(
+            hooks[0].mask(),
+            WebhookEventType::ChannelOccupied.bit() | WebhookEventType::MemberAdded.bit()
+        );
+        assert_eq!(hooks[1].mask(), 0x7f);
+        let masked = c.to_masked_toml();
+        assert!(masked.contains("u:****@127.0.0.1:9000"), "{masked}");
+        assert!(!masked.contains("pw@"));
+        // Round trip of the masked form keeps the structure.
+        assert!(masked.contains("[[apps.main.webhooks]]"), "{masked}");
+        let c = Config::from_toml("[store]\nurl='postgres://hush:pw@db/hush'\n").unwrap();
+        assert!(c.to_masked_toml().contains("postgres://hush:****@db/hush"));
+    }
+
+    #[test]
+    fn rejects_bad_webhooks() {
+        let app = "[apps.main]\nid='3'\nkey='k'\nsecret='s'\n[[apps.main.webhooks]]\n";
+        for (hook, why) in [
+            ("url='ftp://x/y'", "http://"),
+            ("url='https://example.com/h'", "https"),
+            ("url='not a url'", "valid URL"),
+            ("url='/relative'", "http://"),
+            ("url='http://x/'\nevent_types=[]", "empty"),
+            (
+                "url='http://x/'\nevent_types=['channel_exploded']",
+                "unknown variant",
+            ),
+            ("url='http://x/'\nbogus=1", "unknown field"),
+        ] {
+            let e = Config::from_toml(&format!("{app}{hook}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{hook}: {e}");
+        }
+        assert!(Config::from_toml("[webhooks]\nmax_attempts=0\n").is_err());
+        assert!(Config::from_toml("[webhooks]\nbogus=0\n").is_err());
+    }
+
+    #[test]
     #[allow(clippy::result_large_err)]
     fn env_overrides() {
         figment::Jail::expect_with(|jail| {
@@ -535,8 +588,14 @@ mod tests {
             jail.set_env("HUSH_APPS__MAIN__CLIENT_EVENTS", "true");
             jail.set_env("HUSH_LOG", "debug");
             jail.set_env("HUSH_CONFIG", "elsewhere.toml");
+            jail.set_env("HUSH_SERVER__DATA_DIR", "/tmp/hd");
+            jail.set_env("HUSH_WEBHOOKS__MAX_ATTEMPTS", "3");
+            jail.set_env("HUSH_STORE__URL", "sqlite::memory:");
             let c = Config::load(Some(Path::new("hush.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.server.port, 7777);
+            assert_eq!(c.server.data_dir, "/tmp/hd");
+            assert_eq!(c.webhooks.max_attempts, 3);
+            assert_eq!(c.store_url(), "sqlite::memory:");
             assert!(c.apps["main"].client_events);
             Ok(())
         });

@@ -249,3 +249,50 @@ impl WebhooksHandle {
         let _ = self.sender.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_protocol::ChannelName;
+
+    fn hooks(types: &str, capacity: usize) -> (AppHooks, mpsc::Receiver<Queued>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let app = Config::from_toml(&format!(
+            "[apps.a]\nid='1'\nkey='k'\nsecret='s'\n[[apps.a.webhooks]]\nurl='http://x/'\nevent_types={types}\n"
+        ))
+        .unwrap()
+        .apps["a"]
+            .clone();
+        (HookSink { tx }.for_app(&app).unwrap(), rx)
+    }
+
+    #[test]
+    fn pairs_travel_together_and_others_are_filtered() {
+        let (h, _rx) = hooks("['channel_vacated']", 8);
+        assert!(h.wants(WebhookEventType::ChannelOccupied));
+        assert!(h.wants(WebhookEventType::ChannelVacated));
+        assert!(!h.wants(WebhookEventType::MemberAdded));
+        assert!(!h.wants(WebhookEventType::ClientEvent));
+        let app = Config::from_toml("[apps.a]\nid='1'\nkey='k'\nsecret='s'\n")
+            .unwrap()
+            .apps["a"]
+            .clone();
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(HookSink { tx }.for_app(&app).is_none());
+    }
+
+    #[test]
+    fn a_full_queue_drops_without_blocking() {
+        let (h, mut rx) = hooks("['cache_miss']", 2);
+        let ch = ChannelName::parse("cache-x").unwrap();
+        for _ in 0..5 {
+            h.emit(HookEvent::CacheMiss(ch.clone()));
+        }
+        // Not wanted: not queued at all.
+        h.emit(HookEvent::ChannelOccupied(ch.clone()));
+        assert_eq!(h.dropped.load(Ordering::Relaxed), 3);
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err());
+    }
+}
