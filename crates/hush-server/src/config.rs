@@ -468,12 +468,13 @@ fn validate_webhook_url(app: &str, url: &str) -> Result<(), ConfigError> {
     let uri: axum::http::Uri = url.parse().map_err(|_| bad("not a valid URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
+        Some("https") if cfg!(feature = "webhook-tls") => {}
         Some("https") => {
             return Err(bad(
-                "https webhooks are not supported by this build; use http:// (e.g. to a local TLS-terminating proxy)",
+                "https webhooks need hush built with the `webhook-tls` feature; use http:// (e.g. to a local TLS-terminating proxy)",
             ));
         }
-        _ => return Err(bad("must start with http://")),
+        _ => return Err(bad("must start with http:// or https://")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("has no host"));
@@ -560,7 +561,6 @@ mod tests {
         let app = "[apps.main]\nid='3'\nkey='k'\nsecret='s'\n[[apps.main.webhooks]]\n";
         for (hook, why) in [
             ("url='ftp://x/y'", "http://"),
-            ("url='https://example.com/h'", "https"),
             ("url='not a url'", "valid URL"),
             ("url='/relative'", "http://"),
             ("url='http://x/'\nevent_types=[]", "empty"),
@@ -574,6 +574,12 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(why), "{hook}: {e}");
+        }
+        let https = Config::from_toml(&format!("{app}url='https://example.com/h'\n"));
+        if cfg!(feature = "webhook-tls") {
+            assert!(https.is_ok());
+        } else {
+            assert!(https.unwrap_err().to_string().contains("webhook-tls"));
         }
         assert!(Config::from_toml("[webhooks]\nmax_attempts=0\n").is_err());
         assert!(Config::from_toml("[webhooks]\nbogus=0\n").is_err());

@@ -81,7 +81,7 @@ impl Server {
             .await
             .map_err(std::io::Error::other)?;
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
-        let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone());
+        let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone())?;
         Ok(Self {
             state: ServerState::new(&config, store, &sink),
             listener,

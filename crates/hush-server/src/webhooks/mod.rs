@@ -142,6 +142,7 @@ struct Signer {
 /// The webhook machinery, built but not yet running.
 pub struct Webhooks {
     rx: mpsc::Receiver<Queued>,
+    client: sender::HttpClient,
     store: Store,
     config: WebhooksConfig,
     routes: HashMap<String, Vec<Endpoint>>,
@@ -150,8 +151,11 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// Builds the queue (of `webhooks.queue_capacity` events) for `config`'s apps.
-    pub fn new(config: &Config, store: Store) -> (Self, HookSink) {
+    /// Builds the queue (of `webhooks.queue_capacity` events) for `config`'s
+    /// apps and the HTTP client (with `webhook-tls`, this fails when the
+    /// system has no root certificates).
+    pub fn new(config: &Config, store: Store) -> std::io::Result<(Self, HookSink)> {
+        let client = sender::http_client()?;
         let (tx, rx) = mpsc::channel(config.webhooks.queue_capacity.max(1));
         let mut routes: HashMap<String, Vec<Endpoint>> = HashMap::new();
         let mut signers = HashMap::new();
@@ -184,9 +188,10 @@ impl Webhooks {
                 );
             }
         }
-        (
+        Ok((
             Self {
                 rx,
+                client,
                 store,
                 config: config.webhooks.clone(),
                 routes,
@@ -194,7 +199,7 @@ impl Webhooks {
                 wake: Arc::new(wake),
             },
             HookSink { tx },
-        )
+        ))
     }
 
     /// Starts the collector and the senders.
@@ -211,6 +216,7 @@ impl Webhooks {
         );
         let sender = tokio::spawn(sender::run(
             self.store,
+            self.client,
             self.config,
             self.signers,
             self.wake,

@@ -35,7 +35,31 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const MAX_ERROR_CHARS: usize = 300;
 const USER_AGENT_VALUE: &str = concat!("hush/", env!("CARGO_PKG_VERSION"));
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+#[cfg(feature = "webhook-tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "webhook-tls"))]
+type Connector = HttpConnector;
+
+/// The pooled HTTP client of every delivery loop.
+pub(super) type HttpClient = Client<Connector, Full<Bytes>>;
+
+/// Builds the client: plain HTTP, or HTTP and HTTPS (the system's root
+/// certificates) with `webhook-tls`.
+pub(super) fn http_client() -> std::io::Result<HttpClient> {
+    #[cfg(feature = "webhook-tls")]
+    let connector = {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http)
+    };
+    #[cfg(not(feature = "webhook-tls"))]
+    let connector = HttpConnector::new();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
 
 struct Ctx {
     store: Store,
@@ -48,6 +72,7 @@ struct Ctx {
 /// delivery loop per configured endpoint and the gauge refresher.
 pub(super) async fn run(
     store: Store,
+    client: HttpClient,
     config: WebhooksConfig,
     signers: HashMap<String, Signer>,
     wake: Arc<HashMap<Target, Arc<Notify>>>,
@@ -73,7 +98,7 @@ pub(super) async fn run(
     }
     let ctx = Arc::new(Ctx {
         store,
-        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        client,
         permits: Semaphore::new(config.concurrency.max(1)),
         config,
     });

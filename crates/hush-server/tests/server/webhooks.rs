@@ -415,3 +415,40 @@ impl TestServerAddr {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 }
+
+/// With `webhook-tls`, an https:// URL really speaks TLS: against a plain HTTP
+/// receiver the handshake fails, the handler never runs, and the event ends
+/// as a dead letter with a connection error (not an HTTP status).
+#[cfg(feature = "webhook-tls")]
+#[tokio::test]
+async fn https_urls_speak_tls() {
+    let r = receiver().await;
+    let https = r.url.replacen("http://", "https://", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    let mut config = hush_server::Config::from_toml(
+        &hooks_toml(&webhook(&https, Some(&["channel_occupied"])), "")
+            .replace("max_attempts = 3", "max_attempts = 1"),
+    )
+    .unwrap();
+    config.store.url = Some(url.clone());
+    let s = start_config(config).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("tls").await;
+    let store = hush_store::Store::open(&url, &Default::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let dead = loop {
+        let d = store.dead_letters(None, 10).await.unwrap();
+        if !d.is_empty() {
+            break d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let err = dead[0].last_error.clone().unwrap();
+    assert!(!err.starts_with("HTTP "), "{err}");
+    assert_eq!(r.state.seen.load(Ordering::SeqCst), 0);
+    s.stop().await;
+}
