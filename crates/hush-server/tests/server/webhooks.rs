@@ -452,3 +452,30 @@ async fn https_urls_speak_tls() {
     assert_eq!(r.state.seen.load(Ordering::SeqCst), 0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn cache_miss_is_deduplicated_while_the_miss_persists() {
+    let mut r = receiver().await;
+    let s = start(&hooks_toml(
+        &webhook(&r.url, Some(&["cache_miss"])),
+        "cache_ttl = 1",
+    ))
+    .await;
+    let mut a = s.client().await;
+    let mut b = s.client().await;
+    a.subscribe_ok("cache-x").await;
+    a.expect("pusher:cache_miss").await;
+    b.subscribe_ok("cache-x").await;
+    b.expect("pusher:cache_miss").await;
+    let miss = json!({"name":"cache_miss","channel":"cache-x"});
+    assert_eq!(r.events(1).await, vec![miss.clone()]);
+    r.silence(Duration::from_millis(500)).await;
+    // An event is cached, then expires: the next miss is reported again.
+    assert_eq!(s.trigger("cache-x", "e", "1").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut c = s.client().await;
+    c.subscribe_ok("cache-x").await;
+    c.expect("pusher:cache_miss").await;
+    assert_eq!(r.events(1).await, vec![miss]);
+    s.stop().await;
+}
