@@ -77,9 +77,11 @@ impl Server {
             max_connections: config.store.max_connections,
             ..Default::default()
         };
-        let store = hush_store::Store::open(&config.store_url(), &options)
+        let store_url = config.store_url();
+        let store = hush_store::Store::open(&store_url, &options)
             .await
             .map_err(std::io::Error::other)?;
+        tracing::info!(store = %hush_store::redact_url(&store_url), "store ready");
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
         let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone())?;
         Ok(Self {
