@@ -128,6 +128,10 @@ pub struct WebhookConfig {
     /// Only these event types; absent = all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_types: Option<Vec<WebhookEventType>>,
+    /// Most events per request to this endpoint (1 = one event per request,
+    /// like Pusher without "batch webhooks"); absent = `webhooks.batch_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
 }
 
 impl WebhookConfig {
@@ -364,6 +368,13 @@ impl Config {
         for a in &apps {
             for w in &a.webhooks {
                 validate_webhook_url(&a.id, &w.url)?;
+                if w.batch_size == Some(0) {
+                    return Err(ConfigError::Invalid(format!(
+                        "app '{}': webhook {}: batch_size must be > 0",
+                        a.id,
+                        redact_url(&w.url)
+                    )));
+                }
                 if w.event_types.as_ref().is_some_and(Vec::is_empty) {
                     return Err(ConfigError::Invalid(format!(
                         "app '{}': webhook {}: event_types is empty (omit it for all types)",
@@ -569,6 +580,7 @@ mod tests {
                 "unknown variant",
             ),
             ("url='http://x/'\nbogus=1", "unknown field"),
+            ("url='http://x/'\nbatch_size=0", "batch_size"),
         ] {
             let e = Config::from_toml(&format!("{app}{hook}\n"))
                 .unwrap_err()

@@ -148,6 +148,8 @@ pub struct Webhooks {
     routes: HashMap<String, Vec<Endpoint>>,
     signers: HashMap<String, Signer>,
     wake: Arc<HashMap<Target, Arc<Notify>>>,
+    /// Events per request, per endpoint.
+    batch_sizes: HashMap<Target, u32>,
 }
 
 impl Webhooks {
@@ -160,6 +162,7 @@ impl Webhooks {
         let mut routes: HashMap<String, Vec<Endpoint>> = HashMap::new();
         let mut signers = HashMap::new();
         let mut wake = HashMap::new();
+        let mut batch_sizes = HashMap::new();
         for app in config.effective_apps() {
             for w in &app.webhooks {
                 let target = Target {
@@ -175,6 +178,12 @@ impl Webhooks {
                         mask: w.mask(),
                     }),
                 }
+                // Listed twice with different sizes: the smaller wins.
+                let size = w.batch_size.unwrap_or(config.webhooks.batch_size);
+                batch_sizes
+                    .entry(target.clone())
+                    .and_modify(|s: &mut u32| *s = (*s).min(size))
+                    .or_insert(size);
                 wake.entry(target)
                     .or_insert_with(|| Arc::new(Notify::new()));
             }
@@ -197,6 +206,7 @@ impl Webhooks {
                 routes,
                 signers,
                 wake: Arc::new(wake),
+                batch_sizes,
             },
             HookSink { tx },
         ))
@@ -220,6 +230,7 @@ impl Webhooks {
             self.config,
             self.signers,
             self.wake,
+            self.batch_sizes,
         ));
         WebhooksHandle {
             stop: Some(stop_tx),

@@ -76,6 +76,7 @@ pub(super) async fn run(
     config: WebhooksConfig,
     signers: HashMap<String, Signer>,
     wake: Arc<HashMap<Target, Arc<Notify>>>,
+    batch_sizes: HashMap<Target, u32>,
 ) {
     match store.outbox_targets().await {
         Ok(targets) => {
@@ -110,9 +111,14 @@ pub(super) async fn run(
         let Some(signer) = signers.get(&target.app_id) else {
             continue;
         };
+        let batch_size = batch_sizes
+            .get(target)
+            .copied()
+            .unwrap_or(ctx.config.batch_size);
         tasks.spawn(deliver_loop(
             ctx.clone(),
             target.clone(),
+            batch_size,
             signer.clone(),
             notify.clone(),
         ));
@@ -144,14 +150,16 @@ async fn refresh_gauges(store: &Store, apps: &[String]) {
     }
 }
 
-async fn deliver_loop(ctx: Arc<Ctx>, target: Target, signer: Signer, wake: Arc<Notify>) {
+async fn deliver_loop(
+    ctx: Arc<Ctx>,
+    target: Target,
+    batch_size: u32,
+    signer: Signer,
+    wake: Arc<Notify>,
+) {
     let endpoint_shown = hush_store::redact_url(&target.endpoint);
     loop {
-        let batch = match ctx
-            .store
-            .outbox_next_batch(&target, ctx.config.batch_size)
-            .await
-        {
+        let batch = match ctx.store.outbox_next_batch(&target, batch_size).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, app = %target.app_id, "webhook outbox read failed");

@@ -221,6 +221,38 @@ async fn filters_and_apps_without_webhooks() {
 }
 
 #[tokio::test]
+async fn one_event_per_request_when_batch_size_is_one() {
+    let mut single = receiver().await;
+    let mut batched = receiver().await;
+    let hooks = format!(
+        "{}batch_size = 1\n{}",
+        webhook(&single.url, Some(&["channel_occupied"])),
+        webhook(&batched.url, Some(&["channel_occupied"]))
+    );
+    // A long gathering window so all events reach the outbox together.
+    let toml = hooks_toml(&hooks, "").replace("batch_window_ms = 10", "batch_window_ms = 500");
+    let s = start(&toml).await;
+    let mut a = s.client().await;
+    for i in 0..6 {
+        a.subscribe_ok(&format!("b{i}")).await;
+    }
+    let mut n = 0;
+    while n < 6 {
+        let hook = tokio::time::timeout(WAIT, single.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hook.events.len(), 1, "{hook:?}");
+        n += 1;
+    }
+    let got = batched.events(6).await;
+    assert_eq!(got.len(), 6);
+    // The default batch size (100) let one request carry several events.
+    assert!(batched.state.seen.load(Ordering::SeqCst) < 6);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn vacated_is_debounced_and_cancelled_by_reoccupation() {
     let mut r = receiver().await;
     let toml = hooks_toml(
