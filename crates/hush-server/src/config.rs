@@ -142,6 +142,10 @@ pub struct WebhookConfig {
     /// Only these event types; absent = all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_types: Option<Vec<WebhookEventType>>,
+    /// Most events per request to this endpoint (1 = one event per request,
+    /// like Pusher without "batch webhooks"); absent = `webhooks.batch_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
 }
 
 impl WebhookConfig {
@@ -418,6 +422,13 @@ impl Config {
         for a in &apps {
             for w in &a.webhooks {
                 validate_webhook_url(&a.id, &w.url)?;
+                if w.batch_size == Some(0) {
+                    return Err(ConfigError::Invalid(format!(
+                        "app '{}': webhook {}: batch_size must be > 0",
+                        a.id,
+                        redact_url(&w.url)
+                    )));
+                }
                 if w.event_types.as_ref().is_some_and(Vec::is_empty) {
                     return Err(ConfigError::Invalid(format!(
                         "app '{}': webhook {}: event_types is empty (omit it for all types)",
@@ -532,12 +543,13 @@ fn validate_webhook_url(app: &str, url: &str) -> Result<(), ConfigError> {
     let uri: axum::http::Uri = url.parse().map_err(|_| bad("not a valid URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
+        Some("https") if cfg!(feature = "webhook-tls") => {}
         Some("https") => {
             return Err(bad(
-                "https webhooks are not supported by this build; use http:// (e.g. to a local TLS-terminating proxy)",
+                "https webhooks need hush built with the `webhook-tls` feature; use http:// (e.g. to a local TLS-terminating proxy)",
             ));
         }
-        _ => return Err(bad("must start with http://")),
+        _ => return Err(bad("must start with http:// or https://")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("has no host"));
@@ -624,6 +636,65 @@ mod tests {
     }
 
     #[test]
+    fn store_and_webhooks() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.server.data_dir, "./hush-data");
+        assert_eq!(c.store_url(), "sqlite://./hush-data/hush.sqlite3");
+        assert_eq!(c.webhooks.max_attempts, 10);
+        let c = Config::from_toml(
+            "[server]\ndata_dir='/var/lib/hush/'\n[apps.main]\nid='3'\nkey='k'\nsecret='s'\n\
+             [[apps.main.webhooks]]\nurl='http://u:pw@127.0.0.1:9000/hooks'\n\
+             event_types=['channel_occupied','member_added']\n\
+             [[apps.main.webhooks]]\nurl='http://127.0.0.1:9001/'\n",
+        )
+        .unwrap();
+        assert_eq!(c.store_url(), "sqlite:///var/lib/hush/hush.sqlite3");
+        let hooks = &c.apps["main"].webhooks;
+        assert_eq!(
+            hooks[0].mask(),
+            WebhookEventType::ChannelOccupied.bit() | WebhookEventType::MemberAdded.bit()
+        );
+        assert_eq!(hooks[1].mask(), 0x7f);
+        let masked = c.to_masked_toml();
+        assert!(masked.contains("u:****@127.0.0.1:9000"), "{masked}");
+        assert!(!masked.contains("pw@"));
+        // Round trip of the masked form keeps the structure.
+        assert!(masked.contains("[[apps.main.webhooks]]"), "{masked}");
+        let c = Config::from_toml("[store]\nurl='postgres://hush:pw@db/hush'\n").unwrap();
+        assert!(c.to_masked_toml().contains("postgres://hush:****@db/hush"));
+    }
+
+    #[test]
+    fn rejects_bad_webhooks() {
+        let app = "[apps.main]\nid='3'\nkey='k'\nsecret='s'\n[[apps.main.webhooks]]\n";
+        for (hook, why) in [
+            ("url='ftp://x/y'", "http://"),
+            ("url='not a url'", "valid URL"),
+            ("url='/relative'", "http://"),
+            ("url='http://x/'\nevent_types=[]", "empty"),
+            (
+                "url='http://x/'\nevent_types=['channel_exploded']",
+                "unknown variant",
+            ),
+            ("url='http://x/'\nbogus=1", "unknown field"),
+            ("url='http://x/'\nbatch_size=0", "batch_size"),
+        ] {
+            let e = Config::from_toml(&format!("{app}{hook}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{hook}: {e}");
+        }
+        let https = Config::from_toml(&format!("{app}url='https://example.com/h'\n"));
+        if cfg!(feature = "webhook-tls") {
+            assert!(https.is_ok());
+        } else {
+            assert!(https.unwrap_err().to_string().contains("webhook-tls"));
+        }
+        assert!(Config::from_toml("[webhooks]\nmax_attempts=0\n").is_err());
+        assert!(Config::from_toml("[webhooks]\nbogus=0\n").is_err());
+    }
+
+    #[test]
     #[allow(clippy::result_large_err)]
     fn env_overrides() {
         figment::Jail::expect_with(|jail| {
@@ -632,8 +703,14 @@ mod tests {
             jail.set_env("HUSH_APPS__MAIN__CLIENT_EVENTS", "true");
             jail.set_env("HUSH_LOG", "debug");
             jail.set_env("HUSH_CONFIG", "elsewhere.toml");
+            jail.set_env("HUSH_SERVER__DATA_DIR", "/tmp/hd");
+            jail.set_env("HUSH_WEBHOOKS__MAX_ATTEMPTS", "3");
+            jail.set_env("HUSH_STORE__URL", "sqlite::memory:");
             let c = Config::load(Some(Path::new("hush.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.server.port, 7777);
+            assert_eq!(c.server.data_dir, "/tmp/hd");
+            assert_eq!(c.webhooks.max_attempts, 3);
+            assert_eq!(c.store_url(), "sqlite::memory:");
             assert!(c.apps["main"].client_events);
             Ok(())
         });

@@ -101,14 +101,16 @@ impl Server {
             max_connections: config.store.max_connections,
             ..Default::default()
         };
-        let store = hush_store::Store::open(&config.store_url(), &options)
+        let store_url = config.store_url();
+        let store = hush_store::Store::open(&store_url, &options)
             .await
             .map_err(std::io::Error::other)?;
+        tracing::info!(store = %hush_store::redact_url(&store_url), "store ready");
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
         let directory = directory::Directory::open(store.clone())
             .await
             .map_err(std::io::Error::other)?;
-        let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone());
+        let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone())?;
         let state = ServerState::new(&config, store, Arc::new(directory), &sink);
         let metrics = match handle {
             Some(handle) => {

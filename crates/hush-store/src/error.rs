@@ -7,12 +7,12 @@ pub enum StoreError {
     #[error("store: {0}")]
     Unsupported(String),
     /// The database could not be opened or created.
-    #[error("store: cannot open {path}: {source}")]
+    #[error("store: cannot open {path}: {reason}")]
     Open {
         /// The database (URL without password, or file path).
         path: String,
         /// Why.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        reason: String,
     },
     /// Applying the schema migrations failed.
     #[error("store: migrations failed: {0}")]

@@ -37,6 +37,10 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long a statement waits for a lock or a pooled connection.
     pub busy_timeout: Duration,
+    /// Create the database (and its directory) when missing. Tools that only
+    /// inspect a store turn this off, so a wrong path is an error, not a new
+    /// empty database.
+    pub create: bool,
 }
 
 impl Default for StoreOptions {
@@ -44,6 +48,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 4,
             busy_timeout: Duration::from_secs(5),
+            create: true,
         }
     }
 }
@@ -155,6 +160,17 @@ mod tests {
     #[tokio::test]
     async fn refuses_unknown_and_postgres_urls() {
         let o = StoreOptions::default();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = format!("sqlite://{}/nope/hush.sqlite3", dir.path().display());
+        let no_create = StoreOptions {
+            create: false,
+            ..StoreOptions::default()
+        };
+        assert!(matches!(
+            Store::open(&missing, &no_create).await,
+            Err(StoreError::Open { .. })
+        ));
+        assert!(!dir.path().join("nope").exists());
         assert!(matches!(
             Store::open("postgres://u:p@h/db", &o).await,
             Err(StoreError::Unsupported(_))

@@ -14,24 +14,24 @@ use crate::{StoreError, StoreOptions, migrations};
 const CHUNK: usize = 500;
 
 pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<SqlitePool, StoreError> {
-    let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
-        path: url.to_owned(),
-        source,
+    let open_err = |reason: &dyn std::fmt::Display| StoreError::Open {
+        path: crate::redact_url(url),
+        reason: reason.to_string(),
     };
     let connect = SqliteConnectOptions::from_str(url)
-        .map_err(|e| open_err(Box::new(e)))?
-        .create_if_missing(true)
+        .map_err(|e| open_err(&e))?
+        .create_if_missing(options.create)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(options.busy_timeout)
         .foreign_keys(true);
     let file = connect.get_filename();
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-    if !in_memory {
+    if !in_memory && options.create {
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
                 path: dir.display().to_string(),
-                source: Box::new(e),
+                reason: e.to_string(),
             })?;
         }
     }
@@ -40,7 +40,7 @@ pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<SqlitePool
         .acquire_timeout(options.busy_timeout)
         .connect_with(connect)
         .await
-        .map_err(|e| open_err(Box::new(e)))?;
+        .map_err(|e| open_err(&e))?;
     migrations::sqlite().await?.run(&pool).await?;
     tracing::debug!(url, "store opened");
     Ok(pool)

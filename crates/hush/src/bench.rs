@@ -135,6 +135,8 @@ async fn spawn_server(t: &BenchArgs) -> anyhow::Result<Child> {
         .env("HUSH_APPS__BENCH__CLIENT_EVENTS", "true")
         .env("HUSH_APPS__BENCH__MAX_CLIENT_EVENTS_PER_SECOND", "1000")
         .env("HUSH_LOG", "warn")
+        // The bench needs no durable state: nothing is left in the temp dir.
+        .env("HUSH_STORE__URL", "sqlite::memory:")
         .env_remove("HUSH_CONFIG")
         .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())

@@ -7,6 +7,7 @@ mod keygen;
 mod listen;
 mod sdk_vectors;
 mod serve;
+mod webhooks_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,8 @@ enum Command {
     Channels(api_cmds::ChannelsArgs),
     /// List the users of a presence channel.
     Users(api_cmds::UsersArgs),
+    /// Inspect the webhook outbox: list, retry or purge dead letters; stats.
+    Webhooks(webhooks_cmd::WebhooksArgs),
     /// Run hush-sdk on JSON cases from stdin (compat parity tests).
     #[command(hide = true)]
     SdkVectors(sdk_vectors::SdkVectorsArgs),
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Listen(args) => listen::run(args),
         Command::Channels(args) => api_cmds::channels(args),
         Command::Users(args) => api_cmds::users(args),
+        Command::Webhooks(args) => webhooks_cmd::run(args),
         Command::SdkVectors(args) => sdk_vectors::run(args),
     };
     match result {

@@ -142,20 +142,27 @@ struct Signer {
 /// The webhook machinery, built but not yet running.
 pub struct Webhooks {
     rx: mpsc::Receiver<Queued>,
+    client: sender::HttpClient,
     store: Store,
     config: WebhooksConfig,
     routes: HashMap<String, Vec<Endpoint>>,
     signers: HashMap<String, Signer>,
     wake: Arc<HashMap<Target, Arc<Notify>>>,
+    /// Events per request, per endpoint.
+    batch_sizes: HashMap<Target, u32>,
 }
 
 impl Webhooks {
-    /// Builds the queue (of `webhooks.queue_capacity` events) for `config`'s apps.
-    pub fn new(config: &Config, store: Store) -> (Self, HookSink) {
+    /// Builds the queue (of `webhooks.queue_capacity` events) for `config`'s
+    /// apps and the HTTP client (with `webhook-tls`, this fails when the
+    /// system has no root certificates).
+    pub fn new(config: &Config, store: Store) -> std::io::Result<(Self, HookSink)> {
+        let client = sender::http_client()?;
         let (tx, rx) = mpsc::channel(config.webhooks.queue_capacity.max(1));
         let mut routes: HashMap<String, Vec<Endpoint>> = HashMap::new();
         let mut signers = HashMap::new();
         let mut wake = HashMap::new();
+        let mut batch_sizes = HashMap::new();
         for app in config.effective_apps() {
             for w in &app.webhooks {
                 let target = Target {
@@ -171,6 +178,12 @@ impl Webhooks {
                         mask: w.mask(),
                     }),
                 }
+                // Listed twice with different sizes: the smaller wins.
+                let size = w.batch_size.unwrap_or(config.webhooks.batch_size);
+                batch_sizes
+                    .entry(target.clone())
+                    .and_modify(|s: &mut u32| *s = (*s).min(size))
+                    .or_insert(size);
                 wake.entry(target)
                     .or_insert_with(|| Arc::new(Notify::new()));
             }
@@ -184,17 +197,19 @@ impl Webhooks {
                 );
             }
         }
-        (
+        Ok((
             Self {
                 rx,
+                client,
                 store,
                 config: config.webhooks.clone(),
                 routes,
                 signers,
                 wake: Arc::new(wake),
+                batch_sizes,
             },
             HookSink { tx },
-        )
+        ))
     }
 
     /// Starts the collector and the senders.
@@ -211,9 +226,11 @@ impl Webhooks {
         );
         let sender = tokio::spawn(sender::run(
             self.store,
+            self.client,
             self.config,
             self.signers,
             self.wake,
+            self.batch_sizes,
         ));
         WebhooksHandle {
             stop: Some(stop_tx),
@@ -247,5 +264,52 @@ impl WebhooksHandle {
         }
         self.sender.abort();
         let _ = self.sender.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_protocol::ChannelName;
+
+    fn hooks(types: &str, capacity: usize) -> (AppHooks, mpsc::Receiver<Queued>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let app = Config::from_toml(&format!(
+            "[apps.a]\nid='1'\nkey='k'\nsecret='s'\n[[apps.a.webhooks]]\nurl='http://x/'\nevent_types={types}\n"
+        ))
+        .unwrap()
+        .apps["a"]
+            .clone();
+        (HookSink { tx }.for_app(&app).unwrap(), rx)
+    }
+
+    #[test]
+    fn pairs_travel_together_and_others_are_filtered() {
+        let (h, _rx) = hooks("['channel_vacated']", 8);
+        assert!(h.wants(WebhookEventType::ChannelOccupied));
+        assert!(h.wants(WebhookEventType::ChannelVacated));
+        assert!(!h.wants(WebhookEventType::MemberAdded));
+        assert!(!h.wants(WebhookEventType::ClientEvent));
+        let app = Config::from_toml("[apps.a]\nid='1'\nkey='k'\nsecret='s'\n")
+            .unwrap()
+            .apps["a"]
+            .clone();
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(HookSink { tx }.for_app(&app).is_none());
+    }
+
+    #[test]
+    fn a_full_queue_drops_without_blocking() {
+        let (h, mut rx) = hooks("['cache_miss']", 2);
+        let ch = ChannelName::parse("cache-x").unwrap();
+        for _ in 0..5 {
+            h.emit(HookEvent::CacheMiss(ch.clone()));
+        }
+        // Not wanted: not queued at all.
+        h.emit(HookEvent::ChannelOccupied(ch.clone()));
+        assert_eq!(h.dropped.load(Ordering::Relaxed), 3);
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err());
     }
 }

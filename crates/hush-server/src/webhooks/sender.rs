@@ -35,7 +35,31 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const MAX_ERROR_CHARS: usize = 300;
 const USER_AGENT_VALUE: &str = concat!("hush/", env!("CARGO_PKG_VERSION"));
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+#[cfg(feature = "webhook-tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "webhook-tls"))]
+type Connector = HttpConnector;
+
+/// The pooled HTTP client of every delivery loop.
+pub(super) type HttpClient = Client<Connector, Full<Bytes>>;
+
+/// Builds the client: plain HTTP, or HTTP and HTTPS (the system's root
+/// certificates) with `webhook-tls`.
+pub(super) fn http_client() -> std::io::Result<HttpClient> {
+    #[cfg(feature = "webhook-tls")]
+    let connector = {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http)
+    };
+    #[cfg(not(feature = "webhook-tls"))]
+    let connector = HttpConnector::new();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
 
 struct Ctx {
     store: Store,
@@ -48,9 +72,11 @@ struct Ctx {
 /// delivery loop per configured endpoint and the gauge refresher.
 pub(super) async fn run(
     store: Store,
+    client: HttpClient,
     config: WebhooksConfig,
     signers: HashMap<String, Signer>,
     wake: Arc<HashMap<Target, Arc<Notify>>>,
+    batch_sizes: HashMap<Target, u32>,
 ) {
     match store.outbox_targets().await {
         Ok(targets) => {
@@ -73,7 +99,7 @@ pub(super) async fn run(
     }
     let ctx = Arc::new(Ctx {
         store,
-        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+        client,
         permits: Semaphore::new(config.concurrency.max(1)),
         config,
     });
@@ -85,9 +111,14 @@ pub(super) async fn run(
         let Some(signer) = signers.get(&target.app_id) else {
             continue;
         };
+        let batch_size = batch_sizes
+            .get(target)
+            .copied()
+            .unwrap_or(ctx.config.batch_size);
         tasks.spawn(deliver_loop(
             ctx.clone(),
             target.clone(),
+            batch_size,
             signer.clone(),
             notify.clone(),
         ));
@@ -119,14 +150,16 @@ async fn refresh_gauges(store: &Store, apps: &[String]) {
     }
 }
 
-async fn deliver_loop(ctx: Arc<Ctx>, target: Target, signer: Signer, wake: Arc<Notify>) {
+async fn deliver_loop(
+    ctx: Arc<Ctx>,
+    target: Target,
+    batch_size: u32,
+    signer: Signer,
+    wake: Arc<Notify>,
+) {
     let endpoint_shown = hush_store::redact_url(&target.endpoint);
     loop {
-        let batch = match ctx
-            .store
-            .outbox_next_batch(&target, ctx.config.batch_size)
-            .await
-        {
+        let batch = match ctx.store.outbox_next_batch(&target, batch_size).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, app = %target.app_id, "webhook outbox read failed");

@@ -221,6 +221,38 @@ async fn filters_and_apps_without_webhooks() {
 }
 
 #[tokio::test]
+async fn one_event_per_request_when_batch_size_is_one() {
+    let mut single = receiver().await;
+    let mut batched = receiver().await;
+    let hooks = format!(
+        "{}batch_size = 1\n{}",
+        webhook(&single.url, Some(&["channel_occupied"])),
+        webhook(&batched.url, Some(&["channel_occupied"]))
+    );
+    // A long gathering window so all events reach the outbox together.
+    let toml = hooks_toml(&hooks, "").replace("batch_window_ms = 10", "batch_window_ms = 500");
+    let s = start(&toml).await;
+    let mut a = s.client().await;
+    for i in 0..6 {
+        a.subscribe_ok(&format!("b{i}")).await;
+    }
+    let mut n = 0;
+    while n < 6 {
+        let hook = tokio::time::timeout(WAIT, single.rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(hook.events.len(), 1, "{hook:?}");
+        n += 1;
+    }
+    let got = batched.events(6).await;
+    assert_eq!(got.len(), 6);
+    // The default batch size (100) let one request carry several events.
+    assert!(batched.state.seen.load(Ordering::SeqCst) < 6);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn vacated_is_debounced_and_cancelled_by_reoccupation() {
     let mut r = receiver().await;
     let toml = hooks_toml(
@@ -414,4 +446,68 @@ impl TestServerAddr {
         let body = text.split_once("\r\n\r\n").map_or("", |x| x.1);
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
+}
+
+/// With `webhook-tls`, an https:// URL really speaks TLS: against a plain HTTP
+/// receiver the handshake fails, the handler never runs, and the event ends
+/// as a dead letter with a connection error (not an HTTP status).
+#[cfg(feature = "webhook-tls")]
+#[tokio::test]
+async fn https_urls_speak_tls() {
+    let r = receiver().await;
+    let https = r.url.replacen("http://", "https://", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    let mut config = hush_server::Config::from_toml(
+        &hooks_toml(&webhook(&https, Some(&["channel_occupied"])), "")
+            .replace("max_attempts = 3", "max_attempts = 1"),
+    )
+    .unwrap();
+    config.store.url = Some(url.clone());
+    let s = start_config(config).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("tls").await;
+    let store = hush_store::Store::open(&url, &Default::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let dead = loop {
+        let d = store.dead_letters(None, 10).await.unwrap();
+        if !d.is_empty() {
+            break d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let err = dead[0].last_error.clone().unwrap();
+    assert!(!err.starts_with("HTTP "), "{err}");
+    assert_eq!(r.state.seen.load(Ordering::SeqCst), 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cache_miss_is_deduplicated_while_the_miss_persists() {
+    let mut r = receiver().await;
+    let s = start(&hooks_toml(
+        &webhook(&r.url, Some(&["cache_miss"])),
+        "cache_ttl = 1",
+    ))
+    .await;
+    let mut a = s.client().await;
+    let mut b = s.client().await;
+    a.subscribe_ok("cache-x").await;
+    a.expect("pusher:cache_miss").await;
+    b.subscribe_ok("cache-x").await;
+    b.expect("pusher:cache_miss").await;
+    let miss = json!({"name":"cache_miss","channel":"cache-x"});
+    assert_eq!(r.events(1).await, vec![miss.clone()]);
+    r.silence(Duration::from_millis(500)).await;
+    // An event is cached, then expires: the next miss is reported again.
+    assert_eq!(s.trigger("cache-x", "e", "1").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut c = s.client().await;
+    c.subscribe_ok("cache-x").await;
+    c.expect("pusher:cache_miss").await;
+    assert_eq!(r.events(1).await, vec![miss]);
+    s.stop().await;
 }
