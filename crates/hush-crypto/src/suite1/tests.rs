@@ -501,7 +501,11 @@ fn sizes_padding_and_the_pusher_limit() {
     let max = max_recipients(&alice.id, &ch, &ev, &inn, 1024);
     // The table in docs/E2EE-SUITE1.md §4.4.
     for (len, fits) in [(256, 75), (1024, 67), (4096, 35), (6144, 13), (7168, 3)] {
-        assert_eq!(max_recipients(&alice.id, &ch, &ev, &inn, len), fits, "{len}");
+        assert_eq!(
+            max_recipients(&alice.id, &ch, &ev, &inn, len),
+            fits,
+            "{len}"
+        );
     }
     assert_eq!(max_recipients(&alice.id, &ch, &ev, &inn, 8192), 0);
     macro_rules! req {
