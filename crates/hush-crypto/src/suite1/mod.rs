@@ -318,13 +318,17 @@ pub fn max_recipients(
         sequence: 0,
         recipients_hash: [0; 32],
     };
-    max_recipients_for(header.encoded_len(), body_len(inner_event, plaintext_len))
+    max_recipients_for(
+        header.encoded_len(),
+        body_len(inner_event, plaintext_len),
+        MAX_DATA_LEN,
+    )
 }
 
-fn max_recipients_for(header_len: usize, body_len: usize) -> usize {
-    let raw_max = MAX_DATA_LEN / 4 * 3;
+fn max_recipients_for(header_len: usize, body_len: usize, limit: usize) -> usize {
+    let raw_max = limit / 4 * 3;
     let fixed = header_len + 2 + body_len;
-    raw_max.saturating_sub(fixed) / RECIPIENT_ENTRY_LEN
+    (raw_max.saturating_sub(fixed) / RECIPIENT_ENTRY_LEN).min(MAX_TABLE_ENTRIES)
 }
 
 /// Seals `plaintext` for the recipients and returns the base64 `data`
@@ -342,6 +346,27 @@ pub fn seal(req: &SealRequest<'_>, plaintext: &[u8]) -> Result<String, SealError
 pub fn seal_with_rng(
     req: &SealRequest<'_>,
     plaintext: &[u8],
+    rng: &mut impl CryptoRng,
+) -> Result<String, SealError> {
+    seal_inner(req, plaintext, MAX_DATA_LEN, rng)
+}
+
+/// [`seal`] for transports without Pusher's 10 240-byte event limit (for
+/// example a mailbox fetched over hush's own API): the base64 output may be
+/// up to `max_data_len` bytes. [`Envelope::from_data`] reads envelopes of
+/// any size.
+pub fn seal_with_limit(
+    req: &SealRequest<'_>,
+    plaintext: &[u8],
+    max_data_len: usize,
+) -> Result<String, SealError> {
+    seal_inner(req, plaintext, max_data_len, &mut os_rng())
+}
+
+fn seal_inner(
+    req: &SealRequest<'_>,
+    plaintext: &[u8],
+    limit: usize,
     rng: &mut impl CryptoRng,
 ) -> Result<String, SealError> {
     let n = req.recipients.len();
@@ -372,11 +397,11 @@ pub fn seal_with_rng(
     let header_len = header.encoded_len();
     let body_len = body_len(req.inner_event, plaintext.len());
     let total = data_len(header_len, body_len, n);
-    if total > MAX_DATA_LEN || n > MAX_TABLE_ENTRIES {
+    if total > limit || n > MAX_TABLE_ENTRIES {
         return Err(SealError::TooLarge {
             data_len: total,
-            max: MAX_DATA_LEN,
-            max_recipients: max_recipients_for(header_len, body_len),
+            max: limit,
+            max_recipients: max_recipients_for(header_len, body_len, limit),
         });
     }
 
@@ -450,7 +475,7 @@ pub fn seal_with_rng(
         )
         .map_err(|_| SealError::TooLarge {
             data_len: total,
-            max: MAX_DATA_LEN,
+            max: limit,
             max_recipients: 0,
         })?;
     out.bytes(&sealed);
@@ -511,9 +536,6 @@ impl std::fmt::Debug for Envelope {
 impl Envelope {
     /// Parses the base64 `data` string.
     pub fn from_data(data: &str) -> Result<Self, OpenError> {
-        if data.len() > MAX_DATA_LEN {
-            return Err(OpenError::Malformed);
-        }
         let bytes = STANDARD
             .decode(data.as_bytes())
             .map_err(|_| OpenError::Malformed)?;

@@ -557,6 +557,11 @@ fn sizes_padding_and_the_pusher_limit() {
     assert_eq!(padded_len(4097), 5120);
 
     assert_eq!(seal(&req!(&[]), b"x"), Err(SealError::NoRecipients));
+    // Without the Pusher limit (mailbox transport), 100 devices fit.
+    let big = seal_with_limit(&req!(&all), &msg, 1 << 20).unwrap();
+    assert!(big.len() > MAX_DATA_LEN);
+    let opened = open_as(&big, &users[99], 0, &alice, 0, &mut ReplayGuard::default());
+    assert_eq!(opened.unwrap().plaintext, msg);
     let dup = [all[0], all[1], all[0]];
     assert_eq!(
         seal(&req!(&dup), b"x"),
