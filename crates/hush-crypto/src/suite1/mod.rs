@@ -397,7 +397,7 @@ fn seal_inner(
     let header_len = header.encoded_len();
     let body_len = body_len(req.inner_event, plaintext.len());
     let total = data_len(header_len, body_len, n);
-    if total > limit || n > MAX_TABLE_ENTRIES {
+    if total > limit || n > MAX_TABLE_ENTRIES || u32::try_from(plaintext.len()).is_err() {
         return Err(SealError::TooLarge {
             data_len: total,
             max: limit,

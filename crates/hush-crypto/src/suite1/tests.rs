@@ -615,3 +615,58 @@ fn seal_with_rng_is_deterministic() {
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
+
+mod arbitrary_input {
+    use super::*;
+    use crate::identity::Revocation;
+    use crate::transparency::{LogEntry, SignedTreeHead};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// No parser panics on arbitrary bytes, and none accepts garbage.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Envelope::from_bytes(bytes.clone());
+            let _ = Envelope::from_data(&STANDARD.encode(&bytes));
+            prop_assert!(DeviceCard::from_bytes(&bytes).is_err());
+            prop_assert!(Revocation::from_bytes(&bytes).is_err());
+            prop_assert!(LogEntry::from_bytes(&bytes).is_err());
+            let _ = SignedTreeHead::from_bytes(&bytes);
+            prop_assert!(crate::backup::open_identity(&bytes, b"pw").is_err());
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Envelopes with a valid prefix and a random tail never panic.
+        #[test]
+        fn truncated_and_extended_envelopes(cut in 0usize..2000, tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let alice = User::new("alice", 1, 1);
+            let bob = User::new("bob", 1, 2);
+            let data = seal_from(&alice, 0, &bob.recipients(), 1, b"x");
+            let mut bytes = STANDARD.decode(&data).unwrap();
+            bytes.truncate(cut.min(bytes.len()));
+            bytes.extend_from_slice(&tail);
+            let r = open_as(&STANDARD.encode(&bytes), &bob, 0, &alice, 0, &mut ReplayGuard::default());
+            if r.is_ok() {
+                prop_assert_eq!(STANDARD.encode(&bytes), data);
+            }
+        }
+
+
+        #[test]
+        fn round_trip_any_plaintext(pt in proptest::collection::vec(any::<u8>(), 0..3000), seq in any::<u64>()) {
+            let alice = User::new("alice", 1, 1);
+            let bob = User::new("bob", 1, 2);
+            let data = seal_from(&alice, 0, &bob.recipients(), seq, &pt);
+            prop_assert!(data.len() <= MAX_DATA_LEN);
+            let o = open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()).unwrap();
+            prop_assert_eq!(o.plaintext, pt);
+            prop_assert_eq!(o.header.sequence, seq);
+        }
+    }
+}
