@@ -131,5 +131,62 @@ fn others(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, suite1, suite0, others);
+/// The primitives suite 1 is made of, for the cost breakdown.
+fn primitives(c: &mut Criterion) {
+    use ed25519_dalek::{Signer, SigningKey};
+    use hpke::{Kem as _, OpModeR, OpModeS};
+    type Kem = hpke::kem::X25519HkdfSha256;
+    type Aead = hpke::aead::ChaCha20Poly1305;
+    type Kdf = hpke::kdf::HkdfSha256;
+
+    let msg = vec![0x42u8; 1024];
+    let sk = SigningKey::from_bytes(&[7; 32]);
+    let vk = sk.verifying_key();
+    let sig = sk.sign(&msg);
+    c.bench_function("primitive ed25519 sign 1 KiB", |b| {
+        b.iter(|| sk.sign(black_box(&msg)))
+    });
+    c.bench_function("primitive ed25519 verify_strict 1 KiB", |b| {
+        b.iter(|| vk.verify_strict(black_box(&msg), &sig).unwrap())
+    });
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let (sk_r, pk_r) = Kem::gen_keypair_with_rng(&mut rng);
+    c.bench_function("primitive hpke seal 32 B (encap + wrap)", |b| {
+        b.iter(|| {
+            hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
+                &OpModeS::Base,
+                &pk_r,
+                b"info",
+                black_box(&[0u8; 32]),
+                b"aad",
+                &mut rng,
+            )
+            .unwrap()
+        })
+    });
+    let (enc, ct) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
+        &OpModeS::Base,
+        &pk_r,
+        b"info",
+        &[0u8; 32],
+        b"aad",
+        &mut rng,
+    )
+    .unwrap();
+    c.bench_function("primitive hpke open 32 B (decap + unwrap)", |b| {
+        b.iter(|| {
+            hpke::single_shot_open::<Aead, Kdf, Kem>(
+                &OpModeR::Base,
+                &sk_r,
+                &enc,
+                b"info",
+                black_box(&ct),
+                b"aad",
+            )
+            .unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, suite1, suite0, others, primitives);
 criterion_main!(benches);
