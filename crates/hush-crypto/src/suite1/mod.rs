@@ -496,8 +496,9 @@ pub struct TrustedSender<'a> {
     pub revocations: &'a [Revocation],
 }
 
-/// An opened, verified message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An opened, verified message. `Debug` shows the plaintext's length, not
+/// its content, so logging an `Opened` cannot leak the message.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Opened {
     /// The header (sender, channel, message id, time, sequence).
     pub header: Header,
@@ -505,6 +506,16 @@ pub struct Opened {
     pub event: EventName,
     /// The plaintext.
     pub plaintext: Vec<u8>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("header", &self.header)
+            .field("event", &self.event)
+            .field("plaintext_len", &self.plaintext.len())
+            .finish()
+    }
 }
 
 struct Entry<'a> {

@@ -120,6 +120,7 @@ fn one_to_one() {
     assert_eq!(opened.header.event, outer());
     assert_eq!(opened.header.sequence, 1);
     assert_eq!(opened.header.timestamp_ms, T0);
+    assert!(!format!("{opened:?}").contains("hello"));
     // The sender cannot open it unless she listed herself.
     assert_eq!(
         open_as(&data, &alice, 0, &alice, 0, &mut ReplayGuard::default()).unwrap_err(),
