@@ -671,3 +671,36 @@ mod arbitrary_input {
         }
     }
 }
+
+#[test]
+fn works_on_every_channel_type() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let (ev, inn) = (outer(), inner());
+    for name in [
+        "chat",
+        "private-room",
+        "presence-room",
+        "cache-news",
+        "private-cache-x",
+        "presence-cache-y",
+    ] {
+        let ch = ChannelName::parse(name).unwrap();
+        let recipients = bob.recipients();
+        let req = SealRequest {
+            sender_user: &alice.id,
+            sender_device: alice.devices[0].0,
+            sender_keys: &alice.devices[0].1,
+            channel: &ch,
+            event: &ev,
+            inner_event: &inn,
+            timestamp_ms: T0,
+            sequence: 1,
+            recipients: &recipients,
+        };
+        let data = seal(&req, b"any channel").unwrap();
+        let o = open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()).unwrap();
+        assert_eq!(o.header.channel, ch, "{name}");
+        assert_eq!(o.plaintext, b"any channel");
+    }
+}
