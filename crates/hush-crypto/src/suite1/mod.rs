@@ -373,11 +373,9 @@ fn seal_inner(
     if n == 0 {
         return Err(SealError::NoRecipients);
     }
-    for (i, r) in req.recipients.iter().enumerate() {
-        if req.recipients[..i]
-            .iter()
-            .any(|o| o.device_id == r.device_id)
-        {
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    for r in req.recipients {
+        if !seen.insert(r.device_id) {
             return Err(SealError::DuplicateRecipient(r.device_id));
         }
     }
