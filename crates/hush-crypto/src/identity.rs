@@ -1058,6 +1058,16 @@ mod tests {
     }
 
     #[test]
+    fn secret_fields_wipe_themselves() {
+        // IdentityKey, DeviceKeys::signing and LogKey hold this type; the
+        // X25519 secret is hpke's wrapper of x25519-dalek's StaticSecret,
+        // built with its `zeroize` feature (ZeroizeOnDrop).
+        fn zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroize_on_drop::<SigningKey>();
+        zeroize_on_drop::<Zeroizing<[u8; 32]>>();
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let (identity, device, _) = setup();
         let seed = hex_str(identity.to_secret_bytes().as_slice());
