@@ -49,6 +49,13 @@ pub enum RuleError {
     /// A revocation for a user with no identity yet.
     #[error("user has no identity key yet")]
     UnknownUser,
+    /// The same card published again.
+    #[error("card published twice")]
+    Duplicate,
+    /// Log leaf data that is not a valid card or revocation (bad encoding or
+    /// signature); only an auditor replaying a log meets this.
+    #[error("entry is not a valid card or revocation")]
+    InvalidEntry,
 }
 
 /// One device's state: its latest card and where that card is in the log.
@@ -71,6 +78,9 @@ pub struct UserState {
     pub devices: HashMap<DeviceId, DeviceState>,
     /// Devices revoked under any identity (never reusable).
     revoked: HashSet<DeviceId>,
+    /// Latest card of each device retired by an identity rotation: a new
+    /// card for the device may link to it.
+    retired: HashMap<DeviceId, CardId>,
     /// Log indexes of every entry of this user, in order.
     pub entries: Vec<u64>,
 }
@@ -126,6 +136,7 @@ impl DirectoryState {
                         identity: *card.identity_key(),
                         devices: HashMap::new(),
                         revoked: HashSet::new(),
+                        retired: HashMap::new(),
                         entries: Vec::new(),
                     });
                 user.devices.insert(
@@ -151,7 +162,11 @@ impl DirectoryState {
                     }
                     RevocationKind::IdentityRotation { new_identity } => {
                         user.identity = *new_identity;
-                        user.devices.clear();
+                        for (device, state) in user.devices.drain() {
+                            if !state.revoked {
+                                user.retired.insert(device, state.card.id());
+                            }
+                        }
                     }
                 }
                 user.entries.push(index);
@@ -175,11 +190,17 @@ impl DirectoryState {
             return Err(RuleError::DeviceRevoked);
         }
         match user.devices.get(&card.device_id()) {
+            Some(latest) if latest.card.id() == card.id() => Err(RuleError::Duplicate),
             Some(latest) => card
                 .check_follows(&latest.card)
                 .map_err(|_| RuleError::BrokenChain),
-            None if card.body().previous.is_some() => Err(RuleError::BrokenChain),
-            None => Ok(()),
+            None => match card.body().previous {
+                None => Ok(()),
+                // After a rotation a device may link to its last card under
+                // the old identity.
+                Some(previous) if user.retired.get(&card.device_id()) == Some(&previous) => Ok(()),
+                Some(_) => Err(RuleError::BrokenChain),
+            },
         }
     }
 

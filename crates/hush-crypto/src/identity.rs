@@ -1058,6 +1058,16 @@ mod tests {
     }
 
     #[test]
+    fn secret_fields_wipe_themselves() {
+        // IdentityKey, DeviceKeys::signing and LogKey hold this type; the
+        // X25519 secret is hpke's wrapper of x25519-dalek's StaticSecret,
+        // built with its `zeroize` feature (ZeroizeOnDrop).
+        fn zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroize_on_drop::<SigningKey>();
+        zeroize_on_drop::<Zeroizing<[u8; 32]>>();
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let (identity, device, _) = setup();
         let seed = hex_str(identity.to_secret_bytes().as_slice());
@@ -1067,6 +1077,36 @@ mod tests {
         assert_eq!(
             IdentityKey::from_secret_bytes(&identity.to_secret_bytes()).public_key(),
             identity.public_key()
+        );
+    }
+
+    #[test]
+    fn rfc_vectors_for_the_key_types() {
+        // RFC 8032 §7.1 test 1 (Ed25519, empty message).
+        let seed: [u8; 32] =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let id = IdentityKey::from_secret_bytes(&seed);
+        assert_eq!(
+            hex::encode(id.public_key().to_bytes()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+        assert_eq!(
+            hex::encode(id.sign(b"", b"")),
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        );
+        // RFC 7748 §6.1 (X25519, Alice's key pair).
+        let x: [u8; 32] =
+            hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let device = DeviceKeys::from_secret_bytes(&seed, &x);
+        assert_eq!(
+            hex::encode(device.encryption_public_key().to_bytes()),
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
         );
     }
 

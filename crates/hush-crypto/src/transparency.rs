@@ -18,6 +18,9 @@
 //!   head must be signed and provably extend it; looked-up entries must be
 //!   included in it; heads seen by other clients can be cross-checked
 //!   (gossip). A fork or rewrite is a typed [`LogError`].
+//! * [`audit`]: an end-to-end check of a whole log (the core of
+//!   `hush audit`), replaying every entry through the directory rules of
+//!   [`crate::directory::DirectoryState`].
 //!
 //! Full description: `docs/KEY-TRANSPARENCY.md`.
 
@@ -30,7 +33,10 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::identity::{DeviceCard, Revocation, hex_str, os_rng};
+
+mod audit;
 use crate::wire::{Reader, Writer};
+pub use audit::{AuditReport, audit};
 
 /// A SHA-256 hash in the tree.
 pub type Hash = [u8; 32];

@@ -318,13 +318,17 @@ pub fn max_recipients(
         sequence: 0,
         recipients_hash: [0; 32],
     };
-    max_recipients_for(header.encoded_len(), body_len(inner_event, plaintext_len))
+    max_recipients_for(
+        header.encoded_len(),
+        body_len(inner_event, plaintext_len),
+        MAX_DATA_LEN,
+    )
 }
 
-fn max_recipients_for(header_len: usize, body_len: usize) -> usize {
-    let raw_max = MAX_DATA_LEN / 4 * 3;
+fn max_recipients_for(header_len: usize, body_len: usize, limit: usize) -> usize {
+    let raw_max = limit / 4 * 3;
     let fixed = header_len + 2 + body_len;
-    raw_max.saturating_sub(fixed) / RECIPIENT_ENTRY_LEN
+    (raw_max.saturating_sub(fixed) / RECIPIENT_ENTRY_LEN).min(MAX_TABLE_ENTRIES)
 }
 
 /// Seals `plaintext` for the recipients and returns the base64 `data`
@@ -344,15 +348,34 @@ pub fn seal_with_rng(
     plaintext: &[u8],
     rng: &mut impl CryptoRng,
 ) -> Result<String, SealError> {
+    seal_inner(req, plaintext, MAX_DATA_LEN, rng)
+}
+
+/// [`seal`] for transports without Pusher's 10 240-byte event limit (for
+/// example a mailbox fetched over hush's own API): the base64 output may be
+/// up to `max_data_len` bytes. [`Envelope::from_data`] reads envelopes of
+/// any size.
+pub fn seal_with_limit(
+    req: &SealRequest<'_>,
+    plaintext: &[u8],
+    max_data_len: usize,
+) -> Result<String, SealError> {
+    seal_inner(req, plaintext, max_data_len, &mut os_rng())
+}
+
+fn seal_inner(
+    req: &SealRequest<'_>,
+    plaintext: &[u8],
+    limit: usize,
+    rng: &mut impl CryptoRng,
+) -> Result<String, SealError> {
     let n = req.recipients.len();
     if n == 0 {
         return Err(SealError::NoRecipients);
     }
-    for (i, r) in req.recipients.iter().enumerate() {
-        if req.recipients[..i]
-            .iter()
-            .any(|o| o.device_id == r.device_id)
-        {
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    for r in req.recipients {
+        if !seen.insert(r.device_id) {
             return Err(SealError::DuplicateRecipient(r.device_id));
         }
     }
@@ -372,11 +395,11 @@ pub fn seal_with_rng(
     let header_len = header.encoded_len();
     let body_len = body_len(req.inner_event, plaintext.len());
     let total = data_len(header_len, body_len, n);
-    if total > MAX_DATA_LEN || n > MAX_TABLE_ENTRIES {
+    if total > limit || n > MAX_TABLE_ENTRIES || u32::try_from(plaintext.len()).is_err() {
         return Err(SealError::TooLarge {
             data_len: total,
-            max: MAX_DATA_LEN,
-            max_recipients: max_recipients_for(header_len, body_len),
+            max: limit,
+            max_recipients: max_recipients_for(header_len, body_len, limit),
         });
     }
 
@@ -450,7 +473,7 @@ pub fn seal_with_rng(
         )
         .map_err(|_| SealError::TooLarge {
             data_len: total,
-            max: MAX_DATA_LEN,
+            max: limit,
             max_recipients: 0,
         })?;
     out.bytes(&sealed);
@@ -471,8 +494,9 @@ pub struct TrustedSender<'a> {
     pub revocations: &'a [Revocation],
 }
 
-/// An opened, verified message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An opened, verified message. `Debug` shows the plaintext's length, not
+/// its content, so logging an `Opened` cannot leak the message.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Opened {
     /// The header (sender, channel, message id, time, sequence).
     pub header: Header,
@@ -480,6 +504,16 @@ pub struct Opened {
     pub event: EventName,
     /// The plaintext.
     pub plaintext: Vec<u8>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("header", &self.header)
+            .field("event", &self.event)
+            .field("plaintext_len", &self.plaintext.len())
+            .finish()
+    }
 }
 
 struct Entry<'a> {
@@ -511,9 +545,6 @@ impl std::fmt::Debug for Envelope {
 impl Envelope {
     /// Parses the base64 `data` string.
     pub fn from_data(data: &str) -> Result<Self, OpenError> {
-        if data.len() > MAX_DATA_LEN {
-            return Err(OpenError::Malformed);
-        }
         let bytes = STANDARD
             .decode(data.as_bytes())
             .map_err(|_| OpenError::Malformed)?;

@@ -120,6 +120,7 @@ fn one_to_one() {
     assert_eq!(opened.header.event, outer());
     assert_eq!(opened.header.sequence, 1);
     assert_eq!(opened.header.timestamp_ms, T0);
+    assert!(!format!("{opened:?}").contains("hello"));
     // The sender cannot open it unless she listed herself.
     assert_eq!(
         open_as(&data, &alice, 0, &alice, 0, &mut ReplayGuard::default()).unwrap_err(),
@@ -557,6 +558,11 @@ fn sizes_padding_and_the_pusher_limit() {
     assert_eq!(padded_len(4097), 5120);
 
     assert_eq!(seal(&req!(&[]), b"x"), Err(SealError::NoRecipients));
+    // Without the Pusher limit (mailbox transport), 100 devices fit.
+    let big = seal_with_limit(&req!(&all), &msg, 1 << 20).unwrap();
+    assert!(big.len() > MAX_DATA_LEN);
+    let opened = open_as(&big, &users[99], 0, &alice, 0, &mut ReplayGuard::default());
+    assert_eq!(opened.unwrap().plaintext, msg);
     let dup = [all[0], all[1], all[0]];
     assert_eq!(
         seal(&req!(&dup), b"x"),
@@ -609,4 +615,92 @@ fn seal_with_rng_is_deterministic() {
     let c = seal(&req, b"same").unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
+}
+
+mod arbitrary_input {
+    use super::*;
+    use crate::identity::Revocation;
+    use crate::transparency::{LogEntry, SignedTreeHead};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// No parser panics on arbitrary bytes, and none accepts garbage.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Envelope::from_bytes(bytes.clone());
+            let _ = Envelope::from_data(&STANDARD.encode(&bytes));
+            prop_assert!(DeviceCard::from_bytes(&bytes).is_err());
+            prop_assert!(Revocation::from_bytes(&bytes).is_err());
+            prop_assert!(LogEntry::from_bytes(&bytes).is_err());
+            let _ = SignedTreeHead::from_bytes(&bytes);
+            prop_assert!(crate::backup::open_identity(&bytes, b"pw").is_err());
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Envelopes with a valid prefix and a random tail never panic.
+        #[test]
+        fn truncated_and_extended_envelopes(cut in 0usize..2000, tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let alice = User::new("alice", 1, 1);
+            let bob = User::new("bob", 1, 2);
+            let data = seal_from(&alice, 0, &bob.recipients(), 1, b"x");
+            let mut bytes = STANDARD.decode(&data).unwrap();
+            bytes.truncate(cut.min(bytes.len()));
+            bytes.extend_from_slice(&tail);
+            let r = open_as(&STANDARD.encode(&bytes), &bob, 0, &alice, 0, &mut ReplayGuard::default());
+            if r.is_ok() {
+                prop_assert_eq!(STANDARD.encode(&bytes), data);
+            }
+        }
+
+
+        #[test]
+        fn round_trip_any_plaintext(pt in proptest::collection::vec(any::<u8>(), 0..3000), seq in any::<u64>()) {
+            let alice = User::new("alice", 1, 1);
+            let bob = User::new("bob", 1, 2);
+            let data = seal_from(&alice, 0, &bob.recipients(), seq, &pt);
+            prop_assert!(data.len() <= MAX_DATA_LEN);
+            let o = open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()).unwrap();
+            prop_assert_eq!(o.plaintext, pt);
+            prop_assert_eq!(o.header.sequence, seq);
+        }
+    }
+}
+
+#[test]
+fn works_on_every_channel_type() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let (ev, inn) = (outer(), inner());
+    for name in [
+        "chat",
+        "private-room",
+        "presence-room",
+        "cache-news",
+        "private-cache-x",
+        "presence-cache-y",
+    ] {
+        let ch = ChannelName::parse(name).unwrap();
+        let recipients = bob.recipients();
+        let req = SealRequest {
+            sender_user: &alice.id,
+            sender_device: alice.devices[0].0,
+            sender_keys: &alice.devices[0].1,
+            channel: &ch,
+            event: &ev,
+            inner_event: &inn,
+            timestamp_ms: T0,
+            sequence: 1,
+            recipients: &recipients,
+        };
+        let data = seal(&req, b"any channel").unwrap();
+        let o = open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()).unwrap();
+        assert_eq!(o.header.channel, ch, "{name}");
+        assert_eq!(o.plaintext, b"any channel");
+    }
 }
