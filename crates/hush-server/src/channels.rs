@@ -482,19 +482,20 @@ fn send_count(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc::Receiver;
+    use crate::outbox::Outbox;
 
-    fn conn() -> (ConnHandle, Receiver<Frame>) {
-        let (h, rx, _) = ConnHandle::new(SocketId::from_parts(1, rand::random()), 64);
+    type Rx = std::sync::Arc<Outbox>;
+
+    fn conn() -> (ConnHandle, Rx) {
+        let (h, rx, _) = ConnHandle::new(SocketId::from_parts(1, rand::random()), 64, None);
         (h, rx)
     }
 
-    fn drain(rx: &mut Receiver<Frame>) -> Vec<String> {
-        let mut v = Vec::new();
-        while let Ok(f) = rx.try_recv() {
-            v.push(f.as_str().to_owned());
-        }
-        v
+    fn drain(rx: &mut Rx) -> Vec<String> {
+        rx.take_queued()
+            .iter()
+            .map(|f| f.payload().to_owned())
+            .collect()
     }
 
     fn member(id: &str) -> Option<PresenceMember> {
@@ -581,7 +582,7 @@ mod tests {
         let (b, mut rb) = conn();
         assert!(!ch.subscribe(&name, &b, None, OPTS).unwrap().cache_miss);
         let got = drain(&mut rb);
-        assert_eq!(got[1], f.as_str());
+        assert_eq!(got[1], f.payload());
         assert_eq!(ch.cached(&name).unwrap().0, "1");
         ch.unsubscribe(&name, a.id, false);
         ch.unsubscribe(&name, b.id, false);
@@ -603,7 +604,7 @@ mod tests {
         let mut conns: Vec<_> = (0..=LARGE_CHANNEL)
             .map(|i| {
                 let (h, rx, _) =
-                    ConnHandle::new(SocketId::from_parts(2, i as u64), 4 * LARGE_CHANNEL);
+                    ConnHandle::new(SocketId::from_parts(2, i as u64), 4 * LARGE_CHANNEL, None);
                 (h, rx)
             })
             .collect();
@@ -615,7 +616,7 @@ mod tests {
         let (late, _rl) = conn();
         ch.subscribe(&name, &late, None, opts).unwrap();
         let (_, rx0) = &mut conns[0];
-        let counts = |rx: &mut Receiver<Frame>| {
+        let counts = |rx: &mut Rx| {
             drain(rx)
                 .into_iter()
                 .filter(|f| f.contains("subscription_count"))

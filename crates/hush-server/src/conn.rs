@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
-use axum::extract::ws::Utf8Bytes;
 use hush_protocol::{CloseCode, SocketId};
-use tokio::sync::{Notify, mpsc};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::outbox::Outbox;
 
 /// A process-unique connection number (cheaper to hash than a socket id).
 pub type ConnId = u64;
@@ -18,8 +20,7 @@ pub fn next_conn_id() -> ConnId {
     NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A frame ready to write: shared, encoded once (cloning is a reference-count bump).
-pub type Frame = Utf8Bytes;
+pub use crate::outbox::Frame;
 
 /// Asks a connection to close, from anywhere.
 #[derive(Debug, Default)]
@@ -67,43 +68,40 @@ pub struct ConnHandle {
     pub id: ConnId,
     /// The connection's socket id.
     pub socket_id: SocketId,
-    tx: mpsc::Sender<Frame>,
+    outbox: Arc<Outbox>,
     closer: Arc<Closer>,
 }
 
 impl ConnHandle {
-    /// Creates a handle and the receiving end of its queue (`capacity` frames).
-    pub fn new(socket_id: SocketId, capacity: usize) -> (Self, mpsc::Receiver<Frame>, Arc<Closer>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    /// Creates a handle whose frames go to `tcp` (directly when it can take
+    /// them), or only through the connection task's drain when `None`, with
+    /// at most `capacity` frames waiting.
+    pub fn new(
+        socket_id: SocketId,
+        capacity: usize,
+        tcp: Option<Arc<TcpStream>>,
+    ) -> (Self, Arc<Outbox>, Arc<Closer>) {
         let closer = Arc::new(Closer::default());
+        let outbox = Arc::new(Outbox::new(tcp, capacity, closer.clone()));
         (
             Self {
                 id: next_conn_id(),
                 socket_id,
-                tx,
+                outbox: outbox.clone(),
                 closer: closer.clone(),
             },
-            rx,
+            outbox,
             closer,
         )
     }
 
-    /// Queues a frame. A full queue means the client does not read fast enough:
-    /// the connection is closed with 4100 (pusher-js reconnects) and the frame
-    /// is dropped, so one slow reader never grows the server's memory.
-    /// Returns false if the frame was not queued.
+    /// Sends a frame: written at once when the socket takes it, else queued.
+    /// A full queue means the client does not read fast enough: the
+    /// connection is closed with 4100 (pusher-js reconnects) and the frame is
+    /// dropped, so one slow reader never grows the server's memory. Returns
+    /// false if the frame was dropped.
     pub fn send(&self, frame: Frame) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.closer.requested().is_none() {
-                    tracing::info!(socket_id = %self.socket_id, "slow client: outgoing queue full, closing with 4100");
-                }
-                self.closer.close(CloseCode::OverCapacity);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        self.outbox.push(&frame)
     }
 
     /// Asks the connection to close with `code`.
@@ -118,13 +116,13 @@ mod tests {
 
     #[tokio::test]
     async fn full_queue_closes_with_4100() {
-        let (h, mut rx, closer) = ConnHandle::new(SocketId::from_parts(1, 1), 2);
+        let (h, out, closer) = ConnHandle::new(SocketId::from_parts(1, 1), 2, None);
         assert!(h.send("a".into()));
         assert!(h.send("b".into()));
         assert!(!h.send("c".into()));
         assert_eq!(closer.requested(), Some(4100));
         closer.wait().await;
-        assert_eq!(rx.recv().await.unwrap().as_str(), "a");
+        assert_eq!(out.take_queued()[0].wire(), Frame::text("a").wire());
         // The first close request wins.
         h.close(CloseCode::Reconnect);
         assert_eq!(closer.requested(), Some(4100));

@@ -3,29 +3,36 @@
 //! outgoing queue and its [`Session`].
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::ws::{self as axum_ws, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use hush_protocol::{CloseCode, SocketId, wire};
-use tokio::sync::mpsc;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
 use crate::app::{App, ServerState};
 use crate::conn::{Closer, ConnHandle, Frame};
 use crate::keepalive::{Keepalive, KeepaliveAction};
+use crate::net::PeerConn;
+use crate::outbox::Outbox;
 use crate::session::{Outcome, Session};
 use crate::telemetry::Rejection;
 
 /// What a refused origin is told (sockudo's wording).
 const ORIGIN_NOT_ALLOWED: &str = "Origin not allowed";
 
-/// Frames written to the socket before one flush.
-const MAX_BATCH: usize = 64;
 /// A socket that cannot take a flush within this time is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer per connection: small, so idle connections stay cheap, and
@@ -65,15 +72,22 @@ fn configure(ws: WebSocketUpgrade, state: &ServerState) -> WebSocketUpgrade {
 }
 
 /// `GET /app/{key}`: upgrade, then run the connection.
+///
+/// The upgrade is done here rather than by axum's `WebSocketUpgrade` so the
+/// connection owns its write path: every outgoing byte, tungstenite's own
+/// control replies included, goes through the connection's [`Outbox`].
 pub async fn connect(
-    ws: WebSocketUpgrade,
     Path(key): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     State(state): State<Arc<ServerState>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<PeerConn>,
+    req: Request,
 ) -> Response {
-    let ws = configure(ws, &state);
+    let accept = match handshake::accept(req.headers()) {
+        Ok(accept) => accept,
+        Err(refusal) => return refusal,
+    };
+    let headers = req.headers();
     let refusal = check_protocol(&query).and_then(|()| match state.app_by_key(&key) {
         None => Err((CloseCode::AppNotFound, CloseCode::AppNotFound.message())),
         Some(app) if !app.config.enabled => {
@@ -81,7 +95,7 @@ pub async fn connect(
         }
         Some(app) => Ok(app.clone()),
     });
-    let ip = state.proxies.client_ip(peer, &headers);
+    let ip = state.proxies.client_ip(peer.addr, headers);
     let refusal = refusal.and_then(|app| {
         let origin = headers
             .get(axum::http::header::ORIGIN)
@@ -96,13 +110,19 @@ pub async fn connect(
     });
     let client = query.get("client").cloned().unwrap_or_default();
     let version = query.get("version").cloned().unwrap_or_default();
-    ws.on_upgrade(move |socket| async move {
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => return tracing::debug!(error = %e, client = %ip, "upgrade failed"),
+        };
+        let socket = Socket::open(upgraded, peer.tcp, &state).await;
         match refusal {
-            Err((code, message)) => refuse(socket, code, message).await,
+            Err((code, message)) => socket.refuse(code, message).await,
             Ok(app) => run(socket, state, app, ip, &client, &version).await,
         }
-    })
-    .into_response()
+    });
+    handshake::switching_protocols(&accept)
 }
 
 /// Any other path that asks for a WebSocket: upgrade and close 4005.
@@ -118,19 +138,18 @@ pub async fn bad_path(ws: WebSocketUpgrade, State(state): State<Arc<ServerState>
         .into_response()
 }
 
-fn close_message(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    }))
-}
-
-/// Sends `pusher:error` and closes with the same code.
+/// Sends `pusher:error` and closes with the same code (paths that are not
+/// `/app/{key}`, upgraded by axum).
 async fn refuse(mut socket: WebSocket, code: CloseCode, message: &str) {
     let frame = wire::error(Some(code.code()), message);
     let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
-        socket.send(Message::Text(frame.into())).await?;
-        socket.send(close_message(code.code(), message)).await
+        socket.send(axum_ws::Message::Text(frame.into())).await?;
+        socket
+            .send(axum_ws::Message::Close(Some(axum_ws::CloseFrame {
+                code: code.code(),
+                reason: message.into(),
+            })))
+            .await
     })
     .await;
 }
@@ -160,19 +179,19 @@ fn known_message(code: u16) -> &'static str {
 }
 
 async fn run(
-    socket: WebSocket,
+    socket: Socket,
     state: Arc<ServerState>,
     app: Arc<App>,
     ip: std::net::IpAddr,
     client: &str,
     version: &str,
 ) {
-    let (handle, rx, closer) = ConnHandle::new(new_socket_id(), state.server.outgoing_queue_frames);
+    let handle = socket.handle.clone();
     let _guard = match state.admit(&app, &handle) {
         Ok(g) => g,
         Err(code) => {
             tracing::info!(app = %app.config.id, code = code.code(), client = %ip, "connection refused");
-            return refuse(socket, code, code.message()).await;
+            return socket.refuse(code, code.message()).await;
         }
     };
     // A debug-level span: entered on every poll of the connection task, so at
@@ -184,7 +203,7 @@ async fn run(
     let session = Session::new(app.clone(), handle, state.directory.clone(), Instant::now());
     async {
         tracing::debug!(client, version, ip = %ip, "connected");
-        let reason = drive(socket, &state, &app, session, first, rx, closer).await;
+        let reason = drive(socket, &state, &app, session, first).await;
         tracing::debug!(reason, "disconnected");
     }
     .instrument(span)
@@ -193,18 +212,13 @@ async fn run(
 
 /// The connection loop. Returns why it ended.
 async fn drive(
-    socket: WebSocket,
+    mut socket: Socket,
     state: &ServerState,
     app: &App,
     mut session: Session,
     first: String,
-    mut rx: mpsc::Receiver<Frame>,
-    closer: Arc<Closer>,
 ) -> &'static str {
-    let (mut sink, mut stream) = socket.split();
-    if sink.send(Message::Text(first.into())).await.is_err() {
-        return "handshake write failed";
-    }
+    socket.handle.send(Frame::from(first));
     let idle = Duration::from_secs(state.server.activity_timeout + state.server.ping_grace);
     let mut keepalive = Keepalive::new(
         idle,
@@ -218,11 +232,13 @@ async fn drive(
     tokio::pin!(timer);
     // Futures that live across iterations are created once: re-creating them
     // per wake-up (a Notify registration, a timer) would cost on every frame.
+    let closer = socket.closer.clone();
     let close_wait = closer.wait();
     tokio::pin!(close_wait);
     let auth_timer =
         tokio::time::sleep_until(auth_deadline.unwrap_or_else(tokio::time::Instant::now));
     tokio::pin!(auth_timer);
+    let outbox = socket.outbox.clone();
 
     // What to send before closing, if anything.
     let close: Option<(u16, &'static str)> = loop {
@@ -235,23 +251,13 @@ async fn drive(
                 }
                 break Some((code, closer_message(code)));
             }
-            frame = rx.recv() => {
-                let Some(frame) = frame else { break None };
-                let ok = tokio::time::timeout(WRITE_TIMEOUT, async {
-                    sink.feed(Message::Text(frame)).await?;
-                    let mut n = 1;
-                    while n < MAX_BATCH {
-                        let Ok(f) = rx.try_recv() else { break };
-                        sink.feed(Message::Text(f)).await?;
-                        n += 1;
-                    }
-                    sink.flush().await
-                }).await;
-                if !matches!(ok, Ok(Ok(()))) {
+            () = outbox.wanted() => {
+                let drained = tokio::time::timeout(WRITE_TIMEOUT, outbox.drain(&mut socket.writer)).await;
+                if !matches!(drained, Ok(Ok(()))) {
                     return "write failed or timed out";
                 }
             }
-            msg = stream.next() => {
+            msg = socket.reader.next() => {
                 let now = Instant::now();
                 match msg {
                     None => return "closed by client",
@@ -276,7 +282,7 @@ async fn drive(
                                 session.send_error("Binary frames are not supported");
                             }
                             Message::Close(_) => return "closed by client",
-                            Message::Ping(_) | Message::Pong(_) => {}
+                            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                         }
                     }
                 }
@@ -285,9 +291,7 @@ async fn drive(
                 match keepalive.poll(Instant::now()) {
                     KeepaliveAction::Wait => {}
                     KeepaliveAction::SendPing => {
-                        if sink.send(Message::Text(wire::PING.into())).await.is_err() {
-                            return "write failed";
-                        }
+                        socket.handle.send(Frame::text(wire::PING));
                     }
                     KeepaliveAction::PongTimeout => {
                         break Some((CloseCode::PongNotReceived.code(), CloseCode::PongNotReceived.message()));
@@ -301,21 +305,160 @@ async fn drive(
         }
     };
     session.close();
-    if let Some((code, message)) = close {
-        let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
-            if code >= 4000 {
-                sink.feed(Message::Text(wire::error(Some(code), message).into()))
-                    .await?;
-            }
-            sink.send(close_message(code, message)).await
-        })
-        .await;
-        return message;
+    match close {
+        Some((code, message)) => {
+            socket.close(code, message).await;
+            message
+        }
+        None => "closed",
     }
-    "queue closed"
 }
 
-fn is_too_big(e: &axum::Error) -> bool {
-    let text = e.to_string();
-    text.contains("too long") || text.contains("too big") || text.contains("Space limit")
+/// One upgraded connection: tungstenite reads frames; every write goes
+/// through the outbox (directly to the TCP socket when it can).
+struct Socket {
+    reader: WebSocketStream<ReadIo>,
+    writer: WriteHalf<TokioIo<Upgraded>>,
+    outbox: Arc<Outbox>,
+    closer: Arc<Closer>,
+    handle: ConnHandle,
+}
+
+impl Socket {
+    async fn open(upgraded: Upgraded, tcp: Option<Arc<TcpStream>>, state: &ServerState) -> Self {
+        let (handle, outbox, closer) =
+            ConnHandle::new(new_socket_id(), state.server.outgoing_queue_frames, tcp);
+        let (read, writer) = tokio::io::split(TokioIo::new(upgraded));
+        let max = state.server.max_message_bytes;
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max));
+        let reader = WebSocketStream::from_raw_socket(
+            ReadIo {
+                read,
+                outbox: outbox.clone(),
+            },
+            Role::Server,
+            Some(config),
+        )
+        .await;
+        Self {
+            reader,
+            writer,
+            outbox,
+            closer,
+            handle,
+        }
+    }
+
+    /// Sends `pusher:error` (for Pusher codes) and a close frame with `code`,
+    /// waits (bounded) until they are written, and shuts the socket down.
+    async fn close(mut self, code: u16, message: &str) {
+        if code >= 4000 {
+            self.outbox.push(&Frame::text(&wire::error(Some(code), message)));
+        }
+        self.outbox.push(&Frame::close(code, message));
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+            self.outbox.drain(&mut self.writer).await?;
+            self.writer.shutdown().await
+        })
+        .await;
+    }
+
+    /// Refuses the connection: `pusher:error` and a close with the same code.
+    async fn refuse(self, code: CloseCode, message: &str) {
+        self.close(code.code(), message).await;
+    }
+}
+
+/// The read side tungstenite sees. Its writes (automatic pong and close
+/// replies) are queued in the outbox, in order with every other frame.
+struct ReadIo {
+    read: ReadHalf<TokioIo<Upgraded>>,
+    outbox: Arc<Outbox>,
+}
+
+impl AsyncRead for ReadIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ReadIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.outbox.push_raw(buf) {
+            Poll::Ready(Ok(buf.len()))
+        } else {
+            Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn is_too_big(e: &WsError) -> bool {
+    matches!(e, WsError::Capacity(_))
+}
+
+/// The server side of the WebSocket opening handshake (RFC 6455 §4.2).
+mod handshake {
+    use axum::body::Body;
+    use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+    fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    }
+
+    /// The `Sec-WebSocket-Accept` value for a valid upgrade request, or the
+    /// refusal to send (the statuses axum's `WebSocketUpgrade` uses).
+    pub(super) fn accept(headers: &HeaderMap) -> Result<String, Response> {
+        let bad = |m: &'static str| Err((StatusCode::BAD_REQUEST, m).into_response());
+        if !has_token(headers, header::CONNECTION, "upgrade") {
+            return bad("Connection header did not include 'upgrade'");
+        }
+        if !has_token(headers, header::UPGRADE, "websocket") {
+            return bad("`Upgrade` header did not include 'websocket'");
+        }
+        if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+            return bad("`Sec-WebSocket-Version` header did not include '13'");
+        }
+        match headers.get(header::SEC_WEBSOCKET_KEY) {
+            Some(key) => Ok(derive_accept_key(key.as_bytes())),
+            None => bad("`Sec-WebSocket-Key` header missing"),
+        }
+    }
+
+    /// `101 Switching Protocols` with the accept key.
+    pub(super) fn switching_protocols(accept: &str) -> Response {
+        let mut res = Response::new(Body::empty());
+        *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let h = res.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Ok(v) = HeaderValue::from_str(accept) {
+            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+        }
+        res
+    }
 }

@@ -31,6 +31,8 @@ pub mod directory;
 mod directory_api;
 pub mod gateway;
 pub mod keepalive;
+pub mod net;
+pub mod outbox;
 mod lock;
 pub mod origin;
 pub mod proxy;
@@ -53,7 +55,6 @@ use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -182,24 +183,17 @@ impl Server {
                 tokio::time::sleep(delay).await;
             }
         };
-        let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let service = router(state.clone()).into_make_service_with_connect_info::<net::PeerConn>();
         let result = match &self.tls {
+            // Plain TCP: the gateway keeps a handle on each socket and writes
+            // frames to it directly from the publisher (see `outbox`).
             None => {
-                // Small frames must leave at once: no Nagle delay behind a delayed ACK.
-                let listener = self.listener.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "TCP_NODELAY not set");
-                    }
-                });
-                axum::serve(listener, service)
+                axum::serve(net::PlainListener(self.listener), service)
                     .with_graceful_shutdown(shutdown)
                     .await
             }
             Some(tls) => {
-                // Tapped (with nothing to do: the accept task sets
-                // TCP_NODELAY) so the peer address is `ConnectInfo<SocketAddr>`
-                // as on plain TCP.
-                let listener = tls::TlsListener::new(self.listener, tls)?.tap_io(|_| {});
+                let listener = tls::TlsListener::new(self.listener, tls)?;
                 axum::serve(listener, service)
                     .with_graceful_shutdown(shutdown)
                     .await
