@@ -85,7 +85,7 @@ pub async fn connect(
 ) -> Response {
     let accept = match handshake::accept(req.headers()) {
         Ok(accept) => accept,
-        Err(refusal) => return refusal,
+        Err(why) => return (axum::http::StatusCode::BAD_REQUEST, why).into_response(),
     };
     let headers = req.headers();
     let refusal = check_protocol(&query).and_then(|()| match state.app_by_key(&key) {
@@ -356,10 +356,13 @@ impl Socket {
     /// Sends `pusher:error` (for Pusher codes) and a close frame with `code`,
     /// waits (bounded) until they are written, and shuts the socket down.
     async fn close(mut self, code: u16, message: &str) {
+        let close = Frame::close(code, message);
         if code >= 4000 {
-            self.outbox.push(&Frame::text(&wire::error(Some(code), message)));
+            let error = Frame::text(&wire::error(Some(code), message));
+            self.outbox.finish(&[error, close]);
+        } else {
+            self.outbox.finish(&[close]);
         }
-        self.outbox.push(&Frame::close(code, message));
         let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
             self.outbox.drain(&mut self.writer).await?;
             self.writer.shutdown().await
@@ -420,7 +423,7 @@ fn is_too_big(e: &WsError) -> bool {
 mod handshake {
     use axum::body::Body;
     use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-    use axum::response::{IntoResponse, Response};
+    use axum::response::Response;
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
     fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -430,17 +433,21 @@ mod handshake {
         })
     }
 
-    /// The `Sec-WebSocket-Accept` value for a valid upgrade request, or the
-    /// refusal to send (the statuses axum's `WebSocketUpgrade` uses).
-    pub(super) fn accept(headers: &HeaderMap) -> Result<String, Response> {
-        let bad = |m: &'static str| Err((StatusCode::BAD_REQUEST, m).into_response());
+    /// The `Sec-WebSocket-Accept` value for a valid upgrade request, or why
+    /// it is not one (answered 400, as axum's `WebSocketUpgrade` does).
+    pub(super) fn accept(headers: &HeaderMap) -> Result<String, &'static str> {
+        let bad = Err;
         if !has_token(headers, header::CONNECTION, "upgrade") {
             return bad("Connection header did not include 'upgrade'");
         }
         if !has_token(headers, header::UPGRADE, "websocket") {
             return bad("`Upgrade` header did not include 'websocket'");
         }
-        if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        if headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .map(HeaderValue::as_bytes)
+            != Some(b"13")
+        {
             return bad("`Sec-WebSocket-Version` header did not include '13'");
         }
         match headers.get(header::SEC_WEBSOCKET_KEY) {

@@ -27,7 +27,9 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode as WsCloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{
+    CloseCode as WsCloseCode, Data, OpCode,
+};
 
 use crate::conn::Closer;
 use crate::lock::lock;
@@ -45,8 +47,12 @@ impl Frame {
     pub fn text(text: &str) -> Self {
         let mut wire = Vec::with_capacity(text.len() + 10);
         // Formatting into a Vec cannot fail.
-        let _ = WsFrame::message(Bytes::copy_from_slice(text.as_bytes()), OpCode::Data(Data::Text), true)
-            .format(&mut wire);
+        let _ = WsFrame::message(
+            Bytes::copy_from_slice(text.as_bytes()),
+            OpCode::Data(Data::Text),
+            true,
+        )
+        .format(&mut wire);
         let header = u8::try_from(wire.len() - text.len()).unwrap_or(0);
         Self {
             wire: Bytes::from(wire),
@@ -121,6 +127,8 @@ struct State {
     busy: bool,
     /// The socket failed: nothing more is written.
     failed: bool,
+    /// The connection is closing: only the final frames are still written.
+    closing: bool,
 }
 
 /// The outgoing side of one connection.
@@ -156,7 +164,7 @@ impl Outbox {
 
     fn push_bytes(&self, bytes: &Bytes) -> bool {
         let mut st = lock(&self.state);
-        if st.failed {
+        if st.failed || st.closing {
             return false;
         }
         if !st.busy {
@@ -279,6 +287,22 @@ impl Outbox {
         }
     }
 
+    /// Ends the connection's output: frames still waiting are dropped (a
+    /// partly written one is finished, so the stream stays well-formed),
+    /// `last` is queued whatever the capacity, and nothing pushed afterwards
+    /// is sent. Drain to write them.
+    pub fn finish(&self, last: &[Frame]) {
+        let mut st = lock(&self.state);
+        st.closing = true;
+        if st.offset > 0 {
+            st.queue.truncate(1);
+        } else {
+            st.queue.clear();
+        }
+        st.queue.extend(last.iter().map(|f| f.wire().clone()));
+        st.busy = true;
+    }
+
     /// Queues bytes tungstenite framed itself (its automatic pong and close
     /// replies), in order with everything else.
     pub fn push_raw(&self, bytes: &[u8]) -> bool {
@@ -305,6 +329,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn finishing_drops_the_backlog_but_sends_the_last_frames() {
+        let out = Outbox::new(None, 2, Arc::new(Closer::default()));
+        assert!(out.push(&Frame::text("a")));
+        assert!(out.push(&Frame::text("b")));
+        out.finish(&[Frame::close(4100, "slow")]);
+        assert!(!out.push(&Frame::text("late")));
+        let mut sink = Vec::new();
+        out.drain(&mut sink).await.unwrap();
+        assert_eq!(sink, Frame::close(4100, "slow").wire().to_vec());
+    }
+
+    #[tokio::test]
     async fn without_a_socket_frames_queue_up_to_the_capacity() {
         let closer = Arc::new(Closer::default());
         let out = Outbox::new(None, 2, closer.clone());
@@ -314,7 +350,10 @@ mod tests {
         assert_eq!(closer.requested(), Some(4100));
         let mut sink = Vec::new();
         out.drain(&mut sink).await.unwrap();
-        assert_eq!(sink, [Frame::text("a").wire().as_ref(), Frame::text("b").wire()].concat());
+        assert_eq!(
+            sink,
+            [Frame::text("a").wire().as_ref(), Frame::text("b").wire()].concat()
+        );
         assert_eq!(out.queued(), 0);
     }
 
@@ -326,8 +365,12 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let mut client = client.await.unwrap();
         // Small kernel buffers, so 2 MB cannot all be written at once.
-        socket2::SockRef::from(&server).set_send_buffer_size(16 * 1024).unwrap();
-        socket2::SockRef::from(&client).set_recv_buffer_size(16 * 1024).unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(16 * 1024)
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(16 * 1024)
+            .unwrap();
         let out = Arc::new(Outbox::new(
             Some(Arc::new(server)),
             1_000_000,
@@ -335,7 +378,9 @@ mod tests {
         ));
         // Far more than the socket buffers hold while nobody reads: the rest
         // queues, and a drain task finishes the job once the reader reads.
-        let frames: Vec<Frame> = (0..20_000).map(|i| Frame::text(&format!("{i:0>100}"))).collect();
+        let frames: Vec<Frame> = (0..20_000)
+            .map(|i| Frame::text(&format!("{i:0>100}")))
+            .collect();
         for f in &frames {
             assert!(out.push(f));
         }
