@@ -129,6 +129,14 @@ async fn open_many(
     Ok(conns)
 }
 
+/// Opens a sealed event frame and reads the timestamp inside; `None` if it
+/// does not open (counted as not delivered).
+fn open_stamp(key: &hush_crypto::ChannelKey, frame: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(frame).ok()?;
+    let plain = hush_crypto::open(key, v["data"].as_str()?).ok()?;
+    extract_num(std::str::from_utf8(&plain).ok()?, "t")
+}
+
 /// Per-reader statistics, swapped out at the end of each step.
 type Stats = Arc<Vec<Mutex<(Histogram<u64>, u64)>>>;
 
@@ -142,6 +150,16 @@ struct Readers {
 
 impl Readers {
     fn spawn(conns: Vec<Conn>, event: &'static str) -> Self {
+        Self::spawn_with_key(conns, event, None)
+    }
+
+    /// Like [`Readers::spawn`]; with a key, every event's data is opened
+    /// (suite 0) before its timestamp is read, so decryption is measured.
+    fn spawn_with_key(
+        conns: Vec<Conn>,
+        event: &'static str,
+        key: Option<Arc<hush_crypto::ChannelKey>>,
+    ) -> Self {
         let stats: Stats = Arc::new(
             (0..conns.len())
                 .map(|_| Mutex::new((histogram(), 0)))
@@ -158,6 +176,7 @@ impl Readers {
                 let total = total.clone();
                 let mut stop_rx = stop_rx.clone();
                 let needle = needle.clone();
+                let key = key.clone();
                 tokio::spawn(async move {
                     loop {
                         tokio::select! {
@@ -165,7 +184,11 @@ impl Readers {
                             m = c.ws.next() => match m {
                                 Some(Ok(Message::Text(text))) => {
                                     if text.as_str().contains(&needle) {
-                                        if let Some(t) = extract_num(text.as_str(), "t") {
+                                        let stamp = match &key {
+                                            None => extract_num(text.as_str(), "t"),
+                                            Some(key) => open_stamp(key, text.as_str()),
+                                        };
+                                        if let Some(t) = stamp {
                                             let lat = now_micros().saturating_sub(t).max(1);
                                             let mut g = stats[i].lock().unwrap_or_else(PoisonError::into_inner);
                                             let _ = g.0.record(lat);
@@ -236,6 +259,21 @@ pub struct FanoutOptions {
     pub max: bool,
     /// Highest rate tried with `max`.
     pub max_rate: u32,
+    /// Seal every event with suite 0 (the channel must be
+    /// `private-encrypted-`) and make every subscriber open it, as pusher-js
+    /// would: the `encrypted` scenario.
+    pub encrypt: bool,
+}
+
+/// The channel key of an encrypted run: a fresh master key, as an app
+/// backend would hold it (the server never sees it).
+fn channel_key(channel: &str) -> Result<Arc<hush_crypto::ChannelKey>, BenchError> {
+    let name = hush_protocol::ChannelName::parse(channel)
+        .map_err(|e| BenchError::Protocol(e.to_string()))?;
+    Ok(Arc::new(hush_crypto::shared_secret(
+        &name,
+        &hush_crypto::MasterKey::generate(),
+    )))
 }
 
 /// Posts a signed API request, records its latency, and fails on a non-200.
@@ -265,6 +303,7 @@ async fn publish_for(
     rate: u32,
     duration: Duration,
     payload: &str,
+    key: Option<&hush_crypto::ChannelKey>,
     pb: &ProgressBar,
 ) -> Result<(u64, Histogram<u64>), BenchError> {
     let path = format!("/apps/{}/events", t.app_id);
@@ -278,7 +317,10 @@ async fn publish_for(
     while Instant::now() < end {
         tick.tick().await;
         let ts = now_micros();
-        let data = format!("{{\"t\":{ts},\"s\":{seq},\"p\":\"{payload}\"}}");
+        let mut data = format!("{{\"t\":{ts},\"s\":{seq},\"p\":\"{payload}\"}}");
+        if let Some(key) = key {
+            data = hush_crypto::seal(key, data.as_bytes());
+        }
         let body = json!({"name":"bench","channels":[channel],"data":data}).to_string();
         timed_post(api, &path, &body, &mut api_h).await?;
         seq += 1;
@@ -290,24 +332,39 @@ async fn publish_for(
 /// Fan-out: many subscribers on one channel, HTTP triggers at a fixed rate.
 pub async fn fanout(t: &Target, o: &FanoutOptions, pb: &ProgressBar) -> Result<Report, BenchError> {
     t.check()?;
+    let key = if o.encrypt {
+        Some(channel_key(&o.channel)?)
+    } else {
+        None
+    };
     let conns = open_many(t, o.subscribers, |_| o.channel.clone(), pb).await?;
-    let readers = Readers::spawn(conns, "bench");
+    let readers = Readers::spawn_with_key(conns, "bench", key.clone());
     let mut api = ApiClient::new(t.clone());
     let payload = "x".repeat(o.payload);
-    let params = json!({"subscribers": o.subscribers, "rate": o.rate, "duration_s": o.duration.as_secs_f64(), "payload": o.payload, "channel": o.channel, "max": o.max});
+    let params = json!({"subscribers": o.subscribers, "rate": o.rate, "duration_s": o.duration.as_secs_f64(), "payload": o.payload, "channel": o.channel, "max": o.max, "encrypted": o.encrypt});
+    let name = if o.encrypt { "encrypted" } else { "fanout" };
     let mut steps = Vec::new();
     let mut rate = o.rate;
     let mut base = 0u64;
     loop {
         pb.set_message(format!("publishing {rate}/s"));
         let meter = Meter::start(t.pid);
-        let (sent, api_h) =
-            publish_for(&mut api, t, &o.channel, rate, o.duration, &payload, pb).await?;
+        let (sent, api_h) = publish_for(
+            &mut api,
+            t,
+            &o.channel,
+            rate,
+            o.duration,
+            &payload,
+            key.as_deref(),
+            pb,
+        )
+        .await?;
         let expected = sent * o.subscribers as u64;
         let (delivered, lat) = readers.collect(expected, base).await;
         base += delivered;
         let r = meter.deliveries(
-            "fanout",
+            name,
             json!({"rate": rate}),
             sent,
             expected,

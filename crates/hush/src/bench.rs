@@ -81,6 +81,22 @@ enum Scenario {
         #[arg(long)]
         smoke: bool,
     },
+    /// Fan-out on a `private-encrypted-` channel: suite 0 events sealed by the
+    /// generator (as an app backend would), opened by every subscriber.
+    Encrypted {
+        /// Subscribers.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Events per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        duration: u64,
+        /// Extra payload bytes per event (before sealing).
+        #[arg(long, default_value_t = 0)]
+        payload: usize,
+    },
     /// Idle connections, each on its own channel: server memory and CPU per connection.
     Connections {
         /// Connections.
@@ -229,6 +245,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                         channel: "bench-fanout".into(),
                         max: false,
                         max_rate: *max_rate,
+                        encrypt: false,
                     }
                 } else {
                     FanoutOptions {
@@ -239,6 +256,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                         channel: "bench-fanout".into(),
                         max: *max,
                         max_rate: *max_rate,
+                        encrypt: false,
                     }
                 };
                 if o.subscribers as u64 + 64 > limit && limit > 0 {
@@ -247,6 +265,27 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                         o.subscribers
                     );
                 }
+                scenarios::fanout(&target, &o, &pb).await?
+            }
+            Scenario::Encrypted {
+                subscribers,
+                rate,
+                duration,
+                payload,
+            } => {
+                if *subscribers as u64 + 64 > limit && limit > 0 {
+                    bail!("open-files limit {limit} is too low for {subscribers} subscribers");
+                }
+                let o = FanoutOptions {
+                    subscribers: *subscribers,
+                    rate: *rate,
+                    duration: secs(*duration),
+                    payload: *payload,
+                    channel: "private-encrypted-bench".into(),
+                    max: false,
+                    max_rate: *rate,
+                    encrypt: true,
+                };
                 scenarios::fanout(&target, &o, &pb).await?
             }
             Scenario::Connections { count, settle } => {
