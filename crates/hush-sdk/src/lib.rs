@@ -11,6 +11,7 @@
 //! | `sendToUser`, `terminateUserConnections` | [`Client::send_to_user`], [`Client::terminate_user_connections`] |
 //! | `authorizeChannel`, `authenticateUser` | [`Client::authorize_channel`], [`Client::authenticate_user`] |
 //! | `webhook(req).isValid()` | [`Client::verify_webhook`] |
+//! | — (hush key directory) | [`Client::directory_users`], [`Client::directory_log_head`], [`Client::directory_log_consistency`], [`Client::directory_log_entries`] |
 //!
 //! ```no_run
 //! use hush_sdk::{Client, Config, TriggerOptions};
@@ -60,6 +61,7 @@
 mod auth;
 mod client;
 mod config;
+pub mod directory;
 mod error;
 mod http;
 mod payload;
@@ -69,6 +71,7 @@ pub mod webhook;
 pub use auth::{AuthError, ChannelAuth, PresenceData, UserAuth, UserData};
 pub use client::Client;
 pub use config::{Config, ConfigError, DEFAULT_PORT, DEFAULT_TIMEOUT, EpochPolicy, Scheme};
+pub use directory::{DirectoryEntry, DirectoryLookup, LogHead, UserRecords};
 pub use error::{Error, ValidationError};
 pub use hush_crypto::MasterKey;
 pub use payload::{Attribute, BatchEvent, ChannelsQuery, TriggerOptions};
