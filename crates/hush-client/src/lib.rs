@@ -14,6 +14,7 @@ mod error;
 pub mod event;
 mod frames;
 mod listeners;
+mod request;
 
 pub use auth::{
     AuthFuture, Authorizer, ChannelAuthorization, FnAuthorizer, HttpAuthorizer, UserAuthentication,
@@ -25,3 +26,4 @@ pub use error::{AuthError, ConfigError, Error};
 pub use event::{DecryptError, Event, SealedInfo};
 pub use hush_protocol::{ChannelName, SocketId, UserId};
 pub use listeners::EventStream;
+pub use request::{DirectoryError, ErrorCode, MAX_IN_FLIGHT};
