@@ -10,6 +10,7 @@ mod backoff;
 mod client;
 mod config;
 mod connection;
+pub mod e2ee;
 mod error;
 pub mod event;
 mod frames;
