@@ -4,6 +4,7 @@
 mod api_cmds;
 mod audit_cmd;
 mod bench;
+mod chat;
 mod keygen;
 mod listen;
 mod sdk_vectors;
@@ -46,6 +47,9 @@ enum Command {
     /// Show the safety number of two users from their identity keys in the
     /// key directory (proofs checked).
     Verify(verify_cmd::VerifyArgs),
+    /// Chat end to end encrypted with another user (suite 1), safety
+    /// numbers shown: the terminal example of the public-key layer.
+    Chat(chat::ChatArgs),
     /// Inspect the webhook outbox: list, retry or purge dead letters; stats.
     Webhooks(webhooks_cmd::WebhooksArgs),
     /// Run hush-sdk on JSON cases from stdin (compat parity tests).
@@ -66,6 +70,7 @@ fn main() -> std::process::ExitCode {
         Command::Webhooks(args) => webhooks_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
+        Command::Chat(args) => chat::run(args),
         Command::SdkVectors(args) => sdk_vectors::run(args),
     };
     match result {
