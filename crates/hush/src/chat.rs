@@ -270,6 +270,9 @@ struct Peer {
     name: String,
     /// The last safety number shown (None until the peer has keys).
     shown: Option<String>,
+    /// Whether the peer's keys were known before the key-change events
+    /// that follow (else the first one is their appearance).
+    baseline: bool,
 }
 
 impl Peer {
@@ -438,8 +441,10 @@ async fn chat(
     let mut peer = Peer {
         name: args.peer.clone(),
         shown: None,
+        baseline: false,
     };
-    if !peer.refresh(e2ee, out, false).await? {
+    peer.baseline = peer.refresh(e2ee, out, false).await?;
+    if !peer.baseline {
         out.emit(
             json!({"type": "waiting", "peer": peer.name}),
             &format!(
@@ -500,14 +505,23 @@ async fn chat(
                 handle_event(e2ee, &e, &me, out).await;
             }
             change = changes.recv() => match change {
-                Ok(c) if c.user == peer.name || c.user == me => {
-                    // The peer's first appearance is not a change worth a
-                    // warning: refresh shows their first safety number.
-                    if c.user == me || peer.shown.is_some() {
+                Ok(c) if c.user == peer.name => {
+                    // The peer's first appearance is no change worth a
+                    // notice: refresh shows their first safety number.
+                    let first_appearance = !peer.baseline && c.removed.is_empty();
+                    peer.baseline = true;
+                    if !first_appearance {
                         print_key_change(&c, out);
                     }
-                    if c.user == peer.name {
-                        peer.refresh(e2ee, out, false).await?;
+                    peer.refresh(e2ee, out, false).await?;
+                }
+                Ok(c) if c.user == me => {
+                    // This device's own first card is no news; any other
+                    // change of the user's devices or identity is.
+                    let own_publish = c.removed.is_empty()
+                        && c.added.iter().all(|d| *d == card.device_id());
+                    if !own_publish {
+                        print_key_change(&c, out);
                     }
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
