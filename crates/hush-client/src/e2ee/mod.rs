@@ -468,6 +468,11 @@ impl E2ee {
             .unwrap_or_default();
         let cards: Vec<String> = keys.devices.iter().map(|c| b64(&c.to_bytes())).collect();
         let new_ids: BTreeSet<DeviceId> = keys.devices.iter().map(DeviceCard::device_id).collect();
+        // Users without keys are not cached (envelopes name arbitrary
+        // senders: they must not grow the store).
+        if keys.identity.is_none() && !st.data.contacts.contains_key(keys.user.as_str()) {
+            return;
+        }
         let entry = st
             .data
             .contacts
