@@ -185,7 +185,12 @@ async fn round_trips_one_to_one_to_many_devices_and_many_users() {
     assert_eq!((m.event.as_str(), m.data), ("headline", json!("psst")));
 
     // The state survives a restart of the device: same keys, same card.
-    let reopened = E2ee::open_store(bob.client.clone(), key_store(&dir, "bob")).unwrap();
+    assert!(matches!(
+        E2ee::open_or_create(bob.client.clone(), key_store(&dir, "bob"), "carol", true),
+        Err(E2eeError::Invalid(_))
+    ));
+    let reopened =
+        E2ee::open_or_create(bob.client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
     assert_eq!(reopened.device_id().await, bob.e2ee.device_id().await);
     assert!(
         reopened
@@ -413,7 +418,7 @@ async fn key_changes_raise_events_and_block_sending_to_a_verified_contact() {
 }
 
 #[tokio::test]
-async fn a_forked_log_is_detected_by_the_client() {
+async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
     let port = {
@@ -480,8 +485,8 @@ async fn a_forked_log_is_detected_by_the_client() {
     store.close().await;
 
     let srv = start_on(port, &extra(&forged)).await;
-    let client = client(&srv, "bob");
-    let e2ee = E2ee::open_store(client.clone(), key_store(&dir, "bob")).unwrap();
+    let bob_client = client(&srv, "bob");
+    let e2ee = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
     let r = e2ee.lookup(&["alice"]).await;
     assert!(
         matches!(
@@ -492,6 +497,38 @@ async fn a_forked_log_is_detected_by_the_client() {
     );
     // The trusted head is unchanged, so the fork stays detected.
     assert_eq!(e2ee.with_data(|d| d.trusted_head().unwrap()).await, trusted);
-    client.disconnect().await;
+    bob_client.disconnect().await;
+    srv.stop().await;
+
+    // A directory that rolls back to an older, shorter log is detected too.
+    let short = format!("sqlite://{}/short.sqlite3", dir.path().display());
+    let store = hush_store::Store::open(&short, &Default::default())
+        .await
+        .unwrap();
+    store.server_key("directory-log-v1", || *key).await.unwrap();
+    assert!(
+        store
+            .directory_append(ID, 0, &leaves[0], "alice")
+            .await
+            .unwrap()
+    );
+    store.close().await;
+    let srv = start_on(port, &extra(&short)).await;
+    let bob_client = client(&srv, "bob");
+    let e2ee = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    let r = e2ee.lookup(&["alice"]).await;
+    assert!(
+        matches!(
+            r,
+            Err(E2eeError::Log(
+                hush_crypto::transparency::LogError::Rollback {
+                    trusted: 2,
+                    offered: 1
+                }
+            ))
+        ),
+        "{r:?}"
+    );
+    bob_client.disconnect().await;
     srv.stop().await;
 }

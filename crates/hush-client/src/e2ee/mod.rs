@@ -298,6 +298,27 @@ impl E2ee {
         Ok(Self::from_data(client, store, data))
     }
 
+    /// Opens the key store if it exists (it must belong to `user`), else
+    /// creates it as [`create`](Self::create) does.
+    pub fn open_or_create(
+        client: Client,
+        store: KeyStore,
+        user: &str,
+        first_device: bool,
+    ) -> Result<Self, E2eeError> {
+        if !store.exists() {
+            return Self::create(client, store, user, first_device);
+        }
+        let data = store.load()?;
+        if data.user.as_str() != user {
+            return Err(E2eeError::Invalid(format!(
+                "the key store belongs to user {:?}, not {user:?}",
+                data.user.as_str()
+            )));
+        }
+        Ok(Self::from_data(client, store, data))
+    }
+
     fn from_data(client: Client, store: KeyStore, data: DeviceData) -> Self {
         let (changes, _) = broadcast::channel(256);
         Self {
@@ -468,6 +489,11 @@ impl E2ee {
             .unwrap_or_default();
         let cards: Vec<String> = keys.devices.iter().map(|c| b64(&c.to_bytes())).collect();
         let new_ids: BTreeSet<DeviceId> = keys.devices.iter().map(DeviceCard::device_id).collect();
+        // Users without keys are not cached (envelopes name arbitrary
+        // senders: they must not grow the store).
+        if keys.identity.is_none() && !st.data.contacts.contains_key(keys.user.as_str()) {
+            return;
+        }
         let entry = st
             .data
             .contacts
