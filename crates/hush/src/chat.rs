@@ -204,20 +204,8 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             .build()
             .context("client settings")?;
         let store = KeyStore::new(&key_file, store_key);
-        let e2ee = if store.exists() {
-            E2ee::open_store(client.clone(), store).context("opening the key store")?
-        } else {
-            E2ee::create(client.clone(), store, &args.user, true)
-                .context("creating the key store")?
-        };
-        let owner = e2ee.user_id().await;
-        if owner.as_str() != args.user {
-            bail!(
-                "{} holds the keys of {owner}, not {}",
-                key_file.display(),
-                args.user
-            );
-        }
+        let e2ee = E2ee::open_or_create(client.clone(), store, &args.user, true)
+            .with_context(|| format!("key store {}", key_file.display()))?;
         let r = chat(&e2ee, &client, &channel, &args, out).await;
         let _ = tokio::time::timeout(Duration::from_secs(3), client.disconnect()).await;
         r

@@ -280,6 +280,27 @@ async fn two_chats_exchange_encrypted_lines_the_server_cannot_read() {
     assert_eq!(n["safety_number"], digits);
     bob.quit().await;
 
+    // Someone else's key file is refused.
+    let o = command(&[
+        "chat",
+        "--user",
+        "carol",
+        "--peer",
+        "alice",
+        "--key-file",
+        dir.path().join("bob.keys").to_str().unwrap(),
+    ])
+    .env("HUSH_URL", format!("http://{}", srv.addr))
+    .env("HUSH_APP_KEY", KEY)
+    .env("HUSH_APP_SECRET", SECRET)
+    .stdin(Stdio::null())
+    .output()
+    .await
+    .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("belongs to user \"bob\""), "{err}");
+
     // The server saw only ciphertext: not in its trace-level log, not in
     // its store.
     srv.child.start_kill().unwrap();
