@@ -50,6 +50,11 @@ pub struct AuditArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Entries per request (the server's maximum by default; smaller pages
+    /// exercise the paging in tests).
+    #[arg(long, hide = true, default_value_t = MAX_LOG_ENTRIES,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_LOG_ENTRIES))]
+    page_size: u64,
 }
 
 /// What `--state` keeps between audits.
@@ -165,11 +170,15 @@ fn log_problem(e: LogError) -> String {
     }
 }
 
-async fn fetch_entries(client: &Client, size: u64) -> anyhow::Result<Result<Vec<Vec<u8>>, String>> {
+async fn fetch_entries(
+    client: &Client,
+    size: u64,
+    page: u64,
+) -> anyhow::Result<Result<Vec<Vec<u8>>, String>> {
     let mut entries = Vec::new();
     let mut start = 0;
     while start < size {
-        let end = size.min(start + MAX_LOG_ENTRIES);
+        let end = size.min(start + page);
         let page = client
             .directory_log_entries(start, end)
             .await
@@ -191,6 +200,7 @@ async fn check(
     app_id: &str,
     pin: Option<LogPublicKey>,
     saved: Option<&SavedState>,
+    page: u64,
 ) -> anyhow::Result<Findings> {
     let served = client
         .directory_log_head()
@@ -246,7 +256,7 @@ async fn check(
             }
         }
     }
-    match fetch_entries(client, f.head.head.size).await? {
+    match fetch_entries(client, f.head.head.size, page).await? {
         Ok(entries) => match audit(app_id, &f.key, &f.head, &entries) {
             Ok(report) => f.report = Some(report),
             Err(LogError::Fork) => f
@@ -338,7 +348,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
         Some(path) => SavedState::load(path)?,
         None => None,
     };
-    let f = runtime()?.block_on(check(&client, &app_id, pin, saved.as_ref()))?;
+    let f = runtime()?.block_on(check(&client, &app_id, pin, saved.as_ref(), args.page_size))?;
     if args.json {
         println!("{}", report_json(&app_id, &f));
     } else {

@@ -212,6 +212,18 @@ async fn audit_passes_a_healthy_log_and_catches_a_rewritten_history() {
     assert_eq!(report["cards"], 5);
     assert_eq!(report["violations"], json!([]));
     let log_key = report["log_key"].as_str().unwrap().to_owned();
+    // Paged 2 by 2 (three requests, the last one short): the same report.
+    let o = hush(&srv, &["audit", "--json", "--page-size", "2"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let paged: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (
+            paged["entries"].clone(),
+            paged["cards"].clone(),
+            paged["root"].clone()
+        ),
+        (json!(5), json!(5), report["root"].clone())
+    );
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["size"], 5);
 
