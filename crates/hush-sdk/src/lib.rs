@@ -50,6 +50,17 @@
 //! pusher-js hands the same value to the app either way. Use
 //! [`Client::trigger_raw`] to send (or seal) a string byte for byte.
 //!
+//! # Key directory (hush extension)
+//!
+//! [`Client::directory_users`], [`Client::directory_log_head`],
+//! [`Client::directory_log_consistency`] and [`Client::directory_log_entries`]
+//! call hush's signed key-directory endpoints (docs/PROTOCOL-EXT.md §3) and
+//! decode their base64 into [`hush_crypto::transparency`] types. Nothing is
+//! trusted by decoding alone: check lookups with [`DirectoryLookup::verify`]
+//! against a [`LogMonitor`](hush_crypto::transparency::LogMonitor) that pins
+//! the log key, and whole logs with
+//! [`audit`](hush_crypto::transparency::audit) (what `hush audit` does).
+//!
 //! # TLS
 //!
 //! The HTTP client is hyper (already part of a hush build). HTTPS needs the
