@@ -258,9 +258,6 @@ struct Peer {
     name: String,
     /// The last safety number shown (None until the peer has keys).
     shown: Option<String>,
-    /// Whether the peer's keys were known before the key-change events
-    /// that follow (else the first one is their appearance).
-    baseline: bool,
 }
 
 impl Peer {
@@ -429,10 +426,8 @@ async fn chat(
     let mut peer = Peer {
         name: args.peer.clone(),
         shown: None,
-        baseline: false,
     };
-    peer.baseline = peer.refresh(e2ee, out, false).await?;
-    if !peer.baseline {
+    if !peer.refresh(e2ee, out, false).await? {
         out.emit(
             json!({"type": "waiting", "peer": peer.name}),
             &format!(
@@ -494,11 +489,9 @@ async fn chat(
             }
             change = changes.recv() => match change {
                 Ok(c) if c.user == peer.name => {
-                    // The peer's first appearance is no change worth a
-                    // notice: refresh shows their first safety number.
-                    let first_appearance = !peer.baseline && c.removed.is_empty();
-                    peer.baseline = true;
-                    if !first_appearance {
+                    // hush-client raises no event for a user's first keys;
+                    // before any number was shown, refresh shows the first.
+                    if peer.shown.is_some() {
                         print_key_change(&c, out);
                     }
                     peer.refresh(e2ee, out, false).await?;
