@@ -1073,3 +1073,134 @@ fn verify_user(
         revocations,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_crypto::identity::DeviceKeys;
+    use hush_crypto::transparency::{LogKey, MerkleLog, TreeHead};
+
+    fn alice() -> UserId {
+        UserId::parse("alice").unwrap()
+    }
+
+    fn card(identity: &IdentityKey, created: u64, expires: u64) -> DeviceCard {
+        let keys = DeviceKeys::generate();
+        let body = UnsignedCard::new(
+            alice(),
+            DeviceId::random(),
+            &identity.public_key(),
+            &keys,
+            created,
+            expires,
+            None,
+        );
+        DeviceCard::issue(body, &keys, identity).unwrap()
+    }
+
+    /// A log holding `entries`, a monitor trusting its head, and the lookup
+    /// entry JSON the server would send for them.
+    fn served(entries: &[LogEntry]) -> (LogMonitor, Value) {
+        let key = LogKey::generate();
+        let mut log = MerkleLog::new();
+        for e in entries {
+            log.append(&e.to_bytes());
+        }
+        let head = key.sign(TreeHead {
+            log_id: "3".into(),
+            size: log.size(),
+            root: log.root(),
+            timestamp: 1,
+        });
+        let mut m = LogMonitor::new("3", key.public_key());
+        m.update(&head, &[]).unwrap();
+        let json_of = |e: &LogEntry, i: u64| {
+            let proof = log.inclusion_proof(i, log.size()).unwrap();
+            json!({
+                "record": b64(&e.to_bytes()),
+                "index": i,
+                "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+            })
+        };
+        let mut cards = Vec::new();
+        let mut revs = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            match e {
+                LogEntry::Card(_) => cards.push(json_of(e, i as u64)),
+                LogEntry::Revocation(_) => revs.push(json_of(e, i as u64)),
+            }
+        }
+        (m, json!({"cards": cards, "revocations": revs}))
+    }
+
+    #[test]
+    fn lookups_are_checked_client_side() {
+        let now = now_secs();
+        let id = IdentityKey::generate();
+        let good = card(&id, now - 10, now + 100);
+        let expired = card(&id, now - 100, now - 1);
+        let revoked = card(&id, now - 10, now + 100);
+        let rev = Revocation::revoke_device(&id, &revoked, now).unwrap();
+        let entries = [
+            LogEntry::Card(good.clone()),
+            LogEntry::Card(expired),
+            LogEntry::Card(revoked),
+            LogEntry::Revocation(rev),
+        ];
+        let (m, entry) = served(&entries);
+        let keys = verify_user(&m, &alice(), &entry, now).unwrap();
+        assert_eq!(keys.identity, Some(id.public_key()));
+        assert_eq!(
+            keys.devices.iter().map(DeviceCard::id).collect::<Vec<_>>(),
+            vec![good.id()]
+        );
+        assert_eq!(keys.revocations.len(), 1);
+
+        // A tampered proof, a record for another user, two identities.
+        let mut bad = entry.clone();
+        bad["cards"][0]["index"] = json!(1);
+        assert!(matches!(
+            verify_user(&m, &alice(), &bad, now),
+            Err(E2eeError::Log(_))
+        ));
+        let bob = UserId::parse("bob").unwrap();
+        assert!(matches!(
+            verify_user(&m, &bob, &entry, now),
+            Err(E2eeError::InvalidRecord(_))
+        ));
+        let other = IdentityKey::generate();
+        let (m2, two) = served(&[
+            LogEntry::Card(good),
+            LogEntry::Card(card(&other, now - 10, now + 100)),
+        ]);
+        assert!(matches!(
+            verify_user(&m2, &alice(), &two, now),
+            Err(E2eeError::InvalidRecord(_))
+        ));
+        // A card presented as a revocation.
+        let mut swapped = entry.clone();
+        swapped["revocations"] = json!([entry["cards"][0].clone()]);
+        assert!(matches!(
+            verify_user(&m, &alice(), &swapped, now),
+            Err(E2eeError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn card_requests_parse_strictly() {
+        assert!(CardRequest::parse("{").is_err());
+        let r = CardRequest {
+            user: "alice".into(),
+            device: "00".into(),
+            identity: String::new(),
+            signing: String::new(),
+            encryption: String::new(),
+            created: 0,
+            expires: 1,
+            signature: String::new(),
+        };
+        let back = CardRequest::parse(&r.to_text()).unwrap();
+        assert_eq!(back, r);
+        assert!(matches!(back.body(), Err(E2eeError::Invalid(_))));
+    }
+}
