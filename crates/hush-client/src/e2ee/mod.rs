@@ -391,7 +391,7 @@ impl E2ee {
         let head = sth(&r["head"])?;
         let mut m = LogMonitor::new(head.head.log_id.clone(), LogPublicKey::from_bytes(&key)?);
         m.update(&head, &[])?;
-        pin(st, &m, &key);
+        pin(st, &head, &key);
         self.save(st)?;
         Ok(m)
     }
@@ -424,8 +424,33 @@ impl E2ee {
             .ok_or_else(|| E2eeError::InvalidRecord("no index".into()))?;
         m.verify_entry(leaf, index, &hashes(&result["proof"], "inclusion proof")?)?;
         let key = m_key(st);
-        pin(st, &m, &key);
+        pin(st, &head, &key);
         Ok(index)
+    }
+
+    /// Cross-checks a signed tree head another client trusts (gossip: e.g.
+    /// exchanged inside messages or when comparing safety numbers) against
+    /// this device's trusted head, with a consistency proof fetched from the
+    /// directory when the sizes differ. Two clients shown different logs get
+    /// [`E2eeError::Log`]`(`[`LogError::Fork`](hush_crypto::transparency::LogError::Fork)`)`.
+    /// Share this device's head with [`DeviceData::trusted_signed_head`].
+    pub async fn cross_check(&self, other: &SignedTreeHead) -> Result<(), E2eeError> {
+        let mut st = self.shared.state.lock().await;
+        let m = self.monitor(&mut st).await?;
+        let mine = m.trusted().map_or(0, |t| t.size);
+        let theirs = other.head.size;
+        let proof = if mine == theirs {
+            Vec::new()
+        } else {
+            let r = self
+                .request(
+                    "log.consistency",
+                    json!({"from": mine.min(theirs), "to": mine.max(theirs)}),
+                )
+                .await?;
+            hashes(&r["proof"], "consistency proof")?
+        };
+        Ok(m.cross_check(other, &proof)?)
     }
 
     /// Looks users up and verifies every record against the log: the tree
@@ -468,7 +493,7 @@ impl E2ee {
         let head = sth(&r["head"])?;
         m.update(&head, &hashes(&r["consistency"], "consistency proof")?)?;
         let key = m_key(st);
-        pin(st, &m, &key);
+        pin(st, &head, &key);
         let now = now_secs();
         let mut out = Vec::with_capacity(users.len());
         for user in users {
@@ -1001,16 +1026,17 @@ fn m_key(st: &State) -> [u8; 32] {
     st.data.log_key().unwrap_or([0; 32])
 }
 
-fn pin(st: &mut State, m: &LogMonitor, key: &[u8; 32]) {
-    if let Some(t) = m.trusted() {
-        st.data.log = Some(LogPin {
-            log_id: t.log_id.clone(),
-            key: b64(key),
-            size: t.size,
-            root: b64(&t.root),
-            timestamp: t.timestamp,
-        });
-    }
+/// Records `sth` (just accepted by the monitor) as the trusted head.
+fn pin(st: &mut State, sth: &SignedTreeHead, key: &[u8; 32]) {
+    let t = &sth.head;
+    st.data.log = Some(LogPin {
+        log_id: t.log_id.clone(),
+        key: b64(key),
+        size: t.size,
+        root: b64(&t.root),
+        timestamp: t.timestamp,
+        signed: b64(&sth.to_bytes()),
+    });
 }
 
 /// Verifies one user's lookup entry against the (updated) monitor.

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey};
-use hush_crypto::transparency::TreeHead;
+use hush_crypto::transparency::{SignedTreeHead, TreeHead};
 use hush_protocol::UserId;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,9 @@ pub(crate) struct LogPin {
     /// Root hash, base64.
     pub root: String,
     pub timestamp: u64,
+    /// The signed head's wire form, base64 (for gossip).
+    #[serde(default)]
+    pub signed: String,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -247,6 +250,13 @@ impl DeviceData {
             root: STANDARD.decode(&pin.root).ok()?.try_into().ok()?,
             timestamp: pin.timestamp,
         })
+    }
+
+    /// The last trusted head with the log's signature, to share with other
+    /// clients for [`E2ee::cross_check`](super::E2ee::cross_check).
+    pub fn trusted_signed_head(&self) -> Option<SignedTreeHead> {
+        let bytes = STANDARD.decode(&self.log.as_ref()?.signed).ok()?;
+        SignedTreeHead::from_bytes(&bytes).ok()
     }
 
     /// The pinned log public key (32 bytes), once pinned.
