@@ -256,6 +256,12 @@ async fn tampered_replayed_forged_unknown_and_revoked_senders_are_refused() {
         bob.e2ee.open(&ev).await,
         Err(E2eeError::Open(OpenError::Replay))
     ));
+    // Still refused after Bob's device restarts (the guard is persisted).
+    let restarted = E2ee::open_store(bob.client.clone(), key_store(&dir, "bob")).unwrap();
+    assert!(matches!(
+        restarted.open(&ev).await,
+        Err(E2eeError::Open(OpenError::Replay))
+    ));
 
     // A forged signature: Alice's device id, someone else's signing key.
     let bob_card = bob.e2ee.with_data(|d| d.card().unwrap().clone()).await;

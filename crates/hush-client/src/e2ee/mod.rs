@@ -70,7 +70,7 @@ pub use store::{DeviceData, KeyStore, StoreError, StoreKey};
 
 use crate::client::{Channel, Client, MAX_CLIENT_EVENT_BYTES};
 use crate::event::Event;
-use store::{CachedUser, LogPin};
+use store::{Accepted, CachedUser, LogPin, MAX_ACCEPTED};
 
 /// Outer name of suite 1 client events (private and presence channels).
 pub const CLIENT_EVENT: &str = "client-hush-e2ee";
@@ -321,13 +321,28 @@ impl E2ee {
 
     fn from_data(client: Client, store: KeyStore, data: DeviceData) -> Self {
         let (changes, _) = broadcast::channel(256);
+        // Envelopes accepted before a restart stay refused.
+        let mut guard = ReplayGuard::default();
+        for a in &data.accepted {
+            let device = hex::decode(&a.device)
+                .ok()
+                .and_then(|v| <[u8; 16]>::try_from(v).ok());
+            let id = hex::decode(&a.message_id)
+                .ok()
+                .and_then(|v| <[u8; 16]>::try_from(v).ok());
+            if let (Some(device), Some(id), Ok(channel)) =
+                (device, id, ChannelName::parse(&a.channel))
+            {
+                guard.commit(DeviceId(device), &channel, a.sequence, id);
+            }
+        }
         Self {
             shared: Arc::new(Shared {
                 client,
                 store,
                 state: Mutex::new(State {
                     data,
-                    guard: ReplayGuard::default(),
+                    guard,
                     cache_ttl: DEFAULT_CACHE_TTL,
                 }),
                 changes,
@@ -970,6 +985,16 @@ impl E2ee {
         };
         let State { data, guard, .. } = &mut *st;
         let opened = env.open(data.device_id, &data.keys, &trusted, guard)?;
+        data.accepted.push_back(Accepted {
+            device: hex::encode(h.sender_device.0),
+            channel: h.channel.to_string(),
+            sequence: h.sequence,
+            message_id: hex::encode(h.message_id),
+        });
+        while data.accepted.len() > MAX_ACCEPTED {
+            data.accepted.pop_front();
+        }
+        self.save(&st)?;
         let text = String::from_utf8_lossy(&opened.plaintext);
         let value = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.to_string()));
         Ok(Message {

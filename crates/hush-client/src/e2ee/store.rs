@@ -120,6 +120,21 @@ pub(crate) struct CachedUser {
     pub verified: Option<String>,
 }
 
+/// An envelope this device accepted (replayed into the replay guard after a
+/// restart, so captured envelopes stay refused).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    /// Sender device, hex.
+    pub device: String,
+    pub channel: String,
+    pub sequence: u64,
+    /// Message id, hex.
+    pub message_id: String,
+}
+
+/// Accepted envelopes remembered across restarts (the most recent ones).
+pub(crate) const MAX_ACCEPTED: usize = 1024;
+
 /// The pinned transparency log.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct LogPin {
@@ -148,6 +163,8 @@ struct Public {
     contacts: BTreeMap<String, CachedUser>,
     #[serde(default)]
     sequence: u64,
+    #[serde(default)]
+    accepted: Vec<Accepted>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -170,6 +187,7 @@ pub struct DeviceData {
     pub(crate) log: Option<LogPin>,
     pub(crate) contacts: BTreeMap<String, CachedUser>,
     pub(crate) sequence: u64,
+    pub(crate) accepted: std::collections::VecDeque<Accepted>,
 }
 
 impl std::fmt::Debug for DeviceData {
@@ -218,6 +236,7 @@ impl DeviceData {
             log: None,
             contacts: BTreeMap::new(),
             sequence: 0,
+            accepted: std::collections::VecDeque::new(),
         }
     }
 
@@ -295,6 +314,7 @@ impl DeviceData {
                 card: self.card.as_ref().map(|c| STANDARD.encode(c.to_bytes())),
                 contacts: self.contacts.clone(),
                 sequence: self.sequence,
+                accepted: self.accepted.iter().cloned().collect(),
             },
         }
     }
@@ -345,6 +365,7 @@ impl DeviceData {
         d.log.clone_from(&p.log);
         d.contacts.clone_from(&p.contacts);
         d.sequence = p.sequence;
+        d.accepted = p.accepted.iter().cloned().collect();
         Ok(d)
     }
 }
