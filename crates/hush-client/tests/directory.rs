@@ -256,6 +256,12 @@ async fn tampered_replayed_forged_unknown_and_revoked_senders_are_refused() {
         bob.e2ee.open(&ev).await,
         Err(E2eeError::Open(OpenError::Replay))
     ));
+    // Still refused after Bob's device restarts (the guard is persisted).
+    let restarted = E2ee::open_store(bob.client.clone(), key_store(&dir, "bob")).unwrap();
+    assert!(matches!(
+        restarted.open(&ev).await,
+        Err(E2eeError::Open(OpenError::Replay))
+    ));
 
     // A forged signature: Alice's device id, someone else's signing key.
     let bob_card = bob.e2ee.with_data(|d| d.card().unwrap().clone()).await;
@@ -436,6 +442,17 @@ async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
     assert_eq!(keys[0].devices.len(), 1);
     let trusted = bob.e2ee.with_data(|d| d.trusted_head().unwrap()).await;
     assert_eq!(trusted.size, 2);
+    // Gossip between two clients of the honest directory: consistent.
+    let alice_head = alice
+        .e2ee
+        .with_data(|d| d.trusted_signed_head().unwrap())
+        .await;
+    assert_eq!(alice_head.head.size, 1);
+    bob.e2ee.cross_check(&alice_head).await.unwrap();
+    let bob_head = bob
+        .e2ee
+        .with_data(|d| d.trusted_signed_head().unwrap())
+        .await;
     alice.client.disconnect().await;
     bob.client.disconnect().await;
     srv.stop().await;
@@ -497,6 +514,20 @@ async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
     );
     // The trusted head is unchanged, so the fork stays detected.
     assert_eq!(e2ee.with_data(|d| d.trusted_head().unwrap()).await, trusted);
+    // A newcomer who only ever saw the forged log has no history to check,
+    // but comparing heads with Bob (gossip) exposes the fork.
+    let carol_dir = tempfile::tempdir().unwrap();
+    let carol = device(&srv, &carol_dir, "carol", "carol", true).await;
+    carol.e2ee.publish().await.unwrap();
+    let r = carol.e2ee.cross_check(&bob_head).await;
+    assert!(
+        matches!(
+            r,
+            Err(E2eeError::Log(hush_crypto::transparency::LogError::Fork))
+        ),
+        "{r:?}"
+    );
+    carol.client.disconnect().await;
     bob_client.disconnect().await;
     srv.stop().await;
 

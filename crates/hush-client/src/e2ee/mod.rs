@@ -70,7 +70,7 @@ pub use store::{DeviceData, KeyStore, StoreError, StoreKey};
 
 use crate::client::{Channel, Client, MAX_CLIENT_EVENT_BYTES};
 use crate::event::Event;
-use store::{CachedUser, LogPin};
+use store::{Accepted, CachedUser, LogPin, MAX_ACCEPTED};
 
 /// Outer name of suite 1 client events (private and presence channels).
 pub const CLIENT_EVENT: &str = "client-hush-e2ee";
@@ -321,13 +321,28 @@ impl E2ee {
 
     fn from_data(client: Client, store: KeyStore, data: DeviceData) -> Self {
         let (changes, _) = broadcast::channel(256);
+        // Envelopes accepted before a restart stay refused.
+        let mut guard = ReplayGuard::default();
+        for a in &data.accepted {
+            let device = hex::decode(&a.device)
+                .ok()
+                .and_then(|v| <[u8; 16]>::try_from(v).ok());
+            let id = hex::decode(&a.message_id)
+                .ok()
+                .and_then(|v| <[u8; 16]>::try_from(v).ok());
+            if let (Some(device), Some(id), Ok(channel)) =
+                (device, id, ChannelName::parse(&a.channel))
+            {
+                guard.commit(DeviceId(device), &channel, a.sequence, id);
+            }
+        }
         Self {
             shared: Arc::new(Shared {
                 client,
                 store,
                 state: Mutex::new(State {
                     data,
-                    guard: ReplayGuard::default(),
+                    guard,
                     cache_ttl: DEFAULT_CACHE_TTL,
                 }),
                 changes,
@@ -391,7 +406,7 @@ impl E2ee {
         let head = sth(&r["head"])?;
         let mut m = LogMonitor::new(head.head.log_id.clone(), LogPublicKey::from_bytes(&key)?);
         m.update(&head, &[])?;
-        pin(st, &m, &key);
+        pin(st, &head, &key);
         self.save(st)?;
         Ok(m)
     }
@@ -424,8 +439,33 @@ impl E2ee {
             .ok_or_else(|| E2eeError::InvalidRecord("no index".into()))?;
         m.verify_entry(leaf, index, &hashes(&result["proof"], "inclusion proof")?)?;
         let key = m_key(st);
-        pin(st, &m, &key);
+        pin(st, &head, &key);
         Ok(index)
+    }
+
+    /// Cross-checks a signed tree head another client trusts (gossip: e.g.
+    /// exchanged inside messages or when comparing safety numbers) against
+    /// this device's trusted head, with a consistency proof fetched from the
+    /// directory when the sizes differ. Two clients shown different logs get
+    /// [`E2eeError::Log`]`(`[`LogError::Fork`](hush_crypto::transparency::LogError::Fork)`)`.
+    /// Share this device's head with [`DeviceData::trusted_signed_head`].
+    pub async fn cross_check(&self, other: &SignedTreeHead) -> Result<(), E2eeError> {
+        let mut st = self.shared.state.lock().await;
+        let m = self.monitor(&mut st).await?;
+        let mine = m.trusted().map_or(0, |t| t.size);
+        let theirs = other.head.size;
+        let proof = if mine == theirs {
+            Vec::new()
+        } else {
+            let r = self
+                .request(
+                    "log.consistency",
+                    json!({"from": mine.min(theirs), "to": mine.max(theirs)}),
+                )
+                .await?;
+            hashes(&r["proof"], "consistency proof")?
+        };
+        Ok(m.cross_check(other, &proof)?)
     }
 
     /// Looks users up and verifies every record against the log: the tree
@@ -468,7 +508,7 @@ impl E2ee {
         let head = sth(&r["head"])?;
         m.update(&head, &hashes(&r["consistency"], "consistency proof")?)?;
         let key = m_key(st);
-        pin(st, &m, &key);
+        pin(st, &head, &key);
         let now = now_secs();
         let mut out = Vec::with_capacity(users.len());
         for user in users {
@@ -945,6 +985,16 @@ impl E2ee {
         };
         let State { data, guard, .. } = &mut *st;
         let opened = env.open(data.device_id, &data.keys, &trusted, guard)?;
+        data.accepted.push_back(Accepted {
+            device: hex::encode(h.sender_device.0),
+            channel: h.channel.to_string(),
+            sequence: h.sequence,
+            message_id: hex::encode(h.message_id),
+        });
+        while data.accepted.len() > MAX_ACCEPTED {
+            data.accepted.pop_front();
+        }
+        self.save(&st)?;
         let text = String::from_utf8_lossy(&opened.plaintext);
         let value = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.to_string()));
         Ok(Message {
@@ -1001,16 +1051,17 @@ fn m_key(st: &State) -> [u8; 32] {
     st.data.log_key().unwrap_or([0; 32])
 }
 
-fn pin(st: &mut State, m: &LogMonitor, key: &[u8; 32]) {
-    if let Some(t) = m.trusted() {
-        st.data.log = Some(LogPin {
-            log_id: t.log_id.clone(),
-            key: b64(key),
-            size: t.size,
-            root: b64(&t.root),
-            timestamp: t.timestamp,
-        });
-    }
+/// Records `sth` (just accepted by the monitor) as the trusted head.
+fn pin(st: &mut State, sth: &SignedTreeHead, key: &[u8; 32]) {
+    let t = &sth.head;
+    st.data.log = Some(LogPin {
+        log_id: t.log_id.clone(),
+        key: b64(key),
+        size: t.size,
+        root: b64(&t.root),
+        timestamp: t.timestamp,
+        signed: b64(&sth.to_bytes()),
+    });
 }
 
 /// Verifies one user's lookup entry against the (updated) monitor.
@@ -1072,4 +1123,135 @@ fn verify_user(
         devices,
         revocations,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_crypto::identity::DeviceKeys;
+    use hush_crypto::transparency::{LogKey, MerkleLog, TreeHead};
+
+    fn alice() -> UserId {
+        UserId::parse("alice").unwrap()
+    }
+
+    fn card(identity: &IdentityKey, created: u64, expires: u64) -> DeviceCard {
+        let keys = DeviceKeys::generate();
+        let body = UnsignedCard::new(
+            alice(),
+            DeviceId::random(),
+            &identity.public_key(),
+            &keys,
+            created,
+            expires,
+            None,
+        );
+        DeviceCard::issue(body, &keys, identity).unwrap()
+    }
+
+    /// A log holding `entries`, a monitor trusting its head, and the lookup
+    /// entry JSON the server would send for them.
+    fn served(entries: &[LogEntry]) -> (LogMonitor, Value) {
+        let key = LogKey::generate();
+        let mut log = MerkleLog::new();
+        for e in entries {
+            log.append(&e.to_bytes());
+        }
+        let head = key.sign(TreeHead {
+            log_id: "3".into(),
+            size: log.size(),
+            root: log.root(),
+            timestamp: 1,
+        });
+        let mut m = LogMonitor::new("3", key.public_key());
+        m.update(&head, &[]).unwrap();
+        let json_of = |e: &LogEntry, i: u64| {
+            let proof = log.inclusion_proof(i, log.size()).unwrap();
+            json!({
+                "record": b64(&e.to_bytes()),
+                "index": i,
+                "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+            })
+        };
+        let mut cards = Vec::new();
+        let mut revs = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            match e {
+                LogEntry::Card(_) => cards.push(json_of(e, i as u64)),
+                LogEntry::Revocation(_) => revs.push(json_of(e, i as u64)),
+            }
+        }
+        (m, json!({"cards": cards, "revocations": revs}))
+    }
+
+    #[test]
+    fn lookups_are_checked_client_side() {
+        let now = now_secs();
+        let id = IdentityKey::generate();
+        let good = card(&id, now - 10, now + 100);
+        let expired = card(&id, now - 100, now - 1);
+        let revoked = card(&id, now - 10, now + 100);
+        let rev = Revocation::revoke_device(&id, &revoked, now).unwrap();
+        let entries = [
+            LogEntry::Card(good.clone()),
+            LogEntry::Card(expired),
+            LogEntry::Card(revoked),
+            LogEntry::Revocation(rev),
+        ];
+        let (m, entry) = served(&entries);
+        let keys = verify_user(&m, &alice(), &entry, now).unwrap();
+        assert_eq!(keys.identity, Some(id.public_key()));
+        assert_eq!(
+            keys.devices.iter().map(DeviceCard::id).collect::<Vec<_>>(),
+            vec![good.id()]
+        );
+        assert_eq!(keys.revocations.len(), 1);
+
+        // A tampered proof, a record for another user, two identities.
+        let mut bad = entry.clone();
+        bad["cards"][0]["index"] = json!(1);
+        assert!(matches!(
+            verify_user(&m, &alice(), &bad, now),
+            Err(E2eeError::Log(_))
+        ));
+        let bob = UserId::parse("bob").unwrap();
+        assert!(matches!(
+            verify_user(&m, &bob, &entry, now),
+            Err(E2eeError::InvalidRecord(_))
+        ));
+        let other = IdentityKey::generate();
+        let (m2, two) = served(&[
+            LogEntry::Card(good),
+            LogEntry::Card(card(&other, now - 10, now + 100)),
+        ]);
+        assert!(matches!(
+            verify_user(&m2, &alice(), &two, now),
+            Err(E2eeError::InvalidRecord(_))
+        ));
+        // A card presented as a revocation.
+        let mut swapped = entry.clone();
+        swapped["revocations"] = json!([entry["cards"][0].clone()]);
+        assert!(matches!(
+            verify_user(&m, &alice(), &swapped, now),
+            Err(E2eeError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn card_requests_parse_strictly() {
+        assert!(CardRequest::parse("{").is_err());
+        let r = CardRequest {
+            user: "alice".into(),
+            device: "00".into(),
+            identity: String::new(),
+            signing: String::new(),
+            encryption: String::new(),
+            created: 0,
+            expires: 1,
+            signature: String::new(),
+        };
+        let back = CardRequest::parse(&r.to_text()).unwrap();
+        assert_eq!(back, r);
+        assert!(matches!(back.body(), Err(E2eeError::Invalid(_))));
+    }
 }

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey};
-use hush_crypto::transparency::TreeHead;
+use hush_crypto::transparency::{SignedTreeHead, TreeHead};
 use hush_protocol::UserId;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -120,6 +120,21 @@ pub(crate) struct CachedUser {
     pub verified: Option<String>,
 }
 
+/// An envelope this device accepted (replayed into the replay guard after a
+/// restart, so captured envelopes stay refused).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    /// Sender device, hex.
+    pub device: String,
+    pub channel: String,
+    pub sequence: u64,
+    /// Message id, hex.
+    pub message_id: String,
+}
+
+/// Accepted envelopes remembered across restarts (the most recent ones).
+pub(crate) const MAX_ACCEPTED: usize = 1024;
+
 /// The pinned transparency log.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct LogPin {
@@ -130,6 +145,9 @@ pub(crate) struct LogPin {
     /// Root hash, base64.
     pub root: String,
     pub timestamp: u64,
+    /// The signed head's wire form, base64 (for gossip).
+    #[serde(default)]
+    pub signed: String,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -145,6 +163,8 @@ struct Public {
     contacts: BTreeMap<String, CachedUser>,
     #[serde(default)]
     sequence: u64,
+    #[serde(default)]
+    accepted: Vec<Accepted>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -167,6 +187,7 @@ pub struct DeviceData {
     pub(crate) log: Option<LogPin>,
     pub(crate) contacts: BTreeMap<String, CachedUser>,
     pub(crate) sequence: u64,
+    pub(crate) accepted: std::collections::VecDeque<Accepted>,
 }
 
 impl std::fmt::Debug for DeviceData {
@@ -215,6 +236,7 @@ impl DeviceData {
             log: None,
             contacts: BTreeMap::new(),
             sequence: 0,
+            accepted: std::collections::VecDeque::new(),
         }
     }
 
@@ -247,6 +269,13 @@ impl DeviceData {
             root: STANDARD.decode(&pin.root).ok()?.try_into().ok()?,
             timestamp: pin.timestamp,
         })
+    }
+
+    /// The last trusted head with the log's signature, to share with other
+    /// clients for [`E2ee::cross_check`](super::E2ee::cross_check).
+    pub fn trusted_signed_head(&self) -> Option<SignedTreeHead> {
+        let bytes = STANDARD.decode(&self.log.as_ref()?.signed).ok()?;
+        SignedTreeHead::from_bytes(&bytes).ok()
     }
 
     /// The pinned log public key (32 bytes), once pinned.
@@ -285,6 +314,7 @@ impl DeviceData {
                 card: self.card.as_ref().map(|c| STANDARD.encode(c.to_bytes())),
                 contacts: self.contacts.clone(),
                 sequence: self.sequence,
+                accepted: self.accepted.iter().cloned().collect(),
             },
         }
     }
@@ -335,6 +365,7 @@ impl DeviceData {
         d.log.clone_from(&p.log);
         d.contacts.clone_from(&p.contacts);
         d.sequence = p.sequence;
+        d.accepted = p.accepted.iter().cloned().collect();
         Ok(d)
     }
 }
