@@ -14,6 +14,7 @@ use crate::connection::{Command, Task};
 use crate::error::Error;
 use crate::event::Event;
 use crate::listeners::{EventStream, Filter, Listeners};
+use crate::request::{self, DirectoryError, MAX_IN_FLIGHT};
 
 /// Largest client event `data` (serialized JSON), as the server enforces.
 pub const MAX_CLIENT_EVENT_BYTES: usize = 10 * 1024;
@@ -108,6 +109,10 @@ struct Inner {
     listeners: Arc<Listeners>,
     channels: Mutex<HashMap<ChannelName, Arc<ChannelShared>>>,
     sealed_sender_id: String,
+    /// Bounds the `hush:request`s in flight.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    next_request: std::sync::atomic::AtomicU64,
+    request_timeout: std::time::Duration,
 }
 
 /// A connection to a hush (or Pusher) server. Cloning is cheap: every clone
@@ -138,6 +143,7 @@ impl Client {
         let (state_tx, state_rx) = watch::channel(ConnectionState::Initialized);
         let sealer = hush_crypto::sealed::Sender::new();
         let sealed_sender_id = sealer.id().to_owned();
+        let request_timeout = config.request_timeout;
         let task = Task::new(
             Arc::new(config),
             listeners.clone(),
@@ -153,6 +159,9 @@ impl Client {
                 listeners,
                 channels: Mutex::new(HashMap::new()),
                 sealed_sender_id,
+                in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+                next_request: std::sync::atomic::AtomicU64::new(1),
+                request_timeout,
             }),
         }
     }
@@ -281,6 +290,43 @@ impl Client {
                 )
             })
             .await;
+    }
+
+    /// Sends a `hush:request` (docs/PROTOCOL-EXT.md §1) and waits for its
+    /// `hush:response`: the `result` object, or a typed error — the server's
+    /// error code, [`DirectoryError::Timeout`] after the request timeout
+    /// ([`ClientBuilder::request_timeout`](crate::ClientBuilder::request_timeout)),
+    /// [`DirectoryError::ConnectionLost`] when the connection drops first,
+    /// [`DirectoryError::NotConnected`] while offline. At most
+    /// [`MAX_IN_FLIGHT`](crate::MAX_IN_FLIGHT) requests are in flight; more
+    /// wait their turn (the wait counts toward the timeout). Directory
+    /// methods need [`Client::signin`] first.
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, DirectoryError> {
+        let inner = &self.inner;
+        let work = async {
+            let _permit = inner
+                .in_flight
+                .acquire()
+                .await
+                .map_err(|_| DirectoryError::Closed)?;
+            let n = inner.next_request.fetch_add(1, Ordering::Relaxed);
+            let id = format!("hc{n}");
+            let frame = request::frame(&id, method, &params);
+            let (tx, rx) = oneshot::channel();
+            inner
+                .cmd
+                .send(Command::Request {
+                    id,
+                    frame,
+                    reply: tx,
+                })
+                .await
+                .map_err(|_| DirectoryError::Closed)?;
+            rx.await.map_err(|_| DirectoryError::Closed)?
+        };
+        tokio::time::timeout(inner.request_timeout, work)
+            .await
+            .unwrap_or(Err(DirectoryError::Timeout))
     }
 
     /// This client's sealed-event sender id (what other receivers see in

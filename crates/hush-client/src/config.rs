@@ -23,6 +23,7 @@ pub(crate) struct Config {
     pub refetch_interval: Duration,
     pub epoch_grace: Duration,
     pub sealed_max_age: Duration,
+    pub request_timeout: Duration,
 }
 
 /// Builds a [`Client`]. Defaults: `ws://127.0.0.1:6001`, activity timeout
@@ -90,6 +91,7 @@ impl ClientBuilder {
                 refetch_interval: Duration::from_secs(5),
                 epoch_grace: Duration::from_secs(60),
                 sealed_max_age: Duration::from_secs(300),
+                request_timeout: Duration::from_secs(30),
             },
         }
     }
@@ -162,6 +164,13 @@ impl ClientBuilder {
         self
     }
 
+    /// `hush:request`s ([`Client::request`]): how long to wait for the
+    /// matching `hush:response` (default 30 s).
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.config.request_timeout = d;
+        self
+    }
+
     /// Validates the settings and starts connecting (on the current tokio runtime).
     pub fn build(mut self) -> Result<Client, ConfigError> {
         let key = &self.config.app_key;
@@ -182,6 +191,9 @@ impl ClientBuilder {
         }
         if c.connect_timeout.is_zero() {
             return Err(ConfigError::BadSetting("connect_timeout"));
+        }
+        if c.request_timeout.is_zero() {
+            return Err(ConfigError::BadSetting("request_timeout"));
         }
         if c.event_buffer == 0 {
             return Err(ConfigError::BadSetting("event_buffer"));

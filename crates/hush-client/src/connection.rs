@@ -29,6 +29,7 @@ use crate::error::{AuthError, Error};
 use crate::event::{self, DecryptError, Event, SealedInfo, decode_text};
 use crate::frames::{self, ServerFrame};
 use crate::listeners::Listeners;
+use crate::request::{self, DirectoryError};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -57,6 +58,12 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), Error>>,
     },
     Signin(oneshot::Sender<Result<UserId, Error>>),
+    /// A `hush:request` (already encoded) awaiting the response with `id`.
+    Request {
+        id: String,
+        frame: String,
+        reply: oneshot::Sender<Result<Value, DirectoryError>>,
+    },
     Disconnect,
 }
 
@@ -213,6 +220,8 @@ pub(crate) struct Task {
     socket_id: Option<SocketId>,
     /// This client's sealed-event sender (one id and sequence per client).
     sealer: sealed::Sender,
+    /// `hush:request`s sent on this connection, by id.
+    requests: HashMap<String, oneshot::Sender<Result<Value, DirectoryError>>>,
 }
 
 async fn send(ws: &mut Ws, text: String) -> Result<(), Ended> {
@@ -266,6 +275,7 @@ impl Task {
             conn: 0,
             socket_id: None,
             sealer,
+            requests: HashMap::new(),
         }
     }
 
@@ -326,6 +336,9 @@ impl Task {
         for w in self.signin_waiters.drain(..) {
             let _ = w.send(Err(err.clone()));
         }
+        for (_, r) in self.requests.drain() {
+            let _ = r.send(Err(DirectoryError::Closed));
+        }
         self.set_state(state);
     }
 
@@ -361,6 +374,9 @@ impl Task {
                 self.signin_wanted = true;
                 self.signin_waiters.push(tx);
             }
+            Command::Request { reply, .. } => {
+                let _ = reply.send(Err(DirectoryError::NotConnected));
+            }
             Command::Disconnect => {}
         }
     }
@@ -370,6 +386,9 @@ impl Task {
         self.user = None;
         self.signin_in_flight = false;
         self.signin_sent = false;
+        for (_, r) in self.requests.drain() {
+            let _ = r.send(Err(DirectoryError::ConnectionLost));
+        }
         self.channels.retain(|_, s| !s.internal);
         let mut failed = Vec::new();
         for (name, st) in &mut self.channels {
@@ -531,6 +550,12 @@ impl Task {
                 let r = send(ws, frame).await;
                 let _ = reply.send(r.as_ref().map(|_| ()).map_err(|_| Error::NotConnected));
                 r
+            }
+            Some(Command::Request { id, frame, reply }) => {
+                // Callers that timed out dropped their receiver.
+                self.requests.retain(|_, r| !r.is_closed());
+                self.requests.insert(id, reply);
+                send(ws, frame).await
             }
             Some(Command::Signin(tx)) => {
                 if let Some(u) = &self.user {
@@ -803,6 +828,17 @@ impl Task {
                 Ok(())
             }
             "pusher:signin_success" => self.on_signin_success(ws, &f).await,
+            "hush:response" => {
+                match request::parse_response(&f.data_json()) {
+                    Some((id, outcome)) => {
+                        if let Some(r) = self.requests.remove(&id) {
+                            let _ = r.send(outcome);
+                        }
+                    }
+                    None => tracing::debug!("hush-client: ignoring a hush:response without id"),
+                }
+                Ok(())
+            }
             "pusher_internal:subscription_succeeded" => {
                 self.on_subscribed(&f);
                 Ok(())

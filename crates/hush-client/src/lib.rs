@@ -10,10 +10,12 @@ mod backoff;
 mod client;
 mod config;
 mod connection;
+pub mod e2ee;
 mod error;
 pub mod event;
 mod frames;
 mod listeners;
+mod request;
 
 pub use auth::{
     AuthFuture, Authorizer, ChannelAuthorization, FnAuthorizer, HttpAuthorizer, UserAuthentication,
@@ -25,3 +27,4 @@ pub use error::{AuthError, ConfigError, Error};
 pub use event::{DecryptError, Event, SealedInfo};
 pub use hush_protocol::{ChannelName, SocketId, UserId};
 pub use listeners::EventStream;
+pub use request::{DirectoryError, ErrorCode, MAX_IN_FLIGHT};

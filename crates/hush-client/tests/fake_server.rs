@@ -154,3 +154,92 @@ async fn a_handshake_without_activity_timeout_is_refused_and_retried() {
         .unwrap();
     assert_eq!(sid.as_str(), "1.2");
 }
+
+#[tokio::test]
+async fn requests_match_responses_by_id_time_out_and_fail_on_connection_loss() {
+    use hush_client::{DirectoryError, ErrorCode, MAX_IN_FLIGHT};
+    use serde_json::json;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let c = Client::builder("key")
+        .url(&format!("ws://{}", l.local_addr().unwrap()))
+        .activity_timeout(Duration::from_secs(60))
+        .request_timeout(Duration::from_secs(3))
+        .backoff(Duration::from_millis(100), Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut ws = accept(&l).await;
+    tokio::time::timeout(WAIT, c.connected())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Two requests in flight, answered in reverse order, each gets its own.
+    let (c1, c2) = (c.clone(), c.clone());
+    let a = tokio::spawn(async move { c1.request("log.head", json!({})).await });
+    let b =
+        tokio::spawn(async move { c2.request("directory.lookup", json!({"users":["x"]})).await });
+    let r1 = next_json(&mut ws).await.unwrap();
+    let r2 = next_json(&mut ws).await.unwrap();
+    assert_eq!(r1["event"], "hush:request");
+    let (id1, id2) = (r1["data"]["id"].clone(), r2["data"]["id"].clone());
+    assert_ne!(id1, id2);
+    let answer = |id: &Value, method: &Value| {
+        let inner = if method == "log.head" {
+            json!({"id": id, "result": {"which": "head"}})
+        } else {
+            json!({"id": id, "error": {"code": "not_signed_in", "message": "sign in"}})
+        };
+        json!({"event":"hush:response","data": inner.to_string()}).to_string()
+    };
+    ws.send(Message::Text(answer(&id2, &r2["data"]["method"]).into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(answer(&id1, &r1["data"]["method"]).into()))
+        .await
+        .unwrap();
+    let (ra, rb) = (a.await.unwrap(), b.await.unwrap());
+    let head = if r1["data"]["method"] == "log.head" {
+        ra.clone()
+    } else {
+        rb.clone()
+    };
+    assert_eq!(head.unwrap(), json!({"which": "head"}));
+    let refused = if r1["data"]["method"] == "log.head" {
+        rb
+    } else {
+        ra
+    };
+    assert_eq!(refused.unwrap_err().code(), Some(&ErrorCode::NotSignedIn));
+
+    // No answer: a timeout, and the in-flight bound holds further requests
+    // until earlier ones finish (never more than MAX_IN_FLIGHT on the wire).
+    let mut waiting = Vec::new();
+    for _ in 0..MAX_IN_FLIGHT + 2 {
+        let c = c.clone();
+        waiting.push(tokio::spawn(async move {
+            c.request("log.head", json!({})).await
+        }));
+    }
+    let mut seen = 0;
+    while let Some(f) = tokio::time::timeout(Duration::from_secs(1), next_json(&mut ws))
+        .await
+        .ok()
+        .flatten()
+    {
+        // (the server's 1 s activity timeout also makes the client ping)
+        if f["event"] == "hush:request" {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, MAX_IN_FLIGHT);
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), Err(DirectoryError::Timeout));
+    }
+
+    // The connection drops while a request waits: ConnectionLost.
+    let c3 = c.clone();
+    let pending = tokio::spawn(async move { c3.request("log.head", json!({})).await });
+    while next_json(&mut ws).await.unwrap()["event"] != "hush:request" {}
+    drop(ws);
+    assert_eq!(pending.await.unwrap(), Err(DirectoryError::ConnectionLost));
+}

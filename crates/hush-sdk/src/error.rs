@@ -83,6 +83,17 @@ pub enum ValidationError {
     /// The data could not be serialized to JSON.
     #[error("event data is not serializable as JSON: {0}")]
     Json(String),
+    /// A directory lookup must name 1 to 50 users.
+    #[error("a directory lookup names 1 to {max} users, got {count}")]
+    LookupSize {
+        /// Users given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A log range that is empty-but-reversed or too long.
+    #[error("invalid log range: {0}")]
+    LogRange(String),
     /// A query parameter the SDK sets itself (`auth_*`, `body_md5`).
     #[error("query parameter {0} is set by the SDK")]
     ReservedParam(String),

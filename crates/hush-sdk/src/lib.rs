@@ -11,6 +11,7 @@
 //! | `sendToUser`, `terminateUserConnections` | [`Client::send_to_user`], [`Client::terminate_user_connections`] |
 //! | `authorizeChannel`, `authenticateUser` | [`Client::authorize_channel`], [`Client::authenticate_user`] |
 //! | `webhook(req).isValid()` | [`Client::verify_webhook`] |
+//! | — (hush key directory) | [`Client::directory_users`], [`Client::directory_log_head`], [`Client::directory_log_consistency`], [`Client::directory_log_entries`] |
 //!
 //! ```no_run
 //! use hush_sdk::{Client, Config, TriggerOptions};
@@ -49,6 +50,17 @@
 //! pusher-js hands the same value to the app either way. Use
 //! [`Client::trigger_raw`] to send (or seal) a string byte for byte.
 //!
+//! # Key directory (hush extension)
+//!
+//! [`Client::directory_users`], [`Client::directory_log_head`],
+//! [`Client::directory_log_consistency`] and [`Client::directory_log_entries`]
+//! call hush's signed key-directory endpoints (docs/PROTOCOL-EXT.md §3) and
+//! decode their base64 into [`hush_crypto::transparency`] types. Nothing is
+//! trusted by decoding alone: check lookups with [`DirectoryLookup::verify`]
+//! against a [`LogMonitor`](hush_crypto::transparency::LogMonitor) that pins
+//! the log key, and whole logs with
+//! [`audit`](hush_crypto::transparency::audit) (what `hush audit` does).
+//!
 //! # TLS
 //!
 //! The HTTP client is hyper (already part of a hush build). HTTPS needs the
@@ -60,6 +72,7 @@
 mod auth;
 mod client;
 mod config;
+pub mod directory;
 mod error;
 mod http;
 mod payload;
@@ -69,6 +82,7 @@ pub mod webhook;
 pub use auth::{AuthError, ChannelAuth, PresenceData, UserAuth, UserData};
 pub use client::Client;
 pub use config::{Config, ConfigError, DEFAULT_PORT, DEFAULT_TIMEOUT, EpochPolicy, Scheme};
+pub use directory::{DirectoryEntry, DirectoryLookup, LogHead, UserRecords};
 pub use error::{Error, ValidationError};
 pub use hush_crypto::MasterKey;
 pub use payload::{Attribute, BatchEvent, ChannelsQuery, TriggerOptions};

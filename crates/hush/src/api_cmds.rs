@@ -46,7 +46,7 @@ pub struct ConnArgs {
 }
 
 impl ConnArgs {
-    fn config(&self) -> anyhow::Result<Config> {
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
         let mut config = if self.url.contains('@') {
             Config::from_url(&self.url).context("--url")?
         } else {
@@ -90,7 +90,7 @@ impl ConnArgs {
         Ok(config)
     }
 
-    fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         Ok(Client::new(self.config()?)?)
     }
 }
@@ -110,7 +110,7 @@ fn parse_info(list: &[String]) -> anyhow::Result<Vec<Attribute>> {
         .collect()
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

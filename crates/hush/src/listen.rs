@@ -89,7 +89,7 @@ fn given(v: &Option<String>) -> Option<String> {
 }
 
 /// Local authorization with the app secret, through hush-sdk.
-fn local_authorizer(
+pub(crate) fn local_authorizer(
     key: &str,
     secret: &str,
     master: Option<MasterKey>,

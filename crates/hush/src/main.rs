@@ -2,11 +2,14 @@
 #![forbid(unsafe_code)]
 
 mod api_cmds;
+mod audit_cmd;
 mod bench;
+mod chat;
 mod keygen;
 mod listen;
 mod sdk_vectors;
 mod serve;
+mod verify_cmd;
 mod webhooks_cmd;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +41,15 @@ enum Command {
     Channels(api_cmds::ChannelsArgs),
     /// List the users of a presence channel.
     Users(api_cmds::UsersArgs),
+    /// Audit an app's key-directory log (signed tree head, every entry, the
+    /// directory rules, and consistency with the last audit).
+    Audit(audit_cmd::AuditArgs),
+    /// Show the safety number of two users from their identity keys in the
+    /// key directory (proofs checked).
+    Verify(verify_cmd::VerifyArgs),
+    /// Chat end to end encrypted with another user (suite 1), safety
+    /// numbers shown: the terminal example of the public-key layer.
+    Chat(chat::ChatArgs),
     /// Inspect the webhook outbox: list, retry or purge dead letters; stats.
     Webhooks(webhooks_cmd::WebhooksArgs),
     /// Run hush-sdk on JSON cases from stdin (compat parity tests).
@@ -56,6 +68,9 @@ fn main() -> std::process::ExitCode {
         Command::Channels(args) => api_cmds::channels(args),
         Command::Users(args) => api_cmds::users(args),
         Command::Webhooks(args) => webhooks_cmd::run(args),
+        Command::Audit(args) => audit_cmd::run(args),
+        Command::Verify(args) => verify_cmd::run(args),
+        Command::Chat(args) => chat::run(args),
         Command::SdkVectors(args) => sdk_vectors::run(args),
     };
     match result {

@@ -1,0 +1,565 @@
+//! `hush:request` against the real server, and the E2EE layer
+//! (`hush_client::e2ee`): key store, verified lookups, suite 1 envelopes.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use hush_client::{DirectoryError, ErrorCode};
+use serde_json::json;
+
+#[tokio::test]
+async fn requests_reach_the_key_directory() {
+    let srv = start().await;
+    let c = client(&srv, "alice");
+    c.connected().await.unwrap();
+    let e = c.request("log.head", json!({})).await.unwrap_err();
+    assert_eq!(e.code(), Some(&ErrorCode::NotSignedIn), "{e}");
+    c.signin().await.unwrap();
+    let head = c.request("log.head", json!({})).await.unwrap();
+    assert!(
+        head["key"].is_string() && head["head"].is_string(),
+        "{head}"
+    );
+    let e = c.request("directory.nope", json!({})).await.unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            DirectoryError::Server {
+                code: ErrorCode::UnknownMethod,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let many: Vec<String> = (0..51).map(|i| format!("u{i}")).collect();
+    let e = c
+        .request("directory.lookup", json!({"users": many}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&ErrorCode::TooMany));
+    c.disconnect().await;
+    assert_eq!(
+        c.request("log.head", json!({})).await,
+        Err(DirectoryError::Closed)
+    );
+    srv.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// hush_client::e2ee against the real server.
+
+use std::time::Duration;
+
+use hush_client::e2ee::{self, E2ee, E2eeError, KeyStore, StoreKey};
+use hush_client::{Client, Event, EventStream};
+use hush_crypto::backup::BackupParams;
+use hush_crypto::identity::DeviceKeys;
+use hush_crypto::suite1::{self, OpenError, Recipient, SealRequest};
+use hush_protocol::{ChannelName, EventName, UserId};
+
+const ROOM: &str = "private-room";
+
+/// A server with its own SQLite store in `dir` (directories of different
+/// tests must not mix).
+async fn start_in(dir: &tempfile::TempDir) -> Srv {
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    start_on(0, &format!("[store]\nurl = '{url}'\n")).await
+}
+
+struct Device {
+    client: Client,
+    e2ee: E2ee,
+    events: EventStream,
+}
+
+fn key_store(dir: &tempfile::TempDir, name: &str) -> KeyStore {
+    KeyStore::new(
+        dir.path().join(format!("{name}.hks")),
+        StoreKey::from_bytes([7; 32]),
+    )
+}
+
+/// A connected, signed-in device subscribed to ROOM, with its key store.
+async fn device(srv: &Srv, dir: &tempfile::TempDir, user: &str, name: &str, first: bool) -> Device {
+    let client = client(srv, user);
+    let events = client.bind(e2ee::CLIENT_EVENT);
+    let _room = subscribed(&client, ROOM).await;
+    let e2ee = E2ee::create(client.clone(), key_store(dir, name), user, first).unwrap();
+    e2ee.set_cache_ttl(Duration::ZERO).await;
+    Device {
+        client,
+        e2ee,
+        events,
+    }
+}
+
+async fn send(d: &Device, event: &str, data: &serde_json::Value, to: &[&str]) {
+    let room = d.client.subscribe(ROOM).await.unwrap();
+    d.e2ee.send(&room, event, data, to).await.unwrap();
+}
+
+async fn next(d: &mut Device) -> Event {
+    next_named(&mut d.events, e2ee::CLIENT_EVENT).await
+}
+
+async fn no_event(d: &mut Device) {
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), d.events.recv())
+            .await
+            .is_err(),
+        "unexpected event"
+    );
+}
+
+#[tokio::test]
+async fn round_trips_one_to_one_to_many_devices_and_many_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let mut phone = device(&srv, &dir, "alice", "alice-phone", true).await;
+    phone.e2ee.publish().await.unwrap();
+    // Publishing again is a no-op.
+    phone.e2ee.publish().await.unwrap();
+
+    // Alice's laptop: a card request cross-signed by the phone.
+    let mut laptop = device(&srv, &dir, "alice", "alice-laptop", false).await;
+    assert!(matches!(
+        laptop.e2ee.publish().await,
+        Err(E2eeError::NoIdentityKey)
+    ));
+    let request = laptop.e2ee.card_request().await.unwrap();
+    let request = e2ee::CardRequest::parse(&request.to_text()).unwrap();
+    let card = phone.e2ee.approve_device(&request).await.unwrap();
+    laptop.e2ee.install_card(card).await.unwrap();
+    laptop.e2ee.publish().await.unwrap();
+
+    let mut bob = device(&srv, &dir, "bob", "bob", true).await;
+    bob.e2ee.publish().await.unwrap();
+    let mut carol = device(&srv, &dir, "carol", "carol", true).await;
+    carol.e2ee.publish().await.unwrap();
+
+    let keys = bob.e2ee.lookup(&["alice", "nobody"]).await.unwrap();
+    assert_eq!(keys[0].devices.len(), 2);
+    assert!(keys[1].identity.is_none() && keys[1].devices.is_empty());
+
+    // 1 → 1 (Bob to Alice reaches both of her devices).
+    send(&bob, "message", &json!({"text": "hi alice"}), &["alice"]).await;
+    for d in [&mut phone, &mut laptop] {
+        let ev = next(d).await;
+        let m = d.e2ee.open(&ev).await.unwrap();
+        assert_eq!(m.event, "message");
+        assert_eq!(m.data, json!({"text": "hi alice"}));
+        assert_eq!(m.sender_user, "bob");
+        assert_eq!(m.channel, ROOM);
+    }
+    // Carol got the client event too, but is not a recipient.
+    let ev = next(&mut carol).await;
+    assert!(matches!(
+        carol.e2ee.open(&ev).await,
+        Err(E2eeError::Open(OpenError::NotARecipient))
+    ));
+
+    // 1 → many users, and the sender's other device is kept in sync.
+    send(&phone, "message", &json!("to everyone"), &["bob", "carol"]).await;
+    for d in [&mut bob, &mut carol, &mut laptop] {
+        let ev = next(d).await;
+        let m = d.e2ee.open(&ev).await.unwrap();
+        assert_eq!(m.data, json!("to everyone"));
+        assert_eq!(m.sender_user, "alice");
+        assert_eq!(m.sender_device, phone.e2ee.device_id().await);
+    }
+
+    // A backend-triggered envelope (hush-e2ee) on a public channel.
+    let mut news = subscribed(&bob.client, "news").await;
+    let data = phone
+        .e2ee
+        .seal("news", e2ee::SERVER_EVENT, "headline", "\"psst\"", &["bob"])
+        .await
+        .unwrap();
+    srv.sdk()
+        .trigger(&["news"], e2ee::SERVER_EVENT, &data, &Default::default())
+        .await
+        .unwrap();
+    let ev = chan_next(&mut news, e2ee::SERVER_EVENT).await;
+    let m = bob.e2ee.open(&ev).await.unwrap();
+    assert_eq!((m.event.as_str(), m.data), ("headline", json!("psst")));
+
+    // The state survives a restart of the device: same keys, same card.
+    assert!(matches!(
+        E2ee::open_or_create(bob.client.clone(), key_store(&dir, "bob"), "carol", true),
+        Err(E2eeError::Invalid(_))
+    ));
+    let reopened =
+        E2ee::open_or_create(bob.client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
+    assert_eq!(reopened.device_id().await, bob.e2ee.device_id().await);
+    assert!(
+        reopened
+            .with_data(|d| d.card().is_some() && d.trusted_head().is_some())
+            .await
+    );
+    assert!(matches!(
+        KeyStore::new(dir.path().join("bob.hks"), StoreKey::from_bytes([8; 32])).load(),
+        Err(e2ee::StoreError::WrongKeyOrCorrupted(_))
+    ));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn tampered_replayed_forged_unknown_and_revoked_senders_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let phone = device(&srv, &dir, "alice", "alice-phone", true).await;
+    phone.e2ee.publish().await.unwrap();
+    let mut bob = device(&srv, &dir, "bob", "bob", true).await;
+    bob.e2ee.publish().await.unwrap();
+
+    send(&phone, "message", &json!({"n": 1}), &["bob"]).await;
+    let ev = next(&mut bob).await;
+    let data = ev.data.as_str().unwrap().to_owned();
+    let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &data).unwrap();
+    let env = suite1::Envelope::from_data(&data).unwrap();
+    assert_eq!(env.recipients(), vec![bob.e2ee.device_id().await]);
+    let encode = |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b);
+    let with = |bytes: Vec<u8>| {
+        let mut e = ev.clone();
+        e.data = json!(encode(&bytes));
+        e
+    };
+    // Header (message id), recipient table, body (tag): each refused,
+    // before the genuine envelope is accepted once.
+    let mid = 4 + 2 + 2 + "alice".len() + 16 + 2 + ROOM.len() + 2 + e2ee::CLIENT_EVENT.len();
+    let table_start = mid + 16 + 8 + 8 + 32 + 2;
+    for pos in [mid + 3, table_start + 20, table_start + 70, raw.len() - 1] {
+        let mut t = raw.clone();
+        t[pos] ^= 0x40;
+        let r = bob.e2ee.open(&with(t)).await;
+        assert!(
+            matches!(r, Err(E2eeError::Open(OpenError::Decrypt))),
+            "byte {pos}: {r:?}"
+        );
+    }
+    let mut truncated = raw.clone();
+    truncated.truncate(40);
+    assert!(matches!(
+        bob.e2ee.open(&with(truncated)).await,
+        Err(E2eeError::Open(OpenError::Malformed))
+    ));
+    let mut moved = ev.clone();
+    moved.channel = Some("private-other".into());
+    assert!(matches!(
+        bob.e2ee.open(&moved).await,
+        Err(E2eeError::WrongChannel)
+    ));
+    let m = bob.e2ee.open(&ev).await.unwrap();
+    assert_eq!(m.data, json!({"n": 1}));
+    assert!(matches!(
+        bob.e2ee.open(&ev).await,
+        Err(E2eeError::Open(OpenError::Replay))
+    ));
+    // Still refused after Bob's device restarts (the guard is persisted).
+    let restarted = E2ee::open_store(bob.client.clone(), key_store(&dir, "bob")).unwrap();
+    assert!(matches!(
+        restarted.open(&ev).await,
+        Err(E2eeError::Open(OpenError::Replay))
+    ));
+
+    // A forged signature: Alice's device id, someone else's signing key.
+    let bob_card = bob.e2ee.with_data(|d| d.card().unwrap().clone()).await;
+    let forger = DeviceKeys::generate();
+    let alice = UserId::parse("alice").unwrap();
+    let room = ChannelName::parse(ROOM).unwrap();
+    let outer = EventName::parse_api(e2ee::CLIENT_EVENT).unwrap();
+    let inner = EventName::parse_api("message").unwrap();
+    let forge = |user: &UserId, device| {
+        let recipients = [Recipient::from(&bob_card)];
+        let req = SealRequest {
+            sender_user: user,
+            sender_device: device,
+            sender_keys: &forger,
+            channel: &room,
+            event: &outer,
+            inner_event: &inner,
+            timestamp_ms: 1_700_000_000_000,
+            sequence: u64::MAX / 2,
+            recipients: &recipients,
+        };
+        let mut e = ev.clone();
+        e.data = json!(suite1::seal(&req, b"\"forged\"").unwrap());
+        e
+    };
+    let forged = forge(&alice, phone.e2ee.device_id().await);
+    let r = bob.e2ee.open(&forged).await;
+    assert!(
+        matches!(r, Err(E2eeError::Open(OpenError::BadSignature))),
+        "{r:?}"
+    );
+    // A sender the directory does not know.
+    let mallory = UserId::parse("mallory").unwrap();
+    let unknown = forge(&mallory, hush_crypto::identity::DeviceId([9; 16]));
+    assert!(matches!(
+        bob.e2ee.open(&unknown).await,
+        Err(E2eeError::Open(OpenError::UnknownSender))
+    ));
+    // Not an envelope at all.
+    let mut junk = ev.clone();
+    junk.data = json!({"a": 1});
+    assert!(matches!(
+        bob.e2ee.open(&junk).await,
+        Err(E2eeError::NotAnEnvelope)
+    ));
+
+    // Alice's laptop is lost: revoked from the phone; what it still sends
+    // is refused.
+    let laptop = device(&srv, &dir, "alice", "alice-laptop", false).await;
+    let req = laptop.e2ee.card_request().await.unwrap();
+    let card = phone.e2ee.approve_device(&req).await.unwrap();
+    laptop.e2ee.install_card(card).await.unwrap();
+    laptop.e2ee.publish().await.unwrap();
+    send(&laptop, "message", &json!("before"), &["bob"]).await;
+    let ev = next(&mut bob).await;
+    assert_eq!(bob.e2ee.open(&ev).await.unwrap().data, json!("before"));
+    phone
+        .e2ee
+        .revoke_device(laptop.e2ee.device_id().await)
+        .await
+        .unwrap();
+    send(&laptop, "message", &json!("after"), &["bob"]).await;
+    let ev = next(&mut bob).await;
+    assert!(matches!(
+        bob.e2ee.open(&ev).await,
+        Err(E2eeError::Open(OpenError::RevokedSender))
+    ));
+    no_event(&mut bob).await;
+    srv.stop().await;
+}
+
+/// The next key change of Alice (Bob's own device set changes are reported too).
+async fn alice_change(
+    rx: &mut tokio::sync::broadcast::Receiver<e2ee::KeyChanged>,
+) -> e2ee::KeyChanged {
+    loop {
+        let c = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if c.user == "alice" {
+            return c;
+        }
+    }
+}
+
+#[tokio::test]
+async fn key_changes_raise_events_and_block_sending_to_a_verified_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let mut alice = device(&srv, &dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+    let bob = device(&srv, &dir, "bob", "bob", true).await;
+    bob.e2ee.publish().await.unwrap();
+    let mut changes = bob.e2ee.key_changes();
+
+    // Both sides compute the same safety number; Bob marks Alice verified.
+    let a = alice.e2ee.safety_number("bob").await.unwrap();
+    let b = bob.e2ee.safety_number("alice").await.unwrap();
+    assert_eq!(a.display(), b.display());
+    assert_eq!(a.display().len(), 60);
+    bob.e2ee.mark_verified("alice").await.unwrap();
+    assert!(bob.e2ee.is_verified("alice").await);
+    send(&bob, "m", &json!(1), &["alice"]).await;
+    let ev = next(&mut alice).await;
+    alice.e2ee.open(&ev).await.unwrap();
+
+    // A new device under the same identity: an event, sending still allowed.
+    let tablet = device(&srv, &dir, "alice", "alice-tablet", false).await;
+    let blob = alice
+        .e2ee
+        .backup_identity(
+            b"correct horse",
+            BackupParams {
+                m_cost_kib: 1024,
+                t_cost: 1,
+                p_cost: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        tablet.e2ee.restore_identity(&blob, b"wrong").await,
+        Err(E2eeError::Backup(_))
+    ));
+    tablet
+        .e2ee
+        .restore_identity(&blob, b"correct horse")
+        .await
+        .unwrap();
+    tablet.e2ee.publish().await.unwrap();
+    bob.e2ee.lookup(&["alice"]).await.unwrap();
+    let change = alice_change(&mut changes).await;
+    assert_eq!(change.user, "alice");
+    assert!(!change.identity_changed && change.was_verified);
+    assert_eq!(change.added, vec![tablet.e2ee.device_id().await]);
+    send(&bob, "m", &json!(2), &["alice"]).await;
+    let ev = next(&mut alice).await;
+    alice.e2ee.open(&ev).await.unwrap();
+
+    // Alice rotates her identity: Bob is told, and sending is refused until
+    // he compares safety numbers again.
+    alice.e2ee.rotate_identity().await.unwrap();
+    let room = bob.client.subscribe(ROOM).await.unwrap();
+    let r = bob.e2ee.send(&room, "m", &json!(3), &["alice"]).await;
+    assert!(
+        matches!(&r, Err(E2eeError::KeyChangedSinceVerified(u)) if u == "alice"),
+        "{r:?}"
+    );
+    let change = alice_change(&mut changes).await;
+    assert!(change.identity_changed && change.was_verified);
+    assert!(!bob.e2ee.is_verified("alice").await);
+    let after = bob.e2ee.safety_number("alice").await.unwrap();
+    assert_ne!(after.display(), b.display());
+    bob.e2ee.mark_verified("alice").await.unwrap();
+    send(&bob, "m", &json!(4), &["alice"]).await;
+    let ev = next(&mut alice).await;
+    assert_eq!(alice.e2ee.open(&ev).await.unwrap().data, json!(4));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let extra = |url: &str| format!("[store]\nurl = '{url}'\n");
+
+    let srv = start_on(port, &extra(&url)).await;
+    let alice = device(&srv, &dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+    let bob = device(&srv, &dir, "bob", "bob", true).await;
+    bob.e2ee.publish().await.unwrap();
+    let keys = bob.e2ee.lookup(&["alice"]).await.unwrap();
+    assert_eq!(keys[0].devices.len(), 1);
+    let trusted = bob.e2ee.with_data(|d| d.trusted_head().unwrap()).await;
+    assert_eq!(trusted.size, 2);
+    // Gossip between two clients of the honest directory: consistent.
+    let alice_head = alice
+        .e2ee
+        .with_data(|d| d.trusted_signed_head().unwrap())
+        .await;
+    assert_eq!(alice_head.head.size, 1);
+    bob.e2ee.cross_check(&alice_head).await.unwrap();
+    let bob_head = bob
+        .e2ee
+        .with_data(|d| d.trusted_signed_head().unwrap())
+        .await;
+    alice.client.disconnect().await;
+    bob.client.disconnect().await;
+    srv.stop().await;
+
+    // Someone with the database and the log key rewrites history: Alice's
+    // card is swapped for another valid-looking one.
+    let store = hush_store::Store::open(&url, &Default::default())
+        .await
+        .unwrap();
+    let mut leaves = store.directory_leaves(ID, 0, 100).await.unwrap();
+    let key = store
+        .server_key("directory-log-v1", || [0; 32])
+        .await
+        .unwrap();
+    store.close().await;
+    let mallory_identity = hush_crypto::identity::IdentityKey::generate();
+    let keys = DeviceKeys::generate();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = hush_crypto::identity::UnsignedCard::new(
+        UserId::parse("alice").unwrap(),
+        hush_crypto::identity::DeviceId::random(),
+        &mallory_identity.public_key(),
+        &keys,
+        now - 10,
+        now + 3600,
+        None,
+    );
+    let swapped = hush_crypto::identity::DeviceCard::issue(body, &keys, &mallory_identity).unwrap();
+    leaves[0] = [&[1u8][..], &swapped.to_bytes()].concat();
+    let forged = format!("sqlite://{}/forged.sqlite3", dir.path().display());
+    let store = hush_store::Store::open(&forged, &Default::default())
+        .await
+        .unwrap();
+    store.server_key("directory-log-v1", || *key).await.unwrap();
+    for (i, leaf) in leaves.iter().enumerate() {
+        let user = if i == 0 { "alice" } else { "bob" };
+        assert!(
+            store
+                .directory_append(ID, i as u64, leaf, user)
+                .await
+                .unwrap()
+        );
+    }
+    store.close().await;
+
+    let srv = start_on(port, &extra(&forged)).await;
+    let bob_client = client(&srv, "bob");
+    let e2ee = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    let r = e2ee.lookup(&["alice"]).await;
+    assert!(
+        matches!(
+            r,
+            Err(E2eeError::Log(hush_crypto::transparency::LogError::Fork))
+        ),
+        "{r:?}"
+    );
+    // The trusted head is unchanged, so the fork stays detected.
+    assert_eq!(e2ee.with_data(|d| d.trusted_head().unwrap()).await, trusted);
+    // A newcomer who only ever saw the forged log has no history to check,
+    // but comparing heads with Bob (gossip) exposes the fork.
+    let carol_dir = tempfile::tempdir().unwrap();
+    let carol = device(&srv, &carol_dir, "carol", "carol", true).await;
+    carol.e2ee.publish().await.unwrap();
+    let r = carol.e2ee.cross_check(&bob_head).await;
+    assert!(
+        matches!(
+            r,
+            Err(E2eeError::Log(hush_crypto::transparency::LogError::Fork))
+        ),
+        "{r:?}"
+    );
+    carol.client.disconnect().await;
+    bob_client.disconnect().await;
+    srv.stop().await;
+
+    // A directory that rolls back to an older, shorter log is detected too.
+    let short = format!("sqlite://{}/short.sqlite3", dir.path().display());
+    let store = hush_store::Store::open(&short, &Default::default())
+        .await
+        .unwrap();
+    store.server_key("directory-log-v1", || *key).await.unwrap();
+    assert!(
+        store
+            .directory_append(ID, 0, &leaves[0], "alice")
+            .await
+            .unwrap()
+    );
+    store.close().await;
+    let srv = start_on(port, &extra(&short)).await;
+    let bob_client = client(&srv, "bob");
+    let e2ee = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    let r = e2ee.lookup(&["alice"]).await;
+    assert!(
+        matches!(
+            r,
+            Err(E2eeError::Log(
+                hush_crypto::transparency::LogError::Rollback {
+                    trusted: 2,
+                    offered: 1
+                }
+            ))
+        ),
+        "{r:?}"
+    );
+    bob_client.disconnect().await;
+    srv.stop().await;
+}

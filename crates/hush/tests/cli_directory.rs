@@ -1,0 +1,404 @@
+//! `hush audit` and `hush verify` as a user runs them: the real binary
+//! against an in-process server whose key directory is filled over the
+//! WebSocket, and a store whose history was rewritten with the server's key.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Output;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::{SinkExt, StreamExt};
+use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
+use hush_crypto::safety::SafetyNumber;
+use hush_protocol::{SocketId, UserId, auth};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const ID: &str = "3";
+const KEY: &str = "278d425bdf160c739803";
+const SECRET: &str = "7ad3773142a6692b25b8";
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Srv {
+    url: String,
+    addr: std::net::SocketAddr,
+    running: hush_server::RunningServer,
+}
+
+async fn start(store_url: &str) -> Srv {
+    let toml = format!("[apps.main]\nid = '{ID}'\nkey = '{KEY}'\nsecret = '{SECRET}'\n");
+    let mut config = hush_server::Config::from_toml(&toml).unwrap();
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    config.server.shutdown_timeout = 1;
+    config.store.url = Some(store_url.to_owned());
+    let running = hush_server::Server::bind(config).await.unwrap().spawn();
+    let addr = running.local_addr();
+    Srv {
+        url: format!("http://{addr}"),
+        addr,
+        running,
+    }
+}
+
+impl Srv {
+    async fn stop(self) {
+        let _ = tokio::time::timeout(WAIT, self.running.stop()).await;
+    }
+}
+
+/// Runs `hush ARGS` with the app's credentials in the environment (only
+/// those: inherited `HUSH_*` variables are removed).
+async fn hush(srv: &Srv, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hush"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUSH_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args)
+        .env("HUSH_URL", &srv.url)
+        .env("HUSH_APP_ID", ID)
+        .env("HUSH_APP_KEY", KEY)
+        .env("HUSH_APP_SECRET", SECRET)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn new_card(user: &str, identity: &IdentityKey) -> DeviceCard {
+    let keys = DeviceKeys::generate();
+    let body = UnsignedCard::new(
+        UserId::parse(user).unwrap(),
+        DeviceId::random(),
+        &identity.public_key(),
+        &keys,
+        now_secs() - 10,
+        now_secs() + 86_400,
+        None,
+    );
+    DeviceCard::issue(body, &keys, identity).unwrap()
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_event(ws: &mut Ws, event: &str) -> Value {
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["event"] == event {
+                return v;
+            }
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Signs in as `user` and publishes `cards` to the key directory.
+async fn publish(srv: &Srv, user: &str, cards: &[&DeviceCard]) {
+    let requests: Vec<(&str, Value)> = cards
+        .iter()
+        .map(|c| {
+            (
+                "directory.publish",
+                json!({"card": STANDARD.encode(c.to_bytes())}),
+            )
+        })
+        .collect();
+    requests_as(srv, user, &requests).await;
+}
+
+/// Signs in as `user` and sends directory requests, each of which must
+/// succeed.
+async fn requests_as(srv: &Srv, user: &str, requests: &[(&str, Value)]) {
+    let url = format!(
+        "ws://{}/app/{KEY}?protocol=7&client=cli-test&version=0",
+        srv.addr
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let est = next_event(&mut ws, "pusher:connection_established").await;
+    let inner: Value = serde_json::from_str(est["data"].as_str().unwrap()).unwrap();
+    let sid = SocketId::parse(inner["socket_id"].as_str().unwrap()).unwrap();
+    let user_data = json!({ "id": user }).to_string();
+    let sig = auth::sign_user(SECRET.as_bytes(), &sid, &user_data);
+    send(
+        &mut ws,
+        json!({"event":"pusher:signin","data":{"auth": auth::auth_value(KEY, &sig), "user_data": user_data}}),
+    )
+    .await;
+    next_event(&mut ws, "pusher:signin_success").await;
+    for (method, params) in requests {
+        send(
+            &mut ws,
+            json!({"event":"hush:request","data":{"id":"p","method":method,"params":params}}),
+        )
+        .await;
+        let m = next_event(&mut ws, "hush:response").await;
+        let inner: Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
+        assert!(inner.get("result").is_some(), "{inner}");
+    }
+}
+
+#[tokio::test]
+async fn audit_passes_a_healthy_log_and_catches_a_rewritten_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    let state = dir.path().join("audit-state.json");
+    let state_arg = state.to_str().unwrap();
+    let alice = IdentityKey::generate();
+    let bob = IdentityKey::generate();
+
+    let srv = start(&url).await;
+    // An empty log audits fine.
+    let o = hush(&srv, &["audit"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("log of 0 entries"), "{}", stdout(&o));
+
+    let (a1, a2, a3) = (
+        new_card("alice", &alice),
+        new_card("alice", &alice),
+        new_card("alice", &alice),
+    );
+    publish(&srv, "alice", &[&a1, &a2, &a3]).await;
+    publish(&srv, "bob", &[&new_card("bob", &bob)]).await;
+
+    let o = hush(&srv, &["audit", "--state", state_arg]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("log of 4 entries"), "{text}");
+    assert!(text.contains("2 users, 4 cards, 0 revocations"), "{text}");
+    assert!(text.contains("no rule violations"), "{text}");
+    assert!(text.ends_with("audit passed\n"), "{text}");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["size"], 4);
+
+    // The log grows; the next audit proves it only grew.
+    publish(&srv, "bob", &[&new_card("bob", &bob)]).await;
+    let o = hush(&srv, &["audit", "--state", state_arg, "--json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["consistent_since"], 4);
+    assert_eq!(report["entries"], 5);
+    assert_eq!(report["cards"], 5);
+    assert_eq!(report["violations"], json!([]));
+    let log_key = report["log_key"].as_str().unwrap().to_owned();
+    // Paged 2 by 2 (three requests, the last one short): the same report.
+    let o = hush(&srv, &["audit", "--json", "--page-size", "2"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let paged: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (
+            paged["entries"].clone(),
+            paged["cards"].clone(),
+            paged["root"].clone()
+        ),
+        (json!(5), json!(5), report["root"].clone())
+    );
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["size"], 5);
+
+    // Pinned keys: the right one passes, another fails.
+    let o = hush(&srv, &["audit", "--pin-key", &log_key]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other = STANDARD.encode(
+        hush_crypto::transparency::LogKey::generate()
+            .public_key()
+            .to_bytes(),
+    );
+    let o = hush(&srv, &["audit", "--pin-key", &other, "--json"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not the pinned key"), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["ok"], false);
+    let o = hush(&srv, &["audit", "--pin-key", "AAAA"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--pin-key"), "{}", stderr(&o));
+    srv.stop().await;
+
+    // Someone with the database and the log key rewrites history: Alice's
+    // second card is swapped for another valid card. The forged log obeys
+    // every rule and is signed with the right key.
+    let store = hush_store::Store::open(&url, &Default::default())
+        .await
+        .unwrap();
+    let mut leaves = store.directory_leaves(ID, 0, 100).await.unwrap();
+    let key = store
+        .server_key("directory-log-v1", || [0; 32])
+        .await
+        .unwrap();
+    store.close().await;
+    assert_eq!(leaves.len(), 5);
+    leaves[1] = [&[1u8][..], &new_card("alice", &alice).to_bytes()].concat();
+    let forged = format!("sqlite://{}/forged.sqlite3", dir.path().display());
+    let store = hush_store::Store::open(&forged, &Default::default())
+        .await
+        .unwrap();
+    store.server_key("directory-log-v1", || *key).await.unwrap();
+    for (i, leaf) in leaves.iter().enumerate() {
+        assert!(
+            store
+                .directory_append(ID, i as u64, leaf, "x")
+                .await
+                .unwrap()
+        );
+    }
+    store.close().await;
+
+    let srv = start(&forged).await;
+    // On its own the forged log looks healthy…
+    let o = hush(&srv, &["audit", "--pin-key", &log_key]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    // …but not against the head saved by the last audit.
+    let before = std::fs::read_to_string(&state).unwrap();
+    let o = hush(&srv, &["audit", "--state", state_arg]).await;
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("INCONSISTENT: fork"), "{}", stdout(&o));
+    assert!(stdout(&o).ends_with("audit FAILED\n"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("inconsistent"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
+    let o = hush(&srv, &["audit", "--state", state_arg, "--json"]).await;
+    assert!(!o.status.success());
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["ok"], false);
+    assert!(
+        report["problems"][0].as_str().unwrap().starts_with("fork"),
+        "{report}"
+    );
+
+    // A log that shrank is a rollback.
+    let mut shrunk: Value = serde_json::from_str(&before).unwrap();
+    shrunk["size"] = json!(9);
+    std::fs::write(&state, shrunk.to_string()).unwrap();
+    let o = hush(&srv, &["audit", "--state", state_arg]).await;
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("rollback"), "{}", stdout(&o));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn verify_prints_the_safety_number_of_two_users() {
+    let srv = start("sqlite::memory:").await;
+    let alice = IdentityKey::generate();
+    let bob = IdentityKey::generate();
+    publish(
+        &srv,
+        "alice",
+        &[&new_card("alice", &alice), &new_card("alice", &alice)],
+    )
+    .await;
+    publish(&srv, "bob", &[&new_card("bob", &bob)]).await;
+
+    let expected = SafetyNumber::for_users(
+        &UserId::parse("alice").unwrap(),
+        &alice.public_key(),
+        &UserId::parse("bob").unwrap(),
+        &bob.public_key(),
+    );
+    let o = hush(&srv, &["verify", "alice", "bob", "--json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["safety_number"], expected.display());
+    assert_eq!(v["safety_number"].as_str().unwrap().len(), 60);
+    assert_eq!(v["qr_hex"], hex::encode(expected.scannable()));
+    assert_eq!(v["qr_base64"], STANDARD.encode(expected.scannable()));
+    assert_eq!(
+        v["identity_keys"]["bob"],
+        STANDARD.encode(bob.public_key().to_bytes())
+    );
+    assert_eq!(v["log_size"], 3);
+
+    // Both sides see the same number; the text form groups it.
+    let o = hush(&srv, &["verify", "bob", "alice", "--qr", "base64"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let grouped = expected.display_grouped();
+    assert_eq!(grouped.split(' ').count(), 12);
+    assert!(text.contains(&grouped), "{text}");
+    assert!(text.contains("QR payload (base64): "), "{text}");
+
+    // Bob rotates his identity key: the number changes with it.
+    let bob2 = IdentityKey::generate();
+    let rotation = hush_crypto::identity::Revocation::rotate_identity(
+        UserId::parse("bob").unwrap(),
+        &bob,
+        &bob2,
+        now_secs(),
+    )
+    .unwrap();
+    requests_as(
+        &srv,
+        "bob",
+        &[(
+            "directory.revoke",
+            json!({"revocation": STANDARD.encode(rotation.to_bytes())}),
+        )],
+    )
+    .await;
+    let rotated = SafetyNumber::for_users(
+        &UserId::parse("alice").unwrap(),
+        &alice.public_key(),
+        &UserId::parse("bob").unwrap(),
+        &bob2.public_key(),
+    );
+    let o = hush(&srv, &["verify", "alice", "bob", "--json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["safety_number"], rotated.display());
+    assert_ne!(rotated.display(), expected.display());
+    publish(&srv, "bob", &[&new_card("bob", &bob2)]).await;
+    let o = hush(&srv, &["verify", "alice", "bob", "--json"]).await;
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["safety_number"], rotated.display());
+    assert_eq!(v["log_size"], 5);
+
+    // A user without an identity, bad ids and a wrong pinned key fail.
+    let o = hush(&srv, &["verify", "alice", "carol"]).await;
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("user carol has no identity key"),
+        "{}",
+        stderr(&o)
+    );
+    let o = hush(&srv, &["verify", "alice", "a b"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("user id"), "{}", stderr(&o));
+    let other = STANDARD.encode(
+        hush_crypto::transparency::LogKey::generate()
+            .public_key()
+            .to_bytes(),
+    );
+    let o = hush(&srv, &["verify", "alice", "bob", "--pin-key", &other]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not the pinned key"), "{}", stderr(&o));
+    srv.stop().await;
+}
