@@ -295,7 +295,9 @@ async fn timed_post(
     }
 }
 
-/// Publishes at `rate`/s for `duration`; returns (sent, API latency histogram).
+/// Publishes at `rate`/s for `duration` (each event sealed under `key` when
+/// given); returns (sent, API latency histogram).
+#[allow(clippy::too_many_arguments)]
 async fn publish_for(
     api: &mut ApiClient,
     t: &Target,
