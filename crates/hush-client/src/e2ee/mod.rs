@@ -388,7 +388,10 @@ impl E2ee {
 
     async fn request(&self, method: &str, params: Value) -> Result<Value, E2eeError> {
         let c = &self.shared.client;
-        c.signin().await?;
+        // Bounded: while offline, a sign-in waits for the next connection.
+        tokio::time::timeout(c.request_timeout(), c.signin())
+            .await
+            .map_err(|_| E2eeError::Directory(crate::DirectoryError::Timeout))??;
         Ok(c.request(method, params).await?)
     }
 
