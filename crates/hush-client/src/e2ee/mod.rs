@@ -1284,6 +1284,24 @@ mod tests {
         ));
     }
 
+    /// The handle and its futures can move across tasks (`tokio::spawn`).
+    #[allow(dead_code, clippy::extra_unused_type_parameters)]
+    fn handles_and_futures_are_send() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<E2ee>();
+        send_sync::<KeyChanged>();
+        send_sync::<Message>();
+        let f = |e: &E2ee, ev: &Event, ch: &Channel| {
+            send(&e.open(ev));
+            send(&e.send(ch, "m", &1, &["bob"]));
+            send(&e.lookup(&["bob"]));
+            send(&e.publish());
+            send(&e.cross_check(&SignedTreeHead::from_bytes(&[]).unwrap()));
+        };
+        let _ = f;
+    }
+
     #[test]
     fn card_requests_parse_strictly() {
         assert!(CardRequest::parse("{").is_err());
