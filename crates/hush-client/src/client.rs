@@ -329,6 +329,11 @@ impl Client {
             .unwrap_or(Err(DirectoryError::Timeout))
     }
 
+    /// The request timeout ([`ClientBuilder::request_timeout`](crate::ClientBuilder::request_timeout)).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.inner.request_timeout
+    }
+
     /// This client's sealed-event sender id (what other receivers see in
     /// [`SealedInfo::sender`](crate::SealedInfo) for its
     /// [`Channel::trigger_sealed`] events).

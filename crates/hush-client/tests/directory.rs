@@ -563,3 +563,32 @@ async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
     bob_client.disconnect().await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn directory_calls_fail_in_bounded_time_while_the_server_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = Client::builder(KEY)
+        .url(&format!("ws://127.0.0.1:{port}"))
+        .authorizer(authorizer(
+            hush_sdk::Client::new(hush_sdk::Config::new(ID, KEY, SECRET)).unwrap(),
+            "alice",
+            Default::default(),
+        ))
+        .request_timeout(Duration::from_secs(2))
+        .backoff(Duration::from_millis(100), Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let e2ee = E2ee::create(client.clone(), key_store(&dir, "alice"), "alice", true).unwrap();
+    let started = std::time::Instant::now();
+    let r = e2ee.lookup(&["bob"]).await;
+    assert!(
+        matches!(r, Err(E2eeError::Directory(DirectoryError::Timeout))),
+        "{r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    client.disconnect().await;
+}

@@ -70,7 +70,7 @@ pub use store::{DeviceData, KeyStore, StoreError, StoreKey};
 
 use crate::client::{Channel, Client, MAX_CLIENT_EVENT_BYTES};
 use crate::event::Event;
-use store::{Accepted, CachedUser, LogPin, MAX_ACCEPTED};
+use store::{Accepted, LogPin, MAX_ACCEPTED};
 
 /// Outer name of suite 1 client events (private and presence channels).
 pub const CLIENT_EVENT: &str = "client-hush-e2ee";
@@ -250,6 +250,45 @@ struct State {
     data: DeviceData,
     guard: ReplayGuard,
     cache_ttl: Duration,
+    /// The card cache, parsed (signatures checked once, not per message).
+    parsed: std::collections::HashMap<String, Parsed>,
+}
+
+/// One cached user's records, parsed.
+#[derive(Clone)]
+struct Parsed {
+    identity: Option<IdentityPublicKey>,
+    cards: Vec<DeviceCard>,
+    revocations: Vec<Revocation>,
+}
+
+impl State {
+    /// The parsed cache entry of `user` (parsed from the store on first use).
+    fn parsed(&mut self, user: &str) -> Option<&Parsed> {
+        if !self.parsed.contains_key(user) {
+            let c = self.data.contacts.get(user)?;
+            let decode = |s: &String| STANDARD.decode(s).ok();
+            let p = Parsed {
+                identity: decode(&c.identity)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .and_then(|b| IdentityPublicKey::from_bytes(&b).ok()),
+                cards: c
+                    .cards
+                    .iter()
+                    .filter_map(decode)
+                    .filter_map(|b| DeviceCard::from_bytes(&b).ok())
+                    .collect(),
+                revocations: c
+                    .revocations
+                    .iter()
+                    .filter_map(decode)
+                    .filter_map(|b| Revocation::from_bytes(&b).ok())
+                    .collect(),
+            };
+            self.parsed.insert(user.to_owned(), p);
+        }
+        self.parsed.get(user)
+    }
 }
 
 struct Shared {
@@ -344,6 +383,7 @@ impl E2ee {
                     data,
                     guard,
                     cache_ttl: DEFAULT_CACHE_TTL,
+                    parsed: std::collections::HashMap::new(),
                 }),
                 changes,
             }),
@@ -388,7 +428,10 @@ impl E2ee {
 
     async fn request(&self, method: &str, params: Value) -> Result<Value, E2eeError> {
         let c = &self.shared.client;
-        c.signin().await?;
+        // Bounded: while offline, a sign-in waits for the next connection.
+        tokio::time::timeout(c.request_timeout(), c.signin())
+            .await
+            .map_err(|_| E2eeError::Directory(crate::DirectoryError::Timeout))??;
         Ok(c.request(method, params).await?)
     }
 
@@ -563,6 +606,17 @@ impl E2ee {
         }
         entry.identity = identity;
         entry.cards = cards;
+        st.parsed.insert(
+            keys.user.as_str().to_owned(),
+            Parsed {
+                identity: keys.identity,
+                cards: keys.devices.clone(),
+                revocations: keys.revocations.clone(),
+            },
+        );
+        let Some(entry) = st.data.contacts.get_mut(keys.user.as_str()) else {
+            return;
+        };
         entry.revocations = keys
             .revocations
             .iter()
@@ -941,33 +995,34 @@ impl E2ee {
             return Err(E2eeError::Open(OpenError::NotARecipient));
         }
         let sender = h.sender_user.clone();
-        let fresh = st.data.contacts.get(sender.as_str()).is_some_and(|c| {
-            now_ms().saturating_sub(c.fetched_ms) < millis(st.cache_ttl)
-                && cached_card(c, h.sender_device).is_some()
-        });
-        if !fresh {
-            self.lookup_locked(&mut st, std::slice::from_ref(&sender))
-                .await?;
-        }
-        let c = st
+        let recent = st
             .data
             .contacts
             .get(sender.as_str())
-            .cloned()
+            .is_some_and(|c| now_ms().saturating_sub(c.fetched_ms) < millis(st.cache_ttl));
+        let known = st
+            .parsed(sender.as_str())
+            .is_some_and(|p| p.cards.iter().any(|c| c.device_id() == h.sender_device));
+        if !(recent && known) {
+            self.lookup_locked(&mut st, std::slice::from_ref(&sender))
+                .await?;
+        }
+        let (verified, current) = st
+            .data
+            .contacts
+            .get(sender.as_str())
+            .map(|c| (c.verified.clone(), c.identity.clone()))
             .unwrap_or_default();
-        let identity = STANDARD
-            .decode(&c.identity)
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .and_then(|b| IdentityPublicKey::from_bytes(&b).ok())
+        let Parsed {
+            identity,
+            cards,
+            revocations,
+        } = st
+            .parsed(sender.as_str())
+            .cloned()
             .ok_or(E2eeError::Open(OpenError::UnknownSender))?;
-        let revocations: Vec<Revocation> = c
-            .revocations
-            .iter()
-            .filter_map(|r| STANDARD.decode(r).ok())
-            .filter_map(|b| Revocation::from_bytes(&b).ok())
-            .collect();
-        let Some(card) = cached_card(&c, h.sender_device) else {
+        let identity = identity.ok_or(E2eeError::Open(OpenError::UnknownSender))?;
+        let Some(card) = cards.into_iter().find(|c| c.device_id() == h.sender_device) else {
             let revoked = revocations.iter().any(|r| {
                 r.verify(&sender, &identity).is_ok()
                     && matches!(r.kind(), RevocationKind::Device { device_id, .. } if *device_id == h.sender_device)
@@ -1005,21 +1060,13 @@ impl E2ee {
             sender_device: h.sender_device,
             message_id: h.message_id,
             timestamp_ms: h.timestamp_ms,
-            verified_sender: c.verified.as_deref() == Some(c.identity.as_str()),
+            verified_sender: verified.as_deref() == Some(current.as_str()),
         })
     }
 }
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn cached_card(c: &CachedUser, device: DeviceId) -> Option<DeviceCard> {
-    c.cards
-        .iter()
-        .filter_map(|s| STANDARD.decode(s).ok())
-        .filter_map(|b| DeviceCard::from_bytes(&b).ok())
-        .find(|card| card.device_id() == device)
 }
 
 fn own_identity(d: &DeviceData) -> Option<IdentityPublicKey> {
@@ -1235,6 +1282,24 @@ mod tests {
             verify_user(&m, &alice(), &swapped, now),
             Err(E2eeError::InvalidRecord(_))
         ));
+    }
+
+    /// The handle and its futures can move across tasks (`tokio::spawn`).
+    #[allow(dead_code, clippy::extra_unused_type_parameters)]
+    fn handles_and_futures_are_send() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: &T) {}
+        send_sync::<E2ee>();
+        send_sync::<KeyChanged>();
+        send_sync::<Message>();
+        let f = |e: &E2ee, ev: &Event, ch: &Channel| {
+            send(&e.open(ev));
+            send(&e.send(ch, "m", &1, &["bob"]));
+            send(&e.lookup(&["bob"]));
+            send(&e.publish());
+            send(&e.cross_check(&SignedTreeHead::from_bytes(&[]).unwrap()));
+        };
+        let _ = f;
     }
 
     #[test]
