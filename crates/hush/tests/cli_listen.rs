@@ -19,8 +19,9 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn start() -> (std::net::SocketAddr, hush_server::RunningServer) {
     let toml = format!("[apps.main]\nid = '{ID}'\nkey = '{KEY}'\nsecret = '{SECRET}'\n");
     let mut config = hush_server::Config::from_toml(&toml).unwrap();
-    // In memory: tests never write a store into the repository.
-    config.store.url = Some("sqlite::memory:".into());
+    // In memory unless the test names a store: tests never write one into
+    // the repository.
+    config.store.url.get_or_insert_with(|| "sqlite::memory:".into());
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
     config.server.shutdown_timeout = 1;
