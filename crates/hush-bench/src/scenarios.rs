@@ -21,6 +21,11 @@ use crate::{BenchError, Target};
 const GRACE: Duration = Duration::from_secs(3);
 /// Connections opened at once.
 const CONNECT_CONCURRENCY: usize = 64;
+/// Most API connections publishing side by side in the fan-out scenarios.
+const PUBLISHERS: usize = 4;
+/// Events per second one publishing connection is asked for before another
+/// one joins.
+const RATE_PER_PUBLISHER: u32 = 100;
 
 fn now_micros() -> u64 {
     SystemTime::now()
@@ -341,7 +346,10 @@ pub async fn fanout(t: &Target, o: &FanoutOptions, pb: &ProgressBar) -> Result<R
     };
     let conns = open_many(t, o.subscribers, |_| o.channel.clone(), pb).await?;
     let readers = Readers::spawn_with_key(conns, "bench", key.clone());
-    let mut api = ApiClient::new(t.clone());
+    // Several keep-alive API connections publish side by side at high rates:
+    // one request waits for the server's whole fan-out, so a single
+    // sequential publisher would measure itself, not the server.
+    let mut apis: Vec<ApiClient> = (0..PUBLISHERS).map(|_| ApiClient::new(t.clone())).collect();
     let payload = "x".repeat(o.payload);
     let params = json!({"subscribers": o.subscribers, "rate": o.rate, "duration_s": o.duration.as_secs_f64(), "payload": o.payload, "channel": o.channel, "max": o.max, "encrypted": o.encrypt});
     let name = if o.encrypt { "encrypted" } else { "fanout" };
@@ -351,23 +359,38 @@ pub async fn fanout(t: &Target, o: &FanoutOptions, pb: &ProgressBar) -> Result<R
     loop {
         pb.set_message(format!("publishing {rate}/s"));
         let meter = Meter::start(t.pid);
-        let (sent, api_h) = publish_for(
-            &mut api,
-            t,
-            &o.channel,
-            rate,
-            o.duration,
-            &payload,
-            key.as_deref(),
-            pb,
-        )
-        .await?;
+        let publishers = rate
+            .div_ceil(RATE_PER_PUBLISHER)
+            .clamp(1, PUBLISHERS as u32);
+        let share = rate.div_ceil(publishers);
+        let runs =
+            futures_util::future::join_all(apis.iter_mut().take(publishers as usize).map(|api| {
+                publish_for(
+                    api,
+                    t,
+                    &o.channel,
+                    share,
+                    o.duration,
+                    &payload,
+                    key.as_deref(),
+                    pb,
+                )
+            }))
+            .await;
+        let mut sent = 0;
+        let mut api_h = histogram();
+        for run in runs {
+            let (n, h) = run?;
+            sent += n;
+            let _ = api_h.add(&h);
+        }
+        let asked = share * publishers;
         let expected = sent * o.subscribers as u64;
         let (delivered, lat) = readers.collect(expected, base).await;
         base += delivered;
         let r = meter.deliveries(
             name,
-            json!({"rate": rate}),
+            json!({"rate": asked}),
             sent,
             expected,
             delivered,

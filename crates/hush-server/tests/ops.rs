@@ -30,7 +30,10 @@ async fn start(toml: &str) -> Srv {
     let mut config = hush_server::Config::from_toml(toml).expect("config");
     // In memory unless the test names a store: tests never write one into
     // the repository.
-    config.store.url.get_or_insert_with(|| "sqlite::memory:".into());
+    config
+        .store
+        .url
+        .get_or_insert_with(|| "sqlite::memory:".into());
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
     config.server.shutdown_timeout = 2;

@@ -21,7 +21,10 @@ async fn start() -> (std::net::SocketAddr, hush_server::RunningServer) {
     let mut config = hush_server::Config::from_toml(&toml).unwrap();
     // In memory unless the test names a store: tests never write one into
     // the repository.
-    config.store.url.get_or_insert_with(|| "sqlite::memory:".into());
+    config
+        .store
+        .url
+        .get_or_insert_with(|| "sqlite::memory:".into());
     config.server.host = "127.0.0.1".into();
     config.server.port = 0;
     config.server.shutdown_timeout = 1;

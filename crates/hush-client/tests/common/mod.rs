@@ -29,7 +29,10 @@ pub async fn start_on(port: u16, extra: &str) -> Srv {
     let mut config = hush_server::Config::from_toml(&toml).unwrap();
     // In memory unless the test names a store: tests never write one into
     // the repository.
-    config.store.url.get_or_insert_with(|| "sqlite::memory:".into());
+    config
+        .store
+        .url
+        .get_or_insert_with(|| "sqlite::memory:".into());
     config.server.host = "127.0.0.1".into();
     config.server.port = port;
     config.server.shutdown_timeout = 1;
