@@ -176,31 +176,42 @@ public_key_type!(
 #[derive(Clone)]
 pub struct IdentityKey(SigningKey);
 
+/// Construction shared by the Ed25519 secret-key newtypes (identity keys,
+/// the transparency log's key): generation, and the 32-byte seed in and out.
+macro_rules! ed25519_secret {
+    ($t:ident) => {
+        impl $t {
+            /// A new key from the operating system's generator.
+            pub fn generate() -> Self {
+                Self::generate_with_rng(&mut $crate::identity::os_rng())
+            }
+
+            /// A new key from `rng` (deterministic tests; use
+            /// [`generate`](Self::generate) otherwise).
+            pub fn generate_with_rng(rng: &mut impl rand_core::CryptoRng) -> Self {
+                let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(seed.as_mut_slice());
+                Self(ed25519_dalek::SigningKey::from_bytes(&seed))
+            }
+
+            /// Rebuilds the key from its 32-byte Ed25519 seed (a backup, or
+            /// the server's stored key).
+            pub fn from_secret_bytes(seed: &[u8; 32]) -> Self {
+                Self(ed25519_dalek::SigningKey::from_bytes(seed))
+            }
+
+            /// The 32-byte seed, wiped when the returned value is dropped.
+            pub fn to_secret_bytes(&self) -> zeroize::Zeroizing<[u8; 32]> {
+                zeroize::Zeroizing::new(self.0.to_bytes())
+            }
+        }
+    };
+}
+pub(crate) use ed25519_secret;
+
+ed25519_secret!(IdentityKey);
+
 impl IdentityKey {
-    /// A new key from the operating system's generator.
-    pub fn generate() -> Self {
-        Self::generate_with_rng(&mut os_rng())
-    }
-
-    /// A new key from `rng` (deterministic tests; use [`generate`](Self::generate)
-    /// otherwise).
-    pub fn generate_with_rng(rng: &mut impl CryptoRng) -> Self {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(seed.as_mut_slice());
-        Self(SigningKey::from_bytes(&seed))
-    }
-
-    /// Rebuilds the key from its 32-byte Ed25519 seed (e.g. from a backup).
-    pub fn from_secret_bytes(seed: &[u8; 32]) -> Self {
-        Self(SigningKey::from_bytes(seed))
-    }
-
-    /// The 32-byte seed, wiped when the returned value is dropped. Only for
-    /// sealing into a backup.
-    pub fn to_secret_bytes(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.0.to_bytes())
-    }
-
     /// The public key.
     pub fn public_key(&self) -> IdentityPublicKey {
         IdentityPublicKey(self.0.verifying_key())

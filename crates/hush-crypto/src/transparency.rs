@@ -27,12 +27,10 @@
 use std::fmt;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
 
-use crate::identity::{DeviceCard, Revocation, hex_str, os_rng};
+use crate::identity::{DeviceCard, Revocation, hex_str};
 
 mod audit;
 use crate::wire::{Reader, Writer};
@@ -390,25 +388,9 @@ impl LogEntry {
 #[derive(Clone)]
 pub struct LogKey(SigningKey);
 
+crate::identity::ed25519_secret!(LogKey);
+
 impl LogKey {
-    /// A new random key.
-    pub fn generate() -> Self {
-        Self::generate_with_rng(&mut os_rng())
-    }
-    /// A new key from `rng`.
-    pub fn generate_with_rng(rng: &mut impl CryptoRng) -> Self {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(seed.as_mut_slice());
-        Self(SigningKey::from_bytes(&seed))
-    }
-    /// Rebuilds the key from its 32-byte seed (server configuration).
-    pub fn from_secret_bytes(seed: &[u8; 32]) -> Self {
-        Self(SigningKey::from_bytes(seed))
-    }
-    /// The 32-byte seed, wiped on drop.
-    pub fn to_secret_bytes(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(self.0.to_bytes())
-    }
     /// The public key clients pin.
     pub fn public_key(&self) -> LogPublicKey {
         LogPublicKey(self.0.verifying_key())

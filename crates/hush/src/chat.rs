@@ -153,18 +153,8 @@ fn store_key(given_key: Option<String>, key_file: &Path) -> anyhow::Result<Store
 
 /// Runs `hush chat`.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let mut url = args.url.clone();
-    let mut key = given(&args.app_key);
-    let mut secret = given(&args.app_secret);
-    if url.contains('@') {
-        let c = hush_sdk::Config::from_url(&url).context("--url")?;
-        url = format!("ws://{}:{}", c.host, c.port);
-        key = key.or(Some(c.key.clone()));
-        secret = secret.or(Some(c.secret.to_string()));
-    }
-    let Some(key) = key else {
-        bail!("missing --app-key (or HUSH_APP_KEY)");
-    };
+    let (url, key, secret) =
+        crate::listen::connection_args(&args.url, &args.app_key, &args.app_secret)?;
     let Some(secret) = secret else {
         bail!("missing --app-secret (or HUSH_APP_SECRET): hush chat signs in locally");
     };

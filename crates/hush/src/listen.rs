@@ -131,11 +131,17 @@ pub(crate) fn local_authorizer(
     })
 }
 
-/// Runs `hush listen`.
-pub fn run(args: ListenArgs) -> anyhow::Result<()> {
-    let mut url = args.url.clone();
-    let mut key = given(&args.app_key);
-    let mut secret = given(&args.app_secret);
+/// The WebSocket URL, app key and (optional) app secret from the command
+/// line: `--url` may be Pusher's `http://KEY:SECRET@HOST:PORT/apps/ID` form,
+/// whose key and secret fill in what `--app-key` / `--app-secret` leave out.
+pub(crate) fn connection_args(
+    url: &str,
+    app_key: &Option<String>,
+    app_secret: &Option<String>,
+) -> anyhow::Result<(String, String, Option<String>)> {
+    let mut url = url.to_owned();
+    let mut key = given(app_key);
+    let mut secret = given(app_secret);
     if url.contains('@') {
         let c = hush_sdk::Config::from_url(&url).context("--url")?;
         url = format!("ws://{}:{}", c.host, c.port);
@@ -145,6 +151,12 @@ pub fn run(args: ListenArgs) -> anyhow::Result<()> {
     let Some(key) = key else {
         bail!("missing --app-key (or HUSH_APP_KEY)");
     };
+    Ok((url, key, secret))
+}
+
+/// Runs `hush listen`.
+pub fn run(args: ListenArgs) -> anyhow::Result<()> {
+    let (url, key, secret) = connection_args(&args.url, &args.app_key, &args.app_secret)?;
     let master = given(&args.master_key)
         .map(|m| MasterKey::from_base64(&m).context("--master-key (HUSH_MASTER_KEY)"))
         .transpose()?;
