@@ -562,14 +562,21 @@ pub async fn client_events(
     pb.set_message("sending client events");
     let meter = Meter::start(t.pid);
     let sent = Arc::new(AtomicU64::new(0));
+    // Senders are spread evenly over one period, as independent clients
+    // would be: started in lockstep, all of them would fire at the same
+    // instant and the run would measure that burst's queueing.
+    let period = Duration::from_secs_f64(1.0 / f64::from(o.rate.max(1)));
+    let start = tokio::time::Instant::now();
+    let pairs = o.pairs.max(1) as u32;
     let tasks: Vec<_> = senders
         .into_iter()
         .enumerate()
         .map(|(i, mut c)| {
             let sent = sent.clone();
-            let (rate, duration) = (o.rate, o.duration);
+            let duration = o.duration;
+            let first = start + period * (i as u32) / pairs;
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+                let mut tick = tokio::time::interval_at(first, period);
                 let end = Instant::now() + duration;
                 let ch = format!("private-bench-ce-{i}");
                 let mut seq = 0u64;
