@@ -389,19 +389,27 @@ impl Session {
         }
         let over = watchlist.len() > limits::MAX_WATCHLIST;
         watchlist.truncate(limits::MAX_WATCHLIST);
-        self.reply(wire::signin_success(user_data));
-        let state = self.app.users.sign_in(&parsed.id, &self.handle, &watchlist);
-        if over {
-            self.error(
-                Some(CloseCode::WatchlistLimit),
-                "Watchlist limit exceeded: only the first 100 user ids are watched",
-            );
-        }
-        if !watchlist.is_empty() {
-            let on: Vec<&str> = state.online.iter().map(UserId::as_str).collect();
-            let off: Vec<&str> = state.offline.iter().map(UserId::as_str).collect();
-            self.reply(wire::watchlist_events(&on, &off));
-        }
+        // Confirmed while the user index is locked: the client sees
+        // `signin_success` only once it is findable, and its first
+        // `watchlist_events` before any change another sign-in announces.
+        let handle = &self.handle;
+        let watching = !watchlist.is_empty();
+        self.app
+            .users
+            .sign_in_then(&parsed.id, handle, &watchlist, |state| {
+                handle.send(Frame::from(wire::signin_success(user_data)));
+                if over {
+                    handle.send(Frame::from(wire::error(
+                        Some(CloseCode::WatchlistLimit.code()),
+                        "Watchlist limit exceeded: only the first 100 user ids are watched",
+                    )));
+                }
+                if watching {
+                    let on: Vec<&str> = state.online.iter().map(UserId::as_str).collect();
+                    let off: Vec<&str> = state.offline.iter().map(UserId::as_str).collect();
+                    handle.send(Frame::from(wire::watchlist_events(&on, &off)));
+                }
+            });
         self.authorized = true;
         self.user = Some(SignedIn {
             id: parsed.id,

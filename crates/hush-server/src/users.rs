@@ -39,6 +39,22 @@ impl Users {
         handle: &ConnHandle,
         watchlist: &[UserId],
     ) -> WatchlistState {
+        self.sign_in_then(user, handle, watchlist, |_| {})
+    }
+
+    /// [`Users::sign_in`], calling `confirm` with the watchlist state while
+    /// the index is still locked: frames it sends to the signing-in
+    /// connection (`signin_success`, the first `watchlist_events`) go out
+    /// before any watchlist change another sign-in could send, and only once
+    /// the user is findable (so a client that saw `signin_success` is online
+    /// for everyone).
+    pub fn sign_in_then(
+        &self,
+        user: &UserId,
+        handle: &ConnHandle,
+        watchlist: &[UserId],
+        confirm: impl FnOnce(&WatchlistState),
+    ) -> WatchlistState {
         let mut g = write(&self.inner);
         let conns = g.conns.entry(user.clone()).or_default();
         let first = conns.is_empty();
@@ -58,6 +74,7 @@ impl Users {
                 state.offline.push(w.clone());
             }
         }
+        confirm(&state);
         state
     }
 

@@ -104,3 +104,31 @@ async fn watchlist_online_offline() {
     );
     s.stop().await;
 }
+
+/// A client that saw `signin_success` is online for everyone: a watcher
+/// signing in right after it sees it online, every time (the confirmation is
+/// written while the user index is locked, not before the user is in it).
+/// Two worker threads so the server and the clients run side by side; the
+/// window this guards is short, so a regression shows up as a flaky failure
+/// here and in tests/compat's watchlist test, not on every run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signin_success_means_already_online() {
+    let s = start(&app_toml("")).await;
+    for i in 0..100 {
+        let mut target = s.client().await;
+        let ev = target.signin(&format!(r#"{{"id":"t{i}"}}"#)).await;
+        assert_eq!(ev["event"], "pusher:signin_success", "{ev}");
+        let mut watcher = s.client().await;
+        let ev = watcher
+            .signin(&format!(r#"{{"id":"w{i}","watchlist":["t{i}"]}}"#))
+            .await;
+        assert_eq!(ev["event"], "pusher:signin_success", "{ev}");
+        let first = watcher.expect("pusher_internal:watchlist_events").await;
+        assert_eq!(
+            first["data"],
+            json!({"events":[{"name":"online","user_ids":[format!("t{i}")]}]}),
+            "round {i}"
+        );
+    }
+    s.stop().await;
+}
