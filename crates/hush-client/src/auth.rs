@@ -173,10 +173,11 @@ impl UserAuthentication {
 /// Authorizes by POSTing a form to the app's endpoints, as pusher-js does:
 /// `socket_id` and `channel_name` to the channel endpoint, `socket_id` to the
 /// user endpoint (`application/x-www-form-urlencoded`), expecting HTTP 200
-/// and a JSON body. Plain `http://` only in this build.
+/// and a JSON body. `https://` endpoints need the `tls` feature (on by
+/// default; the system's root certificates).
 #[derive(Clone)]
 pub struct HttpAuthorizer {
-    client: HyperClient<HttpConnector, Full<Bytes>>,
+    client: HyperClient<Connector, Full<Bytes>>,
     channel_endpoint: Arc<str>,
     user_endpoint: Option<Arc<str>>,
     headers: Arc<Vec<(HeaderName, HeaderValue)>>,
@@ -193,17 +194,39 @@ impl fmt::Debug for HttpAuthorizer {
     }
 }
 
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
+
+/// The HTTP(S) connector: with the `tls` feature, `https://` through rustls
+/// with the system's roots (plain `http://` still allowed).
+fn connector() -> Result<Connector, AuthError> {
+    #[cfg(feature = "tls")]
+    {
+        let tls = crate::tls::default_config().map_err(AuthError::Transport)?;
+        Ok(hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .build())
+    }
+    #[cfg(not(feature = "tls"))]
+    Ok(HttpConnector::new())
+}
+
 fn check_endpoint(url: &str) -> Result<(), AuthError> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|_| AuthError::Transport(format!("invalid endpoint URL {url:?}")))?;
     match uri.scheme_str() {
         Some("http") if uri.host().is_some() => Ok(()),
+        Some("https") if cfg!(feature = "tls") && uri.host().is_some() => Ok(()),
         Some("https") => Err(AuthError::Transport(
-            "https endpoints are not supported by this build".into(),
+            "https endpoints need hush-client's `tls` feature".into(),
         )),
         _ => Err(AuthError::Transport(format!(
-            "invalid endpoint URL {url:?}: expected http://host[:port]/path"
+            "invalid endpoint URL {url:?}: expected http(s)://host[:port]/path"
         ))),
     }
 }
@@ -213,13 +236,26 @@ impl HttpAuthorizer {
     pub fn new(channel_endpoint: &str) -> Result<Self, AuthError> {
         check_endpoint(channel_endpoint)?;
         Ok(Self {
-            client: HyperClient::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            client: HyperClient::builder(TokioExecutor::new()).build(connector()?),
             channel_endpoint: channel_endpoint.into(),
             user_endpoint: None,
             headers: Arc::new(Vec::new()),
             params: Arc::new(Vec::new()),
             timeout: Duration::from_secs(10),
         })
+    }
+
+    /// Uses `config` for `https://` endpoints (a private CA) instead of the
+    /// system's root certificates.
+    #[cfg(feature = "tls")]
+    pub fn with_tls_config(mut self, config: Arc<crate::tls::ClientConfig>) -> Self {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*config).clone())
+            .https_or_http()
+            .enable_http1()
+            .build();
+        self.client = HyperClient::builder(TokioExecutor::new()).build(https);
+        self
     }
 
     /// Adds the user authentication endpoint, e.g. `…/pusher/user-auth`.
@@ -470,7 +506,10 @@ mod tests {
     #[test]
     fn endpoints_are_checked() {
         assert!(HttpAuthorizer::new("http://127.0.0.1:3000/pusher/auth").is_ok());
-        assert!(HttpAuthorizer::new("https://example.com/auth").is_err());
+        assert_eq!(
+            HttpAuthorizer::new("https://example.com/auth").is_ok(),
+            cfg!(feature = "tls")
+        );
         assert!(HttpAuthorizer::new("/pusher/auth").is_err());
     }
 }

@@ -24,6 +24,9 @@ pub(crate) struct Config {
     pub epoch_grace: Duration,
     pub sealed_max_age: Duration,
     pub request_timeout: Duration,
+    /// TLS settings for `wss://` and `https://` (`None`: the system's roots).
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<crate::tls::ClientConfig>>,
 }
 
 /// Builds a [`Client`]. Defaults: `ws://127.0.0.1:6001`, activity timeout
@@ -41,14 +44,20 @@ fn parse_url(url: &str) -> Result<String, ConfigError> {
         url: url.to_owned(),
         reason,
     };
-    let rest = if let Some(r) = url.strip_prefix("ws://") {
-        r
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("ws://") {
+        ("ws", r)
     } else if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("wss://") || url.starts_with("https://") {
-        return Err(ConfigError::TlsNotSupported);
+        ("ws", r)
+    } else if let Some(r) = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("https://"))
+    {
+        if !cfg!(feature = "tls") {
+            return Err(ConfigError::TlsNotSupported);
+        }
+        ("wss", r)
     } else {
-        return Err(bad("expected ws://host[:port][/prefix]"));
+        return Err(bad("expected ws://host[:port][/prefix] or wss://…"));
     };
     if rest.contains(['?', '#', ' ', '@']) {
         return Err(bad("no query, fragment, spaces or credentials allowed"));
@@ -69,9 +78,9 @@ fn parse_url(url: &str) -> Result<String, ConfigError> {
         .unwrap_or(path)
         .trim_end_matches('/');
     Ok(if path.is_empty() {
-        format!("ws://{authority}")
+        format!("{scheme}://{authority}")
     } else {
-        format!("ws://{authority}/{path}")
+        format!("{scheme}://{authority}/{path}")
     })
 }
 
@@ -92,6 +101,8 @@ impl ClientBuilder {
                 epoch_grace: Duration::from_secs(60),
                 sealed_max_age: Duration::from_secs(300),
                 request_timeout: Duration::from_secs(30),
+                #[cfg(feature = "tls")]
+                tls: None,
             },
         }
     }
@@ -171,6 +182,14 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS settings for `wss://` servers (a private CA, pinning); by default
+    /// the system's root certificates are trusted.
+    #[cfg(feature = "tls")]
+    pub fn tls_config(mut self, config: Arc<crate::tls::ClientConfig>) -> Self {
+        self.config.tls = Some(config);
+        self
+    }
+
     /// Validates the settings and starts connecting (on the current tokio runtime).
     pub fn build(mut self) -> Result<Client, ConfigError> {
         let key = &self.config.app_key;
@@ -219,7 +238,12 @@ mod tests {
         assert_eq!(parse_url("http://h:1/").unwrap(), "ws://h:1");
         assert_eq!(parse_url("ws://h/pre/fix/").unwrap(), "ws://h/pre/fix");
         assert_eq!(parse_url("ws://h:1/app").unwrap(), "ws://h:1");
-        assert_eq!(parse_url("wss://h"), Err(ConfigError::TlsNotSupported));
+        if cfg!(feature = "tls") {
+            assert_eq!(parse_url("wss://h:443/"), Ok("wss://h:443".into()));
+            assert_eq!(parse_url("https://h/app"), Ok("wss://h".into()));
+        } else {
+            assert_eq!(parse_url("wss://h"), Err(ConfigError::TlsNotSupported));
+        }
         assert!(parse_url("h:1").is_err());
         assert!(parse_url("ws://").is_err());
         assert!(parse_url("ws://h:x").is_err());

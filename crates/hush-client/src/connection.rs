@@ -1068,6 +1068,39 @@ impl Task {
     }
 }
 
+/// Opens the WebSocket: plain, or TLS for `wss://` (with the configured or
+/// the system's roots).
+async fn open_socket(
+    config: &Config,
+    url: &str,
+) -> Result<
+    (
+        Ws,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    Ended,
+> {
+    #[cfg(feature = "tls")]
+    let opened = {
+        let connector = if url.starts_with("wss://") {
+            let tls = match &config.tls {
+                Some(c) => c.clone(),
+                None => crate::tls::default_config().map_err(Ended::Lost)?,
+            };
+            Some(tokio_tungstenite::Connector::Rustls(tls))
+        } else {
+            None
+        };
+        tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector).await
+    };
+    #[cfg(not(feature = "tls"))]
+    let opened = {
+        let _ = config;
+        tokio_tungstenite::connect_async_with_config(url, None, true).await
+    };
+    opened.map_err(|e| Ended::Lost(e.to_string()))
+}
+
 /// Opens the WebSocket and reads `pusher:connection_established` (or the
 /// refusal), within the connect timeout.
 async fn connect(
@@ -1078,10 +1111,9 @@ async fn connect(
         "{}/app/{}?protocol=7&client=hush-rust&version={VERSION}&flash=false",
         config.base_url, config.app_key
     );
+    let connect_timeout = config.connect_timeout;
     let attempt = async move {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(|e| Ended::Lost(e.to_string()))?;
+        let (mut ws, _) = open_socket(&config, &url).await?;
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) => {
@@ -1127,7 +1159,7 @@ async fn connect(
             }
         }
     };
-    timeout(config.connect_timeout, attempt)
+    timeout(connect_timeout, attempt)
         .await
         .unwrap_or_else(|_| Err(Ended::Lost("connection attempt timed out".into())))
 }

@@ -16,6 +16,8 @@ pub mod event;
 mod frames;
 mod listeners;
 mod request;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use auth::{
     AuthFuture, Authorizer, ChannelAuthorization, FnAuthorizer, HttpAuthorizer, UserAuthentication,
