@@ -89,7 +89,7 @@ impl App {
                 .then(|| (data, Duration::from_secs(self.config.cache_ttl)));
             self.channels.publish(channel, &frame, except, cache)
         };
-        self.metrics.delivered(n, frame.payload().len());
+        self.metrics.delivered(n, frame.payload_len());
         n
     }
 }

@@ -26,10 +26,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{
     CloseCode as WsCloseCode, Data, OpCode,
 };
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
 
 use crate::conn::Closer;
 use crate::lock::lock;
@@ -46,14 +46,15 @@ impl Frame {
     /// Frames `text` as one unmasked, final text frame.
     pub fn text(text: &str) -> Self {
         let mut wire = Vec::with_capacity(text.len() + 10);
-        // Formatting into a Vec cannot fail.
-        let _ = WsFrame::message(
-            Bytes::copy_from_slice(text.as_bytes()),
-            OpCode::Data(Data::Text),
-            true,
-        )
-        .format(&mut wire);
-        let header = u8::try_from(wire.len() - text.len()).unwrap_or(0);
+        let header = FrameHeader {
+            opcode: OpCode::Data(Data::Text),
+            ..FrameHeader::default()
+        };
+        // Writing the header into a Vec cannot fail; the payload is copied
+        // once, right behind it.
+        let _ = header.format(text.len() as u64, &mut wire);
+        let header = u8::try_from(wire.len()).unwrap_or(0);
+        wire.extend_from_slice(text.as_bytes());
         Self {
             wire: Bytes::from(wire),
             header,
@@ -75,6 +76,7 @@ impl Frame {
     }
 
     /// Bytes already framed (unmasked, as a server sends them).
+    #[cfg(test)]
     fn from_wire(wire: Bytes) -> Self {
         let header = match wire.get(1).map(|b| b & 0x7f) {
             Some(126) => 4,
@@ -93,6 +95,11 @@ impl Frame {
     /// The payload of a text frame (the JSON the client reads).
     pub fn payload(&self) -> &str {
         std::str::from_utf8(&self.wire[usize::from(self.header)..]).unwrap_or("")
+    }
+
+    /// Length of the payload (what the client reads), without re-reading it.
+    pub fn payload_len(&self) -> usize {
+        self.wire.len() - usize::from(self.header)
     }
 
     /// Bytes on the wire.
@@ -214,14 +221,16 @@ impl Outbox {
         self.wanted.notified().await;
     }
 
-    /// Frames waiting (for tests and diagnostics).
-    pub fn queued(&self) -> usize {
+    /// Frames waiting (tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
         lock(&self.state).queue.len()
     }
 
     /// Takes every queued frame (unit tests of the registry, where no socket
     /// exists).
-    pub fn take_queued(&self) -> Vec<Frame> {
+    #[cfg(test)]
+    pub(crate) fn take_queued(&self) -> Vec<Frame> {
         let mut st = lock(&self.state);
         st.busy = false;
         st.offset = 0;
@@ -320,10 +329,18 @@ mod tests {
         assert_eq!(f.wire()[0], 0x81);
         assert_eq!(usize::from(f.wire()[1]), 13);
         assert_eq!(f.payload(), r#"{"event":"x"}"#);
+        assert_eq!(f.payload_len(), 13);
         let long = "y".repeat(300);
         let f = Frame::text(&long);
         assert_eq!(&f.wire()[..4], &[0x81, 126, 1, 44]);
         assert_eq!(f.payload(), long);
+        assert_eq!(f.payload_len(), 300);
+        // The same bytes tungstenite's own message framing produces.
+        let mut reference = Vec::new();
+        WsFrame::message(Bytes::from(long.clone()), OpCode::Data(Data::Text), true)
+            .format(&mut reference)
+            .unwrap();
+        assert_eq!(f.wire().as_ref(), reference.as_slice());
         let c = Frame::close(4100, "slow");
         assert_eq!(&c.wire()[..4], &[0x88, 6, 0x10, 0x04]);
     }

@@ -492,7 +492,7 @@ impl Session {
             .app
             .channels
             .publish(&name, &frame, Some(&self.handle.socket_id), None);
-        self.app.metrics.delivered(n, frame.payload().len());
+        self.app.metrics.delivered(n, frame.payload_len());
         if let Some(h) = &self.app.hooks {
             if h.wants(WebhookEventType::ClientEvent) {
                 h.emit(HookEvent::ClientEvent {
