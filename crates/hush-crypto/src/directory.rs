@@ -83,6 +83,9 @@ pub struct UserState {
     retired: HashMap<DeviceId, CardId>,
     /// Log indexes of every entry of this user, in order.
     pub entries: Vec<u64>,
+    /// The user's revocations with their log indexes, in order (served with
+    /// every lookup, so they stay in memory).
+    pub revocations: Vec<(u64, Revocation)>,
 }
 
 impl UserState {
@@ -138,6 +141,7 @@ impl DirectoryState {
                         revoked: HashSet::new(),
                         retired: HashMap::new(),
                         entries: Vec::new(),
+                        revocations: Vec::new(),
                     });
                 user.devices.insert(
                     card.device_id(),
@@ -170,6 +174,7 @@ impl DirectoryState {
                     }
                 }
                 user.entries.push(index);
+                user.revocations.push((index, rev.clone()));
             }
         }
         Ok(())
@@ -335,6 +340,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(dir.user(&uid).unwrap().entries, vec![0, 1, 2, 3, 4, 5]);
+        let revoked_at: Vec<u64> = dir
+            .user(&uid)
+            .unwrap()
+            .revocations
+            .iter()
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(revoked_at, vec![3, 4]);
     }
 
     #[test]

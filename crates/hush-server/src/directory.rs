@@ -360,7 +360,6 @@ impl Directory {
             .iter()
             .map(|u| UserId::parse(u).map_err(|e| DirError::BadRequest(format!("user {u:?}: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let store = &self.store;
         let key = &self.key;
         self.with_log(app_id, async |log: &mut AppLog| {
             let size = log.log.size();
@@ -374,13 +373,9 @@ impl Directory {
                             log.entry_json(&LogEntry::Card(device.card.clone()), device.index),
                         );
                     }
-                    for &index in &user.entries {
-                        let leaf = store.directory_leaves(app_id, index, index + 1).await?;
-                        if let Some(Ok(entry @ LogEntry::Revocation(_))) =
-                            leaf.first().map(|l| LogEntry::from_bytes(l))
-                        {
-                            revocations.push(log.entry_json(&entry, index));
-                        }
+                    for (index, rev) in &user.revocations {
+                        revocations
+                            .push(log.entry_json(&LogEntry::Revocation(rev.clone()), *index));
                     }
                 }
                 out.insert(
