@@ -208,13 +208,11 @@ impl Directory {
     ) -> Result<T, DirError> {
         let slot = self.slot(app_id);
         let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.load(app_id).await?);
-        }
-        match guard.as_mut() {
-            Some(log) => f(log).await,
-            None => Err(DirError::Conflict("log not loaded".into())),
-        }
+        let log = match &mut *guard {
+            Some(log) => log,
+            empty @ None => empty.insert(self.load(app_id).await?),
+        };
+        f(log).await
     }
 
     async fn load(&self, app_id: &str) -> Result<AppLog, DirError> {
