@@ -26,7 +26,7 @@ pub async fn connect(t: &Target) -> Result<Conn, BenchError> {
         t.addr, t.key
     );
     let cfg = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0);
     let (mut ws, _) = client_async_with_config(url, MaybeTlsStream::Plain(tcp), Some(cfg)).await?;
     let first = next_text(&mut ws).await?;
@@ -88,15 +88,25 @@ impl Conn {
     }
 }
 
-/// Finds the unsigned number after `"key":` (plain or JSON-escaped) in a frame.
+/// Finds the unsigned number after `"key":` (plain or JSON-escaped) in a
+/// frame. Runs once per delivery in the generator, so it allocates nothing.
 pub fn extract_num(frame: &str, key: &str) -> Option<u64> {
-    for pat in [format!("\\\"{key}\\\":"), format!("\"{key}\":")] {
-        if let Some(i) = frame.find(&pat) {
-            let digits: &str = &frame[i + pat.len()..];
-            let end = digits
+    let mut from = 0;
+    while let Some(i) = frame[from..].find(key) {
+        let start = from + i;
+        let end = start + key.len();
+        from = end;
+        if !frame[..start].ends_with('"') {
+            continue;
+        }
+        let rest = frame[end..]
+            .strip_prefix("\\\":")
+            .or_else(|| frame[end..].strip_prefix("\":"));
+        if let Some(digits) = rest {
+            let len = digits
                 .find(|c: char| !c.is_ascii_digit())
                 .unwrap_or(digits.len());
-            return digits[..end].parse().ok();
+            return digits[..len].parse().ok();
         }
     }
     None

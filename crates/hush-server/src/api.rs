@@ -305,9 +305,10 @@ fn validate_event(app: &App, e: EventBody, batch: bool) -> Result<Publish, ApiEr
     })
 }
 
-fn publish(app: &App, p: &Publish) {
+async fn publish(app: &App, p: &Publish) {
     for c in &p.channels {
-        app.publish(c, p.name.as_str(), &p.data, p.socket_id.as_ref());
+        app.publish_fanout(c, p.name.as_str(), &p.data, p.socket_id.as_ref())
+            .await;
     }
 }
 
@@ -323,7 +324,7 @@ pub async fn events(
     let (app, _) = authenticate(&state, &app_id, &method, &uri, &body, &[])?;
     let event: EventBody = parse_json(&body)?;
     let p = validate_event(&app, event, false)?;
-    publish(&app, &p);
+    publish(&app, &p).await;
     if !p.info.any_count() {
         return Ok(Json(json!({})));
     }
@@ -371,7 +372,7 @@ pub async fn batch_events(
     let any_info = items.iter().any(|p| p.info.any_count());
     let mut results = Vec::with_capacity(items.len());
     for p in &items {
-        publish(&app, p);
+        publish(&app, p).await;
         // One object per item (a batch item has exactly one channel).
         let attrs = p
             .channels

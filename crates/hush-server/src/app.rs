@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use hush_protocol::{ChannelKind, ChannelName, CloseCode, SocketId, UserId, wire};
 
-use crate::channels::Channels;
+use crate::channels::{Channels, Published};
 use crate::config::{AppConfig, Config, ServerConfig};
 use crate::conn::{ConnHandle, ConnId, Frame};
+use crate::fanout;
 use crate::lock::lock;
 use crate::origin::AllowedOrigins;
 use crate::proxy::TrustedProxies;
@@ -69,7 +70,8 @@ impl App {
     }
 
     /// Publishes an event (encoded once) to a channel, or to a user for
-    /// `#server-to-user-` channels. Returns the sockets reached.
+    /// `#server-to-user-` channels, writing every socket from this thread.
+    /// Returns the sockets reached.
     pub fn publish(
         &self,
         channel: &ChannelName,
@@ -77,20 +79,54 @@ impl App {
         data: &str,
         except: Option<&SocketId>,
     ) -> usize {
-        let frame: Frame = wire::channel_event(event, channel.as_str(), data).into();
-        let n = if channel.kind() == ChannelKind::ServerToUser {
-            match channel.server_to_user_id().map(UserId::parse) {
-                Some(Ok(user)) => self.users.publish(&user, &frame, except),
-                _ => 0,
-            }
-        } else {
-            let cache = channel
-                .is_cache()
-                .then(|| (data, Duration::from_secs(self.config.cache_ttl)));
-            self.channels.publish(channel, &frame, except, cache)
+        let frame = wire::channel_event(event, channel.as_str(), data).into();
+        let n = match self.start_publish(channel, &frame, data, except) {
+            Published::Sent(n) => n,
+            Published::Deferred(rest) => fanout::write_all(&rest, &frame),
         };
         self.metrics.delivered(n, frame.payload_len());
         n
+    }
+
+    /// Like [`App::publish`], but a large channel is written outside its
+    /// lock, split across threads ([`fanout::deliver`]); returns once every
+    /// socket was written. The HTTP API publishes this way.
+    pub async fn publish_fanout(
+        &self,
+        channel: &ChannelName,
+        event: &str,
+        data: &str,
+        except: Option<&SocketId>,
+    ) -> usize {
+        let frame = wire::channel_event(event, channel.as_str(), data).into();
+        let n = match self.start_publish(channel, &frame, data, except) {
+            Published::Sent(n) => n,
+            Published::Deferred(rest) => fanout::deliver(rest, &frame).await,
+        };
+        self.metrics.delivered(n, frame.payload_len());
+        n
+    }
+
+    /// Writes `frame` to a user's sockets or to a small channel, or returns
+    /// a large channel's recipients.
+    fn start_publish(
+        &self,
+        channel: &ChannelName,
+        frame: &Frame,
+        data: &str,
+        except: Option<&SocketId>,
+    ) -> Published {
+        if channel.kind() == ChannelKind::ServerToUser {
+            return Published::Sent(match channel.server_to_user_id().map(UserId::parse) {
+                Some(Ok(user)) => self.users.publish(&user, frame, except),
+                _ => 0,
+            });
+        }
+        let cache = channel
+            .is_cache()
+            .then(|| (data, Duration::from_secs(self.config.cache_ttl)));
+        self.channels
+            .publish_deferred(channel, frame, except, cache)
     }
 }
 

@@ -18,6 +18,7 @@ use hush_protocol::{ChannelName, SocketId};
 
 use crate::config::WebhookEventType;
 use crate::conn::{ConnHandle, ConnId, Frame};
+use crate::fanout;
 use crate::lock::{read, write};
 use crate::webhooks::{AppHooks, HookEvent};
 
@@ -70,6 +71,16 @@ impl Channel {
     fn is_garbage(&self, now: Instant) -> bool {
         self.subs.is_empty() && self.cache_live(now).is_none()
     }
+}
+
+/// What [`Channels::publish_deferred`] did.
+#[derive(Debug)]
+pub enum Published {
+    /// Written (or queued) for this many sockets under the channel lock.
+    Sent(usize),
+    /// A large channel: its recipients' outboxes, to be written outside the
+    /// lock by [`fanout::deliver`].
+    Deferred(Vec<std::sync::Arc<crate::outbox::Outbox>>),
 }
 
 /// What a subscription did.
@@ -330,17 +341,49 @@ impl Channels {
         except: Option<&SocketId>,
         cache: Option<(&str, Duration)>,
     ) -> usize {
-        let send_all = |ch: &Channel| {
-            let mut n = 0;
-            for s in ch.subs.values() {
-                if except != Some(&s.handle.socket_id) && s.handle.send(frame.clone()) {
-                    n += 1;
-                }
+        match self.publish_or_defer(name, frame, except, cache, usize::MAX) {
+            Published::Sent(n) => n,
+            Published::Deferred(rest) => fanout::write_all(&rest, frame),
+        }
+    }
+
+    /// Like [`Channels::publish`], but a channel of at least
+    /// [`fanout::DEFER_MIN`] subscribers is not written under its lock: its
+    /// recipients' outboxes are returned for [`fanout::deliver`].
+    pub fn publish_deferred(
+        &self,
+        name: &ChannelName,
+        frame: &Frame,
+        except: Option<&SocketId>,
+        cache: Option<(&str, Duration)>,
+    ) -> Published {
+        self.publish_or_defer(name, frame, except, cache, fanout::DEFER_MIN)
+    }
+
+    fn publish_or_defer(
+        &self,
+        name: &ChannelName,
+        frame: &Frame,
+        except: Option<&SocketId>,
+        cache: Option<(&str, Duration)>,
+        defer_min: usize,
+    ) -> Published {
+        let send = |ch: &Channel| {
+            let recipients = ch
+                .subs
+                .values()
+                .map(|s| &s.handle)
+                .filter(|h| except != Some(&h.socket_id));
+            if ch.subs.len() >= defer_min {
+                Published::Deferred(recipients.map(|h| h.outbox().clone()).collect())
+            } else {
+                Published::Sent(recipients.filter(|h| h.send(frame.clone())).count())
             }
-            n
         };
         match cache {
-            None => read(self.shard(name)).get(name).map_or(0, send_all),
+            None => read(self.shard(name))
+                .get(name)
+                .map_or(Published::Sent(0), send),
             Some((data, ttl)) => {
                 let now = Instant::now();
                 let mut shard = write(self.shard(name));
@@ -351,7 +394,7 @@ impl Channels {
                     data: data.to_owned(),
                     expires: now + ttl,
                 });
-                send_all(ch)
+                send(ch)
             }
         }
     }

@@ -108,6 +108,12 @@ impl ConnHandle {
     pub fn close(&self, code: CloseCode) {
         self.closer.close(code);
     }
+
+    /// The connection's outbox, for writers holding many of them
+    /// ([`crate::fanout`]).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod config;
 pub mod conn;
 pub mod directory;
 mod directory_api;
+pub mod fanout;
 pub mod gateway;
 pub mod keepalive;
 mod lock;

@@ -13,6 +13,8 @@ mod client_events;
 mod connection;
 #[path = "server/directory.rs"]
 mod directory;
+#[path = "server/fanout.rs"]
+mod fanout;
 #[path = "server/presence.rs"]
 mod presence;
 #[path = "server/users.rs"]
