@@ -307,7 +307,7 @@ fn validate_event(app: &App, e: EventBody, batch: bool) -> Result<Publish, ApiEr
 
 async fn publish(app: &App, p: &Publish) {
     for c in &p.channels {
-        app.publish_fanout(c, p.name.as_str(), &p.data, p.socket_id.as_ref())
+        app.publish(c, p.name.as_str(), &p.data, p.socket_id.as_ref())
             .await;
     }
 }

@@ -70,28 +70,10 @@ impl App {
     }
 
     /// Publishes an event (encoded once) to a channel, or to a user for
-    /// `#server-to-user-` channels, writing every socket from this thread.
-    /// Returns the sockets reached.
-    pub fn publish(
-        &self,
-        channel: &ChannelName,
-        event: &str,
-        data: &str,
-        except: Option<&SocketId>,
-    ) -> usize {
-        let frame = wire::channel_event(event, channel.as_str(), data).into();
-        let n = match self.start_publish(channel, &frame, data, except) {
-            Published::Sent(n) => n,
-            Published::Deferred(rest) => fanout::write_all(&rest, &frame),
-        };
-        self.metrics.delivered(n, frame.payload_len());
-        n
-    }
-
-    /// Like [`App::publish`], but a large channel is written outside its
-    /// lock, split across threads ([`fanout::deliver`]); returns once every
-    /// socket was written. The HTTP API publishes this way.
-    pub async fn publish_fanout(
+    /// `#server-to-user-` channels. A large channel is written outside its
+    /// lock, split across threads ([`fanout::deliver`]). Returns the sockets
+    /// reached, once every one of them was written.
+    pub async fn publish(
         &self,
         channel: &ChannelName,
         event: &str,
