@@ -486,6 +486,23 @@ impl E2ee {
         Ok(index)
     }
 
+    /// Appends this device's `card` to the directory, checks the write
+    /// against the log, and keeps the card as this device's own.
+    async fn publish_card(
+        &self,
+        st: &mut State,
+        card: DeviceCard,
+    ) -> Result<DeviceCard, E2eeError> {
+        let leaf = LogEntry::Card(card.clone()).to_bytes();
+        let r = self
+            .request("directory.publish", json!({"card": b64(&card.to_bytes())}))
+            .await?;
+        self.verify_write(st, &leaf, &r).await?;
+        st.data.card = Some(card.clone());
+        self.save(st)?;
+        Ok(card)
+    }
+
     /// Cross-checks a signed tree head another client trusts (gossip: e.g.
     /// exchanged inside messages or when comparing safety numbers) against
     /// this device's trusted head, with a consistency proof fetched from the
@@ -653,14 +670,7 @@ impl E2ee {
             self.save(&st)?;
             return Ok(card);
         }
-        let leaf = LogEntry::Card(card.clone()).to_bytes();
-        let r = self
-            .request("directory.publish", json!({"card": b64(&card.to_bytes())}))
-            .await?;
-        self.verify_write(&mut st, &leaf, &r).await?;
-        st.data.card = Some(card.clone());
-        self.save(&st)?;
-        Ok(card)
+        self.publish_card(&mut st, card).await
     }
 
     /// On a device without the identity key: a request for a card, to be
@@ -813,14 +823,7 @@ impl E2ee {
         st.data.identity = Some(new);
         st.data.card = None;
         self.save(&st)?;
-        let leaf = LogEntry::Card(card.clone()).to_bytes();
-        let r = self
-            .request("directory.publish", json!({"card": b64(&card.to_bytes())}))
-            .await?;
-        self.verify_write(&mut st, &leaf, &r).await?;
-        st.data.card = Some(card.clone());
-        self.save(&st)?;
-        Ok(card)
+        self.publish_card(&mut st, card).await
     }
 
     /// The safety number between this user and `user` (looked up and
