@@ -459,47 +459,10 @@ async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
 
     // Someone with the database and the log key rewrites history: Alice's
     // card is swapped for another valid-looking one.
-    let store = hush_store::Store::open(&url, &Default::default())
-        .await
-        .unwrap();
-    let mut leaves = store.directory_leaves(ID, 0, 100).await.unwrap();
-    let key = store
-        .server_key("directory-log-v1", || [0; 32])
-        .await
-        .unwrap();
-    store.close().await;
     let mallory_identity = hush_crypto::identity::IdentityKey::generate();
-    let keys = DeviceKeys::generate();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let body = hush_crypto::identity::UnsignedCard::new(
-        UserId::parse("alice").unwrap(),
-        hush_crypto::identity::DeviceId::random(),
-        &mallory_identity.public_key(),
-        &keys,
-        now - 10,
-        now + 3600,
-        None,
-    );
-    let swapped = hush_crypto::identity::DeviceCard::issue(body, &keys, &mallory_identity).unwrap();
-    leaves[0] = [&[1u8][..], &swapped.to_bytes()].concat();
+    let swapped = hush_testkit::new_card("alice", &mallory_identity);
     let forged = format!("sqlite://{}/forged.sqlite3", dir.path().display());
-    let store = hush_store::Store::open(&forged, &Default::default())
-        .await
-        .unwrap();
-    store.server_key("directory-log-v1", || *key).await.unwrap();
-    for (i, leaf) in leaves.iter().enumerate() {
-        let user = if i == 0 { "alice" } else { "bob" };
-        assert!(
-            store
-                .directory_append(ID, i as u64, leaf, user)
-                .await
-                .unwrap()
-        );
-    }
-    store.close().await;
+    hush_testkit::forge_directory_log(&url, &forged, 0, &swapped).await;
 
     let srv = start_on(port, &extra(&forged)).await;
     let bob_client = client(&srv, "bob");
@@ -533,17 +496,7 @@ async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
 
     // A directory that rolls back to an older, shorter log is detected too.
     let short = format!("sqlite://{}/short.sqlite3", dir.path().display());
-    let store = hush_store::Store::open(&short, &Default::default())
-        .await
-        .unwrap();
-    store.server_key("directory-log-v1", || *key).await.unwrap();
-    assert!(
-        store
-            .directory_append(ID, 0, &leaves[0], "alice")
-            .await
-            .unwrap()
-    );
-    store.close().await;
+    hush_testkit::rewrite_directory_log(&forged, &short, |leaves| leaves.truncate(1)).await;
     let srv = start_on(port, &extra(&short)).await;
     let bob_client = client(&srv, "bob");
     let e2ee = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();

@@ -8,42 +8,15 @@ mod common;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use common::{ID, Ws, start};
-use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
+use hush_crypto::identity::{DeviceCard, IdentityKey};
 use hush_crypto::transparency::{LogEntry, LogError, LogMonitor, audit};
-use hush_protocol::UserId;
 use hush_sdk::{Error, UserData, ValidationError};
-use serde_json::{Value, json};
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn new_card(user: &str, identity: &IdentityKey) -> DeviceCard {
-    let keys = DeviceKeys::generate();
-    let body = UnsignedCard::new(
-        UserId::parse(user).unwrap(),
-        DeviceId::random(),
-        &identity.public_key(),
-        &keys,
-        now_secs() - 10,
-        now_secs() + 86_400,
-        None,
-    );
-    DeviceCard::issue(body, &keys, identity).unwrap()
-}
+use hush_testkit::new_card;
+use serde_json::json;
 
 async fn publish(ws: &mut Ws, card: &DeviceCard) {
-    ws.send(
-        json!({"event":"hush:request","data":{"id":"p","method":"directory.publish",
-        "params":{"card": STANDARD.encode(card.to_bytes())}}}),
-    )
-    .await;
-    let m = ws.expect("hush:response").await;
-    let inner: Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
-    assert!(inner.get("result").is_some(), "{inner}");
+    let params = json!({"card": STANDARD.encode(card.to_bytes())});
+    ws.request_ok("directory.publish", params).await;
 }
 
 #[tokio::test]

@@ -2,138 +2,43 @@
 //! runs them: the real binary against an in-process server on loopback.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::Output;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use common::*;
 use hush_crypto::{MasterKey, open, shared_secret};
-use hush_protocol::{ChannelName, SocketId, auth};
+use hush_protocol::ChannelName;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
-use tokio_tungstenite::tungstenite::Message;
 
-const ID: &str = "3";
-const KEY: &str = "278d425bdf160c739803";
-const SECRET: &str = "7ad3773142a6692b25b8";
-const MASTER: &str = "dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=";
-const WAIT: Duration = Duration::from_secs(5);
+const MASTER: &str = MASTER_KEY;
 
-struct Srv {
-    url: String,
-    addr: std::net::SocketAddr,
-    running: Option<hush_server::RunningServer>,
+async fn start() -> TestServer {
+    TestServer::start(&app_toml("")).await
 }
 
-impl Srv {
-    fn shutdown(&mut self) {
-        // Dropping a RunningServer drains it.
-        self.running.take();
-    }
-}
-
-async fn start() -> Srv {
-    let toml = format!("[apps.main]\nid = '{ID}'\nkey = '{KEY}'\nsecret = '{SECRET}'\n");
-    let mut config = hush_server::Config::from_toml(&toml).unwrap();
-    config.server.host = "127.0.0.1".into();
-    config.server.port = 0;
-    config.server.shutdown_timeout = 1;
-    config.store.url = Some("sqlite::memory:".into());
-    let running = hush_server::Server::bind(config).await.unwrap().spawn();
-    let addr = running.local_addr();
-    Srv {
-        url: format!("http://{addr}"),
-        addr,
-        running: Some(running),
-    }
-}
-
-/// Runs `hush ARGS` with the app's credentials in the environment (only
-/// those: inherited `HUSH_*` variables are removed).
-async fn hush(srv: &Srv, args: &[&str], stdin: Option<&str>, extra_env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hush"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HUSH_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.args(args)
-        .env("HUSH_URL", &srv.url)
-        .env("HUSH_APP_ID", ID)
-        .env("HUSH_APP_KEY", KEY)
-        .env("HUSH_APP_SECRET", SECRET)
-        .envs(extra_env.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).await.unwrap();
-    }
-    drop(input);
-    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_event(ws: &mut Ws, event: &str) -> Value {
-    loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            if v["event"] == event {
-                return v;
-            }
-        }
-    }
+async fn hush(
+    srv: &TestServer,
+    args: &[&str],
+    stdin: Option<&str>,
+    extra_env: &[(&str, &str)],
+) -> Output {
+    hush_with(&url(srv), args, stdin, extra_env).await
 }
 
 /// A subscriber on `channel` (signed for private/presence channels).
-async fn subscriber(srv: &Srv, channel: &str, channel_data: Option<&str>) -> Ws {
-    let url = format!(
-        "ws://{}/app/{KEY}?protocol=7&client=cli-test&version=0",
-        srv.addr
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let est = next_event(&mut ws, "pusher:connection_established").await;
-    let inner: Value = serde_json::from_str(est["data"].as_str().unwrap()).unwrap();
-    let sid = SocketId::parse(inner["socket_id"].as_str().unwrap()).unwrap();
-    let name = ChannelName::parse(channel).unwrap();
-    let sig = auth::sign_channel(SECRET.as_bytes(), &sid, &name, channel_data);
-    let mut data = json!({"channel": channel, "auth": auth::auth_value(KEY, &sig)});
-    if let Some(cd) = channel_data {
-        data["channel_data"] = json!(cd);
-    }
-    ws.send(Message::Text(
-        json!({"event":"pusher:subscribe","data":data})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
-    next_event(&mut ws, "pusher_internal:subscription_succeeded").await;
+async fn subscriber(srv: &TestServer, channel: &str, channel_data: Option<&str>) -> Client {
+    let mut ws = srv.client().await;
+    let auth = sign(ws.sid(), channel, channel_data);
+    let v = ws.subscribe(channel, Some(&auth), channel_data).await;
+    assert_eq!(v["event"], "pusher_internal:subscription_succeeded", "{v}");
     ws
 }
 
 #[tokio::test]
 async fn keygen_prints_usable_credentials() {
-    let mut srv = start().await;
+    let srv = start().await;
     let a = hush(&srv, &["keygen", "--json"], None, &[]).await;
     assert!(a.status.success(), "{}", stderr(&a));
     let v: Value = serde_json::from_str(&stdout(&a)).unwrap();
@@ -152,12 +57,12 @@ async fn keygen_prints_usable_credentials() {
     let text = hush(&srv, &["keygen"], None, &[]).await;
     assert!(stdout(&text).contains("[apps.main]"), "{}", stdout(&text));
     assert!(stdout(&text).contains("master key:"));
-    srv.shutdown();
+    srv.stop().await;
 }
 
 #[tokio::test]
 async fn trigger_plain_and_from_stdin() {
-    let mut srv = start().await;
+    let srv = start().await;
     let mut ws = subscriber(&srv, "private-news", None).await;
     let o = hush(
         &srv,
@@ -175,7 +80,7 @@ async fn trigger_plain_and_from_stdin() {
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(next_event(&mut ws, "hello").await["data"], r#"{"a":1}"#);
+    assert_eq!(ws.expect("hello").await["data"], r#"{"a":1}"#);
 
     let o = hush(
         &srv,
@@ -198,16 +103,13 @@ async fn trigger_plain_and_from_stdin() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["channels"]["private-news"]["subscription_count"], 1);
-    assert_eq!(
-        next_event(&mut ws, "piped").await["data"],
-        "line one\nline two"
-    );
-    srv.shutdown();
+    assert_eq!(ws.expect("piped").await["data"], "line one\nline two");
+    srv.stop().await;
 }
 
 #[tokio::test]
 async fn trigger_encrypts_with_the_master_key() {
-    let mut srv = start().await;
+    let srv = start().await;
     let channel = "private-encrypted-cli";
     let mut ws = subscriber(&srv, channel, None).await;
     let plaintext = r#"{"message":"canary-c1i"}"#;
@@ -232,7 +134,7 @@ async fn trigger_encrypts_with_the_master_key() {
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("(encrypted)"));
-    let m = next_event(&mut ws, "sealed").await;
+    let m = ws.expect("sealed").await;
     let data = m["data"].as_str().unwrap();
     assert!(!data.contains("canary-c1i"));
     let key = shared_secret(
@@ -273,12 +175,12 @@ async fn trigger_encrypts_with_the_master_key() {
         !stderr(&o).contains("c2hvcnQ="),
         "the key must not be echoed"
     );
-    srv.shutdown();
+    srv.stop().await;
 }
 
 #[tokio::test]
 async fn channels_and_users() {
-    let mut srv = start().await;
+    let srv = start().await;
     let cd = r#"{"user_id":"alice","user_info":{"name":"Alice"}}"#;
     let _p = subscriber(&srv, "presence-room", Some(cd)).await;
     let _q = subscriber(&srv, "private-x", None).await;
@@ -317,12 +219,12 @@ async fn channels_and_users() {
     assert!(stderr(&o).contains("HTTP 400"), "{}", stderr(&o));
     let o = hush(&srv, &["users", "private-x"], None, &[]).await;
     assert!(!o.status.success());
-    srv.shutdown();
+    srv.stop().await;
 }
 
 #[tokio::test]
 async fn clear_errors_and_exit_codes() {
-    let mut srv = start().await;
+    let srv = start().await;
     let o = hush(&srv, &["channels"], None, &[("HUSH_APP_SECRET", "wrong")]).await;
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("HTTP 401"), "{}", stderr(&o));
@@ -335,7 +237,7 @@ async fn clear_errors_and_exit_codes() {
         }
     }
     let o = cmd
-        .args(["channels", "--url", &srv.url])
+        .args(["channels", "--url", &url(&srv)])
         .output()
         .await
         .unwrap();
@@ -363,20 +265,21 @@ async fn clear_errors_and_exit_codes() {
     assert!(stderr(&o).contains("invalid socket id"), "{}", stderr(&o));
 
     // Pusher's URL form carries the credentials.
-    let url = format!("http://{KEY}:{SECRET}@{}/apps/{ID}", srv.addr);
+    let pusher_url = format!("http://{KEY}:{SECRET}@{}/apps/{ID}", srv.addr);
     let o = hush(
         &srv,
-        &["channels", "--json", "--url", &url],
+        &["channels", "--json", "--url", &pusher_url],
         None,
         &[("HUSH_APP_SECRET", "")],
     )
     .await;
     assert!(o.status.success(), "{}", stderr(&o));
 
-    srv.shutdown();
+    let gone = url(&srv);
+    srv.stop().await;
     // Nothing listens any more: a transport error, still exit code 1.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let o = hush(&srv, &["channels", "--timeout", "2"], None, &[]).await;
+    let o = hush_with(&gone, &["channels", "--timeout", "2"], None, &[]).await;
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("request failed"), "{}", stderr(&o));
 }

@@ -3,128 +3,30 @@
 //! WebSocket, and a store whose history was rewritten with the server's key.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::Output;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use futures_util::{SinkExt, StreamExt};
-use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
+use common::*;
+use hush_crypto::identity::{DeviceCard, IdentityKey};
 use hush_crypto::safety::SafetyNumber;
-use hush_protocol::{SocketId, UserId, auth};
+use hush_protocol::UserId;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
-const ID: &str = "3";
-const KEY: &str = "278d425bdf160c739803";
-const SECRET: &str = "7ad3773142a6692b25b8";
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Srv {
-    url: String,
-    addr: std::net::SocketAddr,
-    running: hush_server::RunningServer,
-}
-
-async fn start(store_url: &str) -> Srv {
-    let toml = format!("[apps.main]\nid = '{ID}'\nkey = '{KEY}'\nsecret = '{SECRET}'\n");
-    let mut config = hush_server::Config::from_toml(&toml).unwrap();
-    config.server.host = "127.0.0.1".into();
-    config.server.port = 0;
-    config.server.shutdown_timeout = 1;
+async fn start(store_url: &str) -> TestServer {
+    let mut config = hush_server::Config::from_toml(&app_toml("")).unwrap();
     config.store.url = Some(store_url.to_owned());
-    let running = hush_server::Server::bind(config).await.unwrap().spawn();
-    let addr = running.local_addr();
-    Srv {
-        url: format!("http://{addr}"),
-        addr,
-        running,
-    }
+    TestServer::start_config(config).await
 }
 
-impl Srv {
-    async fn stop(self) {
-        let _ = tokio::time::timeout(WAIT, self.running.stop()).await;
-    }
-}
-
-/// Runs `hush ARGS` with the app's credentials in the environment (only
-/// those: inherited `HUSH_*` variables are removed).
-async fn hush(srv: &Srv, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hush"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HUSH_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.args(args)
-        .env("HUSH_URL", &srv.url)
-        .env("HUSH_APP_ID", ID)
-        .env("HUSH_APP_KEY", KEY)
-        .env("HUSH_APP_SECRET", SECRET)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn new_card(user: &str, identity: &IdentityKey) -> DeviceCard {
-    let keys = DeviceKeys::generate();
-    let body = UnsignedCard::new(
-        UserId::parse(user).unwrap(),
-        DeviceId::random(),
-        &identity.public_key(),
-        &keys,
-        now_secs() - 10,
-        now_secs() + 86_400,
-        None,
-    );
-    DeviceCard::issue(body, &keys, identity).unwrap()
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_event(ws: &mut Ws, event: &str) -> Value {
-    loop {
-        let m = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            if v["event"] == event {
-                return v;
-            }
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+async fn hush(srv: &TestServer, args: &[&str]) -> Output {
+    hush_with(&url(srv), args, None, &[]).await
 }
 
 /// Signs in as `user` and publishes `cards` to the key directory.
-async fn publish(srv: &Srv, user: &str, cards: &[&DeviceCard]) {
+async fn publish(srv: &TestServer, user: &str, cards: &[&DeviceCard]) {
     let requests: Vec<(&str, Value)> = cards
         .iter()
         .map(|c| {
@@ -139,32 +41,10 @@ async fn publish(srv: &Srv, user: &str, cards: &[&DeviceCard]) {
 
 /// Signs in as `user` and sends directory requests, each of which must
 /// succeed.
-async fn requests_as(srv: &Srv, user: &str, requests: &[(&str, Value)]) {
-    let url = format!(
-        "ws://{}/app/{KEY}?protocol=7&client=cli-test&version=0",
-        srv.addr
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let est = next_event(&mut ws, "pusher:connection_established").await;
-    let inner: Value = serde_json::from_str(est["data"].as_str().unwrap()).unwrap();
-    let sid = SocketId::parse(inner["socket_id"].as_str().unwrap()).unwrap();
-    let user_data = json!({ "id": user }).to_string();
-    let sig = auth::sign_user(SECRET.as_bytes(), &sid, &user_data);
-    send(
-        &mut ws,
-        json!({"event":"pusher:signin","data":{"auth": auth::auth_value(KEY, &sig), "user_data": user_data}}),
-    )
-    .await;
-    next_event(&mut ws, "pusher:signin_success").await;
+async fn requests_as(srv: &TestServer, user: &str, requests: &[(&str, Value)]) {
+    let mut ws = srv.signed_in(user).await;
     for (method, params) in requests {
-        send(
-            &mut ws,
-            json!({"event":"hush:request","data":{"id":"p","method":method,"params":params}}),
-        )
-        .await;
-        let m = next_event(&mut ws, "hush:response").await;
-        let inner: Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
-        assert!(inner.get("result").is_some(), "{inner}");
+        ws.request_ok(method, params.clone()).await;
     }
 }
 
@@ -248,31 +128,9 @@ async fn audit_passes_a_healthy_log_and_catches_a_rewritten_history() {
     // Someone with the database and the log key rewrites history: Alice's
     // second card is swapped for another valid card. The forged log obeys
     // every rule and is signed with the right key.
-    let store = hush_store::Store::open(&url, &Default::default())
-        .await
-        .unwrap();
-    let mut leaves = store.directory_leaves(ID, 0, 100).await.unwrap();
-    let key = store
-        .server_key("directory-log-v1", || [0; 32])
-        .await
-        .unwrap();
-    store.close().await;
-    assert_eq!(leaves.len(), 5);
-    leaves[1] = [&[1u8][..], &new_card("alice", &alice).to_bytes()].concat();
     let forged = format!("sqlite://{}/forged.sqlite3", dir.path().display());
-    let store = hush_store::Store::open(&forged, &Default::default())
-        .await
-        .unwrap();
-    store.server_key("directory-log-v1", || *key).await.unwrap();
-    for (i, leaf) in leaves.iter().enumerate() {
-        assert!(
-            store
-                .directory_append(ID, i as u64, leaf, "x")
-                .await
-                .unwrap()
-        );
-    }
-    store.close().await;
+    let leaves = forge_directory_log(&url, &forged, 1, &new_card("alice", &alice)).await;
+    assert_eq!(leaves, 5);
 
     let srv = start(&forged).await;
     // On its own the forged log looks healthy…

@@ -10,72 +10,36 @@ use std::time::Duration;
 use hush_client::{Channel, Client, Event, EventStream, FnAuthorizer, event};
 use hush_sdk::{MasterKey, PresenceData, UserData};
 
-pub const ID: &str = "3";
-pub const KEY: &str = "278d425bdf160c739803";
-pub const SECRET: &str = "7ad3773142a6692b25b8";
-pub const MASTER: &str = "dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=";
+pub use hush_testkit::{ID, KEY, MASTER_KEY as MASTER, SECRET};
 /// Generous: the machine is shared.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-pub struct Srv {
-    pub addr: SocketAddr,
-    running: Option<hush_server::RunningServer>,
-}
+/// The in-process server (`hush-testkit`).
+pub type Srv = hush_testkit::TestServer;
 
+/// Starts the test app (client events on, `extra` appended to its
+/// configuration) on `port` (0: any); the store is in memory unless `extra`
+/// names one.
 pub async fn start_on(port: u16, extra: &str) -> Srv {
-    let toml = format!(
-        "[apps.main]\nid = '{ID}'\nkey = '{KEY}'\nsecret = '{SECRET}'\nclient_events = true\n{extra}\n"
-    );
-    let mut config = hush_server::Config::from_toml(&toml).unwrap();
-    // In memory unless the test names a store: tests never write one into
-    // the repository.
-    config
-        .store
-        .url
-        .get_or_insert_with(|| "sqlite::memory:".into());
-    config.server.host = "127.0.0.1".into();
-    config.server.port = port;
-    config.server.shutdown_timeout = 1;
-    // Rebinding the port of a stopped server can briefly fail.
-    let mut tries = 0;
-    let server = loop {
-        match hush_server::Server::bind(config.clone()).await {
-            Ok(s) => break s,
-            Err(e) if tries < 50 => {
-                tries += 1;
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("bind: {e}"),
-        }
-    };
-    let running = server.spawn();
-    Srv {
-        addr: running.local_addr(),
-        running: Some(running),
-    }
+    let toml = hush_testkit::app_toml(&format!("client_events = true\n{extra}"));
+    Srv::start_on(port, &toml).await
 }
 
 pub async fn start() -> Srv {
     start_on(0, "").await
 }
 
-impl Srv {
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
+/// The app's backend for a test server.
+pub trait SrvExt {
+    fn sdk(&self) -> hush_sdk::Client;
+}
 
-    pub fn sdk(&self) -> hush_sdk::Client {
+impl SrvExt for Srv {
+    fn sdk(&self) -> hush_sdk::Client {
         let mut c = hush_sdk::Config::new(ID, KEY, SECRET)
             .with_master_key(MasterKey::from_base64(MASTER).unwrap());
         c.set_base_url(&format!("http://{}", self.addr)).unwrap();
         hush_sdk::Client::new(c).unwrap()
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(r) = self.running.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), r.stop()).await;
-        }
     }
 }
 

@@ -1,50 +1,33 @@
 //! An in-process hush server on an ephemeral loopback port, and a raw
-//! WebSocket subscriber (the same idea as hush-server's own test helpers).
+//! WebSocket subscriber that takes the SDK's auth answers (built on the
+//! workspace's shared `hush-testkit`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::ops::{Deref, DerefMut};
 
-use futures_util::{SinkExt, StreamExt};
 use hush_sdk::{Client, Config};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use serde_json::json;
 
-pub const ID: &str = "3";
-pub const KEY: &str = "278d425bdf160c739803";
-pub const SECRET: &str = "7ad3773142a6692b25b8";
-pub const MASTER_KEY: &str = "dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=";
-const WAIT: Duration = Duration::from_secs(5);
+pub use hush_testkit::{ID, KEY, MASTER_KEY, SECRET, WAIT};
 
 pub struct TestServer {
     pub addr: SocketAddr,
-    running: hush_server::RunningServer,
+    inner: hush_testkit::TestServer,
 }
 
 pub async fn start() -> TestServer {
-    let toml = format!(
-        "[apps.main]\nid = '{ID}'\nkey = '{KEY}'\nsecret = '{SECRET}'\nclient_events = true\n"
-    );
-    let mut config = hush_server::Config::from_toml(&toml).expect("config");
-    config.server.host = "127.0.0.1".into();
-    config.server.port = 0;
-    config.server.shutdown_timeout = 1;
-    config.store.url = Some("sqlite::memory:".into());
-    let running = hush_server::Server::bind(config)
-        .await
-        .expect("bind")
-        .spawn();
+    let inner =
+        hush_testkit::TestServer::start(&hush_testkit::app_toml("client_events = true")).await;
     TestServer {
-        addr: running.local_addr(),
-        running,
+        addr: inner.addr,
+        inner,
     }
 }
 
 impl TestServer {
     pub async fn stop(self) {
-        let _ = tokio::time::timeout(WAIT, self.running.stop()).await;
+        self.inner.stop().await;
     }
 
     pub fn config(&self) -> Config {
@@ -62,115 +45,47 @@ impl TestServer {
 
     /// Connects and reads `connection_established`.
     pub async fn ws(&self) -> Ws {
-        let url = format!(
-            "ws://{}/app/{KEY}?protocol=7&client=hush-sdk-test&version=0",
-            self.addr
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("ws connect");
-        let mut c = Ws {
-            ws,
-            socket_id: String::new(),
-        };
-        let est = c.expect("pusher:connection_established").await;
-        let inner: Value = serde_json::from_str(est["data"].as_str().unwrap()).unwrap();
-        c.socket_id = inner["socket_id"].as_str().unwrap().to_owned();
-        c
+        let c = self.inner.client().await;
+        Ws {
+            socket_id: c.sid().to_owned(),
+            inner: c,
+        }
     }
 }
 
+/// A raw subscriber; everything but the SDK-typed subscribe and sign-in
+/// comes from [`hush_testkit::Client`].
 pub struct Ws {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pub socket_id: String,
+    inner: hush_testkit::Client,
 }
 
-pub enum Next {
-    Frame(Value),
-    Closed(Option<u16>),
+impl Deref for Ws {
+    type Target = hush_testkit::Client;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl DerefMut for Ws {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
 }
 
 impl Ws {
-    pub async fn send(&mut self, v: Value) {
-        self.ws
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .unwrap();
-    }
-
-    pub async fn next_within(&mut self, wait: Duration) -> Option<Next> {
-        loop {
-            let m = tokio::time::timeout(wait, self.ws.next()).await.ok()?;
-            return Some(match m {
-                Some(Ok(Message::Text(t))) => {
-                    Next::Frame(serde_json::from_str(t.as_str()).unwrap())
-                }
-                Some(Ok(Message::Close(f))) => Next::Closed(f.map(|f| u16::from(f.code))),
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => Next::Closed(None),
-            });
-        }
-    }
-
-    /// Reads frames until one with this event name arrives.
-    pub async fn expect(&mut self, event: &str) -> Value {
-        loop {
-            match self.next_within(WAIT).await {
-                Some(Next::Frame(v)) if v["event"] == event => return v,
-                Some(Next::Frame(_)) => continue,
-                Some(Next::Closed(c)) => panic!("closed ({c:?}) while waiting for {event}"),
-                None => panic!("timed out waiting for {event}"),
-            }
-        }
-    }
-
-    /// No frame named `event` within `wait`.
-    pub async fn expect_no(&mut self, event: &str, wait: Duration) {
-        while let Some(Next::Frame(v)) = self.next_within(wait).await {
-            assert_ne!(v["event"], event, "unexpected {v}");
-        }
-    }
-
-    pub async fn expect_close(&mut self) -> Option<u16> {
-        loop {
-            match self.next_within(WAIT).await {
-                Some(Next::Frame(_)) => continue,
-                Some(Next::Closed(c)) => return c,
-                None => panic!("timed out waiting for close"),
-            }
-        }
-    }
-
     /// Subscribes with an auth response body produced by the SDK (or none
     /// for public channels) and waits for success.
     pub async fn subscribe(&mut self, channel: &str, auth: Option<&hush_sdk::ChannelAuth>) {
-        let mut data = json!({"channel": channel});
-        if let Some(a) = auth {
-            data["auth"] = json!(a.auth);
-            if let Some(cd) = &a.channel_data {
-                data["channel_data"] = json!(cd);
-            }
-        }
-        self.send(json!({"event": "pusher:subscribe", "data": data}))
-            .await;
         let v = self
-            .expect_any(&[
-                "pusher_internal:subscription_succeeded",
-                "pusher:subscription_error",
-            ])
+            .inner
+            .subscribe(
+                channel,
+                auth.map(|a| a.auth.as_str()),
+                auth.and_then(|a| a.channel_data.as_deref()),
+            )
             .await;
         assert_eq!(v["event"], "pusher_internal:subscription_succeeded", "{v}");
-    }
-
-    pub async fn expect_any(&mut self, events: &[&str]) -> Value {
-        loop {
-            match self.next_within(WAIT).await {
-                Some(Next::Frame(v)) if events.iter().any(|e| v["event"] == *e) => return v,
-                Some(Next::Frame(_)) => continue,
-                Some(Next::Closed(c)) => panic!("closed ({c:?}) while waiting for {events:?}"),
-                None => panic!("timed out waiting for {events:?}"),
-            }
-        }
     }
 
     pub async fn signin(&mut self, auth: &hush_sdk::UserAuth) {

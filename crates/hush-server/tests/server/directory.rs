@@ -4,36 +4,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hush_crypto::identity::{
-    DeviceCard, DeviceId, DeviceKeys, IdentityKey, Revocation, UnsignedCard,
-};
+use hush_crypto::identity::{DeviceCard, IdentityKey, Revocation};
 use hush_crypto::transparency::{Hash, LogError, LogMonitor, LogPublicKey, SignedTreeHead};
-use hush_protocol::UserId;
 use serde_json::{Value, json};
 
 use crate::common::*;
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn new_card(user: &str, identity: &IdentityKey, previous: Option<&DeviceCard>) -> DeviceCard {
-    let keys = DeviceKeys::generate();
-    let device = previous.map_or_else(DeviceId::random, DeviceCard::device_id);
-    let body = UnsignedCard::new(
-        UserId::parse(user).unwrap(),
-        device,
-        &identity.public_key(),
-        &keys,
-        now_secs() - 10,
-        now_secs() + 86_400,
-        previous.map(DeviceCard::id),
-    );
-    DeviceCard::issue(body, &keys, identity).unwrap()
-}
 
 fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
@@ -55,41 +30,9 @@ fn head(v: &Value) -> SignedTreeHead {
     SignedTreeHead::from_bytes(&unb64(v)).unwrap()
 }
 
-impl Client {
-    async fn request(&mut self, id: &str, method: &str, params: Value) -> Value {
-        self.send(json!({"event":"hush:request","data":{"id":id,"method":method,"params":params}}))
-            .await;
-        let m = self.expect("hush:response").await;
-        let inner: Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
-        assert_eq!(inner["id"], id, "{inner}");
-        inner
-    }
-
-    async fn ok(&mut self, method: &str, params: Value) -> Value {
-        let r = self.request("r", method, params).await;
-        assert!(r.get("error").is_none(), "{method}: {r}");
-        r["result"].clone()
-    }
-
-    async fn err(&mut self, method: &str, params: Value) -> String {
-        let r = self.request("e", method, params).await;
-        r["error"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{r}"))
-            .to_owned()
-    }
-
-    async fn signed_in(server: &TestServer, user: &str) -> Client {
-        let mut c = server.client().await;
-        let ev = c.signin(&json!({"id": user}).to_string()).await;
-        assert_eq!(ev["event"], "pusher:signin_success", "{ev}");
-        c
-    }
-}
-
 /// Pins the log key from `log.head` and trusts its first head.
 async fn monitor(c: &mut Client) -> LogMonitor {
-    let r = c.ok("log.head", json!({})).await;
+    let r = c.request_ok("log.head", json!({})).await;
     let key: [u8; 32] = unb64(&r["key"]).try_into().unwrap();
     let mut m = LogMonitor::new(ID, LogPublicKey::from_bytes(&key).unwrap());
     m.update(&head(&r["head"]), &[]).unwrap();
@@ -99,17 +42,17 @@ async fn monitor(c: &mut Client) -> LogMonitor {
 #[tokio::test]
 async fn publish_lookup_revoke_with_verified_proofs() {
     let s = start(&app_toml("")).await;
-    let mut alice = Client::signed_in(&s, "alice").await;
-    let mut bob = Client::signed_in(&s, "bob").await;
+    let mut alice = s.signed_in("alice").await;
+    let mut bob = s.signed_in("bob").await;
     let mut bob_log = monitor(&mut bob).await;
     let alice_id = IdentityKey::generate();
 
     // Alice publishes two devices; each answer proves inclusion.
-    let phone = new_card("alice", &alice_id, None);
-    let laptop = new_card("alice", &alice_id, None);
+    let phone = new_card("alice", &alice_id);
+    let laptop = new_card("alice", &alice_id);
     for (i, card) in [&phone, &laptop].into_iter().enumerate() {
         let r = alice
-            .ok("directory.publish", json!({"card": b64(&card.to_bytes())}))
+            .request_ok("directory.publish", json!({"card": b64(&card.to_bytes())}))
             .await;
         assert_eq!(r["index"], i as u64);
         let sth = head(&r["head"]);
@@ -118,7 +61,7 @@ async fn publish_lookup_revoke_with_verified_proofs() {
 
     // Bob looks her up (and an unknown user) from the size he trusts.
     let r = bob
-        .ok(
+        .request_ok(
             "directory.lookup",
             json!({"users": ["alice", "nobody"], "since": 0}),
         )
@@ -160,20 +103,20 @@ async fn publish_lookup_revoke_with_verified_proofs() {
 
     // Refusals, each with its stable code.
     let mallory = IdentityKey::generate();
-    let forged = new_card("alice", &mallory, None);
+    let forged = new_card("alice", &mallory);
     assert_eq!(
         alice
-            .err(
+            .request_err(
                 "directory.publish",
                 json!({"card": b64(&forged.to_bytes())})
             )
             .await,
         "invalid_record"
     );
-    let for_bob = new_card("bob", &alice_id, None);
+    let for_bob = new_card("bob", &alice_id);
     assert_eq!(
         alice
-            .err(
+            .request_err(
                 "directory.publish",
                 json!({"card": b64(&for_bob.to_bytes())})
             )
@@ -185,48 +128,51 @@ async fn publish_lookup_revoke_with_verified_proofs() {
     bad[last] ^= 1;
     assert_eq!(
         alice
-            .err("directory.publish", json!({"card": b64(&bad)}))
+            .request_err("directory.publish", json!({"card": b64(&bad)}))
             .await,
         "invalid_record"
     );
     assert_eq!(
-        alice.err("directory.publish", json!({"card": "%%%"})).await,
+        alice
+            .request_err("directory.publish", json!({"card": "%%%"}))
+            .await,
         "bad_request"
     );
     assert_eq!(
-        alice.err("directory.nope", json!({})).await,
+        alice.request_err("directory.nope", json!({})).await,
         "unknown_method"
     );
     let many: Vec<String> = (0..51).map(|i| format!("u{i}")).collect();
     assert_eq!(
-        bob.err("directory.lookup", json!({"users": many})).await,
+        bob.request_err("directory.lookup", json!({"users": many}))
+            .await,
         "too_many"
     );
     let mut anon = s.client().await;
     assert_eq!(
-        anon.err("directory.lookup", json!({"users": ["alice"]}))
+        anon.request_err("directory.lookup", json!({"users": ["alice"]}))
             .await,
         "not_signed_in"
     );
 
     // A rotated card must chain to the latest one; then the phone is revoked.
-    let phone2 = new_card("alice", &alice_id, Some(&phone));
+    let phone2 = card_after("alice", &alice_id, Some(&phone));
     alice
-        .ok(
+        .request_ok(
             "directory.publish",
             json!({"card": b64(&phone2.to_bytes())}),
         )
         .await;
     let rev = Revocation::revoke_device(&alice_id, &phone2, now_secs()).unwrap();
     alice
-        .ok(
+        .request_ok(
             "directory.revoke",
             json!({"revocation": b64(&rev.to_bytes())}),
         )
         .await;
     let size_before = bob_log.trusted().unwrap().size;
     let r = bob
-        .ok(
+        .request_ok(
             "directory.lookup",
             json!({"users": ["alice"], "since": size_before}),
         )
@@ -300,28 +246,28 @@ async fn the_log_survives_restarts_and_a_rewritten_history_is_detected() {
     let identity = IdentityKey::generate();
 
     let s = start_config(config(&url)).await;
-    let mut alice = Client::signed_in(&s, "alice").await;
+    let mut alice = s.signed_in("alice").await;
     for _ in 0..3 {
-        let card = new_card("alice", &identity, None);
+        let card = new_card("alice", &identity);
         alice
-            .ok("directory.publish", json!({"card": b64(&card.to_bytes())}))
+            .request_ok("directory.publish", json!({"card": b64(&card.to_bytes())}))
             .await;
     }
-    let mut bob = Client::signed_in(&s, "bob").await;
+    let mut bob = s.signed_in("bob").await;
     let mut bob_log = monitor(&mut bob).await;
     assert_eq!(bob_log.trusted().unwrap().size, 3);
     s.stop().await;
 
     // Same store, new process: same log, same key, and it keeps growing.
     let s = start_config(config(&url)).await;
-    let mut alice = Client::signed_in(&s, "alice").await;
-    let card = new_card("alice", &identity, None);
+    let mut alice = s.signed_in("alice").await;
+    let card = new_card("alice", &identity);
     alice
-        .ok("directory.publish", json!({"card": b64(&card.to_bytes())}))
+        .request_ok("directory.publish", json!({"card": b64(&card.to_bytes())}))
         .await;
-    let mut bob = Client::signed_in(&s, "bob").await;
+    let mut bob = s.signed_in("bob").await;
     let r = bob
-        .ok("directory.lookup", json!({"users": ["alice"], "since": 3}))
+        .request_ok("directory.lookup", json!({"users": ["alice"], "since": 3}))
         .await;
     bob_log
         .update(&head(&r["head"]), &hashes(&r["consistency"]))
@@ -333,36 +279,13 @@ async fn the_log_survives_restarts_and_a_rewritten_history_is_detected() {
     // second card is swapped for another valid card of Alice's. The rewritten
     // log obeys every rule and is signed with the right key, so the server
     // serves it; Bob's client, which trusted size 4, sees the fork.
-    let store = hush_store::Store::open(&url, &Default::default())
-        .await
-        .unwrap();
-    let mut leaves = store.directory_leaves(ID, 0, 100).await.unwrap();
-    let key = store
-        .server_key("directory-log-v1", || [0; 32])
-        .await
-        .unwrap();
-    store.close().await;
-    let swapped = new_card("alice", &identity, None);
-    leaves[1] = [&[1u8][..], &swapped.to_bytes()].concat();
     let forged = format!("sqlite://{}/forged.sqlite3", dir.path().display());
-    let store = hush_store::Store::open(&forged, &Default::default())
-        .await
-        .unwrap();
-    store.server_key("directory-log-v1", || *key).await.unwrap();
-    for (i, leaf) in leaves.iter().enumerate() {
-        assert!(
-            store
-                .directory_append(ID, i as u64, leaf, "alice")
-                .await
-                .unwrap()
-        );
-    }
-    store.close().await;
+    forge_directory_log(&url, &forged, 1, &new_card("alice", &identity)).await;
 
     let s = start_config(config(&forged)).await;
-    let mut bob = Client::signed_in(&s, "bob").await;
+    let mut bob = s.signed_in("bob").await;
     let r = bob
-        .ok("directory.lookup", json!({"users": ["alice"], "since": 4}))
+        .request_ok("directory.lookup", json!({"users": ["alice"], "since": 4}))
         .await;
     let forged_head = head(&r["head"]);
     assert_eq!(forged_head.head.size, 4);

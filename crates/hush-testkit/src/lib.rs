@@ -1,0 +1,133 @@
+//! Test helpers shared by hush's crates, used only as a dev-dependency:
+//!
+//! - [`TestServer`]: the real hush server, in-process, on a loopback port,
+//!   with an in-memory store unless the test names one;
+//! - [`Client`]: a raw Pusher-protocol WebSocket client that reads frames as
+//!   JSON, with bounded waits;
+//! - [`TestServer::api`]: signed HTTP API requests over a plain socket, so
+//!   the server's own status codes and bodies are seen unaltered;
+//! - [`sign`], [`sign_raw`], [`new_card`]: channel auths and device cards;
+//! - [`forge_directory_log`]: a key-directory history rewritten by someone
+//!   holding the database and the log key.
+//!
+//! Helpers panic on anything unexpected: that is how a test fails.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod client;
+mod server;
+
+pub use client::{Client, Next, Ws};
+pub use server::{TestServer, app_toml};
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
+use hush_crypto::transparency::LogEntry;
+use hush_protocol::{ChannelName, SocketId, UserId, auth};
+
+/// App id of the test app.
+pub const ID: &str = "3";
+/// App key of the test app.
+pub const KEY: &str = "278d425bdf160c739803";
+/// App secret of the test app.
+pub const SECRET: &str = "7ad3773142a6692b25b8";
+/// An encryption master key (base64 of 32 bytes) for `private-encrypted-`.
+pub const MASTER_KEY: &str = "dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=";
+/// How long a helper waits for something that should happen. Generous:
+/// the machines are shared.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The test app's `auth` value for `socket` on `channel` (with presence
+/// `data`).
+pub fn sign(socket: &str, channel: &str, data: Option<&str>) -> String {
+    let s = SocketId::parse(socket).unwrap();
+    let c = ChannelName::parse(channel).unwrap();
+    auth::auth_value(KEY, &auth::sign_channel(SECRET.as_bytes(), &s, &c, data))
+}
+
+/// Signs an arbitrary string with the test app's secret (to build forged
+/// auths).
+pub fn sign_raw(s: &str) -> String {
+    auth::auth_value(KEY, &auth::hmac_sha256(SECRET.as_bytes(), s.as_bytes()))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A fresh device card of `user` under `identity`, valid for a day.
+pub fn new_card(user: &str, identity: &IdentityKey) -> DeviceCard {
+    card_after(user, identity, None)
+}
+
+/// A device card of `user` under `identity`, valid for a day, with fresh
+/// keys: for the device of `previous` (and linked to it), else a new device.
+pub fn card_after(user: &str, identity: &IdentityKey, previous: Option<&DeviceCard>) -> DeviceCard {
+    let keys = DeviceKeys::generate();
+    let device = previous.map_or_else(DeviceId::random, DeviceCard::device_id);
+    let body = UnsignedCard::new(
+        UserId::parse(user).unwrap(),
+        device,
+        &identity.public_key(),
+        &keys,
+        now_secs() - 10,
+        now_secs() + 86_400,
+        previous.map(DeviceCard::id),
+    );
+    DeviceCard::issue(body, &keys, identity).unwrap()
+}
+
+/// The name under which the server keeps its key-directory log key.
+const LOG_KEY_NAME: &str = "directory-log-v1";
+
+/// Rewrites the test app's key-directory history the way someone holding
+/// the database and the log key could: copies the log stored at `from` into
+/// a new store at `to`, under the same log key, with leaf `index` replaced by
+/// `card`. The forged log obeys every rule and is validly signed; only a
+/// client that trusted an earlier head can tell. Returns the leaf count.
+pub async fn forge_directory_log(from: &str, to: &str, index: usize, card: &DeviceCard) -> usize {
+    rewrite_directory_log(from, to, |leaves| {
+        leaves[index] = LogEntry::Card(card.clone()).to_bytes();
+    })
+    .await
+}
+
+/// Copies the test app's key-directory log stored at `from` into a new
+/// store at `to`, under the same log key, after `edit` changed its leaves
+/// (e.g. truncated them: a rolled-back log). Returns the leaf count.
+pub async fn rewrite_directory_log(
+    from: &str,
+    to: &str,
+    edit: impl FnOnce(&mut Vec<Vec<u8>>),
+) -> usize {
+    let store = hush_store::Store::open(from, &Default::default())
+        .await
+        .unwrap();
+    let mut leaves = store.directory_leaves(ID, 0, 10_000).await.unwrap();
+    let key = store.server_key(LOG_KEY_NAME, || [0; 32]).await.unwrap();
+    store.close().await;
+    edit(&mut leaves);
+    let rewritten = hush_store::Store::open(to, &Default::default())
+        .await
+        .unwrap();
+    rewritten.server_key(LOG_KEY_NAME, || *key).await.unwrap();
+    for (i, leaf) in leaves.iter().enumerate() {
+        let user = match LogEntry::from_bytes(leaf).unwrap() {
+            LogEntry::Card(c) => c.user_id().to_string(),
+            LogEntry::Revocation(r) => r.user_id().to_string(),
+        };
+        assert!(
+            rewritten
+                .directory_append(ID, i as u64, leaf, &user)
+                .await
+                .unwrap()
+        );
+    }
+    rewritten.close().await;
+    leaves.len()
+}
