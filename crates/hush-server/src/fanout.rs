@@ -16,6 +16,7 @@
 //! task spawned from a busy worker waits in that worker's LIFO slot, where no
 //! other worker may steal it, until the publishing task yields.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::conn::Frame;
@@ -33,27 +34,37 @@ const PART_MIN: usize = 256;
 /// Writes `frame` to `recipients`, in parts on as many threads as the
 /// runtime has workers (at most). Returns the number of sockets that took it.
 pub async fn deliver(recipients: Vec<Arc<Outbox>>, frame: &Frame) -> usize {
-    let parts = parts(recipients.len(), workers());
-    if parts <= 1 {
+    let ranges = part_ranges(recipients.len(), parts(recipients.len(), workers()));
+    let Some((first, rest)) = ranges.split_first() else {
+        return 0;
+    };
+    if rest.is_empty() {
         return write_all(&recipients, frame);
     }
-    let size = recipients.len().div_ceil(parts);
     let recipients: Arc<[Arc<Outbox>]> = recipients.into();
-    let helpers: Vec<_> = (1..parts)
-        .map(|p| {
-            let (all, frame) = (recipients.clone(), frame.clone());
-            tokio::task::spawn_blocking(move || {
-                let end = ((p + 1) * size).min(all.len());
-                write_all(&all[p * size..end], &frame)
-            })
+    let helpers: Vec<_> = rest
+        .iter()
+        .map(|r| {
+            let (all, frame, r) = (recipients.clone(), frame.clone(), r.clone());
+            tokio::task::spawn_blocking(move || write_all(&all[r], &frame))
         })
         .collect();
-    let mut sent = write_all(&recipients[..size], frame);
+    let mut sent = write_all(&recipients[first.clone()], frame);
     for h in helpers {
         // A helper only fails by panicking; its sockets are then not counted.
         sent += h.await.unwrap_or(0);
     }
     sent
+}
+
+/// `0..len` cut into at most `parts` consecutive ranges of equal size (the
+/// last may be shorter); none when `len` is 0.
+fn part_ranges(len: usize, parts: usize) -> Vec<Range<usize>> {
+    let size = len.div_ceil(parts.max(1)).max(1);
+    (0..len)
+        .step_by(size)
+        .map(|start| start..(start + size).min(len))
+        .collect()
 }
 
 /// Writes `frame` to each outbox in turn.
@@ -84,6 +95,27 @@ mod tests {
         assert_eq!(parts(100_000, 2), 2);
         assert_eq!(parts(100_000, 8), 8);
         assert_eq!(parts(100_000, 0), 1);
+    }
+
+    #[test]
+    fn ranges_cover_every_socket_once() {
+        for len in [0, 1, 255, 256, 511, 512, 513, 1000, 1031, 65_537] {
+            for workers in [1, 2, 3, 8, 300] {
+                let parts = parts(len, workers);
+                let ranges = part_ranges(len, parts);
+                assert!(ranges.len() <= parts, "{len} {workers}");
+                let mut next = 0;
+                for r in &ranges {
+                    assert_eq!(r.start, next, "{len} {workers}");
+                    assert!(r.end > r.start);
+                    if ranges.len() > 1 {
+                        assert!(r.len() >= PART_MIN || r.end == len, "{len} {workers}");
+                    }
+                    next = r.end;
+                }
+                assert_eq!(next, len, "{len} {workers}");
+            }
+        }
     }
 
     /// Every recipient gets every frame exactly once and in order, whichever
