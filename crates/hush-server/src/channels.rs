@@ -193,7 +193,7 @@ impl Channels {
             }
         }
         if ch.subs.contains_key(&handle.id) {
-            handle.send(succeeded_frame(name, ch, member.is_some()));
+            handle.send(&succeeded_frame(name, ch, member.is_some()));
             return Ok(Subscribed {
                 already: true,
                 occupied: false,
@@ -229,7 +229,7 @@ impl Channels {
                     .map_or("{}", |r| r.get());
                 let frame: Frame = wire::member_added(name.as_str(), uid, info).into();
                 for s in ch.subs.values() {
-                    s.handle.send(frame.clone());
+                    s.handle.send(&frame);
                 }
                 if let Some(h) = self.hook(WebhookEventType::MemberAdded) {
                     h.emit(HookEvent::MemberAdded(name.clone(), uid.clone()));
@@ -243,16 +243,16 @@ impl Channels {
                 user_id,
             },
         );
-        handle.send(succeeded_frame(name, ch, is_presence));
+        handle.send(&succeeded_frame(name, ch, is_presence));
         let mut cache_miss = false;
         if name.is_cache() {
             match ch.cache_live(now) {
                 Some(c) => {
-                    handle.send(c.frame.clone());
+                    handle.send(&c.frame);
                 }
                 None => {
                     cache_miss = true;
-                    handle.send(wire::cache_miss(name.as_str()).into());
+                    handle.send(&wire::cache_miss(name.as_str()).into());
                     if !ch.miss_reported {
                         if let Some(h) = self.hook(WebhookEventType::CacheMiss) {
                             ch.miss_reported = true;
@@ -307,7 +307,7 @@ impl Channels {
                 ch.members.remove(&uid);
                 let frame: Frame = wire::member_removed(name.as_str(), &uid).into();
                 for s in ch.subs.values() {
-                    s.handle.send(frame.clone());
+                    s.handle.send(&frame);
                 }
                 if let Some(h) = self.hook(WebhookEventType::MemberRemoved) {
                     h.emit(HookEvent::MemberRemoved(name.clone(), uid.clone()));
@@ -341,10 +341,8 @@ impl Channels {
         except: Option<&SocketId>,
         cache: Option<(&str, Duration)>,
     ) -> usize {
-        match self.publish_or_defer(name, frame, except, cache, usize::MAX) {
-            Published::Sent(n) => n,
-            Published::Deferred(rest) => fanout::write_all(&rest, frame),
-        }
+        self.with_publish(name, frame, cache, |ch| send_all(ch, frame, except))
+            .unwrap_or(0)
     }
 
     /// Like [`Channels::publish`], but a channel of at least
@@ -357,46 +355,37 @@ impl Channels {
         except: Option<&SocketId>,
         cache: Option<(&str, Duration)>,
     ) -> Published {
-        self.publish_or_defer(name, frame, except, cache, fanout::DEFER_MIN)
+        self.with_publish(name, frame, cache, |ch| {
+            if ch.subs.len() < fanout::DEFER_MIN {
+                return Published::Sent(send_all(ch, frame, except));
+            }
+            Published::Deferred(recipients(ch, except).map(|h| h.outbox().clone()).collect())
+        })
+        .unwrap_or(Published::Sent(0))
     }
 
-    fn publish_or_defer(
+    /// Runs `deliver` on channel `name` under its lock (the write lock for a
+    /// cache channel, whose last event is stored first); `None` if the
+    /// channel does not exist and nothing is cached.
+    fn with_publish<R>(
         &self,
         name: &ChannelName,
         frame: &Frame,
-        except: Option<&SocketId>,
         cache: Option<(&str, Duration)>,
-        defer_min: usize,
-    ) -> Published {
-        let send = |ch: &Channel| {
-            let recipients = ch
-                .subs
-                .values()
-                .map(|s| &s.handle)
-                .filter(|h| except != Some(&h.socket_id));
-            if ch.subs.len() >= defer_min {
-                Published::Deferred(recipients.map(|h| h.outbox().clone()).collect())
-            } else {
-                Published::Sent(recipients.filter(|h| h.send(frame.clone())).count())
-            }
+        deliver: impl FnOnce(&Channel) -> R,
+    ) -> Option<R> {
+        let Some((data, ttl)) = cache else {
+            return read(self.shard(name)).get(name).map(deliver);
         };
-        match cache {
-            None => read(self.shard(name))
-                .get(name)
-                .map_or(Published::Sent(0), send),
-            Some((data, ttl)) => {
-                let now = Instant::now();
-                let mut shard = write(self.shard(name));
-                let ch = shard.entry(name.clone()).or_default();
-                ch.miss_reported = false;
-                ch.cache = Some(CachedEvent {
-                    frame: frame.clone(),
-                    data: data.to_owned(),
-                    expires: now + ttl,
-                });
-                send(ch)
-            }
-        }
+        let mut shard = write(self.shard(name));
+        let ch = shard.entry(name.clone()).or_default();
+        ch.miss_reported = false;
+        ch.cache = Some(CachedEvent {
+            frame: frame.clone(),
+            data: data.to_owned(),
+            expires: Instant::now() + ttl,
+        });
+        Some(deliver(ch))
     }
 
     /// Subscription and user counts of one channel.
@@ -517,9 +506,25 @@ fn send_count(
     if to_clients {
         let frame: Frame = wire::subscription_count(name.as_str(), n).into();
         for s in ch.subs.values() {
-            s.handle.send(frame.clone());
+            s.handle.send(&frame);
         }
     }
+}
+
+/// The subscribers of `ch` a publish goes to.
+fn recipients<'a>(
+    ch: &'a Channel,
+    except: Option<&'a SocketId>,
+) -> impl Iterator<Item = &'a ConnHandle> {
+    ch.subs
+        .values()
+        .map(|s| &s.handle)
+        .filter(move |h| except != Some(&h.socket_id))
+}
+
+/// Writes `frame` to the recipients of `ch`; returns how many took it.
+fn send_all(ch: &Channel, frame: &Frame, except: Option<&SocketId>) -> usize {
+    recipients(ch, except).filter(|h| h.send(frame)).count()
 }
 
 #[cfg(test)]

@@ -100,8 +100,8 @@ impl ConnHandle {
     /// connection is closed with 4100 (pusher-js reconnects) and the frame is
     /// dropped, so one slow reader never grows the server's memory. Returns
     /// false if the frame was dropped.
-    pub fn send(&self, frame: Frame) -> bool {
-        self.outbox.push(&frame)
+    pub fn send(&self, frame: &Frame) -> bool {
+        self.outbox.push(frame)
     }
 
     /// Asks the connection to close with `code`.
@@ -123,9 +123,9 @@ mod tests {
     #[tokio::test]
     async fn full_queue_closes_with_4100() {
         let (h, out, closer) = ConnHandle::new(SocketId::from_parts(1, 1), 2, None);
-        assert!(h.send("a".into()));
-        assert!(h.send("b".into()));
-        assert!(!h.send("c".into()));
+        assert!(h.send(&"a".into()));
+        assert!(h.send(&"b".into()));
+        assert!(!h.send(&"c".into()));
         assert_eq!(closer.requested(), Some(4100));
         closer.wait().await;
         assert_eq!(out.take_queued()[0].wire(), Frame::text("a").wire());

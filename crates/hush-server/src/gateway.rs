@@ -218,7 +218,7 @@ async fn drive(
     mut session: Session,
     first: String,
 ) -> &'static str {
-    socket.handle.send(Frame::from(first));
+    socket.handle.send(&Frame::from(first));
     let idle = Duration::from_secs(state.server.activity_timeout + state.server.ping_grace);
     let mut keepalive = Keepalive::new(
         idle,
@@ -291,7 +291,7 @@ async fn drive(
                 match keepalive.poll(Instant::now()) {
                     KeepaliveAction::Wait => {}
                     KeepaliveAction::SendPing => {
-                        socket.handle.send(Frame::text(wire::PING));
+                        socket.handle.send(&Frame::text(wire::PING));
                     }
                     KeepaliveAction::PongTimeout => {
                         break Some((CloseCode::PongNotReceived.code(), CloseCode::PongNotReceived.message()));

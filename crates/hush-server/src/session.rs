@@ -81,7 +81,7 @@ impl Session {
     }
 
     fn reply(&self, frame: String) {
-        self.handle.send(Frame::from(frame));
+        self.handle.send(&Frame::from(frame));
     }
 
     /// Sends `pusher:error` with code `null`.
@@ -172,7 +172,7 @@ impl Session {
                     wire::hush_response_err(&request.id, e.code(), &e.to_string())
                 }
             };
-            handle.send(Frame::from(frame));
+            handle.send(&Frame::from(frame));
             in_flight.fetch_sub(1, Ordering::AcqRel);
         });
     }
@@ -397,9 +397,9 @@ impl Session {
         self.app
             .users
             .sign_in_then(&parsed.id, handle, &watchlist, |state| {
-                handle.send(Frame::from(wire::signin_success(user_data)));
+                handle.send(&Frame::from(wire::signin_success(user_data)));
                 if over {
-                    handle.send(Frame::from(wire::error(
+                    handle.send(&Frame::from(wire::error(
                         Some(CloseCode::WatchlistLimit.code()),
                         "Watchlist limit exceeded: only the first 100 user ids are watched",
                     )));
@@ -407,7 +407,7 @@ impl Session {
                 if watching {
                     let on: Vec<&str> = state.online.iter().map(UserId::as_str).collect();
                     let off: Vec<&str> = state.offline.iter().map(UserId::as_str).collect();
-                    handle.send(Frame::from(wire::watchlist_events(&on, &off)));
+                    handle.send(&Frame::from(wire::watchlist_events(&on, &off)));
                 }
             });
         self.authorized = true;

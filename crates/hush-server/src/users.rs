@@ -108,7 +108,7 @@ impl Users {
         let mut n = 0;
         if let Some(conns) = g.conns.get(user) {
             for h in conns.values() {
-                if except != Some(&h.socket_id) && h.send(frame.clone()) {
+                if except != Some(&h.socket_id) && h.send(frame) {
                     n += 1;
                 }
             }
@@ -146,7 +146,7 @@ fn notify(g: &Inner, user: &UserId, online: bool) {
     }
     .into();
     for h in ws.values() {
-        h.send(frame.clone());
+        h.send(&frame);
     }
 }
 
