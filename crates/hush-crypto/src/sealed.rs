@@ -34,7 +34,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crypto_secretbox::aead::OsRng;
 use crypto_secretbox::aead::rand_core::RngCore;
 use hush_protocol::ChannelName;
-use hush_protocol::event::MAX_EVENT_NAME_LENGTH;
+use hush_protocol::EventName;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
@@ -71,8 +71,13 @@ pub enum SealedError {
         /// Unpadded plaintext length.
         len: usize,
     },
+    /// The real event name is not one an event may have (empty, too long,
+    /// control characters, or a reserved `pusher:` / `pusher_internal:`
+    /// name).
+    #[error("invalid event name for a sealed event")]
+    EventName,
     /// The outer data is not an envelope, or the plaintext is not a version 1
-    /// sealed event.
+    /// sealed event (including an invalid real event name).
     #[error("malformed sealed event")]
     Malformed,
     /// Wrong key (or wrong epoch key), or altered data.
@@ -204,6 +209,7 @@ impl Sender {
         message_id: &str,
         nonce: [u8; NONCE_LEN],
     ) -> Result<String, SealedError> {
+        EventName::parse_api(event).map_err(|_| SealedError::EventName)?;
         let mut plaintext = padded_plaintext(Inner {
             v: FORMAT_VERSION,
             ch: channel.as_str(),
@@ -272,8 +278,9 @@ fn parse_inner(plaintext: &[u8], channel: &ChannelName, epoch: u64) -> Result<Op
     let well_formed = inner.v == FORMAT_VERSION
         && is_id(inner.sid)
         && is_id(inner.mid)
-        && !inner.ev.is_empty()
-        && inner.ev.len() <= MAX_EVENT_NAME_LENGTH
+        // The same rules as any event a listener sees: a member cannot
+        // smuggle `pusher:…` or control characters in through a seal.
+        && EventName::parse_api(&inner.ev).is_ok()
         && inner.pad.bytes().all(|b| b == b' ');
     if !well_formed {
         return Err(SealedError::Malformed);
@@ -559,6 +566,46 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(&ct)
         );
         assert_eq!(open_at(1, &tampered), Err(SealedError::Decrypt));
+    }
+
+    /// A member cannot make listeners see a reserved or malformed event name
+    /// through a seal: sealing refuses it, and a hand-made plaintext that
+    /// carries one does not open.
+    #[test]
+    fn real_event_names_follow_the_event_rules() {
+        let key = epoch_key(&foo(), &master(), 0);
+        for bad in [
+            "pusher:subscription_succeeded",
+            "pusher_internal:x",
+            "",
+            "a\nb",
+        ] {
+            assert_eq!(
+                Sender::new().seal(&key, &foo(), 0, bad, "{}", NOW),
+                Err(SealedError::EventName),
+                "{bad:?}"
+            );
+            let plaintext = padded_plaintext(Inner {
+                v: FORMAT_VERSION,
+                ch: foo().as_str(),
+                ep: 0,
+                sid: &URL_SAFE_NO_PAD.encode([0x11; ID_LEN]),
+                seq: 1,
+                mid: &URL_SAFE_NO_PAD.encode([0x22; ID_LEN]),
+                ts: NOW,
+                ev: bad.to_owned(),
+                data: "{}".to_owned(),
+                pad: "",
+            })
+            .unwrap();
+            let wire = EncryptedData::seal_with_nonce(&key, [0; NONCE_LEN], &plaintext).to_json();
+            assert_eq!(open_at(0, &wire), Err(SealedError::Malformed), "{bad:?}");
+        }
+        assert!(
+            Sender::new()
+                .seal(&key, &foo(), 0, "message", "{}", NOW)
+                .is_ok()
+        );
     }
 
     #[test]
