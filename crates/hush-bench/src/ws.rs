@@ -91,6 +91,9 @@ impl Conn {
 /// Finds the unsigned number after `"key":` (plain or JSON-escaped) in a
 /// frame. Runs once per delivery in the generator, so it allocates nothing.
 pub fn extract_num(frame: &str, key: &str) -> Option<u64> {
+    if key.is_empty() {
+        return None;
+    }
     let mut from = 0;
     while let Some(i) = frame[from..].find(key) {
         let start = from + i;
@@ -123,5 +126,6 @@ mod tests {
         assert_eq!(extract_num(f, "s"), Some(4));
         assert_eq!(extract_num(r#"{"data":{"t":9}}"#, "t"), Some(9));
         assert_eq!(extract_num(f, "x"), None);
+        assert_eq!(extract_num(f, ""), None);
     }
 }

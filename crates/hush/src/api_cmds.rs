@@ -62,7 +62,6 @@ impl ConnArgs {
         }
         // Flags and variables override the URL's credentials; an empty
         // variable counts as unset.
-        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         if let Some(id) = given(&self.app_id) {
             config.app_id = id;
         }
@@ -108,6 +107,11 @@ fn parse_info(list: &[String]) -> anyhow::Result<Vec<Attribute>> {
             }
         })
         .collect()
+}
+
+/// A flag or variable's value; empty counts as unset.
+pub(crate) fn given(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|s| !s.is_empty())
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -178,7 +178,7 @@ async fn fetch_entries(
     let mut entries = Vec::new();
     let mut start = 0;
     while start < size {
-        let end = size.min(start + page);
+        let end = size.min(start.saturating_add(page));
         let page = client
             .directory_log_entries(start, end)
             .await

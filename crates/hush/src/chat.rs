@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::api_cmds::given;
 use crate::listen::local_authorizer;
 
 /// The inner (encrypted) event name of chat lines.
@@ -83,10 +84,6 @@ pub struct ChatArgs {
     /// standard output instead of text.
     #[arg(long)]
     json: bool,
-}
-
-fn given(v: &Option<String>) -> Option<String> {
-    v.clone().filter(|s| !s.is_empty())
 }
 
 /// `private-chat-A-B`, the two user ids sorted: both sides pick the same.
@@ -182,10 +179,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     }
     let store_key = store_key(given(&args.store_key), &key_file)?;
     let out = Output { json: args.json };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = crate::api_cmds::runtime()?;
     rt.block_on(async {
         // hush-client runs its connection on the current runtime.
         let client = Client::builder(&key)
@@ -443,11 +437,15 @@ async fn chat(
                 match line.trim() {
                     "" => {}
                     "/quit" => return Ok(()),
-                    "/safety" => {
-                        if !peer.refresh(e2ee, out, true).await? {
+                    "/safety" => match peer.refresh(e2ee, out, true).await {
+                        Ok(true) => {}
+                        Ok(false) => {
                             out.error(&format!("{} has no keys in the directory yet", peer.name));
                         }
-                    }
+                        // A failed lookup (offline, timeout) is reported;
+                        // the chat goes on.
+                        Err(e) => out.error(&format!("looking {} up: {e:#}", peer.name)),
+                    },
                     "/verify" => match e2ee.mark_verified(&peer.name).await {
                         Ok(()) => out.emit(
                             json!({"type": "verified", "peer": peer.name, "verified": true}),
@@ -484,7 +482,9 @@ async fn chat(
                     if peer.shown.is_some() {
                         print_key_change(&c, out);
                     }
-                    peer.refresh(e2ee, out, false).await?;
+                    if let Err(e) = peer.refresh(e2ee, out, false).await {
+                        out.error(&format!("looking {} up: {e:#}", peer.name));
+                    }
                 }
                 Ok(c) if c.user == me => {
                     // This device's own first card is no news; any other

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use crate::api_cmds::given;
 use anyhow::{Context, bail};
 use clap::Args;
 use hush_client::{Client, ConnectionState, Event, FnAuthorizer, HttpAuthorizer, event};
@@ -84,10 +85,6 @@ pub struct ListenArgs {
     all: bool,
 }
 
-fn given(v: &Option<String>) -> Option<String> {
-    v.clone().filter(|s| !s.is_empty())
-}
-
 /// Local authorization with the app secret, through hush-sdk.
 pub(crate) fn local_authorizer(
     key: &str,
@@ -144,7 +141,8 @@ pub(crate) fn connection_args(
     let mut secret = given(app_secret);
     if url.contains('@') {
         let c = hush_sdk::Config::from_url(&url).context("--url")?;
-        url = format!("ws://{}:{}", c.host, c.port);
+        // The scheme is kept: hush-client maps https:// to wss://.
+        url = c.base_url();
         key = key.or(Some(c.key.clone()));
         secret = secret.or(Some(c.secret.to_string()));
     }
@@ -206,10 +204,7 @@ pub fn run(args: ListenArgs) -> anyhow::Result<()> {
             "private-, presence- and encrypted channels and --signin need --auth-endpoint or --app-secret"
         );
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = crate::api_cmds::runtime()?;
     rt.block_on(listen(builder, &args))
 }
 
@@ -298,5 +293,22 @@ async fn listen(builder: hush_client::ClientBuilder, args: &ListenArgs) -> anyho
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pusher's URL form keeps its scheme: an https:// URL must not become a
+    /// plain ws:// connection.
+    #[test]
+    fn pusher_urls_keep_their_scheme() {
+        let (url, key, secret) =
+            connection_args("https://k:s@example.com/apps/1", &None, &None).unwrap();
+        assert_eq!(url, "https://example.com:443");
+        assert_eq!((key.as_str(), secret.as_deref()), ("k", Some("s")));
+        let (url, ..) = connection_args("http://k:s@127.0.0.1:6001/apps/1", &None, &None).unwrap();
+        assert_eq!(url, "http://127.0.0.1:6001");
     }
 }

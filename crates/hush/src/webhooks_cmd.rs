@@ -58,17 +58,18 @@ struct Selection {
 }
 
 /// Runs `hush webhooks …`.
-pub fn run(args: WebhooksArgs) -> anyhow::Result<()> {
+pub fn run(mut args: WebhooksArgs) -> anyhow::Result<()> {
+    // `retry 5 5` is one dead letter, not "1 of 2 ids matched nothing".
+    if let WebhooksCommand::Retry(sel) | WebhooksCommand::Purge(sel) = &mut args.command {
+        sel.ids.sort_unstable();
+        sel.ids.dedup();
+    }
     let file = args.config.clone().or_else(|| {
         let default = PathBuf::from("hush.toml");
         default.exists().then_some(default)
     });
     let config = Config::load(file.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    runtime.block_on(async {
+    crate::api_cmds::runtime()?.block_on(async {
         let url = config.store_url();
         let options = StoreOptions {
             max_connections: 1,
@@ -176,7 +177,7 @@ fn dead_json(d: &DeadLetter) -> serde_json::Value {
 fn print_dead(dead: &[DeadLetter]) {
     let now = now_ms();
     for d in dead {
-        let age = (now - d.failed_ms).max(0) / 1000;
+        let age = now.saturating_sub(d.failed_ms).max(0) / 1000;
         println!(
             "#{} app={} endpoint={} attempts={} failed {}s ago: {}\n    {}",
             d.id,
