@@ -429,6 +429,12 @@ impl Directory {
                 "need start <= end <= start + {MAX_ENTRIES}"
             )));
         }
+        // Past the end of the log there is nothing (and the store could not
+        // even express an index beyond i64::MAX).
+        let size = self
+            .with_log(app_id, async |log: &mut AppLog| Ok(log.log.size()))
+            .await?;
+        let (start, end) = (start.min(size), end.min(size));
         let leaves = self.store.directory_leaves(app_id, start, end).await?;
         Ok(json!({ "entries": leaves.iter().map(|l| b64(l)).collect::<Vec<_>>() }))
     }
@@ -482,7 +488,7 @@ impl Directory {
             "log.entries" => {
                 signed_in()?;
                 let start = param_u64(params, "start")?.unwrap_or(0);
-                let end = param_u64(params, "end")?.unwrap_or(start + MAX_ENTRIES);
+                let end = param_u64(params, "end")?.unwrap_or(start.saturating_add(MAX_ENTRIES));
                 self.entries(app_id, start, end).await
             }
             other => Err(DirError::UnknownMethod(other.chars().take(64).collect())),

@@ -132,9 +132,9 @@ impl Session {
     /// Answers a `hush:request` on a task of its own (the directory reads
     /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time.
     fn hush_request(&self, request: HushRequest) {
-        let in_flight = self.in_flight.clone();
-        if in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_REQUESTS_IN_FLIGHT {
-            in_flight.fetch_sub(1, Ordering::AcqRel);
+        // Released when the task ends, however it ends.
+        let (slot, before) = InFlight::take(&self.in_flight);
+        if before >= MAX_REQUESTS_IN_FLIGHT {
             return self.reply(wire::hush_response_err(
                 &request.id,
                 "rate_limited",
@@ -173,7 +173,7 @@ impl Session {
                 }
             };
             handle.send(&Frame::from(frame));
-            in_flight.fetch_sub(1, Ordering::AcqRel);
+            drop(slot);
         });
     }
 
@@ -531,3 +531,20 @@ fn is_envelope_string(data: &RawValue) -> bool {
     serde_json::from_str::<std::borrow::Cow<'_, str>>(data.get())
         .is_ok_and(|text| hush_protocol::encrypted::is_ciphertext_envelope(&text))
 }
+/// One `hush:request` counted in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts one more; also returns how many were in flight before.
+    fn take(count: &Arc<AtomicUsize>) -> (Self, usize) {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        (Self(count.clone()), before)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+

@@ -295,3 +295,29 @@ async fn the_log_survives_restarts_and_a_rewritten_history_is_detected() {
     );
     s.stop().await;
 }
+
+/// `log.entries` past the end of the log (up to u64::MAX) is an empty page,
+/// not an overflow or a store error, and requests keep being served: no
+/// in-flight slot is lost.
+#[tokio::test]
+async fn entries_past_the_end_are_empty_and_slots_are_released() {
+    let s = start(&app_toml("")).await;
+    let mut alice = s.signed_in("alice").await;
+    let card = new_card("alice", &IdentityKey::generate());
+    alice
+        .request_ok("directory.publish", json!({"card": b64(&card.to_bytes())}))
+        .await;
+    for params in [
+        json!({"start": u64::MAX}),
+        json!({"start": u64::MAX - 1, "end": u64::MAX}),
+        json!({"start": 1}),
+    ] {
+        for _ in 0..10 {
+            let r = alice.request_ok("log.entries", params.clone()).await;
+            assert_eq!(r["entries"], json!([]), "{params}");
+        }
+    }
+    let r = alice.request_ok("log.entries", json!({})).await;
+    assert_eq!(r["entries"].as_array().map(Vec::len), Some(1));
+    s.stop().await;
+}
