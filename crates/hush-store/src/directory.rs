@@ -72,29 +72,25 @@ async fn append(
     leaf: &[u8],
     user_id: &str,
 ) -> Result<bool, StoreError> {
-    // The index must be the next one: the log has no holes.
-    let mut tx = pool.begin().await?;
-    let size: i64 = sqlx::query("SELECT COUNT(*) FROM directory_log WHERE app_id = $1")
-        .bind(app_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-    if size != idx {
-        return Ok(false);
-    }
+    // The index must be the next one (the log has no holes): one statement,
+    // so SQLite takes the write lock before it reads. A deferred transaction
+    // that counted first and then inserted failed with SQLITE_BUSY whenever
+    // the webhook outbox wrote in between, and the count scanned the log.
     let inserted = sqlx::query(
         "INSERT INTO directory_log (app_id, idx, leaf, user_id, created_ms) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+         SELECT $1, $2, $3, $4, $5 \
+         WHERE $2 = 0 OR EXISTS \
+             (SELECT 1 FROM directory_log WHERE app_id = $1 AND idx = $2 - 1) \
+         ON CONFLICT DO NOTHING",
     )
     .bind(app_id)
     .bind(idx)
     .bind(leaf)
     .bind(user_id)
     .bind(now_ms())
-    .execute(&mut *tx)
+    .execute(pool)
     .await?
     .rows_affected();
-    tx.commit().await?;
     Ok(inserted == 1)
 }
 
