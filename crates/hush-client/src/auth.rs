@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hush_crypto::ChannelKey;
 use hush_protocol::limits::MAX_PRESENCE_USER_INFO_BYTES;
 use hush_protocol::presence::{parse_channel_data, parse_user_data};
@@ -22,6 +22,10 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
 use crate::error::AuthError;
+
+/// Largest authorization answer read (a real one is well under 16 KiB:
+/// auth, channel or user data, shared secret).
+const MAX_AUTH_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// The future an [`Authorizer`] returns.
 pub type AuthFuture<T> = Pin<Box<dyn Future<Output = Result<T, AuthError>> + Send + 'static>>;
@@ -317,15 +321,16 @@ impl HttpAuthorizer {
                     .await
                     .map_err(|e| AuthError::Transport(e.to_string()))?;
                 let status = res.status().as_u16();
-                let body = res
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| AuthError::Transport(e.to_string()))?
-                    .to_bytes();
                 if status != 200 {
                     return Err(AuthError::Status { status });
                 }
+                // An auth answer is a few hundred bytes; whatever a proxy or
+                // portal sends instead is not buffered without bound.
+                let body = Limited::new(res.into_body(), MAX_AUTH_RESPONSE_BYTES)
+                    .collect()
+                    .await
+                    .map_err(|e| AuthError::BadResponse(format!("reading the body: {e}")))?
+                    .to_bytes();
                 String::from_utf8(body.to_vec())
                     .map_err(|_| AuthError::BadResponse("body is not UTF-8".into()))
             };

@@ -372,6 +372,8 @@ impl Task {
             }
             Command::Signin(tx) => {
                 self.signin_wanted = true;
+                // Callers that gave up (timed out) are not kept.
+                self.signin_waiters.retain(|w| !w.is_closed());
                 self.signin_waiters.push(tx);
             }
             Command::Request { reply, .. } => {
@@ -562,6 +564,7 @@ impl Task {
                     let _ = tx.send(Ok(u.clone()));
                 } else {
                     self.signin_wanted = true;
+                    self.signin_waiters.retain(|w| !w.is_closed());
                     self.signin_waiters.push(tx);
                     self.start_signin();
                 }
@@ -1048,9 +1051,15 @@ impl Task {
         let out = match decrypt(st, name, &event_name, &data, user_id.clone()) {
             Ok(e) => e,
             Err((err, epoch)) => {
-                let allowed = st
-                    .last_refetch
-                    .is_none_or(|(t, e)| t.elapsed() >= interval || epoch > e);
+                // A rotation (the epoch right after the newest key held)
+                // may re-fetch at once; anything else waits for the
+                // interval. The epoch is the sender's claim: a member
+                // counting epochs upwards must not turn every event into
+                // a call to the app's authorizer.
+                let next_epoch = st.keys.newest().map_or(0, |n| n.saturating_add(1));
+                let allowed = st.last_refetch.is_none_or(|(t, e)| {
+                    t.elapsed() >= interval || (epoch == next_epoch && epoch > e)
+                });
                 if can_auth && allowed && refetchable(&err) {
                     st.last_refetch = Some((Instant::now(), epoch));
                     st.refetching = Some(vec![Pending {
@@ -1091,14 +1100,27 @@ async fn open_socket(
         } else {
             None
         };
-        tokio_tungstenite::connect_async_tls_with_config(url, None, true, connector).await
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config()), true, connector)
+            .await
     };
     #[cfg(not(feature = "tls"))]
     let opened = {
         let _ = config;
-        tokio_tungstenite::connect_async_with_config(url, None, true).await
+        tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await
     };
     opened.map_err(|e| Ended::Lost(e.to_string()))
+}
+
+/// Largest message read from the server. The biggest legitimate ones are
+/// presence rosters (100 members × 1 KiB of user info) and key-directory
+/// answers (at most 50 users or 1000 log entries, with proofs), all well
+/// under this; tungstenite's default would buffer 64 MiB.
+const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
 }
 
 /// Opens the WebSocket and reads `pusher:connection_established` (or the

@@ -238,6 +238,22 @@ async fn undecryptable_events_are_reported_after_one_key_refetch() {
     assert_eq!(e.data["event"], "evil");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "exactly one re-fetch");
 
+    // Epochs counted upwards by whoever publishes are not rotations: they
+    // do not each call the authorizer again within the re-fetch interval.
+    for epoch in 5..8 {
+        let mut env: serde_json::Value =
+            serde_json::from_str(&seal(&other, br#"{"a":1}"#)).unwrap();
+        env["epoch"] = json!(epoch);
+        publish_raw(&srv, name, "climbing", &env.to_string()).await;
+        let e = chan_next(&mut ch, event::DECRYPTION_FAILED).await;
+        assert_eq!(e.data["event"], "climbing");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "no re-fetch per claimed epoch"
+    );
+
     // Tampered: one ciphertext byte changed.
     let good = seal(&key, br#"{"ok":true}"#);
     let mut env: serde_json::Value = serde_json::from_str(&good).unwrap();

@@ -237,8 +237,9 @@ async fn key_epochs_rotate_with_grace_then_old_epochs_are_rejected() {
     );
     assert_eq!(e.data["event"], "too-late");
 
-    // A newer epoch the authorizer does not hand out: one re-authorization,
-    // then unknown epoch.
+    // A claimed epoch that skips ahead, within the re-fetch interval (5 s)
+    // of the last re-authorization: none (a member counting epochs upwards
+    // cannot make every subscriber call the authorizer), unknown epoch.
     sdk_at_epoch(srv.addr, 9)
         .trigger(&[name], "future", &json!(0), &opts())
         .await
@@ -248,6 +249,21 @@ async fn key_epochs_rotate_with_grace_then_old_epochs_are_rejected() {
         e.failure,
         Some(DecryptError::UnknownEpoch {
             epoch: 9,
+            newest: 2
+        })
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // The next epoch is a rotation: one re-authorization at once. This
+    // authorizer still hands out epoch 2, so it stays unknown.
+    sdk_at_epoch(srv.addr, 3)
+        .trigger(&[name], "next", &json!(0), &opts())
+        .await
+        .unwrap();
+    let e = chan_next(&mut ch, event::DECRYPTION_FAILED).await;
+    assert_eq!(
+        e.failure,
+        Some(DecryptError::UnknownEpoch {
+            epoch: 3,
             newest: 2
         })
     );

@@ -285,7 +285,13 @@ impl Client {
         }
         let ids = ids
             .iter()
-            .map(|id| parse_user_id(id.as_ref()).map(|u| u.as_str().to_owned()))
+            .map(|id| {
+                let id = parse_user_id(id.as_ref())?;
+                if id.as_str().contains(',') {
+                    return Err(ValidationError::UserIdWithComma(shown(id.as_str())));
+                }
+                Ok(id.as_str().to_owned())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut params = vec![("ids", ids.join(","))];
         if let Some(since) = since {

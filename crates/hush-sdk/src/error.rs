@@ -43,6 +43,11 @@ pub enum ValidationError {
     /// A user id is not 1–128 characters of `A-Z a-z 0-9 _ - = @ , . ;`.
     #[error("invalid user id {0}: 1-128 characters of A-Z a-z 0-9 _ - = @ , . ;")]
     UserId(String),
+    /// A user id with `,` cannot be looked up over the HTTP API, whose
+    /// `ids` parameter is comma-separated (the WebSocket `directory.lookup`
+    /// takes a JSON array and has no such limit).
+    #[error("user id {0} contains ',', which the HTTP API's comma-separated ids cannot carry")]
+    UserIdWithComma(String),
     /// The event data (after encryption, if any) is over the limit.
     #[error("event data is {size} bytes; the limit is {max}")]
     DataTooLarge {

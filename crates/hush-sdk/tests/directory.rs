@@ -104,6 +104,11 @@ async fn lookup_head_consistency_and_entries() {
         api.directory_users(&["a b"], None).await,
         Err(Error::Invalid(ValidationError::UserId(_)))
     ));
+    // Valid as a user id, but `ids=a,b` would look up "a" and "b".
+    assert!(matches!(
+        api.directory_users(&["a,b"], None).await,
+        Err(Error::Invalid(ValidationError::UserIdWithComma(_)))
+    ));
     assert!(matches!(
         api.directory_log_entries(5, 2000).await,
         Err(Error::Invalid(ValidationError::LogRange(_)))

@@ -547,4 +547,3 @@ impl Drop for InFlight {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
-

@@ -1052,7 +1052,13 @@ impl E2ee {
         while data.accepted.len() > MAX_ACCEPTED {
             data.accepted.pop_front();
         }
-        self.save(&st)?;
+        // The message is already committed to the in-memory replay guard:
+        // failing here would lose it for good (opening it again is a
+        // replay). A failed save is logged; the next save persists the
+        // accepted entry.
+        if let Err(e) = self.save(&st) {
+            tracing::warn!(error = %e, "hush-client: saving the key store after opening a message failed");
+        }
         let text = String::from_utf8_lossy(&opened.plaintext);
         let value = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.to_string()));
         Ok(Message {
