@@ -28,7 +28,6 @@ use hpke::{Deserializable, Serializable};
 use hush_protocol::UserId;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::wire::{Reader, Writer};
@@ -233,10 +232,15 @@ impl fmt::Debug for IdentityKey {
 pub struct EncryptionPublicKey([u8; PUBLIC_KEY_LEN]);
 
 impl EncryptionPublicKey {
-    /// Wraps 32 bytes. All-zero keys are refused; other low-order points are
-    /// caught by HPKE (a zero shared secret fails encapsulation).
+    /// Wraps 32 bytes of an X25519 public key. Low-order points (all-zero
+    /// included) and points off the curve are refused: HPKE would fail to
+    /// encapsulate to them, so one card carrying such a key would make every
+    /// message that includes its device fail for every sender.
     pub fn from_bytes(bytes: &[u8; PUBLIC_KEY_LEN]) -> Result<Self, CardError> {
-        if bool::from(bytes.ct_eq(&[0u8; PUBLIC_KEY_LEN])) {
+        let usable = curve25519_dalek::montgomery::MontgomeryPoint(*bytes)
+            .to_edwards(0)
+            .is_some_and(|p| !p.is_small_order());
+        if !usable {
             return Err(CardError::Malformed);
         }
         Ok(Self(*bytes))
@@ -970,6 +974,41 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(DeviceCard::from_bytes(&longer), Err(CardError::Malformed));
+    }
+
+    /// The X25519 points of small order (and their non-canonical encodings
+    /// p, p + 1, with and without the ignored top bit), as listed by
+    /// libsodium's `has_small_order`, are refused; real keys are accepted.
+    #[test]
+    fn low_order_encryption_keys_are_refused() {
+        let hex32 = |s: &str| -> [u8; 32] { hex::decode(s).unwrap().try_into().unwrap() };
+        let low_order = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ];
+        for s in low_order {
+            let mut bytes = hex32(s);
+            assert_eq!(
+                EncryptionPublicKey::from_bytes(&bytes),
+                Err(CardError::Malformed),
+                "{s}"
+            );
+            bytes[31] |= 0x80;
+            assert_eq!(
+                EncryptionPublicKey::from_bytes(&bytes),
+                Err(CardError::Malformed),
+                "{s} top bit"
+            );
+        }
+        for _ in 0..32 {
+            let key = DeviceKeys::generate().encryption_public_key();
+            assert_eq!(EncryptionPublicKey::from_bytes(&key.to_bytes()), Ok(key));
+        }
     }
 
     #[test]
