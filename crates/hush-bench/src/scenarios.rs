@@ -185,6 +185,9 @@ impl Readers {
                 // stop signal.
                 tokio::spawn(async move {
                     while let Some(Ok(m)) = c.ws.next().await {
+                        // Arrival time, before any decryption: the latency is
+                        // the server's delivery, not this reader's crypto.
+                        let received = now_micros();
                         let Message::Text(text) = m else { continue };
                         if text.as_str().contains(&*needle) {
                             let stamp = match &key {
@@ -192,7 +195,7 @@ impl Readers {
                                 Some(key) => open_stamp(key, text.as_str()),
                             };
                             if let Some(t) = stamp {
-                                let lat = now_micros().saturating_sub(t).max(1);
+                                let lat = received.saturating_sub(t).max(1);
                                 let mut g = stats[i % SHARDS]
                                     .lock()
                                     .unwrap_or_else(PoisonError::into_inner);
@@ -300,20 +303,24 @@ async fn timed_post(
 }
 
 /// Publishes at `rate`/s for `duration` (each event sealed under `key` when
-/// given); returns (sent, API latency histogram).
+/// given), its ticks shifted by `offset` of a period (0..1) so that side-by-side
+/// publishers do not fire together; returns (sent, API latency histogram).
 #[allow(clippy::too_many_arguments)]
 async fn publish_for(
     api: &mut ApiClient,
     t: &Target,
     channel: &str,
     rate: u32,
+    offset: f64,
     duration: Duration,
     payload: &str,
     key: Option<&hush_crypto::ChannelKey>,
     pb: &ProgressBar,
 ) -> Result<(u64, Histogram<u64>), BenchError> {
     let path = format!("/apps/{}/events", t.app_id);
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + period.mul_f64(offset), period);
     let mut api_h = histogram();
     let end = Instant::now() + duration;
     let mut seq = 0u64;
@@ -362,20 +369,25 @@ pub async fn fanout(t: &Target, o: &FanoutOptions, pb: &ProgressBar) -> Result<R
             .div_ceil(RATE_PER_PUBLISHER)
             .clamp(1, PUBLISHERS as u32);
         let share = rate.div_ceil(publishers);
-        let runs =
-            futures_util::future::join_all(apis.iter_mut().take(publishers as usize).map(|api| {
-                publish_for(
-                    api,
-                    t,
-                    &o.channel,
-                    share,
-                    o.duration,
-                    &payload,
-                    key.as_deref(),
-                    pb,
-                )
-            }))
-            .await;
+        let runs = futures_util::future::join_all(
+            apis.iter_mut()
+                .take(publishers as usize)
+                .enumerate()
+                .map(|(k, api)| {
+                    publish_for(
+                        api,
+                        t,
+                        &o.channel,
+                        share,
+                        k as f64 / f64::from(publishers),
+                        o.duration,
+                        &payload,
+                        key.as_deref(),
+                        pb,
+                    )
+                }),
+        )
+        .await;
         let mut sent = 0;
         let mut api_h = histogram();
         for run in runs {
@@ -389,7 +401,7 @@ pub async fn fanout(t: &Target, o: &FanoutOptions, pb: &ProgressBar) -> Result<R
         base += delivered;
         let r = meter.deliveries(
             name,
-            json!({"rate": asked}),
+            json!({"rate": asked, "achieved_rate": sent as f64 / o.duration.as_secs_f64()}),
             sent,
             expected,
             delivered,

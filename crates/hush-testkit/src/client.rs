@@ -113,17 +113,24 @@ impl Client {
         }
     }
 
-    /// Nothing arrives within `wait`.
+    /// Nothing arrives within `wait`, and the connection stays open.
     pub async fn expect_silence(&mut self, wait: Duration) {
-        if let Some(Next::Frame(v)) = self.next_within(wait).await {
-            panic!("unexpected frame {v}");
+        match self.next_within(wait).await {
+            None => {}
+            Some(Next::Frame(v)) => panic!("unexpected frame {v}"),
+            Some(Next::Closed(c)) => panic!("closed ({c:?}) instead of staying silent"),
         }
     }
 
-    /// No frame named `event` arrives within `wait` (others may).
+    /// No frame named `event` arrives within `wait` (others may), and the
+    /// connection stays open.
     pub async fn expect_no(&mut self, event: &str, wait: Duration) {
-        while let Some(Next::Frame(v)) = self.next_within(wait).await {
-            assert_ne!(v["event"], event, "unexpected {v}");
+        loop {
+            match self.next_within(wait).await {
+                None => return,
+                Some(Next::Frame(v)) => assert_ne!(v["event"], event, "unexpected {v}"),
+                Some(Next::Closed(c)) => panic!("closed ({c:?}) while waiting out {event}"),
+            }
         }
     }
 
