@@ -22,7 +22,10 @@ struct Hook {
 
 #[derive(Clone)]
 struct RecvState {
-    tx: mpsc::UnboundedSender<Hook>,
+    /// Accepted requests, or why one was not what the Pusher SDKs accept
+    /// (checked by the test task: a panic inside the handler would only
+    /// drop hyper's connection).
+    tx: mpsc::UnboundedSender<Result<Hook, String>>,
     /// Requests still to answer with 500.
     fail: Arc<AtomicUsize>,
     /// Requests still to leave hanging (never answered).
@@ -33,7 +36,7 @@ struct RecvState {
 
 struct Receiver {
     url: String,
-    rx: mpsc::UnboundedReceiver<Hook>,
+    rx: mpsc::UnboundedReceiver<Result<Hook, String>>,
     state: RecvState,
 }
 
@@ -53,22 +56,43 @@ async fn handle(State(st): State<RecvState>, headers: HeaderMap, body: String) -
     {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
-    // Exactly what the Pusher SDKs check.
-    assert_eq!(headers["content-type"], "application/json");
-    assert_eq!(headers["x-pusher-key"], KEY);
-    let sig = headers["x-pusher-signature"].to_str().unwrap();
-    assert!(
-        hush_protocol::webhook::verify_body(SECRET.as_bytes(), body.as_bytes(), sig),
-        "signature does not verify"
-    );
-    let v: Value = serde_json::from_str(&body).unwrap();
-    let obj = v.as_object().unwrap();
-    assert_eq!(obj.len(), 2, "{v}");
-    assert!(v["time_ms"].as_i64().unwrap() > 1_600_000_000_000);
-    let _ = st.tx.send(Hook {
-        events: v["events"].as_array().unwrap().clone(),
-    });
-    StatusCode::OK
+    match pusher_checks(&headers, &body) {
+        Ok(events) => {
+            let _ = st.tx.send(Ok(Hook { events }));
+            StatusCode::OK
+        }
+        Err(why) => {
+            let _ = st.tx.send(Err(why));
+            StatusCode::BAD_REQUEST
+        }
+    }
+}
+
+/// Exactly what the Pusher SDKs check; the request's events if it passes.
+fn pusher_checks(headers: &HeaderMap, body: &str) -> Result<Vec<Value>, String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| format!("missing header {name}"))
+    };
+    if header("content-type")? != "application/json" {
+        return Err("content-type is not application/json".into());
+    }
+    if header("x-pusher-key")? != KEY {
+        return Err("wrong X-Pusher-Key".into());
+    }
+    let sig = header("x-pusher-signature")?;
+    if !hush_protocol::webhook::verify_body(SECRET.as_bytes(), body.as_bytes(), sig) {
+        return Err("signature does not verify".into());
+    }
+    let v: Value = serde_json::from_str(body).map_err(|e| format!("body: {e}"))?;
+    let shape_ok = v.as_object().is_some_and(|o| o.len() == 2)
+        && v["time_ms"].as_i64().is_some_and(|t| t > 1_600_000_000_000);
+    match v["events"].as_array() {
+        Some(events) if shape_ok => Ok(events.clone()),
+        _ => Err(format!("not {{time_ms, events}}: {v}")),
+    }
 }
 
 async fn receiver() -> Receiver {
@@ -99,15 +123,20 @@ impl Receiver {
                 .await
                 .unwrap_or_else(|_| panic!("timed out with {} of {n} events: {out:?}", out.len()))
                 .unwrap();
-            out.extend(hook.events);
+            out.extend(
+                hook.unwrap_or_else(|why| panic!("bad webhook: {why}"))
+                    .events,
+            );
         }
         out
     }
 
     /// No accepted request within `wait`.
     async fn silence(&mut self, wait: Duration) {
-        if let Ok(Some(h)) = tokio::time::timeout(wait, self.rx.recv()).await {
-            panic!("unexpected webhook {h:?}");
+        match tokio::time::timeout(wait, self.rx.recv()).await {
+            Ok(Some(Ok(h))) => panic!("unexpected webhook {h:?}"),
+            Ok(Some(Err(why))) => panic!("bad webhook: {why}"),
+            _ => {}
         }
     }
 }
@@ -241,7 +270,8 @@ async fn one_event_per_request_when_batch_size_is_one() {
         let hook = tokio::time::timeout(WAIT, single.rx.recv())
             .await
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .unwrap_or_else(|why| panic!("bad webhook: {why}"));
         assert_eq!(hook.events.len(), 1, "{hook:?}");
         n += 1;
     }
