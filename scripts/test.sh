@@ -9,6 +9,8 @@ log() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# gcore: the canary test searches a memory dump of the running server.
+command -v gcore >/dev/null 2>&1 || need_apt+=(gdb)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]} (apt-get)"
   if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
@@ -21,6 +23,9 @@ cargo build --locked --workspace --bins
 
 log "cargo test"
 cargo test --locked --workspace
+
+log "webhooks over https (feature webhook-tls)"
+cargo test --locked -p hush-server --features webhook-tls --test server webhooks::https_urls_speak_tls
 
 log "hush bench fanout --smoke (nothing may be lost)"
 "${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench fanout --smoke
