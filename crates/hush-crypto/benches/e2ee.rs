@@ -129,6 +129,25 @@ fn others(c: &mut Criterion) {
     c.bench_function("verify consistency proof (600 -> 1000)", |b| {
         b.iter(|| verify_consistency(600, 1000, &old, &root, black_box(&cproof)).unwrap())
     });
+    // What the server does per directory lookup: a root and one inclusion
+    // proof per record, from its in-memory log (cached subtree hashes) and,
+    // for comparison, from the bare leaf list (the RFC recursion).
+    let mut big = MerkleLog::new();
+    for i in 0..100_000u64 {
+        big.append(&i.to_be_bytes());
+    }
+    c.bench_function("log root + inclusion proof, 100k leaves (MerkleLog)", |b| {
+        b.iter(|| (big.root(), big.inclusion_proof(black_box(77_777), 100_000)))
+    });
+    let leaves = big.leaves().to_vec();
+    c.bench_function("log root + inclusion proof, 100k leaves (leaf list)", |b| {
+        b.iter(|| {
+            (
+                hush_crypto::transparency::root(&leaves),
+                hush_crypto::transparency::inclusion_proof(&leaves, black_box(77_777)),
+            )
+        })
+    });
 }
 
 /// The primitives suite 1 is made of, for the cost breakdown.

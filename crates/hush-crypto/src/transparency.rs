@@ -100,41 +100,60 @@ fn split(n: usize) -> usize {
     if k == n { k / 2 } else { k }
 }
 
-/// The Merkle tree hash (RFC 9162 §2.1.1) of a list of leaf hashes.
-pub fn root(leaves: &[Hash]) -> Hash {
-    match leaves.len() {
-        0 => Sha256::digest([]).into(),
-        1 => leaves[0],
-        n => {
-            let k = split(n);
-            node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
+/// Where the RFC 9162 recursions get the hash of a subtree: leaves
+/// `start..start + n`, with `start` a multiple of the largest power of two
+/// not above `n` (true of every subtree the recursions visit).
+trait Subtrees {
+    fn mth(&self, start: usize, n: usize) -> Hash;
+}
+
+/// A plain list of leaf hashes: subtree hashes computed on demand, O(n).
+struct Plain<'a>(&'a [Hash]);
+
+impl Subtrees for Plain<'_> {
+    fn mth(&self, start: usize, n: usize) -> Hash {
+        match n {
+            0 => Sha256::digest([]).into(),
+            1 => self.0[start],
+            n => {
+                let k = split(n);
+                node_hash(&self.mth(start, k), &self.mth(start + k, n - k))
+            }
         }
     }
+}
+
+/// The Merkle tree hash (RFC 9162 §2.1.1) of a list of leaf hashes.
+pub fn root(leaves: &[Hash]) -> Hash {
+    Plain(leaves).mth(0, leaves.len())
 }
 
 /// The inclusion proof (audit path) of leaf `index` in the tree of `leaves`,
 /// RFC 9162 §2.1.3.1. `None` if `index` is out of range.
 pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
+    inclusion_in(&Plain(leaves), leaves.len(), index)
+}
+
+fn inclusion_in(t: &impl Subtrees, size: usize, index: usize) -> Option<Vec<Hash>> {
+    if index >= size {
         return None;
     }
     let mut proof = Vec::new();
-    path(index, leaves, &mut proof);
+    path(t, index, 0, size, &mut proof);
     Some(proof)
 }
 
-fn path(m: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
-    let n = leaves.len();
+fn path(t: &impl Subtrees, m: usize, start: usize, n: usize, out: &mut Vec<Hash>) {
     if n <= 1 {
         return;
     }
     let k = split(n);
     if m < k {
-        path(m, &leaves[..k], out);
-        out.push(root(&leaves[k..]));
+        path(t, m, start, k, out);
+        out.push(t.mth(start + k, n - k));
     } else {
-        path(m - k, &leaves[k..], out);
-        out.push(root(&leaves[..k]));
+        path(t, m - k, start + k, n - k, out);
+        out.push(t.mth(start, k));
     }
 }
 
@@ -142,31 +161,34 @@ fn path(m: usize, leaves: &[Hash], out: &mut Vec<Hash>) {
 /// `leaves`, RFC 9162 §2.1.4.1. `None` unless `first ≤ leaves.len()`.
 /// Empty when `first` is 0 or equals the size.
 pub fn consistency_proof(leaves: &[Hash], first: usize) -> Option<Vec<Hash>> {
-    if first > leaves.len() {
+    consistency_in(&Plain(leaves), leaves.len(), first)
+}
+
+fn consistency_in(t: &impl Subtrees, size: usize, first: usize) -> Option<Vec<Hash>> {
+    if first > size {
         return None;
     }
     let mut proof = Vec::new();
-    if first > 0 && first < leaves.len() {
-        subproof(first, leaves, true, &mut proof);
+    if first > 0 && first < size {
+        subproof(t, first, 0, size, true, &mut proof);
     }
     Some(proof)
 }
 
-fn subproof(m: usize, leaves: &[Hash], whole: bool, out: &mut Vec<Hash>) {
-    let n = leaves.len();
+fn subproof(t: &impl Subtrees, m: usize, start: usize, n: usize, whole: bool, out: &mut Vec<Hash>) {
     if m == n {
         if !whole {
-            out.push(root(leaves));
+            out.push(t.mth(start, n));
         }
         return;
     }
     let k = split(n);
     if m <= k {
-        subproof(m, &leaves[..k], whole, out);
-        out.push(root(&leaves[k..]));
+        subproof(t, m, start, k, whole, out);
+        out.push(t.mth(start + k, n - k));
     } else {
-        subproof(m - k, &leaves[k..], false, out);
-        out.push(root(&leaves[..k]));
+        subproof(t, m - k, start + k, n - k, false, out);
+        out.push(t.mth(start, k));
     }
 }
 
@@ -288,10 +310,32 @@ pub fn verify_consistency(
     }
 }
 
-/// An append-only, in-memory Merkle log (leaf hashes only).
+/// An append-only, in-memory Merkle log. It keeps the hash of every
+/// complete, aligned subtree (`levels[h][j]` covers leaves
+/// `j·2^h .. (j+1)·2^h`; `levels[0]` are the leaf hashes), updated in
+/// O(log n) per append, so roots and proofs cost O(log n) hashes instead of
+/// re-hashing the whole log.
 #[derive(Debug, Clone, Default)]
 pub struct MerkleLog {
-    leaves: Vec<Hash>,
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Subtrees for MerkleLog {
+    fn mth(&self, start: usize, n: usize) -> Hash {
+        if n.is_power_of_two() {
+            let h = n.trailing_zeros() as usize;
+            if let Some(hash) = self.levels.get(h).and_then(|l| l.get(start >> h)) {
+                return *hash;
+            }
+        }
+        match n {
+            0 => Sha256::digest([]).into(),
+            n => {
+                let k = split(n);
+                node_hash(&self.mth(start, k), &self.mth(start + k, n - k))
+            }
+        }
+    }
 }
 
 impl MerkleLog {
@@ -302,42 +346,62 @@ impl MerkleLog {
 
     /// Appends an entry (its leaf hash is stored) and returns its index.
     pub fn append(&mut self, data: &[u8]) -> u64 {
-        self.leaves.push(leaf_hash(data));
-        self.leaves.len() as u64 - 1
+        let mut hash = leaf_hash(data);
+        let mut h = 0;
+        loop {
+            if self.levels.len() == h {
+                self.levels.push(Vec::new());
+            }
+            let level = &mut self.levels[h];
+            level.push(hash);
+            // A right child completes its parent.
+            if level.len() % 2 == 1 {
+                break;
+            }
+            hash = node_hash(&level[level.len() - 2], &level[level.len() - 1]);
+            h += 1;
+        }
+        self.size() - 1
     }
 
     /// The number of entries.
     pub fn size(&self) -> u64 {
-        self.leaves.len() as u64
+        self.leaves().len() as u64
     }
 
     /// The leaf hashes.
     pub fn leaves(&self) -> &[Hash] {
-        &self.leaves
+        self.levels.first().map_or(&[], Vec::as_slice)
     }
 
     /// The root of the first `size` entries (`None` past the end).
     pub fn root_at(&self, size: u64) -> Option<Hash> {
         let size = usize::try_from(size).ok()?;
-        self.leaves.get(..size).map(root)
+        (size <= self.leaves().len()).then(|| self.mth(0, size))
     }
 
     /// The current root.
     pub fn root(&self) -> Hash {
-        root(&self.leaves)
+        self.mth(0, self.leaves().len())
     }
 
     /// Inclusion proof of entry `index` in the tree of the first `size`
     /// entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Option<Vec<Hash>> {
         let size = usize::try_from(size).ok()?;
-        inclusion_proof(self.leaves.get(..size)?, usize::try_from(index).ok()?)
+        if size > self.leaves().len() {
+            return None;
+        }
+        inclusion_in(self, size, usize::try_from(index).ok()?)
     }
 
     /// Consistency proof from size `first` to size `second`.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Option<Vec<Hash>> {
         let second = usize::try_from(second).ok()?;
-        consistency_proof(self.leaves.get(..second)?, usize::try_from(first).ok()?)
+        if second > self.leaves().len() {
+            return None;
+        }
+        consistency_in(self, second, usize::try_from(first).ok()?)
     }
 }
 

@@ -482,3 +482,38 @@ fn log_entries_round_trip() {
     assert_eq!(LogEntry::from_bytes(&[3, 1, 2]), Err(LogError::Malformed));
     assert_eq!(LogEntry::from_bytes(&[]), Err(LogError::Malformed));
 }
+
+/// The log's cached subtree hashes give exactly what the plain RFC 9162
+/// recursion over the leaf list gives, for every size, index and prefix.
+#[test]
+fn cached_log_agrees_with_the_plain_recursion() {
+    let mut log = MerkleLog::new();
+    for i in 0..70u32 {
+        assert_eq!(log.root(), root(log.leaves()), "root at {i}");
+        log.append(&i.to_be_bytes());
+    }
+    let leaves = log.leaves().to_vec();
+    for size in 0..=leaves.len() {
+        let prefix = &leaves[..size];
+        assert_eq!(
+            log.root_at(size as u64),
+            Some(root(prefix)),
+            "root_at {size}"
+        );
+        for index in 0..=size {
+            assert_eq!(
+                log.inclusion_proof(index as u64, size as u64),
+                inclusion_proof(prefix, index),
+                "inclusion {index} of {size}"
+            );
+            assert_eq!(
+                log.consistency_proof(index as u64, size as u64),
+                consistency_proof(prefix, index),
+                "consistency {index} → {size}"
+            );
+        }
+    }
+    assert_eq!(log.root_at(71), None);
+    assert_eq!(log.inclusion_proof(0, 71), None);
+    assert_eq!(log.consistency_proof(0, 71), None);
+}
