@@ -54,7 +54,7 @@ use std::time::Duration;
 use hush_client::e2ee::{self, E2ee, E2eeError, KeyStore, StoreKey};
 use hush_client::{Client, Event, EventStream};
 use hush_crypto::backup::BackupParams;
-use hush_crypto::identity::DeviceKeys;
+use hush_crypto::identity::{DeviceKeys, RevocationKind};
 use hush_crypto::suite1::{self, OpenError, Recipient, SealRequest};
 use hush_protocol::{ChannelName, EventName, UserId};
 
@@ -544,4 +544,41 @@ async fn directory_calls_fail_in_bounded_time_while_the_server_is_unreachable() 
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     client.disconnect().await;
+}
+
+/// A rotation that could not be sent keeps its new identity key in the key
+/// store (as pending), so calling again, even from a restarted device,
+/// finishes the same rotation: one rotation record, a card under the new
+/// key.
+#[tokio::test]
+async fn an_interrupted_identity_rotation_is_finished_by_calling_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let alice = device(&srv, &dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+    // Offline: the rotation cannot be sent; its new key is kept.
+    alice.client.disconnect().await;
+    assert!(!alice.e2ee.rotation_pending().await);
+    assert!(alice.e2ee.rotate_identity().await.is_err(), "offline");
+    assert!(alice.e2ee.rotation_pending().await);
+    drop(alice);
+
+    // The device restarts from its key store and calls again.
+    let client = client(&srv, "alice");
+    let _room = subscribed(&client, ROOM).await;
+    let restarted = E2ee::open_store(client.clone(), key_store(&dir, "alice")).unwrap();
+    assert!(restarted.rotation_pending().await, "the new key was saved");
+    let card = restarted.rotate_identity().await.unwrap();
+    assert!(!restarted.rotation_pending().await);
+    let bob = device(&srv, &dir, "bob", "bob", true).await;
+    let keys = bob.e2ee.lookup(&["alice"]).await.unwrap();
+    let rotations = keys[0]
+        .revocations
+        .iter()
+        .filter(|r| matches!(r.kind(), RevocationKind::IdentityRotation { .. }))
+        .count();
+    assert_eq!(rotations, 1);
+    assert_eq!(keys[0].devices, vec![card.clone()]);
+    assert_eq!(keys[0].identity, Some(*card.identity_key()));
+    srv.stop().await;
 }

@@ -802,25 +802,61 @@ impl E2ee {
         self.save(&st)
     }
 
+    /// Whether an identity rotation was started and not finished (its new
+    /// key is kept in the key store): call [`E2ee::rotate_identity`] again.
+    pub async fn rotation_pending(&self) -> bool {
+        self.shared
+            .state
+            .lock()
+            .await
+            .data
+            .pending_identity
+            .is_some()
+    }
+
     /// Replaces the identity key: publishes the rotation (signed by the old
     /// and the new key), then a new card for this device under the new key.
     /// The user's other devices are retired and must be approved again.
+    ///
+    /// The new key is saved (as pending) before the rotation is sent: if the
+    /// answer is lost, the directory may already require the new key, so a
+    /// failed call is retried by calling again, which reuses that key and
+    /// sends the rotation only if the directory does not show it yet.
     pub async fn rotate_identity(&self) -> Result<DeviceCard, E2eeError> {
         let mut st = self.shared.state.lock().await;
-        let old = st.data.identity.as_ref().ok_or(E2eeError::NoIdentityKey)?;
-        let new = IdentityKey::generate();
-        let rev = Revocation::rotate_identity(st.data.user.clone(), old, &new, now_secs())?;
-        let leaf = LogEntry::Revocation(rev.clone()).to_bytes();
-        let r = self
-            .request(
-                "directory.revoke",
-                json!({"revocation": b64(&rev.to_bytes())}),
-            )
+        let old = st.data.identity.clone().ok_or(E2eeError::NoIdentityKey)?;
+        let new = match &st.data.pending_identity {
+            Some(k) => k.clone(),
+            None => {
+                let k = IdentityKey::generate();
+                st.data.pending_identity = Some(k.clone());
+                self.save(&st)?;
+                k
+            }
+        };
+        let user = st.data.user.clone();
+        let own = self
+            .lookup_locked(&mut st, std::slice::from_ref(&user))
             .await?;
-        self.verify_write(&mut st, &leaf, &r).await?;
+        let already = own.iter().flat_map(|u| &u.revocations).any(|r| {
+            matches!(r.kind(), RevocationKind::IdentityRotation { new_identity }
+                if *new_identity == new.public_key())
+        });
+        if !already {
+            let rev = Revocation::rotate_identity(user, &old, &new, now_secs())?;
+            let leaf = LogEntry::Revocation(rev.clone()).to_bytes();
+            let r = self
+                .request(
+                    "directory.revoke",
+                    json!({"revocation": b64(&rev.to_bytes())}),
+                )
+                .await?;
+            self.verify_write(&mut st, &leaf, &r).await?;
+        }
         let previous = st.data.card.as_ref().map(DeviceCard::id);
         let card = issue(&st.data, &new, previous)?;
         st.data.identity = Some(new);
+        st.data.pending_identity = None;
         st.data.card = None;
         self.save(&st)?;
         self.publish_card(&mut st, card).await

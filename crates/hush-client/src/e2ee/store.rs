@@ -101,6 +101,9 @@ impl std::fmt::Debug for StoreKey {
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop, Default)]
 struct Secrets {
     identity: Option<String>,
+    /// An identity key made for a rotation that may not have completed.
+    #[serde(default)]
+    pending_identity: Option<String>,
     device_signing: String,
     device_encryption: String,
 }
@@ -183,6 +186,10 @@ pub struct DeviceData {
     pub(crate) keys: DeviceKeys,
     device_secret: Zeroizing<[u8; 64]>,
     pub(crate) identity: Option<IdentityKey>,
+    /// The next identity key while a rotation is under way: saved before the
+    /// rotation is sent, so a lost answer cannot lose the key the directory
+    /// may already require.
+    pub(crate) pending_identity: Option<IdentityKey>,
     pub(crate) card: Option<DeviceCard>,
     pub(crate) log: Option<LogPin>,
     pub(crate) contacts: BTreeMap<String, CachedUser>,
@@ -232,6 +239,7 @@ impl DeviceData {
             keys: DeviceKeys::from_secret_bytes(&s, &e),
             device_secret: secret,
             identity,
+            pending_identity: None,
             card: None,
             log: None,
             contacts: BTreeMap::new(),
@@ -299,10 +307,8 @@ impl DeviceData {
     fn to_doc(&self) -> Doc {
         Doc {
             secrets: Secrets {
-                identity: self
-                    .identity
-                    .as_ref()
-                    .map(|k| STANDARD.encode(k.to_secret_bytes().as_slice())),
+                identity: self.identity.as_ref().map(encode_identity),
+                pending_identity: self.pending_identity.as_ref().map(encode_identity),
                 device_signing: STANDARD.encode(&self.device_secret[..32]),
                 device_encryption: STANDARD.encode(&self.device_secret[32..]),
             },
@@ -345,19 +351,9 @@ impl DeviceData {
         }
         secret[..32].copy_from_slice(&s);
         secret[32..].copy_from_slice(&e);
-        let identity = match &doc.secrets.identity {
-            None => None,
-            Some(b) => {
-                let raw = Zeroizing::new(STANDARD.decode(b).map_err(|_| "identity key")?);
-                let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
-                    raw.as_slice()
-                        .try_into()
-                        .map_err(|_| "identity key length")?,
-                );
-                Some(IdentityKey::from_secret_bytes(&seed))
-            }
-        };
+        let identity = decode_identity(doc.secrets.identity.as_deref())?;
         let mut d = Self::from_parts(user, DeviceId(device_id), secret, identity);
+        d.pending_identity = decode_identity(doc.secrets.pending_identity.as_deref())?;
         if let Some(c) = &p.card {
             let bytes = STANDARD.decode(c).map_err(|_| "card")?;
             d.card = Some(DeviceCard::from_bytes(&bytes).map_err(|e| format!("card: {e}"))?);
@@ -495,6 +491,21 @@ impl KeyStore {
             self.io(e)
         })
     }
+}
+
+fn encode_identity(k: &IdentityKey) -> String {
+    STANDARD.encode(k.to_secret_bytes().as_slice())
+}
+
+fn decode_identity(b64: Option<&str>) -> Result<Option<IdentityKey>, String> {
+    let Some(b) = b64 else { return Ok(None) };
+    let raw = Zeroizing::new(STANDARD.decode(b).map_err(|_| "identity key")?);
+    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+        raw.as_slice()
+            .try_into()
+            .map_err(|_| "identity key length")?,
+    );
+    Ok(Some(IdentityKey::from_secret_bytes(&seed)))
 }
 
 #[cfg(test)]
