@@ -162,10 +162,8 @@ impl ServerState {
         directory: Arc<crate::directory::Directory>,
         hooks: &HookSink,
     ) -> Arc<Self> {
-        if config.metrics.enabled {
-            // Before the apps resolve their counter handles.
-            crate::telemetry::install();
-        }
+        // The metrics recorder is installed by `Server::bind`, before this
+        // runs, so the apps' counter handles below are recorded.
         let apps: Vec<Arc<App>> = config
             .effective_apps()
             .into_iter()

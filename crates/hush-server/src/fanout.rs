@@ -41,7 +41,8 @@ pub async fn deliver(recipients: Vec<Arc<Outbox>>, frame: &Frame) -> usize {
     if rest.is_empty() {
         return write_all(&recipients, frame);
     }
-    let recipients: Arc<[Arc<Outbox>]> = recipients.into();
+    // Shared as it is (an `Arc<[_]>` would copy the list).
+    let recipients = Arc::new(recipients);
     let helpers: Vec<_> = rest
         .iter()
         .map(|r| {

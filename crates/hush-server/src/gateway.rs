@@ -239,6 +239,8 @@ async fn drive(
         tokio::time::sleep_until(auth_deadline.unwrap_or_else(tokio::time::Instant::now));
     tokio::pin!(auth_timer);
     let outbox = socket.outbox.clone();
+    let wanted = outbox.wanted();
+    tokio::pin!(wanted);
 
     // What to send before closing, if anything.
     let close: Option<(u16, &'static str)> = loop {
@@ -251,7 +253,8 @@ async fn drive(
                 }
                 break Some((code, closer_message(code)));
             }
-            () = outbox.wanted() => {
+            () = &mut wanted => {
+                wanted.set(outbox.wanted());
                 let drained = tokio::time::timeout(WRITE_TIMEOUT, outbox.drain(&mut socket.writer)).await;
                 if !matches!(drained, Ok(Ok(()))) {
                     return "write failed or timed out";
