@@ -407,12 +407,11 @@ fn seal_inner(
     header.write(&mut out);
     let header_bytes = out.as_slice().to_vec();
 
-    // Signature over header ‖ inner event ‖ plaintext.
-    let mut signed = Writer::with_capacity(header_len + 2 + 200 + plaintext.len());
-    signed
-        .bytes(&header_bytes)
-        .str16(req.inner_event.as_str().as_bytes())
-        .bytes(plaintext);
+    let signed = signed_message(
+        &header_bytes,
+        req.inner_event.as_str().as_bytes(),
+        plaintext,
+    );
     let signature = req.sender_keys.sign(CTX_SIGNATURE, signed.as_slice());
 
     let mut content_key = Zeroizing::new([0u8; 32]);
@@ -420,18 +419,13 @@ fn seal_inner(
 
     // Recipient table.
     out.u16(n as u16);
-    let mut info = Vec::with_capacity(HPKE_INFO_PREFIX.len() + MESSAGE_ID_LEN);
-    info.extend_from_slice(HPKE_INFO_PREFIX);
-    info.extend_from_slice(&message_id);
-    let mut aad = Vec::with_capacity(header_bytes.len() + DEVICE_ID_LEN);
+    let info = hpke_info(&message_id);
     for r in req.recipients {
         let pk = r
             .key
             .to_hpke()
             .ok_or(SealError::InvalidRecipientKey(r.device_id))?;
-        aad.clear();
-        aad.extend_from_slice(&header_bytes);
-        aad.extend_from_slice(&r.device_id.0);
+        let aad = wrap_aad(&header_bytes, &r.device_id);
         let (enc, wrapped) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, Kem>(
             &OpModeS::Base,
             &pk,
@@ -640,12 +634,8 @@ impl Envelope {
         }
 
         let header_bytes = &self.bytes[..self.header_len];
-        let mut info = Vec::with_capacity(HPKE_INFO_PREFIX.len() + MESSAGE_ID_LEN);
-        info.extend_from_slice(HPKE_INFO_PREFIX);
-        info.extend_from_slice(&h.message_id);
-        let mut aad = Vec::with_capacity(header_bytes.len() + DEVICE_ID_LEN);
-        aad.extend_from_slice(header_bytes);
-        aad.extend_from_slice(&me.0);
+        let info = hpke_info(&h.message_id);
+        let aad = wrap_aad(header_bytes, &me);
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(entry.enc)
             .map_err(|_| OpenError::Decrypt)?;
         let content_key = Zeroizing::new(
@@ -695,11 +685,7 @@ impl Envelope {
             .and_then(|s| EventName::parse_api(s).ok())
             .ok_or(OpenError::Decrypt)?;
 
-        let mut signed = Writer::with_capacity(header_bytes.len() + 2 + 200 + plaintext.len());
-        signed
-            .bytes(header_bytes)
-            .str16(event_bytes)
-            .bytes(plaintext);
+        let signed = signed_message(header_bytes, event_bytes, plaintext);
         card.signing_key()
             .verify(CTX_SIGNATURE, signed.as_slice(), &signature)
             .map_err(|_| OpenError::BadSignature)?;
@@ -711,6 +697,24 @@ impl Envelope {
             plaintext: plaintext.to_vec(),
         })
     }
+}
+
+/// The HPKE `info` of every wrapped content key: the suite's label and the
+/// message id. Sealing and opening build it here only, so they cannot drift.
+fn hpke_info(message_id: &[u8; MESSAGE_ID_LEN]) -> Vec<u8> {
+    [HPKE_INFO_PREFIX, message_id.as_slice()].concat()
+}
+
+/// The associated data of one recipient's wrapped key: header ‖ device id.
+fn wrap_aad(header: &[u8], device: &DeviceId) -> Vec<u8> {
+    [header, device.0.as_slice()].concat()
+}
+
+/// What the sender signs: header ‖ u16-length inner event ‖ plaintext.
+fn signed_message(header: &[u8], event: &[u8], plaintext: &[u8]) -> Writer {
+    let mut w = Writer::with_capacity(header.len() + 2 + event.len() + plaintext.len());
+    w.bytes(header).str16(event).bytes(plaintext);
+    w
 }
 
 #[cfg(test)]
