@@ -641,6 +641,47 @@ mod arbitrary_input {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random bytes rarely get past a format's magic; real encodings with
+        /// a byte changed, cut short or extended reach the deeper parsing.
+        /// No parser panics, and a signed record that was changed in any way
+        /// is refused.
+        #[test]
+        fn altered_real_encodings_are_refused_without_panics(
+            at in any::<usize>(),
+            xor in 1u8..=255,
+            cut in any::<usize>(),
+            tail in proptest::collection::vec(any::<u8>(), 1..16),
+        ) {
+            static ENCODINGS: std::sync::OnceLock<[Vec<u8>; 3]> = std::sync::OnceLock::new();
+            let encodings = ENCODINGS.get_or_init(|| {
+                let alice = User::new("alice", 1, 1);
+                let card = &alice.devices[0].2;
+                [
+                    card.to_bytes(),
+                    Revocation::revoke_device(&alice.identity, card, 5).unwrap().to_bytes(),
+                    LogEntry::Card(card.clone()).to_bytes(),
+                ]
+            });
+            for original in encodings {
+                let mut flipped = original.clone();
+                let i = at % flipped.len();
+                flipped[i] ^= xor;
+                let shorter = &original[..cut % original.len()];
+                let longer = [original.as_slice(), &tail].concat();
+                for altered in [&flipped[..], shorter, &longer[..]] {
+                    prop_assert!(DeviceCard::from_bytes(altered).is_err());
+                    prop_assert!(Revocation::from_bytes(altered).is_err());
+                    prop_assert!(LogEntry::from_bytes(altered).is_err());
+                    let _ = SignedTreeHead::from_bytes(altered);
+                    let _ = Envelope::from_bytes(altered.to_vec());
+                }
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
 
         /// Envelopes with a valid prefix and a random tail never panic.
