@@ -204,19 +204,35 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Connector = HttpConnector;
 
 /// The HTTP(S) connector: with the `tls` feature, `https://` through rustls
-/// with the system's roots (plain `http://` still allowed).
-fn connector() -> Result<Connector, AuthError> {
+/// with the system's roots (plain `http://` still allowed). A host without
+/// usable system roots can still use `http://` endpoints: only an endpoint
+/// that is `https://` needs them (`needs_roots`), and without them
+/// `https://` requests fail at the handshake.
+fn connector(needs_roots: bool) -> Result<Connector, AuthError> {
     #[cfg(feature = "tls")]
     {
-        let tls = crate::tls::default_config().map_err(AuthError::Transport)?;
-        Ok(hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
-            .https_or_http()
-            .enable_http1()
-            .build())
+        let tls = match crate::tls::default_config() {
+            Ok(tls) => tls,
+            Err(e) if needs_roots => return Err(AuthError::Transport(e)),
+            Err(_) => crate::tls::config_with_roots(rustls::RootCertStore::empty())
+                .map_err(AuthError::Transport)?,
+        };
+        Ok(https_connector(&tls))
     }
     #[cfg(not(feature = "tls"))]
-    Ok(HttpConnector::new())
+    {
+        let _ = needs_roots;
+        Ok(HttpConnector::new())
+    }
+}
+
+#[cfg(feature = "tls")]
+fn https_connector(tls: &crate::tls::ClientConfig) -> Connector {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls.clone())
+        .https_or_http()
+        .enable_http1()
+        .build()
 }
 
 fn check_endpoint(url: &str) -> Result<(), AuthError> {
@@ -240,7 +256,8 @@ impl HttpAuthorizer {
     pub fn new(channel_endpoint: &str) -> Result<Self, AuthError> {
         check_endpoint(channel_endpoint)?;
         Ok(Self {
-            client: HyperClient::builder(TokioExecutor::new()).build(connector()?),
+            client: HyperClient::builder(TokioExecutor::new())
+                .build(connector(channel_endpoint.starts_with("https://"))?),
             channel_endpoint: channel_endpoint.into(),
             user_endpoint: None,
             headers: Arc::new(Vec::new()),
@@ -253,12 +270,7 @@ impl HttpAuthorizer {
     /// system's root certificates.
     #[cfg(feature = "tls")]
     pub fn with_tls_config(mut self, config: Arc<crate::tls::ClientConfig>) -> Self {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*config).clone())
-            .https_or_http()
-            .enable_http1()
-            .build();
-        self.client = HyperClient::builder(TokioExecutor::new()).build(https);
+        self.client = HyperClient::builder(TokioExecutor::new()).build(https_connector(&config));
         self
     }
 
