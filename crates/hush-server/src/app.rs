@@ -40,11 +40,6 @@ pub struct App {
 }
 
 impl App {
-    /// Fresh state for an app without webhooks.
-    pub fn new(config: AppConfig) -> Self {
-        Self::with_hooks(config, None)
-    }
-
     /// Fresh state for an app whose events feed `hooks`.
     pub fn with_hooks(config: AppConfig, hooks: Option<AppHooks>) -> Self {
         Self {
@@ -110,15 +105,6 @@ impl App {
         self.channels
             .publish_deferred(channel, frame, except, cache)
     }
-}
-
-/// Why a new connection is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Accepted; the guard releases the counts when dropped.
-    Accepted,
-    /// Refused with this code.
-    Refused(CloseCode),
 }
 
 /// Everything the node shares between connections and API requests.

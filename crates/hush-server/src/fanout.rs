@@ -69,7 +69,7 @@ fn part_ranges(len: usize, parts: usize) -> Vec<Range<usize>> {
 }
 
 /// Writes `frame` to each outbox in turn.
-pub fn write_all(recipients: &[Arc<Outbox>], frame: &Frame) -> usize {
+fn write_all(recipients: &[Arc<Outbox>], frame: &Frame) -> usize {
     recipients.iter().filter(|o| o.push(frame)).count()
 }
 

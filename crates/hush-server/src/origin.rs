@@ -72,11 +72,6 @@ impl AllowedOrigins {
         }
     }
 
-    /// True when no restriction is configured.
-    pub fn is_unrestricted(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
     /// Whether a connection with this `Origin` header value may proceed.
     pub fn allows(&self, origin: Option<&str>) -> bool {
         if self.patterns.is_empty() {

@@ -127,11 +127,6 @@ impl Users {
         }
         conns.len()
     }
-
-    /// Connections signed in as `user`.
-    pub fn connection_count(&self, user: &UserId) -> usize {
-        read(&self.inner).conns.get(user).map_or(0, HashMap::len)
-    }
 }
 
 fn notify(g: &Inner, user: &UserId, online: bool) {

@@ -109,13 +109,6 @@ impl Store {
             Backend::Sqlite(p) => p.close().await,
         }
     }
-
-    /// The backend's name (`"sqlite"`).
-    pub fn backend_name(&self) -> &'static str {
-        match &self.backend {
-            Backend::Sqlite(_) => "sqlite",
-        }
-    }
 }
 
 /// `url` with any password replaced by `****` (for logs and `--print-config`).
