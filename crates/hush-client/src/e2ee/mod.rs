@@ -486,6 +486,19 @@ impl E2ee {
         Ok(index)
     }
 
+    /// Appends `rev` to the directory and checks the write against the log.
+    async fn publish_revocation(&self, st: &mut State, rev: Revocation) -> Result<(), E2eeError> {
+        let leaf = LogEntry::Revocation(rev.clone()).to_bytes();
+        let r = self
+            .request(
+                "directory.revoke",
+                json!({"revocation": b64(&rev.to_bytes())}),
+            )
+            .await?;
+        self.verify_write(st, &leaf, &r).await?;
+        Ok(())
+    }
+
     /// Appends this device's `card` to the directory, checks the write
     /// against the log, and keeps the card as this device's own.
     async fn publish_card(
@@ -788,14 +801,7 @@ impl E2ee {
             .find(|c| c.device_id() == device)
             .ok_or_else(|| E2eeError::Invalid(format!("no active device {device}")))?;
         let rev = Revocation::revoke_device(identity, card, now_secs())?;
-        let leaf = LogEntry::Revocation(rev.clone()).to_bytes();
-        let r = self
-            .request(
-                "directory.revoke",
-                json!({"revocation": b64(&rev.to_bytes())}),
-            )
-            .await?;
-        self.verify_write(&mut st, &leaf, &r).await?;
+        self.publish_revocation(&mut st, rev).await?;
         if device == st.data.device_id {
             st.data.card = None;
         }
@@ -844,14 +850,7 @@ impl E2ee {
         });
         if !already {
             let rev = Revocation::rotate_identity(user, &old, &new, now_secs())?;
-            let leaf = LogEntry::Revocation(rev.clone()).to_bytes();
-            let r = self
-                .request(
-                    "directory.revoke",
-                    json!({"revocation": b64(&rev.to_bytes())}),
-                )
-                .await?;
-            self.verify_write(&mut st, &leaf, &r).await?;
+            self.publish_revocation(&mut st, rev).await?;
         }
         let previous = st.data.card.as_ref().map(DeviceCard::id);
         let card = issue(&st.data, &new, previous)?;
