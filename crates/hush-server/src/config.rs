@@ -190,6 +190,36 @@ pub struct ServerConfig {
     pub outgoing_queue_frames: usize,
     /// Node capacity over all apps (0 = unlimited); beyond it, close 4100.
     pub max_connections: usize,
+    /// Bytes queued for one connection before it counts as a slow reader
+    /// and is closed (4100), whatever the number of frames.
+    #[serde(default = "default_outgoing_queue_bytes")]
+    pub outgoing_queue_bytes: usize,
+    /// Seconds allowed for a request's line and headers (a WebSocket
+    /// handshake included), and for the idle time between keep-alive
+    /// requests; then the connection is closed.
+    #[serde(default = "default_http_header_timeout")]
+    pub http_header_timeout: u64,
+    /// Seconds an HTTP API request may take, its body included (408 after).
+    #[serde(default = "default_http_request_timeout")]
+    pub http_request_timeout: u64,
+    /// Seconds allowed for a TLS handshake.
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: u64,
+    /// Largest request head (request line and headers), bytes (at least 8192).
+    #[serde(default = "default_max_request_head_bytes")]
+    pub max_request_head_bytes: usize,
+    /// Connections in the HTTP phase (not yet a WebSocket), node-wide; when
+    /// full, the oldest gives way.
+    #[serde(default = "default_max_pending_connections")]
+    pub max_pending_connections: usize,
+    /// Connections in the HTTP phase from one address (0 = no cap; trusted
+    /// proxies are exempt); beyond it new ones are closed at once.
+    #[serde(default = "default_max_pending_per_ip")]
+    pub max_pending_per_ip: usize,
+    /// File descriptors kept free for the store, logs and listeners: sockets
+    /// beyond the process limit minus this are shed (pending ones first).
+    #[serde(default = "default_descriptor_reserve")]
+    pub descriptor_reserve: usize,
     /// Seconds to wait for clients to leave on shutdown.
     pub shutdown_timeout: u64,
     /// Seconds the listener stays open after draining starts (readiness 503).
@@ -299,6 +329,30 @@ pub struct AppConfig {
 
 fn yes() -> bool {
     true
+}
+fn default_outgoing_queue_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_http_header_timeout() -> u64 {
+    10
+}
+fn default_http_request_timeout() -> u64 {
+    30
+}
+fn default_tls_handshake_timeout() -> u64 {
+    10
+}
+fn default_max_request_head_bytes() -> usize {
+    16 * 1024
+}
+fn default_max_pending_connections() -> usize {
+    1024
+}
+fn default_max_pending_per_ip() -> usize {
+    256
+}
+fn default_descriptor_reserve() -> usize {
+    64
 }
 fn default_user_auth_timeout() -> u64 {
     30

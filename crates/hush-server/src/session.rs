@@ -51,6 +51,9 @@ pub struct Session {
     directory: Arc<Directory>,
     /// `hush:request`s being answered.
     in_flight: Arc<AtomicUsize>,
+    /// Their tasks, aborted when the connection closes (nobody would read
+    /// the answers).
+    requests: Vec<tokio::task::AbortHandle>,
     /// Subscribed channels; for presence, the user id joined as.
     subs: HashMap<ChannelName, Option<String>>,
     user: Option<SignedIn>,
@@ -67,6 +70,7 @@ impl Session {
             handle,
             directory,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            requests: Vec::new(),
             subs: HashMap::new(),
             user: None,
             client_events: TokenBucket::new(rate, now),
@@ -131,7 +135,7 @@ impl Session {
 
     /// Answers a `hush:request` on a task of its own (the directory reads
     /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time.
-    fn hush_request(&self, request: HushRequest) {
+    fn hush_request(&mut self, request: HushRequest) {
         // Released when the task ends, however it ends.
         let (slot, before) = InFlight::take(&self.in_flight);
         if before >= MAX_REQUESTS_IN_FLIGHT {
@@ -145,7 +149,15 @@ impl Session {
         let handle = self.handle.clone();
         let app_id = self.app.config.id.clone();
         let user = self.user.as_ref().map(|u| u.id.clone());
-        tokio::spawn(async move {
+        // Writes run to the end even if the client leaves: cancelled between
+        // the store's commit and the in-memory log's update, the node's view
+        // would lag the store until its next write.
+        let read_only = !matches!(
+            request.method.as_str(),
+            "directory.publish" | "directory.revoke"
+        );
+        self.requests.retain(|t| !t.is_finished());
+        let task = tokio::spawn(async move {
             let params = match request
                 .params
                 .as_deref()
@@ -175,6 +187,9 @@ impl Session {
             handle.send(&Frame::from(frame));
             drop(slot);
         });
+        if read_only {
+            self.requests.push(task.abort_handle());
+        }
     }
 
     fn sub_error(&self, channel: &str, kind: SubscriptionErrorType, msg: &str) {
@@ -508,6 +523,9 @@ impl Session {
 
     /// Leaves every channel and signs out; called once when the socket ends.
     pub fn close(&mut self) {
+        for task in self.requests.drain(..) {
+            task.abort();
+        }
         let count = self.app.config.subscription_count;
         for (name, _) in self.subs.drain() {
             self.app.channels.unsubscribe(&name, self.handle.id, count);

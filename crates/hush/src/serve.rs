@@ -57,6 +57,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     init_logs(config.server.log_format);
+    if let Some(limit) = hush_server::serve::raise_descriptor_limit() {
+        tracing::info!(limit, "open file descriptor limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
