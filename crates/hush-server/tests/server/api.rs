@@ -241,18 +241,39 @@ async fn signature_checks() {
         .0,
         401
     );
-    // Unknown app id.
-    let p404 = "/apps/999/events";
-    assert_eq!(
-        s.raw_http(
-            "POST",
-            &format!("{p404}?{}", signed(ts, "x", "nokey", body, p404)),
-            body
-        )
-        .await
-        .0,
-        404
-    );
+    // An unknown app id answers exactly like a known one with a request that
+    // does not authenticate (it used to be 404 against 401: app ids could be
+    // enumerated).
+    let unknown = "/apps/999/events";
+    let probes: [(&str, &dyn Fn(&str) -> String); 5] = [
+        ("unknown key", &|p| signed(ts, "x", "nokey", body, p)),
+        ("the public key, a guessed secret", &|p| {
+            signed(ts, "guess", KEY, body, p)
+        }),
+        ("another app's credentials", &|p| {
+            signed(ts, "othersecret", "otherkey", body, p)
+        }),
+        ("stale timestamp", &|p| {
+            signed(ts - 601, "guess", KEY, body, p)
+        }),
+        ("no auth_key", &|_| "auth_version=1.0".to_owned()),
+    ];
+    for (what, query) in probes {
+        let known = s
+            .raw_http("POST", &format!("{path}?{}", query(&path)), body)
+            .await;
+        let ghost = s
+            .raw_http("POST", &format!("{unknown}?{}", query(unknown)), body)
+            .await;
+        assert_eq!(known.0, 401, "{what}: {known:?}");
+        // The same answer, once the path the caller sent itself is set aside.
+        let ghost_text = ghost.1.to_string().replace(unknown, &path);
+        assert_eq!(
+            (ghost.0, ghost_text),
+            (known.0, known.1.to_string()),
+            "{what}"
+        );
+    }
     // Missing signature entirely; duplicate params; unknown params.
     assert_eq!(s.raw_http("POST", &path, body).await.0, 401);
     assert_eq!(
