@@ -231,6 +231,21 @@ async fn publish_lookup_revoke_with_verified_proofs() {
         )
         .await;
     assert_eq!(status, 400);
+    // More than 50 ids: the documented 400 with a Pusher-style error body
+    // (it was 413, a status the endpoint's docs do not list); 50 are fine.
+    let ids = |n: usize| {
+        (0..n)
+            .map(|i| format!("u{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let users = format!("/apps/{ID}/directory/users");
+    let (status, body) = s.api("GET", &users, &[("ids", &ids(51))], "").await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"].as_str().unwrap_or_else(|| panic!("{body}"));
+    assert!(message.contains("at most 50"), "{message}");
+    let (status, body) = s.api("GET", &users, &[("ids", &ids(50))], "").await;
+    assert_eq!(status, 200, "{body}");
     s.stop().await;
 }
 
