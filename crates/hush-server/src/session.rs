@@ -241,6 +241,21 @@ impl Session {
                 None
             }
         };
+        // One identity per socket and channel: joining again as another user
+        // would leave the member list on the first id while this socket's
+        // client events carried the second.
+        if let (Some(Some(joined)), Some(m)) = (self.subs.get(&name), &member) {
+            if *joined != m.user_id {
+                let shown: String = joined.chars().take(128).collect();
+                return self.sub_error(
+                    name.as_str(),
+                    SubscriptionErrorType::AuthError,
+                    &format!(
+                        "Already subscribed to {name} as user {shown}: unsubscribe before joining as another user"
+                    ),
+                );
+            }
+        }
         let kind = name.kind();
         let user_id = member.as_ref().map(|m| m.user_id.clone());
         let opts = SubscribeOptions {
@@ -257,7 +272,7 @@ impl Session {
                 if kind.requires_auth() {
                     self.authorized = true;
                 }
-                self.subs.insert(name, user_id);
+                self.subs.entry(name).or_insert(user_id);
             }
             Err(e) => {
                 self.app.metrics.rejected(Rejection::PresenceMembers);
