@@ -30,6 +30,8 @@ struct SignedIn {
     id: UserId,
     info: Option<Box<RawValue>>,
     watchlist: Vec<UserId>,
+    /// The `user_data` signed in with, exactly as confirmed to the client.
+    user_data: String,
 }
 
 /// What the socket loop must do after a message.
@@ -390,7 +392,18 @@ impl Session {
                     "This connection is already signed in as another user".into(),
                 );
             }
-            // Same user again (pusher-js repeats sign-in): confirm, change nothing.
+            // The same sign-in again: confirm, change nothing. Other
+            // `user_data` for the same user would be confirmed to the client
+            // while the server kept the first (presence joins without
+            // channel_data, the watchlist): refused instead, the sign-in in
+            // force stays as it was.
+            if current.user_data != user_data {
+                self.error(
+                    None,
+                    "Already signed in as this user with other user_data: reconnect to sign in with new user_info or watchlist",
+                );
+                return Outcome::Continue;
+            }
             self.reply(wire::signin_success(user_data));
             return Outcome::Continue;
         }
@@ -430,6 +443,7 @@ impl Session {
             id: parsed.id,
             info: parsed.user_info,
             watchlist,
+            user_data: user_data.to_owned(),
         });
         Outcome::Continue
     }
