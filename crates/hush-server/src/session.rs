@@ -132,7 +132,10 @@ impl Session {
     }
 
     /// Answers a `hush:request` on a task of its own (the directory reads
-    /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time.
+    /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time: a
+    /// request is in flight from when it is read until its answer is handed
+    /// to the connection, so the 8th concurrent one is answered and the 9th
+    /// gets `rate_limited`.
     fn hush_request(&self, request: HushRequest) {
         // Released when the task ends, however it ends.
         let (slot, before) = InFlight::take(&self.in_flight);
@@ -174,8 +177,10 @@ impl Session {
                     wire::hush_response_err(&request.id, e.code(), &e.to_string())
                 }
             };
-            handle.send(&Frame::from(frame));
-            drop(slot);
+            // The slot is free before the answer can reach the client: a
+            // client that sends its next request on reading an answer never
+            // finds 8 still counted.
+            slot.release_then(|| handle.send(&Frame::from(frame)));
         });
     }
 
@@ -560,6 +565,7 @@ fn is_envelope_string(data: &RawValue) -> bool {
     serde_json::from_str::<std::borrow::Cow<'_, str>>(data.get())
         .is_ok_and(|text| hush_protocol::encrypted::is_ciphertext_envelope(&text))
 }
+
 /// One `hush:request` counted in flight until dropped.
 struct InFlight(Arc<AtomicUsize>);
 
@@ -569,10 +575,48 @@ impl InFlight {
         let before = count.fetch_add(1, Ordering::AcqRel);
         (Self(count.clone()), before)
     }
+
+    /// Frees the slot, then runs `send` (the answer): once the client can
+    /// read the answer, the slot is already free.
+    fn release_then<R>(self, send: impl FnOnce() -> R) -> R {
+        drop(self);
+        send()
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_free_before_its_answer_is_sent() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut slots: Vec<InFlight> = (0..MAX_REQUESTS_IN_FLIGHT)
+            .map(|i| {
+                let (slot, before) = InFlight::take(&count);
+                assert_eq!(before, i);
+                slot
+            })
+            .collect();
+        let Some(answered) = slots.pop() else {
+            unreachable!("MAX_REQUESTS_IN_FLIGHT > 0");
+        };
+        // What the client's next request would find while the answer is sent.
+        let seen_while_sending = answered.release_then(|| count.load(Ordering::Acquire));
+        assert_eq!(seen_while_sending, MAX_REQUESTS_IN_FLIGHT - 1);
+        let (next, before) = InFlight::take(&count);
+        assert!(
+            before < MAX_REQUESTS_IN_FLIGHT,
+            "the next request is accepted"
+        );
+        drop(slots);
+        drop(next);
+        assert_eq!(count.load(Ordering::Acquire), 0);
     }
 }
