@@ -245,25 +245,37 @@ async fn signature_checks() {
     // does not authenticate (it used to be 404 against 401: app ids could be
     // enumerated).
     let unknown = "/apps/999/events";
-    let probes: [(&str, &dyn Fn(&str) -> String); 5] = [
-        ("unknown key", &|p| signed(ts, "x", "nokey", body, p)),
-        ("the public key, a guessed secret", &|p| {
-            signed(ts, "guess", KEY, body, p)
-        }),
-        ("another app's credentials", &|p| {
-            signed(ts, "othersecret", "otherkey", body, p)
-        }),
-        ("stale timestamp", &|p| {
-            signed(ts - 601, "guess", KEY, body, p)
-        }),
-        ("no auth_key", &|_| "auth_version=1.0".to_owned()),
+    // (what, secret, key, timestamp offset); no key at all last.
+    let probes = [
+        ("unknown key", "x", Some("nokey"), 0),
+        ("the public key, a guessed secret", "guess", Some(KEY), 0),
+        (
+            "another app's credentials",
+            "othersecret",
+            Some("otherkey"),
+            0,
+        ),
+        ("stale timestamp", "guess", Some(KEY), 601),
+        ("no auth_key", "", None, 0),
     ];
-    for (what, query) in probes {
+    let query = |secret: &str, key: Option<&str>, age: u64, p: &str| match key {
+        Some(key) => signed(ts - age, secret, key, body, p),
+        None => "auth_version=1.0".to_owned(),
+    };
+    for (what, secret, key, age) in probes {
         let known = s
-            .raw_http("POST", &format!("{path}?{}", query(&path)), body)
+            .raw_http(
+                "POST",
+                &format!("{path}?{}", query(secret, key, age, &path)),
+                body,
+            )
             .await;
         let ghost = s
-            .raw_http("POST", &format!("{unknown}?{}", query(unknown)), body)
+            .raw_http(
+                "POST",
+                &format!("{unknown}?{}", query(secret, key, age, unknown)),
+                body,
+            )
             .await;
         assert_eq!(known.0, 401, "{what}: {known:?}");
         // The same answer, once the path the caller sent itself is set aside.
