@@ -68,6 +68,10 @@ pub struct WebhooksConfig {
     pub backoff_base_ms: u64,
     /// Longest retry delay, milliseconds.
     pub backoff_max_ms: u64,
+    /// While an endpoint's next retry is further away than this, it is
+    /// probed this often (milliseconds) with a signed request holding no
+    /// events; a 2xx answer retries at once. 0 turns probing off.
+    pub probe_interval_ms: u64,
     /// Delivery requests in flight at once, over all endpoints.
     pub concurrency: usize,
     /// Most events per request (1 = one event per request).

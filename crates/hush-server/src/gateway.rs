@@ -265,9 +265,15 @@ async fn drive(
             }
             () = &mut wanted => {
                 wanted.set(outbox.wanted());
-                let drained = tokio::time::timeout(WRITE_TIMEOUT, outbox.drain(&mut socket.writer)).await;
-                if !matches!(drained, Ok(Ok(()))) {
-                    return "write failed or timed out";
+                match tokio::time::timeout(WRITE_TIMEOUT, outbox.drain(&mut socket.writer)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return "write failed",
+                    Err(_) => {
+                        // A client that does not read at all: a slow client,
+                        // like one whose queue filled up (4100).
+                        app.metrics.slow_client_disconnects.increment(1);
+                        return "write timed out";
+                    }
                 }
             }
             msg = socket.reader.next() => {

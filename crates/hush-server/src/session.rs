@@ -30,6 +30,8 @@ struct SignedIn {
     id: UserId,
     info: Option<Box<RawValue>>,
     watchlist: Vec<UserId>,
+    /// The `user_data` signed in with, exactly as confirmed to the client.
+    user_data: String,
 }
 
 /// What the socket loop must do after a message.
@@ -134,7 +136,10 @@ impl Session {
     }
 
     /// Answers a `hush:request` on a task of its own (the directory reads
-    /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time.
+    /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time: a
+    /// request is in flight from when it is read until its answer is handed
+    /// to the connection, so the 8th concurrent one is answered and the 9th
+    /// gets `rate_limited`.
     fn hush_request(&mut self, request: HushRequest) {
         // Released when the task ends, however it ends.
         let (slot, before) = InFlight::take(&self.in_flight);
@@ -184,8 +189,10 @@ impl Session {
                     wire::hush_response_err(&request.id, e.code(), &e.to_string())
                 }
             };
-            handle.send(&Frame::from(frame));
-            drop(slot);
+            // The slot is free before the answer can reach the client: a
+            // client that sends its next request on reading an answer never
+            // finds 8 still counted.
+            slot.release_then(|| handle.send(&Frame::from(frame)));
         });
         if read_only {
             self.requests.push(task.abort_handle());
@@ -256,6 +263,21 @@ impl Session {
                 None
             }
         };
+        // One identity per socket and channel: joining again as another user
+        // would leave the member list on the first id while this socket's
+        // client events carried the second.
+        if let (Some(Some(joined)), Some(m)) = (self.subs.get(&name), &member) {
+            if *joined != m.user_id {
+                let shown: String = joined.chars().take(128).collect();
+                return self.sub_error(
+                    name.as_str(),
+                    SubscriptionErrorType::AuthError,
+                    &format!(
+                        "Already subscribed to {name} as user {shown}: unsubscribe before joining as another user"
+                    ),
+                );
+            }
+        }
         let kind = name.kind();
         let user_id = member.as_ref().map(|m| m.user_id.clone());
         let opts = SubscribeOptions {
@@ -272,7 +294,7 @@ impl Session {
                 if kind.requires_auth() {
                     self.authorized = true;
                 }
-                self.subs.insert(name, user_id);
+                self.subs.entry(name).or_insert(user_id);
             }
             Err(e) => {
                 self.app.metrics.rejected(Rejection::PresenceMembers);
@@ -390,7 +412,18 @@ impl Session {
                     "This connection is already signed in as another user".into(),
                 );
             }
-            // Same user again (pusher-js repeats sign-in): confirm, change nothing.
+            // The same sign-in again: confirm, change nothing. Other
+            // `user_data` for the same user would be confirmed to the client
+            // while the server kept the first (presence joins without
+            // channel_data, the watchlist): refused instead, the sign-in in
+            // force stays as it was.
+            if current.user_data != user_data {
+                self.error(
+                    None,
+                    "Already signed in as this user with other user_data: reconnect to sign in with new user_info or watchlist",
+                );
+                return Outcome::Continue;
+            }
             self.reply(wire::signin_success(user_data));
             return Outcome::Continue;
         }
@@ -430,6 +463,7 @@ impl Session {
             id: parsed.id,
             info: parsed.user_info,
             watchlist,
+            user_data: user_data.to_owned(),
         });
         Outcome::Continue
     }
@@ -549,6 +583,7 @@ fn is_envelope_string(data: &RawValue) -> bool {
     serde_json::from_str::<std::borrow::Cow<'_, str>>(data.get())
         .is_ok_and(|text| hush_protocol::encrypted::is_ciphertext_envelope(&text))
 }
+
 /// One `hush:request` counted in flight until dropped.
 struct InFlight(Arc<AtomicUsize>);
 
@@ -558,10 +593,48 @@ impl InFlight {
         let before = count.fetch_add(1, Ordering::AcqRel);
         (Self(count.clone()), before)
     }
+
+    /// Frees the slot, then runs `send` (the answer): once the client can
+    /// read the answer, the slot is already free.
+    fn release_then<R>(self, send: impl FnOnce() -> R) -> R {
+        drop(self);
+        send()
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_free_before_its_answer_is_sent() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut slots: Vec<InFlight> = (0..MAX_REQUESTS_IN_FLIGHT)
+            .map(|i| {
+                let (slot, before) = InFlight::take(&count);
+                assert_eq!(before, i);
+                slot
+            })
+            .collect();
+        let Some(answered) = slots.pop() else {
+            unreachable!("MAX_REQUESTS_IN_FLIGHT > 0");
+        };
+        // What the client's next request would find while the answer is sent.
+        let seen_while_sending = answered.release_then(|| count.load(Ordering::Acquire));
+        assert_eq!(seen_while_sending, MAX_REQUESTS_IN_FLIGHT - 1);
+        let (next, before) = InFlight::take(&count);
+        assert!(
+            before < MAX_REQUESTS_IN_FLIGHT,
+            "the next request is accepted"
+        );
+        drop(slots);
+        drop(next);
+        assert_eq!(count.load(Ordering::Acquire), 0);
     }
 }

@@ -107,7 +107,9 @@ pub struct AppMetrics {
     pub messages_out: Counter,
     /// Bytes of those events.
     pub bytes_out: Counter,
-    /// Connections closed with 4100 because their outgoing queue was full.
+    /// Connections dropped for not reading: closed with 4100 because their
+    /// outgoing queue was full, or cut when a write made no progress within
+    /// the write timeout.
     pub slow_client_disconnects: Counter,
     rejections: [Counter; Rejection::ALL.len()],
     auth_failures: [Counter; AuthFailure::ALL.len()],
@@ -245,7 +247,7 @@ fn describe() {
     describe_counter!("hush_http_requests_total", "HTTP API responses by status");
     describe_counter!(
         "hush_slow_client_disconnects_total",
-        "Connections closed (4100) because their outgoing queue was full"
+        "Connections dropped for not reading: outgoing queue full (4100) or a write timed out"
     );
     describe_counter!(
         "hush_rejections_total",

@@ -626,3 +626,56 @@ mod tls {
         assert!(err.to_string().contains("certificate"), "{err}");
     }
 }
+
+/// A client that never reads is cut by the write timeout (its queue never
+/// fills up: the limit is far away) and is counted as a slow client, like
+/// one closed with 4100. It used to leave the metric at 0.
+#[tokio::test]
+async fn a_client_that_never_reads_is_counted_as_slow() {
+    let toml = format!(
+        "[metrics]\nenabled = true\n[server]\noutgoing_queue_frames = 100000\n{}",
+        app("slow1", "key-slow1", "max_event_data_bytes = 70000")
+    );
+    let srv = start(&toml).await;
+    let a = [("app", "slow1")];
+    // A small receive window, so the kernel buffers fill up sooner.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(srv.addr).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/app/key-slow1?protocol=7", srv.addr), tcp)
+            .await
+            .unwrap();
+    expect_event(&mut ws, "pusher:connection_established").await;
+    ws.send(Message::Text(
+        json!({"event":"pusher:subscribe","data":{"channel":"news"}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    expect_event(&mut ws, "pusher_internal:subscription_succeeded").await;
+    // From here on the client reads nothing. 8 MB: more than the kernel
+    // buffers on both sides hold, far fewer frames than the queue limit.
+    let data = "x".repeat(64 * 1024);
+    let body = json!({"name": "big", "channel": "news", "data": data}).to_string();
+    for _ in 0..128 {
+        let path = signed("slow1", "key-slow1", "POST", "/apps/slow1/events", &body);
+        assert_eq!(http(srv.addr, "POST", &path, &body).await.0, 200);
+    }
+    let slow = |m: &prometheus_parse::Scrape| value(m, "hush_slow_client_disconnects_total", &a);
+    // The write timeout is 10 s.
+    let mut counted = None;
+    for _ in 0..40 {
+        counted = slow(&metrics(&srv).await);
+        if counted == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(counted, Some(1.0));
+    let m = metrics(&srv).await;
+    assert_eq!(value(&m, "hush_connections", &a), Some(0.0));
+    drop(ws);
+    srv.running.stop().await.unwrap();
+}

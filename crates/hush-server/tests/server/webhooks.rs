@@ -2,7 +2,7 @@
 //! Pusher-shaped requests; retries, dead letters and restarts lose nothing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -32,6 +32,10 @@ struct RecvState {
     hang: Arc<AtomicUsize>,
     /// Every request seen (failed ones included).
     seen: Arc<AtomicUsize>,
+    /// Requests that carried events (probes carry none).
+    with_events: Arc<AtomicUsize>,
+    /// Answer 500 to every request that carries events (probes still 200).
+    reject_events: Arc<AtomicBool>,
 }
 
 struct Receiver {
@@ -48,6 +52,13 @@ async fn handle(State(st): State<RecvState>, headers: HeaderMap, body: String) -
         .is_ok()
     {
         tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    let carries_events = !body.contains(r#""events":[]"#);
+    if carries_events {
+        st.with_events.fetch_add(1, Ordering::SeqCst);
+        if st.reject_events.load(Ordering::SeqCst) {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
     }
     if st
         .fail
@@ -102,6 +113,8 @@ async fn receiver() -> Receiver {
         fail: Arc::default(),
         hang: Arc::default(),
         seen: Arc::default(),
+        with_events: Arc::default(),
+        reject_events: Arc::default(),
     };
     let app = axum::Router::new()
         .route("/hooks", axum::routing::post(handle))
@@ -330,6 +343,95 @@ async fn a_failing_receiver_gets_every_event_once_in_order_after_recovery() {
     assert_eq!(names, want);
     r.silence(Duration::from_millis(500)).await;
     assert!(r.state.seen.load(Ordering::SeqCst) >= 4 + 4);
+    s.stop().await;
+}
+
+/// Waits until `counter` reaches `n`.
+async fn reaches(counter: &AtomicUsize, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while counter.load(Ordering::SeqCst) < n {
+        assert!(tokio::time::Instant::now() < deadline, "never reached {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// After an outage, queued events are delivered within about the probe
+/// interval, not at the head's next retry: here that retry is 20-40 s away
+/// (backoff_base_ms = 40 s, cap 60 s) and delivery must come within 4 s. The
+/// outage outlasts several probes while max_attempts is 3, so probes must
+/// not count as attempts (else the events would be dead letters by then).
+#[tokio::test]
+async fn delivery_resumes_within_seconds_after_an_outage_whatever_the_backoff() {
+    let mut r = receiver().await;
+    r.state.fail.store(usize::MAX, Ordering::SeqCst);
+    let toml = hooks_toml(&webhook(&r.url, Some(&["channel_occupied"])), "")
+        .replace("backoff_base_ms = 50", "backoff_base_ms = 40000")
+        .replace(
+            "backoff_max_ms = 200",
+            "backoff_max_ms = 60000\nprobe_interval_ms = 300",
+        );
+    let s = start(&toml).await;
+    let mut a = s.client().await;
+    for c in ["c1", "c2", "c3"] {
+        a.subscribe_ok(c).await;
+    }
+    // The first attempt failed; more events queue up behind it.
+    reaches(&r.state.seen, 1).await;
+    for c in ["c4", "c5", "c6"] {
+        a.subscribe_ok(c).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during_outage = r.state.seen.load(Ordering::SeqCst);
+    assert!(
+        during_outage >= 4,
+        "probes during the outage: {during_outage}"
+    );
+    // The endpoint recovers.
+    r.state.fail.store(0, Ordering::SeqCst);
+    let recovered = tokio::time::Instant::now();
+    let got = r.events(6).await;
+    let took = recovered.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "delivered {took:?} after recovery"
+    );
+    let mut names: Vec<&str> = got.iter().map(|e| e["channel"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["c1", "c2", "c3", "c4", "c5", "c6"]);
+    // Probes carry no events; after the delivery nothing more is sent.
+    r.silence(Duration::from_millis(700)).await;
+    s.stop().await;
+}
+
+/// A receiver that answers probes but refuses the events gets one early
+/// retry per back-off step, not one per probe: the retry budget keeps its
+/// length in time.
+#[tokio::test]
+async fn probes_do_not_turn_into_a_retry_storm() {
+    let mut r = receiver().await;
+    r.state.reject_events.store(true, Ordering::SeqCst);
+    let toml = hooks_toml(&webhook(&r.url, Some(&["channel_occupied"])), "")
+        .replace("backoff_base_ms = 50", "backoff_base_ms = 3000")
+        .replace(
+            "backoff_max_ms = 200",
+            "backoff_max_ms = 60000\nprobe_interval_ms = 200",
+        );
+    let s = start(&toml).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("c1").await;
+    reaches(&r.state.with_events, 1).await;
+    // The scheduled retry is 1.5-3 s away; in the first 1.2 s: one probe
+    // (answered), one early retry (refused), then quiet.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let with_events = r.state.with_events.load(Ordering::SeqCst);
+    let probes = r.state.seen.load(Ordering::SeqCst) - with_events;
+    assert_eq!((with_events, probes), (2, 1));
+    // The scheduled retry still comes and delivers once events are taken.
+    r.state.reject_events.store(false, Ordering::SeqCst);
+    assert_eq!(
+        r.events(1).await,
+        vec![json!({"name":"channel_occupied","channel":"c1"})]
+    );
     s.stop().await;
 }
 
