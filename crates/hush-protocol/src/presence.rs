@@ -9,7 +9,7 @@ use crate::user::MAX_USER_ID_LENGTH;
 /// A presence member as announced by the app: user id plus optional info.
 #[derive(Debug, Clone)]
 pub struct PresenceMember {
-    /// The user id, always as a string (a JSON number becomes its decimal text).
+    /// The user id, always as a string (a JSON number: its text exactly as sent).
     pub user_id: String,
     /// The raw JSON of `user_info`, or `None`.
     pub user_info: Option<Box<RawValue>>,

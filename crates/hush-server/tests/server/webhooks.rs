@@ -411,7 +411,7 @@ async fn probes_do_not_turn_into_a_retry_storm() {
     let mut r = receiver().await;
     r.state.reject_events.store(true, Ordering::SeqCst);
     let toml = hooks_toml(&webhook(&r.url, Some(&["channel_occupied"])), "")
-        .replace("backoff_base_ms = 50", "backoff_base_ms = 3000")
+        .replace("backoff_base_ms = 50", "backoff_base_ms = 6000")
         .replace(
             "backoff_max_ms = 200",
             "backoff_max_ms = 60000\nprobe_interval_ms = 200",
@@ -420,9 +420,9 @@ async fn probes_do_not_turn_into_a_retry_storm() {
     let mut a = s.client().await;
     a.subscribe_ok("c1").await;
     reaches(&r.state.with_events, 1).await;
-    // The scheduled retry is 1.5-3 s away; in the first 1.2 s: one probe
+    // The scheduled retry is 3-6 s away; in the first 2 s: one probe
     // (answered), one early retry (refused), then quiet.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let with_events = r.state.with_events.load(Ordering::SeqCst);
     let probes = r.state.seen.load(Ordering::SeqCst) - with_events;
     assert_eq!((with_events, probes), (2, 1));
