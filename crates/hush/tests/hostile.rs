@@ -22,12 +22,23 @@ async fn serve(
     env: &[(&str, &str)],
     nofile: Option<u32>,
 ) -> (Child, SocketAddr) {
+    serve_with(dir, env, nofile, &[]).await
+}
+
+/// [`serve`] with extra arguments to `hush serve`.
+async fn serve_with(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    nofile: Option<u32>,
+    args: &[&str],
+) -> (Child, SocketAddr) {
     let bin = env!("CARGO_BIN_EXE_hush");
     let mut cmd = tokio::process::Command::new("sh");
     let limit = nofile.map_or(String::new(), |n| format!("ulimit -n {n} && "));
     cmd.arg("-c")
-        .arg(format!("{limit}exec \"$0\" serve --port 0"))
-        .arg(bin);
+        .arg(format!("{limit}exec \"$0\" serve --port 0 \"$@\""))
+        .arg(bin)
+        .args(args);
     for (k, _) in std::env::vars() {
         if k.starts_with("HUSH_") || k == "RUST_LOG" {
             cmd.env_remove(k);
@@ -176,4 +187,123 @@ async fn silent_sockets_cannot_use_up_the_descriptors() {
     .unwrap();
     ws.expect("e").await;
     drop(silent);
+}
+
+/// A webhook receiver: answers 200 to every POST and hands on each event.
+async fn webhook_receiver() -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut s = BufReader::new(s);
+                loop {
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if s.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    for e in v["events"].as_array().cloned().unwrap_or_default() {
+                        let _ = tx.send(e);
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if s.get_mut().write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Waits for `n` webhook events; returns them as `name channel [user]`.
+async fn hooks(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    n: usize,
+) -> Vec<String> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let e = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {got:?}"))
+            .unwrap();
+        let user = e["user_id"]
+            .as_str()
+            .map_or(String::new(), |u| format!(" {u}"));
+        got.push(format!(
+            "{} {}{user}",
+            e["name"].as_str().unwrap(),
+            e["channel"].as_str().unwrap()
+        ));
+    }
+    got.sort();
+    got
+}
+
+#[tokio::test]
+async fn a_crash_does_not_leave_channels_occupied_for_the_webhooks() {
+    use hush_testkit::{ID, KEY, SECRET};
+    let dir = tempfile::tempdir().unwrap();
+    let (hook_addr, mut events) = webhook_receiver().await;
+    let config = dir.path().join("hush.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[apps.main]\nid = '{ID}'\nkey = '{KEY}'\nsecret = '{SECRET}'\n\
+             [[apps.main.webhooks]]\nurl = 'http://{hook_addr}/hooks'\n\
+             event_types = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed']\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let (mut child, addr) = serve_with(dir.path(), &[], None, &["--config", config]).await;
+    let mut c = Client::connect(&format!("ws://{addr}/app/{KEY}?protocol=7")).await;
+    c.established().await;
+    c.subscribe_ok("crash-public").await;
+    c.join_presence("presence-crash", "u1", serde_json::json!({}))
+        .await;
+    assert_eq!(
+        hooks(&mut events, 3).await,
+        [
+            "channel_occupied crash-public",
+            "channel_occupied presence-crash",
+            "member_added presence-crash u1",
+        ]
+    );
+    // SIGKILL: nothing runs to emit vacated / removed.
+    kill(child.id().unwrap(), "-KILL");
+    let _ = child.wait().await;
+    drop(c);
+    // The next start on the same store emits them.
+    let (_child, _) = serve_with(dir.path(), &[], None, &["--config", config]).await;
+    assert_eq!(
+        hooks(&mut events, 3).await,
+        [
+            "channel_vacated crash-public",
+            "channel_vacated presence-crash",
+            "member_removed presence-crash u1",
+        ]
+    );
 }
