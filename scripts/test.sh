@@ -24,9 +24,6 @@ cargo build --locked --workspace --bins
 log "cargo test"
 cargo test --locked --workspace
 
-log "webhooks over https (feature webhook-tls)"
-cargo test --locked -p hush-server --features webhook-tls --test server webhooks::https_urls_speak_tls
-
 log "hush bench fanout --smoke (nothing may be lost)"
 "${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench fanout --smoke
 

@@ -80,6 +80,10 @@ pub struct WebhooksConfig {
     /// Milliseconds `channel_vacated` / `member_removed` are held back; a
     /// re-occupation (re-join) within it cancels both events, like Pusher.
     pub vacate_delay_ms: u64,
+    /// Extra root certificates (PEM) trusted for `https://` endpoints, on top
+    /// of the system's (a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A webhook event type (Pusher's names).
@@ -137,7 +141,7 @@ impl WebhookEventType {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Where events are POSTed (`http://`).
+    /// Where events are POSTed (`http://` or `https://`).
     pub url: String,
     /// Only these event types; absent = all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +150,20 @@ pub struct WebhookConfig {
     /// like Pusher without "batch webhooks"); absent = `webhooks.batch_size`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
+    /// Extra HTTP headers sent with every request to this endpoint
+    /// (`Authorization`, …); values are masked by `--print-config`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Only events of channels whose name starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_prefix: Option<String>,
+    /// Only events of channels whose name ends with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_suffix: Option<String>,
+    /// Only events of channels whose name matches this pattern: `*` stands
+    /// for any run of characters, `?` for one (`private-*-orders`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_pattern: Option<String>,
 }
 
 impl WebhookConfig {
@@ -420,6 +438,8 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let apps = self.effective_apps();
         for a in &apps {
+            crate::webhooks::validate_endpoints(&a.webhooks)
+                .map_err(|why| ConfigError::Invalid(format!("app '{}': {why}", a.id)))?;
             for w in &a.webhooks {
                 validate_webhook_url(&a.id, &w.url)?;
                 if w.batch_size == Some(0) {
@@ -524,6 +544,9 @@ impl Config {
             a.secret = mask(&a.secret);
             for w in &mut a.webhooks {
                 w.url = redact_url(&w.url);
+                for v in w.headers.values_mut() {
+                    *v = mask(v);
+                }
             }
         }
         c.store.url = c.store.url.as_deref().map(redact_url);
@@ -532,7 +555,7 @@ impl Config {
     }
 }
 
-/// Webhook URLs must be absolute `http://` URLs with a host.
+/// Webhook URLs must be absolute `http://` or `https://` URLs with a host.
 fn validate_webhook_url(app: &str, url: &str) -> Result<(), ConfigError> {
     let bad = |why: &str| {
         ConfigError::Invalid(format!(
@@ -541,15 +564,8 @@ fn validate_webhook_url(app: &str, url: &str) -> Result<(), ConfigError> {
         ))
     };
     let uri: axum::http::Uri = url.parse().map_err(|_| bad("not a valid URL"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") if cfg!(feature = "webhook-tls") => {}
-        Some("https") => {
-            return Err(bad(
-                "https webhooks need hush built with the `webhook-tls` feature; use http:// (e.g. to a local TLS-terminating proxy)",
-            ));
-        }
-        _ => return Err(bad("must start with http:// or https://")),
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("must start with http:// or https://"));
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("has no host"));
@@ -684,12 +700,7 @@ mod tests {
                 .to_string();
             assert!(e.contains(why), "{hook}: {e}");
         }
-        let https = Config::from_toml(&format!("{app}url='https://example.com/h'\n"));
-        if cfg!(feature = "webhook-tls") {
-            assert!(https.is_ok());
-        } else {
-            assert!(https.unwrap_err().to_string().contains("webhook-tls"));
-        }
+        assert!(Config::from_toml(&format!("{app}url='https://example.com/h'\n")).is_ok());
         assert!(Config::from_toml("[webhooks]\nmax_attempts=0\n").is_err());
         assert!(Config::from_toml("[webhooks]\nbogus=0\n").is_err());
     }
