@@ -48,6 +48,10 @@ USER 65532:65532
 WORKDIR /var/lib/hush
 VOLUME ["/var/lib/hush"]
 EXPOSE 6001 9601
+# `hush health` exits 0 when GET /up answers 200 (set HUSH_URL when the port
+# or scheme differs, e.g. https://127.0.0.1:6001 with [server.tls]).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/hush", "health"]
 # SIGTERM drains (clients get 4200); give it drain_delay + shutdown_timeout.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/hush"]

@@ -212,6 +212,11 @@ pub fn install() -> Option<PrometheusHandle> {
 }
 
 fn describe() {
+    describe_gauge!(
+        "hush_build_info",
+        "Always 1; the version of the running hush in the `version` label"
+    );
+    gauge!("hush_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     describe_gauge!("hush_connections", "Open WebSocket connections");
     describe_gauge!(
         "hush_subscriptions",

@@ -179,6 +179,14 @@ async fn metrics_are_scraped_and_move() {
     let before = metrics(&srv).await;
     assert_eq!(value(&before, "hush_connections", &a), Some(0.0));
     assert!(before.docs.contains_key("hush_messages_out_total"));
+    assert_eq!(
+        value(
+            &before,
+            "hush_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
 
     let mut sub1 = ws_connect(srv.addr, "key-m1", None).await;
     expect_event(&mut sub1, "pusher:connection_established").await;

@@ -5,6 +5,7 @@ mod api_cmds;
 mod audit_cmd;
 mod bench;
 mod chat;
+mod health_cmd;
 mod keygen;
 mod listen;
 mod sdk_vectors;
@@ -52,6 +53,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Inspect the webhook outbox: list, retry or purge dead letters; stats.
     Webhooks(webhooks_cmd::WebhooksArgs),
+    /// Check that a server answers (/up, or /ready with --ready); exit 0 or 1.
+    Health(health_cmd::HealthArgs),
     /// Run hush-sdk on JSON cases from stdin (compat parity tests).
     #[command(hide = true)]
     SdkVectors(sdk_vectors::SdkVectorsArgs),
@@ -68,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Command::Channels(args) => api_cmds::channels(args),
         Command::Users(args) => api_cmds::users(args),
         Command::Webhooks(args) => webhooks_cmd::run(args),
+        Command::Health(args) => health_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Chat(args) => chat::run(args),
