@@ -316,6 +316,16 @@ pub struct AppConfig {
     /// HTTP 429 beyond).
     #[serde(default)]
     pub max_api_requests_per_second: u32,
+    /// Publishing API requests per second for this app (`POST` events,
+    /// batch events, terminate connections; 0 = unlimited; HTTP 429 beyond).
+    /// soketi's `max_backend_events_per_second`, counted per request.
+    #[serde(default)]
+    pub max_publishes_per_second: u32,
+    /// Reading API requests per second for this app (`GET` channels, channel,
+    /// users, key directory; 0 = unlimited; HTTP 429 beyond). soketi's
+    /// `max_read_requests_per_second`.
+    #[serde(default)]
+    pub max_read_requests_per_second: u32,
     /// Refuse (400) API publishes to `private-encrypted-` channels whose data is
     /// not a `{nonce, ciphertext}` envelope.
     #[serde(default = "yes")]

@@ -634,3 +634,54 @@ mod tls {
         assert!(err.to_string().contains("certificate"), "{err}");
     }
 }
+
+/// soketi's split: publishes and reads have their own allowances, so a burst
+/// of `GET /channels` cannot use up the budget the backend needs to publish,
+/// and the other way round.
+#[tokio::test]
+async fn publishes_and_reads_have_separate_limits() {
+    let toml = format!(
+        "[metrics]\nenabled = true\n{}",
+        app(
+            "lim",
+            "key-lim",
+            "max_publishes_per_second = 2\nmax_read_requests_per_second = 3\n"
+        )
+    );
+    let srv = start(&toml).await;
+    let read = || async {
+        let path = "/apps/lim/channels";
+        http(
+            srv.addr,
+            "GET",
+            &signed("lim", "key-lim", "GET", path, ""),
+            "",
+        )
+        .await
+    };
+    // Within one second: two publishes pass, the third is refused...
+    assert_eq!(trigger(srv.addr, "lim", "key-lim", "c").await.0, 200);
+    assert_eq!(trigger(srv.addr, "lim", "key-lim", "c").await.0, 200);
+    let (status, body) = trigger(srv.addr, "lim", "key-lim", "c").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.to_string().contains("publish requests"), "{body}");
+    // ...while reads still have their own three.
+    for _ in 0..3 {
+        let (status, body) = read().await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = read().await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("read requests"), "{body}");
+    let m = metrics(&srv).await;
+    let r = |reason| {
+        value(
+            &m,
+            "hush_rejections_total",
+            &[("app", "lim"), ("reason", reason)],
+        )
+    };
+    assert_eq!(r("publish_rate"), Some(1.0));
+    assert_eq!(r("read_rate"), Some(1.0));
+    assert_eq!(r("api_rate"), Some(0.0));
+}
