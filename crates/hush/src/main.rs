@@ -3,6 +3,7 @@
 
 mod api_cmds;
 mod audit_cmd;
+#[cfg(feature = "bench")]
 mod bench;
 mod chat;
 mod health_cmd;
@@ -28,7 +29,9 @@ struct Cli {
 enum Command {
     /// Run the server (WebSocket gateway and HTTP API on one port).
     Serve(serve::ServeArgs),
-    /// Load-test hush (or another Pusher-protocol server) over loopback.
+    /// Load-test hush (or another Pusher-protocol server) over loopback
+    /// (built with `--features bench`).
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
     /// Generate app credentials and an encryption master key.
     Keygen(keygen::KeygenArgs),
@@ -64,6 +67,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Trigger(args) => api_cmds::trigger(args),
