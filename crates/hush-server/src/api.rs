@@ -144,6 +144,7 @@ pub(crate) fn authenticate(
             ),
         ));
     }
+    split_rate(&app, method)?;
     if let Some(k) = params
         .keys()
         .find(|k| !AUTH_PARAMS.contains(k) && !allowed.contains(k))
@@ -151,6 +152,31 @@ pub(crate) fn authenticate(
         return Err(ApiError::bad(format!("Unknown query parameter: {k}")));
     }
     Ok((app, params))
+}
+
+/// soketi's split: publishes (`POST`) and reads (`GET`) each have their own
+/// per-app allowance, on top of `max_api_requests_per_second`.
+fn split_rate(app: &App, method: &Method) -> Result<(), ApiError> {
+    let (rate, limit, rejection, what) = if method == Method::GET {
+        let l = app.config.max_read_requests_per_second;
+        (&app.read_rate, l, Rejection::ReadRate, "read requests")
+    } else {
+        let l = app.config.max_publishes_per_second;
+        (
+            &app.publish_rate,
+            l,
+            Rejection::PublishRate,
+            "publish requests",
+        )
+    };
+    if rate.try_take(std::time::Instant::now()) {
+        return Ok(());
+    }
+    app.metrics.rejected(rejection);
+    Err(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many requests: at most {limit} {what} per second for this app"),
+    ))
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {

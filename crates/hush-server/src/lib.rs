@@ -402,7 +402,7 @@ async fn count_api_request(
 }
 
 async fn up() -> Response {
-    axum::Json(json!({ "status": "up" })).into_response()
+    axum::Json(json!({ "status": "up", "version": env!("CARGO_PKG_VERSION") })).into_response()
 }
 
 /// 200 when serving; 503 while draining or when the store does not answer.

@@ -19,8 +19,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -30,6 +30,9 @@ use crate::admission::{Gate, GateLimits, Slot};
 use crate::app::ServerState;
 use crate::net::{PeerConn, SharedTcp};
 use crate::tls::Tls;
+
+/// HTTP/2 streams (requests) one connection may have open at once.
+const H2_MAX_STREAMS: u32 = 64;
 
 /// Smallest request-head buffer hyper accepts.
 const MIN_HEAD_BYTES: usize = 8192;
@@ -222,9 +225,87 @@ async fn connection(
                 tcp: None,
                 over_capacity: slot.over_capacity(),
             };
-            http(stream, info, router, &slot, limits, phase).await;
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                h2(stream, info, router, &slot, limits, phase).await;
+            } else {
+                http(stream, info, router, &slot, limits, phase).await;
+            }
         }
     }
+}
+
+/// The router as a hyper service, with the peer in each request's
+/// extensions (axum's `ConnectInfo`).
+fn service(
+    info: PeerConn,
+    router: Router,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(info.clone()));
+        let mut router = router.clone();
+        async move {
+            Ok::<_, Infallible>(match tower_service::Service::call(&mut router, req).await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            })
+        }
+    })
+}
+
+/// Resolves once the server starts closing.
+async fn closing(phase: &mut watch::Receiver<Phase>) {
+    while *phase.borrow_and_update() == Phase::Serving {
+        if phase.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// HTTP/2 (a TLS client chose `h2` by ALPN): the API only, WebSockets stay on
+/// HTTP/1.1. A connection is bounded like an HTTP/1.1 one: header list size,
+/// concurrent streams, keep-alive pings, the request deadline (in the
+/// router) and the gate's eviction.
+async fn h2<I>(
+    io: I,
+    info: PeerConn,
+    router: Router,
+    slot: &Slot,
+    limits: HttpLimits,
+    mut phase: watch::Receiver<Phase>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(io), service(info, router));
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "HTTP/2 connection ended");
+            }
+            return;
+        }
+        () = slot.evicted() => {
+            metrics::counter!(METRIC_SHED, "reason" => "evicted").increment(1);
+            return;
+        }
+        () = closing(&mut phase) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 async fn http<I>(
@@ -237,31 +318,13 @@ async fn http<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let mut req = req.map(axum::body::Body::new);
-        req.extensions_mut().insert(ConnectInfo(info.clone()));
-        let mut router = router.clone();
-        async move {
-            Ok::<_, Infallible>(match tower_service::Service::call(&mut router, req).await {
-                Ok(res) => res,
-                Err(never) => match never {},
-            })
-        }
-    });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_head_bytes)
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(io), service(info, router))
         .with_upgrades();
     tokio::pin!(conn);
-    let closing = async {
-        while *phase.borrow_and_update() == Phase::Serving {
-            if phase.changed().await.is_err() {
-                return;
-            }
-        }
-    };
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
@@ -273,7 +336,7 @@ async fn http<I>(
             metrics::counter!(METRIC_SHED, "reason" => "evicted").increment(1);
             return;
         }
-        () = closing => {}
+        () = closing(&mut phase) => {}
     }
     // Shutting down: finish the request in flight, then close. The caller's
     // deadline drops whatever is still open.

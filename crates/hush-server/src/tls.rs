@@ -104,8 +104,10 @@ impl Tls {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
-        // The server speaks HTTP/1.1 only (WebSocket upgrades need it).
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 for API clients that offer it; HTTP/1.1 for the others and
+        // for WebSocket upgrades (browsers and pusher-js offer only
+        // http/1.1, or no ALPN at all, for a WebSocket connection).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             files: files.clone(),
             resolver,

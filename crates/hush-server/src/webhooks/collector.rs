@@ -288,8 +288,9 @@ impl Collector {
             return;
         };
         let bit = q.event.kind().bit();
+        let channel = q.event.channel().as_str();
         let mut json: Option<String> = None;
-        for e in endpoints.iter().filter(|e| e.mask & bit != 0) {
+        for e in endpoints.iter().filter(|e| e.wants(bit, channel)) {
             let event = json.get_or_insert_with(|| q.event.to_json()).clone();
             out.events.push(NewOutboxEvent {
                 app_id: q.app_id.to_string(),

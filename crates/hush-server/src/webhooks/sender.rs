@@ -21,16 +21,14 @@ use tokio::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hush_store::{OutboxEvent, Store, Target, now_ms};
-use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use hyper::{Method, Request};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{METRIC_DEAD, METRIC_DELIVERIES, METRIC_PENDING, Signer};
+use super::client::HttpClient;
+use super::{EndpointOpts, METRIC_DEAD, METRIC_DELIVERIES, METRIC_PENDING, Signer};
 use crate::config::WebhooksConfig;
 
 /// An idle endpoint looks at the outbox this often even without a wake-up
@@ -45,32 +43,6 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Longest error text kept with an event.
 const MAX_ERROR_CHARS: usize = 300;
 const USER_AGENT_VALUE: &str = concat!("hush/", env!("CARGO_PKG_VERSION"));
-
-#[cfg(feature = "webhook-tls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-#[cfg(not(feature = "webhook-tls"))]
-type Connector = HttpConnector;
-
-/// The pooled HTTP client of every delivery loop.
-pub(super) type HttpClient = Client<Connector, Full<Bytes>>;
-
-/// Builds the client: plain HTTP, or HTTP and HTTPS (the system's root
-/// certificates) with `webhook-tls`.
-pub(super) fn http_client() -> std::io::Result<HttpClient> {
-    #[cfg(feature = "webhook-tls")]
-    let connector = {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http)
-    };
-    #[cfg(not(feature = "webhook-tls"))]
-    let connector = HttpConnector::new();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
-}
 
 struct Ctx {
     store: Store,
@@ -87,7 +59,7 @@ pub(super) async fn run(
     config: WebhooksConfig,
     signers: HashMap<String, Signer>,
     wake: Arc<HashMap<Target, Arc<Notify>>>,
-    batch_sizes: HashMap<Target, u32>,
+    opts: HashMap<Target, EndpointOpts>,
 ) {
     match store.outbox_targets().await {
         Ok(targets) => {
@@ -122,14 +94,14 @@ pub(super) async fn run(
         let Some(signer) = signers.get(&target.app_id) else {
             continue;
         };
-        let batch_size = batch_sizes
-            .get(target)
-            .copied()
-            .unwrap_or(ctx.config.batch_size);
+        let opts = opts.get(target).cloned().unwrap_or_else(|| EndpointOpts {
+            batch_size: ctx.config.batch_size,
+            headers: Arc::default(),
+        });
         tasks.spawn(deliver_loop(
             ctx.clone(),
             target.clone(),
-            batch_size,
+            opts,
             signer.clone(),
             notify.clone(),
         ));
@@ -164,14 +136,14 @@ async fn refresh_gauges(store: &Store, apps: &[String]) {
 async fn deliver_loop(
     ctx: Arc<Ctx>,
     target: Target,
-    batch_size: u32,
+    opts: EndpointOpts,
     signer: Signer,
     wake: Arc<Notify>,
 ) {
     let endpoint_shown = hush_store::redact_url(&target.endpoint);
     let mut probe = Probe::new(Duration::from_millis(ctx.config.probe_interval_ms));
     loop {
-        let batch = match ctx.store.outbox_next_batch(&target, batch_size).await {
+        let batch = match ctx.store.outbox_next_batch(&target, opts.batch_size).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, app = %target.app_id, "webhook outbox read failed");
@@ -197,7 +169,14 @@ async fn deliver_loop(
                         let Ok(_permit) = ctx.permits.acquire().await else {
                             return;
                         };
-                        post(&ctx, &target.endpoint, &signer, probe_body(now_ms())).await
+                        post(
+                            &ctx,
+                            &target.endpoint,
+                            &signer,
+                            &opts.headers,
+                            probe_body(now_ms()),
+                        )
+                        .await
                     };
                     if let Err(error) = answered {
                         tracing::debug!(app = %target.app_id, endpoint = %endpoint_shown, %error, "webhook endpoint probe failed");
@@ -214,7 +193,7 @@ async fn deliver_loop(
             let Ok(_permit) = ctx.permits.acquire().await else {
                 return;
             };
-            post(&ctx, &target.endpoint, &signer, body(&batch)).await
+            post(&ctx, &target.endpoint, &signer, &opts.headers, body(&batch)).await
         };
         let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
         let app = target.app_id.clone();
@@ -376,13 +355,22 @@ fn body(batch: &[OutboxEvent]) -> String {
     s
 }
 
-/// POSTs one request body (a batch or a probe); `Err` carries a short
-/// reason (non-2xx status, timeout, connection error).
-async fn post(ctx: &Ctx, url: &str, signer: &Signer, body: String) -> Result<(), String> {
+/// POSTs one request body (a batch or a probe) with the endpoint's extra
+/// `headers`; `Err` carries a short reason (non-2xx status, timeout,
+/// connection error).
+async fn post(
+    ctx: &Ctx,
+    url: &str,
+    signer: &Signer,
+    headers: &HeaderMap,
+    body: String,
+) -> Result<(), String> {
     let signature = hush_protocol::webhook::sign_body(signer.secret.as_bytes(), body.as_bytes());
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(url)
+    let mut req = Request::builder().method(Method::POST).uri(url);
+    if let Some(h) = req.headers_mut() {
+        h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let req = req
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
         .header("X-Pusher-Key", signer.key.as_str())

@@ -402,7 +402,10 @@ async fn channel_queries() {
     assert_eq!(s.raw_http("GET", "/nowhere", "").await.0, 404);
     assert_eq!(
         s.raw_http("GET", "/up", "").await,
-        (200, json!({"status":"up"}))
+        (
+            200,
+            json!({"status":"up","version":env!("CARGO_PKG_VERSION")})
+        )
     );
     s.stop().await;
 }
