@@ -140,7 +140,7 @@ impl WebhookEventType {
 }
 
 /// One webhook endpoint of an app.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where events are POSTed (`http://` or `https://`).
@@ -243,7 +243,7 @@ pub enum LogFormat {
 }
 
 /// One application (tenant).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// App id, used in HTTP API paths (a number is read as its digits:

@@ -46,12 +46,38 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// How to read the configuration again on SIGHUP: the same file, the
+/// environment as it is, and the same command-line overrides.
+#[derive(Clone)]
+struct Reload {
+    file: Option<PathBuf>,
+    host: Option<String>,
+    allow_dev_app: bool,
+}
+
+impl Reload {
+    /// The configuration as `hush serve` would load it now.
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.file.as_deref())?;
+        if let Some(host) = &self.host {
+            config.server.host = host.clone();
+        }
+        config.check_development_exposure(self.allow_dev_app)?;
+        Ok(config)
+    }
+}
+
 /// Loads the configuration and runs the server until SIGTERM or Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let file = args.config.or_else(|| {
         let default = PathBuf::from("hush.toml");
         default.exists().then_some(default)
     });
+    let reload = Reload {
+        file: file.clone(),
+        host: args.host.clone(),
+        allow_dev_app: args.allow_dev_app,
+    };
     let mut config = Config::load(file.as_deref())?;
     if let Some(host) = args.host {
         config.server.host = host;
@@ -69,10 +95,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, reload))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, reload: Reload) -> anyhow::Result<()> {
     // Signal handlers first: a SIGTERM that arrives right after the ready line
     // must drain, not kill.
     let shutdown = shutdown_signal()?;
@@ -82,7 +108,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("starting the server on {host}:{}", config.server.port))?;
     let addr = server.local_addr();
     // Always handled: SIGHUP's default action would end the process.
-    spawn_reload_on_sighup(server.tls())?;
+    spawn_reload_on_sighup(server.tls(), server.state(), reload)?;
     {
         let mut out = std::io::stdout().lock();
         // Parsed by `hush bench` and the compat tests: keep its shape.
@@ -132,10 +158,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server.run(shutdown).await.context("serving")
 }
 
-/// Re-reads the TLS certificate and key on every SIGHUP; a failed reload is
-/// logged and the current certificate stays in force. Without TLS, SIGHUP is
-/// logged and otherwise ignored.
-fn spawn_reload_on_sighup(tls: Option<hush_server::tls::Tls>) -> anyhow::Result<()> {
+/// On every SIGHUP: re-reads the TLS certificate and key, and the apps from
+/// the configuration (file and `HUSH_*` variables). A failed reload of
+/// either is logged and what is in force stays.
+fn spawn_reload_on_sighup(
+    tls: Option<hush_server::tls::Tls>,
+    state: std::sync::Arc<hush_server::ServerState>,
+    reload: Reload,
+) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -147,16 +177,37 @@ fn spawn_reload_on_sighup(tls: Option<hush_server::tls::Tls>) -> anyhow::Result<
                     Some(Err(e)) => {
                         tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate");
                     }
-                    None => tracing::warn!(
-                        "SIGHUP ignored: it reloads the TLS certificate, and TLS is off (other settings need a restart)"
-                    ),
+                    None => {}
                 }
+                reload_apps(&state, &reload);
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = tls;
+    let _ = (tls, state, reload);
     Ok(())
+}
+
+/// Applies the apps of the configuration as it reads now.
+fn reload_apps(state: &hush_server::ServerState, reload: &Reload) {
+    let config = match reload.load() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "SIGHUP: configuration not reloaded; the apps in force stay");
+            return;
+        }
+    };
+    let r = state.reload_apps(&config);
+    tracing::info!(
+        added = ?r.added, changed = ?r.changed, removed = ?r.removed, unchanged = r.unchanged,
+        "SIGHUP: apps reloaded (other settings need a restart)"
+    );
+    if !r.webhooks_not_applied.is_empty() {
+        tracing::warn!(
+            apps = ?r.webhooks_not_applied,
+            "SIGHUP: webhook endpoints are read at start; restart to apply these apps' webhook changes"
+        );
+    }
 }
 
 /// Installs the SIGTERM / Ctrl-C handlers now and returns a future that
