@@ -481,6 +481,22 @@ impl Config {
         }
     }
 
+    /// This configuration with `stored` apps (kept in the store, managed by
+    /// `hush apps`) next to the configured ones, checked as a whole (an id or
+    /// key used twice is an error). With any stored app, the development app
+    /// is no longer in force.
+    pub fn with_stored_apps(&self, stored: Vec<AppConfig>) -> Result<Config, ConfigError> {
+        if stored.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut c = self.clone();
+        for a in stored {
+            c.apps.insert(format!("store:{}", a.id), a);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
     /// True when no app is configured and the development app is in use.
     pub fn uses_development_app(&self) -> bool {
         self.apps.is_empty()

@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use hush_server::config::LogFormat;
 use hush_server::{Config, Server};
+
+use crate::app_sources::{AppSources, Reload};
 use tracing_subscriber::EnvFilter;
 
 /// Options of `hush serve`.
@@ -46,27 +48,6 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-/// How to read the configuration again on SIGHUP: the same file, the
-/// environment as it is, and the same command-line overrides.
-#[derive(Clone)]
-struct Reload {
-    file: Option<PathBuf>,
-    host: Option<String>,
-    allow_dev_app: bool,
-}
-
-impl Reload {
-    /// The configuration as `hush serve` would load it now.
-    fn load(&self) -> anyhow::Result<Config> {
-        let mut config = Config::load(self.file.as_deref())?;
-        if let Some(host) = &self.host {
-            config.server.host = host.clone();
-        }
-        config.check_development_exposure(self.allow_dev_app)?;
-        Ok(config)
-    }
-}
-
 /// Loads the configuration and runs the server until SIGTERM or Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let file = args.config.or_else(|| {
@@ -89,7 +70,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         print!("{}", config.to_masked_toml());
         return Ok(());
     }
-    config.check_development_exposure(args.allow_dev_app)?;
     init_logs(config.server.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -102,13 +82,16 @@ async fn serve(config: Config, reload: Reload) -> anyhow::Result<()> {
     // Signal handlers first: a SIGTERM that arrives right after the ready line
     // must drain, not kill.
     let shutdown = shutdown_signal()?;
+    // The configured apps and those kept in the store (`hush apps`).
+    let (config, sources) = AppSources::start(config, reload).await?;
     let host = config.server.host.clone();
     let server = Server::bind(config.clone())
         .await
         .with_context(|| format!("starting the server on {host}:{}", config.server.port))?;
     let addr = server.local_addr();
     // Always handled: SIGHUP's default action would end the process.
-    spawn_reload_on_sighup(server.tls(), server.state(), reload)?;
+    spawn_reload_on_sighup(server.tls(), server.state(), sources.clone())?;
+    tokio::spawn(sources.poll_store(server.state()));
     {
         let mut out = std::io::stdout().lock();
         // Parsed by `hush bench` and the compat tests: keep its shape.
@@ -164,7 +147,7 @@ async fn serve(config: Config, reload: Reload) -> anyhow::Result<()> {
 fn spawn_reload_on_sighup(
     tls: Option<hush_server::tls::Tls>,
     state: std::sync::Arc<hush_server::ServerState>,
-    reload: Reload,
+    sources: std::sync::Arc<AppSources>,
 ) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
@@ -179,35 +162,13 @@ fn spawn_reload_on_sighup(
                     }
                     None => {}
                 }
-                reload_apps(&state, &reload);
+                sources.on_sighup(&state);
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = (tls, state, reload);
+    let _ = (tls, state, sources);
     Ok(())
-}
-
-/// Applies the apps of the configuration as it reads now.
-fn reload_apps(state: &hush_server::ServerState, reload: &Reload) {
-    let config = match reload.load() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "SIGHUP: configuration not reloaded; the apps in force stay");
-            return;
-        }
-    };
-    let r = state.reload_apps(&config);
-    tracing::info!(
-        added = ?r.added, changed = ?r.changed, removed = ?r.removed, unchanged = r.unchanged,
-        "SIGHUP: apps reloaded (other settings need a restart)"
-    );
-    if !r.webhooks_not_applied.is_empty() {
-        tracing::warn!(
-            apps = ?r.webhooks_not_applied,
-            "SIGHUP: webhook endpoints are read at start; restart to apply these apps' webhook changes"
-        );
-    }
 }
 
 /// Installs the SIGTERM / Ctrl-C handlers now and returns a future that

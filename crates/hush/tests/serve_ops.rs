@@ -176,7 +176,10 @@ async fn forwarded_for_is_logged_only_from_trusted_proxies() {
         }
         cmd.args(["serve", "--port", "0"])
             .current_dir(&dir)
-            .env("HUSH_LOG", "warn,hush_server::gateway=info,hush::serve=info")
+            .env(
+                "HUSH_LOG",
+                "warn,hush_server::gateway=info,hush::app_sources=info",
+            )
             .env("HUSH_SERVER__LOG_FORMAT", "json")
             .env("HUSH_SERVER__TRUSTED_PROXIES", trusted)
             .env(
