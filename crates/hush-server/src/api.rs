@@ -96,10 +96,7 @@ pub(crate) fn authenticate(
     // secret nobody knows, so it fails exactly like a bad signature on a
     // real app: same status, same message, same work. Nothing tells an app
     // id that exists from one that does not.
-    let app = state
-        .app_by_id(app_id)
-        .filter(|a| a.config.key == key)
-        .cloned();
+    let app = state.app_by_id(app_id).filter(|a| a.config.key == key);
     let secret: &[u8] = match &app {
         Some(a) => a.config.secret.as_bytes(),
         None => decoy_secret(),

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hush_protocol::{ChannelKind, ChannelName, CloseCode, SocketId, UserId, wire};
@@ -24,10 +24,11 @@ use crate::webhooks::{AppHooks, HookSink};
 pub struct App {
     /// Its configuration.
     pub config: AppConfig,
-    /// Channel registry.
-    pub channels: Channels,
-    /// Signed-in users.
-    pub users: Users,
+    /// Channel registry (shared with the app's next configuration, see
+    /// [`ServerState::reload_apps`]).
+    pub channels: Arc<Channels>,
+    /// Signed-in users (shared likewise).
+    pub users: Arc<Users>,
     /// Counter handles labelled with this app's id.
     pub metrics: AppMetrics,
     /// Browser origins allowed to connect.
@@ -40,7 +41,7 @@ pub struct App {
     pub read_rate: SharedRate,
     /// Webhook events of this app (`None`: no webhook configured).
     pub hooks: Option<AppHooks>,
-    connections: AtomicUsize,
+    connections: Arc<AtomicUsize>,
 }
 
 impl App {
@@ -53,10 +54,29 @@ impl App {
             publish_rate: SharedRate::new(config.max_publishes_per_second, Instant::now()),
             read_rate: SharedRate::new(config.max_read_requests_per_second, Instant::now()),
             config,
-            channels: Channels::with_hooks(hooks.clone()),
-            users: Users::default(),
+            channels: Arc::new(Channels::with_hooks(hooks.clone())),
+            users: Arc::default(),
             hooks,
-            connections: AtomicUsize::new(0),
+            connections: Arc::default(),
+        }
+    }
+
+    /// The same app under a new configuration: its channels, signed-in users,
+    /// connection count and webhook queue carry over (a publish through the
+    /// new configuration reaches connections made under the old one); limits,
+    /// origins and credentials are the new ones.
+    pub fn reconfigured(&self, config: AppConfig) -> Self {
+        Self {
+            metrics: AppMetrics::new(&config.id),
+            origins: AllowedOrigins::new(&config.allowed_origins),
+            api_rate: SharedRate::new(config.max_api_requests_per_second, Instant::now()),
+            publish_rate: SharedRate::new(config.max_publishes_per_second, Instant::now()),
+            read_rate: SharedRate::new(config.max_read_requests_per_second, Instant::now()),
+            config,
+            channels: self.channels.clone(),
+            users: self.users.clone(),
+            hooks: self.hooks.clone(),
+            connections: self.connections.clone(),
         }
     }
 
@@ -121,13 +141,46 @@ pub struct ServerState {
     pub store: hush_store::Store,
     /// The key directory (public keys only).
     pub directory: Arc<crate::directory::Directory>,
-    apps_by_key: HashMap<String, Arc<App>>,
-    apps_by_id: HashMap<String, Arc<App>>,
+    apps: RwLock<Arc<AppTable>>,
     connections: AtomicUsize,
     registry: Mutex<HashMap<ConnId, ConnHandle>>,
     draining: AtomicBool,
     /// Whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
+}
+
+/// The apps in force, by key and by id; replaced whole on a reload.
+#[derive(Default)]
+struct AppTable {
+    by_key: HashMap<String, Arc<App>>,
+    by_id: HashMap<String, Arc<App>>,
+}
+
+impl AppTable {
+    fn new(apps: impl IntoIterator<Item = Arc<App>>) -> Self {
+        let mut t = Self::default();
+        for a in apps {
+            t.by_key.insert(a.config.key.clone(), a.clone());
+            t.by_id.insert(a.config.id.clone(), a);
+        }
+        t
+    }
+}
+
+/// What [`ServerState::reload_apps`] changed, by app id.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AppsReloaded {
+    /// Apps that were not there before.
+    pub added: Vec<String>,
+    /// Apps whose configuration changed (credentials, limits, flags).
+    pub changed: Vec<String>,
+    /// Apps no longer configured.
+    pub removed: Vec<String>,
+    /// Apps left as they were.
+    pub unchanged: usize,
+    /// Apps added or changed whose webhook endpoints were not applied
+    /// (endpoints are read at start).
+    pub webhooks_not_applied: Vec<String>,
 }
 
 /// Releases a connection's place in the counts and the registry.
@@ -168,14 +221,7 @@ impl ServerState {
             server: config.server.clone(),
             store,
             directory,
-            apps_by_key: apps
-                .iter()
-                .map(|a| (a.config.key.clone(), a.clone()))
-                .collect(),
-            apps_by_id: apps
-                .iter()
-                .map(|a| (a.config.id.clone(), a.clone()))
-                .collect(),
+            apps: RwLock::new(Arc::new(AppTable::new(apps))),
             connections: AtomicUsize::new(0),
             registry: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
@@ -183,19 +229,75 @@ impl ServerState {
         })
     }
 
+    fn table(&self) -> Arc<AppTable> {
+        self.apps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The app with this public key.
-    pub fn app_by_key(&self, key: &str) -> Option<&Arc<App>> {
-        self.apps_by_key.get(key)
+    pub fn app_by_key(&self, key: &str) -> Option<Arc<App>> {
+        self.table().by_key.get(key).cloned()
     }
 
     /// The app with this id.
-    pub fn app_by_id(&self, id: &str) -> Option<&Arc<App>> {
-        self.apps_by_id.get(id)
+    pub fn app_by_id(&self, id: &str) -> Option<Arc<App>> {
+        self.table().by_id.get(id).cloned()
     }
 
     /// All apps.
-    pub fn apps(&self) -> impl Iterator<Item = &Arc<App>> {
-        self.apps_by_id.values()
+    pub fn apps(&self) -> Vec<Arc<App>> {
+        self.table().by_id.values().cloned().collect()
+    }
+
+    /// Applies the apps of `config` (SIGHUP, or apps changed in the store):
+    /// new apps are served at once, changed ones take their new settings for
+    /// new connections and every API request while their channels and
+    /// connections carry on, removed ones refuse new connections (4001) and
+    /// API requests (404). Connections already open keep the settings they
+    /// were admitted with until they reconnect. Webhook endpoints are read
+    /// at start only.
+    pub fn reload_apps(&self, config: &Config) -> AppsReloaded {
+        let mut table = self.apps.write().unwrap_or_else(PoisonError::into_inner);
+        let old = table.clone();
+        let mut report = AppsReloaded::default();
+        let mut next = Vec::new();
+        for cfg in config.effective_apps() {
+            match old.by_id.get(&cfg.id) {
+                Some(app) if app.config == cfg => {
+                    report.unchanged += 1;
+                    next.push(app.clone());
+                }
+                Some(app) => {
+                    if app.config.webhooks != cfg.webhooks {
+                        report.webhooks_not_applied.push(cfg.id.clone());
+                    }
+                    report.changed.push(cfg.id.clone());
+                    next.push(Arc::new(app.reconfigured(cfg)));
+                }
+                None => {
+                    if !cfg.webhooks.is_empty() {
+                        report.webhooks_not_applied.push(cfg.id.clone());
+                    }
+                    report.added.push(cfg.id.clone());
+                    next.push(Arc::new(App::with_hooks(cfg, None)));
+                }
+            }
+        }
+        let kept: std::collections::HashSet<&str> =
+            next.iter().map(|a| a.config.id.as_str()).collect();
+        report.removed = old
+            .by_id
+            .keys()
+            .filter(|id| !kept.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for v in [&mut report.added, &mut report.changed, &mut report.removed] {
+            v.sort();
+        }
+        *table = Arc::new(AppTable::new(next));
+        report
     }
 
     /// Connections open on this node.

@@ -144,7 +144,7 @@ impl WebhookEventType {
 }
 
 /// One webhook endpoint of an app.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Where events are POSTed (`http://` or `https://`).
@@ -277,7 +277,7 @@ pub enum LogFormat {
 }
 
 /// One application (tenant).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
     /// App id, used in HTTP API paths (a number is read as its digits:
@@ -537,6 +537,22 @@ impl Config {
                 a.id, self.server.host
             ))),
         }
+    }
+
+    /// This configuration with `stored` apps (kept in the store, managed by
+    /// `hush apps`) next to the configured ones, checked as a whole (an id or
+    /// key used twice is an error). With any stored app, the development app
+    /// is no longer in force.
+    pub fn with_stored_apps(&self, stored: Vec<AppConfig>) -> Result<Config, ConfigError> {
+        if stored.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut c = self.clone();
+        for a in stored {
+            c.apps.insert(format!("store:{}", a.id), a);
+        }
+        c.validate()?;
+        Ok(c)
     }
 
     /// True when no app is configured and the development app is in use.

@@ -390,8 +390,7 @@ async fn count_api_request(
         .path()
         .strip_prefix("/apps/")
         .and_then(|rest| rest.split('/').next())
-        .and_then(|id| state.app_by_id(id))
-        .cloned();
+        .and_then(|id| state.app_by_id(id));
     let res = next.run(req).await;
     let status = res.status().as_u16();
     match app {

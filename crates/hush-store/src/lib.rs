@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod apps;
 pub mod directory;
 mod error;
 mod migrations;
@@ -27,6 +28,7 @@ mod sqlite;
 
 use std::time::Duration;
 
+pub use apps::StoredApp;
 pub use error::StoreError;
 pub use outbox::{
     AppCounts, DeadLetter, FailureOutcome, NewOutboxEvent, OccupancyChange, Occupied, OutboxEvent,

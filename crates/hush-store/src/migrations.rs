@@ -29,8 +29,13 @@ const SQLITE: &[(i64, &str, &str)] = &[
     ),
     (
         3,
+        "apps",
+        include_str!("../migrations/sqlite/0003_apps.sql"),
+    ),
+    (
+        4,
         "webhook occupancy journal",
-        include_str!("../migrations/sqlite/0003_webhook_occupancy.sql"),
+        include_str!("../migrations/sqlite/0004_webhook_occupancy.sql"),
     ),
 ];
 

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod api_cmds;
+mod app_sources;
+mod apps_cmd;
 mod audit_cmd;
 #[cfg(feature = "bench")]
 mod bench;
@@ -58,6 +60,10 @@ enum Command {
     Webhooks(webhooks_cmd::WebhooksArgs),
     /// Check that a server answers (/up, or /ready with --ready); exit 0 or 1.
     Health(health_cmd::HealthArgs),
+    /// Manage apps kept in the store (add, list, show, rotate-secret,
+    /// disable, enable, remove); running servers pick changes up within
+    /// seconds.
+    Apps(apps_cmd::AppsArgs),
     /// Run hush-sdk on JSON cases from stdin (compat parity tests).
     #[command(hide = true)]
     SdkVectors(sdk_vectors::SdkVectorsArgs),
@@ -76,6 +82,7 @@ fn main() -> std::process::ExitCode {
         Command::Users(args) => api_cmds::users(args),
         Command::Webhooks(args) => webhooks_cmd::run(args),
         Command::Health(args) => health_cmd::run(args),
+        Command::Apps(args) => apps_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Chat(args) => chat::run(args),

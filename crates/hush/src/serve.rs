@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use hush_server::config::LogFormat;
 use hush_server::{Config, Server};
+
+use crate::app_sources::{AppSources, Reload};
 use tracing_subscriber::EnvFilter;
 
 /// Options of `hush serve`.
@@ -52,6 +54,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let default = PathBuf::from("hush.toml");
         default.exists().then_some(default)
     });
+    let reload = Reload {
+        file: file.clone(),
+        host: args.host.clone(),
+        allow_dev_app: args.allow_dev_app,
+    };
     let mut config = Config::load(file.as_deref())?;
     if let Some(host) = args.host {
         config.server.host = host;
@@ -63,7 +70,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         print!("{}", config.to_masked_toml());
         return Ok(());
     }
-    config.check_development_exposure(args.allow_dev_app)?;
     init_logs(config.server.log_format);
     if let Some(limit) = hush_server::serve::raise_descriptor_limit() {
         tracing::info!(limit, "open file descriptor limit");
@@ -72,20 +78,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, reload))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, reload: Reload) -> anyhow::Result<()> {
     // Signal handlers first: a SIGTERM that arrives right after the ready line
     // must drain, not kill.
     let shutdown = shutdown_signal()?;
+    // The configured apps and those kept in the store (`hush apps`).
+    let (config, sources) = AppSources::start(config, reload).await?;
     let host = config.server.host.clone();
     let server = Server::bind(config.clone())
         .await
         .with_context(|| format!("starting the server on {host}:{}", config.server.port))?;
     let addr = server.local_addr();
     // Always handled: SIGHUP's default action would end the process.
-    spawn_reload_on_sighup(server.tls())?;
+    spawn_reload_on_sighup(server.tls(), server.state(), sources.clone())?;
+    tokio::spawn(sources.poll_store(server.state()));
     {
         let mut out = std::io::stdout().lock();
         // Parsed by `hush bench` and the compat tests: keep its shape.
@@ -135,10 +144,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server.run(shutdown).await.context("serving")
 }
 
-/// Re-reads the TLS certificate and key on every SIGHUP; a failed reload is
-/// logged and the current certificate stays in force. Without TLS, SIGHUP is
-/// logged and otherwise ignored.
-fn spawn_reload_on_sighup(tls: Option<hush_server::tls::Tls>) -> anyhow::Result<()> {
+/// On every SIGHUP: re-reads the TLS certificate and key, and the apps from
+/// the configuration (file and `HUSH_*` variables). A failed reload of
+/// either is logged and what is in force stays.
+fn spawn_reload_on_sighup(
+    tls: Option<hush_server::tls::Tls>,
+    state: std::sync::Arc<hush_server::ServerState>,
+    sources: std::sync::Arc<AppSources>,
+) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -150,15 +163,14 @@ fn spawn_reload_on_sighup(tls: Option<hush_server::tls::Tls>) -> anyhow::Result<
                     Some(Err(e)) => {
                         tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificate");
                     }
-                    None => tracing::warn!(
-                        "SIGHUP ignored: it reloads the TLS certificate, and TLS is off (other settings need a restart)"
-                    ),
+                    None => {}
                 }
+                sources.on_sighup(&state);
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = tls;
+    let _ = (tls, state, sources);
     Ok(())
 }
 

@@ -176,7 +176,10 @@ async fn forwarded_for_is_logged_only_from_trusted_proxies() {
         }
         cmd.args(["serve", "--port", "0"])
             .current_dir(&dir)
-            .env("HUSH_LOG", "warn,hush_server::gateway=info")
+            .env(
+                "HUSH_LOG",
+                "warn,hush_server::gateway=info,hush::app_sources=info",
+            )
             .env("HUSH_SERVER__LOG_FORMAT", "json")
             .env("HUSH_SERVER__TRUSTED_PROXIES", trusted)
             .env(
@@ -208,10 +211,12 @@ async fn forwarded_for_is_logged_only_from_trusted_proxies() {
         let line = log_with(&mut err, "origin not allowed").await;
         assert_eq!(line["fields"]["client"], expect, "{line}");
         assert_eq!(line["fields"]["origin"], "https://evil.example");
-        // Without TLS, SIGHUP (systemctl reload) is logged and the server keeps serving.
+        // Without TLS, SIGHUP (systemctl reload) re-reads the apps (none
+        // changed) and the server keeps serving.
         kill(child.id().unwrap(), "-HUP");
-        let hup = log_with(&mut err, "SIGHUP ignored").await;
-        assert_eq!(hup["level"], "WARN");
+        let hup = log_with(&mut err, "apps reloaded").await;
+        assert_eq!(hup["level"], "INFO");
+        assert_eq!(hup["fields"]["unchanged"], 1, "{hup}");
         let again = ws_first_frame(&addr, &[("origin", "https://good.example")]).await;
         assert_eq!(again["event"], "pusher:connection_established", "{again}");
         child.kill().await.unwrap();
