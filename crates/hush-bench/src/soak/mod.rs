@@ -300,6 +300,18 @@ impl Workers {
         Ok(got.into_values().collect())
     }
 
+    /// Resident memory of the worker processes together.
+    fn rss(&self) -> Option<u64> {
+        self.children
+            .iter()
+            .map(|c| {
+                c.id()
+                    .and_then(|p| crate::procstat::sample(Some(p)))
+                    .map(|s| s.rss)
+            })
+            .sum()
+    }
+
     fn intervals(reports: Vec<Report>) -> Result<Vec<Interval>, BenchError> {
         reports
             .into_iter()
@@ -333,9 +345,9 @@ pub async fn soak(
 ) -> Result<SoakReport, BenchError> {
     t.check()?;
     o.validate()?;
-    let started = Instant::now();
     let pid = t.pid;
     let baseline = steady(pid, launch.metrics).await;
+    let started = Instant::now();
     let mut r = SoakReport::new(o.clone(), baseline);
     let mut workers = Workers::spawn(t, o, launch)?;
     pb.set_message(format!(
@@ -345,15 +357,24 @@ pub async fn soak(
     // A generous bound for opening the stable connections (≈ 1000/s here).
     let ramp_timeout = Duration::from_secs(60 + o.connections as u64 / 50);
     let ready = workers.gather(ramp_timeout, "ramp").await?;
-    r.stable_opened = ready
-        .iter()
-        .map(|x| match x {
-            Report::Ready { open } => *open,
-            _ => 0,
-        })
-        .sum();
+    let mut ramp = Vec::new();
+    for x in ready {
+        if let Report::Ready { open, ramp: i } = x {
+            r.stable_opened += open;
+            ramp.push(*i);
+        }
+    }
     r.ramp_s = started.elapsed().as_secs_f64();
     r.loaded = probe::sample(pid, launch.metrics).await;
+    let mut row = Row::build(
+        "ramp".into(),
+        0.0,
+        (r.loaded, Instant::now()),
+        (baseline, started),
+        &ramp,
+    );
+    row.generator_rss_bytes = workers.rss();
+    r.add(row, &ramp);
     eprintln!(
         "soak: {} stable connections open in {:.1} s; server RSS {:.1} MiB, {} descriptors",
         r.stable_opened,
@@ -362,6 +383,9 @@ pub async fn soak(
         r.loaded.fds.map_or("?".into(), |f| f.to_string())
     );
     eprintln!("{}", report::Row::header());
+    if let Some(row) = r.rows.last() {
+        eprintln!("{row}");
+    }
     workers.send(Command::Start).await?;
     let t0 = tokio::time::Instant::now();
     let load_start = Instant::now();
@@ -376,13 +400,14 @@ pub async fn soak(
         let sample = probe::sample(pid, launch.metrics).await;
         let now = Instant::now();
         let got = Workers::intervals(workers.gather(Duration::from_secs(60), "tick").await?)?;
-        let row = Row::build(
+        let mut row = Row::build(
             format!("{}", k),
             load_start.elapsed().as_secs_f64(),
             (sample, now),
             prev,
             &got,
         );
+        row.generator_rss_bytes = workers.rss();
         eprintln!("{row}");
         r.add(row, &got);
         prev = (sample, now);
@@ -393,13 +418,14 @@ pub async fn soak(
     let sample = probe::sample(pid, launch.metrics).await;
     let now = Instant::now();
     let got = Workers::intervals(workers.gather(Duration::from_secs(300), "stop").await?)?;
-    let row = Row::build(
+    let mut row = Row::build(
         "end".into(),
         load_start.elapsed().as_secs_f64(),
         (sample, now),
         prev,
         &got,
     );
+    row.generator_rss_bytes = workers.rss();
     eprintln!("{row}");
     r.add(row, &got);
     r.load_s = load_start.elapsed().as_secs_f64();

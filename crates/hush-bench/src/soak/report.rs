@@ -32,6 +32,8 @@ pub struct Row {
     pub client_latency_ms: Option<Percentiles>,
     /// API request latency.
     pub api_latency_ms: Option<Percentiles>,
+    /// Resident memory of all worker processes together, bytes.
+    pub generator_rss_bytes: Option<u64>,
 }
 
 fn merged(it: impl Iterator<Item = Histogram<u64>>) -> Histogram<u64> {
@@ -92,6 +94,7 @@ impl Row {
             latency_ms: p(|i| &i.latency),
             client_latency_ms: p(|i| &i.client_latency),
             api_latency_ms: p(|i| &i.api_latency),
+            generator_rss_bytes: None,
         }
     }
 
@@ -310,6 +313,30 @@ impl fmt::Display for SoakReport {
         writeln!(f, "{}", Row::header())?;
         for r in &self.rows {
             writeln!(f, "{r}")?;
+        }
+        let rss: Vec<f64> = self
+            .rows
+            .iter()
+            .filter(|r| r.label != "end")
+            .filter_map(|r| r.server.rss_bytes)
+            .map(|b| b as f64 / 1_048_576.0)
+            .collect();
+        if rss.len() >= 3 {
+            let (first, mid, last) = (rss[0], rss[rss.len() / 2], rss[rss.len() - 1]);
+            writeln!(
+                f,
+                "RSS curve    {first:.1} MiB after the ramp, {mid:.1} at half time ({:+.1}), {last:.1} at the end ({:+.1} over the second half)",
+                mid - first,
+                last - mid
+            )?;
+        }
+        if let Some(g) = self.rows.iter().filter_map(|r| r.generator_rss_bytes).max() {
+            writeln!(
+                f,
+                "generator    RSS {} MiB at most ({} workers together)",
+                mib(Some(g)),
+                o.workers
+            )?;
         }
         let t = &self.totals;
         writeln!(

@@ -151,6 +151,8 @@ pub enum Report {
     Ready {
         /// Connections open.
         open: u64,
+        /// What opening them counted (subscriptions, joins, errors).
+        ramp: Box<Interval>,
     },
     /// One interval (after `tick`), or the last one plus verification (after
     /// `stop`).

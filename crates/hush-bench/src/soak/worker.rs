@@ -161,7 +161,10 @@ pub async fn run(spec: WorkerSpec) -> Result<(), BenchError> {
         }
     }
     let stable_open = stable_tasks.len() as u64;
-    emit(&Report::Ready { open: stable_open });
+    emit(&Report::Ready {
+        open: stable_open,
+        ramp: Box::new(ctx.stats.take()),
+    });
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut publisher: Option<JoinHandle<()>> = None;
