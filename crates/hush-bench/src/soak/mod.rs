@@ -300,16 +300,31 @@ impl Workers {
         Ok(got.into_values().collect())
     }
 
-    /// Resident memory of the worker processes together.
-    fn rss(&self) -> Option<u64> {
-        self.children
+    /// Resident memory and CPU time of the worker processes together.
+    fn sample(&self) -> Option<crate::procstat::Sample> {
+        let all: Option<Vec<_>> = self
+            .children
             .iter()
-            .map(|c| {
-                c.id()
-                    .and_then(|p| crate::procstat::sample(Some(p)))
-                    .map(|s| s.rss)
-            })
-            .sum()
+            .map(|c| c.id().and_then(|p| crate::procstat::sample(Some(p))))
+            .collect();
+        all.map(|v| crate::procstat::Sample {
+            cpu: v.iter().map(|s| s.cpu).sum(),
+            rss: v.iter().map(|s| s.rss).sum(),
+        })
+    }
+
+    /// Fills in the generator's figures of `row` (CPU since `prev`, which
+    /// becomes now).
+    fn measure(&self, row: &mut Row, prev: &mut Option<(Duration, Instant)>) {
+        let now = self.sample();
+        row.generator_rss_bytes = now.map(|s| s.rss);
+        if let (Some(s), Some((cpu, at))) = (now, *prev) {
+            let dt = at.elapsed().as_secs_f64();
+            if dt > 0.0 {
+                row.generator_cpu_pct = Some(s.cpu.saturating_sub(cpu).as_secs_f64() * 100.0 / dt);
+            }
+        }
+        *prev = now.map(|s| (s.cpu, Instant::now()));
     }
 
     fn intervals(reports: Vec<Report>) -> Result<Vec<Interval>, BenchError> {
@@ -373,7 +388,8 @@ pub async fn soak(
         (baseline, started),
         &ramp,
     );
-    row.generator_rss_bytes = workers.rss();
+    let mut gen_prev = None;
+    workers.measure(&mut row, &mut gen_prev);
     r.add(row, &ramp);
     eprintln!(
         "soak: {} stable connections open in {:.1} s; server RSS {:.1} MiB, {} descriptors",
@@ -407,7 +423,7 @@ pub async fn soak(
             prev,
             &got,
         );
-        row.generator_rss_bytes = workers.rss();
+        workers.measure(&mut row, &mut gen_prev);
         eprintln!("{row}");
         r.add(row, &got);
         prev = (sample, now);
@@ -425,7 +441,7 @@ pub async fn soak(
         prev,
         &got,
     );
-    row.generator_rss_bytes = workers.rss();
+    workers.measure(&mut row, &mut gen_prev);
     eprintln!("{row}");
     r.add(row, &got);
     r.load_s = load_start.elapsed().as_secs_f64();

@@ -26,14 +26,18 @@ pub struct Row {
     pub server_cpu_pct: Option<f64>,
     /// Generator counters.
     pub counts: Counts,
-    /// API publish-to-receive latency.
+    /// API publish-to-receive latency, small channels.
     pub latency_ms: Option<Percentiles>,
+    /// API publish-to-receive latency, large channels.
+    pub large_latency_ms: Option<Percentiles>,
     /// Client event latency.
     pub client_latency_ms: Option<Percentiles>,
     /// API request latency.
     pub api_latency_ms: Option<Percentiles>,
     /// Resident memory of all worker processes together, bytes.
     pub generator_rss_bytes: Option<u64>,
+    /// CPU of all worker processes over the interval, % of one core.
+    pub generator_cpu_pct: Option<f64>,
 }
 
 fn merged(it: impl Iterator<Item = Histogram<u64>>) -> Histogram<u64> {
@@ -92,66 +96,90 @@ impl Row {
             server_cpu_pct,
             counts,
             latency_ms: p(|i| &i.latency),
+            large_latency_ms: p(|i| &i.large_latency),
             client_latency_ms: p(|i| &i.client_latency),
             api_latency_ms: p(|i| &i.api_latency),
             generator_rss_bytes: None,
+            generator_cpu_pct: None,
         }
+    }
+
+    /// The table cells of this row, in [`COLUMNS`] order.
+    fn cells(&self) -> Vec<String> {
+        let c = &self.counts;
+        let pct = |p: Option<f64>| p.map_or_else(|| "?".into(), |p| format!("{p:.0}"));
+        vec![
+            self.label.clone(),
+            format!("{:.0}", self.t_s),
+            num(self.server.connections),
+            c.open.to_string(),
+            mib(self.server.rss_bytes),
+            num(self.server.fds),
+            num(self.server.tasks),
+            pct(self.server_cpu_pct),
+            pct(self.generator_cpu_pct),
+            c.connects.to_string(),
+            c.subscribes.to_string(),
+            c.expected.to_string(),
+            c.received.to_string(),
+            c.lost.to_string(),
+            c.publishes.to_string(),
+            ms(self.latency_ms, |p| p.p50),
+            ms(self.latency_ms, |p| p.p99),
+            ms(self.latency_ms, |p| p.max),
+            ms(self.large_latency_ms, |p| p.p99),
+            ms(self.client_latency_ms, |p| p.p99),
+            (c.errors + c.dropped + c.api_errors + c.disordered + c.presence_errors).to_string(),
+        ]
     }
 
     /// The column titles of [`Row`]'s `Display`.
     pub fn header() -> String {
-        format!(
-            "{:>5} {:>6} {:>7} {:>7} {:>8} {:>6} {:>5} {:>6} {:>6} {:>6} {:>9} {:>9} {:>5} {:>6} {:>7} {:>7} {:>7} {:>7} {:>6}",
-            "int",
-            "t s",
-            "srv con",
-            "gen con",
-            "RSS MiB",
-            "fds",
-            "tasks",
-            "CPU%",
-            "conn+",
-            "subs",
-            "owed",
-            "received",
-            "lost",
-            "pub",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "ce p99",
-            "errors"
-        )
+        line(COLUMNS.iter().map(|(t, _)| (*t).to_owned()))
     }
+}
+
+/// Column titles and widths: interval, seconds into the load, server
+/// connections (its gauge), generator connections, server RSS, server
+/// descriptors, server tasks, server and generator CPU (% of one core),
+/// connections opened, subscriptions, deliveries owed / received / lost,
+/// API publishes, small-channel latency p50 / p99 / max, large-channel p99,
+/// client-event p99, errors of any kind.
+const COLUMNS: [(&str, usize); 21] = [
+    ("int", 5),
+    ("t s", 4),
+    ("srv con", 7),
+    ("gen con", 7),
+    ("RSS MiB", 7),
+    ("fds", 6),
+    ("tasks", 6),
+    ("CPU%", 4),
+    ("gen%", 4),
+    ("conn+", 6),
+    ("subs", 6),
+    ("owed", 8),
+    ("received", 8),
+    ("lost", 4),
+    ("pub", 6),
+    ("p50 ms", 6),
+    ("p99 ms", 6),
+    ("max ms", 7),
+    ("lg p99", 6),
+    ("ce p99", 6),
+    ("errors", 6),
+];
+
+fn line(cells: impl Iterator<Item = String>) -> String {
+    cells
+        .zip(COLUMNS.iter())
+        .map(|(c, (_, w))| format!("{c:>w$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl fmt::Display for Row {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.counts;
-        write!(
-            f,
-            "{:>5} {:>6.0} {:>7} {:>7} {:>8} {:>6} {:>5} {:>6} {:>6} {:>6} {:>9} {:>9} {:>5} {:>6} {:>7} {:>7} {:>7} {:>7} {:>6}",
-            self.label,
-            self.t_s,
-            num(self.server.connections),
-            c.open,
-            mib(self.server.rss_bytes),
-            num(self.server.fds),
-            num(self.server.tasks),
-            self.server_cpu_pct
-                .map_or_else(|| "?".into(), |p| format!("{p:.0}")),
-            c.connects,
-            c.subscribes,
-            c.expected,
-            c.received,
-            c.lost,
-            c.publishes,
-            ms(self.latency_ms, |p| p.p50),
-            ms(self.latency_ms, |p| p.p99),
-            ms(self.latency_ms, |p| p.max),
-            ms(self.client_latency_ms, |p| p.p99),
-            c.errors + c.dropped + c.api_errors + c.disordered + c.presence_errors,
-        )
+        f.write_str(&line(self.cells().into_iter()))
     }
 }
 
@@ -178,8 +206,10 @@ pub struct SoakReport {
     pub rows: Vec<Row>,
     /// Everything added up.
     pub totals: Counts,
-    /// API publish-to-receive latency over the whole run.
+    /// API publish-to-receive latency over the whole run, small channels.
     pub latency_ms: Option<Percentiles>,
+    /// The same, large channels.
+    pub large_latency_ms: Option<Percentiles>,
     /// Client event latency over the whole run.
     pub client_latency_ms: Option<Percentiles>,
     /// API request latency over the whole run.
@@ -187,7 +217,7 @@ pub struct SoakReport {
     /// Why the run failed; empty when it passed.
     pub failures: Vec<String>,
     #[serde(skip)]
-    all_latency: Option<[Histogram<u64>; 3]>,
+    all_latency: Option<[Histogram<u64>; 4]>,
 }
 
 impl SoakReport {
@@ -205,10 +235,11 @@ impl SoakReport {
             rows: Vec::new(),
             totals: Counts::default(),
             latency_ms: None,
+            large_latency_ms: None,
             client_latency_ms: None,
             api_latency_ms: None,
             failures: Vec::new(),
-            all_latency: Some([histogram(), histogram(), histogram()]),
+            all_latency: Some([histogram(), histogram(), histogram(), histogram()]),
         }
     }
 
@@ -222,10 +253,12 @@ impl SoakReport {
                 i.latency.add_to(&mut all[0]);
                 i.client_latency.add_to(&mut all[1]);
                 i.api_latency.add_to(&mut all[2]);
+                i.large_latency.add_to(&mut all[3]);
             }
             self.latency_ms = Percentiles::from_micros(&all[0]);
             self.client_latency_ms = Percentiles::from_micros(&all[1]);
             self.api_latency_ms = Percentiles::from_micros(&all[2]);
+            self.large_latency_ms = Percentiles::from_micros(&all[3]);
         }
         self.rows.push(row);
     }
@@ -373,6 +406,7 @@ impl fmt::Display for SoakReport {
             None => Ok(()),
         };
         lat("latency ms  ", self.latency_ms, f)?;
+        lat("large ms    ", self.large_latency_ms, f)?;
         lat("client ms   ", self.client_latency_ms, f)?;
         lat("API ms      ", self.api_latency_ms, f)?;
         let s = |x: &ServerSample| {

@@ -41,6 +41,8 @@ pub struct Chan {
     pub kind: Kind,
     /// Its publisher's counters.
     pub stream: Stream,
+    /// A large fan-out channel (its latency is reported apart).
+    pub large: bool,
 }
 
 impl Chan {
@@ -55,6 +57,15 @@ impl Chan {
             name,
             kind,
             stream: Stream::default(),
+            large: false,
+        }
+    }
+
+    /// A public channel every stable connection of a worker is on.
+    pub fn large(base: &str) -> Self {
+        Self {
+            large: true,
+            ..Self::new(Kind::Public, base)
         }
     }
 }
@@ -171,6 +182,8 @@ impl Session {
                     let lat = received.saturating_sub(sent_us);
                     if client {
                         stats.client_latency.record(lat);
+                    } else if s.chan.large {
+                        stats.large_latency.record(lat);
                     } else {
                         stats.latency.record(lat);
                     }

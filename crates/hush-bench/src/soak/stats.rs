@@ -58,6 +58,7 @@ pub struct Stats {
     pub presence_errors: AtomicU64,
     pub tally: Tally,
     pub latency: Latency,
+    pub large_latency: Latency,
     pub client_latency: Latency,
     pub api_latency: Latency,
 }
@@ -93,6 +94,7 @@ impl Stats {
                 presence_errors: t(&self.presence_errors),
             },
             latency: self.latency.take(),
+            large_latency: self.large_latency.take(),
             client_latency: self.client_latency.take(),
             api_latency: self.api_latency.take(),
         }

@@ -135,8 +135,11 @@ impl Counts {
 pub struct Interval {
     /// Counters.
     pub counts: Counts,
-    /// Publish-to-receive latency of API events, µs.
+    /// Publish-to-receive latency of API events to the small channels, µs.
     pub latency: HistDump,
+    /// The same for the large channels (every stable connection of a
+    /// worker), whose whole fan-out one worker reads at once.
+    pub large_latency: HistDump,
     /// Send-to-receive latency of client events, µs.
     pub client_latency: HistDump,
     /// HTTP API request latency, µs.

@@ -129,7 +129,7 @@ pub async fn run(spec: WorkerSpec) -> Result<(), BenchError> {
         small: (0..channels)
             .map(|c| Arc::new(Chan::new(kind_of(c), &format!("soak-{k}-{c}"))))
             .collect(),
-        big: Arc::new(Chan::new(Kind::Public, &format!("soak-{k}-all"))),
+        big: Arc::new(Chan::large(&format!("soak-{k}-all"))),
         target,
         index: k,
         options: o.clone(),
