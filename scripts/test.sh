@@ -35,6 +35,9 @@ cargo test --locked --workspace --features hush/bench
 log "hush bench fanout --smoke (nothing may be lost)"
 "${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench fanout --smoke
 
+log "hush bench soak --smoke (300 connections with churn for 15 s: nothing lost, nothing leaked)"
+"${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench soak --smoke
+
 log "compatibility tests with pusher-js, the Pusher Node SDK and Laravel Echo"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 export HUSH_BIN="$target_dir/debug/hush"

@@ -12,6 +12,7 @@ pub mod http;
 pub mod procstat;
 pub mod report;
 pub mod scenarios;
+pub mod soak;
 pub mod ws;
 
 use std::net::SocketAddr;

@@ -2,7 +2,9 @@
 
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::{ChannelKind, ChannelName, SocketId, auth};
-use tokio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, client_async_with_config};
@@ -19,7 +21,30 @@ pub struct Conn {
 
 /// Connects and reads `pusher:connection_established`.
 pub async fn connect(t: &Target) -> Result<Conn, BenchError> {
-    let tcp = TcpStream::connect(t.addr).await?;
+    connect_from(t, None).await
+}
+
+/// Like [`connect`], from the loopback source address `from` when given
+/// (bound before connecting): each source address has its own ephemeral
+/// ports, so many addresses let one machine open more connections to one
+/// server port than one address's port range allows.
+pub async fn connect_from(t: &Target, from: Option<IpAddr>) -> Result<Conn, BenchError> {
+    let tcp = match from {
+        None => TcpStream::connect(t.addr).await?,
+        Some(ip) => {
+            let src = SocketAddr::new(ip, 0);
+            if !ip.is_loopback() {
+                return Err(BenchError::NotLoopback(src));
+            }
+            let socket = if ip.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            socket.bind(src)?;
+            socket.connect(t.addr).await?
+        }
+    };
     tcp.set_nodelay(true)?;
     let url = format!(
         "ws://{}/app/{}?protocol=7&client=hush-bench&version=1",

@@ -238,6 +238,10 @@ fn describe() {
         "Open WebSocket connections, all apps"
     );
     describe_gauge!("hush_draining", "1 while the node is draining for shutdown");
+    describe_gauge!(
+        "hush_runtime_alive_tasks",
+        "Tasks alive in the server's tokio runtime (a leak shows as growth)"
+    );
     describe_counter!("hush_connections_total", "WebSocket connections accepted");
     describe_counter!(
         "hush_messages_in_total",
@@ -283,5 +287,8 @@ pub fn render(state: &ServerState, handle: &PrometheusHandle) -> String {
     }
     gauge!("hush_node_connections").set(state.connection_count() as f64);
     gauge!("hush_draining").set(if state.is_draining() { 1.0 } else { 0.0 });
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        gauge!("hush_runtime_alive_tasks").set(rt.metrics().num_alive_tasks() as f64);
+    }
     handle.render()
 }

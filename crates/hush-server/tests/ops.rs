@@ -271,6 +271,10 @@ async fn metrics_are_scraped_and_move() {
         Some(1.0)
     );
     assert_eq!(value(&after, "hush_draining", &[]), Some(0.0));
+    // The runtime's live tasks (the soak reads it for leaks): at least the
+    // two connections' tasks and the metrics listener.
+    let tasks = value(&after, "hush_runtime_alive_tasks", &[]);
+    assert!(tasks.is_some_and(|t| t >= 3.0), "{tasks:?}");
 
     drop(sub1);
     drop(sub2);

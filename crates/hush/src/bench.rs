@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use hush_bench::scenarios::{
     self, ChannelsOptions, ClientEventsOptions, ConnectionsOptions, FanoutOptions,
 };
+use hush_bench::soak::{self, Launch, SoakOptions, WorkerSpec};
 use hush_bench::{Report, Target};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -121,6 +122,66 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         duration: u64,
     },
+    /// Many connections for a long time (10 minutes by default) with churn,
+    /// presence, client events and API publishes; reports the server's memory,
+    /// descriptors, connections and tasks and the delivery latency every
+    /// interval, fails on any lost delivery or on descriptors, connections
+    /// or tasks left after the load. The generator re-executes this binary
+    /// as worker processes (`soak-worker`).
+    Soak {
+        /// Connections at the peak (stable plus churning). Default: 19,000,
+        /// which fits a 20,000-descriptor limit per process.
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 600)]
+        duration: u64,
+        /// Seconds between report rows.
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+        /// Worker processes (default: one per 5,000 connections).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Loopback source addresses 127.0.0.2.. (default: one per 5,000
+        /// connections, at least 2).
+        #[arg(long)]
+        sources: Option<usize>,
+        /// Churning connections alive at once (default: 5 % of --connections).
+        #[arg(long)]
+        churners: Option<usize>,
+        /// Mean seconds one churning connection lives.
+        #[arg(long)]
+        churn_hold: Option<f64>,
+        /// Stable subscribers per small channel (1..=50).
+        #[arg(long)]
+        channel_size: Option<usize>,
+        /// API publishes per second to the small channels, in total.
+        #[arg(long)]
+        publish_rate: Option<f64>,
+        /// Seconds between publishes to each worker's all-stable channel (0: none).
+        #[arg(long)]
+        big_every: Option<f64>,
+        /// Client-event pairs, in total.
+        #[arg(long)]
+        client_pairs: Option<usize>,
+        /// Client events per second per sender.
+        #[arg(long)]
+        client_rate: Option<f64>,
+        /// The server's /metrics (connections and task gauges), with --url.
+        /// Without --url the spawned server's own is used.
+        #[arg(long)]
+        metrics: Option<String>,
+        /// Small and quick (300 connections, 15 s, a row every 5 s): CI.
+        #[arg(long)]
+        smoke: bool,
+    },
+    /// One generator process of `soak` (started by it; not for direct use).
+    #[command(hide = true)]
+    SoakWorker {
+        /// The worker's parameters, as JSON.
+        #[arg(long)]
+        spec: String,
+    },
     /// Client events between pairs of connections on private channels.
     ClientEvents {
         /// Pairs.
@@ -139,11 +200,21 @@ enum Scenario {
 struct Child {
     child: tokio::process::Child,
     addr: SocketAddr,
+    metrics: Option<SocketAddr>,
 }
 
-async fn spawn_server(t: &BenchArgs) -> anyhow::Result<Child> {
+/// Starts `hush serve` on a free loopback port; with `metrics`, its
+/// `/metrics` on another. It inherits this process's open-files limit,
+/// raised to the hard limit by [`run`].
+async fn spawn_server(t: &BenchArgs, metrics: bool) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the hush binary")?;
-    let mut child = tokio::process::Command::new(exe)
+    let mut cmd = tokio::process::Command::new(exe);
+    if metrics {
+        cmd.env("HUSH_METRICS__ENABLED", "true")
+            .env("HUSH_METRICS__HOST", "127.0.0.1")
+            .env("HUSH_METRICS__PORT", "0");
+    }
+    let mut child = cmd
         .args(["serve", "--port", "0", "--host", "127.0.0.1"])
         .env("HUSH_APPS__BENCH__ID", &t.app_id)
         .env("HUSH_APPS__BENCH__KEY", &t.key)
@@ -162,13 +233,27 @@ async fn spawn_server(t: &BenchArgs) -> anyhow::Result<Child> {
         .context("starting hush serve")?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+    let (addr, metrics) = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut addr = None;
         while let Some(line) = lines.next_line().await? {
             if let Some(a) = line.strip_prefix("hush listening on ") {
-                return a
+                let a = a
                     .trim()
                     .parse::<SocketAddr>()
-                    .context("parsing the listen address");
+                    .context("parsing the listen address")?;
+                if !metrics {
+                    return Ok((a, None));
+                }
+                addr = Some(a);
+            } else if let Some(m) = line.strip_prefix("metrics on http://") {
+                let m = m
+                    .trim()
+                    .trim_end_matches("/metrics")
+                    .parse::<SocketAddr>()
+                    .context("parsing the metrics address")?;
+                if let Some(a) = addr {
+                    return Ok((a, Some(m)));
+                }
             }
         }
         bail!("hush serve exited before listening")
@@ -176,7 +261,11 @@ async fn spawn_server(t: &BenchArgs) -> anyhow::Result<Child> {
     .await
     .context("hush serve did not start within 10 s")??;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Child { child, addr })
+    Ok(Child {
+        child,
+        addr,
+        metrics,
+    })
 }
 
 fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
@@ -194,15 +283,21 @@ fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
 /// Runs `hush bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let limit = hush_bench::raise_nofile_limit();
+    if let Scenario::SoakWorker { spec } = &args.scenario {
+        return soak_worker(spec);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if matches!(args.scenario, Scenario::Soak { .. }) {
+        return rt.block_on(soak(&args, limit));
+    }
     let report = rt.block_on(async {
         let mut child = None;
         let (addr, pid) = match &args.url {
             Some(u) => (parse_url(u)?, args.pid),
             None => {
-                let c = spawn_server(&args).await?;
+                let c = spawn_server(&args, false).await?;
                 let pid = c.child.id();
                 let addr = c.addr;
                 child = Some(c);
@@ -313,6 +408,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 };
                 scenarios::channels(&target, &o, &pb).await?
             }
+            Scenario::Soak { .. } | Scenario::SoakWorker { .. } => {
+                unreachable!("handled before")
+            }
             Scenario::ClientEvents {
                 pairs,
                 rate,
@@ -344,6 +442,127 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let ramp = matches!(args.scenario, Scenario::Fanout { max: true, .. });
     if report.lost > 0 && !ramp {
         bail!("{} of {} deliveries lost", report.lost, report.expected);
+    }
+    Ok(())
+}
+
+/// One soak generator process: a single-threaded runtime (the load is
+/// split over processes, not threads).
+fn soak_worker(spec: &str) -> anyhow::Result<()> {
+    let spec: WorkerSpec = serde_json::from_str(spec).context("reading --spec")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(soak::worker::run(spec))?;
+    Ok(())
+}
+
+/// The soak's options from the command line.
+fn soak_options(s: &Scenario) -> anyhow::Result<SoakOptions> {
+    let Scenario::Soak {
+        connections,
+        duration,
+        interval,
+        workers,
+        sources,
+        churners,
+        churn_hold,
+        channel_size,
+        publish_rate,
+        big_every,
+        client_pairs,
+        client_rate,
+        smoke,
+        ..
+    } = s
+    else {
+        bail!("not a soak");
+    };
+    let mut o = if *smoke {
+        SoakOptions::smoke()
+    } else {
+        SoakOptions::for_connections(connections.unwrap_or(19_000), *duration, *interval)
+    };
+    if *smoke {
+        o.connections = connections.unwrap_or(o.connections);
+    }
+    o.workers = workers.unwrap_or(o.workers);
+    o.sources = sources.unwrap_or(o.sources);
+    o.churners = churners.unwrap_or(o.churners);
+    o.churn_hold_s = churn_hold.unwrap_or(o.churn_hold_s);
+    o.channel_size = channel_size.unwrap_or(o.channel_size);
+    o.publish_rate = publish_rate.unwrap_or(o.publish_rate);
+    o.big_every_s = big_every.unwrap_or(o.big_every_s);
+    o.client_pairs = client_pairs.unwrap_or(o.client_pairs);
+    o.client_rate = client_rate.unwrap_or(o.client_rate);
+    o.validate()?;
+    Ok(o)
+}
+
+/// `hush bench soak`: starts the server (unless --url), runs the soak,
+/// prints the report and fails on any loss or leak.
+async fn soak(args: &BenchArgs, limit: u64) -> anyhow::Result<()> {
+    let o = soak_options(&args.scenario)?;
+    // Every process (the server, which inherits this limit, and each
+    // worker) needs its connections plus a reserve for its own files.
+    let reserve = 200;
+    if limit > 0
+        && (o.per_worker() as u64 + reserve > limit || o.connections as u64 + reserve > limit)
+    {
+        bail!(
+            "open-files limit {limit} is too low for {} connections ({} per worker): raise the hard limit (ulimit -Hn) or lower --connections",
+            o.connections,
+            o.per_worker()
+        );
+    }
+    let mut child = None;
+    let (addr, pid, metrics) = match &args.url {
+        Some(u) => {
+            let m = match &args.scenario {
+                Scenario::Soak {
+                    metrics: Some(m), ..
+                } => Some(parse_url(m.trim_end_matches("/metrics"))?),
+                _ => None,
+            };
+            (parse_url(u)?, args.pid, m)
+        }
+        None => {
+            let c = spawn_server(args, true).await?;
+            let r = (c.addr, c.child.id(), c.metrics);
+            child = Some(c);
+            r
+        }
+    };
+    let target = Target {
+        addr,
+        app_id: args.app_id.clone(),
+        key: args.key.clone(),
+        secret: args.secret.clone(),
+        pid,
+    };
+    let launch = Launch {
+        exe: std::env::current_exe().context("locating the hush binary")?,
+        args: vec!["bench".into(), "soak-worker".into()],
+        metrics,
+    };
+    let pb = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    let result = soak::soak(&target, &o, &launch, &pb).await;
+    if let Some(mut c) = child {
+        let _ = c.child.start_kill();
+        let _ = c.child.wait().await;
+    }
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    if !report.passed() {
+        bail!("soak failed: {}", report.failures.join("; "));
     }
     Ok(())
 }
