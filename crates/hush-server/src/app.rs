@@ -42,6 +42,9 @@ pub struct App {
     /// Webhook events of this app (`None`: no webhook configured).
     pub hooks: Option<AppHooks>,
     connections: Arc<AtomicUsize>,
+    /// Its open connections (so a reload that disables or removes the app
+    /// can close them).
+    open: Arc<Mutex<std::collections::HashSet<ConnId>>>,
 }
 
 impl App {
@@ -58,6 +61,7 @@ impl App {
             users: Arc::default(),
             hooks,
             connections: Arc::default(),
+            open: Arc::default(),
         }
     }
 
@@ -77,6 +81,7 @@ impl App {
             users: self.users.clone(),
             hooks: self.hooks.clone(),
             connections: self.connections.clone(),
+            open: self.open.clone(),
         }
     }
 
@@ -181,6 +186,9 @@ pub struct AppsReloaded {
     /// Apps added or changed whose webhook endpoints were not applied
     /// (endpoints are read at start).
     pub webhooks_not_applied: Vec<String>,
+    /// Connections closed because their app was disabled (4003) or removed
+    /// (4001).
+    pub closed: usize,
 }
 
 /// Releases a connection's place in the counts and the registry.
@@ -194,6 +202,7 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.app.connections.fetch_sub(1, Ordering::Relaxed);
         self.state.connections.fetch_sub(1, Ordering::Relaxed);
+        lock(&self.app.open).remove(&self.id);
         lock(&self.state.registry).remove(&self.id);
     }
 }
@@ -256,13 +265,17 @@ impl ServerState {
     /// new connections and every API request while their channels and
     /// connections carry on, removed ones refuse new connections (4001) and
     /// API requests (404). Connections already open keep the settings they
-    /// were admitted with until they reconnect. Webhook endpoints are read
-    /// at start only.
+    /// were admitted with until they reconnect, except that those of an app
+    /// now disabled are closed with 4003 and those of a removed app with 4001
+    /// (pusher-js does not reconnect after either). Webhook endpoints are
+    /// read at start only.
     pub fn reload_apps(&self, config: &Config) -> AppsReloaded {
         let mut table = self.apps.write().unwrap_or_else(PoisonError::into_inner);
         let old = table.clone();
         let mut report = AppsReloaded::default();
         let mut next = Vec::new();
+        // Connections to close, with the code.
+        let mut close: Vec<(Arc<App>, CloseCode)> = Vec::new();
         for cfg in config.effective_apps() {
             match old.by_id.get(&cfg.id) {
                 Some(app) if app.config == cfg => {
@@ -274,6 +287,9 @@ impl ServerState {
                         report.webhooks_not_applied.push(cfg.id.clone());
                     }
                     report.changed.push(cfg.id.clone());
+                    if app.config.enabled && !cfg.enabled {
+                        close.push((app.clone(), CloseCode::AppDisabled));
+                    }
                     next.push(Arc::new(app.reconfigured(cfg)));
                 }
                 None => {
@@ -296,7 +312,23 @@ impl ServerState {
         for v in [&mut report.added, &mut report.changed, &mut report.removed] {
             v.sort();
         }
+        for id in &report.removed {
+            if let Some(app) = old.by_id.get(id) {
+                close.push((app.clone(), CloseCode::AppNotFound));
+            }
+        }
         *table = Arc::new(AppTable::new(next));
+        drop(table);
+        for (app, code) in close {
+            let ids: Vec<ConnId> = lock(&app.open).iter().copied().collect();
+            let registry = lock(&self.registry);
+            for id in ids {
+                if let Some(h) = registry.get(&id) {
+                    h.close(code);
+                    report.closed += 1;
+                }
+            }
+        }
         report
     }
 
@@ -328,6 +360,7 @@ impl ServerState {
             id: handle.id,
         };
         lock(&self.registry).insert(handle.id, handle.clone());
+        lock(&app.open).insert(handle.id);
         if self.server.max_connections > 0 && node > self.server.max_connections {
             app.metrics.rejected(Rejection::NodeConnections);
             return Err(CloseCode::OverCapacity);

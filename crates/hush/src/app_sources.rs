@@ -141,6 +141,7 @@ impl AppSources {
         let r = state.reload_apps(&config);
         tracing::info!(
             added = ?r.added, changed = ?r.changed, removed = ?r.removed, unchanged = r.unchanged,
+            closed = r.closed,
             "{why}: apps reloaded (other settings need a restart)"
         );
         if !r.webhooks_not_applied.is_empty() {

@@ -380,9 +380,20 @@ async fn chat(
     out: Output,
 ) -> anyhow::Result<()> {
     let mut states = client.state_changes();
-    tokio::select! {
-        r = client.connected() => { r.context("connecting")?; }
-        () = tokio::time::sleep(Duration::from_secs(30)) => bail!("no connection to {} within 30 s", args.url),
+    // Why a connection was lost or could not be opened (before each retry).
+    let mut lost = client.bind(event::CONNECTION_ERROR);
+    let give_up = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(give_up);
+    loop {
+        tokio::select! {
+            r = client.connected() => { r.context("connecting")?; break; }
+            Some(e) = lost.recv() => out.error(&format!(
+                "cannot reach {}: {}; retrying",
+                args.url,
+                e.data["reason"].as_str().unwrap_or("unknown error")
+            )),
+            () = &mut give_up => bail!("no connection to {} within 30 s", args.url),
+        }
     }
     let mut changes = e2ee.key_changes();
     let card = e2ee
@@ -475,6 +486,10 @@ async fn chat(
                 let Some(e) = e else { bail!("the client stopped") };
                 handle_event(e2ee, &e, &me, out).await;
             }
+            Some(e) = lost.recv() => out.error(&format!(
+                "connection lost: {}; reconnecting",
+                e.data["reason"].as_str().unwrap_or("unknown error")
+            )),
             change = changes.recv() => match change {
                 Ok(c) if c.user == peer.name => {
                     // hush-client raises no event for a user's first keys;
@@ -509,7 +524,8 @@ async fn chat(
                 }
                 let state = states.borrow_and_update().clone();
                 match state {
-                    ConnectionState::Unavailable => out.error("connection lost, reconnecting"),
+                    // Said with its cause by the CONNECTION_ERROR event.
+                    ConnectionState::Unavailable => {}
                     ConnectionState::Failed { code, reason } => match code {
                         Some(c) => bail!("the server refused the connection: {reason} ({c})"),
                         None => bail!("the server refused the connection: {reason}"),

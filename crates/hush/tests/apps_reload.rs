@@ -137,11 +137,18 @@ async fn sighup_reloads_apps_without_dropping_connections() {
     let mut b2 = Client::connect(&ws("kb")).await;
     b2.established().await;
 
-    // b removed: new connections with its key are refused (4001).
+    // b removed: its open connections are closed with 4001, new ones refused.
     std::fs::write(&file, format!("{server}{}", app("a", "a1", "ka", "sa-new"))).unwrap();
     hup(pid);
     let line = log_with(&mut err, "apps reloaded").await;
     assert!(line.contains("removed") && line.contains("b1"), "{line}");
+    assert!(line.contains("closed=2"), "{line}");
+    assert_eq!(b.expect_close().await, Some(4001));
+    assert_eq!(b2.expect_close().await, Some(4001));
+    // a's subscriber is untouched.
+    let o = trigger("sa-new").await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sub.expect("e").await["data"], "sa-new");
     let mut gone = Client::connect(&ws("kb")).await;
     let refused = gone.expect("pusher:error").await;
     assert_eq!(refused["data"]["code"], 4001, "{refused}");

@@ -1,7 +1,7 @@
 //! Apps kept in the store and managed with `hush apps`, picked up by a
 //! running `hush serve` within seconds: add, rotate-secret (the old secret
-//! stops signing, open connections keep receiving), disable (4003), remove
-//! (4001); list and show mask the secret.
+//! stops signing, open connections keep receiving), disable (open and new
+//! connections get 4003), remove (4001); list and show mask the secret.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 #![cfg(unix)]
 
@@ -147,9 +147,12 @@ async fn hush_apps_changes_reach_a_running_server_within_seconds() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(sub.expect("e").await["data"], new_secret.as_str());
 
-    // disable: new connections get 4003.
+    // disable: open connections are closed with 4003 (pusher-js does not
+    // reconnect), new ones get 4003.
     apps(vec!["disable", "412001"]).await;
-    log_with(&mut err, "stored apps changed: apps reloaded").await;
+    let line = log_with(&mut err, "stored apps changed: apps reloaded").await;
+    assert!(line.contains("closed=1"), "{line}");
+    assert_eq!(sub.expect_close().await, Some(4003));
     let mut off = Client::connect(&ws("k-store")).await;
     assert_eq!(off.expect("pusher:error").await["data"]["code"], 4003);
 

@@ -187,3 +187,61 @@ async fn commands_offer_only_flags_that_work_for_them() {
         assert!(!h.contains("--epoch"), "{cmd}: {h}");
     }
 }
+
+#[tokio::test]
+async fn chat_to_a_closed_port_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hush"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUSH_") {
+            cmd.env_remove(k);
+        }
+    }
+    let key_file = dir.path().join("alice.keys");
+    let mut child = cmd
+        .args([
+            "chat",
+            "--user",
+            "alice",
+            "--peer",
+            "bob",
+            "--json",
+            "--key-file",
+        ])
+        .arg(&key_file)
+        .env("HUSH_URL", format!("http://{closed}"))
+        .env("HUSH_APP_KEY", KEY)
+        .env("HUSH_APP_SECRET", SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let l = lines.next_line().await.unwrap().expect("stdout ended");
+            if l.contains("cannot reach") {
+                return l;
+            }
+        }
+    })
+    .await
+    .expect("no cause reported");
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["type"], "error");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("refused"),
+        "{v}"
+    );
+    let _ = child.kill().await;
+}
