@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use hush_server::{AppConfig, Config};
 use hush_store::{Store, StoreOptions, StoredApp, redact_url};
-use rand::RngCore;
 use rand::rngs::OsRng;
+use rand::{RngCore, TryRngCore};
 use serde_json::{Map, Value, json};
 
 /// Options of `hush apps`.
@@ -83,7 +83,7 @@ enum AppsCommand {
 
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    OsRng.fill_bytes(&mut buf);
+    OsRng.unwrap_err().fill_bytes(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -146,11 +146,9 @@ async fn command(store: &Store, config: &Config, args: &AppsArgs) -> anyhow::Res
             let mut table = Map::new();
             table.insert(
                 "id".into(),
-                json!(
-                    id.clone().unwrap_or_else(|| {
-                        (1_000_000 + OsRng.next_u32() % 9_000_000).to_string()
-                    })
-                ),
+                json!(id.clone().unwrap_or_else(|| {
+                    (1_000_000 + OsRng.unwrap_err().next_u32() % 9_000_000).to_string()
+                })),
             );
             table.insert(
                 "key".into(),

@@ -2,8 +2,8 @@
 
 use clap::Args;
 use hush_crypto::MasterKey;
-use rand::RngCore;
 use rand::rngs::OsRng;
+use rand::{RngCore, TryRngCore};
 use serde_json::json;
 
 /// Options of `hush keygen`.
@@ -16,7 +16,7 @@ pub struct KeygenArgs {
 
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    OsRng.fill_bytes(&mut buf);
+    OsRng.unwrap_err().fill_bytes(&mut buf);
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -24,7 +24,7 @@ fn random_hex(bytes: usize) -> String {
 pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
     // Pusher-shaped: a 7-digit numeric id and a 20-hex-digit key; the secret
     // is longer than Pusher's (160 bits).
-    let app_id = 1_000_000 + OsRng.next_u32() % 9_000_000;
+    let app_id = 1_000_000 + OsRng.unwrap_err().next_u32() % 9_000_000;
     let key = random_hex(10);
     let secret = random_hex(20);
     let master = MasterKey::generate().to_base64();

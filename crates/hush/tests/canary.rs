@@ -27,7 +27,7 @@ const WAIT: Duration = Duration::from_secs(30);
 fn random_hex() -> String {
     use rand::RngCore;
     let mut b = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut b);
+    rand::rng().fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -408,12 +408,12 @@ async fn churner(ctx: Arc<Ctx>, i: usize) {
 async fn lifecycle(ctx: &Ctx, mut s: Session, user: &str, phase: &mut watch::Receiver<Phase>) {
     let st = &ctx.stats;
     let (subs, life, abrupt, graceful) = {
-        let mut r = rand::thread_rng();
+        let mut r = rand::rng();
         (
-            r.gen_range(1..=3u32),
-            ctx.options.churn_hold_s * r.gen_range(0.2..1.8),
-            r.gen_bool(1.0 / 3.0),
-            r.gen_bool(0.5),
+            r.random_range(1..=3u32),
+            ctx.options.churn_hold_s * r.random_range(0.2..1.8),
+            r.random_bool(1.0 / 3.0),
+            r.random_bool(0.5),
         )
     };
     let per = Duration::from_secs_f64(life / f64::from(subs));
@@ -421,7 +421,7 @@ async fn lifecycle(ctx: &Ctx, mut s: Session, user: &str, phase: &mut watch::Rec
         if ctx.small.is_empty() {
             break;
         }
-        let c = rand::thread_rng().gen_range(0..ctx.small.len());
+        let c = rand::rng().random_range(0..ctx.small.len());
         if let Err(e) = s
             .subscribe(&ctx.target, ctx.small[c].clone(), user, st, true)
             .await

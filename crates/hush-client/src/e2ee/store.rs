@@ -18,7 +18,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey};
 use hush_crypto::transparency::{SignedTreeHead, TreeHead};
 use hush_protocol::UserId;
-use rand::RngCore;
+use rand::{RngCore, TryRngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -74,7 +74,7 @@ impl StoreKey {
     /// A new random key.
     pub fn generate() -> Self {
         let mut k = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut k);
+        rand::rngs::OsRng.unwrap_err().fill_bytes(&mut k);
         Self(k)
     }
 
@@ -212,9 +212,11 @@ impl DeviceData {
     /// New device keys (and, for a user's first device, a new identity key).
     pub fn generate(user: UserId, with_identity: bool) -> Self {
         let mut secret = Zeroizing::new([0u8; 64]);
-        rand::rngs::OsRng.fill_bytes(secret.as_mut_slice());
+        rand::rngs::OsRng
+            .unwrap_err()
+            .fill_bytes(secret.as_mut_slice());
         let mut id = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut id);
+        rand::rngs::OsRng.unwrap_err().fill_bytes(&mut id);
         Self::from_parts(
             user,
             DeviceId(id),
@@ -443,7 +445,7 @@ impl KeyStore {
             reason: e.to_string(),
         })?);
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        rand::rngs::OsRng.unwrap_err().fill_bytes(&mut nonce);
         let ct = XChaCha20Poly1305::new(&self.key.0.into())
             .encrypt(
                 &XNonce::from(nonce),
@@ -465,7 +467,7 @@ impl KeyStore {
             .file_name()
             .map_or_else(|| "keystore".into(), |n| n.to_string_lossy().into_owned());
         let mut suffix = [0u8; 6];
-        rand::rngs::OsRng.fill_bytes(&mut suffix);
+        rand::rngs::OsRng.unwrap_err().fill_bytes(&mut suffix);
         let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(suffix)));
         let write = || -> std::io::Result<()> {
             let mut opts = std::fs::OpenOptions::new();

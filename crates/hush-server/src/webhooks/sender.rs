@@ -267,7 +267,7 @@ fn backoff_ms(config: &WebhooksConfig, attempts: u32) -> i64 {
         .saturating_mul(1u64 << exp)
         .min(config.backoff_max_ms)
         .max(1);
-    let jittered = rand::thread_rng().gen_range(full / 2..=full);
+    let jittered = rand::rng().random_range(full / 2..=full);
     i64::try_from(jittered).unwrap_or(i64::MAX)
 }
 
