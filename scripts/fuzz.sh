@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of every parser a peer can reach (docs/FUZZING.md).
+#
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#
+# Builds the targets in fuzz/ with libFuzzer (libfuzzer-sys) and the stable
+# compiler's SanitizerCoverage flags (no nightly), then runs each target for
+# SECONDS_PER_TARGET (default 60) on its committed seed corpus
+# (fuzz/corpus/TARGET) plus a scratch corpus of what it finds
+# (target dir, not committed). Exits non-zero on the first target that
+# crashes, times out or runs out of memory, and prints the input's path and
+# how to reproduce it.
+#
+# Environment: CARGO_TARGET_DIR (the fuzz build goes to $CARGO_TARGET_DIR/fuzz),
+# FUZZ_JOBS (parallel runs per target, default 1), FUZZ_ARGS (extra libFuzzer
+# flags), FUZZ_NICE (nice level, default 0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+seconds=${1:-60}
+shift || true
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# libFuzzer is C++ compiled by libfuzzer-sys's build script.
+if ! command -v c++ >/dev/null 2>&1; then
+  log "installing g++ (apt-get) for libFuzzer"
+  if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq g++
+fi
+
+triple=$(rustc -vV | sed -n 's/^host: //p')
+target_dir="${CARGO_TARGET_DIR:-$root/target}/fuzz"
+# What cargo-fuzz passes, minus the nightly-only sanitizer (-Zsanitizer):
+# SanitizerCoverage with inline 8-bit counters, PC table, comparison tracing
+# and stack depth; `--cfg fuzzing`; debug assertions and overflow checks on.
+# `--target` keeps these flags off build scripts and proc macros.
+export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \
+-Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+-Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares \
+-Cllvm-args=-sanitizer-coverage-stack-depth \
+-Cdebug-assertions -Coverflow-checks"
+
+all_targets=$(sed -n 's/^name = "\([a-z0-9_]*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^hush-fuzz$')
+targets=${*:-$all_targets}
+
+log "building fuzz targets ($triple, $target_dir)"
+build_start=$(date +%s)
+(cd fuzz && CARGO_TARGET_DIR="$target_dir" nice -n "${FUZZ_NICE:-0}" \
+  cargo build --locked --release --target "$triple" --bins)
+echo "build: $(( $(date +%s) - build_start )) s"
+bin_dir="$target_dir/$triple/release"
+
+# Per-target input size limits: frames and bodies are small; the session
+# and API targets take sequences of operations.
+max_len() {
+  case "$1" in
+    session|http_api|suite1_envelope) echo 16384 ;;
+    transparency) echo 8192 ;;
+    *) echo 4096 ;;
+  esac
+}
+
+status=0
+for t in $targets; do
+  corpus="$root/fuzz/corpus/$t"
+  scratch="$target_dir/corpus/$t"
+  artifacts="$target_dir/artifacts/$t"
+  mkdir -p "$corpus" "$scratch" "$artifacts"
+  dict=()
+  [ -f "$root/fuzz/dict/$t.dict" ] && dict=(-dict="$root/fuzz/dict/$t.dict")
+  log "fuzzing $t for ${seconds}s"
+  logfile="$artifacts/last-run.log"
+  set +e
+  nice -n "${FUZZ_NICE:-0}" "$bin_dir/$t" \
+    -max_total_time="$seconds" -max_len="$(max_len "$t")" \
+    -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
+    -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" \
+    ${FUZZ_ARGS:-} "$scratch" "$corpus" >"$logfile" 2>&1
+  rc=$?
+  set -e
+  grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|^Done|cov:' "$logfile" | tail -4
+  if [ $rc -ne 0 ]; then
+    status=1
+    echo "FAILED: $t (exit $rc); log: $logfile"
+    grep -E 'panicked|ERROR: libFuzzer|SUMMARY' "$logfile" | head -5 || true
+    crash=$(grep -o 'Test unit written to .*' "$logfile" | sed 's/Test unit written to //' | tail -1)
+    if [ -n "$crash" ]; then
+      echo "crash input: $crash"
+      echo "reproduce:   $bin_dir/$t $crash"
+    fi
+    break
+  fi
+done
+exit $status
