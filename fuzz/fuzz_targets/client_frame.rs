@@ -2,9 +2,10 @@
 //! parser (`hush_protocol::wire::parse_client_frame`), and the server's frame
 //! encoders fed the same hostile strings.
 //!
-//! Oracles: parsing never panics; what it accepts agrees with the JSON
-//! (`event` is the frame's string `event`; a `hush:request` id is 1-64
-//! printable ASCII); every encoder produces JSON that decodes back to exactly
+//! Oracles: parsing never panics; what it accepts is a JSON object and agrees
+//! with it (`event` is the frame's string `event`; a `pusher:` event's data
+//! is an object, or a string holding one, with the fields the parser
+//! returned; a `hush:request` id is 1-64 printable ASCII); every encoder produces JSON that decodes back to exactly
 //! the strings it was given.
 #![no_main]
 
@@ -20,7 +21,16 @@ fn decode_str(json: &str) -> String {
 fn object(text: &str) -> serde_json::Map<String, Value> {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => o,
-        other => panic!("encoder wrote {other:?}: {text}"),
+        other => panic!("not a JSON object ({other:?}): {text}"),
+    }
+}
+
+/// The `data` of a `pusher:` event as the client meant it: an object, or a
+/// string holding one.
+fn data_object(frame: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    match &frame["data"] {
+        Value::String(s) => object(s),
+        other => object(&other.to_string()),
     }
 }
 
@@ -38,11 +48,21 @@ fn check_parse(text: &str) {
     match &msg {
         ClientMessage::Ping => assert_eq!(event, "pusher:ping"),
         ClientMessage::Pong => assert_eq!(event, "pusher:pong"),
-        ClientMessage::Subscribe(_) => assert_eq!(event, "pusher:subscribe"),
-        ClientMessage::Unsubscribe { .. } => assert_eq!(event, "pusher:unsubscribe"),
-        ClientMessage::Signin { .. } => assert_eq!(event, "pusher:signin"),
+        ClientMessage::Subscribe(d) => {
+            assert_eq!(event, "pusher:subscribe");
+            assert_eq!(data_object(&frame)["channel"], d.channel.as_str());
+        }
+        ClientMessage::Unsubscribe { channel } => {
+            assert_eq!(event, "pusher:unsubscribe");
+            assert_eq!(data_object(&frame)["channel"], channel.as_str());
+        }
+        ClientMessage::Signin { auth, .. } => {
+            assert_eq!(event, "pusher:signin");
+            assert_eq!(data_object(&frame)["auth"], auth.as_str());
+        }
         ClientMessage::HushRequest(r) => {
             assert_eq!(event, "hush:request");
+            assert_eq!(data_object(&frame)["id"], r.id.as_str());
             assert!(!r.id.is_empty() && r.id.len() <= MAX_REQUEST_ID_LEN);
             assert!(r.id.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
         }

@@ -4,8 +4,9 @@
 //! of it (hush-protocol encrypted.rs), the sealed-event plaintext
 //! (sealed.rs) and the replay guard.
 //!
-//! Oracles: no panic on hostile strings or hostile plaintexts; an accepted
-//! envelope re-encodes to an equal one; every envelope the library writes
+//! Oracles: no panic on hostile strings or hostile plaintexts; what the
+//! server's shape check passes, clients parse; an accepted envelope
+//! re-encodes to an equal one; every envelope the library writes
 //! passes the server's check; sealing then opening gives back exactly the
 //! event and data, only on the channel and epoch it was sealed for; any
 //! changed byte of a sealed payload is refused; the replay guard never
@@ -40,6 +41,13 @@ struct Input {
 fn check_wire(wire: &str, channel: &ChannelName) {
     let master = MasterKey::from_base64(MASTER).expect("test master key");
     let key = shared_secret(channel, &master);
+    // The server relays on encrypted channels only what clients can read.
+    if is_ciphertext_envelope(wire) {
+        assert!(
+            EncryptedData::from_json(wire).is_ok(),
+            "server passes an envelope clients refuse: {wire}"
+        );
+    }
     if let Ok(env) = EncryptedData::from_json(wire) {
         let again = EncryptedData::from_json(&env.to_json()).expect("re-encoded envelope parses");
         assert_eq!(again, env);
