@@ -7,13 +7,13 @@
 # compiler's SanitizerCoverage flags (no nightly), then runs each target for
 # SECONDS_PER_TARGET (default 60) on its committed seed corpus
 # (fuzz/corpus/TARGET) plus a scratch corpus of what it finds
-# (target dir, not committed). Exits non-zero on the first target that
-# crashes, times out or runs out of memory, and prints the input's path and
-# how to reproduce it.
+# (target dir, not committed). Exits non-zero if any target crashes (a
+# panic: a failed oracle), hangs (10 s on one input) or runs out of memory,
+# and prints the input's path and the command that reproduces it.
 #
 # Environment: CARGO_TARGET_DIR (the fuzz build goes to $CARGO_TARGET_DIR/fuzz),
-# FUZZ_JOBS (parallel runs per target, default 1), FUZZ_ARGS (extra libFuzzer
-# flags), FUZZ_NICE (nice level, default 0).
+# FUZZ_PARALLEL (targets run at once, default: number of CPUs), FUZZ_ARGS
+# (extra libFuzzer flags), FUZZ_NICE (nice level, default 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -64,35 +64,55 @@ max_len() {
   esac
 }
 
-status=0
-for t in $targets; do
-  corpus="$root/fuzz/corpus/$t"
-  scratch="$target_dir/corpus/$t"
-  artifacts="$target_dir/artifacts/$t"
+run_target() {
+  local t=$1
+  local corpus="$root/fuzz/corpus/$t"
+  local scratch="$target_dir/corpus/$t"
+  local artifacts="$target_dir/artifacts/$t"
   mkdir -p "$corpus" "$scratch" "$artifacts"
-  dict=()
+  local dict=()
   [ -f "$root/fuzz/dict/$t.dict" ] && dict=(-dict="$root/fuzz/dict/$t.dict")
-  log "fuzzing $t for ${seconds}s"
-  logfile="$artifacts/last-run.log"
-  set +e
+  local logfile="$artifacts/last-run.log"
+  local rc=0
   nice -n "${FUZZ_NICE:-0}" "$bin_dir/$t" \
     -max_total_time="$seconds" -max_len="$(max_len "$t")" \
     -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" \
-    ${FUZZ_ARGS:-} "$scratch" "$corpus" >"$logfile" 2>&1
-  rc=$?
-  set -e
-  grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)|^Done|cov:' "$logfile" | tail -4
-  if [ $rc -ne 0 ]; then
-    status=1
-    echo "FAILED: $t (exit $rc); log: $logfile"
-    grep -E 'panicked|ERROR: libFuzzer|SUMMARY' "$logfile" | head -5 || true
-    crash=$(grep -o 'Test unit written to .*' "$logfile" | sed 's/Test unit written to //' | tail -1)
-    if [ -n "$crash" ]; then
-      echo "crash input: $crash"
-      echo "reproduce:   $bin_dir/$t $crash"
+    ${FUZZ_ARGS:-} "$scratch" "$corpus" >"$logfile" 2>&1 || rc=$?
+  {
+    local execs rate
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$logfile")
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$logfile")
+    if [ $rc -eq 0 ]; then
+      printf '%-16s ok      %6ss %10s execs %7s/s\n' "$t" "$seconds" "${execs:-?}" "${rate:-?}"
+    else
+      printf '%-16s FAILED  exit %s; log: %s\n' "$t" "$rc" "$logfile"
+      grep -E -A2 'panicked|ERROR: libFuzzer' "$logfile" | head -6 || true
+      local crash
+      crash=$(grep -o 'Test unit written to .*' "$logfile" | sed 's/Test unit written to //' | tail -1)
+      if [ -n "$crash" ]; then
+        echo "  crash input: $crash"
+        echo "  reproduce:   $bin_dir/$t $crash"
+      fi
     fi
-    break
-  fi
+  } >"$artifacts/result"
+  return $rc
+}
+
+# Targets run FUZZ_PARALLEL at a time (default: the number of CPUs).
+parallel=${FUZZ_PARALLEL:-$(nproc)}
+log "fuzzing: ${seconds}s per target, $parallel at a time"
+pids=()
+names=()
+for t in $targets; do
+  run_target "$t" &
+  pids+=($!)
+  names+=("$t")
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do sleep 1; done
+done
+status=0
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || status=1
+  cat "$target_dir/artifacts/${names[$i]}/result"
 done
 exit $status

@@ -27,6 +27,9 @@ cargo test --locked --workspace
 log "webhooks over https (feature webhook-tls)"
 cargo test --locked -p hush-server --features webhook-tls --test server webhooks::https_urls_speak_tls
 
+log "fuzz smoke: every fuzz target for 20 s (scripts/fuzz.sh 20, docs/FUZZING.md)"
+./scripts/fuzz.sh 20
+
 log "hush bench fanout --smoke (nothing may be lost)"
 "${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench fanout --smoke
 
