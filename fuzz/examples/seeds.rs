@@ -7,6 +7,10 @@
 //!     cd fuzz && cargo run --release --example seeds
 #![forbid(unsafe_code)]
 
+// Built with the fuzz targets' instrumentation (to reuse their build), the
+// program needs libFuzzer's coverage callbacks: link it, though unused.
+use libfuzzer_sys as _;
+
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -20,7 +24,9 @@ use hush_protocol::{ChannelName, SocketId, auth, wire};
 use sha2::{Digest, Sha256};
 
 fn corpus(target: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     std::fs::create_dir_all(&dir).expect("corpus dir");
     dir
 }
@@ -57,12 +63,17 @@ fn frames() {
     let presence = ChannelName::parse("presence-room").expect("name");
     let cd = r#"{"user_id":"u1","user_info":{"name":"Ann"}}"#;
     let ud = r#"{"id":"u1","user_info":{"name":"Ann"},"watchlist":["u2","u3"]}"#;
-    let sig_p = auth::auth_value("fuzz-key", &auth::sign_channel(secret, &socket, &private, None));
-    let sig_pr =
-        auth::auth_value("fuzz-key", &auth::sign_channel(secret, &socket, &presence, Some(cd)));
+    let sig_p = auth::auth_value(
+        "fuzz-key",
+        &auth::sign_channel(secret, &socket, &private, None),
+    );
+    let sig_pr = auth::auth_value(
+        "fuzz-key",
+        &auth::sign_channel(secret, &socket, &presence, Some(cd)),
+    );
     let sig_u = auth::auth_value("fuzz-key", &auth::sign_user(secret, &socket, ud));
-    let master = MasterKey::from_base64("dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=")
-        .expect("master");
+    let master =
+        MasterKey::from_base64("dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=").expect("master");
     let enc = ChannelName::parse("private-encrypted-x").expect("name");
     let envelope = seal(&shared_secret(&enc, &master), br#"{"message":"hi"}"#);
     let texts = [
@@ -143,8 +154,8 @@ fn records() {
     )
     .expect("successor card");
     let revoke = Revocation::revoke_device(&identity, &second, 1_750_000_000).expect("revocation");
-    let rotate =
-        Revocation::rotate_identity(user, &identity, &new_identity, 1_760_000_000).expect("rotation");
+    let rotate = Revocation::rotate_identity(user, &identity, &new_identity, 1_760_000_000)
+        .expect("rotation");
     let entries = [
         LogEntry::Card(first.clone()),
         LogEntry::Card(second.clone()),

@@ -103,9 +103,7 @@ fn check(input: &Input) {
     let user_sig = auth::sign_user(SECRET, &a.0, &input.user_data);
     let user_value = auth::auth_value(KEY, &user_sig);
     assert!(auth::verify_user(KEY, SECRET, &user_value, &a.0, &input.user_data).is_ok());
-    assert!(
-        auth::verify_channel(KEY, SECRET, &user_value, &b.0, &b.1, b.2.as_deref()).is_err()
-    );
+    assert!(auth::verify_channel(KEY, SECRET, &user_value, &b.0, &b.1, b.2.as_deref()).is_err());
     // The hostile auth value verifies only if it is the right signature.
     if auth::verify_channel(KEY, SECRET, &input.auth, &a.0, &a.1, a.2.as_deref()).is_ok() {
         assert!(input.auth.eq_ignore_ascii_case(&value));

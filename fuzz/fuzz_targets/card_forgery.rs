@@ -106,7 +106,10 @@ fn check(input: &Input) {
         assert!(card.verify(&user, &other.public_key(), now).is_err());
     }
     if let Ok(another_user) = UserId::parse(&format!("{user}x")) {
-        assert!(card.verify(&another_user, &identity.public_key(), now).is_err());
+        assert!(
+            card.verify(&another_user, &identity.public_key(), now)
+                .is_err()
+        );
     }
     assert!(
         card.verify(&user, &identity.public_key(), card.body().expires_at)

@@ -74,11 +74,53 @@ struct Client {
 }
 
 fn identity(user: u8, generation: u8) -> IdentityKey {
-    IdentityKey::from_secret_bytes(&[user.wrapping_add(1), generation, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7])
+    IdentityKey::from_secret_bytes(&[
+        user.wrapping_add(1),
+        generation,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+        7,
+    ])
 }
 
 fn device_keys(user: u8, device: u8) -> DeviceKeys {
-    DeviceKeys::from_secret_bytes(&[user, device, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], &[user, device, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2])
+    DeviceKeys::from_secret_bytes(
+        &[
+            user, device, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+            1, 1, 1, 1, 1, 1,
+        ],
+        &[
+            user, device, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+            2, 2, 2, 2, 2, 2,
+        ],
+    )
 }
 
 fn user_id(i: u8) -> UserId {
@@ -90,7 +132,9 @@ fn hashes(v: &Value) -> Vec<Hash> {
         .expect("proof is a list")
         .iter()
         .map(|h| {
-            let bytes = STANDARD.decode(h.as_str().expect("hash is a string")).expect("base64");
+            let bytes = STANDARD
+                .decode(h.as_str().expect("hash is a string"))
+                .expect("base64");
             bytes.try_into().expect("32-byte hash")
         })
         .collect()
@@ -117,7 +161,9 @@ impl Client {
     /// Trusts a new head only as the client would: signature, then a
     /// consistency proof from the last trusted head.
     async fn accept_head(&mut self, head_b64: &Value) {
-        let bytes = STANDARD.decode(head_b64.as_str().expect("head string")).expect("base64");
+        let bytes = STANDARD
+            .decode(head_b64.as_str().expect("head string"))
+            .expect("base64");
         let sth = SignedTreeHead::from_bytes(&bytes).expect("signed tree head parses");
         let from = self.monitor.trusted().map_or(0, |t| t.size);
         let proof = if from == 0 || from > sth.head.size {
@@ -140,7 +186,9 @@ impl Client {
     }
 
     fn check_record(&self, item: &Value) {
-        let record = STANDARD.decode(item["record"].as_str().expect("record")).expect("base64");
+        let record = STANDARD
+            .decode(item["record"].as_str().expect("record"))
+            .expect("base64");
         LogEntry::from_bytes(&record).expect("served record verifies");
         let index = item["index"].as_u64().expect("index");
         self.monitor

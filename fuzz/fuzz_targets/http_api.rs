@@ -124,7 +124,9 @@ fn body_bytes(b: &Body_) -> Vec<u8> {
                 .take(12)
                 .map(|(n, c, d)| serde_json::json!({ "name": n, "channel": c, "data": d }))
                 .collect();
-            serde_json::json!({ "batch": batch }).to_string().into_bytes()
+            serde_json::json!({ "batch": batch })
+                .to_string()
+                .into_bytes()
         }
     }
 }

@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(rev.to_bytes(), data, "revocation encoding is not canonical");
     }
     if let Ok(entry) = LogEntry::from_bytes(data) {
-        assert_eq!(entry.to_bytes(), data, "log entry encoding is not canonical");
+        assert_eq!(
+            entry.to_bytes(),
+            data,
+            "log entry encoding is not canonical"
+        );
         assert_eq!(entry.leaf_hash(), leaf_hash(data));
         match &entry {
             LogEntry::Card(c) => assert_eq!(c.to_bytes(), data[1..]),

@@ -39,13 +39,38 @@ enum Auth {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Raw { conn: u8, text: String },
-    Subscribe { conn: u8, channel: String, channel_data: Option<String>, auth: Auth },
-    Signin { conn: u8, user_data: String, auth: Auth },
-    Unsubscribe { conn: u8, channel: String },
-    ClientEvent { conn: u8, event: String, channel: String, data: String, raw_json: bool },
-    Reconnect { conn: u8 },
-    Tick { ms: u16 },
+    Raw {
+        conn: u8,
+        text: String,
+    },
+    Subscribe {
+        conn: u8,
+        channel: String,
+        channel_data: Option<String>,
+        auth: Auth,
+    },
+    Signin {
+        conn: u8,
+        user_data: String,
+        auth: Auth,
+    },
+    Unsubscribe {
+        conn: u8,
+        channel: String,
+    },
+    ClientEvent {
+        conn: u8,
+        event: String,
+        channel: String,
+        data: String,
+        raw_json: bool,
+    },
+    Reconnect {
+        conn: u8,
+    },
+    Tick {
+        ms: u16,
+    },
 }
 
 struct Conn {
@@ -141,7 +166,10 @@ async fn run(ops: &[Op]) {
                 if let Some(cd) = channel_data {
                     data["channel_data"] = json!(cd);
                 }
-                (i, json!({ "event": "pusher:subscribe", "data": data }).to_string())
+                (
+                    i,
+                    json!({ "event": "pusher:subscribe", "data": data }).to_string(),
+                )
             }
             Op::Signin {
                 conn,
@@ -162,7 +190,8 @@ async fn run(ops: &[Op]) {
                 (i, frame.to_string())
             }
             Op::Unsubscribe { conn, channel } => {
-                let frame = json!({ "event": "pusher:unsubscribe", "data": { "channel": channel } });
+                let frame =
+                    json!({ "event": "pusher:unsubscribe", "data": { "channel": channel } });
                 (usize::from(*conn) % CONNS, frame.to_string())
             }
             Op::ClientEvent {
@@ -222,7 +251,11 @@ async fn run(ops: &[Op]) {
     let probe = Frame::text(r#"{"event":"probe"}"#);
     for u in &users {
         if let Ok(id) = UserId::parse(u) {
-            assert_eq!(app.users.publish(&id, &probe, None), 0, "user {u} still signed in");
+            assert_eq!(
+                app.users.publish(&id, &probe, None),
+                0,
+                "user {u} still signed in"
+            );
         }
     }
 }

@@ -76,13 +76,22 @@ fn check_seal(input: &Input, channel: &ChannelName) {
     let master = MasterKey::from_base64(MASTER).expect("test master key");
     let key = shared_secret(channel, &master);
     let mut sender = Sender::new();
-    let wire = match sender.seal(&key, channel, input.epoch, &input.event, &input.data, input.now_ms)
-    {
+    let wire = match sender.seal(
+        &key,
+        channel,
+        input.epoch,
+        &input.event,
+        &input.data,
+        input.now_ms,
+    ) {
         Ok(w) => w,
         Err(SealedError::EventName | SealedError::TooLarge { .. }) => return,
         Err(e) => panic!("seal failed: {e}"),
     };
-    assert!(is_ciphertext_envelope(&wire), "server refuses a real envelope: {wire}");
+    assert!(
+        is_ciphertext_envelope(&wire),
+        "server refuses a real envelope: {wire}"
+    );
     let env = EncryptedData::from_json(&wire).expect("own envelope parses");
     let opened = sealed::open(&key, channel, &env).expect("own sealed event opens");
     assert_eq!(opened.event, input.event);
@@ -152,13 +161,19 @@ fn check_replay(replays: &[(u8, u16, i32)], now_ms: u64) {
         }
         match verdict {
             Ok(()) => {
-                assert!(accepted.insert((sender, seq)), "replay accepted: {sender}/{seq}");
+                assert!(
+                    accepted.insert((sender, seq)),
+                    "replay accepted: {sender}/{seq}"
+                );
                 let h = highest.entry(sender).or_insert(seq);
                 *h = (*h).max(seq);
             }
             Err(SealedError::Replayed) => assert!(accepted.contains(&(sender, seq))),
             Err(SealedError::Stale) => {
-                let h = highest.get(&sender).copied().expect("stale only for a known sender");
+                let h = highest
+                    .get(&sender)
+                    .copied()
+                    .expect("stale only for a known sender");
                 assert!(h - seq >= sealed::REPLAY_WINDOW);
             }
             Err(e) => panic!("unexpected refusal {e}"),

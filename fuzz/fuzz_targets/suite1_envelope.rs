@@ -16,7 +16,9 @@ use arbitrary::Arbitrary;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
-use hush_crypto::suite1::{self, Envelope, OpenError, Recipient, ReplayGuard, SealRequest, TrustedSender};
+use hush_crypto::suite1::{
+    self, Envelope, OpenError, Recipient, ReplayGuard, SealRequest, TrustedSender,
+};
 use hush_protocol::{ChannelName, EventName, UserId};
 use libfuzzer_sys::fuzz_target;
 
@@ -112,7 +114,11 @@ fn changed(bytes: &[u8], change: &Change) -> Vec<u8> {
     out
 }
 
-fn open_as(env: &Envelope, device: usize, guard: &mut ReplayGuard) -> Result<suite1::Opened, OpenError> {
+fn open_as(
+    env: &Envelope,
+    device: usize,
+    guard: &mut ReplayGuard,
+) -> Result<suite1::Opened, OpenError> {
     let k = keys();
     let (id, dk) = &k.devices[device];
     let sender = TrustedSender {
@@ -135,7 +141,10 @@ fn check(input: &Input) {
 
     let k = keys();
     let fallback = |s: &str, d: &str| EventName::parse_api(s).or_else(|_| EventName::parse_api(d));
-    let (Ok(event), Ok(inner_event)) = (fallback(&input.event, "e2ee"), fallback(&input.inner_event, "message")) else {
+    let (Ok(event), Ok(inner_event)) = (
+        fallback(&input.event, "e2ee"),
+        fallback(&input.inner_event, "message"),
+    ) else {
         return;
     };
     let channel = ChannelName::parse(&input.channel)
@@ -170,7 +179,10 @@ fn check(input: &Input) {
     };
     assert!(data.len() <= suite1::MAX_DATA_LEN);
     let env = Envelope::from_data(&data).expect("own envelope parses");
-    assert_eq!(env.recipients(), recipients.iter().map(|r| r.device_id).collect::<Vec<_>>());
+    assert_eq!(
+        env.recipients(),
+        recipients.iter().map(|r| r.device_id).collect::<Vec<_>>()
+    );
     for d in 0..4 {
         let mut guard = ReplayGuard::new(4);
         let got = open_as(&env, d, &mut guard);

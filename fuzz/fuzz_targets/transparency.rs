@@ -75,8 +75,14 @@ fn check(input: &Input) {
         let r = log.root_at(size).expect("root in range");
         assert!(verify_inclusion(&leaves[index as usize], index, size, &proof, &r).is_ok());
     }
-    let first = if size == 0 { 0 } else { input.first % (size + 1) };
-    let cproof = log.consistency_proof(first, size).expect("consistency in range");
+    let first = if size == 0 {
+        0
+    } else {
+        input.first % (size + 1)
+    };
+    let cproof = log
+        .consistency_proof(first, size)
+        .expect("consistency in range");
     let (r1, r2) = (
         log.root_at(first).expect("root"),
         log.root_at(size).expect("root"),
@@ -106,7 +112,10 @@ fn check(input: &Input) {
     if size > 0 {
         let claimed_index = input.index % size.max(1);
         if verify_inclusion(&claimed, claimed_index, size, &hostile, &r2).is_ok() {
-            assert_eq!(claimed, leaves[claimed_index as usize], "forged leaf included");
+            assert_eq!(
+                claimed, leaves[claimed_index as usize],
+                "forged leaf included"
+            );
             assert_eq!(
                 Some(hostile.clone()),
                 log.inclusion_proof(claimed_index, size),

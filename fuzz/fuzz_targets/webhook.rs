@@ -122,7 +122,10 @@ fn check(input: &Input) {
         }
         Err(_) => {}
     }
-    assert_eq!(sdk::verify(KEY, SECRET, KEY, &good_sig, &input.body), parsed);
+    assert_eq!(
+        sdk::verify(KEY, SECRET, KEY, &good_sig, &input.body),
+        parsed
+    );
     assert_eq!(
         sdk::verify(KEY, SECRET, "another-key", &good_sig, &input.body),
         Err(WebhookError::WrongKey)

@@ -58,12 +58,10 @@ pub fn harness() -> &'static Harness {
             .expect("tokio runtime");
         let config = Config::from_toml(CONFIG).expect("fuzz config");
         let state = rt.block_on(async {
-            let store = hush_store::Store::open(
-                &config.store_url(),
-                &hush_store::StoreOptions::default(),
-            )
-            .await
-            .expect("in-memory store");
+            let store =
+                hush_store::Store::open(&config.store_url(), &hush_store::StoreOptions::default())
+                    .await
+                    .expect("in-memory store");
             let directory = hush_server::directory::Directory::open(store.clone())
                 .await
                 .expect("directory");
@@ -111,7 +109,9 @@ pub fn check_server_text(payload: &[u8]) {
     let text = std::str::from_utf8(payload).expect("server text frames are UTF-8");
     let v: serde_json::Value = serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("server sent invalid JSON ({e}): {text}"));
-    let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {text}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {text}"));
     assert!(
         obj.get("event").is_some_and(serde_json::Value::is_string),
         "no string event: {text}"
