@@ -33,6 +33,13 @@ enum ClaimedLeaf {
     Data(Vec<u8>),
     Hash([u8; 32]),
     Real(usize),
+    /// The hash of an interior node (leaves `start .. start + len`) passed
+    /// off as a leaf: what the leaf/node domain separation and the path
+    /// length check must stop.
+    Interior {
+        start: usize,
+        len: usize,
+    },
 }
 
 /// RFC 9162 MTH, written the obvious recursive way.
@@ -105,6 +112,13 @@ fn check(input: &Input) {
         ClaimedLeaf::Hash(h) => *h,
         ClaimedLeaf::Real(i) if n > 0 => leaves[i % n as usize],
         ClaimedLeaf::Real(_) => [0; 32],
+        ClaimedLeaf::Interior { start, len } if n > 1 => {
+            let start = start % n as usize;
+            let len = 2 + len % (n as usize - start).max(1);
+            let end = (start + len).min(n as usize);
+            mth(&leaves[start..end])
+        }
+        ClaimedLeaf::Interior { .. } => [0; 32],
     };
     // Any index and size, including far beyond the log: no panic.
     let _ = verify_inclusion(&claimed, input.index, input.size, &hostile, &r2);
