@@ -4,7 +4,7 @@
 # (interleaved, so machine noise spreads over all of them), then two
 # `fanout --max` ramps. One summary line per run. Takes about 25 minutes.
 #
-#   cargo build --release -p hush && scripts/bench-all.sh [path/to/hush]
+#   cargo build --release -p hush --features bench && scripts/bench-all.sh [path/to/hush]
 set -euo pipefail
 hush=${1:-target/release/hush}
 summary='

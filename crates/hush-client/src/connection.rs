@@ -303,22 +303,34 @@ impl Task {
             tracing::debug!(?ended, "hush-client connection ended");
             self.on_disconnected();
             let backoff = self.config.backoff;
-            let delay = match ended {
+            let (delay, reason) = match ended {
                 Ended::Stop => return self.finish(ConnectionState::Disconnected),
-                Ended::Close(code, reason) => match classify(code) {
-                    CloseAction::Refused => {
-                        return self.finish(ConnectionState::Failed { code, reason });
-                    }
-                    CloseAction::Backoff => backoff.delay(attempt).max(Duration::from_secs(1)),
-                    CloseAction::RetryNow if attempt == 0 => Duration::ZERO,
-                    CloseAction::RetryNow | CloseAction::Reconnect => backoff.delay(attempt),
-                },
+                Ended::Close(code, reason) => {
+                    let delay = match classify(code) {
+                        CloseAction::Refused => {
+                            return self.finish(ConnectionState::Failed { code, reason });
+                        }
+                        CloseAction::Backoff => backoff.delay(attempt).max(Duration::from_secs(1)),
+                        CloseAction::RetryNow if attempt == 0 => Duration::ZERO,
+                        CloseAction::RetryNow | CloseAction::Reconnect => backoff.delay(attempt),
+                    };
+                    let why = match code {
+                        Some(c) => format!("closed by the server ({c}): {reason}"),
+                        None => format!("closed by the server: {reason}"),
+                    };
+                    (delay, why)
+                }
                 Ended::Lost(reason) => {
                     tracing::info!(%reason, "hush-client: connection lost, reconnecting");
-                    backoff.delay(attempt)
+                    (backoff.delay(attempt), reason)
                 }
             };
             attempt = attempt.saturating_add(1);
+            self.emit(&Event::new(
+                None,
+                event::CONNECTION_ERROR,
+                json!({"reason": reason, "retry_in_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)}),
+            ));
             self.set_state(ConnectionState::Unavailable);
             if self.idle(delay).await {
                 return self.finish(ConnectionState::Disconnected);

@@ -28,6 +28,10 @@ pub const SIGNIN_ERROR: &str = "pusher:signin_error";
 /// An event on an encrypted channel could not be opened: `data` is
 /// `{"event": <outer event name>, "reason": "…"}` and [`Event::failure`] says why.
 pub const DECRYPTION_FAILED: &str = "hush:decryption_failed";
+/// The connection was lost or could not be opened, and the client will try
+/// again (no channel): `{"reason": "…", "retry_in_ms": …}` (pusher-js's
+/// connection `error` event, in hush's words).
+pub const CONNECTION_ERROR: &str = "hush:connection_error";
 
 /// Why an event on an encrypted channel was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]

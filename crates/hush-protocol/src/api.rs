@@ -7,6 +7,13 @@ use crate::auth::{Signature, hmac_sha256, verify_hmac};
 /// How far `auth_timestamp` may be from the server clock, in seconds.
 pub const MAX_TIMESTAMP_SKEW_SECS: u64 = 600;
 
+/// Most query parameters an API request may carry (Pusher's use at most
+/// eight); more are refused before any is decoded.
+pub const MAX_QUERY_PARAMS: usize = 64;
+
+/// Longest raw query string accepted, bytes.
+pub const MAX_QUERY_BYTES: usize = 8192;
+
 /// MD5 of the empty body.
 pub const EMPTY_BODY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
@@ -21,6 +28,12 @@ pub enum ApiAuthError {
     /// A query key appears twice.
     #[error("Duplicate query parameter: {0}")]
     DuplicateParam(String),
+    /// More than [`MAX_QUERY_PARAMS`] parameters, or a query string longer
+    /// than [`MAX_QUERY_BYTES`].
+    #[error(
+        "Query string too large: at most {MAX_QUERY_PARAMS} parameters and {MAX_QUERY_BYTES} bytes"
+    )]
+    QueryTooLarge,
     /// A required auth parameter is missing.
     #[error("Missing query parameter: {0}")]
     MissingParam(&'static str),
@@ -50,7 +63,7 @@ impl ApiAuthError {
     /// The HTTP status for this refusal.
     pub fn status(&self) -> u16 {
         match self {
-            Self::DuplicateParam(_) => 400,
+            Self::DuplicateParam(_) | Self::QueryTooLarge => 400,
             Self::MissingParam(_)
             | Self::BadVersion
             | Self::BadTimestamp
@@ -63,15 +76,26 @@ impl ApiAuthError {
 
 impl QueryParams {
     /// Parses a raw query string (`a=1&b=x%2Cy`): percent-decodes, turns `+`
-    /// into space, lower-cases keys, and refuses duplicate keys.
+    /// into space, lower-cases keys, and refuses duplicate keys. Linear in
+    /// the input: its size and parameter count are checked before anything
+    /// is decoded, and duplicates are found by sorting.
     pub fn parse(raw: &str) -> Result<Self, ApiAuthError> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        for (k, v) in form_urlencoded_pairs(raw) {
-            let k = k.to_ascii_lowercase();
-            if out.iter().any(|(have, _)| *have == k) {
-                return Err(ApiAuthError::DuplicateParam(k));
-            }
-            out.push((k, v));
+        if raw.len() > MAX_QUERY_BYTES
+            || raw
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .nth(MAX_QUERY_PARAMS)
+                .is_some()
+        {
+            return Err(ApiAuthError::QueryTooLarge);
+        }
+        let out: Vec<(String, String)> = form_urlencoded_pairs(raw)
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        let mut keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ApiAuthError::DuplicateParam(w[0].to_owned()));
         }
         Ok(Self(out))
     }
@@ -419,6 +443,36 @@ mod tests {
         assert_eq!(p.get("a"), Some("%"));
         let p = QueryParams::parse("a=%4").unwrap();
         assert_eq!(p.get("a"), Some("%4"));
+    }
+
+    #[test]
+    fn oversized_queries_are_refused_before_decoding() {
+        let many: String = (0..16_645)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(QueryParams::parse(&many), Err(ApiAuthError::QueryTooLarge));
+        let at_limit: String = (0..MAX_QUERY_PARAMS)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        assert_eq!(
+            QueryParams::parse(&at_limit).unwrap().keys().count(),
+            MAX_QUERY_PARAMS
+        );
+        let one_more = format!("{at_limit}&z=1");
+        assert_eq!(
+            QueryParams::parse(&one_more),
+            Err(ApiAuthError::QueryTooLarge)
+        );
+        let long = format!("a={}", "x".repeat(MAX_QUERY_BYTES));
+        assert_eq!(QueryParams::parse(&long), Err(ApiAuthError::QueryTooLarge));
+        // Empty pairs do not count; duplicates are still found after sorting.
+        assert!(QueryParams::parse(&"&".repeat(100)).is_ok());
+        assert_eq!(
+            QueryParams::parse("b=1&a=2&B=3"),
+            Err(ApiAuthError::DuplicateParam("b".into()))
+        );
     }
 
     #[test]

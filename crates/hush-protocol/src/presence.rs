@@ -9,7 +9,7 @@ use crate::user::MAX_USER_ID_LENGTH;
 /// A presence member as announced by the app: user id plus optional info.
 #[derive(Debug, Clone)]
 pub struct PresenceMember {
-    /// The user id, always as a string (a JSON number becomes its decimal text).
+    /// The user id, always as a string (a JSON number: its text exactly as sent).
     pub user_id: String,
     /// The raw JSON of `user_info`, or `None`.
     pub user_info: Option<Box<RawValue>>,
@@ -46,7 +46,10 @@ pub enum MemberDataError {
 
 #[derive(Deserialize)]
 struct RawChannelData {
-    user_id: serde_json::Value,
+    /// Kept as written: a number's text is the id (as Pusher does), never
+    /// re-printed through `f64` (which merged distinct long ids and turned
+    /// `1e2` into `100.0`).
+    user_id: Box<RawValue>,
     #[serde(default)]
     user_info: Option<Box<RawValue>>,
 }
@@ -79,11 +82,7 @@ pub fn parse_channel_data(
             what: "channel_data",
             reason: e.to_string(),
         })?;
-    let user_id = match raw.user_id {
-        serde_json::Value::String(s) => s,
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return Err(MemberDataError::BadUserId),
-    };
+    let user_id = user_id_text(&raw.user_id)?;
     if user_id.is_empty()
         || user_id.chars().count() > MAX_USER_ID_LENGTH
         || user_id.chars().any(char::is_control)
@@ -93,6 +92,19 @@ pub fn parse_channel_data(
     let user_info = normalize_info(raw.user_info);
     check_info(&user_info, max_info_bytes)?;
     Ok(PresenceMember { user_id, user_info })
+}
+
+/// The id a `user_id` value stands for: a string's contents, or a number's
+/// JSON text exactly as sent (`10` is `"10"`, `1e2` is `"1e2"`, a 30-digit id
+/// keeps all its digits). Anything else is refused.
+fn user_id_text(value: &RawValue) -> Result<String, MemberDataError> {
+    let text = value.get();
+    match text.as_bytes().first() {
+        Some(b'"') => serde_json::from_str(text).map_err(|_| MemberDataError::BadUserId),
+        // The parser already checked that this is one JSON number.
+        Some(b'-' | b'0'..=b'9') => Ok(text.to_owned()),
+        _ => Err(MemberDataError::BadUserId),
+    }
 }
 
 fn normalize_info(info: Option<Box<RawValue>>) -> Option<Box<RawValue>> {
@@ -174,6 +186,34 @@ mod tests {
         );
         assert_eq!(err(&big), Some(MemberDataError::InfoTooLarge { max: 1024 }));
         assert!(parse_channel_data("\"foo\"", 1024).is_err());
+        assert_eq!(err(r#"{"user_id":true}"#), Some(MemberDataError::BadUserId));
+        assert_eq!(
+            err(r#"{"user_id":["a"]}"#),
+            Some(MemberDataError::BadUserId)
+        );
+        assert_eq!(
+            err(r#"{"user_id":{"a":1}}"#),
+            Some(MemberDataError::BadUserId)
+        );
+    }
+
+    #[test]
+    fn numeric_user_ids_keep_their_json_text() {
+        let id = |s: &str| parse_channel_data(s, 1024).unwrap().user_id;
+        // Two ids beyond f64's precision stay two ids.
+        let a = "123456789012345678901234567890";
+        let b = "123456789012345678901234567891";
+        assert_eq!(id(&format!(r#"{{"user_id":{a}}}"#)), a);
+        assert_eq!(id(&format!(r#"{{"user_id": {b} }}"#)), b);
+        assert_eq!(id(r#"{"user_id":1e2}"#), "1e2");
+        assert_eq!(id(r#"{"user_id":-7.50}"#), "-7.50");
+        assert_eq!(
+            id(r#"{"user_id":18446744073709551616}"#),
+            "18446744073709551616"
+        );
+        assert_eq!(id(r#"{"user_id":"x\u00e9\"y"}"#), "x\u{e9}\"y");
+        assert!(parse_channel_data(r#"{"user_id":01}"#, 1024).is_err());
+        assert!(parse_channel_data(r#"{"user_id":1e}"#, 1024).is_err());
     }
 
     #[test]

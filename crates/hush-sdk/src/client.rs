@@ -88,6 +88,14 @@ impl Client {
         &self.inner.config
     }
 
+    /// `GET {scheme://host:port}{path}` without a signature, for the
+    /// server's `/up` and `/ready` probes: the status code and the body.
+    pub async fn probe(&self, path: &str) -> Result<(u16, String), Error> {
+        let url = format!("{}{path}", self.inner.base);
+        let r = self.inner.http.send(Method::GET, &url, None).await?;
+        Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
+    }
+
     /// Triggers `event` on up to 100 channels with `data` serialized to JSON
     /// (see the crate docs for how strings are treated). An event to a
     /// `private-encrypted-` channel must name that channel alone and is sealed

@@ -444,7 +444,9 @@ async fn server_refusals_are_typed() {
         .channels(&ChannelsQuery::default())
         .await
         .unwrap_err();
-    assert_eq!(err.status(), Some(404), "{err}");
+    // An unknown app id answers like a bad signature (no app-id enumeration).
+    assert_eq!(err.status(), Some(401), "{err}");
+    assert!(err.to_string().contains("signature"), "{err}");
 
     // Invalid input never reaches the server.
     let api = srv.client();

@@ -1,7 +1,7 @@
 //! The HTTP API (PROTOCOL.md §12): signed requests under `/apps/{app_id}`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -10,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use hush_protocol::api::{QueryParams, verify_request};
+use hush_protocol::api::{ApiAuthError, QueryParams, string_to_sign, verify_request};
 use hush_protocol::{ChannelKind, ChannelName, EventName, SocketId, UserId, encrypted};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -57,6 +57,13 @@ const AUTH_PARAMS: [&str; 5] = [
     "body_md5",
 ];
 
+/// The secret requests are checked against when their key and app id do not
+/// name one app: random per process, never revealed, so nothing verifies.
+fn decoy_secret() -> &'static [u8] {
+    static DECOY: OnceLock<[u8; 32]> = OnceLock::new();
+    DECOY.get_or_init(rand::random)
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -78,42 +85,50 @@ pub(crate) fn authenticate(
             e.to_string(),
         )
     })?;
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
     let Some(key) = params.get("auth_key") else {
-        return Err(match state.app_by_id(app_id) {
-            None => ApiError::new(StatusCode::NOT_FOUND, format!("Unknown app id {app_id}")),
-            Some(_) => unauthorized("Missing query parameter: auth_key"),
-        });
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Missing query parameter: auth_key",
+        ));
     };
-    let app = match state.app_by_key(key) {
-        Some(app) => app.clone(),
-        None if state.app_by_id(app_id).is_none() => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("Unknown app id {app_id}"),
-            ));
-        }
-        None => return Err(unauthorized("Unknown auth_key")),
+    // The app the path names, if the key is its key. Otherwise (unknown app
+    // id, unknown key, another app's key) the request is checked against a
+    // secret nobody knows, so it fails exactly like a bad signature on a
+    // real app: same status, same message, same work. Nothing tells an app
+    // id that exists from one that does not.
+    let app = state
+        .app_by_id(app_id)
+        .filter(|a| a.config.key == key)
+        .cloned();
+    let secret: &[u8] = match &app {
+        Some(a) => a.config.secret.as_bytes(),
+        None => decoy_secret(),
     };
-    if app.config.id != app_id {
-        return Err(unauthorized("The auth_key does not belong to this app id"));
-    }
-    verify_request(
-        app.config.secret.as_bytes(),
+    let verified = verify_request(
+        secret,
         method.as_str(),
         uri.path(),
         &params,
         body,
         now_secs(),
-    )
-    .map_err(|e| {
-        tracing::info!(app = %app.config.id, error = %e, "API request refused");
-        app.metrics.auth_failed(AuthFailure::Api);
-        ApiError::new(
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED),
-            e.to_string(),
-        )
-    })?;
+    );
+    let app = match (app, verified) {
+        (Some(app), Ok(())) => app,
+        (app, result) => {
+            let e = result.err().unwrap_or_else(|| {
+                // Only a request signed with the decoy secret gets here.
+                ApiAuthError::BadSignature(string_to_sign(method.as_str(), uri.path(), &params))
+            });
+            if let Some(app) = &app {
+                tracing::info!(app = %app.config.id, error = %e, "API request refused");
+                app.metrics.auth_failed(AuthFailure::Api);
+            }
+            return Err(ApiError::new(
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+                e.to_string(),
+            ));
+        }
+    };
     if !app.config.enabled {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "Application disabled"));
     }
@@ -129,6 +144,7 @@ pub(crate) fn authenticate(
             ),
         ));
     }
+    split_rate(&app, method)?;
     if let Some(k) = params
         .keys()
         .find(|k| !AUTH_PARAMS.contains(k) && !allowed.contains(k))
@@ -136,6 +152,31 @@ pub(crate) fn authenticate(
         return Err(ApiError::bad(format!("Unknown query parameter: {k}")));
     }
     Ok((app, params))
+}
+
+/// soketi's split: publishes (`POST`) and reads (`GET`) each have their own
+/// per-app allowance, on top of `max_api_requests_per_second`.
+fn split_rate(app: &App, method: &Method) -> Result<(), ApiError> {
+    let (rate, limit, rejection, what) = if method == Method::GET {
+        let l = app.config.max_read_requests_per_second;
+        (&app.read_rate, l, Rejection::ReadRate, "read requests")
+    } else {
+        let l = app.config.max_publishes_per_second;
+        (
+            &app.publish_rate,
+            l,
+            Rejection::PublishRate,
+            "publish requests",
+        )
+    };
+    if rate.try_take(std::time::Instant::now()) {
+        return Ok(());
+    }
+    app.metrics.rejected(rejection);
+    Err(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many requests: at most {limit} {what} per second for this app"),
+    ))
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {

@@ -34,6 +34,10 @@ pub struct App {
     pub origins: AllowedOrigins,
     /// HTTP API request rate.
     pub api_rate: SharedRate,
+    /// Publishing (`POST`) API request rate.
+    pub publish_rate: SharedRate,
+    /// Reading (`GET`) API request rate.
+    pub read_rate: SharedRate,
     /// Webhook events of this app (`None`: no webhook configured).
     pub hooks: Option<AppHooks>,
     connections: AtomicUsize,
@@ -46,6 +50,8 @@ impl App {
             metrics: AppMetrics::new(&config.id),
             origins: AllowedOrigins::new(&config.allowed_origins),
             api_rate: SharedRate::new(config.max_api_requests_per_second, Instant::now()),
+            publish_rate: SharedRate::new(config.max_publishes_per_second, Instant::now()),
+            read_rate: SharedRate::new(config.max_read_requests_per_second, Instant::now()),
             config,
             channels: Channels::with_hooks(hooks.clone()),
             users: Users::default(),

@@ -2,11 +2,13 @@
 //! and `HUSH_*` environment variables, in that order of precedence (lowest
 //! first).
 
+mod env;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use hush_protocol::limits;
 use hush_store::redact_url;
 use serde::{Deserialize, Serialize};
@@ -68,6 +70,10 @@ pub struct WebhooksConfig {
     pub backoff_base_ms: u64,
     /// Longest retry delay, milliseconds.
     pub backoff_max_ms: u64,
+    /// While an endpoint's next retry is further away than this, it is
+    /// probed this often (milliseconds) with a signed request holding no
+    /// events; a 2xx answer retries at once. 0 turns probing off.
+    pub probe_interval_ms: u64,
     /// Delivery requests in flight at once, over all endpoints.
     pub concurrency: usize,
     /// Most events per request (1 = one event per request).
@@ -80,6 +86,10 @@ pub struct WebhooksConfig {
     /// Milliseconds `channel_vacated` / `member_removed` are held back; a
     /// re-occupation (re-join) within it cancels both events, like Pusher.
     pub vacate_delay_ms: u64,
+    /// Extra root certificates (PEM) trusted for `https://` endpoints, on top
+    /// of the system's (a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// A webhook event type (Pusher's names).
@@ -137,7 +147,7 @@ impl WebhookEventType {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// Where events are POSTed (`http://`).
+    /// Where events are POSTed (`http://` or `https://`).
     pub url: String,
     /// Only these event types; absent = all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +156,20 @@ pub struct WebhookConfig {
     /// like Pusher without "batch webhooks"); absent = `webhooks.batch_size`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<u32>,
+    /// Extra HTTP headers sent with every request to this endpoint
+    /// (`Authorization`, …); values are masked by `--print-config`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Only events of channels whose name starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_prefix: Option<String>,
+    /// Only events of channels whose name ends with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_suffix: Option<String>,
+    /// Only events of channels whose name matches this pattern: `*` stands
+    /// for any run of characters, `?` for one (`private-*-orders`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_pattern: Option<String>,
 }
 
 impl WebhookConfig {
@@ -190,6 +214,36 @@ pub struct ServerConfig {
     pub outgoing_queue_frames: usize,
     /// Node capacity over all apps (0 = unlimited); beyond it, close 4100.
     pub max_connections: usize,
+    /// Bytes queued for one connection before it counts as a slow reader
+    /// and is closed (4100), whatever the number of frames.
+    #[serde(default = "default_outgoing_queue_bytes")]
+    pub outgoing_queue_bytes: usize,
+    /// Seconds allowed for a request's line and headers (a WebSocket
+    /// handshake included), and for the idle time between keep-alive
+    /// requests; then the connection is closed.
+    #[serde(default = "default_http_header_timeout")]
+    pub http_header_timeout: u64,
+    /// Seconds an HTTP API request may take, its body included (408 after).
+    #[serde(default = "default_http_request_timeout")]
+    pub http_request_timeout: u64,
+    /// Seconds allowed for a TLS handshake.
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: u64,
+    /// Largest request head (request line and headers), bytes (at least 8192).
+    #[serde(default = "default_max_request_head_bytes")]
+    pub max_request_head_bytes: usize,
+    /// Connections in the HTTP phase (not yet a WebSocket), node-wide; when
+    /// full, the oldest gives way.
+    #[serde(default = "default_max_pending_connections")]
+    pub max_pending_connections: usize,
+    /// Connections in the HTTP phase from one address (0 = no cap; trusted
+    /// proxies are exempt); beyond it new ones are closed at once.
+    #[serde(default = "default_max_pending_per_ip")]
+    pub max_pending_per_ip: usize,
+    /// File descriptors kept free for the store, logs and listeners: sockets
+    /// beyond the process limit minus this are shed (pending ones first).
+    #[serde(default = "default_descriptor_reserve")]
+    pub descriptor_reserve: usize,
     /// Seconds to wait for clients to leave on shutdown.
     pub shutdown_timeout: u64,
     /// Seconds the listener stays open after draining starts (readiness 503).
@@ -197,6 +251,10 @@ pub struct ServerConfig {
     pub drain_delay: u64,
     /// Directory for the embedded store (created on first start).
     pub data_dir: String,
+    /// Allow the development app's public credentials on a host other than
+    /// loopback (`--allow-dev-app`); refused by default.
+    #[serde(default)]
+    pub allow_development_app: bool,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` header
@@ -222,11 +280,15 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppConfig {
-    /// App id, used in HTTP API paths.
+    /// App id, used in HTTP API paths (a number is read as its digits:
+    /// Pusher's ids are numeric).
+    #[serde(deserialize_with = "text")]
     pub id: String,
     /// Public key, used by clients in `/app/{key}`.
+    #[serde(deserialize_with = "text")]
     pub key: String,
     /// Secret for signatures. Masked by `--print-config`.
+    #[serde(deserialize_with = "text")]
     pub secret: String,
     /// Disabled apps refuse connections (4003) and API calls (403).
     #[serde(default = "yes")]
@@ -288,6 +350,16 @@ pub struct AppConfig {
     /// HTTP 429 beyond).
     #[serde(default)]
     pub max_api_requests_per_second: u32,
+    /// Publishing API requests per second for this app (`POST` events,
+    /// batch events, terminate connections; 0 = unlimited; HTTP 429 beyond).
+    /// soketi's `max_backend_events_per_second`, counted per request.
+    #[serde(default)]
+    pub max_publishes_per_second: u32,
+    /// Reading API requests per second for this app (`GET` channels, channel,
+    /// users, key directory; 0 = unlimited; HTTP 429 beyond). soketi's
+    /// `max_read_requests_per_second`.
+    #[serde(default)]
+    pub max_read_requests_per_second: u32,
     /// Refuse (400) API publishes to `private-encrypted-` channels whose data is
     /// not a `{nonce, ciphertext}` envelope.
     #[serde(default = "yes")]
@@ -297,8 +369,53 @@ pub struct AppConfig {
     pub webhooks: Vec<WebhookConfig>,
 }
 
+/// A text field that also takes an integer (`id = 412001`) as its digits.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(Text)
+}
+
 fn yes() -> bool {
     true
+}
+fn default_outgoing_queue_bytes() -> usize {
+    4 * 1024 * 1024
+}
+fn default_http_header_timeout() -> u64 {
+    10
+}
+fn default_http_request_timeout() -> u64 {
+    30
+}
+fn default_tls_handshake_timeout() -> u64 {
+    10
+}
+fn default_max_request_head_bytes() -> usize {
+    16 * 1024
+}
+fn default_max_pending_connections() -> usize {
+    1024
+}
+fn default_max_pending_per_ip() -> usize {
+    256
+}
+fn default_descriptor_reserve() -> usize {
+    64
 }
 fn default_user_auth_timeout() -> u64 {
     30
@@ -334,23 +451,40 @@ fn default_cache_ttl() -> u64 {
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// Reading or merging the sources failed.
+    /// Reading or merging the sources failed (said once: not also the
+    /// error's source, which `{:#}` would print a second time).
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
     /// A value is not acceptable.
     #[error("configuration: {0}")]
     Invalid(String),
 }
 
+impl From<Box<figment::Error>> for ConfigError {
+    fn from(e: Box<figment::Error>) -> Self {
+        Self::Load(e)
+    }
+}
+
+/// The development app's built-in secret (`config/defaults.toml`): public,
+/// so refused on a non-loopback host unless allowed.
+pub const DEVELOPMENT_SECRET: &str = "app-secret";
+
 impl Config {
     /// Loads defaults, then `file` (if given; it must exist), then `HUSH_*`
     /// variables from the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_with_env(file, Env::prefixed("HUSH_").split("__"))
+        Self::load_from(file, std::env::vars_os())
     }
 
-    /// Loads with a custom environment provider (tests).
-    pub fn load_with_env(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+    /// Loads defaults, `file`, then the `HUSH_*` variables among `vars`
+    /// ([`env`]: a misspelt one is an error naming it; values are text, read
+    /// as numbers or booleans where the key wants one).
+    pub fn load_from<I>(file: Option<&Path>, vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    {
+        let vars = env::config_vars(vars)?;
         let mut fig = Figment::from(Toml::string(DEFAULTS_TOML));
         if let Some(path) = file {
             if !path.exists() {
@@ -361,23 +495,14 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        // Only HUSH_SERVER__*, HUSH_APPS__*, HUSH_DEVELOPMENT_APP__*, HUSH_METRICS__*,
-        // HUSH_STORE__* and HUSH_WEBHOOKS__* are
-        // configuration; HUSH_LOG, HUSH_CONFIG and others belong to the CLI.
-        let env = env.filter(|k| {
-            let k = k.as_str().to_ascii_lowercase();
-            [
-                "server",
-                "apps",
-                "development_app",
-                "metrics",
-                "store",
-                "webhooks",
-            ]
-            .iter()
-            .any(|t| k == *t || k.starts_with(&format!("{t}.")))
-        });
-        let cfg: Config = fig.merge(env).extract().map_err(Box::new)?;
+        // Only HUSH_<SECTION>__* are configuration; HUSH_LOG, HUSH_CONFIG and
+        // others belong to the CLI.
+        for v in vars {
+            fig = fig.merge(v);
+        }
+        // Lossy: the text of a variable is read as a number or a boolean
+        // where the key wants one.
+        let cfg: Config = fig.extract_lossy().map_err(Box::new)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -390,6 +515,28 @@ impl Config {
             .map_err(Box::new)?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Refuses the development app's public credentials on a host that is not
+    /// loopback, unless `server.allow_development_app` or `allow` (the
+    /// `--allow-dev-app` flag) says so. Call after `--host` is applied.
+    pub fn check_development_exposure(&self, allow: bool) -> Result<(), ConfigError> {
+        if allow || self.server.allow_development_app || is_loopback_host(&self.server.host) {
+            return Ok(());
+        }
+        let public = self
+            .effective_apps()
+            .into_iter()
+            .find(|a| a.secret == DEVELOPMENT_SECRET);
+        match public {
+            None => Ok(()),
+            Some(a) => Err(ConfigError::Invalid(format!(
+                "app '{}' uses the development app's public secret and server.host is {} (not loopback): \
+                 configure your own app ([apps.main] or HUSH_APPS__MAIN__ID / __KEY / __SECRET; `hush keygen` makes them), \
+                 or allow it with server.allow_development_app = true or --allow-dev-app",
+                a.id, self.server.host
+            ))),
+        }
     }
 
     /// True when no app is configured and the development app is in use.
@@ -420,6 +567,8 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let apps = self.effective_apps();
         for a in &apps {
+            crate::webhooks::validate_endpoints(&a.webhooks)
+                .map_err(|why| ConfigError::Invalid(format!("app '{}': {why}", a.id)))?;
             for w in &a.webhooks {
                 validate_webhook_url(&a.id, &w.url)?;
                 if w.batch_size == Some(0) {
@@ -524,6 +673,9 @@ impl Config {
             a.secret = mask(&a.secret);
             for w in &mut a.webhooks {
                 w.url = redact_url(&w.url);
+                for v in w.headers.values_mut() {
+                    *v = mask(v);
+                }
             }
         }
         c.store.url = c.store.url.as_deref().map(redact_url);
@@ -532,7 +684,7 @@ impl Config {
     }
 }
 
-/// Webhook URLs must be absolute `http://` URLs with a host.
+/// Webhook URLs must be absolute `http://` or `https://` URLs with a host.
 fn validate_webhook_url(app: &str, url: &str) -> Result<(), ConfigError> {
     let bad = |why: &str| {
         ConfigError::Invalid(format!(
@@ -541,20 +693,21 @@ fn validate_webhook_url(app: &str, url: &str) -> Result<(), ConfigError> {
         ))
     };
     let uri: axum::http::Uri = url.parse().map_err(|_| bad("not a valid URL"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") if cfg!(feature = "webhook-tls") => {}
-        Some("https") => {
-            return Err(bad(
-                "https webhooks need hush built with the `webhook-tls` feature; use http:// (e.g. to a local TLS-terminating proxy)",
-            ));
-        }
-        _ => return Err(bad("must start with http:// or https://")),
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("must start with http:// or https://"));
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("has no host"));
     }
     Ok(())
+}
+
+/// `localhost` or a loopback address (`127.0.0.0/8`, `::1`).
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Shows at most the first two characters of a secret.
@@ -684,14 +837,96 @@ mod tests {
                 .to_string();
             assert!(e.contains(why), "{hook}: {e}");
         }
-        let https = Config::from_toml(&format!("{app}url='https://example.com/h'\n"));
-        if cfg!(feature = "webhook-tls") {
-            assert!(https.is_ok());
-        } else {
-            assert!(https.unwrap_err().to_string().contains("webhook-tls"));
-        }
+        assert!(Config::from_toml(&format!("{app}url='https://example.com/h'\n")).is_ok());
         assert!(Config::from_toml("[webhooks]\nmax_attempts=0\n").is_err());
         assert!(Config::from_toml("[webhooks]\nbogus=0\n").is_err());
+    }
+
+    fn vars(v: &[(&str, &str)]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        v.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    #[test]
+    fn env_values_are_text_where_text_is_wanted() {
+        let c = Config::load_from(
+            None,
+            vars(&[
+                ("HUSH_APPS__MAIN__ID", "412001"),
+                ("HUSH_APPS__MAIN__KEY", "true"),
+                ("HUSH_APPS__MAIN__SECRET", "0123"),
+                ("HUSH_APPS__MAIN__CLIENT_EVENTS", "true"),
+                ("HUSH_APPS__MAIN__MAX_CONNECTIONS", "25"),
+                ("HUSH_SERVER__PORT", "7001"),
+                ("HUSH_SERVER__HOST", "127.0.0.1"),
+                ("HUSH_SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\", \"::1\"]"),
+                ("HUSH_METRICS__ENABLED", "true"),
+            ]),
+        )
+        .unwrap();
+        let a = &c.apps["main"];
+        assert_eq!((a.id.as_str(), a.key.as_str()), ("412001", "true"));
+        assert_eq!(a.secret, "0123", "leading zero kept");
+        assert!(a.client_events);
+        assert_eq!(a.max_connections, 25);
+        assert_eq!(c.server.port, 7001);
+        assert_eq!(c.server.trusted_proxies, ["10.0.0.0/8", "::1"]);
+        assert!(c.metrics.enabled);
+        // A number in a TOML file is read as its digits too.
+        let c = Config::from_toml("[apps.main]\nid = 412001\nkey = 'k'\nsecret = 's'\n").unwrap();
+        assert_eq!(c.apps["main"].id, "412001");
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        let e = Config::load_from(None, vars(&[("HUSH_SEVRER__PORT", "7000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HUSH_SEVRER__PORT"), "{e}");
+        let e = Config::load_from(None, vars(&[("HUSH_SERVER__PROT", "7000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HUSH_SERVER__PROT") && e.contains("prot"), "{e}");
+        let e = Config::load_from(None, vars(&[("HUSH_SERVER__PORT", "seven")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HUSH_SERVER__PORT"), "{e}");
+        // Said once, also with its sources (as anyhow's `{:#}` shows them).
+        let e = Config::load_from(None, vars(&[("HUSH_SERVER__PROT", "1")])).unwrap_err();
+        let mut shown = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            shown.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        assert_eq!(shown.matches("unknown field").count(), 1, "{shown}");
+    }
+
+    #[test]
+    fn development_credentials_stay_on_loopback() {
+        let dev = Config::from_toml("").unwrap();
+        assert!(dev.check_development_exposure(false).is_ok());
+        for host in ["0.0.0.0", "::", "10.1.2.3", "hush.example.com"] {
+            let mut c = dev.clone();
+            c.server.host = host.into();
+            let e = c.check_development_exposure(false).unwrap_err().to_string();
+            assert!(e.contains("--allow-dev-app"), "{e}");
+            assert!(c.check_development_exposure(true).is_ok());
+            c.server.allow_development_app = true;
+            assert!(c.check_development_exposure(false).is_ok());
+        }
+        for host in ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost"] {
+            let mut c = dev.clone();
+            c.server.host = host.into();
+            assert!(c.check_development_exposure(false).is_ok(), "{host}");
+        }
+        // The public secret under another label is refused too; own apps pass.
+        let mut c = Config::from_toml("[apps.x]\nid='1'\nkey='k'\nsecret='app-secret'\n").unwrap();
+        c.server.host = "0.0.0.0".into();
+        assert!(c.check_development_exposure(false).is_err());
+        let mut c = Config::from_toml("[apps.x]\nid='1'\nkey='k'\nsecret='s'\n").unwrap();
+        c.server.host = "0.0.0.0".into();
+        assert!(c.check_development_exposure(false).is_ok());
+        assert_eq!(dev.development_app.secret, DEVELOPMENT_SECRET);
     }
 
     #[test]

@@ -75,14 +75,14 @@ pub struct ConnHandle {
 impl ConnHandle {
     /// Creates a handle whose frames go to `tcp` (directly when it can take
     /// them), or only through the connection task's drain when `None`, with
-    /// at most `capacity` frames waiting.
+    /// at most `limits` (frames, or frames and bytes) waiting.
     pub fn new(
         socket_id: SocketId,
-        capacity: usize,
+        limits: impl Into<crate::outbox::QueueLimits>,
         tcp: Option<Arc<TcpStream>>,
     ) -> (Self, Arc<Outbox>, Arc<Closer>) {
         let closer = Arc::new(Closer::default());
-        let outbox = Arc::new(Outbox::new(tcp, capacity, closer.clone()));
+        let outbox = Arc::new(Outbox::new(tcp, limits, closer.clone()));
         (
             Self {
                 id: next_conn_id(),

@@ -52,7 +52,8 @@ pub enum DirError {
     /// The record conflicts with the directory's state.
     #[error("{0}")]
     Conflict(String),
-    /// Over a limit.
+    /// Over a limit (a bad request on the HTTP API: 400, as the Pusher API
+    /// answers parameters it refuses).
     #[error("{0}")]
     TooMany(String),
     /// Beyond the end of the log.
@@ -82,12 +83,14 @@ impl DirError {
     /// The HTTP status for the same error on the HTTP API.
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadRequest(_) | Self::UnknownMethod(_) | Self::InvalidRecord(_) => 400,
+            Self::BadRequest(_)
+            | Self::UnknownMethod(_)
+            | Self::InvalidRecord(_)
+            | Self::TooMany(_) => 400,
             Self::NotSignedIn => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
-            Self::TooMany(_) => 413,
             Self::Unavailable(_) => 503,
         }
     }
@@ -351,7 +354,8 @@ impl Directory {
         }
         if users.len() > MAX_LOOKUP_USERS {
             return Err(DirError::TooMany(format!(
-                "a lookup names at most {MAX_LOOKUP_USERS} users"
+                "Too many users: a lookup names at most {MAX_LOOKUP_USERS}, this one names {}",
+                users.len()
             )));
         }
         let ids = users

@@ -88,6 +88,7 @@ pub async fn connect(
         Err(why) => return (axum::http::StatusCode::BAD_REQUEST, why).into_response(),
     };
     let headers = req.headers();
+    let over_capacity = peer.over_capacity;
     let refusal = check_protocol(&query).and_then(|()| match state.app_by_key(&key) {
         None => Err((CloseCode::AppNotFound, CloseCode::AppNotFound.message())),
         Some(app) if !app.config.enabled => {
@@ -107,6 +108,15 @@ pub async fn connect(
         let shown: String = origin.unwrap_or("(none)").chars().take(200).collect();
         tracing::info!(app = %app.config.id, origin = %shown, client = %ip, "connection refused: origin not allowed");
         Err((CloseCode::Unauthorized, ORIGIN_NOT_ALLOWED))
+    });
+    // Accepted while the node was full (pending sockets count from accept on,
+    // see `admission`): over capacity, like a WebSocket beyond max_connections.
+    let refusal = refusal.and_then(|app| {
+        if over_capacity {
+            app.metrics.rejected(Rejection::NodeConnections);
+            return Err((CloseCode::OverCapacity, CloseCode::OverCapacity.message()));
+        }
+        Ok(app)
     });
     let client = query.get("client").cloned().unwrap_or_default();
     let version = query.get("version").cloned().unwrap_or_default();
@@ -255,22 +265,30 @@ async fn drive(
             }
             () = &mut wanted => {
                 wanted.set(outbox.wanted());
-                let drained = tokio::time::timeout(WRITE_TIMEOUT, outbox.drain(&mut socket.writer)).await;
-                if !matches!(drained, Ok(Ok(()))) {
-                    return "write failed or timed out";
+                match tokio::time::timeout(WRITE_TIMEOUT, outbox.drain(&mut socket.writer)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return "write failed",
+                    Err(_) => {
+                        // A client that does not read at all: a slow client,
+                        // like one whose queue filled up (4100).
+                        app.metrics.slow_client_disconnects.increment(1);
+                        return "write timed out";
+                    }
                 }
             }
             msg = socket.reader.next() => {
                 let now = Instant::now();
                 match msg {
                     None => return "closed by client",
-                    Some(Err(e)) => {
-                        if is_too_big(&e) {
-                            app.metrics.rejected(Rejection::MessageSize);
-                            break Some((1009, "Message too big"));
+                    Some(Err(e)) => match read_error_close(&e) {
+                        Some(close) => {
+                            if close.0 == 1009 {
+                                app.metrics.rejected(Rejection::MessageSize);
+                            }
+                            break Some(close);
                         }
-                        return "read error";
-                    }
+                        None => return "read error",
+                    },
                     Some(Ok(m)) => {
                         keepalive.on_activity(now);
                         timer.as_mut().reset(keepalive.deadline().into());
@@ -284,7 +302,14 @@ async fn drive(
                             Message::Binary(_) => {
                                 session.send_error("Binary frames are not supported");
                             }
-                            Message::Close(_) => return "closed by client",
+                            Message::Close(_) => {
+                                // RFC 6455 §5.5.1: answer with a Close (tungstenite
+                                // has framed it, echoing the client's code), then
+                                // close the TCP connection.
+                                session.close();
+                                socket.answer_close().await;
+                                return "closed by client";
+                            }
                             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                         }
                     }
@@ -329,8 +354,14 @@ struct Socket {
 
 impl Socket {
     async fn open(upgraded: Upgraded, tcp: Option<Arc<TcpStream>>, state: &ServerState) -> Self {
-        let (handle, outbox, closer) =
-            ConnHandle::new(new_socket_id(), state.server.outgoing_queue_frames, tcp);
+        let (handle, outbox, closer) = ConnHandle::new(
+            new_socket_id(),
+            crate::outbox::QueueLimits {
+                frames: state.server.outgoing_queue_frames,
+                bytes: state.server.outgoing_queue_bytes,
+            },
+            tcp,
+        );
         let (read, writer) = tokio::io::split(TokioIo::new(upgraded));
         let max = state.server.max_message_bytes;
         let config = WebSocketConfig::default()
@@ -367,6 +398,19 @@ impl Socket {
             self.outbox.finish(&[close]);
         }
         let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+            self.outbox.drain(&mut self.writer).await?;
+            self.writer.shutdown().await
+        })
+        .await;
+    }
+
+    /// After the client's Close: writes tungstenite's Close reply (queued in
+    /// the outbox by a flush) and whatever else is queued, bounded in time,
+    /// then shuts the socket down.
+    async fn answer_close(mut self) {
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+            // The reply is written through `ReadIo` into the outbox.
+            let _ = futures_util::SinkExt::flush(&mut self.reader).await;
             self.outbox.drain(&mut self.writer).await?;
             self.writer.shutdown().await
         })
@@ -418,8 +462,18 @@ impl AsyncWrite for ReadIo {
     }
 }
 
-fn is_too_big(e: &WsError) -> bool {
-    matches!(e, WsError::Capacity(_))
+/// The close a read error calls for (RFC 6455 §7.4.1): 1009 for a message
+/// over the size limit, 1007 for text that is not UTF-8, 1002 for any other
+/// protocol violation; `None` when the connection is simply gone.
+fn read_error_close(e: &WsError) -> Option<(u16, &'static str)> {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    match e {
+        WsError::Capacity(_) => Some((1009, "Message too big")),
+        WsError::Utf8(_) => Some((1007, "Invalid UTF-8 in a text message")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some((1002, "Protocol error")),
+        _ => None,
+    }
 }
 
 /// The server side of the WebSocket opening handshake (RFC 6455 §4.2).

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod api;
 pub mod app;
 pub mod channels;
@@ -38,6 +39,7 @@ pub mod origin;
 pub mod outbox;
 pub mod proxy;
 pub mod ratelimit;
+pub mod serve;
 pub mod session;
 pub mod telemetry;
 pub mod tls;
@@ -184,25 +186,24 @@ impl Server {
                 tokio::time::sleep(delay).await;
             }
         };
-        let service = router(state.clone()).into_make_service_with_connect_info::<net::PeerConn>();
-        let result = match &self.tls {
-            // Plain TCP: the gateway keeps a handle on each socket and writes
-            // frames to it directly from the publisher (see `outbox`).
-            None => {
-                axum::serve(net::PlainListener(self.listener), service)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-            Some(tls) => {
-                let listener = tls::TlsListener::new(self.listener, tls)?;
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-        };
+        let grace = Duration::from_secs(state.server.shutdown_timeout);
+        let gate = Arc::new(serve::gate_for(&state));
+        // Returns once HTTP connections are closed: at the latest `grace`
+        // after the drain delay, whatever their clients do.
+        let stopped = serve::serve(
+            self.listener,
+            self.tls.clone(),
+            router(state.clone()),
+            state.clone(),
+            gate,
+            shutdown,
+            grace,
+        )
+        .await;
         sweeper.abort();
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_secs(state.server.shutdown_timeout);
+        // WebSockets were asked to leave when draining began; the HTTP side
+        // has used part of the grace period already.
+        let deadline = stopped + grace;
         while state.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -213,7 +214,7 @@ impl Server {
         if let Some(m) = metrics {
             m.abort();
         }
-        result
+        Ok(())
     }
 }
 
@@ -336,6 +337,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_api_request,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_deadline,
         ));
     Router::new()
         .route("/app/{key}", get(gateway::connect))
@@ -345,6 +350,33 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Answers 408 when an HTTP API request (its body included) takes longer
+/// than `server.http_request_timeout`: a body sent a byte at a time cannot
+/// hold a connection and a runtime task for ever.
+async fn request_deadline(
+    State(state): State<Arc<ServerState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = Duration::from_secs(state.server.http_request_timeout.max(1));
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            let mut res = (
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "Request timed out: the request and its body must arrive within the time limit",
+            )
+                .into_response();
+            // The rest of the body is not read: the connection cannot be reused.
+            res.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            res
+        }
+    }
 }
 
 /// Counts each HTTP API response by app and status.
@@ -370,7 +402,7 @@ async fn count_api_request(
 }
 
 async fn up() -> Response {
-    axum::Json(json!({ "status": "up" })).into_response()
+    axum::Json(json!({ "status": "up", "version": env!("CARGO_PKG_VERSION") })).into_response()
 }
 
 /// 200 when serving; 503 while draining or when the store does not answer.

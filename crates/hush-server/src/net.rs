@@ -1,20 +1,15 @@
-//! Plain-TCP accepting that keeps a shared handle on every socket, so the
-//! gateway can write frames to it directly (see [`crate::outbox`]) while
-//! hyper and tungstenite read from the same socket.
+//! A shared handle on every plain-TCP socket, so the gateway can write frames
+//! to it directly (see [`crate::outbox`]) while hyper and tungstenite read
+//! from the same socket; and what a connection knows about its peer.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-
-use crate::tls::TlsListener;
+use tokio::net::TcpStream;
 
 /// A TCP stream shared between hyper (reads, the HTTP exchange) and the
 /// connection's outbox (direct writes after the WebSocket upgrade). Every
@@ -64,39 +59,6 @@ impl AsyncWrite for SharedTcp {
     }
 }
 
-/// Accepts plain TCP connections (with `TCP_NODELAY`: small frames leave at
-/// once, not behind a delayed ACK).
-#[derive(Debug)]
-pub struct PlainListener(pub TcpListener);
-
-impl axum::serve::Listener for PlainListener {
-    type Io = SharedTcp;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((tcp, peer)) => {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "TCP_NODELAY not set");
-                    }
-                    return (SharedTcp(Arc::new(tcp)), peer);
-                }
-                Err(e) => {
-                    // Like axum: out of file descriptors and the like are
-                    // transient; back off briefly.
-                    tracing::debug!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
 /// Who is connected: the peer address and, on plain TCP, the socket itself.
 #[derive(Debug, Clone)]
 pub struct PeerConn {
@@ -104,22 +66,7 @@ pub struct PeerConn {
     pub addr: SocketAddr,
     /// The socket, for direct writes (plain TCP only).
     pub tcp: Option<Arc<TcpStream>>,
-}
-
-impl Connected<IncomingStream<'_, PlainListener>> for PeerConn {
-    fn connect_info(stream: IncomingStream<'_, PlainListener>) -> Self {
-        Self {
-            addr: *stream.remote_addr(),
-            tcp: Some(stream.io().0.clone()),
-        }
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerConn {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Self {
-            addr: *stream.remote_addr(),
-            tcp: None,
-        }
-    }
+    /// Accepted while the node was at capacity: a WebSocket upgrade on it is
+    /// refused with 4100 (see [`crate::admission`]).
+    pub over_capacity: bool,
 }

@@ -125,9 +125,32 @@ impl From<&str> for Frame {
     }
 }
 
+/// How much one connection may have waiting: frames and bytes. Past either,
+/// the client is a slow reader and the connection is closed (4100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Frames waiting (at least 1).
+    pub frames: usize,
+    /// Bytes waiting. A single frame larger than this is still queued when
+    /// nothing else waits (frames are bounded by their own limits).
+    pub bytes: usize,
+}
+
+impl From<usize> for QueueLimits {
+    /// A limit in frames only.
+    fn from(frames: usize) -> Self {
+        Self {
+            frames,
+            bytes: usize::MAX,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     queue: VecDeque<Bytes>,
+    /// Bytes in `queue` (whole frames, the partly written front included).
+    queued_bytes: usize,
     /// Bytes of `queue.front()` already written.
     offset: usize,
     /// The task owns writing: queued bytes exist or are being drained.
@@ -138,6 +161,19 @@ struct State {
     closing: bool,
 }
 
+impl State {
+    fn enqueue(&mut self, bytes: &Bytes) {
+        self.queued_bytes = self.queued_bytes.saturating_add(bytes.len());
+        self.queue.push_back(bytes.clone());
+    }
+
+    fn dequeue(&mut self) {
+        if let Some(b) = self.queue.pop_front() {
+            self.queued_bytes = self.queued_bytes.saturating_sub(b.len());
+        }
+    }
+}
+
 /// The outgoing side of one connection.
 #[derive(Debug)]
 pub struct Outbox {
@@ -145,19 +181,27 @@ pub struct Outbox {
     /// Plain TCP: written directly (`try_write` needs only `&TcpStream`).
     tcp: Option<Arc<TcpStream>>,
     wanted: Notify,
-    capacity: usize,
+    limits: QueueLimits,
     closer: Arc<Closer>,
 }
 
 impl Outbox {
     /// An outbox writing to `tcp` directly when possible (or only through
-    /// the task when `None`), queueing at most `capacity` frames.
-    pub fn new(tcp: Option<Arc<TcpStream>>, capacity: usize, closer: Arc<Closer>) -> Self {
+    /// the task when `None`), queueing at most `limits` (frames, bytes).
+    pub fn new(
+        tcp: Option<Arc<TcpStream>>,
+        limits: impl Into<QueueLimits>,
+        closer: Arc<Closer>,
+    ) -> Self {
+        let limits = limits.into();
         Self {
             state: std::sync::Mutex::new(State::default()),
             tcp,
             wanted: Notify::new(),
-            capacity: capacity.max(1),
+            limits: QueueLimits {
+                frames: limits.frames.max(1),
+                bytes: limits.bytes,
+            },
             closer,
         }
     }
@@ -179,11 +223,11 @@ impl Outbox {
                 match tcp.try_write(bytes) {
                     Ok(n) if n == bytes.len() => return true,
                     Ok(n) => {
-                        st.queue.push_back(bytes.clone());
+                        st.enqueue(bytes);
                         st.offset = n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        st.queue.push_back(bytes.clone());
+                        st.enqueue(bytes);
                         st.offset = 0;
                     }
                     Err(_) => {
@@ -199,7 +243,10 @@ impl Outbox {
                 return true;
             }
         }
-        if st.queue.len() >= self.capacity {
+        if st.queue.len() >= self.limits.frames
+            || (!st.queue.is_empty()
+                && st.queued_bytes.saturating_add(bytes.len()) > self.limits.bytes)
+        {
             drop(st);
             if self.closer.requested().is_none() {
                 tracing::info!("slow client: outgoing queue full, closing with 4100");
@@ -207,7 +254,7 @@ impl Outbox {
             self.closer.close(CloseCode::OverCapacity);
             return false;
         }
-        st.queue.push_back(bytes.clone());
+        st.enqueue(bytes);
         if !st.busy {
             st.busy = true;
             drop(st);
@@ -234,6 +281,7 @@ impl Outbox {
         let mut st = lock(&self.state);
         st.busy = false;
         st.offset = 0;
+        st.queued_bytes = 0;
         st.queue.drain(..).map(Frame::from_wire).collect()
     }
 
@@ -260,7 +308,7 @@ impl Outbox {
                         Ok(n) => {
                             st.offset += n;
                             if st.offset >= front.len() {
-                                st.queue.pop_front();
+                                st.dequeue();
                                 st.offset = 0;
                             }
                         }
@@ -284,7 +332,7 @@ impl Outbox {
                     }
                     let more = {
                         let mut st = lock(&self.state);
-                        st.queue.pop_front();
+                        st.dequeue();
                         st.offset = 0;
                         !st.queue.is_empty()
                     };
@@ -309,6 +357,7 @@ impl Outbox {
             st.queue.clear();
         }
         st.queue.extend(last.iter().map(|f| f.wire().clone()));
+        st.queued_bytes = st.queue.iter().map(Bytes::len).sum();
         st.busy = true;
     }
 
@@ -372,6 +421,31 @@ mod tests {
             [Frame::text("a").wire().as_ref(), Frame::text("b").wire()].concat()
         );
         assert_eq!(out.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_closes_a_reader_that_queues_few_large_frames() {
+        let closer = Arc::new(Closer::default());
+        let limits = QueueLimits {
+            frames: 512,
+            bytes: 100_000,
+        };
+        let out = Outbox::new(None, limits, closer.clone());
+        let big = Frame::text(&"x".repeat(40_000));
+        // One frame larger than the budget still goes when nothing waits.
+        let huge = Frame::text(&"y".repeat(150_000));
+        assert!(out.push(&huge));
+        let mut sink = Vec::new();
+        out.drain(&mut sink).await.unwrap();
+        assert!(out.push(&big));
+        assert!(out.push(&big));
+        // A third would hold 120 kB: far below 512 frames, over the bytes.
+        assert!(!out.push(&big));
+        assert_eq!(closer.requested(), Some(4100));
+        sink.clear();
+        out.drain(&mut sink).await.unwrap();
+        assert_eq!(sink.len(), 2 * big.len());
+        assert_eq!(lock(&out.state).queued_bytes, 0);
     }
 
     #[tokio::test]

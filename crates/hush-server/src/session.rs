@@ -30,6 +30,8 @@ struct SignedIn {
     id: UserId,
     info: Option<Box<RawValue>>,
     watchlist: Vec<UserId>,
+    /// The `user_data` signed in with, exactly as confirmed to the client.
+    user_data: String,
 }
 
 /// What the socket loop must do after a message.
@@ -51,6 +53,9 @@ pub struct Session {
     directory: Arc<Directory>,
     /// `hush:request`s being answered.
     in_flight: Arc<AtomicUsize>,
+    /// Their tasks, aborted when the connection closes (nobody would read
+    /// the answers).
+    requests: Vec<tokio::task::AbortHandle>,
     /// Subscribed channels; for presence, the user id joined as.
     subs: HashMap<ChannelName, Option<String>>,
     user: Option<SignedIn>,
@@ -67,6 +72,7 @@ impl Session {
             handle,
             directory,
             in_flight: Arc::new(AtomicUsize::new(0)),
+            requests: Vec::new(),
             subs: HashMap::new(),
             user: None,
             client_events: TokenBucket::new(rate, now),
@@ -130,8 +136,11 @@ impl Session {
     }
 
     /// Answers a `hush:request` on a task of its own (the directory reads
-    /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time.
-    fn hush_request(&self, request: HushRequest) {
+    /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time: a
+    /// request is in flight from when it is read until its answer is handed
+    /// to the connection, so the 8th concurrent one is answered and the 9th
+    /// gets `rate_limited`.
+    fn hush_request(&mut self, request: HushRequest) {
         // Released when the task ends, however it ends.
         let (slot, before) = InFlight::take(&self.in_flight);
         if before >= MAX_REQUESTS_IN_FLIGHT {
@@ -145,7 +154,15 @@ impl Session {
         let handle = self.handle.clone();
         let app_id = self.app.config.id.clone();
         let user = self.user.as_ref().map(|u| u.id.clone());
-        tokio::spawn(async move {
+        // Writes run to the end even if the client leaves: cancelled between
+        // the store's commit and the in-memory log's update, the node's view
+        // would lag the store until its next write.
+        let read_only = !matches!(
+            request.method.as_str(),
+            "directory.publish" | "directory.revoke"
+        );
+        self.requests.retain(|t| !t.is_finished());
+        let task = tokio::spawn(async move {
             let params = match request
                 .params
                 .as_deref()
@@ -172,9 +189,14 @@ impl Session {
                     wire::hush_response_err(&request.id, e.code(), &e.to_string())
                 }
             };
-            handle.send(&Frame::from(frame));
-            drop(slot);
+            // The slot is free before the answer can reach the client: a
+            // client that sends its next request on reading an answer never
+            // finds 8 still counted.
+            slot.release_then(|| handle.send(&Frame::from(frame)));
         });
+        if read_only {
+            self.requests.push(task.abort_handle());
+        }
     }
 
     fn sub_error(&self, channel: &str, kind: SubscriptionErrorType, msg: &str) {
@@ -241,6 +263,21 @@ impl Session {
                 None
             }
         };
+        // One identity per socket and channel: joining again as another user
+        // would leave the member list on the first id while this socket's
+        // client events carried the second.
+        if let (Some(Some(joined)), Some(m)) = (self.subs.get(&name), &member) {
+            if *joined != m.user_id {
+                let shown: String = joined.chars().take(128).collect();
+                return self.sub_error(
+                    name.as_str(),
+                    SubscriptionErrorType::AuthError,
+                    &format!(
+                        "Already subscribed to {name} as user {shown}: unsubscribe before joining as another user"
+                    ),
+                );
+            }
+        }
         let kind = name.kind();
         let user_id = member.as_ref().map(|m| m.user_id.clone());
         let opts = SubscribeOptions {
@@ -257,7 +294,7 @@ impl Session {
                 if kind.requires_auth() {
                     self.authorized = true;
                 }
-                self.subs.insert(name, user_id);
+                self.subs.entry(name).or_insert(user_id);
             }
             Err(e) => {
                 self.app.metrics.rejected(Rejection::PresenceMembers);
@@ -375,7 +412,18 @@ impl Session {
                     "This connection is already signed in as another user".into(),
                 );
             }
-            // Same user again (pusher-js repeats sign-in): confirm, change nothing.
+            // The same sign-in again: confirm, change nothing. Other
+            // `user_data` for the same user would be confirmed to the client
+            // while the server kept the first (presence joins without
+            // channel_data, the watchlist): refused instead, the sign-in in
+            // force stays as it was.
+            if current.user_data != user_data {
+                self.error(
+                    None,
+                    "Already signed in as this user with other user_data: reconnect to sign in with new user_info or watchlist",
+                );
+                return Outcome::Continue;
+            }
             self.reply(wire::signin_success(user_data));
             return Outcome::Continue;
         }
@@ -415,6 +463,7 @@ impl Session {
             id: parsed.id,
             info: parsed.user_info,
             watchlist,
+            user_data: user_data.to_owned(),
         });
         Outcome::Continue
     }
@@ -508,6 +557,9 @@ impl Session {
 
     /// Leaves every channel and signs out; called once when the socket ends.
     pub fn close(&mut self) {
+        for task in self.requests.drain(..) {
+            task.abort();
+        }
         let count = self.app.config.subscription_count;
         for (name, _) in self.subs.drain() {
             self.app.channels.unsubscribe(&name, self.handle.id, count);
@@ -531,6 +583,7 @@ fn is_envelope_string(data: &RawValue) -> bool {
     serde_json::from_str::<std::borrow::Cow<'_, str>>(data.get())
         .is_ok_and(|text| hush_protocol::encrypted::is_ciphertext_envelope(&text))
 }
+
 /// One `hush:request` counted in flight until dropped.
 struct InFlight(Arc<AtomicUsize>);
 
@@ -540,10 +593,48 @@ impl InFlight {
         let before = count.fetch_add(1, Ordering::AcqRel);
         (Self(count.clone()), before)
     }
+
+    /// Frees the slot, then runs `send` (the answer): once the client can
+    /// read the answer, the slot is already free.
+    fn release_then<R>(self, send: impl FnOnce() -> R) -> R {
+        drop(self);
+        send()
+    }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_free_before_its_answer_is_sent() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let mut slots: Vec<InFlight> = (0..MAX_REQUESTS_IN_FLIGHT)
+            .map(|i| {
+                let (slot, before) = InFlight::take(&count);
+                assert_eq!(before, i);
+                slot
+            })
+            .collect();
+        let Some(answered) = slots.pop() else {
+            unreachable!("MAX_REQUESTS_IN_FLIGHT > 0");
+        };
+        // What the client's next request would find while the answer is sent.
+        let seen_while_sending = answered.release_then(|| count.load(Ordering::Acquire));
+        assert_eq!(seen_while_sending, MAX_REQUESTS_IN_FLIGHT - 1);
+        let (next, before) = InFlight::take(&count);
+        assert!(
+            before < MAX_REQUESTS_IN_FLIGHT,
+            "the next request is accepted"
+        );
+        drop(slots);
+        drop(next);
+        assert_eq!(count.load(Ordering::Acquire), 0);
     }
 }

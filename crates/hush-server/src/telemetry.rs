@@ -33,6 +33,10 @@ pub enum Rejection {
     ClientEventRate,
     /// `max_api_requests_per_second` (HTTP 429).
     ApiRate,
+    /// `max_publishes_per_second` (HTTP 429).
+    PublishRate,
+    /// `max_read_requests_per_second` (HTTP 429).
+    ReadRate,
     /// A WebSocket message over `max_message_bytes` (close 1009).
     MessageSize,
     /// Event data over `max_event_data_bytes` (HTTP 413 or a client-event error).
@@ -42,13 +46,15 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    const ALL: [Rejection; 9] = [
+    const ALL: [Rejection; 11] = [
         Self::AppConnections,
         Self::NodeConnections,
         Self::ChannelsPerConnection,
         Self::PresenceMembers,
         Self::ClientEventRate,
         Self::ApiRate,
+        Self::PublishRate,
+        Self::ReadRate,
         Self::MessageSize,
         Self::EventSize,
         Self::Origin,
@@ -63,6 +69,8 @@ impl Rejection {
             Self::PresenceMembers => "presence_members",
             Self::ClientEventRate => "client_event_rate",
             Self::ApiRate => "api_rate",
+            Self::PublishRate => "publish_rate",
+            Self::ReadRate => "read_rate",
             Self::MessageSize => "message_size",
             Self::EventSize => "event_size",
             Self::Origin => "origin",
@@ -107,7 +115,9 @@ pub struct AppMetrics {
     pub messages_out: Counter,
     /// Bytes of those events.
     pub bytes_out: Counter,
-    /// Connections closed with 4100 because their outgoing queue was full.
+    /// Connections dropped for not reading: closed with 4100 because their
+    /// outgoing queue was full, or cut when a write made no progress within
+    /// the write timeout.
     pub slow_client_disconnects: Counter,
     rejections: [Counter; Rejection::ALL.len()],
     auth_failures: [Counter; AuthFailure::ALL.len()],
@@ -212,6 +222,11 @@ pub fn install() -> Option<PrometheusHandle> {
 }
 
 fn describe() {
+    describe_gauge!(
+        "hush_build_info",
+        "Always 1; the version of the running hush in the `version` label"
+    );
+    gauge!("hush_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     describe_gauge!("hush_connections", "Open WebSocket connections");
     describe_gauge!(
         "hush_subscriptions",
@@ -245,7 +260,7 @@ fn describe() {
     describe_counter!("hush_http_requests_total", "HTTP API responses by status");
     describe_counter!(
         "hush_slow_client_disconnects_total",
-        "Connections closed (4100) because their outgoing queue was full"
+        "Connections dropped for not reading: outgoing queue full (4100) or a write timed out"
     );
     describe_counter!(
         "hush_rejections_total",

@@ -6,30 +6,18 @@
 //! Handshakes run on their own tasks (bounded in number and time), so a slow
 //! or silent client never holds up accepting others.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsConfig;
 use crate::lock::{read, write};
-
-/// Time allowed for a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once.
-const MAX_HANDSHAKES: usize = 1024;
-/// Finished handshakes waiting for the HTTP server to take them.
-const ACCEPT_QUEUE: usize = 128;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -116,8 +104,10 @@ impl Tls {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
-        // The server speaks HTTP/1.1 only (WebSocket upgrades need it).
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 for API clients that offer it; HTTP/1.1 for the others and
+        // for WebSocket upgrades (browsers and pusher-js offer only
+        // http/1.1, or no ALPN at all, for a WebSocket connection).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             files: files.clone(),
             resolver,
@@ -137,78 +127,5 @@ impl Tls {
     /// The acceptor (for custom listeners).
     pub fn acceptor(&self) -> TlsAcceptor {
         self.acceptor.clone()
-    }
-}
-
-/// A listener that hands finished TLS connections to `axum::serve`.
-pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    /// Starts accepting on `tcp` and handshaking with `tls`.
-    pub fn new(tcp: TcpListener, tls: &Tls) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
-        let acceptor = tls.acceptor();
-        let task = tokio::spawn(async move {
-            let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-            loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Like axum: out of file descriptors and the like are
-                        // transient; back off briefly.
-                        tracing::debug!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY not set");
-                }
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self { rx, local, task })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            // The accept task ended (it only does when aborted): accept nothing more.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }

@@ -179,6 +179,14 @@ async fn metrics_are_scraped_and_move() {
     let before = metrics(&srv).await;
     assert_eq!(value(&before, "hush_connections", &a), Some(0.0));
     assert!(before.docs.contains_key("hush_messages_out_total"));
+    assert_eq!(
+        value(
+            &before,
+            "hush_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
 
     let mut sub1 = ws_connect(srv.addr, "key-m1", None).await;
     expect_event(&mut sub1, "pusher:connection_established").await;
@@ -625,4 +633,189 @@ mod tls {
             .expect("refused");
         assert!(err.to_string().contains("certificate"), "{err}");
     }
+
+    /// A TLS client offering h2 gets HTTP/2 for the API (signed publish
+    /// included); one offering only http/1.1 still gets HTTP/1.1, and
+    /// WebSockets still open.
+    #[tokio::test]
+    async fn http2_for_the_api_when_offered_by_alpn() {
+        use http_body_util::{BodyExt, Full};
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let files = Files::new("h2");
+        let pem = files.generate();
+        let toml = format!(
+            "{}\n[server.tls]\ncert_file = '{}'\nkey_file = '{}'\n",
+            app("t3", "key-t3", ""),
+            files.cert().display(),
+            files.key().display()
+        );
+        let srv = start(&toml).await;
+        let with_alpn = |protocols: &[&[u8]]| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+                .unwrap();
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        };
+        let connect = |protocols: &'static [&'static [u8]]| {
+            let c = with_alpn(protocols);
+            async move {
+                let tcp = TcpStream::connect(srv.addr).await.unwrap();
+                c.connect(ServerName::try_from("localhost").unwrap(), tcp)
+                    .await
+                    .unwrap()
+            }
+        };
+
+        let tls = connect(&[b"h2", b"http/1.1"]).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let body = json!({"name": "ev", "channel": "c", "data": "x"}).to_string();
+        for (method, path, body) in [
+            ("GET", "/up".to_owned(), String::new()),
+            (
+                "POST",
+                signed("t3", "key-t3", "POST", "/apps/t3/events", &body),
+                body.clone(),
+            ),
+        ] {
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(format!("https://localhost{path}"))
+                .header("content-type", "application/json")
+                .body(Full::new(bytes::Bytes::from(body)))
+                .unwrap();
+            let res = send.send_request(req).await.unwrap();
+            assert_eq!(res.version(), hyper::Version::HTTP_2);
+            let status = res.status();
+            let text = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(status, 200, "{path}: {text:?}");
+        }
+
+        let tls = connect(&[b"http/1.1"]).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+        assert_eq!(http_on(tls, "GET", "/up", "").await.0, 200);
+        let tls = connect(&[b"http/1.1"]).await;
+        let (mut ws, _) =
+            tokio_tungstenite::client_async("wss://localhost/app/key-t3?protocol=7", tls)
+                .await
+                .unwrap();
+        expect_event(&mut ws, "pusher:connection_established").await;
+    }
+}
+
+/// soketi's split: publishes and reads have their own allowances, so a burst
+/// of `GET /channels` cannot use up the budget the backend needs to publish,
+/// and the other way round.
+#[tokio::test]
+async fn publishes_and_reads_have_separate_limits() {
+    let toml = format!(
+        "[metrics]\nenabled = true\n{}",
+        app(
+            "lim",
+            "key-lim",
+            "max_publishes_per_second = 2\nmax_read_requests_per_second = 3\n"
+        )
+    );
+    let srv = start(&toml).await;
+    let read = || async {
+        let path = "/apps/lim/channels";
+        http(
+            srv.addr,
+            "GET",
+            &signed("lim", "key-lim", "GET", path, ""),
+            "",
+        )
+        .await
+    };
+    // Within one second: two publishes pass, the third is refused...
+    assert_eq!(trigger(srv.addr, "lim", "key-lim", "c").await.0, 200);
+    assert_eq!(trigger(srv.addr, "lim", "key-lim", "c").await.0, 200);
+    let (status, body) = trigger(srv.addr, "lim", "key-lim", "c").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.to_string().contains("publish requests"), "{body}");
+    // ...while reads still have their own three.
+    for _ in 0..3 {
+        let (status, body) = read().await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = read().await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("read requests"), "{body}");
+    let m = metrics(&srv).await;
+    let r = |reason| {
+        value(
+            &m,
+            "hush_rejections_total",
+            &[("app", "lim"), ("reason", reason)],
+        )
+    };
+    assert_eq!(r("publish_rate"), Some(1.0));
+    assert_eq!(r("read_rate"), Some(1.0));
+    assert_eq!(r("api_rate"), Some(0.0));
+}
+
+/// A client that never reads is cut by the write timeout (its queue never
+/// fills up: the limit is far away) and is counted as a slow client, like
+/// one closed with 4100. It used to leave the metric at 0.
+#[tokio::test]
+async fn a_client_that_never_reads_is_counted_as_slow() {
+    let toml = format!(
+        "[metrics]\nenabled = true\n[server]\noutgoing_queue_frames = 100000\n{}",
+        app("slow1", "key-slow1", "max_event_data_bytes = 70000")
+    );
+    let srv = start(&toml).await;
+    let a = [("app", "slow1")];
+    // A small receive window, so the kernel buffers fill up sooner.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(srv.addr).await.unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("ws://{}/app/key-slow1?protocol=7", srv.addr), tcp)
+            .await
+            .unwrap();
+    expect_event(&mut ws, "pusher:connection_established").await;
+    ws.send(Message::Text(
+        json!({"event":"pusher:subscribe","data":{"channel":"news"}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    expect_event(&mut ws, "pusher_internal:subscription_succeeded").await;
+    // From here on the client reads nothing. 8 MB: more than the kernel
+    // buffers on both sides hold, far fewer frames than the queue limit.
+    let data = "x".repeat(64 * 1024);
+    let body = json!({"name": "big", "channel": "news", "data": data}).to_string();
+    for _ in 0..128 {
+        let path = signed("slow1", "key-slow1", "POST", "/apps/slow1/events", &body);
+        assert_eq!(http(srv.addr, "POST", &path, &body).await.0, 200);
+    }
+    let slow = |m: &prometheus_parse::Scrape| value(m, "hush_slow_client_disconnects_total", &a);
+    // The write timeout is 10 s.
+    let mut counted = None;
+    for _ in 0..40 {
+        counted = slow(&metrics(&srv).await);
+        if counted == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(counted, Some(1.0));
+    let m = metrics(&srv).await;
+    assert_eq!(value(&m, "hush_connections", &a), Some(0.0));
+    drop(ws);
+    srv.running.stop().await.unwrap();
 }

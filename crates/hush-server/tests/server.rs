@@ -15,6 +15,8 @@ mod connection;
 mod directory;
 #[path = "server/fanout.rs"]
 mod fanout;
+#[path = "server/limits.rs"]
+mod limits;
 #[path = "server/presence.rs"]
 mod presence;
 #[path = "server/users.rs"]

@@ -28,7 +28,10 @@ mod sqlite;
 use std::time::Duration;
 
 pub use error::StoreError;
-pub use outbox::{AppCounts, DeadLetter, FailureOutcome, NewOutboxEvent, OutboxEvent, Target};
+pub use outbox::{
+    AppCounts, DeadLetter, FailureOutcome, NewOutboxEvent, OccupancyChange, Occupied, OutboxEvent,
+    Target,
+};
 
 /// How to open a store.
 #[derive(Debug, Clone)]

@@ -27,6 +27,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "key directory",
         include_str!("../migrations/sqlite/0002_key_directory.sql"),
     ),
+    (
+        3,
+        "webhook occupancy journal",
+        include_str!("../migrations/sqlite/0003_webhook_occupancy.sql"),
+    ),
 ];
 
 #[derive(Debug)]

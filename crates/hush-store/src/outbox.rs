@@ -20,6 +20,31 @@ pub struct NewOutboxEvent {
     pub created_ms: i64,
 }
 
+/// A change to the occupancy journal (see [`Store::outbox_append_journaled`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OccupancyChange {
+    /// The app's id.
+    pub app_id: String,
+    /// The channel.
+    pub channel: String,
+    /// The presence member, or empty for the channel itself.
+    pub user_id: String,
+    /// True: occupied / added; false: vacated / removed.
+    pub open: bool,
+}
+
+/// An entry of the occupancy journal: a channel (empty `user_id`) or a
+/// presence member whose vacated / removed event has not been emitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occupied {
+    /// The app's id.
+    pub app_id: String,
+    /// The channel.
+    pub channel: String,
+    /// The presence member, or empty for the channel itself.
+    pub user_id: String,
+}
+
 /// An event waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
@@ -94,11 +119,30 @@ pub struct AppCounts {
 impl Store {
     /// Appends events in one transaction; each becomes due at once.
     pub async fn outbox_append(&self, events: &[NewOutboxEvent]) -> Result<(), StoreError> {
-        if events.is_empty() {
+        self.outbox_append_journaled(events, &[]).await
+    }
+
+    /// Appends events and applies `changes` to the occupancy journal in one
+    /// transaction, so the journal never disagrees with what was emitted
+    /// (an open change records a channel or member, a close removes it).
+    pub async fn outbox_append_journaled(
+        &self,
+        events: &[NewOutboxEvent],
+        changes: &[OccupancyChange],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() && changes.is_empty() {
             return Ok(());
         }
         match &self.backend {
-            Backend::Sqlite(p) => sqlite::outbox_append(p, events).await,
+            Backend::Sqlite(p) => sqlite::outbox_append(p, events, changes).await,
+        }
+    }
+
+    /// Everything in the occupancy journal: after a crash, the channels and
+    /// members that never got their vacated / removed event.
+    pub async fn occupancy(&self) -> Result<Vec<Occupied>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::occupancy(p).await,
         }
     }
 
@@ -223,6 +267,60 @@ mod tests {
         let url = format!("sqlite://{}/sub/hush.sqlite3", dir.path().display());
         let s = Store::open(&url, &StoreOptions::default()).await.unwrap();
         (dir, s)
+    }
+
+    fn change(channel: &str, user: &str, open: bool) -> OccupancyChange {
+        OccupancyChange {
+            app_id: "a".into(),
+            channel: channel.into(),
+            user_id: user.into(),
+            open,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_occupancy_journal_follows_the_changes_in_order() {
+        let (_d, s) = store().await;
+        s.outbox_append_journaled(
+            &[ev("a", "http://x/", 1)],
+            &[
+                change("c1", "", true),
+                change("p", "", true),
+                change("p", "u1", true),
+                // Twice is once.
+                change("p", "u1", true),
+            ],
+        )
+        .await
+        .unwrap();
+        // Vacated then re-occupied in one batch: still occupied.
+        s.outbox_append_journaled(
+            &[],
+            &[
+                change("c1", "", false),
+                change("c1", "", true),
+                change("p", "u1", false),
+                change("gone", "", false),
+            ],
+        )
+        .await
+        .unwrap();
+        let left: Vec<(String, String)> = s
+            .occupancy()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.channel, o.user_id))
+            .collect();
+        assert_eq!(
+            left,
+            [("c1".into(), String::new()), ("p".into(), String::new())]
+        );
+        let target = Target {
+            app_id: "a".into(),
+            endpoint: "http://x/".into(),
+        };
+        assert_eq!(s.outbox_next_batch(&target, 10).await.unwrap().len(), 1);
     }
 
     fn ev(app: &str, endpoint: &str, n: i64) -> NewOutboxEvent {

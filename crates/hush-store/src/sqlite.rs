@@ -7,7 +7,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use crate::outbox::{AppCounts, DeadLetter, FailureOutcome, NewOutboxEvent, OutboxEvent, Target};
+use crate::outbox::{
+    AppCounts, DeadLetter, FailureOutcome, NewOutboxEvent, OccupancyChange, Occupied, OutboxEvent,
+    Target,
+};
 use crate::{StoreError, StoreOptions, migrations};
 
 /// Rows per multi-row statement (5 parameters each, far below SQLite's limit).
@@ -54,8 +57,23 @@ pub(crate) async fn ping(pool: &SqlitePool) -> Result<(), StoreError> {
 pub(crate) async fn outbox_append(
     pool: &SqlitePool,
     events: &[NewOutboxEvent],
+    changes: &[OccupancyChange],
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
+    // In order: a channel vacated and re-occupied in one batch ends occupied.
+    for c in changes {
+        let sql = if c.open {
+            "INSERT OR IGNORE INTO webhook_occupancy (app_id, channel, user_id) VALUES (?, ?, ?)"
+        } else {
+            "DELETE FROM webhook_occupancy WHERE app_id = ? AND channel = ? AND user_id = ?"
+        };
+        sqlx::query(sql)
+            .bind(&c.app_id)
+            .bind(&c.channel)
+            .bind(&c.user_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     for chunk in events.chunks(CHUNK) {
         QueryBuilder::<Sqlite>::new(
             "INSERT INTO webhook_outbox (app_id, endpoint, event, created_ms, next_attempt_ms) ",
@@ -73,6 +91,23 @@ pub(crate) async fn outbox_append(
     }
     tx.commit().await?;
     Ok(())
+}
+
+pub(crate) async fn occupancy(pool: &SqlitePool) -> Result<Vec<Occupied>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT app_id, channel, user_id FROM webhook_occupancy ORDER BY app_id, channel, user_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Occupied {
+                app_id: r.try_get(0)?,
+                channel: r.try_get(1)?,
+                user_id: r.try_get(2)?,
+            })
+        })
+        .collect()
 }
 
 pub(crate) async fn outbox_targets(pool: &SqlitePool) -> Result<Vec<Target>, StoreError> {

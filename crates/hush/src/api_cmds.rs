@@ -10,7 +10,7 @@ use hush_sdk::{Attribute, ChannelsQuery, Client, Config, EpochPolicy, MasterKey,
 use serde_json::{Value, json};
 
 /// Where the server is and which app to act as. Environment variables:
-/// HUSH_URL, HUSH_APP_ID, HUSH_APP_KEY, HUSH_APP_SECRET, HUSH_MASTER_KEY.
+/// HUSH_URL, HUSH_APP_ID, HUSH_APP_KEY, HUSH_APP_SECRET.
 #[derive(Args, Clone)]
 pub struct ConnArgs {
     /// Server URL: `http://127.0.0.1:6001`, or Pusher's
@@ -33,6 +33,14 @@ pub struct ConnArgs {
     /// App secret.
     #[arg(long, env = "HUSH_APP_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// Seconds to wait for the server.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+/// Encryption options, only for the commands that encrypt (`trigger`).
+#[derive(Args, Clone)]
+pub struct EncryptArgs {
     /// Encryption master key (base64, 32 bytes), for private-encrypted- channels.
     #[arg(long, env = "HUSH_MASTER_KEY", hide_env_values = true)]
     master_key: Option<String>,
@@ -40,9 +48,18 @@ pub struct ConnArgs {
     /// docs/E2EE-CHANNELS.md).
     #[arg(long, env = "HUSH_KEY_EPOCH", default_value_t = 0)]
     epoch: u64,
-    /// Seconds to wait for the server.
-    #[arg(long, default_value_t = 10)]
-    timeout: u64,
+}
+
+impl EncryptArgs {
+    /// Sets the master key and epoch on `config`.
+    fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
+        config.key_epochs = EpochPolicy::Fixed(self.epoch);
+        if let Some(m) = given(&self.master_key) {
+            config.encryption_master_key =
+                Some(MasterKey::from_base64(&m).context("--master-key (HUSH_MASTER_KEY)")?);
+        }
+        Ok(())
+    }
 }
 
 impl ConnArgs {
@@ -80,11 +97,7 @@ impl ConnArgs {
                 bail!("missing {what}");
             }
         }
-        config.key_epochs = EpochPolicy::Fixed(self.epoch);
-        if let Some(m) = given(&self.master_key) {
-            config.encryption_master_key =
-                Some(MasterKey::from_base64(&m).context("--master-key (HUSH_MASTER_KEY)")?);
-        }
+        config.key_epochs = EpochPolicy::Fixed(0);
         config.timeout = Duration::from_secs(self.timeout);
         Ok(config)
     }
@@ -126,6 +139,8 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub struct TriggerArgs {
     #[command(flatten)]
     conn: ConnArgs,
+    #[command(flatten)]
+    encrypt: EncryptArgs,
     /// Channel (repeat for several, at most 100; an encrypted channel alone).
     #[arg(long = "channel", short = 'c', required = true)]
     channels: Vec<String>,
@@ -154,7 +169,20 @@ pub struct TriggerArgs {
 
 /// Triggers one event.
 pub fn trigger(args: TriggerArgs) -> anyhow::Result<()> {
-    let client = args.conn.client()?;
+    let mut config = args.conn.config()?;
+    args.encrypt.apply(&mut config)?;
+    if config.encryption_master_key.is_none() {
+        if let Some(c) = args
+            .channels
+            .iter()
+            .find(|c| c.starts_with("private-encrypted-"))
+        {
+            bail!(
+                "{c} is an encrypted channel: pass the app's encryption master key with --master-key (or HUSH_MASTER_KEY), base64 of 32 bytes"
+            );
+        }
+    }
+    let client = Client::new(config)?;
     let data = match args.data {
         Some(d) => d,
         None => {
@@ -318,8 +346,6 @@ mod tests {
             app_id: Some("1".into()),
             key: Some("k".into()),
             secret: Some("s".into()),
-            master_key: None,
-            epoch: 0,
             timeout: 3,
         }
     }
@@ -361,11 +387,16 @@ mod tests {
         let c = conn("http://uk:us@h:1/apps/42").config().unwrap();
         assert_eq!((c.app_id.as_str(), c.key.as_str()), ("1", "k"));
 
-        let mut a = conn("http://h");
-        a.master_key = Some("dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=".into());
-        assert!(a.config().unwrap().encryption_master_key.is_some());
-        a.master_key = Some("short".into());
-        assert!(a.config().is_err());
+        let mut c = conn("http://h").config().unwrap();
+        let mut e = EncryptArgs {
+            master_key: Some("dGhpcyBpcyAzMiBieXRlcyBsb25nLCBpdCByZWFsbHk=".into()),
+            epoch: 3,
+        };
+        e.apply(&mut c).unwrap();
+        assert!(c.encryption_master_key.is_some());
+        assert_eq!(c.key_epochs, EpochPolicy::Fixed(3));
+        e.master_key = Some("short".into());
+        assert!(e.apply(&mut c).is_err());
 
         let mut a = conn("http://h");
         a.secret = None;

@@ -249,7 +249,8 @@ async fn listen(builder: hush_client::ClientBuilder, args: &ListenArgs) -> anyho
                 match state {
                     ConnectionState::Connected { socket_id } => eprintln!("hush: connected (socket id {socket_id})"),
                     ConnectionState::Connecting => eprintln!("hush: connecting to {}", args.url),
-                    ConnectionState::Unavailable => eprintln!("hush: connection lost, reconnecting"),
+                    // Said with its cause by the CONNECTION_ERROR event.
+                    ConnectionState::Unavailable => {}
                     ConnectionState::Failed { code, reason } => {
                         match code {
                             Some(c) => bail!("the server refused the connection: {reason} ({c})"),
@@ -273,6 +274,12 @@ async fn listen(builder: hush_client::ClientBuilder, args: &ListenArgs) -> anyho
                         }
                     }
                     event::ERROR => eprintln!("hush: server error: {}", e.data),
+                    event::CONNECTION_ERROR => eprintln!(
+                        "hush: cannot reach {}: {}; retrying in {} ms",
+                        args.url,
+                        e.data["reason"].as_str().unwrap_or("unknown error"),
+                        e.data["retry_in_ms"]
+                    ),
                     event::DECRYPTION_FAILED => eprintln!(
                         "hush: could not decrypt {} on {}: {}",
                         e.data["event"], e.channel.as_deref().unwrap_or(""), e.data["reason"]

@@ -3,8 +3,10 @@
 
 mod api_cmds;
 mod audit_cmd;
+#[cfg(feature = "bench")]
 mod bench;
 mod chat;
+mod health_cmd;
 mod keygen;
 mod listen;
 mod sdk_vectors;
@@ -27,7 +29,9 @@ struct Cli {
 enum Command {
     /// Run the server (WebSocket gateway and HTTP API on one port).
     Serve(serve::ServeArgs),
-    /// Load-test hush (or another Pusher-protocol server) over loopback.
+    /// Load-test hush (or another Pusher-protocol server) over loopback
+    /// (built with `--features bench`).
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
     /// Generate app credentials and an encryption master key.
     Keygen(keygen::KeygenArgs),
@@ -52,6 +56,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Inspect the webhook outbox: list, retry or purge dead letters; stats.
     Webhooks(webhooks_cmd::WebhooksArgs),
+    /// Check that a server answers (/up, or /ready with --ready); exit 0 or 1.
+    Health(health_cmd::HealthArgs),
     /// Run hush-sdk on JSON cases from stdin (compat parity tests).
     #[command(hide = true)]
     SdkVectors(sdk_vectors::SdkVectorsArgs),
@@ -61,6 +67,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Trigger(args) => api_cmds::trigger(args),
@@ -68,6 +75,7 @@ fn main() -> std::process::ExitCode {
         Command::Channels(args) => api_cmds::channels(args),
         Command::Users(args) => api_cmds::users(args),
         Command::Webhooks(args) => webhooks_cmd::run(args),
+        Command::Health(args) => health_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Chat(args) => chat::run(args),

@@ -24,14 +24,21 @@ pub struct ServeArgs {
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     print_config: bool,
+    /// Serve the development app's public credentials on a non-loopback host
+    /// (same as server.allow_development_app = true).
+    #[arg(long)]
+    allow_dev_app: bool,
 }
 
 fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_env("HUSH_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: not in files, journald or
+    // container logs.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -56,7 +63,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         print!("{}", config.to_masked_toml());
         return Ok(());
     }
+    config.check_development_exposure(args.allow_dev_app)?;
     init_logs(config.server.log_format);
+    if let Some(limit) = hush_server::serve::raise_descriptor_limit() {
+        tracing::info!(limit, "open file descriptor limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -114,7 +125,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
             if !addr.ip().is_loopback() {
                 tracing::warn!(
-                    "the development app's credentials are public: configure [apps] before exposing hush"
+                    "the development app's credentials are public and allowed on a non-loopback address: configure [apps] before exposing hush"
                 );
             }
         }

@@ -491,10 +491,14 @@ test('unknown auth_key for an existing app id → 401', async () => {
   assertError(await post('/apps/3/events', ev(), { tamper: { key: 'no-such-key' } }), 401);
 });
 
-test('unknown app id with an unknown key → 404', async () => {
+test('unknown app id → 401, answered exactly like a bad signature on a real app (no enumeration)', async () => {
   const ghost = { id: '999', key: 'ghost-key', secret: 'ghost-secret' };
-  const res = await apiRequest(srv, ghost, 'POST', '/apps/999/events', { body: ev() });
-  assert.equal(res.status, 404, res.text);
+  const unknown = await apiRequest(srv, ghost, 'POST', '/apps/999/events', { body: ev() });
+  assertError(unknown, 401);
+  // The same credentials on an app id that exists.
+  const known = await apiRequest(srv, { ...ghost, id: '3' }, 'POST', '/apps/3/events', { body: ev() });
+  assertError(known, 401);
+  assert.equal(unknown.text.replace('/apps/999/', '/apps/3/'), known.text);
 });
 
 test('disabled app → 403', async () => {

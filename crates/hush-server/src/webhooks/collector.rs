@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hush_store::{NewOutboxEvent, Store, Target};
+use hush_protocol::ChannelName;
+use hush_store::{NewOutboxEvent, OccupancyChange, Store, Target};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -30,6 +31,29 @@ pub(super) struct Collector {
     pub(super) routes: HashMap<String, Vec<Endpoint>>,
     pub(super) wake: Arc<HashMap<Target, Arc<Notify>>>,
     pub(super) config: WebhooksConfig,
+}
+
+/// What goes to the store in one transaction: outbox rows and the changes to
+/// the occupancy journal that the same events make.
+#[derive(Default)]
+struct Batch {
+    events: Vec<NewOutboxEvent>,
+    changes: Vec<OccupancyChange>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.changes.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.events.len() + self.changes.len()
+    }
+
+    fn clear(&mut self) {
+        self.events.clear();
+        self.changes.clear();
+    }
 }
 
 /// Held-back events, by key and by deadline.
@@ -86,8 +110,11 @@ impl Collector {
         let delay = Duration::from_millis(self.config.vacate_delay_ms);
         let window = Duration::from_millis(self.config.batch_window_ms);
         let mut held = Held::default();
-        let mut out: Vec<NewOutboxEvent> = Vec::new();
+        let mut out = Batch::default();
         let mut flush_at: Option<Instant> = None;
+        // What the previous run left occupied (it crashed, or was killed):
+        // vacated / removed now, before anything new.
+        self.recover(&mut out).await;
         'run: loop {
             let wake_at = match (held.next_deadline(), flush_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -157,8 +184,66 @@ impl Collector {
         );
     }
 
+    /// Emits `channel_vacated` / `member_removed` for what the occupancy
+    /// journal still holds at start: the previous process ended without
+    /// emitting them (a crash, SIGKILL), and none of its clients is
+    /// connected any more. Members first, as a node leaving does.
+    async fn recover(&self, out: &mut Batch) {
+        let left = match self.store.occupancy().await {
+            Ok(left) => left,
+            Err(e) => {
+                return tracing::error!(error = %e, "webhook occupancy journal unreadable");
+            }
+        };
+        if left.is_empty() {
+            return;
+        }
+        let now = hush_store::now_ms();
+        let (members, channels): (Vec<_>, Vec<_>) =
+            left.into_iter().partition(|o| !o.user_id.is_empty());
+        let count = members.len() + channels.len();
+        for o in members.into_iter().chain(channels) {
+            let change = OccupancyChange {
+                app_id: o.app_id.clone(),
+                channel: o.channel.clone(),
+                user_id: o.user_id.clone(),
+                open: false,
+            };
+            let Ok(channel) = ChannelName::parse(&o.channel) else {
+                out.changes.push(change);
+                continue;
+            };
+            let event = if o.user_id.is_empty() {
+                HookEvent::ChannelVacated(channel)
+            } else {
+                HookEvent::MemberRemoved(channel, o.user_id)
+            };
+            // Routed like any event (endpoints may have changed since); the
+            // journal entry goes whether or not anyone still wants it.
+            self.route(
+                &Queued {
+                    app_id: Arc::from(o.app_id.as_str()),
+                    at_ms: now,
+                    event,
+                },
+                out,
+            );
+        }
+        tracing::warn!(
+            count,
+            "the previous run ended without vacating its channels: channel_vacated / member_removed emitted now"
+        );
+        for _ in 0..3 {
+            if self.write(out).await {
+                out.clear();
+                return;
+            }
+            tokio::time::sleep(STORE_RETRY).await;
+        }
+    }
+
     /// Applies the debounce to one event.
-    fn accept(&self, q: Queued, held: &mut Held, out: &mut Vec<NewOutboxEvent>, delay: Duration) {
+    fn accept(&self, q: Queued, held: &mut Held, out: &mut Batch, delay: Duration) {
         let app = q.app_id.clone();
         match &q.event {
             HookEvent::ChannelVacated(c) => {
@@ -183,16 +268,31 @@ impl Collector {
         }
     }
 
-    /// One outbox row per endpoint of the app that wants this event type.
-    fn route(&self, q: &Queued, out: &mut Vec<NewOutboxEvent>) {
+    /// One outbox row per endpoint of the app that wants this event type,
+    /// and the event's change to the occupancy journal.
+    fn route(&self, q: &Queued, out: &mut Batch) {
+        let change = |channel: &ChannelName, user: &str, open: bool| OccupancyChange {
+            app_id: q.app_id.to_string(),
+            channel: channel.as_str().to_owned(),
+            user_id: user.to_owned(),
+            open,
+        };
+        match &q.event {
+            HookEvent::ChannelOccupied(c) => out.changes.push(change(c, "", true)),
+            HookEvent::ChannelVacated(c) => out.changes.push(change(c, "", false)),
+            HookEvent::MemberAdded(c, u) => out.changes.push(change(c, u, true)),
+            HookEvent::MemberRemoved(c, u) => out.changes.push(change(c, u, false)),
+            _ => {}
+        }
         let Some(endpoints) = self.routes.get(&*q.app_id) else {
             return;
         };
         let bit = q.event.kind().bit();
+        let channel = q.event.channel().as_str();
         let mut json: Option<String> = None;
-        for e in endpoints.iter().filter(|e| e.mask & bit != 0) {
+        for e in endpoints.iter().filter(|e| e.wants(bit, channel)) {
             let event = json.get_or_insert_with(|| q.event.to_json()).clone();
-            out.push(NewOutboxEvent {
+            out.events.push(NewOutboxEvent {
                 app_id: q.app_id.to_string(),
                 endpoint: e.url.clone(),
                 event,
@@ -202,13 +302,17 @@ impl Collector {
     }
 
     /// Appends `out` and wakes the endpoints concerned; false on a store error.
-    async fn write(&self, out: &[NewOutboxEvent]) -> bool {
-        if let Err(e) = self.store.outbox_append(out).await {
-            tracing::error!(error = %e, events = out.len(), "webhook outbox write failed; retrying");
+    async fn write(&self, out: &Batch) -> bool {
+        if let Err(e) = self
+            .store
+            .outbox_append_journaled(&out.events, &out.changes)
+            .await
+        {
+            tracing::error!(error = %e, events = out.events.len(), "webhook outbox write failed; retrying");
             return false;
         }
         let mut woken: Vec<(&str, &str)> = Vec::new();
-        for ev in out {
+        for ev in &out.events {
             let k = (ev.app_id.as_str(), ev.endpoint.as_str());
             if woken.contains(&k) {
                 continue;

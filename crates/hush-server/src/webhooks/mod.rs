@@ -15,8 +15,10 @@
 //!
 //! Delivery is at-least-once: rows leave the outbox only after a 2xx answer.
 
+mod client;
 mod collector;
 mod event;
+mod filter;
 mod sender;
 
 use std::collections::HashMap;
@@ -26,7 +28,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hush_store::{Store, Target};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+pub use client::ClientError;
 pub use event::{HookEvent, client_event_data};
+pub use filter::validate_endpoints;
 
 use crate::config::{AppConfig, Config, WebhookEventType, WebhooksConfig};
 
@@ -125,11 +129,30 @@ impl HookSink {
     }
 }
 
-/// One configured endpoint of an app.
+/// One configured endpoint URL of an app: the event types and channels of
+/// each `[[apps.X.webhooks]]` entry naming it (listed twice: either wants).
 #[derive(Debug, Clone)]
 struct Endpoint {
     url: String,
-    mask: u8,
+    rules: Vec<(u8, filter::ChannelFilter)>,
+}
+
+impl Endpoint {
+    /// Whether an event of type `bit` on `channel` goes to this endpoint.
+    fn wants(&self, bit: u8, channel: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|(mask, f)| mask & bit != 0 && f.matches(channel))
+    }
+}
+
+/// How one endpoint is sent to.
+#[derive(Debug, Clone)]
+struct EndpointOpts {
+    /// Events per request.
+    batch_size: u32,
+    /// Extra headers (`headers = {…}`).
+    headers: Arc<hyper::HeaderMap>,
 }
 
 /// Credentials used to sign an app's webhooks.
@@ -142,48 +165,85 @@ struct Signer {
 /// The webhook machinery, built but not yet running.
 pub struct Webhooks {
     rx: mpsc::Receiver<Queued>,
-    client: sender::HttpClient,
+    client: client::HttpClient,
     store: Store,
     config: WebhooksConfig,
     routes: HashMap<String, Vec<Endpoint>>,
     signers: HashMap<String, Signer>,
     wake: Arc<HashMap<Target, Arc<Notify>>>,
-    /// Events per request, per endpoint.
-    batch_sizes: HashMap<Target, u32>,
+    /// Batch size and headers, per endpoint.
+    opts: HashMap<Target, EndpointOpts>,
 }
 
 impl Webhooks {
     /// Builds the queue (of `webhooks.queue_capacity` events) for `config`'s
-    /// apps and the HTTP client (with `webhook-tls`, this fails when the
-    /// system has no root certificates).
+    /// apps and the HTTP client, with the proxies of `HTTP_PROXY`,
+    /// `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY`. Fails when `webhooks.ca_file`
+    /// is unusable, a proxy is not `http://`, or an `https://` endpoint is
+    /// configured on a host without any root certificate.
     pub fn new(config: &Config, store: Store) -> std::io::Result<(Self, HookSink)> {
-        let client = sender::http_client()?;
+        let proxy = hyper_util::client::proxy::matcher::Matcher::from_env();
+        Self::with_proxy(config, store, proxy)
+    }
+
+    fn with_proxy(
+        config: &Config,
+        store: Store,
+        proxy: hyper_util::client::proxy::matcher::Matcher,
+    ) -> std::io::Result<(Self, HookSink)> {
+        let apps = config.effective_apps();
+        let hooks = || apps.iter().flat_map(|a| a.webhooks.iter());
+        if hooks().next().is_some() {
+            for probe in ["http", "https"] {
+                let uri = hyper::Uri::try_from(format!("{probe}://webhook.endpoint.invalid/"));
+                if let Some(p) = uri.ok().and_then(|u| proxy.intercept(&u)) {
+                    tracing::info!(
+                        proxy = %hush_store::redact_url(&p.uri().to_string()),
+                        "{probe}:// webhooks go through a proxy (NO_PROXY excepted)"
+                    );
+                }
+            }
+        }
+        let client = client::HttpClient::new(config.webhooks.ca_file.as_deref(), proxy)
+            .map_err(std::io::Error::other)?;
+        if client.root_count() == 0 {
+            if let Some(w) = hooks().find(|w| w.url.starts_with("https://")) {
+                return Err(std::io::Error::other(format!(
+                    "webhook {}: no root certificates to verify https:// endpoints (install the system's CA certificates or set webhooks.ca_file)",
+                    hush_store::redact_url(&w.url)
+                )));
+            }
+        }
         let (tx, rx) = mpsc::channel(config.webhooks.queue_capacity.max(1));
         let mut routes: HashMap<String, Vec<Endpoint>> = HashMap::new();
         let mut signers = HashMap::new();
         let mut wake = HashMap::new();
-        let mut batch_sizes = HashMap::new();
-        for app in config.effective_apps() {
+        let mut opts: HashMap<Target, EndpointOpts> = HashMap::new();
+        for app in &apps {
             for w in &app.webhooks {
                 let target = Target {
                     app_id: app.id.clone(),
                     endpoint: w.url.clone(),
                 };
                 // The same URL twice in one app is one queue with both filters.
+                let rule = (w.mask(), filter::ChannelFilter::of(w));
                 let eps = routes.entry(app.id.clone()).or_default();
                 match eps.iter_mut().find(|e| e.url == w.url) {
-                    Some(e) => e.mask |= w.mask(),
+                    Some(e) => e.rules.push(rule),
                     None => eps.push(Endpoint {
                         url: w.url.clone(),
-                        mask: w.mask(),
+                        rules: vec![rule],
                     }),
                 }
-                // Listed twice with different sizes: the smaller wins.
+                // Listed twice with different sizes: the smaller wins (the
+                // headers are the same: checked with the configuration).
                 let size = w.batch_size.unwrap_or(config.webhooks.batch_size);
-                batch_sizes
-                    .entry(target.clone())
-                    .and_modify(|s: &mut u32| *s = (*s).min(size))
-                    .or_insert(size);
+                opts.entry(target.clone())
+                    .and_modify(|o| o.batch_size = o.batch_size.min(size))
+                    .or_insert_with(|| EndpointOpts {
+                        batch_size: size,
+                        headers: Arc::new(filter::headers(w)),
+                    });
                 wake.entry(target)
                     .or_insert_with(|| Arc::new(Notify::new()));
             }
@@ -206,7 +266,7 @@ impl Webhooks {
                 routes,
                 signers,
                 wake: Arc::new(wake),
-                batch_sizes,
+                opts,
             },
             HookSink { tx },
         ))
@@ -230,7 +290,7 @@ impl Webhooks {
             self.config,
             self.signers,
             self.wake,
-            self.batch_sizes,
+            self.opts,
         ));
         WebhooksHandle {
             stop: Some(stop_tx),

@@ -2,24 +2,33 @@
 //! `batch_size` events per request, signed like Pusher's webhooks, with a
 //! global bound on requests in flight, a request timeout, exponential back-off
 //! with jitter, and dead letters once `max_attempts` is spent.
+//!
+//! Recovery does not wait for the back-off: while the head of a queue waits
+//! for a retry further away than `probe_interval_ms`, the endpoint is probed
+//! that often with a signed request holding no events. The first 2xx answer
+//! retries the head at once ("early retry"). Neither probes nor the early
+//! retry count as attempts, and after an early retry fails the loop waits
+//! for the scheduled one without probing, so a receiver that answers probes
+//! but refuses the events gets at most one extra request per back-off step
+//! and the retry budget (`max_attempts`) keeps its length in time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hush_store::{OutboxEvent, Store, Target, now_ms};
-use hyper::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use hyper::{Method, Request};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{METRIC_DEAD, METRIC_DELIVERIES, METRIC_PENDING, Signer};
+use super::client::HttpClient;
+use super::{EndpointOpts, METRIC_DEAD, METRIC_DELIVERIES, METRIC_PENDING, Signer};
 use crate::config::WebhooksConfig;
 
 /// An idle endpoint looks at the outbox this often even without a wake-up
@@ -34,32 +43,6 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Longest error text kept with an event.
 const MAX_ERROR_CHARS: usize = 300;
 const USER_AGENT_VALUE: &str = concat!("hush/", env!("CARGO_PKG_VERSION"));
-
-#[cfg(feature = "webhook-tls")]
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-#[cfg(not(feature = "webhook-tls"))]
-type Connector = HttpConnector;
-
-/// The pooled HTTP client of every delivery loop.
-pub(super) type HttpClient = Client<Connector, Full<Bytes>>;
-
-/// Builds the client: plain HTTP, or HTTP and HTTPS (the system's root
-/// certificates) with `webhook-tls`.
-pub(super) fn http_client() -> std::io::Result<HttpClient> {
-    #[cfg(feature = "webhook-tls")]
-    let connector = {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http)
-    };
-    #[cfg(not(feature = "webhook-tls"))]
-    let connector = HttpConnector::new();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
-}
 
 struct Ctx {
     store: Store,
@@ -76,7 +59,7 @@ pub(super) async fn run(
     config: WebhooksConfig,
     signers: HashMap<String, Signer>,
     wake: Arc<HashMap<Target, Arc<Notify>>>,
-    batch_sizes: HashMap<Target, u32>,
+    opts: HashMap<Target, EndpointOpts>,
 ) {
     match store.outbox_targets().await {
         Ok(targets) => {
@@ -111,14 +94,14 @@ pub(super) async fn run(
         let Some(signer) = signers.get(&target.app_id) else {
             continue;
         };
-        let batch_size = batch_sizes
-            .get(target)
-            .copied()
-            .unwrap_or(ctx.config.batch_size);
+        let opts = opts.get(target).cloned().unwrap_or_else(|| EndpointOpts {
+            batch_size: ctx.config.batch_size,
+            headers: Arc::default(),
+        });
         tasks.spawn(deliver_loop(
             ctx.clone(),
             target.clone(),
-            batch_size,
+            opts,
             signer.clone(),
             notify.clone(),
         ));
@@ -153,13 +136,14 @@ async fn refresh_gauges(store: &Store, apps: &[String]) {
 async fn deliver_loop(
     ctx: Arc<Ctx>,
     target: Target,
-    batch_size: u32,
+    opts: EndpointOpts,
     signer: Signer,
     wake: Arc<Notify>,
 ) {
     let endpoint_shown = hush_store::redact_url(&target.endpoint);
+    let mut probe = Probe::new(Duration::from_millis(ctx.config.probe_interval_ms));
     loop {
-        let batch = match ctx.store.outbox_next_batch(&target, batch_size).await {
+        let batch = match ctx.store.outbox_next_batch(&target, opts.batch_size).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, app = %target.app_id, "webhook outbox read failed");
@@ -172,21 +156,59 @@ async fn deliver_loop(
             continue;
         };
         let wait = head.next_attempt_ms.saturating_sub(now_ms());
+        let mut early = false;
         if wait > 0 {
             let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
-            tokio::time::sleep(wait.min(IDLE_POLL)).await;
-            continue;
+            match probe.before_retry(wait, Instant::now()) {
+                Step::Sleep(d) => {
+                    tokio::time::sleep(d.min(IDLE_POLL)).await;
+                    continue;
+                }
+                Step::Probe => {
+                    let answered = {
+                        let Ok(_permit) = ctx.permits.acquire().await else {
+                            return;
+                        };
+                        post(
+                            &ctx,
+                            &target.endpoint,
+                            &signer,
+                            &opts.headers,
+                            probe_body(now_ms()),
+                        )
+                        .await
+                    };
+                    if let Err(error) = answered {
+                        tracing::debug!(app = %target.app_id, endpoint = %endpoint_shown, %error, "webhook endpoint probe failed");
+                        probe.probe_failed(Instant::now());
+                        continue;
+                    }
+                    tracing::info!(app = %target.app_id, endpoint = %endpoint_shown, "webhook endpoint answers again: retrying now");
+                    probe.probe_answered();
+                    early = true;
+                }
+            }
         }
         let result = {
             let Ok(_permit) = ctx.permits.acquire().await else {
                 return;
             };
-            post(&ctx, &target.endpoint, &signer, &batch).await
+            post(&ctx, &target.endpoint, &signer, &opts.headers, body(&batch)).await
         };
         let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
         let app = target.app_id.clone();
         match result {
+            Err(error) if early => {
+                // Not an attempt: the scheduled retry stays as it was.
+                metrics::counter!(METRIC_DELIVERIES, "app" => app, "outcome" => "retry")
+                    .increment(1);
+                tracing::warn!(
+                    app = %target.app_id, endpoint = %endpoint_shown, events = ids.len(), error = %error,
+                    "webhook endpoint answers probes but refused the events; waiting for the scheduled retry"
+                );
+            }
             Ok(()) => {
+                probe.reset();
                 metrics::counter!(METRIC_DELIVERIES, "app" => app, "outcome" => "ok").increment(1);
                 tracing::debug!(app = %target.app_id, endpoint = %endpoint_shown, events = ids.len(), "webhook delivered");
                 // Until this delete lands, a crash means the batch is sent again.
@@ -196,6 +218,7 @@ async fn deliver_loop(
                 }
             }
             Err(error) => {
+                probe.attempt_failed(Instant::now());
                 let attempts = head.attempts.saturating_add(1);
                 let now = now_ms();
                 let next = now.saturating_add(backoff_ms(&ctx.config, attempts));
@@ -248,6 +271,71 @@ fn backoff_ms(config: &WebhooksConfig, attempts: u32) -> i64 {
     i64::try_from(jittered).unwrap_or(i64::MAX)
 }
 
+/// What the loop does while the head of its queue waits for a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Sleep this long, then look again.
+    Sleep(Duration),
+    /// Probe the endpoint now.
+    Probe,
+}
+
+/// When to probe a failing endpoint (see the module docs).
+#[derive(Debug)]
+struct Probe {
+    /// 0: never.
+    every: Duration,
+    /// The next probe; `None` while probing is off (no failed attempt yet,
+    /// or an early retry already spent in this back-off step).
+    next: Option<Instant>,
+}
+
+impl Probe {
+    fn new(every: Duration) -> Self {
+        Self { every, next: None }
+    }
+
+    /// The head's retry is `wait` away.
+    fn before_retry(&self, wait: Duration, now: Instant) -> Step {
+        match self.next {
+            Some(due) if !self.every.is_zero() && wait > self.every => {
+                if now >= due {
+                    Step::Probe
+                } else {
+                    Step::Sleep(wait.min(due - now))
+                }
+            }
+            _ => Step::Sleep(wait),
+        }
+    }
+
+    /// A scheduled attempt failed: probe from one interval on.
+    fn attempt_failed(&mut self, now: Instant) {
+        self.next = Some(now + self.every);
+    }
+
+    /// A probe got no 2xx: probe again one interval on.
+    fn probe_failed(&mut self, now: Instant) {
+        self.next = Some(now + self.every);
+    }
+
+    /// A probe got a 2xx: one early retry, then no probing until the
+    /// scheduled attempt.
+    fn probe_answered(&mut self) {
+        self.next = None;
+    }
+
+    /// Delivered: nothing to probe.
+    fn reset(&mut self) {
+        self.next = None;
+    }
+}
+
+/// A probe: a valid, signed webhook request without events.
+fn probe_body(time_ms: i64) -> String {
+    format!("{{\"time_ms\":{time_ms},\"events\":[]}}")
+}
+
 /// The request body: `{"time_ms":…,"events":[…]}` with the stored event
 /// objects. `time_ms` is when the first event happened, so a retried batch
 /// carries the same time.
@@ -267,14 +355,22 @@ fn body(batch: &[OutboxEvent]) -> String {
     s
 }
 
-/// POSTs one batch; `Err` carries a short reason (non-2xx status, timeout,
+/// POSTs one request body (a batch or a probe) with the endpoint's extra
+/// `headers`; `Err` carries a short reason (non-2xx status, timeout,
 /// connection error).
-async fn post(ctx: &Ctx, url: &str, signer: &Signer, batch: &[OutboxEvent]) -> Result<(), String> {
-    let body = body(batch);
+async fn post(
+    ctx: &Ctx,
+    url: &str,
+    signer: &Signer,
+    headers: &HeaderMap,
+    body: String,
+) -> Result<(), String> {
     let signature = hush_protocol::webhook::sign_body(signer.secret.as_bytes(), body.as_bytes());
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(url)
+    let mut req = Request::builder().method(Method::POST).uri(url);
+    if let Some(h) = req.headers_mut() {
+        h.extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let req = req
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
         .header("X-Pusher-Key", signer.key.as_str())
@@ -333,6 +429,45 @@ mod tests {
             assert!((30_000..=60_000).contains(&d20), "{d20}");
             assert!(backoff_ms(&c, u32::MAX) <= 60_000);
         }
+    }
+
+    #[test]
+    fn probes_start_after_a_failure_and_stop_after_one_early_retry() {
+        let every = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let mut p = Probe::new(every);
+        let long = Duration::from_secs(40);
+        // Nothing failed yet: just wait for the retry.
+        assert_eq!(p.before_retry(long, t0), Step::Sleep(long));
+        p.attempt_failed(t0);
+        assert_eq!(p.before_retry(long, t0), Step::Sleep(every));
+        assert_eq!(p.before_retry(long, t0 + every), Step::Probe);
+        // A retry closer than the interval is simply waited for.
+        let short = Duration::from_secs(1);
+        assert_eq!(p.before_retry(short, t0 + every), Step::Sleep(short));
+        p.probe_failed(t0 + every);
+        assert_eq!(p.before_retry(long, t0 + every), Step::Sleep(every));
+        assert_eq!(p.before_retry(long, t0 + every * 2), Step::Probe);
+        // Answered: one early retry; no probing until the scheduled attempt.
+        p.probe_answered();
+        assert_eq!(p.before_retry(long, t0 + every * 9), Step::Sleep(long));
+        p.attempt_failed(t0 + every * 10);
+        assert_eq!(p.before_retry(long, t0 + every * 11), Step::Probe);
+        p.reset();
+        assert_eq!(p.before_retry(long, t0 + every * 20), Step::Sleep(long));
+        // Off.
+        let mut off = Probe::new(Duration::ZERO);
+        off.attempt_failed(t0);
+        assert_eq!(off.before_retry(long, t0 + every), Step::Sleep(long));
+    }
+
+    #[test]
+    fn a_probe_is_a_signed_webhook_without_events() {
+        let v: serde_json::Value = serde_json::from_str(&probe_body(1_700_000_000_000)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"time_ms": 1_700_000_000_000_i64, "events": []})
+        );
     }
 
     #[test]

@@ -241,18 +241,51 @@ async fn signature_checks() {
         .0,
         401
     );
-    // Unknown app id.
-    let p404 = "/apps/999/events";
-    assert_eq!(
-        s.raw_http(
-            "POST",
-            &format!("{p404}?{}", signed(ts, "x", "nokey", body, p404)),
-            body
-        )
-        .await
-        .0,
-        404
-    );
+    // An unknown app id answers exactly like a known one with a request that
+    // does not authenticate (it used to be 404 against 401: app ids could be
+    // enumerated).
+    let unknown = "/apps/999/events";
+    // (what, secret, key, timestamp offset); no key at all last.
+    let probes = [
+        ("unknown key", "x", Some("nokey"), 0),
+        ("the public key, a guessed secret", "guess", Some(KEY), 0),
+        (
+            "another app's credentials",
+            "othersecret",
+            Some("otherkey"),
+            0,
+        ),
+        ("stale timestamp", "guess", Some(KEY), 601),
+        ("no auth_key", "", None, 0),
+    ];
+    let query = |secret: &str, key: Option<&str>, age: u64, p: &str| match key {
+        Some(key) => signed(ts - age, secret, key, body, p),
+        None => "auth_version=1.0".to_owned(),
+    };
+    for (what, secret, key, age) in probes {
+        let known = s
+            .raw_http(
+                "POST",
+                &format!("{path}?{}", query(secret, key, age, &path)),
+                body,
+            )
+            .await;
+        let ghost = s
+            .raw_http(
+                "POST",
+                &format!("{unknown}?{}", query(secret, key, age, unknown)),
+                body,
+            )
+            .await;
+        assert_eq!(known.0, 401, "{what}: {known:?}");
+        // The same answer, once the path the caller sent itself is set aside.
+        let ghost_text = ghost.1.to_string().replace(unknown, &path);
+        assert_eq!(
+            (ghost.0, ghost_text),
+            (known.0, known.1.to_string()),
+            "{what}"
+        );
+    }
     // Missing signature entirely; duplicate params; unknown params.
     assert_eq!(s.raw_http("POST", &path, body).await.0, 401);
     assert_eq!(
@@ -369,7 +402,10 @@ async fn channel_queries() {
     assert_eq!(s.raw_http("GET", "/nowhere", "").await.0, 404);
     assert_eq!(
         s.raw_http("GET", "/up", "").await,
-        (200, json!({"status":"up"}))
+        (
+            200,
+            json!({"status":"up","version":env!("CARGO_PKG_VERSION")})
+        )
     );
     s.stop().await;
 }

@@ -61,6 +61,41 @@ async fn switching_user_on_one_connection_is_refused() {
     s.stop().await;
 }
 
+/// Signing in again as the same user with other `user_data` used to be
+/// confirmed (echoing the new data) while the server kept the old: now it
+/// is refused, and what the server uses is what the client was confirmed.
+#[tokio::test]
+async fn signing_in_again_with_other_user_data_is_refused_and_nothing_changes() {
+    let s = start(&app_toml("")).await;
+    let mut a = s.client().await;
+    let first = r#"{"id":"u1","user_info":{"name":"old"}}"#;
+    let ok = a.signin(first).await;
+    assert_eq!(ok["data"]["user_data"], first, "{ok}");
+    // Properly signed by the app, same id, other user_info.
+    let e = a.signin(r#"{"id":"u1","user_info":{"name":"new"}}"#).await;
+    assert_eq!(e["event"], "pusher:error", "{e}");
+    assert_eq!(e["data"]["code"], json!(null), "{e}");
+    // And another watchlist.
+    let e = a
+        .signin(r#"{"id":"u1","user_info":{"name":"old"},"watchlist":["x"]}"#)
+        .await;
+    assert_eq!(e["event"], "pusher:error", "{e}");
+    // The very same sign-in is still confirmed (pusher-js may repeat it).
+    let ok = a.signin(first).await;
+    assert_eq!(ok["event"], "pusher:signin_success", "{ok}");
+    assert_eq!(ok["data"]["user_data"], first, "{ok}");
+    a.expect_silence(Duration::from_millis(200)).await;
+    // The server still uses the first user_info: a presence join relying on
+    // the sign-in lists it.
+    let sid = a.sid().to_owned();
+    let v = a
+        .subscribe("presence-s", Some(&sign(&sid, "presence-s", None)), None)
+        .await;
+    let p: serde_json::Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+    assert_eq!(p["presence"]["hash"], json!({"u1":{"name":"old"}}), "{p}");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn authorized_connections_close_4009() {
     let s = start(&app_toml(

@@ -2,7 +2,7 @@
 //! Pusher-shaped requests; retries, dead letters and restarts lose nothing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -18,6 +18,7 @@ const WAIT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 struct Hook {
     events: Vec<Value>,
+    headers: HeaderMap,
 }
 
 #[derive(Clone)]
@@ -32,6 +33,10 @@ struct RecvState {
     hang: Arc<AtomicUsize>,
     /// Every request seen (failed ones included).
     seen: Arc<AtomicUsize>,
+    /// Requests that carried events (probes carry none).
+    with_events: Arc<AtomicUsize>,
+    /// Answer 500 to every request that carries events (probes still 200).
+    reject_events: Arc<AtomicBool>,
 }
 
 struct Receiver {
@@ -49,6 +54,13 @@ async fn handle(State(st): State<RecvState>, headers: HeaderMap, body: String) -
     {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
+    let carries_events = !body.contains(r#""events":[]"#);
+    if carries_events {
+        st.with_events.fetch_add(1, Ordering::SeqCst);
+        if st.reject_events.load(Ordering::SeqCst) {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+    }
     if st
         .fail
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -58,7 +70,7 @@ async fn handle(State(st): State<RecvState>, headers: HeaderMap, body: String) -
     }
     match pusher_checks(&headers, &body) {
         Ok(events) => {
-            let _ = st.tx.send(Ok(Hook { events }));
+            let _ = st.tx.send(Ok(Hook { events, headers }));
             StatusCode::OK
         }
         Err(why) => {
@@ -96,18 +108,87 @@ fn pusher_checks(headers: &HeaderMap, body: &str) -> Result<Vec<Value>, String> 
 }
 
 async fn receiver() -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    receiver_on(listener, url)
+}
+
+/// A receiver serving TLS with a certificate for `localhost` made here; the
+/// certificate's PEM file is returned (in `dir`) to be trusted as a CA.
+async fn tls_receiver(dir: &std::path::Path) -> (Receiver, std::path::PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let ca = dir.join("receiver-ca.pem");
+    std::fs::write(&ca, made.cert.pem()).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![made.cert.der().clone()], key)
+    .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://localhost:{}/hooks",
+        tcp.local_addr().unwrap().port()
+    );
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+        handshakes_failed: Arc::default(),
+    };
+    (receiver_on(listener, url), ca)
+}
+
+/// TCP + TLS handshake as an axum listener; failed handshakes are counted
+/// and skipped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshakes_failed: Arc<AtomicUsize>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            match tokio::time::timeout(WAIT, self.acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => return (tls, addr),
+                _ => {
+                    self.handshakes_failed.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+fn receiver_on<L>(listener: L, url: String) -> Receiver
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     let state = RecvState {
         tx,
         fail: Arc::default(),
         hang: Arc::default(),
         seen: Arc::default(),
+        with_events: Arc::default(),
+        reject_events: Arc::default(),
     };
     let app = axum::Router::new()
         .route("/hooks", axum::routing::post(handle))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -117,16 +198,22 @@ async fn receiver() -> Receiver {
 impl Receiver {
     /// Reads events until `n` have arrived.
     async fn events(&mut self, n: usize) -> Vec<Value> {
-        let mut out = Vec::new();
-        while out.len() < n {
+        self.requests(n)
+            .await
+            .into_iter()
+            .flat_map(|h| h.events)
+            .collect()
+    }
+
+    /// Reads requests until `n` events have arrived.
+    async fn requests(&mut self, n: usize) -> Vec<Hook> {
+        let mut out: Vec<Hook> = Vec::new();
+        while out.iter().map(|h| h.events.len()).sum::<usize>() < n {
             let hook = tokio::time::timeout(WAIT, self.rx.recv())
                 .await
-                .unwrap_or_else(|_| panic!("timed out with {} of {n} events: {out:?}", out.len()))
+                .unwrap_or_else(|_| panic!("timed out with {out:?} of {n} events"))
                 .unwrap();
-            out.extend(
-                hook.unwrap_or_else(|why| panic!("bad webhook: {why}"))
-                    .events,
-            );
+            out.push(hook.unwrap_or_else(|why| panic!("bad webhook: {why}")));
         }
         out
     }
@@ -333,6 +420,95 @@ async fn a_failing_receiver_gets_every_event_once_in_order_after_recovery() {
     s.stop().await;
 }
 
+/// Waits until `counter` reaches `n`.
+async fn reaches(counter: &AtomicUsize, n: usize) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while counter.load(Ordering::SeqCst) < n {
+        assert!(tokio::time::Instant::now() < deadline, "never reached {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// After an outage, queued events are delivered within about the probe
+/// interval, not at the head's next retry: here that retry is 20-40 s away
+/// (backoff_base_ms = 40 s, cap 60 s) and delivery must come within 4 s. The
+/// outage outlasts several probes while max_attempts is 3, so probes must
+/// not count as attempts (else the events would be dead letters by then).
+#[tokio::test]
+async fn delivery_resumes_within_seconds_after_an_outage_whatever_the_backoff() {
+    let mut r = receiver().await;
+    r.state.fail.store(usize::MAX, Ordering::SeqCst);
+    let toml = hooks_toml(&webhook(&r.url, Some(&["channel_occupied"])), "")
+        .replace("backoff_base_ms = 50", "backoff_base_ms = 40000")
+        .replace(
+            "backoff_max_ms = 200",
+            "backoff_max_ms = 60000\nprobe_interval_ms = 300",
+        );
+    let s = start(&toml).await;
+    let mut a = s.client().await;
+    for c in ["c1", "c2", "c3"] {
+        a.subscribe_ok(c).await;
+    }
+    // The first attempt failed; more events queue up behind it.
+    reaches(&r.state.seen, 1).await;
+    for c in ["c4", "c5", "c6"] {
+        a.subscribe_ok(c).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during_outage = r.state.seen.load(Ordering::SeqCst);
+    assert!(
+        during_outage >= 4,
+        "probes during the outage: {during_outage}"
+    );
+    // The endpoint recovers.
+    r.state.fail.store(0, Ordering::SeqCst);
+    let recovered = tokio::time::Instant::now();
+    let got = r.events(6).await;
+    let took = recovered.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "delivered {took:?} after recovery"
+    );
+    let mut names: Vec<&str> = got.iter().map(|e| e["channel"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["c1", "c2", "c3", "c4", "c5", "c6"]);
+    // Probes carry no events; after the delivery nothing more is sent.
+    r.silence(Duration::from_millis(700)).await;
+    s.stop().await;
+}
+
+/// A receiver that answers probes but refuses the events gets one early
+/// retry per back-off step, not one per probe: the retry budget keeps its
+/// length in time.
+#[tokio::test]
+async fn probes_do_not_turn_into_a_retry_storm() {
+    let mut r = receiver().await;
+    r.state.reject_events.store(true, Ordering::SeqCst);
+    let toml = hooks_toml(&webhook(&r.url, Some(&["channel_occupied"])), "")
+        .replace("backoff_base_ms = 50", "backoff_base_ms = 6000")
+        .replace(
+            "backoff_max_ms = 200",
+            "backoff_max_ms = 60000\nprobe_interval_ms = 200",
+        );
+    let s = start(&toml).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("c1").await;
+    reaches(&r.state.with_events, 1).await;
+    // The scheduled retry is 3-6 s away; in the first 2 s: one probe
+    // (answered), one early retry (refused), then quiet.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let with_events = r.state.with_events.load(Ordering::SeqCst);
+    let probes = r.state.seen.load(Ordering::SeqCst) - with_events;
+    assert_eq!((with_events, probes), (2, 1));
+    // The scheduled retry still comes and delivers once events are taken.
+    r.state.reject_events.store(false, Ordering::SeqCst);
+    assert_eq!(
+        r.events(1).await,
+        vec![json!({"name":"channel_occupied","channel":"c1"})]
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn dead_letters_after_the_retry_budget() {
     let mut r = receiver().await;
@@ -478,10 +654,25 @@ impl TestServerAddr {
     }
 }
 
-/// With `webhook-tls`, an https:// URL really speaks TLS: against a plain HTTP
-/// receiver the handshake fails, the handler never runs, and the event ends
-/// as a dead letter with a connection error (not an HTTP status).
-#[cfg(feature = "webhook-tls")]
+/// The first dead letter of the store at `url`, waiting for it.
+async fn first_dead_letter(url: &str) -> hush_store::DeadLetter {
+    let store = hush_store::Store::open(url, &Default::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let d = store.dead_letters(None, 10).await.unwrap();
+        if let Some(first) = d.into_iter().next() {
+            return first;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An https:// URL really speaks TLS: against a plain HTTP receiver the
+/// handshake fails, the handler never runs, and the event ends as a dead
+/// letter with a connection error (not an HTTP status).
 #[tokio::test]
 async fn https_urls_speak_tls() {
     let r = receiver().await;
@@ -497,21 +688,97 @@ async fn https_urls_speak_tls() {
     let s = start_config(config).await;
     let mut a = s.client().await;
     a.subscribe_ok("tls").await;
-    let store = hush_store::Store::open(&url, &Default::default())
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let dead = loop {
-        let d = store.dead_letters(None, 10).await.unwrap();
-        if !d.is_empty() {
-            break d;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let err = dead[0].last_error.clone().unwrap();
+    let err = first_dead_letter(&url).await.last_error.unwrap();
     assert!(!err.starts_with("HTTP "), "{err}");
     assert_eq!(r.state.seen.load(Ordering::SeqCst), 0);
+    s.stop().await;
+}
+
+/// An https:// endpoint whose certificate chains to `webhooks.ca_file` gets
+/// signed events and the endpoint's extra headers, in the default build.
+#[tokio::test]
+async fn https_endpoint_with_a_private_ca_and_custom_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut r, ca) = tls_receiver(dir.path()).await;
+    let hook = format!(
+        "{}headers = {{ Authorization = \"Bearer t0k3n\", X-Tenant = \"blue\" }}\n",
+        webhook(&r.url, Some(&["channel_occupied"]))
+    );
+    let toml = hooks_toml(&hook, "").replace(
+        "[webhooks]\n",
+        &format!("[webhooks]\nca_file = '{}'\n", ca.display()),
+    );
+    let s = start(&toml).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("over-tls").await;
+    let got = r.requests(1).await;
+    assert_eq!(
+        got[0].events,
+        vec![json!({"name":"channel_occupied","channel":"over-tls"})]
+    );
+    assert_eq!(got[0].headers["authorization"], "Bearer t0k3n");
+    assert_eq!(got[0].headers["x-tenant"], "blue");
+    s.stop().await;
+}
+
+/// A man in the middle with a certificate the server does not trust (not
+/// in the system's roots, no `ca_file`) never receives an event: the
+/// handshake is refused and the event becomes a dead letter.
+#[tokio::test]
+async fn https_endpoint_with_an_untrusted_certificate_gets_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _ca) = tls_receiver(dir.path()).await;
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    let mut config = hush_server::Config::from_toml(
+        &hooks_toml(&webhook(&r.url, Some(&["channel_occupied"])), "")
+            .replace("max_attempts = 3", "max_attempts = 1"),
+    )
+    .unwrap();
+    config.store.url = Some(url.clone());
+    let s = start_config(config).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("mitm").await;
+    let err = first_dead_letter(&url).await.last_error.unwrap();
+    assert!(err.contains("certificate"), "{err}");
+    assert_eq!(r.state.seen.load(Ordering::SeqCst), 0);
+    s.stop().await;
+}
+
+/// Channel filters: a prefix, a suffix and a `*` pattern each let through
+/// only the channels they name; event types still apply.
+#[tokio::test]
+async fn channel_filters_route_events_per_endpoint() {
+    let mut presence = receiver().await;
+    let mut orders = receiver().await;
+    let mut suffix = receiver().await;
+    let hooks = format!(
+        "{}channel_prefix = \"presence-\"\n{}channel_pattern = \"private-*-orders\"\n{}channel_suffix = \"-log\"\n",
+        webhook(&presence.url, Some(&["channel_occupied"])),
+        webhook(&orders.url, Some(&["channel_occupied"])),
+        webhook(&suffix.url, Some(&["channel_occupied"])),
+    );
+    let s = start(&hooks_toml(&hooks, "")).await;
+    let mut a = s.client().await;
+    for ch in ["news", "private-shop-orders", "private-orders", "audit-log"] {
+        a.subscribe_ok(ch).await;
+    }
+    a.join_presence("presence-room", "u", json!({})).await;
+    a.subscribe_ok("private-eu-orders").await;
+    let occupied = |c: &str| json!({"name":"channel_occupied","channel":c});
+    assert_eq!(presence.events(1).await, vec![occupied("presence-room")]);
+    let mut got = orders.events(2).await;
+    got.sort_by_key(|v| v["channel"].as_str().unwrap_or("").to_owned());
+    assert_eq!(
+        got,
+        vec![
+            occupied("private-eu-orders"),
+            occupied("private-shop-orders")
+        ]
+    );
+    assert_eq!(suffix.events(1).await, vec![occupied("audit-log")]);
+    presence.silence(Duration::from_millis(400)).await;
+    orders.silence(Duration::from_millis(10)).await;
+    suffix.silence(Duration::from_millis(10)).await;
     s.stop().await;
 }
 
