@@ -189,6 +189,7 @@ async fn run(input: Input) {
     req.extensions_mut().insert(ConnectInfo(PeerConn {
         addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
         tcp: None,
+        over_capacity: false,
     }));
     let res = hush_server::router(h.state.clone())
         .oneshot(req)

@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use hush_server::{Config, ServerState};
+use serde_json::value::RawValue;
 
 /// The app the stateful targets talk to.
 pub const APP_ID: &str = "fuzz-app";
@@ -103,17 +104,31 @@ pub fn split_frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
 }
 
 /// The oracle for everything the server sends a client: each text frame is
-/// one JSON object whose `event` is a string, and whose `data`, if it is a
-/// string, is present as such (pusher-js parses exactly this).
-pub fn check_server_text(payload: &[u8]) {
+/// one JSON object whose `event` is a string. Checked with `RawValue`s, not
+/// `serde_json::Value`: JSON allows `\ud800`-style escapes of lone
+/// surrogates (browsers' `JSON.parse` reads them), `Value` cannot hold them,
+/// and the server relays such text inside `user_info` and client event data
+/// exactly as the app or client sent it.
+pub fn check_server_text(payload: &[u8]) -> std::collections::HashMap<String, Box<RawValue>> {
     let text = std::str::from_utf8(payload).expect("server text frames are UTF-8");
-    let v: serde_json::Value = serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("server sent invalid JSON ({e}): {text}"));
-    let obj = v
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {text}"));
+    let obj: std::collections::HashMap<String, Box<RawValue>> = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("server sent something else than a JSON object ({e}): {text}"));
+    let event = obj
+        .get("event")
+        .unwrap_or_else(|| panic!("no event: {text}"));
     assert!(
-        obj.get("event").is_some_and(serde_json::Value::is_string),
-        "no string event: {text}"
+        serde_json::from_str::<String>(event.get()).is_ok(),
+        "event is not a string: {text}"
     );
+    obj
+}
+
+/// A string member of a frame checked by [`check_server_text`].
+pub fn str_member(
+    frame: &std::collections::HashMap<String, Box<RawValue>>,
+    name: &str,
+) -> Option<String> {
+    frame
+        .get(name)
+        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
 }
