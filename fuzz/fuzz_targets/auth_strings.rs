@@ -58,7 +58,7 @@ fn parse(t: &Triple) -> Option<Parsed> {
     }
     if let Ok(u) = UserId::parse(&t.channel) {
         assert_eq!(u.as_str(), t.channel);
-        assert!(ChannelName::parse(&ChannelName::server_to_user(&u).to_string()).is_ok());
+        assert!(ChannelName::parse(ChannelName::server_to_user(&u).as_str()).is_ok());
     }
     if let Ok(e) = EventName::parse_client(&t.channel) {
         assert!(e.as_str().starts_with("client-"));
