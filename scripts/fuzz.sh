@@ -47,6 +47,15 @@ export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module \
 all_targets=$(sed -n 's/^name = "\([a-z0-9_]*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^hush-fuzz$')
 targets=${*:-$all_targets}
 
+# fuzz/Cargo.lock is its own; after a dependency change in the workspace it
+# must be refreshed (same versions as the workspace lock, plus the fuzzing
+# crates).
+if ! (cd fuzz && cargo metadata --locked --format-version 1 >/dev/null 2>&1); then
+  echo "fuzz/Cargo.lock is out of date; refresh it with:" >&2
+  echo "  (cd fuzz && cp ../Cargo.lock Cargo.lock && cargo update -w)" >&2
+  exit 1
+fi
+
 log "building fuzz targets ($triple, $target_dir)"
 build_start=$(date +%s)
 (cd fuzz && CARGO_TARGET_DIR="$target_dir" nice -n "${FUZZ_NICE:-0}" \
