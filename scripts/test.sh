@@ -32,6 +32,9 @@ cargo build --locked --workspace --bins --features hush/bench
 log "cargo test"
 cargo test --locked --workspace --features hush/bench
 
+log "fuzz smoke: every fuzz target for 20 s (scripts/fuzz.sh 20, docs/FUZZING.md)"
+./scripts/fuzz.sh 20
+
 log "hush bench fanout --smoke (nothing may be lost)"
 "${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench fanout --smoke
 

@@ -20,15 +20,28 @@ struct Envelope<'a> {
     nonce: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     ciphertext: std::borrow::Cow<'a, str>,
-    /// Key epoch (docs/E2EE-CHANNELS.md §1); absent means 0.
-    #[serde(default)]
+    /// Key epoch (docs/E2EE-CHANNELS.md §1); absent means 0, `null` is
+    /// refused (clients read only a number there).
+    #[serde(default, deserialize_with = "present_u64")]
     #[allow(dead_code)]
     epoch: Option<u64>,
+}
+
+/// A member that, when present, must be a `u64` (not `null`).
+fn present_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    u64::deserialize(d).map(Some)
 }
 
 /// True if `data` is exactly `{"nonce": base64(24 bytes), "ciphertext": base64(≥16 bytes)}`,
 /// optionally with `"epoch": <u64>` (hush key epochs, docs/E2EE-CHANNELS.md).
 pub fn is_ciphertext_envelope(data: &str) -> bool {
+    // An object only: serde's derived structs would also read a JSON array.
+    if !data
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return false;
+    }
     let Ok(env) = serde_json::from_str::<Envelope<'_>>(data) else {
         return false;
     };
@@ -69,5 +82,22 @@ mod tests {
             r#"{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","ciphertext":"lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc=","x":1}"#
         ));
         assert!(!is_ciphertext_envelope("hello"));
+    }
+
+    #[test]
+    fn only_what_clients_can_read() {
+        // Found by fuzzing (fuzz/fuzz_targets/suite0_sealed.rs): the server
+        // passed a JSON array (serde's derived structs read arrays field by
+        // field) and `"epoch":null`, which no client reads as an envelope.
+        let nonce = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let ct = "lASjUQmPpH/VfJaOS29+6nBwF+Te0FVD0E2j3CIm2EsHStc=";
+        assert!(!is_ciphertext_envelope(&format!(r#"["{nonce}","{ct}"]"#)));
+        assert!(!is_ciphertext_envelope(&format!(r#"["{nonce}","{ct}",3]"#)));
+        assert!(!is_ciphertext_envelope(&format!(
+            r#"{{"nonce":"{nonce}","ciphertext":"{ct}","epoch":null}}"#
+        )));
+        assert!(is_ciphertext_envelope(&format!(
+            " {{\"nonce\":\"{nonce}\",\"ciphertext\":\"{ct}\",\"epoch\":0}}"
+        )));
     }
 }

@@ -54,12 +54,29 @@ struct RawChannelData {
     user_info: Option<Box<RawValue>>,
 }
 
+/// Refuses anything but a JSON object: serde's derived structs would also
+/// read a JSON array field by field (`[1]` as `{"user_id":1}`).
+fn require_object(what: &'static str, data: &str) -> Result<(), MemberDataError> {
+    if data
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        Ok(())
+    } else {
+        Err(MemberDataError::Malformed {
+            what,
+            reason: "expected a JSON object".into(),
+        })
+    }
+}
+
 /// Parses presence `channel_data` strictly: one JSON object, `user_id` string
 /// or number, `user_info` at most `max_info_bytes` serialized.
 pub fn parse_channel_data(
     data: &str,
     max_info_bytes: usize,
 ) -> Result<PresenceMember, MemberDataError> {
+    require_object("channel_data", data)?;
     let raw: RawChannelData =
         serde_json::from_str(data).map_err(|e| MemberDataError::Malformed {
             what: "channel_data",
@@ -123,6 +140,7 @@ struct RawUserData {
 
 /// Parses sign-in `user_data` strictly: `id` must be a valid [`UserId`].
 pub fn parse_user_data(data: &str, max_info_bytes: usize) -> Result<UserData, MemberDataError> {
+    require_object("user_data", data)?;
     let raw: RawUserData = serde_json::from_str(data).map_err(|e| MemberDataError::Malformed {
         what: "user_data",
         reason: e.to_string(),
@@ -196,6 +214,25 @@ mod tests {
         assert_eq!(id(r#"{"user_id":"x\u00e9\"y"}"#), "x\u{e9}\"y");
         assert!(parse_channel_data(r#"{"user_id":01}"#, 1024).is_err());
         assert!(parse_channel_data(r#"{"user_id":1e}"#, 1024).is_err());
+    }
+
+    #[test]
+    fn only_objects_are_member_data() {
+        // Found by fuzzing (fuzz/fuzz_targets/presence_data.rs): serde's
+        // derived structs also read JSON arrays, field by field, so `[1]`
+        // passed as `{"user_id":1}`.
+        let err = |s: &str| parse_channel_data(s, 1024).err();
+        for s in [r#"[1]"#, r#"["u1",{"name":"x"}]"#, r#" ["u1"]"#] {
+            assert!(
+                matches!(err(s), Some(MemberDataError::Malformed { .. })),
+                "{s}"
+            );
+        }
+        assert!(parse_user_data(r#"["u1"]"#, 1024).is_err());
+        assert!(parse_user_data(r#"["u1",null,["u2"]]"#, 1024).is_err());
+        // Leading JSON whitespace before an object is still fine.
+        assert!(parse_channel_data(" \n{\"user_id\":\"a\"}", 1024).is_ok());
+        assert!(parse_user_data("\t{\"id\":\"a\"}", 1024).is_ok());
     }
 
     #[test]

@@ -118,8 +118,15 @@ pub enum FrameError {
     },
 }
 
+/// True if `text` is a JSON object (possibly after JSON whitespace). serde's
+/// derived structs would also read a JSON array field by field.
+fn is_object(text: &str) -> bool {
+    text.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+}
+
 /// Parses the `data` of a `pusher:*` event: an object, or a string that holds
-/// JSON (parsed once).
+/// a JSON object (parsed once).
 fn pusher_data<'a, T: Deserialize<'a>>(
     event: &str,
     data: &'a Option<Box<RawValue>>,
@@ -131,16 +138,26 @@ fn pusher_data<'a, T: Deserialize<'a>>(
     };
     let raw = data.as_deref().ok_or_else(|| bad("missing data".into()))?;
     let text = raw.get();
+    let not_object = || bad("data must be a JSON object".into());
     if text.starts_with('"') {
         *buf = serde_json::from_str::<String>(text).map_err(|e| bad(e.to_string()))?;
+        if !is_object(buf) {
+            return Err(not_object());
+        }
         serde_json::from_str(buf).map_err(|e| bad(e.to_string()))
     } else {
+        if !is_object(text) {
+            return Err(not_object());
+        }
         serde_json::from_str(text).map_err(|e| bad(e.to_string()))
     }
 }
 
 /// Parses one text frame.
 pub fn parse_client_frame(text: &str) -> Result<ClientMessage, FrameError> {
+    if !is_object(text) {
+        return Err(FrameError::Malformed("expected a JSON object".into()));
+    }
     let frame: RawFrame =
         serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
     let mut buf = String::new();
@@ -508,6 +525,42 @@ mod tests {
 
     fn v(s: &str) -> Value {
         serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn frames_and_their_data_are_objects() {
+        // Found by fuzzing (fuzz/fuzz_targets/client_frame.rs): serde's
+        // derived structs also read JSON arrays, so `["pusher:ping"]` was a
+        // ping and `["private-x","key:sig"]` a subscription's data.
+        for text in [
+            r#"["pusher:ping"]"#,
+            r#"["client-x","private-x",{}]"#,
+            r#" ["pusher:subscribe",{"channel":"x"}]"#,
+        ] {
+            assert!(
+                matches!(parse_client_frame(text), Err(FrameError::Malformed(_))),
+                "{text}"
+            );
+        }
+        for text in [
+            r#"{"event":"pusher:subscribe","data":["my-channel"]}"#,
+            r#"{"event":"pusher:subscribe","data":"[\"my-channel\"]"}"#,
+            r#"{"event":"pusher:unsubscribe","data":["my-channel"]}"#,
+            r#"{"event":"pusher:signin","data":["key:sig","{}"]}"#,
+            r#"{"event":"hush:request","data":["1","log.head"]}"#,
+        ] {
+            assert!(
+                matches!(parse_client_frame(text), Err(FrameError::BadData { .. })),
+                "{text}"
+            );
+        }
+        // Objects, with JSON whitespace around them, still parse.
+        assert!(matches!(
+            parse_client_frame(
+                " {\"event\":\"pusher:subscribe\",\"data\":\" {\\\"channel\\\":\\\"a\\\"}\"}"
+            ),
+            Ok(ClientMessage::Subscribe(_))
+        ));
     }
 
     #[test]

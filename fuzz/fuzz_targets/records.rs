@@ -1,0 +1,40 @@
+//! Binary key-directory records as a client or the server receives them:
+//! device cards, revocations, transparency-log entries (`0x01 ‖ card`,
+//! `0x02 ‖ revocation`) and signed tree heads (hush-crypto identity.rs,
+//! transparency.rs), all parsed strictly.
+//!
+//! Oracles: no panic; the encodings are canonical — anything accepted
+//! re-encodes to exactly the bytes given (a second encoding of one record
+//! would give it a second leaf hash and card id); the log entry and the
+//! record inside it agree.
+#![no_main]
+
+use hush_crypto::identity::{DeviceCard, Revocation};
+use hush_crypto::transparency::{LogEntry, SignedTreeHead, leaf_hash};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(card) = DeviceCard::from_bytes(data) {
+        assert_eq!(card.to_bytes(), data, "card encoding is not canonical");
+        assert_eq!(card.id(), card.body().id());
+        assert!(card.body().expires_at > card.body().created_at);
+    }
+    if let Ok(rev) = Revocation::from_bytes(data) {
+        assert_eq!(rev.to_bytes(), data, "revocation encoding is not canonical");
+    }
+    if let Ok(entry) = LogEntry::from_bytes(data) {
+        assert_eq!(
+            entry.to_bytes(),
+            data,
+            "log entry encoding is not canonical"
+        );
+        assert_eq!(entry.leaf_hash(), leaf_hash(data));
+        match &entry {
+            LogEntry::Card(c) => assert_eq!(c.to_bytes(), data[1..]),
+            LogEntry::Revocation(r) => assert_eq!(r.to_bytes(), data[1..]),
+        }
+    }
+    if let Ok(sth) = SignedTreeHead::from_bytes(data) {
+        assert_eq!(sth.to_bytes(), data, "tree head encoding is not canonical");
+    }
+});
