@@ -50,19 +50,15 @@ pub struct App {
 impl App {
     /// Fresh state for an app whose events feed `hooks`.
     pub fn with_hooks(config: AppConfig, hooks: Option<AppHooks>) -> Self {
-        Self {
-            metrics: AppMetrics::new(&config.id),
-            origins: AllowedOrigins::new(&config.allowed_origins),
-            api_rate: SharedRate::new(config.max_api_requests_per_second, Instant::now()),
-            publish_rate: SharedRate::new(config.max_publishes_per_second, Instant::now()),
-            read_rate: SharedRate::new(config.max_read_requests_per_second, Instant::now()),
+        let channels = Arc::new(Channels::with_hooks(hooks.clone()));
+        Self::from_parts(
             config,
-            channels: Arc::new(Channels::with_hooks(hooks.clone())),
-            users: Arc::default(),
+            channels,
+            Arc::default(),
             hooks,
-            connections: Arc::default(),
-            open: Arc::default(),
-        }
+            Arc::default(),
+            Arc::default(),
+        )
     }
 
     /// The same app under a new configuration: its channels, signed-in users,
@@ -70,6 +66,26 @@ impl App {
     /// new configuration reaches connections made under the old one); limits,
     /// origins and credentials are the new ones.
     pub fn reconfigured(&self, config: AppConfig) -> Self {
+        Self::from_parts(
+            config,
+            self.channels.clone(),
+            self.users.clone(),
+            self.hooks.clone(),
+            self.connections.clone(),
+            self.open.clone(),
+        )
+    }
+
+    /// An app of `config` (metrics, origins and rate limits made from it)
+    /// around the given shared state.
+    fn from_parts(
+        config: AppConfig,
+        channels: Arc<Channels>,
+        users: Arc<Users>,
+        hooks: Option<AppHooks>,
+        connections: Arc<AtomicUsize>,
+        open: Arc<Mutex<std::collections::HashSet<ConnId>>>,
+    ) -> Self {
         Self {
             metrics: AppMetrics::new(&config.id),
             origins: AllowedOrigins::new(&config.allowed_origins),
@@ -77,11 +93,11 @@ impl App {
             publish_rate: SharedRate::new(config.max_publishes_per_second, Instant::now()),
             read_rate: SharedRate::new(config.max_read_requests_per_second, Instant::now()),
             config,
-            channels: self.channels.clone(),
-            users: self.users.clone(),
-            hooks: self.hooks.clone(),
-            connections: self.connections.clone(),
-            open: self.open.clone(),
+            channels,
+            users,
+            hooks,
+            connections,
+            open,
         }
     }
 

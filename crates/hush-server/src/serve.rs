@@ -269,6 +269,29 @@ async fn closing(phase: &mut watch::Receiver<Phase>) {
     }
 }
 
+/// Drives `conn` until it ends (false), the gate evicts its socket (false:
+/// dropping it closes the socket), or the server starts closing (true: the
+/// caller asks it to finish gracefully).
+async fn until_closing<E: std::fmt::Display>(
+    mut conn: std::pin::Pin<&mut impl Future<Output = Result<(), E>>>,
+    slot: &Slot,
+    phase: &mut watch::Receiver<Phase>,
+) -> bool {
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+            false
+        }
+        () = slot.evicted() => {
+            metrics::counter!(METRIC_SHED, "reason" => "evicted").increment(1);
+            false
+        }
+        () = closing(phase) => true,
+    }
+}
+
 /// HTTP/2 (a TLS client chose `h2` by ALPN): the API only, WebSockets stay on
 /// HTTP/1.1. A connection is bounded like an HTTP/1.1 one: header list size,
 /// concurrent streams, keep-alive pings, the request deadline (in the
@@ -291,21 +314,10 @@ async fn h2<I>(
         .keep_alive_timeout(limits.header_timeout)
         .serve_connection(TokioIo::new(io), service(info, router));
     tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "HTTP/2 connection ended");
-            }
-            return;
-        }
-        () = slot.evicted() => {
-            metrics::counter!(METRIC_SHED, "reason" => "evicted").increment(1);
-            return;
-        }
-        () = closing(&mut phase) => {}
+    if until_closing(conn.as_mut(), slot, &mut phase).await {
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
     }
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
 }
 
 async fn http<I>(
@@ -325,21 +337,10 @@ async fn http<I>(
         .serve_connection(TokioIo::new(io), service(info, router))
         .with_upgrades();
     tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "HTTP connection ended");
-            }
-            return;
-        }
-        () = slot.evicted() => {
-            metrics::counter!(METRIC_SHED, "reason" => "evicted").increment(1);
-            return;
-        }
-        () = closing(&mut phase) => {}
+    if until_closing(conn.as_mut(), slot, &mut phase).await {
+        // Shutting down: finish the request in flight, then close. The
+        // caller's deadline drops whatever is still open.
+        conn.as_mut().graceful_shutdown();
+        let _ = conn.await;
     }
-    // Shutting down: finish the request in flight, then close. The caller's
-    // deadline drops whatever is still open.
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
 }

@@ -11,6 +11,15 @@ use anyhow::Context;
 use hush_server::{AppConfig, Config, ServerState};
 use hush_store::{Store, StoreOptions, StoredApp, redact_url};
 
+/// The configuration file: `--config` if given, else `./hush.toml` if it
+/// exists (else none: defaults and `HUSH_*` variables only).
+pub fn config_file(given: Option<PathBuf>) -> Option<PathBuf> {
+    given.or_else(|| {
+        let default = PathBuf::from("hush.toml");
+        default.exists().then_some(default)
+    })
+}
+
 /// How often running nodes look for app changes in the store.
 pub const POLL: Duration = Duration::from_secs(2);
 

@@ -89,10 +89,7 @@ fn random_hex(bytes: usize) -> String {
 
 /// Runs `hush apps …`.
 pub fn run(args: AppsArgs) -> anyhow::Result<()> {
-    let file = args.config.clone().or_else(|| {
-        let default = PathBuf::from("hush.toml");
-        default.exists().then_some(default)
-    });
+    let file = crate::app_sources::config_file(args.config.clone());
     let config = Config::load(file.as_deref())?;
     crate::api_cmds::runtime()?.block_on(async {
         let url = config.store_url();

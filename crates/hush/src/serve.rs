@@ -50,10 +50,7 @@ fn init_logs(format: LogFormat) {
 
 /// Loads the configuration and runs the server until SIGTERM or Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let file = args.config.or_else(|| {
-        let default = PathBuf::from("hush.toml");
-        default.exists().then_some(default)
-    });
+    let file = crate::app_sources::config_file(args.config);
     let reload = Reload {
         file: file.clone(),
         host: args.host.clone(),

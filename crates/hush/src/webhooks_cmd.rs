@@ -64,10 +64,7 @@ pub fn run(mut args: WebhooksArgs) -> anyhow::Result<()> {
         sel.ids.sort_unstable();
         sel.ids.dedup();
     }
-    let file = args.config.clone().or_else(|| {
-        let default = PathBuf::from("hush.toml");
-        default.exists().then_some(default)
-    });
+    let file = crate::app_sources::config_file(args.config.clone());
     let config = Config::load(file.as_deref())?;
     crate::api_cmds::runtime()?.block_on(async {
         let url = config.store_url();

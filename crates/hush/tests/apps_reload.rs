@@ -70,16 +70,7 @@ async fn sighup_reloads_apps_without_dropping_connections() {
     let pid = child.id().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        loop {
-            let l = out.next_line().await.unwrap().expect("stdout ended");
-            if let Some(a) = l.strip_prefix("hush listening on ") {
-                return a.trim().to_owned();
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let addr = common::listening_on(&mut out).await;
     let url = format!("http://{addr}");
     let ws = |key: &str| format!("ws://{addr}/app/{key}?protocol=7");
     let trigger = |secret: &'static str| {

@@ -60,16 +60,7 @@ async fn hush_apps_changes_reach_a_running_server_within_seconds() {
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        loop {
-            let l = out.next_line().await.unwrap().expect("stdout ended");
-            if let Some(a) = l.strip_prefix("hush listening on ") {
-                return a.trim().to_owned();
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let addr = common::listening_on(&mut out).await;
     let url = format!("http://{addr}");
     let ws = |key: &str| format!("ws://{addr}/app/{key}?protocol=7");
     let apps = |args: Vec<&str>| {

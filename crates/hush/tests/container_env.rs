@@ -86,16 +86,7 @@ async fn the_image_runs_on_environment_variables_alone() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        loop {
-            let l = out.next_line().await.unwrap().expect("stdout ended");
-            if let Some(a) = l.strip_prefix("hush listening on ") {
-                return a.trim().to_owned();
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let addr = common::listening_on(&mut out).await;
     let o = hush_with(
         &format!("http://{addr}"),
         &[

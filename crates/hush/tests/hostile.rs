@@ -4,6 +4,8 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 #![cfg(unix)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -54,16 +56,7 @@ async fn serve_with(
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        loop {
-            let l = out.next_line().await.unwrap().expect("stdout ended");
-            if let Some(a) = l.strip_prefix("hush listening on ") {
-                return a.parse().unwrap();
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let addr = common::listening_on(&mut out).await.parse().unwrap();
     // Keep reading stdout so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
     (child, addr)

@@ -217,16 +217,7 @@ async fn webhooks_follow_https_proxy_http_proxy_and_no_proxy() {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        loop {
-            let l = out.next_line().await.unwrap().expect("stdout ended");
-            if let Some(a) = l.strip_prefix("hush listening on ") {
-                return a.split_whitespace().next().unwrap().to_owned();
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let addr = common::listening_on(&mut out).await;
     let addr = addr
         .trim_start_matches("ws://")
         .trim_start_matches("http://");

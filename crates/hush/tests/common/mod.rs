@@ -60,3 +60,20 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Reads `hush serve`'s standard output up to the line `hush listening on
+/// ADDR` and returns ADDR (bounded by 20 s).
+pub async fn listening_on(
+    out: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let l = out.next_line().await.unwrap().expect("stdout ended");
+            if let Some(a) = l.strip_prefix("hush listening on ") {
+                return a.split_whitespace().next().unwrap_or_default().to_owned();
+            }
+        }
+    })
+    .await
+    .expect("hush serve did not say where it listens")
+}
