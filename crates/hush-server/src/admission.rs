@@ -32,6 +32,11 @@ use tokio::sync::Notify;
 
 use crate::lock::lock;
 
+/// Metric: sockets the gate closed or refused, by reason (`evicted`,
+/// `per_address`, `descriptors`). Counted here, where the decision is made,
+/// once per socket.
+pub const METRIC_SHED: &str = "hush_connections_shed_total";
+
 /// The gate's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateLimits {
@@ -56,6 +61,12 @@ pub enum Shed {
 }
 
 impl Shed {
+    /// Counts this refusal in [`METRIC_SHED`].
+    fn counted(self) -> Self {
+        metrics::counter!(METRIC_SHED, "reason" => self.label()).increment(1);
+        self
+    }
+
     /// A label for logs and metrics.
     pub fn label(self) -> &'static str {
         match self {
@@ -77,8 +88,6 @@ struct Table {
     /// Pending sockets by accept order (oldest first).
     pending: BTreeMap<u64, Entry>,
     per_ip: HashMap<IpAddr, usize>,
-    evictions: u64,
-    shed: u64,
 }
 
 impl Table {
@@ -88,7 +97,7 @@ impl Table {
             Some((_, e)) => {
                 self.release_ip(e.ip);
                 e.evict.notify_one();
-                self.evictions += 1;
+                metrics::counter!(METRIC_SHED, "reason" => "evicted").increment(1);
                 true
             }
             None => false,
@@ -147,8 +156,7 @@ impl Gate {
             && t.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_per_ip
             && !(self.exempt)(ip)
         {
-            t.shed += 1;
-            return Err(Shed::PerAddress);
+            return Err(Shed::PerAddress.counted());
         }
         if t.pending.len() >= self.limits.max_pending {
             t.evict_oldest();
@@ -156,8 +164,7 @@ impl Gate {
         if websockets.saturating_add(t.pending.len()) >= self.limits.max_sockets
             && !t.evict_oldest()
         {
-            t.shed += 1;
-            return Err(Shed::Descriptors);
+            return Err(Shed::Descriptors.counted());
         }
         let over_capacity = self.limits.max_connections > 0
             && websockets.saturating_add(t.pending.len()) >= self.limits.max_connections;
@@ -189,12 +196,6 @@ impl Gate {
     /// Sockets in the HTTP phase now.
     pub fn pending(&self) -> usize {
         lock(&self.table).pending.len()
-    }
-
-    /// Sockets evicted and sockets shed since start.
-    pub fn counters(&self) -> (u64, u64) {
-        let t = lock(&self.table);
-        (t.evictions, t.shed)
     }
 }
 
@@ -266,7 +267,6 @@ mod tests {
         assert!(is_evicted(&a).await);
         assert!(!is_evicted(&b).await && !is_evicted(&c).await && !is_evicted(&d).await);
         assert_eq!(g.pending(), 3);
-        assert_eq!(g.counters(), (1, 0));
         // The evicted slot's drop does not free anyone else's place.
         drop(a);
         assert_eq!(g.pending(), 3);
@@ -289,7 +289,6 @@ mod tests {
             .map(|_| g.admit(IpAddr::from([10, 0, 0, 1]), 0).unwrap())
             .collect();
         assert_eq!(proxied.len(), 10);
-        assert_eq!(g.counters().1, 1);
     }
 
     #[tokio::test]

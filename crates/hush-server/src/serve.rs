@@ -37,10 +37,6 @@ const H2_MAX_STREAMS: u32 = 64;
 /// Smallest request-head buffer hyper accepts.
 const MIN_HEAD_BYTES: usize = 8192;
 
-/// Metric: sockets closed by the gate, by reason (`evicted`, `per_address`,
-/// `descriptors`).
-pub const METRIC_SHED: &str = "hush_connections_shed_total";
-
 /// The limits of the HTTP phase, from `[server]`.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -139,9 +135,7 @@ pub async fn serve(
                         // by dropping the oldest pending socket, and back off
                         // briefly so the loop does not spin.
                         tracing::debug!(error = %e, "accept failed");
-                        if gate.evict_oldest() {
-                            metrics::counter!(METRIC_SHED, "reason" => "evicted").increment(1);
-                        }
+                        gate.evict_oldest();
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
@@ -149,7 +143,6 @@ pub async fn serve(
                 let slot = match gate.admit(peer.ip(), state.connection_count()) {
                     Ok(slot) => slot,
                     Err(why) => {
-                        metrics::counter!(METRIC_SHED, "reason" => why.label()).increment(1);
                         tracing::debug!(%peer, reason = why.label(), "connection shed");
                         continue;
                     }
@@ -284,10 +277,7 @@ async fn until_closing<E: std::fmt::Display>(
             }
             false
         }
-        () = slot.evicted() => {
-            metrics::counter!(METRIC_SHED, "reason" => "evicted").increment(1);
-            false
-        }
+        () = slot.evicted() => false,
         () = closing(phase) => true,
     }
 }

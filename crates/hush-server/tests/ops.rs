@@ -823,3 +823,50 @@ async fn a_client_that_never_reads_is_counted_as_slow() {
     drop(ws);
     srv.running.stop().await.unwrap();
 }
+
+/// A TCP connection to `addr` from 127.0.0.`last`.
+async fn connect_from(last: u8, addr: SocketAddr) -> TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::from(([127, 0, 0, last], 0))).unwrap();
+    s.connect(addr).await.unwrap()
+}
+
+#[tokio::test]
+async fn sockets_the_gate_closes_are_counted_once_by_reason() {
+    let toml = format!(
+        "[metrics]\nenabled = true\n[server]\nmax_pending_connections = 3\nmax_pending_per_ip = 2\n{}",
+        app("g1", "key-g1", "")
+    );
+    let srv = start(&toml).await;
+    let shed = |s: &prometheus_parse::Scrape, reason: &str| {
+        value(s, "hush_connections_shed_total", &[("reason", reason)]).unwrap_or(0.0)
+    };
+    let before = metrics(&srv).await;
+    // Two pending sockets from one address; the third is refused.
+    let mut held = vec![
+        connect_from(2, srv.addr).await,
+        connect_from(2, srv.addr).await,
+        connect_from(2, srv.addr).await,
+    ];
+    // One more fills the table (3); two more evict the two oldest.
+    for last in 3..6 {
+        held.push(connect_from(last, srv.addr).await);
+    }
+    let want = |s: &prometheus_parse::Scrape| {
+        (
+            shed(s, "per_address") - shed(&before, "per_address"),
+            shed(s, "evicted") - shed(&before, "evicted"),
+        )
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut got = want(&metrics(&srv).await);
+    while got != (1.0, 2.0) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got = want(&metrics(&srv).await);
+    }
+    // And no more afterwards (the evicted connections' tasks do not count
+    // their eviction again).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(want(&metrics(&srv).await), (1.0, 2.0));
+    drop(held);
+}

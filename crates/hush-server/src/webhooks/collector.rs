@@ -115,6 +115,11 @@ impl Collector {
         // What the previous run left occupied (it crashed, or was killed):
         // vacated / removed now, before anything new.
         self.recover(&mut out).await;
+        if !out.is_empty() {
+            // The store refused the recovered events: retry with the loop's
+            // writes instead of waiting for the next event.
+            flush_at = Some(Instant::now());
+        }
         'run: loop {
             let wake_at = match (held.next_deadline(), flush_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
