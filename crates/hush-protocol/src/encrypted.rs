@@ -35,11 +35,7 @@ fn present_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D:
 /// True if `data` is exactly `{"nonce": base64(24 bytes), "ciphertext": base64(≥16 bytes)}`,
 /// optionally with `"epoch": <u64>` (hush key epochs, docs/E2EE-CHANNELS.md).
 pub fn is_ciphertext_envelope(data: &str) -> bool {
-    // An object only: serde's derived structs would also read a JSON array.
-    if !data
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{')
-    {
+    if !crate::wire::is_json_object(data.as_bytes()) {
         return false;
     }
     let Ok(env) = serde_json::from_str::<Envelope<'_>>(data) else {

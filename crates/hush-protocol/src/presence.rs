@@ -57,10 +57,7 @@ struct RawChannelData {
 /// Refuses anything but a JSON object: serde's derived structs would also
 /// read a JSON array field by field (`[1]` as `{"user_id":1}`).
 fn require_object(what: &'static str, data: &str) -> Result<(), MemberDataError> {
-    if data
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{')
-    {
+    if crate::wire::is_json_object(data.as_bytes()) {
         Ok(())
     } else {
         Err(MemberDataError::Malformed {

@@ -118,11 +118,13 @@ pub enum FrameError {
     },
 }
 
-/// True if `text` is a JSON object (possibly after JSON whitespace). serde's
-/// derived structs would also read a JSON array field by field.
-fn is_object(text: &str) -> bool {
-    text.trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('{')
+/// True if `json` is a JSON object (possibly after JSON whitespace): check it
+/// before parsing a derived struct, which serde would also read from a JSON
+/// array, field by field (`["pusher:ping"]` as `{"event":"pusher:ping"}`).
+pub fn is_json_object(json: &[u8]) -> bool {
+    json.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|b| *b == b'{')
 }
 
 /// Parses the `data` of a `pusher:*` event: an object, or a string that holds
@@ -141,12 +143,12 @@ fn pusher_data<'a, T: Deserialize<'a>>(
     let not_object = || bad("data must be a JSON object".into());
     if text.starts_with('"') {
         *buf = serde_json::from_str::<String>(text).map_err(|e| bad(e.to_string()))?;
-        if !is_object(buf) {
+        if !is_json_object(buf.as_bytes()) {
             return Err(not_object());
         }
         serde_json::from_str(buf).map_err(|e| bad(e.to_string()))
     } else {
-        if !is_object(text) {
+        if !is_json_object(text.as_bytes()) {
             return Err(not_object());
         }
         serde_json::from_str(text).map_err(|e| bad(e.to_string()))
@@ -155,7 +157,7 @@ fn pusher_data<'a, T: Deserialize<'a>>(
 
 /// Parses one text frame.
 pub fn parse_client_frame(text: &str) -> Result<ClientMessage, FrameError> {
-    if !is_object(text) {
+    if !is_json_object(text.as_bytes()) {
         return Err(FrameError::Malformed("expected a JSON object".into()));
     }
     let frame: RawFrame =

@@ -188,7 +188,12 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+/// Parses a JSON object (a body, or a batch item) into `T`; a JSON array,
+/// which serde would read into `T` field by field, is refused.
 fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    if !hush_protocol::wire::is_json_object(body) {
+        return Err(ApiError::bad("Invalid JSON body: expected a JSON object"));
+    }
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("Invalid JSON body: {e}")))
 }
 
@@ -382,7 +387,8 @@ pub async fn events(
 
 #[derive(Deserialize)]
 struct BatchBody {
-    batch: Vec<EventBody>,
+    /// Each item is parsed with [`parse_json`] (objects only).
+    batch: Vec<Box<RawValue>>,
 }
 
 /// `POST /apps/{app_id}/batch_events`: validates every item, then publishes all.
@@ -405,7 +411,7 @@ pub async fn batch_events(
     let items = batch
         .batch
         .into_iter()
-        .map(|e| validate_event(&app, e, true))
+        .map(|raw| validate_event(&app, parse_json(raw.get().as_bytes())?, true))
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = items.iter().any(|p| p.info.any_count());
     let mut results = Vec::with_capacity(items.len());

@@ -140,6 +140,8 @@ async fn validation_and_limits() {
             400,
         ),
         ("{not json".to_owned(), 400),
+        // An array, which serde would read as the fields in order.
+        (json!(["e", "x", null, ["a"], null, null]).to_string(), 400),
     ];
     for (body, want) in cases {
         let (st, v) = s.api("POST", &path, &[], &body).await;
@@ -148,6 +150,20 @@ async fn validation_and_limits() {
             assert!(v["error"].is_string(), "JSON error body: {v}");
         }
     }
+    // Batch items must be objects too.
+    let batch_path = format!("/apps/{ID}/batch_events");
+    let batch = |item: Value| json!({ "batch": [item] }).to_string();
+    let (st, v) = s
+        .api(
+            "POST",
+            &batch_path,
+            &[],
+            &batch(json!(["e", "x", null, ["a"], null, null])),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    let ok = batch(json!({"name":"e","channel":"a","data":"x"}));
+    assert_eq!(s.api("POST", &batch_path, &[], &ok).await.0, 200);
     // Body over the server cap.
     let huge = "x".repeat(300_000);
     assert_eq!(s.api("POST", &path, &[], &huge).await.0, 413);
