@@ -37,6 +37,23 @@ use crate::lock::lock;
 /// once per socket.
 pub const METRIC_SHED: &str = "hush_connections_shed_total";
 
+/// What the per-address cap counts by: an IPv4 address, or the /64 an IPv6
+/// address belongs to (one host usually has a whole /64, so counting single
+/// IPv6 addresses would cap nothing). IPv4-mapped IPv6 addresses count as
+/// their IPv4 address.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+            }
+        },
+    }
+}
+
 /// The gate's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GateLimits {
@@ -151,10 +168,12 @@ impl Gate {
     /// Admits a socket from `ip` while `websockets` WebSocket connections are
     /// open, evicting the oldest pending socket where the rules above say so.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, websockets: usize) -> Result<Slot, Shed> {
+        let exempt = (self.exempt)(ip);
+        let ip = source_key(ip);
         let mut t = lock(&self.table);
         if self.limits.max_per_ip > 0
             && t.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_per_ip
-            && !(self.exempt)(ip)
+            && !exempt
         {
             return Err(Shed::PerAddress.counted());
         }
@@ -289,6 +308,25 @@ mod tests {
             .map(|_| g.admit(IpAddr::from([10, 0, 0, 1]), 0).unwrap())
             .collect();
         assert_eq!(proxied.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn one_ipv6_host_is_one_address_for_the_cap() {
+        let g = gate(100, 2, 1000);
+        let v6 = |last: u16| IpAddr::from([0x2001, 0xdb8, 1, 2, 0, 0, 0, last]);
+        let _a = g.admit(v6(1), 0).unwrap();
+        let _b = g.admit(v6(2), 0).unwrap();
+        // Another address of the same /64 is the same source.
+        assert_eq!(g.admit(v6(3), 0).unwrap_err(), Shed::PerAddress);
+        // Another /64 is another source.
+        let _c = g
+            .admit(IpAddr::from([0x2001, 0xdb8, 1, 3, 0, 0, 0, 1]), 0)
+            .unwrap();
+        // An IPv4-mapped address counts as its IPv4 address.
+        let _d = g.admit(ip(9), 0).unwrap();
+        let _e = g.admit(ip(9), 0).unwrap();
+        let mapped = IpAddr::from(std::net::Ipv4Addr::new(127, 0, 0, 9).to_ipv6_mapped());
+        assert_eq!(g.admit(mapped, 0).unwrap_err(), Shed::PerAddress);
     }
 
     #[tokio::test]
