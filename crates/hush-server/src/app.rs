@@ -41,24 +41,17 @@ pub struct App {
     pub read_rate: SharedRate,
     /// Webhook events of this app (`None`: no webhook configured).
     pub hooks: Option<AppHooks>,
+    /// Open connections; the same counter for every configuration of the
+    /// app, so it also tells the node's registry which app a connection
+    /// belongs to (a reload that disables or removes the app closes them).
     connections: Arc<AtomicUsize>,
-    /// Its open connections (so a reload that disables or removes the app
-    /// can close them).
-    open: Arc<Mutex<std::collections::HashSet<ConnId>>>,
 }
 
 impl App {
     /// Fresh state for an app whose events feed `hooks`.
     pub fn with_hooks(config: AppConfig, hooks: Option<AppHooks>) -> Self {
         let channels = Arc::new(Channels::with_hooks(hooks.clone()));
-        Self::from_parts(
-            config,
-            channels,
-            Arc::default(),
-            hooks,
-            Arc::default(),
-            Arc::default(),
-        )
+        Self::from_parts(config, channels, Arc::default(), hooks, Arc::default())
     }
 
     /// The same app under a new configuration: its channels, signed-in users,
@@ -72,7 +65,6 @@ impl App {
             self.users.clone(),
             self.hooks.clone(),
             self.connections.clone(),
-            self.open.clone(),
         )
     }
 
@@ -84,7 +76,6 @@ impl App {
         users: Arc<Users>,
         hooks: Option<AppHooks>,
         connections: Arc<AtomicUsize>,
-        open: Arc<Mutex<std::collections::HashSet<ConnId>>>,
     ) -> Self {
         Self {
             metrics: AppMetrics::new(&config.id),
@@ -97,7 +88,6 @@ impl App {
             users,
             hooks,
             connections,
-            open,
         }
     }
 
@@ -164,7 +154,7 @@ pub struct ServerState {
     pub directory: Arc<crate::directory::Directory>,
     apps: RwLock<Arc<AppTable>>,
     connections: AtomicUsize,
-    registry: Mutex<HashMap<ConnId, ConnHandle>>,
+    registry: Mutex<HashMap<ConnId, Registered>>,
     draining: AtomicBool,
     /// Whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
@@ -207,6 +197,13 @@ pub struct AppsReloaded {
     pub closed: usize,
 }
 
+/// A connection in the node's registry, with its app's connection counter
+/// (shared by every configuration of the app: the app's identity).
+struct Registered {
+    app: Arc<AtomicUsize>,
+    handle: ConnHandle,
+}
+
 /// Releases a connection's place in the counts and the registry.
 pub struct ConnectionGuard {
     state: Arc<ServerState>,
@@ -218,7 +215,6 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.app.connections.fetch_sub(1, Ordering::Relaxed);
         self.state.connections.fetch_sub(1, Ordering::Relaxed);
-        lock(&self.app.open).remove(&self.id);
         lock(&self.state.registry).remove(&self.id);
     }
 }
@@ -335,12 +331,13 @@ impl ServerState {
         }
         *table = Arc::new(AppTable::new(next));
         drop(table);
-        for (app, code) in close {
-            let ids: Vec<ConnId> = lock(&app.open).iter().copied().collect();
-            let registry = lock(&self.registry);
-            for id in ids {
-                if let Some(h) = registry.get(&id) {
-                    h.close(code);
+        if !close.is_empty() {
+            for r in lock(&self.registry).values() {
+                if let Some((_, code)) = close
+                    .iter()
+                    .find(|(app, _)| Arc::ptr_eq(&app.connections, &r.app))
+                {
+                    r.handle.close(*code);
                     report.closed += 1;
                 }
             }
@@ -375,8 +372,13 @@ impl ServerState {
             app: app.clone(),
             id: handle.id,
         };
-        lock(&self.registry).insert(handle.id, handle.clone());
-        lock(&app.open).insert(handle.id);
+        lock(&self.registry).insert(
+            handle.id,
+            Registered {
+                app: app.connections.clone(),
+                handle: handle.clone(),
+            },
+        );
         if self.server.max_connections > 0 && node > self.server.max_connections {
             app.metrics.rejected(Rejection::NodeConnections);
             return Err(CloseCode::OverCapacity);
@@ -393,8 +395,8 @@ impl ServerState {
     /// reconnect elsewhere (4200).
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Release);
-        for h in lock(&self.registry).values() {
-            h.close(CloseCode::Reconnect);
+        for r in lock(&self.registry).values() {
+            r.handle.close(CloseCode::Reconnect);
         }
     }
 }
