@@ -217,3 +217,29 @@ fn refused_frames_are_refused() {
         assert_eq!(kind, s(f, "error"), "{name}");
     }
 }
+
+#[test]
+fn hush_methods_read_and_write_the_same_text() {
+    use hush_protocol::msgs::{HushRequest, HushResponse, Method};
+    let doc: Value = serde_json::from_str(VECTORS).unwrap();
+    let cases = doc["hush_methods"].as_array().unwrap();
+    let mut seen = Vec::new();
+    for c in cases {
+        let method = Method::from_name(&s(c, "method")).unwrap();
+        seen.push(method);
+        let params = s(c, "params");
+        let Value::Object(map) = serde_json::from_str(&params).unwrap() else {
+            panic!("params of {method} is not an object");
+        };
+        let request = HushRequest::from_params(method, &map).unwrap();
+        assert_eq!(request.method(), method);
+        assert_eq!(request.params().get(), params, "{method}");
+        let result = s(c, "result");
+        let response = HushResponse::decode(method, &result).unwrap();
+        assert_eq!(response.method(), method);
+        assert_eq!(response.encode(), result, "{method}");
+    }
+    for m in Method::ALL {
+        assert!(seen.contains(&m), "no vector for {m}");
+    }
+}
