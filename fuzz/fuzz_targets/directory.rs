@@ -24,6 +24,7 @@ use hush_crypto::identity::{
 use hush_crypto::transparency::{Hash, LogEntry, LogMonitor, LogPublicKey, SignedTreeHead};
 use hush_fuzz::harness;
 use hush_protocol::UserId;
+use hush_protocol::msgs::{RawJson, RequestFrame};
 use hush_server::directory::DirError;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
@@ -146,15 +147,21 @@ async fn call(
     method: &str,
     params: &Value,
 ) -> Result<Value, DirError> {
+    let request = RequestFrame {
+        id: "f".into(),
+        method: method.to_owned(),
+        params: Some(RawJson::from_string(params.to_string()).expect("JSON")),
+    };
     let r = harness()
         .state
         .directory
-        .handle(app_id, user, method, params)
+        .handle(app_id, user, &request)
         .await;
     if let Err(DirError::Unavailable(e)) = &r {
         panic!("store failed: {e}");
     }
-    r
+    // The typed result as the client reads it: its JSON text.
+    r.map(|v| serde_json::from_str(&v.encode()).expect("result is JSON"))
 }
 
 impl Client {
