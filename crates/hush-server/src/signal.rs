@@ -196,8 +196,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiting_task_is_woken_by_a_close() {
         let (node, app) = (CloseSignal::default(), CloseSignal::default());
-        let mut s = Signalled::new(&node, &app);
-        let task = tokio::spawn(async move { (&mut s).await });
+        let task = tokio::spawn(Signalled::new(&node, &app));
         tokio::task::yield_now().await;
         node.close(CloseCode::Reconnect);
         let code = tokio::time::timeout(Duration::from_secs(1), task).await;
