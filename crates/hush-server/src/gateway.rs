@@ -91,7 +91,7 @@ fn configure(ws: WebSocketUpgrade, state: &ServerState) -> WebSocketUpgrade {
 ///
 /// The upgrade is done here rather than by axum's `WebSocketUpgrade` so the
 /// connection owns its write path: every outgoing byte, tungstenite's own
-/// control replies included, goes through the connection's [`Outbox`].
+/// control replies included, goes through the connection's [`crate::outbox::Outbox`].
 pub async fn connect(
     Path(key): Path<String>,
     Query(query): Query<HashMap<String, String>>,
