@@ -1077,7 +1077,7 @@ impl E2ee {
             revocations: &revocations,
         };
         let State { data, guard, .. } = &mut *st;
-        let opened = env.open(data.device_id, &data.keys, &trusted, guard)?;
+        let opened = env.open(data.device_id, &data.keys, &trusted, guard, now_ms())?;
         data.accepted.push_back(Accepted {
             device: hex::encode(h.sender_device.0),
             channel: h.channel.to_string(),
