@@ -376,7 +376,10 @@ pub(crate) fn seal_with_rng(
 /// [`seal`] for transports without Pusher's 10 240-byte event limit (for
 /// example a mailbox fetched over hush's own API): the base64 output may be
 /// up to `max_data_len` bytes. [`Envelope::from_data`] reads envelopes of
-/// any size.
+/// any size. A receiver that fetches such messages later than the freshness
+/// window allows (±300 s by default) must open them with a wider window
+/// ([`ReplayGuard::with_max_age_ms`]), or they are refused as
+/// [`OpenError::Expired`].
 pub fn seal_with_limit(
     req: &SealRequest<'_>,
     plaintext: &[u8],
