@@ -111,16 +111,27 @@ fn identity(user: u8, generation: u8) -> IdentityKey {
     ])
 }
 
-fn device_keys(user: u8, device: u8) -> DeviceKeys {
+/// The keys of `device`; a card renewing `previous` gets a new X25519 key
+/// (derived from the previous card's id, so runs stay deterministic), as the
+/// directory's rules require.
+fn device_keys(
+    user: u8,
+    device: u8,
+    previous: Option<&hush_crypto::identity::CardId>,
+) -> DeviceKeys {
+    let encryption = previous.map_or(
+        [
+            user, device, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+            2, 2, 2, 2, 2, 2,
+        ],
+        |id| id.0,
+    );
     DeviceKeys::from_secret_bytes(
         &[
             user, device, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
             1, 1, 1, 1, 1, 1,
         ],
-        &[
-            user, device, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-            2, 2, 2, 2, 2, 2,
-        ],
+        &encryption,
     )
 }
 
@@ -234,12 +245,12 @@ async fn run(ops: &[Op]) {
             } => {
                 let (u, d) = (user % 2, device % 3);
                 let id = identity(u, generation % 2);
-                let dk = device_keys(u, d);
                 let prev = if *previous {
                     client.last.get(&(u, d)).map(DeviceCard::id)
                 } else {
                     None
                 };
+                let dk = device_keys(u, d, prev.as_ref());
                 let (created, expires) = if *expired {
                     (now_s.saturating_sub(100), now_s.saturating_sub(10))
                 } else {

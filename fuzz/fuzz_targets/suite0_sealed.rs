@@ -8,8 +8,9 @@
 //! server's shape check passes, clients parse; an accepted envelope
 //! re-encodes to an equal one; every envelope the library writes
 //! passes the server's check; sealing then opening gives back exactly the
-//! event and data, only on the channel and epoch it was sealed for; any
-//! changed byte of a sealed payload is refused; the replay guard never
+//! event and data, only on the channel and epoch it was sealed for; a
+//! sealed event never opens as a plain suite 0 event under the channel key;
+//! any changed byte of a sealed payload is refused; the replay guard never
 //! accepts a (sender, sequence) pair twice and refuses replays only of
 //! pairs it accepted (checked against a model).
 #![no_main]
@@ -62,8 +63,12 @@ fn check_plaintext(plaintext: &[u8], channel: &ChannelName, epoch: u64) {
     // JSON must hold up.
     let master = MasterKey::from_base64(MASTER).expect("test master key");
     let key = shared_secret(channel, &master);
-    let env = EncryptedData::seal(&key, plaintext).with_epoch(epoch);
-    assert_eq!(env.open(&key).as_deref(), Ok(plaintext));
+    // Sealed events are boxed under the sealed-event key derived from it.
+    let env = EncryptedData::seal(&sealed::sealed_key(&key), plaintext).with_epoch(epoch);
+    assert_eq!(
+        env.open(&sealed::sealed_key(&key)).as_deref(),
+        Ok(plaintext)
+    );
     if let Ok(opened) = sealed::open(&key, channel, &env) {
         assert_eq!(opened.epoch, epoch);
         assert_eq!(opened.sender.len(), 22);
@@ -94,6 +99,11 @@ fn check_seal(input: &Input, channel: &ChannelName) {
     );
     let env = EncryptedData::from_json(&wire).expect("own envelope parses");
     let opened = sealed::open(&key, channel, &env).expect("own sealed event opens");
+    // Renamed into a plain event, it does not open under the channel key.
+    assert!(
+        env.open(&key).is_err(),
+        "a sealed event opened as plain suite 0"
+    );
     assert_eq!(opened.event, input.event);
     assert_eq!(opened.data, input.data);
     assert_eq!(opened.epoch, input.epoch);

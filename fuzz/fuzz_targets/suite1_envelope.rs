@@ -4,10 +4,12 @@
 //! names, channels, times and recipient sets, then altered.
 //!
 //! Oracles: hostile data never panics the parser or `open`; a sealed
-//! envelope opens for each listed device to exactly the plaintext, inner
-//! event and header that were sealed, and for no other device; a second
-//! delivery is a replay; any change to its bytes (one byte flipped, cut
-//! short, extended, a range replaced) is refused for every recipient.
+//! envelope opens for each listed device (at a receiver clock equal to the
+//! sealed timestamp) to exactly the plaintext, inner event and header that
+//! were sealed, and for no other device; a second delivery is a replay; past
+//! the freshness window it is `Expired`; any change to its bytes (one byte
+//! flipped, cut short, extended, a range replaced) is refused for every
+//! recipient.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -118,6 +120,7 @@ fn open_as(
     env: &Envelope,
     device: usize,
     guard: &mut ReplayGuard,
+    now_ms: u64,
 ) -> Result<suite1::Opened, OpenError> {
     let k = keys();
     let (id, dk) = &k.devices[device];
@@ -126,7 +129,7 @@ fn open_as(
         identity: &k.identity.public_key(),
         revocations: &[],
     };
-    env.open(*id, dk, &sender, guard)
+    env.open(*id, dk, &sender, guard, now_ms)
 }
 
 fn check(input: &Input) {
@@ -135,7 +138,7 @@ fn check(input: &Input) {
         let _ = env.header();
         let _ = env.recipients();
         for d in 0..4 {
-            let _ = open_as(&env, d, &mut ReplayGuard::new(4));
+            let _ = open_as(&env, d, &mut ReplayGuard::new(4), input.timestamp_ms);
         }
     }
 
@@ -184,8 +187,15 @@ fn check(input: &Input) {
         recipients.iter().map(|r| r.device_id).collect::<Vec<_>>()
     );
     for d in 0..4 {
+        let now = input.timestamp_ms;
+        if let Some(late) = now.checked_add(suite1::DEFAULT_MAX_AGE_MS + 1) {
+            let r = open_as(&env, d, &mut ReplayGuard::new(4), late);
+            if listed.contains(&d) {
+                assert_eq!(r.err(), Some(OpenError::Expired));
+            }
+        }
         let mut guard = ReplayGuard::new(4);
-        let got = open_as(&env, d, &mut guard);
+        let got = open_as(&env, d, &mut guard, now);
         if listed.contains(&d) {
             let opened = got.unwrap_or_else(|e| panic!("recipient {d} cannot open: {e}"));
             assert_eq!(opened.plaintext, input.plaintext);
@@ -195,7 +205,10 @@ fn check(input: &Input) {
             assert_eq!(opened.header.timestamp_ms, input.timestamp_ms);
             assert_eq!(opened.header.sequence, input.sequence);
             assert_eq!(opened.header.sender_user, k.sender_user);
-            assert_eq!(open_as(&env, d, &mut guard).err(), Some(OpenError::Replay));
+            assert_eq!(
+                open_as(&env, d, &mut guard, now).err(),
+                Some(OpenError::Replay)
+            );
         } else {
             assert_eq!(got.err(), Some(OpenError::NotARecipient));
         }
@@ -208,7 +221,7 @@ fn check(input: &Input) {
     if let Ok(env) = Envelope::from_bytes(tampered) {
         for &d in &listed {
             assert!(
-                open_as(&env, d, &mut ReplayGuard::new(4)).is_err(),
+                open_as(&env, d, &mut ReplayGuard::new(4), input.timestamp_ms).is_err(),
                 "altered envelope opened ({:?})",
                 input.change
             );

@@ -582,3 +582,42 @@ async fn an_interrupted_identity_rotation_is_finished_by_calling_again() {
     assert_eq!(keys[0].identity, Some(*card.identity_key()));
     srv.stop().await;
 }
+
+/// Issue 13, finding 5: a card renewal (here the new card after an identity
+/// rotation) brings a new X25519 key, so a device key stolen before the
+/// renewal does not open what is sent after it; the new key opens it.
+#[tokio::test]
+async fn attack_renewed_card_keeps_the_stolen_x25519_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let mut alice = device(&srv, &dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+    let bob = device(&srv, &dir, "bob", "bob", true).await;
+    bob.e2ee.publish().await.unwrap();
+    let keys = |d: &e2ee::DeviceData| {
+        let c = d.card().unwrap();
+        (*c.signing_key(), *c.encryption_key())
+    };
+    let (signing, before) = alice.e2ee.with_data(keys).await;
+
+    let card = alice.e2ee.rotate_identity().await.unwrap();
+    assert_eq!(*card.signing_key(), signing, "the signing key stays");
+    assert_ne!(*card.encryption_key(), before, "a new X25519 key");
+    assert_eq!(
+        alice.e2ee.with_data(keys).await,
+        (signing, *card.encryption_key())
+    );
+    // Saved: a restart keeps the new key.
+    let restarted = E2ee::open_store(alice.client.clone(), key_store(&dir, "alice")).unwrap();
+    assert_eq!(restarted.with_data(keys).await.1, *card.encryption_key());
+
+    send(&bob, "m", &json!("after the renewal"), &["alice"]).await;
+    let ev = next(&mut alice).await;
+    let env = suite1::Envelope::from_data(ev.data.as_str().unwrap()).unwrap();
+    assert_eq!(env.recipients(), vec![alice.e2ee.device_id().await]);
+    assert_eq!(
+        alice.e2ee.open(&ev).await.unwrap().data,
+        json!("after the renewal")
+    );
+    srv.stop().await;
+}

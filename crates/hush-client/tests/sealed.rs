@@ -13,7 +13,7 @@ use common::*;
 use hush_client::{Client, DecryptError, Error, event};
 use hush_crypto::MasterKey;
 use hush_crypto::epoch::epoch_key;
-use hush_crypto::sealed::{SERVER_EVENT, Sender};
+use hush_crypto::sealed::{SERVER_EVENT, Sender, sealed_key};
 use hush_protocol::ChannelName;
 use hush_sdk::TriggerOptions;
 use serde_json::json;
@@ -155,12 +155,22 @@ async fn replayed_tampered_and_expired_sealed_events_are_rejected() {
     let wire5 = sealed_wire(&mut sender, name, 5, "transfer", "{}", now_ms());
     let inner = hush_crypto::EncryptedData::from_json(&wire5)
         .unwrap()
-        .open(&epoch_key(&chan, &master, 5))
+        .open(&sealed_key(&epoch_key(&chan, &master, 5)))
         .unwrap();
-    let reboxed = hush_crypto::EncryptedData::seal(&epoch_key(&chan, &master, 0), &inner).to_json();
+    let reboxed =
+        hush_crypto::EncryptedData::seal(&sealed_key(&epoch_key(&chan, &master, 0)), &inner)
+            .to_json();
     publish_raw(&srv, name, SERVER_EVENT, &reboxed).await;
     let e = chan_next(&mut ch, event::DECRYPTION_FAILED).await;
     assert_eq!(e.failure, Some(DecryptError::WrongEpoch));
+
+    // A sealed event renamed by the relay into an ordinary event: it does
+    // not open as one (sealed events have their own key), so it cannot skip
+    // the replay and freshness checks.
+    let wire = sealed_wire(&mut sender, name, 0, "transfer", "{}", now_ms());
+    publish_raw(&srv, name, "transfer", &wire).await;
+    let e = chan_next(&mut ch, event::DECRYPTION_FAILED).await;
+    assert_eq!(e.failure, Some(DecryptError::Decrypt));
 
     // Ten minutes old: expired.
     let wire = sealed_wire(&mut sender, name, 0, "transfer", "{}", now_ms() - 600_000);

@@ -82,8 +82,14 @@ fn suite1(c: &mut Criterion) {
     c.bench_function("suite1 open+verify 1 KiB (10-device envelope)", |b| {
         b.iter(|| {
             let env = Envelope::from_data(black_box(&data)).unwrap();
-            env.open(me.id, &me.keys, &trusted, &mut ReplayGuard::new(1))
-                .unwrap()
+            env.open(
+                me.id,
+                &me.keys,
+                &trusted,
+                &mut ReplayGuard::new(1),
+                1_750_000_000_000,
+            )
+            .unwrap()
         })
     });
 }

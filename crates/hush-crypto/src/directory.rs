@@ -8,8 +8,9 @@
 //! * a user's first card sets the user's identity key; every later card must
 //!   be cross-signed by the current identity key;
 //! * a card for a device that already has one must link to that device's
-//!   latest card ([`DeviceCard::check_follows`]); a first card for a device
-//!   must not name a previous card;
+//!   latest card and carry a new X25519 encryption key
+//!   ([`DeviceCard::check_follows`]); a first card for a device must not
+//!   name a previous card;
 //! * a revoked device never gets a card again;
 //! * a revocation must be signed by the user's current identity key; a device
 //!   revocation must name that device's latest card; an identity rotation

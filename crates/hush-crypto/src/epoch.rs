@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use hkdf::Hkdf;
 use hush_protocol::ChannelName;
 use sha2::Sha256;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::suite0::{ChannelKey, KEY_LEN, MasterKey, shared_secret};
 
@@ -36,14 +36,15 @@ pub fn epoch_key(channel: &ChannelName, master_key: &MasterKey, epoch: u64) -> C
     info.extend_from_slice(&name_len.to_be_bytes());
     info.extend_from_slice(name);
     info.extend_from_slice(&epoch.to_be_bytes());
-    let hkdf = Hkdf::<Sha256>::new(Some(EPOCH_KEY_SALT), master_key.as_bytes());
-    let mut okm = [0u8; KEY_LEN];
+    // The pseudo-random key and the output are wiped; the HMAC state inside
+    // `hkdf` 0.12 is not (that crate has no `zeroize` support).
+    let (mut prk, hkdf) = Hkdf::<Sha256>::extract(Some(EPOCH_KEY_SALT), master_key.as_bytes());
+    prk.as_mut_slice().zeroize();
+    let mut okm = Zeroizing::new([0u8; KEY_LEN]);
     // 32 bytes is far below HKDF-SHA256's 8160-byte output limit, so `expand`
     // cannot fail; the all-zero fallback is unreachable.
-    let _ = hkdf.expand(&info, &mut okm);
-    let key = ChannelKey::from_bytes(okm);
-    okm.zeroize();
-    key
+    let _ = hkdf.expand(&info, okm.as_mut_slice());
+    ChannelKey::take_bytes(&mut okm)
 }
 
 /// Why a [`Keyring`] has no key for an epoch.

@@ -44,6 +44,10 @@ pub const SIGNATURE_LEN: usize = 64;
 pub const DEVICE_ID_LEN: usize = 16;
 /// Version byte of the card and revocation encodings.
 pub const CARD_VERSION: u8 = 1;
+/// How far in the future of the verifier's clock a card's `created_at` may
+/// be ([`DeviceCard::verify`]): clocks differ, a card made "tomorrow" is a
+/// forgery or a broken clock.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
 
 const CARD_MAGIC: &[u8; 4] = b"HCRD";
 const REVOCATION_MAGIC: &[u8; 4] = b"HREV";
@@ -81,6 +85,15 @@ pub enum CardError {
     /// The card's validity period is over (or empty).
     #[error("card has expired")]
     Expired,
+    /// The card says it was made later than the verifier's clock allows
+    /// ([`MAX_CLOCK_SKEW_SECS`]).
+    #[error("card is not valid yet (created in the future)")]
+    NotYetValid,
+    /// A card replacing another one carries the same X25519 encryption key:
+    /// every card renewal must bring a new one (forward secrecy for device
+    /// keys).
+    #[error("a renewed card must carry a new encryption key")]
+    EncryptionKeyReused,
     /// A private key given to sign does not match the public key in the card.
     #[error("signing key does not match the card")]
     KeyMismatch,
@@ -286,6 +299,23 @@ impl DeviceKeys {
         Self::from_secret_bytes(&signing, &encryption)
     }
 
+    /// The same signing key with a new X25519 encryption key from the
+    /// operating system's generator: what a card renewal needs
+    /// ([`UnsignedCard::renewal`]). Dropping the old `DeviceKeys` wipes the
+    /// old encryption key, so it no longer opens anything sent later.
+    pub fn with_new_encryption_key(&self) -> Self {
+        self.with_new_encryption_key_with_rng(&mut os_rng())
+    }
+
+    /// [`with_new_encryption_key`](Self::with_new_encryption_key) with the
+    /// 32 secret bytes drawn from `rng` (deterministic tests).
+    pub fn with_new_encryption_key_with_rng(&self, rng: &mut impl CryptoRng) -> Self {
+        let mut encryption = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(encryption.as_mut_slice());
+        let signing = Zeroizing::new(self.signing.to_bytes());
+        Self::from_secret_bytes(&signing, &encryption)
+    }
+
     /// Rebuilds device keys from their secret bytes.
     pub fn from_secret_bytes(signing: &[u8; 32], encryption: &[u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(signing);
@@ -418,6 +448,31 @@ impl UnsignedCard {
             expires_at,
             previous,
         }
+    }
+
+    /// The body of the card that renews `previous` (same user, device and
+    /// identity key, linked to it) with `device`'s keys, valid from
+    /// `created_at` to `expires_at`. Refuses ([`CardError::EncryptionKeyReused`])
+    /// if `device` still has `previous`'s X25519 key: renew with
+    /// [`DeviceKeys::with_new_encryption_key`] first.
+    pub fn renewal(
+        previous: &DeviceCard,
+        device: &DeviceKeys,
+        created_at: u64,
+        expires_at: u64,
+    ) -> Result<Self, CardError> {
+        if device.encryption_public_key() == *previous.encryption_key() {
+            return Err(CardError::EncryptionKeyReused);
+        }
+        Ok(Self::new(
+            previous.user_id().clone(),
+            previous.device_id(),
+            previous.identity_key(),
+            device,
+            created_at,
+            expires_at,
+            Some(previous.id()),
+        ))
     }
 
     /// The canonical encoding that both signatures cover (docs/E2EE-SUITE1.md):
@@ -588,7 +643,8 @@ impl DeviceCard {
 
     /// Checks that the card belongs to `user` under the identity key the
     /// caller trusts for that user (from the transparency log or a verified
-    /// safety number) and that `now` is before its expiry.
+    /// safety number), that `now` is before its expiry, and that it was not
+    /// made more than [`MAX_CLOCK_SKEW_SECS`] after `now`.
     pub fn verify(
         &self,
         user: &UserId,
@@ -601,21 +657,29 @@ impl DeviceCard {
         if now >= self.body.expires_at {
             return Err(CardError::Expired);
         }
+        if self.body.created_at > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(CardError::NotYetValid);
+        }
         Ok(())
     }
 
     /// Checks that `self` replaces `previous`: same user, device and identity
-    /// key, and `self.previous` is `previous`'s id.
+    /// key, and `self.previous` is `previous`'s id ([`CardError::BrokenChain`]);
+    /// and that it brings a new X25519 encryption key
+    /// ([`CardError::EncryptionKeyReused`]), so a device key stolen once
+    /// stops opening messages at the next renewal.
     pub fn check_follows(&self, previous: &DeviceCard) -> Result<(), CardError> {
         let ok = self.body.previous == Some(previous.id())
             && self.body.user_id == previous.body.user_id
             && self.body.device_id == previous.body.device_id
             && self.body.identity_key == previous.body.identity_key;
-        if ok {
-            Ok(())
-        } else {
-            Err(CardError::BrokenChain)
+        if !ok {
+            return Err(CardError::BrokenChain);
         }
+        if self.body.encryption_key == previous.body.encryption_key {
+            return Err(CardError::EncryptionKeyReused);
+        }
+        Ok(())
     }
 
     /// The card's id (hash of the canonical unsigned encoding).
@@ -1068,6 +1132,157 @@ mod tests {
         let parsed = DeviceCard::from_bytes(&next.to_bytes()).unwrap();
         assert_eq!(parsed.body().previous, Some(card.id()));
         assert_ne!(next.id(), card.id());
+    }
+
+    /// Finding 4: a card whose `created_at` lies in the future of the
+    /// verifier's clock (beyond the allowed skew) is refused; within the skew
+    /// it is accepted.
+    #[test]
+    fn attack_card_created_in_the_future() {
+        let mut rng = rng();
+        let identity = IdentityKey::generate_with_rng(&mut rng);
+        let device = DeviceKeys::generate_with_rng(&mut rng);
+        let now = 1_000_000;
+        let card_at = |created_at: u64| {
+            let body = UnsignedCard::new(
+                alice(),
+                DeviceId([1; 16]),
+                &identity.public_key(),
+                &device,
+                created_at,
+                created_at + 365 * 86_400,
+                None,
+            );
+            DeviceCard::issue(body, &device, &identity).unwrap()
+        };
+        for ahead in [MAX_CLOCK_SKEW_SECS + 1, 86_400, 400 * 86_400] {
+            assert_eq!(
+                card_at(now + ahead).verify(&alice(), &identity.public_key(), now),
+                Err(CardError::NotYetValid),
+                "{ahead} s ahead"
+            );
+        }
+        card_at(now + MAX_CLOCK_SKEW_SECS)
+            .verify(&alice(), &identity.public_key(), now)
+            .unwrap();
+        card_at(now - 60)
+            .verify(&alice(), &identity.public_key(), now)
+            .unwrap();
+    }
+
+    /// Finding 5: renewing a card with the same X25519 key (what clients
+    /// did) means a device key stolen once opens every later message. A
+    /// successor card must bring a new encryption key: `check_follows`, and
+    /// with it the directory's rules, refuse one that does not.
+    #[test]
+    fn attack_renewed_card_keeps_the_stolen_x25519_key() {
+        let (identity, device, card) = setup();
+        let same_keys = UnsignedCard::new(
+            alice(),
+            card.device_id(),
+            &identity.public_key(),
+            &device,
+            1_900,
+            5_000,
+            Some(card.id()),
+        );
+        let renewed = DeviceCard::issue(same_keys, &device, &identity).unwrap();
+        assert_eq!(
+            renewed.check_follows(&card),
+            Err(CardError::EncryptionKeyReused)
+        );
+        let mut dir = crate::directory::DirectoryState::new();
+        dir.apply(&crate::transparency::LogEntry::Card(card.clone()), 0)
+            .unwrap();
+        assert!(
+            dir.apply(&crate::transparency::LogEntry::Card(renewed), 1)
+                .is_err()
+        );
+    }
+
+    /// Finding 5, the fix: a renewal has a new X25519 key; what is sealed to
+    /// the renewed card does not open with the old (stolen) key, and does
+    /// with the new one.
+    #[test]
+    fn renewed_card_has_a_new_x25519_key_the_old_key_cannot_open() {
+        let (identity, old_keys, card) = setup();
+        let stolen = old_keys.clone();
+        let new_keys =
+            old_keys.with_new_encryption_key_with_rng(&mut ChaCha20Rng::from_seed([6; 32]));
+        assert_eq!(new_keys.signing_public_key(), old_keys.signing_public_key());
+        assert_ne!(
+            new_keys.encryption_public_key(),
+            old_keys.encryption_public_key()
+        );
+        assert_eq!(
+            UnsignedCard::renewal(&card, &old_keys, 1_900, 5_000),
+            Err(CardError::EncryptionKeyReused)
+        );
+        let body = UnsignedCard::renewal(&card, &new_keys, 1_900, 5_000).unwrap();
+        let renewed = DeviceCard::issue(body, &new_keys, &identity).unwrap();
+        renewed.check_follows(&card).unwrap();
+        assert_ne!(renewed.encryption_key(), card.encryption_key());
+        let mut dir = crate::directory::DirectoryState::new();
+        dir.apply(&crate::transparency::LogEntry::Card(card.clone()), 0)
+            .unwrap();
+        dir.apply(&crate::transparency::LogEntry::Card(renewed.clone()), 1)
+            .unwrap();
+
+        // Bob seals to the renewed card.
+        let bob_identity = IdentityKey::generate_with_rng(&mut ChaCha20Rng::from_seed([8; 32]));
+        let bob_keys = DeviceKeys::generate_with_rng(&mut ChaCha20Rng::from_seed([9; 32]));
+        let bob = UserId::parse("bob").unwrap();
+        let bob_card = DeviceCard::issue(
+            UnsignedCard::new(
+                bob.clone(),
+                DeviceId([2; 16]),
+                &bob_identity.public_key(),
+                &bob_keys,
+                1_000,
+                9_000,
+                None,
+            ),
+            &bob_keys,
+            &bob_identity,
+        )
+        .unwrap();
+        let channel = hush_protocol::ChannelName::parse("private-chat").unwrap();
+        let event = hush_protocol::EventName::parse_api("e2ee").unwrap();
+        let data = crate::suite1::seal(
+            &crate::suite1::SealRequest {
+                sender_user: &bob,
+                sender_device: bob_card.device_id(),
+                sender_keys: &bob_keys,
+                channel: &channel,
+                event: &event,
+                inner_event: &event,
+                timestamp_ms: 2_000_000,
+                sequence: 1,
+                recipients: &[crate::suite1::Recipient::from(&renewed)],
+            },
+            b"after the renewal",
+        )
+        .unwrap();
+        let env = crate::suite1::Envelope::from_data(&data).unwrap();
+        let sender = crate::suite1::TrustedSender {
+            card: &bob_card,
+            identity: &bob_identity.public_key(),
+            revocations: &[],
+        };
+        let open = |keys: &DeviceKeys| {
+            env.open(
+                card.device_id(),
+                keys,
+                &sender,
+                &mut crate::suite1::ReplayGuard::default(),
+                2_000_000,
+            )
+        };
+        assert_eq!(
+            open(&stolen).unwrap_err(),
+            crate::suite1::OpenError::Decrypt
+        );
+        assert_eq!(open(&new_keys).unwrap().plaintext, b"after the renewal");
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! timestamp travel *inside* the suite 0 box, padded to a size bucket, under
 //! a constant outer event name.
 //!
+//! The box is sealed under [`sealed_key`], derived from the channel (epoch)
+//! key with HKDF and a label of its own, never under the channel key itself:
+//! a relay that renames a sealed event into a plain suite 0 event (which
+//! receivers open with the channel key, without replay or freshness checks)
+//! gets an event nobody can open.
+//!
 //! ```
 //! use hush_crypto::epoch::epoch_key;
 //! use hush_crypto::sealed::{self, ReplayGuard, Sender};
@@ -33,12 +39,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crypto_secretbox::aead::OsRng;
 use crypto_secretbox::aead::rand_core::RngCore;
+use hkdf::Hkdf;
 use hush_protocol::ChannelName;
 use hush_protocol::EventName;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroize;
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
 
-use crate::suite0::{ChannelKey, EncryptedData, NONCE_LEN};
+use crate::suite0::{ChannelKey, EncryptedData, KEY_LEN, NONCE_LEN};
 
 /// Outer event name of a sealed event the app backend triggers.
 pub const SERVER_EVENT: &str = "hush-sealed";
@@ -56,6 +64,9 @@ pub const DEFAULT_MAX_AGE_MS: u64 = 300_000;
 pub const REPLAY_WINDOW: u64 = 1024;
 /// Senders tracked per [`ReplayGuard`] by default.
 pub const DEFAULT_MAX_SENDERS: usize = 4096;
+
+/// The HKDF salt of [`sealed_key`] (24 ASCII bytes).
+pub const SEALED_KEY_SALT: &[u8] = b"hush sealed event key v1";
 
 const FORMAT_VERSION: u8 = 1;
 const ID_LEN: usize = 16;
@@ -138,6 +149,25 @@ pub struct Opened {
     pub event: String,
     /// The real event data.
     pub data: String,
+}
+
+/// The key sealed events of a channel (epoch) are boxed under:
+/// `HKDF-SHA256(salt = "hush sealed event key v1", IKM = channel key,
+/// info = "")`, 32 bytes. Distinct from the channel key, so a sealed event
+/// never opens as a plain suite 0 event and a plain event never opens as a
+/// sealed one. [`Sender::seal`] and [`open`] derive it themselves from the
+/// channel key they are given.
+///
+/// The pseudo-random key and the output are wiped; the HMAC state inside
+/// `hkdf` 0.12 is not (that crate has no `zeroize` support).
+pub fn sealed_key(channel_key: &ChannelKey) -> ChannelKey {
+    let (mut prk, hkdf) = Hkdf::<Sha256>::extract(Some(SEALED_KEY_SALT), channel_key.as_bytes());
+    prk.as_mut_slice().zeroize();
+    let mut okm = Zeroizing::new([0u8; KEY_LEN]);
+    // 32 bytes is far below HKDF-SHA256's 8160-byte output limit, so `expand`
+    // cannot fail; the all-zero fallback is unreachable.
+    let _ = hkdf.expand(b"", okm.as_mut_slice());
+    ChannelKey::take_bytes(&mut okm)
 }
 
 fn random_id() -> String {
@@ -223,7 +253,7 @@ impl Sender {
             pad: "",
         })?;
         self.next_seq = self.next_seq.saturating_add(1);
-        let wire = EncryptedData::seal_with_nonce(key, nonce, &plaintext)
+        let wire = EncryptedData::seal_with_nonce(&sealed_key(key), nonce, &plaintext)
             .with_epoch(epoch)
             .to_json();
         plaintext.zeroize();
@@ -260,14 +290,17 @@ fn padded_plaintext(inner: Inner<'_>) -> Result<Vec<u8>, SealedError> {
 }
 
 /// Opens a sealed event that arrived on `channel`, with the key of the epoch
-/// the envelope names, and checks it belongs there. Replay and freshness are
-/// checked by [`ReplayGuard::check`] afterwards.
+/// the envelope names (the channel key: the [`sealed_key`] is derived from
+/// it here), and checks it belongs there. Replay and freshness are checked by
+/// [`ReplayGuard::check`] afterwards.
 pub fn open(
     key: &ChannelKey,
     channel: &ChannelName,
     envelope: &EncryptedData,
 ) -> Result<Opened, SealedError> {
-    let mut plaintext = envelope.open(key).map_err(|_| SealedError::Decrypt)?;
+    let mut plaintext = envelope
+        .open(&sealed_key(key))
+        .map_err(|_| SealedError::Decrypt)?;
     let opened = parse_inner(&plaintext, channel, envelope.epoch());
     plaintext.zeroize();
     opened
@@ -463,7 +496,8 @@ mod tests {
     #[test]
     fn kat_plaintext_layout() {
         let wire = seal_fixed(&mut fixed_sender(), 7, "message", r#"{"text":"hi"}"#);
-        let plaintext = open_suite0(&epoch_key(&foo(), &master(), 7), &wire).unwrap();
+        let key = sealed_key(&epoch_key(&foo(), &master(), 7));
+        let plaintext = open_suite0(&key, &wire).unwrap();
         assert_eq!(plaintext.len(), 256);
         let text = String::from_utf8(plaintext).unwrap();
         let expected_prefix = concat!(
@@ -476,8 +510,10 @@ mod tests {
         assert!(text.ends_with(r#"   "}"#));
     }
 
-    /// Whole-envelope known answer (nonce all zero, which only tests may do),
-    /// cross-checked with PyNaCl's `SecretBox` and an RFC 5869 HKDF in Python.
+    /// Whole-envelope known answer (nonce all zero, which only tests may do).
+    /// The keys (epoch key, sealed-event key) are cross-checked with an RFC
+    /// 5869 HKDF in Python; the secretbox layer is suite 0's, whose own
+    /// vectors are cross-checked with PyNaCl and pusher-http-node.
     #[test]
     fn kat_envelope() {
         let wire = seal_fixed(&mut fixed_sender(), 7, "message", r#"{"text":"hi"}"#);
@@ -490,7 +526,7 @@ mod tests {
     }
 
     const KAT_ENVELOPE_SHA256: &str =
-        "92d802afd72d5e4125206b0855199ca0b43bd7a173d83c0b6dcef7c0b78a84e6";
+        "4dda464f1d249d1ef0b69cac5fea461b7aab34920cf32502af1e426fb8a9a669";
 
     #[test]
     fn round_trip_and_buckets() {
@@ -501,7 +537,7 @@ mod tests {
             let wire = sender.seal(&key, &foo(), 2, "ev", &data, NOW).unwrap();
             assert!(wire.len() <= hush_protocol::limits::MAX_EVENT_DATA_BYTES);
             assert!(hush_protocol::encrypted::is_ciphertext_envelope(&wire));
-            let plaintext = open_suite0(&key, &wire).unwrap();
+            let plaintext = open_suite0(&sealed_key(&key), &wire).unwrap();
             assert!(BUCKETS.contains(&plaintext.len()), "{}", plaintext.len());
             let opened = open_at(2, &wire).unwrap();
             assert_eq!(opened.data, data);
@@ -598,7 +634,9 @@ mod tests {
                 pad: "",
             })
             .unwrap();
-            let wire = EncryptedData::seal_with_nonce(&key, [0; NONCE_LEN], &plaintext).to_json();
+            let wire =
+                EncryptedData::seal_with_nonce(&sealed_key(&key), [0; NONCE_LEN], &plaintext)
+                    .to_json();
             assert_eq!(open_at(0, &wire), Err(SealedError::Malformed), "{bad:?}");
         }
         assert!(
@@ -612,8 +650,62 @@ mod tests {
     fn plain_suite0_payloads_are_not_sealed_events() {
         let key = epoch_key(&foo(), &master(), 0);
         let wire = crate::suite0::seal(&key, br#"{"message":"hello"}"#);
-        assert_eq!(open_at(0, &wire), Err(SealedError::Malformed));
+        assert_eq!(open_at(0, &wire), Err(SealedError::Decrypt));
+        // Even a sealed-event record boxed under the channel key itself.
+        let record = padded_plaintext(Inner {
+            v: FORMAT_VERSION,
+            ch: foo().as_str(),
+            ep: 0,
+            sid: &URL_SAFE_NO_PAD.encode([0x11; ID_LEN]),
+            seq: 1,
+            mid: &URL_SAFE_NO_PAD.encode([0x22; ID_LEN]),
+            ts: NOW,
+            ev: "message".to_owned(),
+            data: "{}".to_owned(),
+            pad: "",
+        })
+        .unwrap();
+        let wire = EncryptedData::seal_with_nonce(&key, [0; NONCE_LEN], &record).to_json();
+        assert_eq!(open_at(0, &wire), Err(SealedError::Decrypt));
     }
+
+    /// Finding 7: the relay renames a sealed event (`hush-sealed`) into a
+    /// plain event (`message`) on the same channel. Receivers open plain
+    /// suite 0 events with the channel key and no replay or freshness check,
+    /// so before the sealed key was separate, the sealed record opened there
+    /// (and could be replayed forever). Now it opens only as a sealed event.
+    #[test]
+    fn attack_sealed_event_relabelled_as_plain_suite0() {
+        for epoch in [0, 3] {
+            let key = epoch_key(&foo(), &master(), epoch);
+            let wire = Sender::new()
+                .seal(&key, &foo(), epoch, "message", r#"{"text":"hi"}"#, NOW)
+                .unwrap();
+            let envelope = EncryptedData::from_json(&wire).unwrap();
+            assert!(
+                envelope.open(&key).is_err(),
+                "epoch {epoch}: a sealed event opened as plain suite 0"
+            );
+            assert!(open_suite0(&key, &wire).is_err());
+            // As a sealed event it still opens.
+            assert_eq!(open(&key, &foo(), &envelope).unwrap().event, "message");
+        }
+    }
+
+    /// Known answer (docs/E2EE-CHANNELS.md §2), computed independently with
+    /// Python's `hmac`/`hashlib` (RFC 5869).
+    #[test]
+    fn kat_sealed_key() {
+        let key = sealed_key(&epoch_key(&foo(), &master(), 0));
+        assert_eq!(hex::encode(key.as_bytes()), KAT_SEALED_KEY_FOO_0);
+        let key = sealed_key(&epoch_key(&foo(), &master(), 7));
+        assert_eq!(hex::encode(key.as_bytes()), KAT_SEALED_KEY_FOO_7);
+    }
+
+    const KAT_SEALED_KEY_FOO_0: &str =
+        "70e90172c0dafa70210dca575bc00020fdd4de9e7cdfef4c1f3a16170e497a8c";
+    const KAT_SEALED_KEY_FOO_7: &str =
+        "acdbf584d47d39e94d9de54e5a522097cc634a10874e45f37d29b4dbec4355ab";
 
     fn opened(sender: &str, seq: u64, ts: u64) -> Opened {
         Opened {

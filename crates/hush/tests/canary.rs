@@ -294,7 +294,7 @@ async fn the_plaintext_canary_never_reaches_the_server() {
     // through a backup: the API never hands out the raw key).
     let blob = a_e2ee
         .backup_identity(
-            b"pw",
+            b"canary password",
             hush_crypto::backup::BackupParams {
                 m_cost_kib: 1024,
                 t_cost: 1,
@@ -303,7 +303,7 @@ async fn the_plaintext_canary_never_reaches_the_server() {
         )
         .await
         .unwrap();
-    let seed = hush_crypto::backup::open_identity(&blob, b"pw")
+    let seed = hush_crypto::backup::open_identity(&blob, b"canary password")
         .unwrap()
         .to_secret_bytes();
     let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, seed.as_slice());

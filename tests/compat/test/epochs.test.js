@@ -111,25 +111,49 @@ test('pusher-js receives epoch-N events and follows a key rotation by re-authori
   assert.equal(state.authorizations, 2, 'no re-authorization while the epoch is unchanged');
 });
 
-test('pusher-js sees a sealed event only as an opaque hush-sealed object; the real name stays hidden', async () => {
+/** Sₑ = HKDF-SHA256(salt "hush sealed event key v1", IKM Kₑ, info ""): sealed events' own key. */
+function sealedKey(channel, epoch) {
+  return Buffer.from(crypto.hkdfSync('sha256', epochKey(channel, epoch), 'hush sealed event key v1', Buffer.alloc(0), 32));
+}
+
+test('a sealed event opens only under its own key: pusher-js re-authorizes once and drops it; the real name stays hidden', async () => {
   const channel = 'private-encrypted-sealed';
   const state = { epoch: 4, authorizations: 0 };
   const p = pusherClient(srv, MAIN_APP, { channelAuthorization: { customHandler: epochAuth(state) } });
   const ch = p.subscribe(channel);
   await once(ch, 'pusher:subscription_succeeded', 5000);
+  assert.equal(state.authorizations, 1);
   const all = new Collector();
   ch.bind_global((event, data) => { if (!event.startsWith('pusher')) all.push({ event, data }); });
+  const c = await RawClient.open(srv.wsUrl(MAIN_APP.key));
+  const r = await c.subscribe(channel, { auth: privateAuth(MAIN_APP, c.socketId, channel) });
+  assert.equal(r.event, 'pusher_internal:subscription_succeeded', r.raw);
 
   await hushTrigger(channel, 'real-name', 'canary-text', { epoch: 4, sealed: true });
-  const { event, data } = await all.waitFor(1, 5000);
-  assert.equal(event, 'hush-sealed');
-  // pusher-js holds the key, so it can open the box; what it gets is the sealed-event record,
-  // which an app that does not know the format ignores.
+  // The raw subscriber sees the envelope; node's own HKDF gives the sealed-event key. The channel
+  // key (what pusher-js holds) does not open it: a relay cannot pass it off as an ordinary event.
+  const m = await c.next('hush-sealed');
+  const env = JSON.parse(m.data);
+  assert.equal(env.epoch, 4);
+  const nacl = require('tweetnacl');
+  const box = [Buffer.from(env.ciphertext, 'base64'), Buffer.from(env.nonce, 'base64')];
+  assert.equal(nacl.secretbox.open(...box, epochKey(channel, 4)), null, 'the channel key opened a sealed event');
+  const opened = nacl.secretbox.open(...box, sealedKey(channel, 4));
+  assert.ok(opened, 'node could not open the sealed event with its own sealed-event key');
+  assert.equal(opened.length, 256, 'padded to the 256-byte bucket');
+  const data = JSON.parse(Buffer.from(opened).toString());
   assert.equal(data.v, 1);
   assert.equal(data.ev, 'real-name');
   assert.equal(data.data, 'canary-text');
   assert.equal(data.ch, channel);
   assert.equal(data.ep, 4);
   assert.equal(typeof data.seq, 'number');
-  assert.equal(JSON.stringify(data).length, 256, 'padded to the 256-byte bucket');
+
+  // pusher-js cannot open it: it asks the auth endpoint once more (its reaction to any
+  // undecryptable event), still cannot, and drops it. Ordinary events keep arriving.
+  for (let i = 0; i < 50 && state.authorizations < 2; i += 1) await new Promise((res) => setTimeout(res, 100));
+  assert.equal(state.authorizations, 2);
+  await hushTrigger(channel, 'after', '{"n":1}', { epoch: 4 });
+  assert.deepEqual(await all.waitFor(1, 5000), { event: 'after', data: { n: 1 } });
+  assert.equal(all.items.length, 1, 'pusher-js delivered the sealed event');
 });

@@ -426,6 +426,23 @@ impl E2ee {
         Ok(self.shared.store.save(&st.data)?)
     }
 
+    /// Before a card renewal: if the device still has the X25519 key of the
+    /// card being replaced (`old`), draws a new one and saves it at once
+    /// (before the new card is sent, so a lost answer cannot lose the key the
+    /// directory may already list). A key stolen from this device stops
+    /// opening what is sent after the renewal.
+    fn renew_encryption_key(
+        &self,
+        st: &mut State,
+        old: &EncryptionPublicKey,
+    ) -> Result<(), E2eeError> {
+        if st.data.keys.encryption_public_key() == *old {
+            st.data.renew_encryption_key();
+            self.save(st)?;
+        }
+        Ok(())
+    }
+
     async fn request(&self, method: &str, params: Value) -> Result<Value, E2eeError> {
         let c = &self.shared.client;
         // Bounded: while offline, a sign-in waits for the next connection.
@@ -669,13 +686,22 @@ impl E2ee {
         let card = match st.data.card.clone() {
             Some(c) if c.verify(&me, c.identity_key(), now_secs()).is_ok() => c,
             _ => {
-                let identity = st.data.identity.as_ref().ok_or(E2eeError::NoIdentityKey)?;
+                if st.data.identity.is_none() {
+                    return Err(E2eeError::NoIdentityKey);
+                }
+                // The card this one renews: the directory's, else this
+                // device's own last card (an expired one is not listed).
                 let previous = own[0]
                     .devices
                     .iter()
                     .find(|c| c.device_id() == st.data.device_id)
-                    .map(DeviceCard::id);
-                issue(&st.data, identity, previous)?
+                    .or(st.data.card.as_ref())
+                    .map(|c| (c.id(), *c.encryption_key()));
+                if let Some((_, key)) = previous {
+                    self.renew_encryption_key(&mut st, &key)?;
+                }
+                let identity = st.data.identity.as_ref().ok_or(E2eeError::NoIdentityKey)?;
+                issue(&st.data, identity, previous.map(|(id, _)| id))?
             }
         };
         if own[0].devices.iter().any(|c| c.id() == card.id()) {
@@ -852,8 +878,11 @@ impl E2ee {
             let rev = Revocation::rotate_identity(user, &old, &new, now_secs())?;
             self.publish_revocation(&mut st, rev).await?;
         }
-        let previous = st.data.card.as_ref().map(DeviceCard::id);
-        let card = issue(&st.data, &new, previous)?;
+        let previous = st.data.card.as_ref().map(|c| (c.id(), *c.encryption_key()));
+        if let Some((_, key)) = previous {
+            self.renew_encryption_key(&mut st, &key)?;
+        }
+        let card = issue(&st.data, &new, previous.map(|(id, _)| id))?;
         st.data.identity = Some(new);
         st.data.pending_identity = None;
         st.data.card = None;
@@ -1077,7 +1106,7 @@ impl E2ee {
             revocations: &revocations,
         };
         let State { data, guard, .. } = &mut *st;
-        let opened = env.open(data.device_id, &data.keys, &trusted, guard)?;
+        let opened = env.open(data.device_id, &data.keys, &trusted, guard, now_ms())?;
         data.accepted.push_back(Accepted {
             device: hex::encode(h.sender_device.0),
             channel: h.channel.to_string(),

@@ -250,6 +250,20 @@ impl DeviceData {
         }
     }
 
+    /// Replaces the device's X25519 encryption key with a new random one
+    /// (the signing key stays), for a card renewal. The old secret is
+    /// overwritten in place and the old keys are wiped when dropped.
+    pub(crate) fn renew_encryption_key(&mut self) {
+        rand::rngs::OsRng
+            .unwrap_err()
+            .fill_bytes(&mut self.device_secret[32..]);
+        let mut s = Zeroizing::new([0u8; 32]);
+        let mut e = Zeroizing::new([0u8; 32]);
+        s.copy_from_slice(&self.device_secret[..32]);
+        e.copy_from_slice(&self.device_secret[32..]);
+        self.keys = DeviceKeys::from_secret_bytes(&s, &e);
+    }
+
     /// The user this device belongs to.
     pub fn user_id(&self) -> &UserId {
         &self.user
@@ -573,5 +587,27 @@ mod tests {
         store.save(&data).unwrap();
         assert_eq!(store.load().unwrap().sequence, 42);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A card renewal's new X25519 key: the signing key stays, the
+    /// encryption key changes, and the store keeps the new one.
+    #[test]
+    fn renewing_the_encryption_key_keeps_the_signing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path().join("d.hks"), StoreKey::generate());
+        let mut data = DeviceData::generate(UserId::parse("alice").unwrap(), true);
+        let before = data.keys.clone();
+        data.renew_encryption_key();
+        assert_eq!(data.keys.signing_public_key(), before.signing_public_key());
+        assert_ne!(
+            data.keys.encryption_public_key(),
+            before.encryption_public_key()
+        );
+        store.create(&data).unwrap();
+        let back = store.load().unwrap();
+        assert_eq!(
+            back.keys.encryption_public_key(),
+            data.keys.encryption_public_key()
+        );
     }
 }

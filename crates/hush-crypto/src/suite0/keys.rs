@@ -113,12 +113,22 @@ pub fn shared_secret(channel: &ChannelName, master_key: &MasterKey) -> ChannelKe
 macro_rules! secret_impls {
     ($t:ident, $b64_doc:literal) => {
         impl $t {
-            /// Wraps 32 raw bytes (the argument's copy is wiped).
+            /// Wraps 32 raw bytes. The array is passed by value, so this
+            /// wipes only its own copy: the caller's array (arrays are
+            /// `Copy`) stays in memory. Prefer [`take_bytes`](Self::take_bytes),
+            /// which wipes the caller's buffer.
             pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
                 let mut bytes = bytes;
-                let key = Self(Box::new(bytes));
+                Self::take_bytes(&mut bytes)
+            }
+
+            /// Moves 32 raw bytes into a new key and wipes `bytes` (the
+            /// caller's buffer), so no copy outside the key remains.
+            pub fn take_bytes(bytes: &mut [u8; KEY_LEN]) -> Self {
+                let mut key = Box::new([0u8; KEY_LEN]);
+                key.copy_from_slice(bytes.as_slice());
                 bytes.zeroize();
-                key
+                Self(key)
             }
 
             #[doc = $b64_doc]
@@ -270,6 +280,10 @@ mod tests {
         assert_eq!(a.to_base64().len(), 44);
         let c = ChannelKey::from_bytes([9u8; KEY_LEN]);
         assert_eq!(ChannelKey::from_base64(&c.to_base64()).unwrap(), c);
+        // `take_bytes` wipes the caller's buffer.
+        let mut raw = [9u8; KEY_LEN];
+        assert_eq!(ChannelKey::take_bytes(&mut raw), c);
+        assert_eq!(raw, [0u8; KEY_LEN]);
         assert_eq!(
             MasterKey::from_bytes([1u8; KEY_LEN]).as_bytes(),
             &[1u8; KEY_LEN]

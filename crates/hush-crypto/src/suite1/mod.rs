@@ -8,7 +8,9 @@
 //! over `header ‖ inner event ‖ plaintext` sits inside the ciphertext; the
 //! header commits to the recipient list, and header ‖ recipient table are the
 //! body's associated data, so an envelope cannot be moved to another
-//! channel, re-addressed or stripped of recipients. The result travels as standard base64 in
+//! channel, re-addressed or stripped of recipients. The inner event name and
+//! the plaintext are padded together, so the length the relay sees does not
+//! depend on the event name. The result travels as standard base64 in
 //! Pusher's `data` string (at most 10 240 bytes).
 //!
 //! **Body nonce.** The body uses the IETF ChaCha20-Poly1305 with an all-zero
@@ -22,15 +24,21 @@
 //! Receivers ([`Envelope::open`]) check that they are listed, unwrap,
 //! decrypt, verify the signature against the sender's device card (which the
 //! caller obtained from the directory and verified against the sender's
-//! trusted identity key), refuse revoked senders, and refuse replays
+//! trusted identity key), refuse revoked senders, refuse messages whose
+//! signed timestamp is outside the freshness window around the receiver's
+//! clock ([`ReplayGuard::max_age_ms`], ±300 s by default), and refuse replays
 //! ([`ReplayGuard`]).
+//!
+//! Sealing draws its randomness from the operating system only: there is no
+//! public way to seal with a caller's generator (a deterministic one would
+//! repeat content keys and HPKE ephemerals).
 
 mod replay;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use hush_protocol::limits::MAX_EVENT_DATA_BYTES;
 use hush_protocol::{ChannelName, EventName, UserId};
@@ -39,7 +47,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-pub use replay::{DEFAULT_STREAMS, IDS_PER_STREAM, ReplayGuard, WINDOW};
+pub use replay::{DEFAULT_MAX_AGE_MS, DEFAULT_STREAMS, IDS_PER_STREAM, ReplayGuard, WINDOW};
 
 use crate::identity::{
     DEVICE_ID_LEN, DeviceCard, DeviceId, DeviceKeys, EncryptionPublicKey, IdentityPublicKey, Kem,
@@ -50,8 +58,8 @@ use crate::wire::{Reader, Writer};
 type HpkeAead = hpke::aead::ChaCha20Poly1305;
 type HpkeKdf = hpke::kdf::HkdfSha256;
 
-/// Envelope format version.
-pub const VERSION: u8 = 1;
+/// Envelope format version (2: the inner event name is inside the padding).
+pub const VERSION: u8 = 2;
 /// Suite id.
 pub const SUITE: u8 = 1;
 /// First bytes of every envelope (base64 `aHVzaA…`).
@@ -65,8 +73,9 @@ pub const RECIPIENT_ENTRY_LEN: usize = DEVICE_ID_LEN + 32 + 48;
 pub const MAX_TABLE_ENTRIES: usize = u16::MAX as usize;
 /// Pusher's limit on the `data` string, in bytes.
 pub const MAX_DATA_LEN: usize = MAX_EVENT_DATA_BYTES;
-/// Plaintext lengths are padded up to one of these buckets, then to a
-/// multiple of 1024.
+/// The padded part of the body (inner event name, plaintext length and
+/// plaintext) is padded up to one of these buckets, then to a multiple of
+/// 1024.
 pub const PADDING_BUCKETS: [usize; 5] = [256, 512, 1024, 2048, 4096];
 
 const TAG_LEN: usize = 16;
@@ -137,6 +146,11 @@ pub enum OpenError {
     /// or one too far in the past).
     #[error("replayed message")]
     Replay,
+    /// The signed timestamp is outside the freshness window around the
+    /// receiver's clock ([`ReplayGuard::max_age_ms`]): too old, or from the
+    /// future.
+    #[error("message expired or from the future (timestamp outside the window)")]
+    Expired,
 }
 
 /// One recipient device.
@@ -276,7 +290,8 @@ fn recipients_hash<'a>(ids: impl ExactSizeIterator<Item = &'a DeviceId>) -> [u8;
     h.finalize().into()
 }
 
-/// The padded length of a `len`-byte plaintext.
+/// The padded length of a `len`-byte padded part (`str16(inner event) ‖
+/// u32 length ‖ plaintext`).
 pub fn padded_len(len: usize) -> usize {
     PADDING_BUCKETS
         .iter()
@@ -289,9 +304,14 @@ fn base64_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
 
+/// Bytes of `str16(inner event) ‖ u32 length ‖ plaintext`, before padding.
+fn inner_len(inner_event: &EventName, plaintext_len: usize) -> usize {
+    2 + inner_event.as_str().len() + 4 + plaintext_len
+}
+
 /// Bytes of the encrypted body for this inner event and plaintext length.
 fn body_len(inner_event: &EventName, plaintext_len: usize) -> usize {
-    SIGNATURE_LEN + 2 + inner_event.as_str().len() + 4 + padded_len(plaintext_len) + TAG_LEN
+    SIGNATURE_LEN + padded_len(inner_len(inner_event, plaintext_len)) + TAG_LEN
 }
 
 /// Length of the base64 `data` string for `recipients` devices.
@@ -335,15 +355,17 @@ fn max_recipients_for(header_len: usize, body_len: usize, limit: usize) -> usize
 /// string. Randomness (message id, content key, HPKE ephemeral keys) comes
 /// from the operating system.
 pub fn seal(req: &SealRequest<'_>, plaintext: &[u8]) -> Result<String, SealError> {
-    seal_with_rng(req, plaintext, &mut os_rng())
+    seal_inner(req, plaintext, MAX_DATA_LEN, &mut os_rng())
 }
 
 /// [`seal`] with the randomness drawn from `rng`, in this order: message id
 /// (16 bytes), content key (32), then for each recipient in order the
 /// 32-byte HPKE ephemeral key material (RFC 9180 `DeriveKeyPair` input).
 /// Ed25519 signatures are deterministic, so a seeded `rng` gives
-/// reproducible known-answer vectors. Use [`seal`] otherwise.
-pub fn seal_with_rng(
+/// reproducible known-answer vectors. Tests only: a deterministic generator
+/// in production would reuse content keys and HPKE ephemerals.
+#[cfg(test)]
+pub(crate) fn seal_with_rng(
     req: &SealRequest<'_>,
     plaintext: &[u8],
     rng: &mut impl CryptoRng,
@@ -354,7 +376,10 @@ pub fn seal_with_rng(
 /// [`seal`] for transports without Pusher's 10 240-byte event limit (for
 /// example a mailbox fetched over hush's own API): the base64 output may be
 /// up to `max_data_len` bytes. [`Envelope::from_data`] reads envelopes of
-/// any size.
+/// any size. A receiver that fetches such messages later than the freshness
+/// window allows (±300 s by default) must open them with a wider window
+/// ([`ReplayGuard::with_max_age_ms`]), or they are refused as
+/// [`OpenError::Expired`].
 pub fn seal_with_limit(
     req: &SealRequest<'_>,
     plaintext: &[u8],
@@ -412,7 +437,8 @@ fn seal_inner(
         req.inner_event.as_str().as_bytes(),
         plaintext,
     );
-    let signature = req.sender_keys.sign(CTX_SIGNATURE, signed.as_slice());
+    let signature = req.sender_keys.sign(CTX_SIGNATURE, &signed);
+    drop(signed);
 
     let mut content_key = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(content_key.as_mut_slice());
@@ -440,8 +466,10 @@ fn seal_inner(
             .bytes(&wrapped);
     }
 
-    // Body: signature ‖ inner event ‖ u32 length ‖ plaintext ‖ zero padding.
-    let padded = padded_len(plaintext.len());
+    // Body: signature ‖ padded(str16(inner event) ‖ u32 length ‖ plaintext
+    // ‖ zeros): the padding covers the event name too, so its length does
+    // not show.
+    let inner = inner_len(req.inner_event, plaintext.len());
     let mut body = Zeroizing::new(Vec::with_capacity(body_len));
     body.extend_from_slice(&signature);
     body.extend_from_slice(
@@ -452,10 +480,8 @@ fn seal_inner(
     body.extend_from_slice(req.inner_event.as_str().as_bytes());
     body.extend_from_slice(&(plaintext.len() as u32).to_be_bytes());
     body.extend_from_slice(plaintext);
-    let full = body.len() + (padded - plaintext.len());
-    body.resize(full, 0);
-    let cipher = ChaCha20Poly1305::new(&Key::from(*content_key));
-    let sealed = cipher
+    body.resize(SIGNATURE_LEN + padded_len(inner), 0);
+    let sealed = content_cipher(&content_key)
         .encrypt(
             &Nonce::default(),
             Payload {
@@ -593,25 +619,30 @@ impl Envelope {
         (0..self.count).map(|i| self.entry(i).device_id).collect()
     }
 
-    /// Opens the envelope as device `me` and verifies it: `sender.card` must
-    /// be the header's sender device, bound to `sender.identity`, valid at
-    /// the message time and not revoked; this device must be listed; the
-    /// table must match the header's recipient hash; unwrapping, decryption
-    /// and the signature must succeed; and `guard` must not have seen the
-    /// message. Only then is the message recorded in `guard`.
+    /// Opens the envelope as device `me` at the receiver's time `now_ms`
+    /// (Unix milliseconds) and verifies it: `sender.card` must be the
+    /// header's sender device, bound to `sender.identity`, valid at `now_ms`
+    /// (not expired, not created in the future beyond the allowed clock skew)
+    /// and not revoked; this device must be listed; the table must match the
+    /// header's recipient hash; unwrapping, decryption and the signature must
+    /// succeed; the signed timestamp must be within
+    /// [`guard.max_age_ms()`](ReplayGuard::max_age_ms) of `now_ms`; and
+    /// `guard` must not have seen the message. Only then is the message
+    /// recorded in `guard`.
     pub fn open(
         &self,
         me: DeviceId,
         keys: &DeviceKeys,
         sender: &TrustedSender<'_>,
         guard: &mut ReplayGuard,
+        now_ms: u64,
     ) -> Result<Opened, OpenError> {
         let h = &self.header;
         let card = sender.card;
         if *card.user_id() != h.sender_user || card.device_id() != h.sender_device {
             return Err(OpenError::UnknownSender);
         }
-        card.verify(&h.sender_user, sender.identity, h.timestamp_ms / 1000)
+        card.verify(&h.sender_user, sender.identity, now_ms / 1000)
             .map_err(|_| OpenError::UnknownSender)?;
         let revoked = sender
             .revocations
@@ -649,15 +680,14 @@ impl Envelope {
             )
             .map_err(|_| OpenError::Decrypt)?,
         );
-        let key: [u8; 32] = content_key
+        // A reference into the wiped buffer: no stack copy of the key.
+        let key: &[u8; 32] = content_key
             .as_slice()
             .try_into()
             .map_err(|_| OpenError::Decrypt)?;
-        let key = Zeroizing::new(key);
         let body_start = self.table_start + self.count * RECIPIENT_ENTRY_LEN;
-        let cipher = ChaCha20Poly1305::new(&Key::from(*key));
         let body = Zeroizing::new(
-            cipher
+            content_cipher(key)
                 .decrypt(
                     &Nonce::default(),
                     Payload {
@@ -668,14 +698,15 @@ impl Envelope {
                 .map_err(|_| OpenError::Decrypt)?,
         );
 
-        // signature ‖ u16 len ‖ inner event ‖ u32 len ‖ plaintext ‖ zeros
+        // signature ‖ padded(u16 len ‖ inner event ‖ u32 len ‖ plaintext ‖ zeros)
         let d = |_| OpenError::Decrypt;
         let mut r = Reader::new(&body);
         let signature: [u8; SIGNATURE_LEN] = r.array().map_err(d)?;
         let event_bytes = r.str16().map_err(d)?;
         let len = u32::from_be_bytes(r.array().map_err(d)?) as usize;
         let plaintext = r.take(len).map_err(d)?;
-        let padding = r.take(padded_len(len) - len).map_err(d)?;
+        let inner = 2 + event_bytes.len() + 4 + len;
+        let padding = r.take(padded_len(inner) - inner).map_err(d)?;
         r.finish().map_err(d)?;
         if padding.iter().any(|&b| b != 0) {
             return Err(OpenError::Decrypt);
@@ -687,8 +718,15 @@ impl Envelope {
 
         let signed = signed_message(header_bytes, event_bytes, plaintext);
         card.signing_key()
-            .verify(CTX_SIGNATURE, signed.as_slice(), &signature)
+            .verify(CTX_SIGNATURE, &signed, &signature)
             .map_err(|_| OpenError::BadSignature)?;
+        drop(signed);
+
+        // The timestamp is the sender's signed claim: judged only now that
+        // the signature holds.
+        if h.timestamp_ms.abs_diff(now_ms) > guard.max_age_ms() {
+            return Err(OpenError::Expired);
+        }
 
         guard.commit(h.sender_device, &h.channel, h.sequence, h.message_id);
         Ok(Opened {
@@ -697,6 +735,12 @@ impl Envelope {
             plaintext: plaintext.to_vec(),
         })
     }
+}
+
+/// The body's AEAD, keyed straight from the content key's wiped buffer (no
+/// stack copy; the cipher wipes its own copy when dropped).
+fn content_cipher(key: &[u8; 32]) -> ChaCha20Poly1305 {
+    ChaCha20Poly1305::new(key.into())
 }
 
 /// The HPKE `info` of every wrapped content key: the suite's label and the
@@ -710,12 +754,31 @@ fn wrap_aad(header: &[u8], device: &DeviceId) -> Vec<u8> {
     [header, device.0.as_slice()].concat()
 }
 
-/// What the sender signs: header ‖ u16-length inner event ‖ plaintext.
-fn signed_message(header: &[u8], event: &[u8], plaintext: &[u8]) -> Writer {
+/// What the sender signs: header ‖ u16-length inner event ‖ plaintext. It
+/// holds a copy of the plaintext, so it is wiped when dropped.
+fn signed_message(header: &[u8], event: &[u8], plaintext: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut w = Writer::with_capacity(header.len() + 2 + event.len() + plaintext.len());
     w.bytes(header).str16(event).bytes(plaintext);
-    w
+    Zeroizing::new(w.into_vec())
 }
 
+/// Finding 11: no public way to seal with a caller-chosen generator. A
+/// deterministic (or attacker-influenced) one would give two messages the
+/// same content key and HPKE ephemerals. This must not compile:
+///
+/// ```compile_fail
+/// use hush_crypto::suite1::seal_with_rng;
+/// ```
+///
+/// while the operating-system sealers stay public:
+///
+/// ```
+/// use hush_crypto::suite1::{seal, seal_with_limit};
+/// ```
+#[cfg(doctest)]
+pub mod attack_seal_with_rng_is_public {}
+
+#[cfg(test)]
+mod kat;
 #[cfg(test)]
 mod tests;

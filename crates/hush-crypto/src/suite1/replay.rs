@@ -1,5 +1,8 @@
 //! Replay protection for suite 1: per (sender device, channel), a sliding
-//! window of sequence numbers plus the recent message ids, in bounded memory.
+//! window of sequence numbers plus the recent message ids, in bounded memory;
+//! and the freshness window [`Envelope::open`](super::Envelope::open) holds
+//! signed timestamps to, so what the guard forgets (evicted streams, a
+//! restart) is refused anyway once it is older than the window.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -14,6 +17,10 @@ pub const WINDOW: u64 = 128;
 pub const IDS_PER_STREAM: usize = 256;
 /// Default number of (sender device, channel) streams tracked.
 pub const DEFAULT_STREAMS: usize = 4096;
+/// Default freshness window: a message whose signed timestamp is further
+/// than this from the receiver's clock, either way, is refused (as for
+/// sealed events).
+pub const DEFAULT_MAX_AGE_MS: u64 = 300_000;
 
 #[derive(Debug, Default)]
 struct Stream {
@@ -84,12 +91,15 @@ impl Stream {
 /// forgotten; a message from a forgotten stream is judged as from a new
 /// sender, so size `capacity` above the number of active senders × channels
 /// a device follows, and persist the guard if replays across restarts
-/// matter.
+/// matter. Whatever is forgotten stays refused once it is older than the
+/// freshness window ([`max_age_ms`](Self::max_age_ms), default
+/// [`DEFAULT_MAX_AGE_MS`]).
 #[derive(Debug)]
 pub struct ReplayGuard {
     streams: HashMap<(DeviceId, ChannelName), Stream>,
     capacity: usize,
     clock: u64,
+    max_age_ms: u64,
 }
 
 impl Default for ReplayGuard {
@@ -106,7 +116,21 @@ impl ReplayGuard {
             streams: HashMap::new(),
             capacity: capacity.max(1),
             clock: 0,
+            max_age_ms: DEFAULT_MAX_AGE_MS,
         }
+    }
+
+    /// The same guard with a freshness window of `max_age_ms` either side of
+    /// the receiver's clock (default [`DEFAULT_MAX_AGE_MS`]).
+    pub fn with_max_age_ms(mut self, max_age_ms: u64) -> Self {
+        self.max_age_ms = max_age_ms;
+        self
+    }
+
+    /// The freshness window, in milliseconds either side of the receiver's
+    /// clock.
+    pub fn max_age_ms(&self) -> u64 {
+        self.max_age_ms
     }
 
     /// Whether the message would be accepted (does not record it).

@@ -102,6 +102,7 @@ fn open_as(
             revocations: &[],
         },
         guard,
+        T0,
     )
 }
 
@@ -187,6 +188,7 @@ fn every_flipped_bit_is_refused() {
                     revocations: &[],
                 },
                 &mut ReplayGuard::default(),
+                T0,
             )
         });
         assert!(result.is_err(), "byte {i} of {}", bytes.len());
@@ -209,6 +211,7 @@ fn every_flipped_bit_is_refused() {
                         revocations: &[],
                     },
                     &mut ReplayGuard::default(),
+                    T0,
                 )
             })
             .unwrap_err();
@@ -337,7 +340,7 @@ fn a_recipient_cannot_change_the_plaintext_under_the_senders_signature() {
     let bytes = STANDARD.decode(&data).unwrap();
     let body_start = header_len_of(&bytes) + 2 + 2 * RECIPIENT_ENTRY_LEN;
     let header = &bytes[..body_start];
-    let cipher = ChaCha20Poly1305::new(&Key::from(key));
+    let cipher = ChaCha20Poly1305::new(&key.into());
     let mut body = cipher
         .decrypt(
             &Nonce::default(),
@@ -442,6 +445,7 @@ fn unknown_and_revoked_senders_are_refused() {
                 revocations,
             },
             &mut ReplayGuard::default(),
+            T0,
         )
     };
     // The card of another device.
@@ -501,7 +505,16 @@ fn sizes_padding_and_the_pusher_limit() {
     let (ch, ev, inn) = (channel(), outer(), inner());
     let max = max_recipients(&alice.id, &ch, &ev, &inn, 1024);
     // The table in docs/E2EE-SUITE1.md §4.4.
-    for (len, fits) in [(256, 75), (1024, 67), (4096, 35), (6144, 13), (7168, 3)] {
+    for (len, fits) in [
+        (243, 75),
+        (256, 72),
+        (1011, 67),
+        (1024, 56),
+        (4083, 35),
+        (6131, 13),
+        (6144, 3),
+        (7168, 0),
+    ] {
         assert_eq!(
             max_recipients(&alice.id, &ch, &ev, &inn, len),
             fits,
@@ -548,10 +561,11 @@ fn sizes_padding_and_the_pusher_limit() {
     );
     assert_eq!(opened.unwrap().plaintext, msg);
 
-    // Padding: lengths within a bucket give the same size.
+    // Padding: lengths within a bucket give the same size. The bucket holds
+    // str16("message") and the u32 length too: 13 bytes.
     let a = seal(&req!(&all[..1]), b"x").unwrap();
-    let b = seal(&req!(&all[..1]), &[1u8; 256]).unwrap();
-    let c = seal(&req!(&all[..1]), &[1u8; 257]).unwrap();
+    let b = seal(&req!(&all[..1]), &[1u8; 256 - 13]).unwrap();
+    let c = seal(&req!(&all[..1]), &[1u8; 256 - 12]).unwrap();
     assert_eq!(a.len(), b.len());
     assert!(c.len() > b.len());
     assert_eq!(padded_len(0), 256);
@@ -582,15 +596,162 @@ fn malformed_data() {
     let alice = User::new("alice", 1, 1);
     let bob = User::new("bob", 1, 2);
     let data = seal_from(&alice, 0, &bob.recipients(), 1, b"x");
-    let mut bytes = STANDARD.decode(&data).unwrap();
-    bytes[4] = 2;
+    let bytes = STANDARD.decode(&data).unwrap();
+    assert_eq!(bytes[4], VERSION);
+    // Version 1 (inner event name outside the padding) is no longer read.
+    for version in [1, 3] {
+        let mut old = bytes.clone();
+        old[4] = version;
+        assert_eq!(
+            Envelope::from_bytes(old).unwrap_err(),
+            OpenError::Unsupported { version, suite: 1 }
+        );
+    }
+}
+
+/// Finding 4: a message stamped 400 days ago (or from the future) must not
+/// open, whatever the replay guard remembers: the signed timestamp has to be
+/// within the freshness window of the receiver's clock. An old message also
+/// stays refused after its replay state was evicted.
+#[test]
+fn attack_suite1_message_from_400_days_ago_opens() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let (ch, ev, inn) = (channel(), outer(), inner());
+    let recipients = bob.recipients();
+    let sealed_at = |timestamp_ms: u64, sequence: u64| {
+        seal(
+            &SealRequest {
+                sender_user: &alice.id,
+                sender_device: alice.devices[0].0,
+                sender_keys: &alice.devices[0].1,
+                channel: &ch,
+                event: &ev,
+                inner_event: &inn,
+                timestamp_ms,
+                sequence,
+                recipients: &recipients,
+            },
+            b"stale",
+        )
+        .unwrap()
+    };
+    let day = 86_400_000;
+    let (me, keys, _) = &bob.devices[0];
+    let identity = alice.identity.public_key();
+    let sender = TrustedSender {
+        card: &alice.devices[0].2,
+        identity: &identity,
+        revocations: &[],
+    };
+    let open_at = |data: &str, now: u64, guard: &mut ReplayGuard| {
+        Envelope::from_data(data)?.open(*me, keys, &sender, guard, now)
+    };
+    for (age, seq) in [(400 * day, 1), (DEFAULT_MAX_AGE_MS + 1, 2)] {
+        let old = sealed_at(T0 - age, seq);
+        assert_eq!(
+            open_at(&old, T0, &mut ReplayGuard::default()),
+            Err(OpenError::Expired),
+            "{age} ms old"
+        );
+    }
+    let future = sealed_at(T0 + DEFAULT_MAX_AGE_MS + 1, 3);
     assert_eq!(
-        Envelope::from_bytes(bytes).unwrap_err(),
-        OpenError::Unsupported {
-            version: 2,
-            suite: 1
-        }
+        open_at(&future, T0, &mut ReplayGuard::default()),
+        Err(OpenError::Expired)
     );
+    // At the edges of the window it opens; the window is configurable.
+    for ts in [T0 - DEFAULT_MAX_AGE_MS, T0 + DEFAULT_MAX_AGE_MS] {
+        open_at(&sealed_at(ts, 4), T0, &mut ReplayGuard::default()).unwrap();
+    }
+    let tight = || ReplayGuard::default().with_max_age_ms(1_000);
+    assert_eq!(tight().max_age_ms(), 1_000);
+    assert_eq!(
+        open_at(&sealed_at(T0 - 1_001, 5), T0, &mut tight()),
+        Err(OpenError::Expired)
+    );
+    open_at(&sealed_at(T0 - 1_000, 5), T0, &mut tight()).unwrap();
+
+    // Accepted once; the guard forgets it (eviction, restart); replayed
+    // after the window it is still refused.
+    let mut guard = ReplayGuard::new(1);
+    let msg = sealed_at(T0, 6);
+    open_at(&msg, T0, &mut guard).unwrap();
+    guard.commit(DeviceId([9; 16]), &ch, 1, [9; 16]);
+    assert_eq!(guard.len(), 1, "alice's stream was evicted");
+    assert_eq!(
+        open_at(&msg, T0 + DEFAULT_MAX_AGE_MS + 1, &mut guard),
+        Err(OpenError::Expired)
+    );
+}
+
+/// Finding 9: the relay must not learn the length of the inner (real)
+/// event name: two envelopes with the same plaintext and names of different
+/// lengths are the same size (before, the body grew byte for byte with the
+/// name, which sat outside the padding).
+#[test]
+fn attack_suite1_inner_event_name_length_leaks() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let (ch, ev) = (channel(), outer());
+    let recipients = bob.recipients();
+    let sized = |inner: &str, plaintext: &[u8]| {
+        let inner = EventName::parse_api(inner).unwrap();
+        seal(
+            &SealRequest {
+                sender_user: &alice.id,
+                sender_device: alice.devices[0].0,
+                sender_keys: &alice.devices[0].1,
+                channel: &ch,
+                event: &ev,
+                inner_event: &inner,
+                timestamp_ms: T0,
+                sequence: 1,
+                recipients: &recipients,
+            },
+            plaintext,
+        )
+        .unwrap()
+        .len()
+    };
+    // (The name and the plaintext share the padding: only their total's
+    // bucket shows, as for the plaintext alone before.)
+    for plaintext in [&b"hi"[..], &[7u8; 150], &[7u8; 700]] {
+        let short = sized("a", plaintext);
+        for name in [
+            "typing",
+            "message",
+            "call-offer-with-a-long-name",
+            &"x".repeat(40),
+        ] {
+            assert_eq!(
+                sized(name, plaintext),
+                short,
+                "{name}, {} bytes",
+                plaintext.len()
+            );
+        }
+    }
+    // And the name still arrives.
+    let inner = EventName::parse_api("call-offer-with-a-long-name").unwrap();
+    let data = seal(
+        &SealRequest {
+            sender_user: &alice.id,
+            sender_device: alice.devices[0].0,
+            sender_keys: &alice.devices[0].1,
+            channel: &ch,
+            event: &ev,
+            inner_event: &inner,
+            timestamp_ms: T0,
+            sequence: 1,
+            recipients: &recipients,
+        },
+        b"hi",
+    )
+    .unwrap();
+    let opened = open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()).unwrap();
+    assert_eq!(opened.event, inner);
+    assert_eq!(opened.plaintext, b"hi");
 }
 
 #[test]
