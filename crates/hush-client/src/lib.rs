@@ -16,6 +16,7 @@ pub mod event;
 mod frames;
 mod listeners;
 mod request;
+mod sansio;
 #[cfg(feature = "tls")]
 pub mod tls;
 
