@@ -80,7 +80,7 @@ enum Internal {
 
 enum Step {
     Ws(WsItem),
-    Opened(Result<Ws, String>),
+    Opened(Result<Box<Ws>, String>),
     Cmd(Option<Command>),
     Int(Internal),
     Timer,
@@ -165,7 +165,7 @@ impl Task {
             let deadline = self.core.poll_timeout();
             let step = tokio::select! {
                 m = next_message(&mut self.ws) => Step::Ws(m),
-                r = opened(&mut self.opening) => Step::Opened(r),
+                r = opened(&mut self.opening) => Step::Opened(r.map(Box::new)),
                 c = self.cmd_rx.recv() => Step::Cmd(c),
                 Some(i) = self.int_rx.recv() => Step::Int(i),
                 () = sleep_until_opt(deadline) => Step::Timer,
@@ -176,7 +176,7 @@ impl Task {
                 Step::Ws(m) => self.on_message(m, now),
                 Step::Opened(Ok(ws)) => {
                     self.opening = None;
-                    self.ws = Some(ws);
+                    self.ws = Some(*ws);
                 }
                 Step::Opened(Err(e)) => {
                     self.opening = None;
