@@ -104,6 +104,7 @@ fn check_parse(text: &str) {
             assert_eq!(e, event);
             assert!(!e.starts_with("client-") && !e.starts_with("pusher:"));
         }
+        other => panic!("a message this check does not know: {other:?}"),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use hush_protocol::msgs::{ClientMessage, RawJson, names};
 use indicatif::ProgressBar;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -204,8 +205,8 @@ impl Readers {
                                 drop(g);
                                 total.fetch_add(1, Ordering::Relaxed);
                             }
-                        } else if text.as_str().contains("pusher:ping") {
-                            let pong = r#"{"event":"pusher:pong","data":{}}"#;
+                        } else if text.as_str().contains(names::PING) {
+                            let pong = ClientMessage::Pong.encode();
                             let _ = c.ws.send(Message::Text(pong.into())).await;
                         }
                     }
@@ -593,7 +594,16 @@ pub async fn client_events(
                 let mut seq = 0u64;
                 while Instant::now() < end {
                     tick.tick().await;
-                    let msg = format!(r#"{{"event":"client-bench","channel":"{ch}","data":{{"t":{},"s":{seq}}}}}"#, now_micros());
+                    let data = format!(r#"{{"t":{},"s":{seq}}}"#, now_micros());
+                    let Ok(data) = RawJson::from_string(data) else {
+                        break;
+                    };
+                    let msg = ClientMessage::ClientEvent {
+                        event: "client-bench".into(),
+                        channel: Some(ch.clone()),
+                        data: Some(data),
+                    }
+                    .encode();
                     if c.ws.send(Message::Text(msg.into())).await.is_err() {
                         break;
                     }

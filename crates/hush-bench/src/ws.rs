@@ -1,6 +1,7 @@
 //! A lean WebSocket subscriber for load generation.
 
 use futures_util::{SinkExt, StreamExt};
+use hush_protocol::msgs::{ClientMessage, ServerMessage, SubscribeData, names};
 use hush_protocol::{ChannelKind, ChannelName, SocketId, auth};
 use std::net::{IpAddr, SocketAddr};
 
@@ -55,13 +56,12 @@ pub async fn connect_from(t: &Target, from: Option<IpAddr>) -> Result<Conn, Benc
         .write_buffer_size(0);
     let (mut ws, _) = client_async_with_config(url, MaybeTlsStream::Plain(tcp), Some(cfg)).await?;
     let first = next_text(&mut ws).await?;
-    let v: serde_json::Value =
-        serde_json::from_str(&first).map_err(|e| BenchError::Protocol(e.to_string()))?;
-    let data: serde_json::Value = v["data"]
-        .as_str()
-        .and_then(|d| serde_json::from_str(d).ok())
-        .ok_or_else(|| BenchError::Protocol(format!("unexpected handshake {first}")))?;
-    let socket_id = data["socket_id"].as_str().unwrap_or_default().to_owned();
+    let Ok(ServerMessage::ConnectionEstablished { socket_id, .. }) = ServerMessage::decode(&first)
+    else {
+        return Err(BenchError::Protocol(format!(
+            "unexpected handshake {first}"
+        )));
+    };
     Ok(Conn { ws, socket_id })
 }
 
@@ -98,15 +98,18 @@ impl Conn {
             }
             _ => String::new(),
         };
-        let msg =
-            serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth}});
-        self.ws.send(Message::Text(msg.to_string().into())).await?;
+        let msg = ClientMessage::Subscribe(SubscribeData {
+            channel: channel.to_owned(),
+            auth: Some(auth),
+            channel_data: None,
+        });
+        self.ws.send(Message::Text(msg.encode().into())).await?;
         loop {
             let t = next_text(&mut self.ws).await?;
-            if t.contains("subscription_succeeded") {
+            if t.contains(names::SUBSCRIPTION_SUCCEEDED) {
                 return Ok(());
             }
-            if t.contains("subscription_error") || t.contains("pusher:error") {
+            if t.contains(names::SUBSCRIPTION_ERROR) || t.contains(names::ERROR) {
                 return Err(BenchError::Protocol(t));
             }
         }

@@ -30,6 +30,16 @@ fn frames(c: &mut Criterion) {
             )
         })
     });
+    let literal = hush_protocol::msgs::EventData::from_text(&data);
+    c.bench_function("encode channel event from literal (256 B data)", |b| {
+        b.iter(|| {
+            wire::channel_event_data(
+                black_box("order-shipped"),
+                black_box("orders"),
+                black_box(&literal),
+            )
+        })
+    });
 }
 
 fn signatures(c: &mut Criterion) {

@@ -26,6 +26,7 @@ pub mod close;
 pub mod encrypted;
 pub mod event;
 pub mod limits;
+pub mod msgs;
 pub mod presence;
 pub mod socket_id;
 pub mod user;

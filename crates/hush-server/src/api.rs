@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hush_protocol::api::{ApiAuthError, QueryParams, string_to_sign, verify_request};
+use hush_protocol::msgs::EventData;
 use hush_protocol::{ChannelKind, ChannelName, EventName, SocketId, UserId, encrypted};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -253,7 +254,8 @@ fn parse_info(info: Option<&str>, allowed: &[&str]) -> Result<InfoWanted, ApiErr
 /// One event to publish, validated.
 struct Publish {
     name: EventName,
-    data: String,
+    /// Escaped once, copied into the frame of every channel.
+    data: EventData,
     channels: Vec<ChannelName>,
     socket_id: Option<SocketId>,
     info: InfoWanted,
@@ -276,21 +278,24 @@ fn validate_event(app: &App, e: EventBody, batch: bool) -> Result<Publish, ApiEr
     let name = EventName::parse_api(&name).map_err(|err| ApiError::bad(err.to_string()))?;
     let raw = e.data.ok_or_else(|| ApiError::bad("Missing data"))?;
     let data = if raw.get().starts_with('"') {
-        serde_json::from_str::<String>(raw.get())
+        // The string literal as received (validated JSON), kept as it is
+        // unless it uses escapes hush writes differently.
+        EventData::from_literal(&raw)
             .map_err(|err| ApiError::bad(format!("Invalid data: {err}")))?
     } else {
         // Lenient, like sockudo: a non-string data is sent as compact JSON.
         serde_json::from_str::<Value>(raw.get())
-            .map(|v| v.to_string())
+            .map(|v| EventData::from_text(&v.to_string()))
             .map_err(|err| ApiError::bad(format!("Invalid data: {err}")))?
     };
-    if data.len() > cfg.max_event_data_bytes {
+    let text = data.text();
+    if text.len() > cfg.max_event_data_bytes {
         app.metrics.rejected(Rejection::EventSize);
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "Event data is too large: {} bytes, the limit is {}",
-                data.len(),
+                text.len(),
                 cfg.max_event_data_bytes
             ),
         ));
@@ -329,7 +334,7 @@ fn validate_event(app: &App, e: EventBody, batch: bool) -> Result<Publish, ApiEr
             "Cannot trigger to multiple channels when one of them is an encrypted channel",
         ));
     }
-    if encrypted && cfg.require_encrypted_payload && !encrypted::is_ciphertext_envelope(&data) {
+    if encrypted && cfg.require_encrypted_payload && !encrypted::is_ciphertext_envelope(&text) {
         return Err(ApiError::bad(
             "Data for private-encrypted- channels must be {\"nonce\",\"ciphertext\"} produced by an SDK with an encryption master key",
         ));

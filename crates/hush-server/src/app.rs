@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use hush_protocol::msgs::EventData;
 use hush_protocol::{ChannelKind, ChannelName, CloseCode, SocketId, UserId, wire};
 
 use crate::channels::{Channels, Published};
@@ -109,10 +110,10 @@ impl App {
         &self,
         channel: &ChannelName,
         event: &str,
-        data: &str,
+        data: &EventData,
         except: Option<&SocketId>,
     ) -> usize {
-        let frame = wire::channel_event(event, channel.as_str(), data).into();
+        let frame = wire::channel_event_data(event, channel.as_str(), data).into();
         let n = match self.start_publish(channel, &frame, data, except) {
             Published::Sent(n) => n,
             Published::Deferred(rest) => fanout::deliver(rest, &frame).await,
@@ -127,7 +128,7 @@ impl App {
         &self,
         channel: &ChannelName,
         frame: &Frame,
-        data: &str,
+        data: &EventData,
         except: Option<&SocketId>,
     ) -> Published {
         if channel.kind() == ChannelKind::ServerToUser {
@@ -136,9 +137,11 @@ impl App {
                 _ => 0,
             });
         }
-        let cache = channel
-            .is_cache()
-            .then(|| (data, Duration::from_secs(self.config.cache_ttl)));
+        // The text is only needed (and only unescaped) for cache channels.
+        let text = channel.is_cache().then(|| data.text());
+        let cache = text
+            .as_deref()
+            .map(|data| (data, Duration::from_secs(self.config.cache_ttl)));
         self.channels
             .publish_deferred(channel, frame, except, cache)
     }

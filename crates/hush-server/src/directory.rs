@@ -20,8 +20,11 @@ use hush_crypto::directory::DirectoryState;
 use hush_crypto::identity::{DeviceCard, Revocation};
 use hush_crypto::transparency::{Hash, LogEntry, LogKey, MerkleLog, TreeHead};
 use hush_protocol::UserId;
+use hush_protocol::msgs::hush::{
+    Appended, Consistency, Entries, ErrorCode, HushRequest, HushResponse, LogHead, LogRecord,
+    Lookup, RequestFrame, UserRecords,
+};
 use hush_store::{Store, StoreError};
-use serde_json::{Value, json};
 
 /// Users one lookup may name.
 pub const MAX_LOOKUP_USERS: usize = 50;
@@ -66,17 +69,17 @@ pub enum DirError {
 
 impl DirError {
     /// The stable error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::UnknownMethod(_) => "unknown_method",
-            Self::NotSignedIn => "not_signed_in",
-            Self::Forbidden(_) => "forbidden",
-            Self::InvalidRecord(_) => "invalid_record",
-            Self::Conflict(_) => "conflict",
-            Self::TooMany(_) => "too_many",
-            Self::NotFound(_) => "not_found",
-            Self::Unavailable(_) => "unavailable",
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::UnknownMethod(_) => ErrorCode::UnknownMethod,
+            Self::NotSignedIn => ErrorCode::NotSignedIn,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::InvalidRecord(_) => ErrorCode::InvalidRecord,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::TooMany(_) => ErrorCode::TooMany,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 
@@ -122,28 +125,12 @@ fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
-fn proof_json(proof: &[Hash]) -> Value {
-    Value::Array(proof.iter().map(|h| Value::String(b64(h))).collect())
+fn proof_b64(proof: &[Hash]) -> Vec<String> {
+    proof.iter().map(|h| b64(h)).collect()
 }
 
 fn now_ms() -> u64 {
     u64::try_from(hush_store::now_ms()).unwrap_or(0)
-}
-
-fn param_str<'a>(params: &'a Value, name: &str) -> Result<&'a str, DirError> {
-    params
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| DirError::BadRequest(format!("params.{name} must be a string")))
-}
-
-fn param_u64(params: &Value, name: &str) -> Result<Option<u64>, DirError> {
-    match params.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            DirError::BadRequest(format!("params.{name} must be a non-negative integer"))
-        }),
-    }
 }
 
 fn decode_record(text: &str, what: &str) -> Result<Vec<u8>, DirError> {
@@ -163,16 +150,16 @@ impl AppLog {
         b64(&key.sign(head).to_bytes())
     }
 
-    fn entry_json(&self, entry: &LogEntry, index: u64) -> Value {
+    fn record(&self, entry: &LogEntry, index: u64) -> LogRecord {
         let proof = self
             .log
             .inclusion_proof(index, self.log.size())
             .unwrap_or_default();
-        json!({
-            "record": b64(&entry.to_bytes()),
-            "index": index,
-            "proof": proof_json(&proof),
-        })
+        LogRecord {
+            index,
+            proof: proof_b64(&proof),
+            record: b64(&entry.to_bytes()),
+        }
     }
 }
 
@@ -263,7 +250,7 @@ impl Directory {
         app_id: &str,
         user: &UserId,
         entry: LogEntry,
-    ) -> Result<Value, DirError> {
+    ) -> Result<Appended, DirError> {
         let key = &self.key;
         let store = &self.store;
         self.with_log(app_id, async |log: &mut AppLog| {
@@ -292,11 +279,11 @@ impl Directory {
                 .log
                 .inclusion_proof(index, log.log.size())
                 .unwrap_or_default();
-            Ok(json!({
-                "index": index,
-                "head": log.signed_head(key),
-                "proof": proof_json(&proof),
-            }))
+            Ok(Appended {
+                head: log.signed_head(key),
+                index,
+                proof: proof_b64(&proof),
+            })
         })
         .await
     }
@@ -307,7 +294,7 @@ impl Directory {
         app_id: &str,
         user: &UserId,
         card: &str,
-    ) -> Result<Value, DirError> {
+    ) -> Result<Appended, DirError> {
         let bytes = decode_record(card, "card")?;
         let card = DeviceCard::from_bytes(&bytes)
             .map_err(|e| DirError::InvalidRecord(format!("card: {e}")))?;
@@ -329,7 +316,7 @@ impl Directory {
         app_id: &str,
         user: &UserId,
         record: &str,
-    ) -> Result<Value, DirError> {
+    ) -> Result<Appended, DirError> {
         let bytes = decode_record(record, "revocation")?;
         let rev = Revocation::from_bytes(&bytes)
             .map_err(|e| DirError::InvalidRecord(format!("revocation: {e}")))?;
@@ -348,7 +335,7 @@ impl Directory {
         app_id: &str,
         users: &[String],
         since: Option<u64>,
-    ) -> Result<Value, DirError> {
+    ) -> Result<Lookup, DirError> {
         if users.is_empty() {
             return Err(DirError::BadRequest("name at least one user".into()));
         }
@@ -365,51 +352,58 @@ impl Directory {
         let key = &self.key;
         self.with_log(app_id, async |log: &mut AppLog| {
             let size = log.log.size();
-            let mut out = serde_json::Map::new();
+            let mut out = std::collections::BTreeMap::new();
             for id in &ids {
                 let mut cards = Vec::new();
                 let mut revocations = Vec::new();
                 if let Some(user) = log.state.user(id) {
                     for device in user.active_cards() {
-                        cards.push(
-                            log.entry_json(&LogEntry::Card(device.card.clone()), device.index),
-                        );
+                        cards.push(log.record(&LogEntry::Card(device.card.clone()), device.index));
                     }
                     for (index, rev) in &user.revocations {
-                        revocations
-                            .push(log.entry_json(&LogEntry::Revocation(rev.clone()), *index));
+                        revocations.push(log.record(&LogEntry::Revocation(rev.clone()), *index));
                     }
                 }
-                out.insert(
-                    id.as_str().to_owned(),
-                    json!({ "cards": cards, "revocations": revocations }),
-                );
+                out.insert(id.as_str().to_owned(), UserRecords { cards, revocations });
             }
-            let mut result = json!({ "head": log.signed_head(key), "users": out });
-            if let Some(since) = since {
-                let proof = log.log.consistency_proof(since, size).ok_or_else(|| {
-                    DirError::NotFound(format!("tree size {since} is beyond {size}"))
-                })?;
-                result["consistency"] = proof_json(&proof);
-            }
-            Ok(result)
+            let consistency = match since {
+                Some(since) => Some(proof_b64(
+                    &log.log.consistency_proof(since, size).ok_or_else(|| {
+                        DirError::NotFound(format!("tree size {since} is beyond {size}"))
+                    })?,
+                )),
+                None => None,
+            };
+            Ok(Lookup {
+                consistency,
+                head: log.signed_head(key),
+                users: out,
+            })
         })
         .await
     }
 
     /// `log.head`: the current signed tree head and the log key.
-    pub async fn head(&self, app_id: &str) -> Result<Value, DirError> {
+    pub async fn head(&self, app_id: &str) -> Result<LogHead, DirError> {
         let key = &self.key;
         let public = self.public_key();
         self.with_log(app_id, async |log: &mut AppLog| {
-            Ok(json!({ "head": log.signed_head(key), "key": public }))
+            Ok(LogHead {
+                head: log.signed_head(key),
+                key: public,
+            })
         })
         .await
     }
 
     /// `log.consistency`: proof that the tree of size `to` extends the one of
     /// size `from`.
-    pub async fn consistency(&self, app_id: &str, from: u64, to: u64) -> Result<Value, DirError> {
+    pub async fn consistency(
+        &self,
+        app_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Consistency, DirError> {
         self.with_log(app_id, async |log: &mut AppLog| {
             let size = log.log.size();
             if from > to || to > size {
@@ -421,13 +415,15 @@ impl Directory {
                 .log
                 .consistency_proof(from, to)
                 .ok_or_else(|| DirError::NotFound("no such proof".into()))?;
-            Ok(json!({ "proof": proof_json(&proof) }))
+            Ok(Consistency {
+                proof: proof_b64(&proof),
+            })
         })
         .await
     }
 
     /// `log.entries`: leaf data `start..end` (at most 1000).
-    pub async fn entries(&self, app_id: &str, start: u64, end: u64) -> Result<Value, DirError> {
+    pub async fn entries(&self, app_id: &str, start: u64, end: u64) -> Result<Entries, DirError> {
         if end < start || end - start > MAX_ENTRIES {
             return Err(DirError::BadRequest(format!(
                 "need start <= end <= start + {MAX_ENTRIES}"
@@ -440,62 +436,49 @@ impl Directory {
             .await?;
         let (start, end) = (start.min(size), end.min(size));
         let leaves = self.store.directory_leaves(app_id, start, end).await?;
-        Ok(json!({ "entries": leaves.iter().map(|l| b64(l)).collect::<Vec<_>>() }))
+        Ok(Entries {
+            entries: leaves.iter().map(|l| b64(l)).collect(),
+        })
     }
 
     /// Dispatches one `hush:request` from a connection of `app_id`, signed in
-    /// as `user` (if at all).
+    /// as `user` (if at all). Checked in this order: parameters that are not
+    /// an object, an unknown method, a connection not signed in (every method
+    /// needs one), then the method's parameters.
     pub async fn handle(
         &self,
         app_id: &str,
         user: Option<&UserId>,
-        method: &str,
-        params: &Value,
-    ) -> Result<Value, DirError> {
-        let signed_in = || user.ok_or(DirError::NotSignedIn);
-        match method {
-            "directory.publish" => {
-                self.publish(app_id, signed_in()?, param_str(params, "card")?)
-                    .await
-            }
-            "directory.revoke" => {
-                self.revoke(app_id, signed_in()?, param_str(params, "revocation")?)
-                    .await
-            }
-            "directory.lookup" => {
-                signed_in()?;
-                let users: Vec<String> = params
-                    .get("users")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| DirError::BadRequest("params.users must be a list".into()))?
-                    .iter()
-                    .map(|u| {
-                        u.as_str().map(str::to_owned).ok_or_else(|| {
-                            DirError::BadRequest("params.users must hold strings".into())
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-                self.lookup(app_id, &users, param_u64(params, "since")?)
-                    .await
-            }
-            "log.head" => {
-                signed_in()?;
-                self.head(app_id).await
-            }
-            "log.consistency" => {
-                signed_in()?;
-                let from = param_u64(params, "from")?.unwrap_or(0);
-                let to = param_u64(params, "to")?
-                    .ok_or_else(|| DirError::BadRequest("params.to is required".into()))?;
-                self.consistency(app_id, from, to).await
-            }
-            "log.entries" => {
-                signed_in()?;
-                let start = param_u64(params, "start")?.unwrap_or(0);
-                let end = param_u64(params, "end")?.unwrap_or(start.saturating_add(MAX_ENTRIES));
-                self.entries(app_id, start, end).await
-            }
-            other => Err(DirError::UnknownMethod(other.chars().take(64).collect())),
-        }
+        request: &RequestFrame,
+    ) -> Result<HushResponse, DirError> {
+        let bad = |e: hush_protocol::msgs::hush::ParamsError| DirError::BadRequest(e.0);
+        let params = request.params_object().map_err(bad)?;
+        let method = request
+            .known_method()
+            .ok_or_else(|| DirError::UnknownMethod(request.method.chars().take(64).collect()))?;
+        let user = user.ok_or(DirError::NotSignedIn)?;
+        Ok(
+            match HushRequest::from_params(method, &params).map_err(bad)? {
+                HushRequest::DirectoryPublish { card } => {
+                    HushResponse::DirectoryPublish(self.publish(app_id, user, &card).await?)
+                }
+                HushRequest::DirectoryRevoke { revocation } => {
+                    HushResponse::DirectoryRevoke(self.revoke(app_id, user, &revocation).await?)
+                }
+                HushRequest::DirectoryLookup { users, since } => {
+                    HushResponse::DirectoryLookup(self.lookup(app_id, &users, since).await?)
+                }
+                HushRequest::LogHead => HushResponse::LogHead(self.head(app_id).await?),
+                HushRequest::LogConsistency { from, to } => HushResponse::LogConsistency(
+                    self.consistency(app_id, from.unwrap_or(0), to).await?,
+                ),
+                HushRequest::LogEntries { start, end } => {
+                    let start = start.unwrap_or(0);
+                    let end = end.unwrap_or(start.saturating_add(MAX_ENTRIES));
+                    HushResponse::LogEntries(self.entries(app_id, start, end).await?)
+                }
+                _ => return Err(DirError::UnknownMethod(method.name().to_owned())),
+            },
+        )
     }
 }

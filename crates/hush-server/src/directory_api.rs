@@ -7,8 +7,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
 use hush_protocol::api::QueryParams;
+use hush_protocol::msgs::hush::{Consistency, Entries, LogHead, Lookup};
 
-use crate::api::{ApiError, ApiResult, authenticate};
+use crate::api::{ApiError, authenticate};
 use crate::app::ServerState;
 use crate::directory::DirError;
 
@@ -38,7 +39,7 @@ pub async fn users(
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
-) -> ApiResult {
+) -> Result<Json<Lookup>, ApiError> {
     let (app, params) = authenticate(&state, &app_id, &method, &uri, b"", &["ids", "since"])?;
     let ids: Vec<String> = params
         .get("ids")
@@ -58,7 +59,7 @@ pub async fn head(
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
-) -> ApiResult {
+) -> Result<Json<LogHead>, ApiError> {
     let (app, _) = authenticate(&state, &app_id, &method, &uri, b"", &[])?;
     Ok(Json(state.directory.head(&app.config.id).await?))
 }
@@ -69,7 +70,7 @@ pub async fn consistency(
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
-) -> ApiResult {
+) -> Result<Json<Consistency>, ApiError> {
     let (app, params) = authenticate(&state, &app_id, &method, &uri, b"", &["from", "to"])?;
     let from = number(&params, "from")?.unwrap_or(0);
     let to = number(&params, "to")?.ok_or_else(|| ApiError::bad("Missing query parameter: to"))?;
@@ -87,7 +88,7 @@ pub async fn entries(
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
-) -> ApiResult {
+) -> Result<Json<Entries>, ApiError> {
     let (app, params) = authenticate(&state, &app_id, &method, &uri, b"", &["start", "end"])?;
     let start = number(&params, "start")?.unwrap_or(0);
     let end =

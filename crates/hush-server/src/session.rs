@@ -8,8 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use hush_protocol::auth::{self, AuthError};
+use hush_protocol::msgs::Method;
 use hush_protocol::presence::{self, PresenceMember};
-use hush_protocol::wire::{self, ClientMessage, HushRequest, SubscribeData, SubscriptionErrorType};
+use hush_protocol::wire::{
+    self, ClientMessage, RequestFrame, SubscribeData, SubscriptionErrorType,
+};
 use hush_protocol::{ChannelKind, ChannelName, CloseCode, EventName, UserId, limits};
 use serde_json::value::RawValue;
 
@@ -122,7 +125,12 @@ impl Session {
                 event,
                 channel,
                 data,
-            } => self.client_event(&event, channel.as_deref(), data, now),
+            } => self.client_event(
+                &event,
+                channel.as_deref(),
+                data.map(hush_protocol::msgs::RawJson::into_inner),
+                now,
+            ),
             ClientMessage::HushRequest(request) => self.hush_request(request),
             ClientMessage::NotAllowed(event) => {
                 let shown: String = event.chars().take(64).collect();
@@ -131,6 +139,9 @@ impl Session {
                     &format!("Event '{shown}' not allowed: client events must start with client-"),
                 );
             }
+            // A message a newer codec knows and this server does not
+            // handle: ignored, like an unknown pusher: event.
+            _ => {}
         }
         Outcome::Continue
     }
@@ -140,13 +151,13 @@ impl Session {
     /// request is in flight from when it is read until its answer is handed
     /// to the connection, so the 8th concurrent one is answered and the 9th
     /// gets `rate_limited`.
-    fn hush_request(&mut self, request: HushRequest) {
+    fn hush_request(&mut self, request: RequestFrame) {
         // Released when the task ends, however it ends.
         let (slot, before) = InFlight::take(&self.in_flight);
         if before >= MAX_REQUESTS_IN_FLIGHT {
             return self.reply(wire::hush_response_err(
                 &request.id,
-                "rate_limited",
+                hush_protocol::msgs::ErrorCode::RateLimited.as_str(),
                 &format!("at most {MAX_REQUESTS_IN_FLIGHT} requests in flight per connection"),
             ));
         }
@@ -157,36 +168,17 @@ impl Session {
         // Writes run to the end even if the client leaves: cancelled between
         // the store's commit and the in-memory log's update, the node's view
         // would lag the store until its next write.
-        let read_only = !matches!(
-            request.method.as_str(),
-            "directory.publish" | "directory.revoke"
-        );
+        let read_only = !Method::from_name(&request.method).is_some_and(Method::writes);
         self.requests.retain(|t| !t.is_finished());
         let task = tokio::spawn(async move {
-            let params = match request
-                .params
-                .as_deref()
-                .map(|p| serde_json::from_str(p.get()))
-            {
-                None => Ok(serde_json::Value::Object(Default::default())),
-                Some(Ok(v @ serde_json::Value::Object(_))) => Ok(v),
-                Some(_) => Err(DirError::BadRequest("params must be an object".into())),
-            };
-            let result = match params {
-                Ok(params) => {
-                    directory
-                        .handle(&app_id, user.as_ref(), &request.method, &params)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
+            let result = directory.handle(&app_id, user.as_ref(), &request).await;
             let frame = match result {
-                Ok(value) => wire::hush_response_ok(&request.id, &value.to_string()),
+                Ok(value) => wire::hush_response_ok(&request.id, &value.encode()),
                 Err(e) => {
                     if let DirError::Unavailable(source) = &e {
                         tracing::warn!(app = %app_id, error = %source, "key directory request failed");
                     }
-                    wire::hush_response_err(&request.id, e.code(), &e.to_string())
+                    wire::hush_response_err(&request.id, e.code().as_str(), &e.to_string())
                 }
             };
             // The slot is free before the answer can reach the client: a

@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hush_protocol::msgs::{
+    ClientMessage, RawJson, RequestFrame, ServerMessage, SubscribeData, names,
+};
 use hush_protocol::{ChannelKind, ChannelName, SocketId, auth};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -44,9 +47,13 @@ impl Client {
 
     /// Reads `connection_established` and keeps the socket id.
     pub async fn established(&mut self) {
-        let est = self.expect("pusher:connection_established").await;
-        let inner: Value = serde_json::from_str(est["data"].as_str().unwrap()).unwrap();
-        self.socket_id = Some(inner["socket_id"].as_str().unwrap().to_owned());
+        let est = self.expect(names::CONNECTION_ESTABLISHED).await;
+        match ServerMessage::decode(&est.to_string()) {
+            Ok(ServerMessage::ConnectionEstablished { socket_id, .. }) => {
+                self.socket_id = Some(socket_id);
+            }
+            other => panic!("{est}: {other:?}"),
+        }
     }
 
     /// The socket id (after [`Client::established`]).
@@ -104,6 +111,20 @@ impl Client {
         }
     }
 
+    /// The next text frame exactly as received (for byte comparisons).
+    pub async fn next_text(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return t.as_str().to_owned(),
+                Ok(Some(Ok(Message::Close(f)))) => panic!("closed ({f:?})"),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("{e}"),
+                Ok(None) => panic!("connection ended"),
+                Err(_) => panic!("timed out"),
+            }
+        }
+    }
+
     /// The next frame, whatever it is.
     pub async fn next_event(&mut self) -> Value {
         match self.next_within(WAIT).await {
@@ -152,12 +173,12 @@ impl Client {
         auth: Option<&str>,
         channel_data: Option<&str>,
     ) -> Value {
-        let mut data = json!({"channel": channel, "auth": auth.unwrap_or("")});
-        if let Some(cd) = channel_data {
-            data["channel_data"] = json!(cd);
-        }
-        self.send(json!({"event": "pusher:subscribe", "data": data}))
-            .await;
+        let m = ClientMessage::Subscribe(SubscribeData {
+            channel: channel.to_owned(),
+            auth: Some(auth.unwrap_or("").to_owned()),
+            channel_data: channel_data.map(str::to_owned),
+        });
+        self.send_text(&m.encode()).await;
         self.next_event().await
     }
 
@@ -169,7 +190,7 @@ impl Client {
             _ => Some(sign(&sid, channel, None)),
         };
         let v = self.subscribe(channel, auth.as_deref(), None).await;
-        assert_eq!(v["event"], "pusher_internal:subscription_succeeded", "{v}");
+        assert_eq!(v["event"], names::SUBSCRIPTION_SUCCEEDED, "{v}");
         v
     }
 
@@ -180,7 +201,7 @@ impl Client {
         let v = self
             .subscribe(channel, Some(&sign(&sid, channel, Some(&cd))), Some(&cd))
             .await;
-        assert_eq!(v["event"], "pusher_internal:subscription_succeeded", "{v}");
+        assert_eq!(v["event"], names::SUBSCRIPTION_SUCCEEDED, "{v}");
         serde_json::from_str(v["data"].as_str().unwrap()).unwrap()
     }
 
@@ -188,17 +209,24 @@ impl Client {
     pub async fn signin(&mut self, user_data: &str) -> Value {
         let s = SocketId::parse(self.sid()).unwrap();
         let a = auth::auth_value(KEY, &auth::sign_user(SECRET.as_bytes(), &s, user_data));
-        self.send(json!({"event":"pusher:signin","data":{"auth": a, "user_data": user_data}}))
-            .await;
+        let m = ClientMessage::Signin {
+            auth: a,
+            user_data: user_data.to_owned(),
+        };
+        self.send_text(&m.encode()).await;
         self.next_event().await
     }
 
     /// Sends a `hush:request` and returns its `hush:response` (checking
     /// that it answers `id`).
     pub async fn request(&mut self, id: &str, method: &str, params: Value) -> Value {
-        self.send(json!({"event":"hush:request","data":{"id":id,"method":method,"params":params}}))
-            .await;
-        let m = self.expect("hush:response").await;
+        let m = ClientMessage::HushRequest(RequestFrame {
+            id: id.to_owned(),
+            method: method.to_owned(),
+            params: Some(RawJson::from_string(params.to_string()).unwrap()),
+        });
+        self.send_text(&m.encode()).await;
+        let m = self.expect(names::HUSH_RESPONSE).await;
         let inner: Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
         assert_eq!(inner["id"], id, "{inner}");
         inner

@@ -102,7 +102,11 @@ impl TestServer {
     pub async fn signed_in(&self, user: &str) -> Client {
         let mut c = self.client().await;
         let ev = c.signin(&json!({ "id": user }).to_string()).await;
-        assert_eq!(ev["event"], "pusher:signin_success", "{ev}");
+        assert_eq!(
+            ev["event"],
+            hush_protocol::msgs::names::SIGNIN_SUCCESS,
+            "{ev}"
+        );
         c
     }
 

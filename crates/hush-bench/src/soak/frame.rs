@@ -1,5 +1,7 @@
 //! Reading the frames a soak connection receives.
 
+use hush_protocol::msgs::names;
+
 use crate::ws::extract_num;
 
 /// Event name of the API publishes.
@@ -73,7 +75,7 @@ pub fn parse(text: &str) -> Incoming {
             },
             _ => Incoming::Error(format!("soak event without s and t: {text}")),
         },
-        "pusher_internal:subscription_succeeded" => {
+        names::SUBSCRIPTION_SUCCEEDED => {
             let members = data_object(&v).and_then(|d| {
                 d["presence"]["ids"].as_array().map(|ids| {
                     ids.iter()
@@ -86,19 +88,19 @@ pub fn parse(text: &str) -> Incoming {
                 members,
             }
         }
-        "pusher_internal:member_added" | "pusher_internal:member_removed" => {
+        names::MEMBER_ADDED | names::MEMBER_REMOVED => {
             let user = data_object(&v)
                 .and_then(|d| d["user_id"].as_str().map(str::to_owned))
                 .unwrap_or_default();
             Incoming::Member {
                 channel: channel(),
                 user,
-                added: event.ends_with("added"),
+                added: event == names::MEMBER_ADDED,
             }
         }
-        "pusher:ping" => Incoming::Ping,
-        "pusher:pong" => Incoming::Pong,
-        "pusher:error" | "pusher:subscription_error" => Incoming::Error(text.to_owned()),
+        names::PING => Incoming::Ping,
+        names::PONG => Incoming::Pong,
+        names::ERROR | names::SUBSCRIPTION_ERROR => Incoming::Error(text.to_owned()),
         _ => Incoming::Other,
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hush_protocol::msgs::{ClientMessage, SubscribeData};
 use hush_protocol::{ChannelName, SocketId, auth};
 use serde_json::json;
 use tokio::net::TcpStream;
@@ -152,8 +153,7 @@ impl Session {
                 Some(Ok(Message::Text(t))) => {
                     let action = self.on_text(t.as_str(), stats);
                     if action == Action::Ping {
-                        self.send(r#"{"event":"pusher:pong","data":{}}"#.into())
-                            .await?;
+                        self.send(ClientMessage::Pong.encode()).await?;
                         return Ok(Action::None);
                     }
                     return Ok(action);
@@ -267,8 +267,7 @@ impl Session {
     /// Sends `pusher:ping` and reads until the pong: everything the server
     /// wrote to this connection before it has then arrived.
     pub async fn flush(&mut self, stats: &Stats) -> Result<(), BenchError> {
-        self.send(r#"{"event":"pusher:ping","data":{}}"#.into())
-            .await?;
+        self.send(ClientMessage::Ping.encode()).await?;
         tokio::time::timeout(ANSWER_TIMEOUT, async {
             while self.pump(stats).await? != Action::Pong {}
             Ok::<_, BenchError>(())
@@ -286,7 +285,7 @@ impl Session {
         sub.window.end_at(sub.chan.stream.finished());
         let name = sub.chan.name.clone();
         let presence = sub.chan.kind == Kind::Presence;
-        self.send(json!({"event":"pusher:unsubscribe","data":{"channel":name}}).to_string())
+        self.send(ClientMessage::Unsubscribe { channel: name }.encode())
             .await?;
         inc(&stats.unsubscribes);
         if presence {
@@ -345,13 +344,18 @@ pub fn subscribe_frame(
             &auth::sign_channel(t.secret.as_bytes(), &sid, &name, data),
         ))
     };
-    let data = match chan.kind {
-        Kind::Public => json!({"channel": chan.name}),
-        Kind::Private => json!({"channel": chan.name, "auth": sign(None)?}),
+    let (auth, channel_data) = match chan.kind {
+        Kind::Public => (None, None),
+        Kind::Private => (Some(sign(None)?), None),
         Kind::Presence => {
             let cd = json!({"user_id": user, "user_info": {}}).to_string();
-            json!({"channel": chan.name, "auth": sign(Some(&cd))?, "channel_data": cd})
+            (Some(sign(Some(&cd))?), Some(cd))
         }
     };
-    Ok(json!({"event": "pusher:subscribe", "data": data}).to_string())
+    Ok(ClientMessage::Subscribe(SubscribeData {
+        channel: chan.name.clone(),
+        auth,
+        channel_data,
+    })
+    .encode())
 }

@@ -39,6 +39,48 @@ async fn trigger_many_channels_with_exclusion_and_info() {
     s.stop().await;
 }
 
+/// The API keeps `data` as the string literal it arrived as, re-escaping
+/// only escapes hush writes differently: every channel's frame (and a cache
+/// channel's replay) is byte for byte the frame of the decoded string.
+#[tokio::test]
+async fn data_literal_frames_are_byte_identical() {
+    let s = start(&app_toml("")).await;
+    let mut a = s.client().await;
+    a.subscribe_ok("news").await;
+    a.subscribe_ok("sport").await;
+    for literal in [
+        r#""{\"id\":42,\"t\":\"plain ✓\"}""#,
+        r#""caf\u00e9 \u00E9 a\/b \b\f \"q\" \u001F \ud83d\ude00 😀 \\""#,
+    ] {
+        let text: String = serde_json::from_str(literal).unwrap();
+        let body = format!(r#"{{"name":"e","channels":["news","sport"],"data":{literal}}}"#);
+        let (st, _) = s
+            .api("POST", &format!("/apps/{ID}/events"), &[], &body)
+            .await;
+        assert_eq!(st, 200, "{literal}");
+        for ch in ["news", "sport"] {
+            assert_eq!(
+                a.next_text().await,
+                hush_protocol::wire::channel_event("e", ch, &text),
+                "{literal}"
+            );
+        }
+        let body = format!(r#"{{"name":"e","channel":"cache-x","data":{literal}}}"#);
+        let (st, _) = s
+            .api("POST", &format!("/apps/{ID}/events"), &[], &body)
+            .await;
+        assert_eq!(st, 200, "{literal}");
+        let mut late = s.client().await;
+        late.subscribe_ok("cache-x").await;
+        assert_eq!(
+            late.next_text().await,
+            hush_protocol::wire::channel_event("e", "cache-x", &text),
+            "{literal}"
+        );
+    }
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn batch_events() {
     let s = start(&app_toml("")).await;
