@@ -13,7 +13,6 @@ mod connection;
 pub mod e2ee;
 mod error;
 pub mod event;
-mod frames;
 mod listeners;
 mod request;
 mod sansio;

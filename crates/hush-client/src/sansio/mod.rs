@@ -19,6 +19,7 @@ mod channel;
 mod signin;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use hush_crypto::sealed;
+use hush_protocol::msgs::{PresenceData, RawJson, ServerMessage, names};
 use hush_protocol::{ChannelKind, ChannelName, SocketId, UserId};
 use serde_json::{Value, json};
 
@@ -35,11 +37,34 @@ use crate::client::{ChannelShared, ConnectionState, Member, Members};
 use crate::config::Config;
 use crate::error::{AuthError, Error};
 use crate::event::{self, DecryptError, Event};
-use crate::frames::{self, ServerFrame};
-use crate::request::{self, DirectoryError};
+use crate::request::DirectoryError;
 
 use channel::{ChannelState, MAX_PENDING, Pending, decrypt, failure_event, millis, refetchable};
 use signin::Signin;
+
+/// An event's `data`: a string's text (API events), or the raw JSON.
+enum Payload {
+    Text(String),
+    Raw(Option<RawJson>),
+}
+
+impl Payload {
+    /// As pusher-js reads it ([`wire::data_value`]).
+    fn value(&self) -> Value {
+        match self {
+            Self::Text(t) => crate::event::decode_text(t),
+            Self::Raw(r) => wire::data_value(r.as_ref()),
+        }
+    }
+
+    /// As text ([`wire::data_text`]).
+    fn text(self) -> String {
+        match self {
+            Self::Text(t) => t,
+            Self::Raw(r) => wire::data_text(r.as_ref()),
+        }
+    }
+}
 
 /// The settings the core uses (the rest of [`Config`] is the driver's).
 #[derive(Debug, Clone)]
@@ -325,7 +350,7 @@ impl ClientCore {
                 }
                 None if *last + *activity <= now => {
                     *ping_sent = Some(now);
-                    self.transmits.push_back(frames::PING.to_owned());
+                    self.transmits.push_back(wire::ping());
                 }
                 _ => {}
             },
@@ -389,37 +414,37 @@ impl ClientCore {
 
     /// Before `pusher:connection_established`.
     fn handshake_frame(&mut self, text: &str, now: Instant) {
-        let Some(f) = ServerFrame::parse(text) else {
-            self.outputs.push_back(Output::Close { graceful: false });
-            return self.end(Ended::Lost("handshake frame is not JSON".into()), now);
-        };
-        match f.event.as_str() {
-            "pusher:connection_established" => {
-                let d = f.data_json();
-                let sid = d["socket_id"]
-                    .as_str()
-                    .and_then(|s| SocketId::parse(s).ok());
-                let at = d["activity_timeout"].as_u64().filter(|&n| n > 0);
-                match (sid, at) {
-                    (Some(sid), Some(at)) => self.established(sid, Duration::from_secs(at), now),
-                    (None, _) => {
-                        self.outputs.push_back(Output::Close { graceful: false });
-                        self.end(Ended::Lost("invalid socket_id".into()), now);
-                    }
-                    (_, None) => {
-                        self.outputs.push_back(Output::Close { graceful: false });
-                        self.end(Ended::Lost("no activity timeout in handshake".into()), now);
-                    }
-                }
+        let m = match ServerMessage::decode(text) {
+            Ok(m) => m,
+            Err(e) => {
+                self.outputs.push_back(Output::Close { graceful: false });
+                return self.end(Ended::Lost(format!("invalid handshake frame: {e}")), now);
             }
-            "pusher:error" => {
-                let d = f.data_json();
-                self.emit(Event::new(None, event::ERROR, d.clone()));
-                let code = d["code"].as_u64().and_then(|c| u16::try_from(c).ok());
-                let msg = d["message"].as_str().unwrap_or("").to_owned();
+        };
+        match m {
+            ServerMessage::ConnectionEstablished {
+                socket_id,
+                activity_timeout,
+            } => match SocketId::parse(&socket_id) {
+                Err(_) => {
+                    self.outputs.push_back(Output::Close { graceful: false });
+                    self.end(Ended::Lost("invalid socket_id".into()), now);
+                }
+                Ok(_) if activity_timeout == 0 => {
+                    self.outputs.push_back(Output::Close { graceful: false });
+                    self.end(Ended::Lost("no activity timeout in handshake".into()), now);
+                }
+                Ok(sid) => self.established(sid, Duration::from_secs(activity_timeout), now),
+            },
+            ServerMessage::Error { code, message } => {
+                self.emit(Event::new(
+                    None,
+                    event::ERROR,
+                    json!({"code": code, "message": message}),
+                ));
                 if code.is_some() {
                     self.outputs.push_back(Output::Close { graceful: false });
-                    self.end(Ended::Close(code, msg), now);
+                    self.end(Ended::Close(code, message), now);
                 }
             }
             _ => {}
@@ -590,7 +615,7 @@ impl ClientCore {
         if self.socket_id().is_some() {
             st.shared.subscribed.store(false, Ordering::Release);
             st.shared.set_members(None);
-            self.transmits.push_back(frames::unsubscribe(name.as_str()));
+            self.transmits.push_back(wire::unsubscribe(name.as_str()));
         }
     }
 
@@ -613,8 +638,8 @@ impl ClientCore {
         if !self.subscribed(channel) {
             return Err(Error::NotSubscribed(channel.to_string()));
         }
-        self.transmits
-            .push_back(frames::client_event(event, channel.as_str(), data));
+        let frame = wire::client_event(event, channel.as_str(), data)?;
+        self.transmits.push_back(frame);
         Ok(())
     }
 
@@ -649,11 +674,8 @@ impl ClientCore {
             .seal(key, channel, epoch, event, data, now_ms)
             .map_err(|e| Error::Data(e.to_string()))?;
         let data_json = serde_json::to_string(&wire).map_err(|e| Error::Data(e.to_string()))?;
-        self.transmits.push_back(frames::client_event(
-            sealed::CLIENT_EVENT,
-            channel.as_str(),
-            &data_json,
-        ));
+        let frame = wire::client_event(sealed::CLIENT_EVENT, channel.as_str(), &data_json)?;
+        self.transmits.push_back(frame);
         Ok(())
     }
 
@@ -696,7 +718,7 @@ impl ClientCore {
         match name.kind() {
             ChannelKind::Public | ChannelKind::ServerToUser => {
                 self.transmits
-                    .push_back(frames::subscribe(name.as_str(), "", None));
+                    .push_back(wire::subscribe(name.as_str(), "", None));
             }
             ChannelKind::Private | ChannelKind::Presence | ChannelKind::Encrypted => {
                 self.request_channel_auth(name.clone(), false, now);
@@ -776,7 +798,7 @@ impl ClientCore {
             Ok(ua) => {
                 self.signin = Signin::Sent;
                 self.transmits
-                    .push_back(frames::signin(&ua.auth, &ua.user_data));
+                    .push_back(wire::signin(&ua.auth, &ua.user_data));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "hush-client: user authentication failed");
@@ -834,7 +856,7 @@ impl ClientCore {
         if let Some(k) = a.shared_secret.clone() {
             st.keys.install(a.epoch, k, now_ms);
         }
-        self.transmits.push_back(frames::subscribe(
+        self.transmits.push_back(wire::subscribe(
             channel.as_str(),
             &a.auth,
             a.channel_data.as_deref(),
@@ -885,71 +907,114 @@ impl ClientCore {
     // ---- frames of a connection ----
 
     fn session_frame(&mut self, text: &str, now: Instant) {
-        let Some(f) = ServerFrame::parse(text) else {
-            tracing::debug!("hush-client: ignoring a frame that is not a JSON event");
-            return;
+        let m = match ServerMessage::decode(text) {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some((channel, data)) = wire::lenient_subscription_error(text) {
+                    return self.on_subscription_error(channel.as_deref(), data);
+                }
+                tracing::debug!(error = %e, "hush-client: ignoring a frame the codec refuses");
+                return;
+            }
         };
-        match f.event.as_str() {
-            "pusher:ping" => self.transmits.push_back(frames::PONG.to_owned()),
-            "pusher:pong" | "pusher:connection_established" => {}
-            "pusher:error" => {
-                let d = f.data_json();
+        match m {
+            ServerMessage::Ping => self.transmits.push_back(wire::pong()),
+            ServerMessage::Pong
+            | ServerMessage::ConnectionEstablished { .. }
+            | ServerMessage::WatchlistEvents(_) => {}
+            ServerMessage::Error { code, message } => {
+                let d = json!({"code": code, "message": message});
                 tracing::warn!(error = %d, "hush-client: pusher:error from the server");
                 // The server answers a refused sign-in with pusher:error
                 // (there is no signin_error frame): attribute an error that
                 // arrives while a sign-in is outstanding to it.
                 if self.signin == Signin::Sent {
                     self.signin = Signin::Wanted;
-                    let msg = d["message"].as_str().unwrap_or("refused by the server");
+                    let msg = if message.is_empty() {
+                        "refused by the server".to_owned()
+                    } else {
+                        message
+                    };
                     self.outputs
-                        .push_back(Output::Signin(Err(Error::Signin(msg.to_owned()))));
+                        .push_back(Output::Signin(Err(Error::Signin(msg))));
                 }
                 self.emit(Event::new(None, event::ERROR, d));
             }
-            "pusher:signin_success" => self.on_signin_success(&f),
-            "hush:response" => match request::parse_response(&f.data_json()) {
-                Some((id, result)) => {
-                    if self.requests.remove(&id).is_some() {
-                        self.outputs.push_back(Output::Response { id, result });
-                    }
+            ServerMessage::SigninSuccess { user_data } => self.on_signin_success(&user_data),
+            ServerMessage::HushResponse(r) => {
+                let (id, result) = wire::response(r);
+                if self.requests.remove(&id).is_some() {
+                    self.outputs.push_back(Output::Response { id, result });
                 }
-                None => tracing::debug!("hush-client: ignoring a hush:response without id"),
-            },
-            "pusher_internal:subscription_succeeded" => self.on_subscribed(&f),
-            "pusher:subscription_error" => {
-                if let Some(st) = f
-                    .channel
-                    .as_deref()
-                    .and_then(|c| ChannelName::parse(c).ok())
-                    .and_then(|c| self.channels.get(&c))
-                {
-                    st.shared.subscribed.store(false, Ordering::Release);
-                }
-                self.emit(Event::new(
-                    f.channel.as_deref(),
-                    event::SUBSCRIPTION_ERROR,
-                    f.data_json(),
-                ));
             }
-            "pusher_internal:member_added" => self.on_member(&f, true),
-            "pusher_internal:member_removed" => self.on_member(&f, false),
-            "pusher_internal:subscription_count" => {
+            ServerMessage::SubscriptionSucceeded { channel, presence } => {
+                self.on_subscribed(&channel, presence);
+            }
+            ServerMessage::SubscriptionError {
+                channel,
+                kind,
+                error,
+            } => {
+                let data = wire::subscription_error_data(kind, &error);
+                self.on_subscription_error(Some(&channel), data);
+            }
+            ServerMessage::MemberAdded {
+                channel,
+                user_id,
+                user_info,
+            } => {
+                let info = user_info.map_or(Value::Null, |i| wire::data_value(Some(&i)));
+                self.on_member(&channel, user_id, info, true);
+            }
+            ServerMessage::MemberRemoved { channel, user_id } => {
+                self.on_member(&channel, user_id, Value::Null, false);
+            }
+            ServerMessage::SubscriptionCount { channel, count } => {
                 self.emit(Event::new(
-                    f.channel.as_deref(),
+                    Some(&channel),
                     event::SUBSCRIPTION_COUNT,
-                    f.data_json(),
+                    json!({"subscription_count": count}),
                 ));
             }
-            e if e.starts_with("pusher_internal:") => {}
-            _ => self.on_event(f, now),
+            ServerMessage::CacheMiss { channel } => {
+                let data = Payload::Text("{}".into());
+                self.on_event(names::CACHE_MISS.into(), Some(channel), data, None, now);
+            }
+            ServerMessage::ChannelEvent {
+                event,
+                channel,
+                data,
+            } => self.on_event(event, Some(channel), Payload::Text(data), None, now),
+            ServerMessage::ClientEvent {
+                event,
+                channel,
+                data,
+                user_id,
+            } => self.on_event(event, Some(channel), Payload::Raw(data), user_id, now),
+            ServerMessage::Other {
+                event,
+                channel,
+                data,
+            } => {
+                if !event.starts_with(names::PUSHER_INTERNAL_PREFIX) {
+                    self.on_event(event, channel, Payload::Raw(data), None, now);
+                }
+            }
+            other => tracing::debug!(?other, "hush-client: ignoring a server message"),
         }
     }
 
-    fn on_signin_success(&mut self, f: &ServerFrame) {
-        let d = f.data_json();
-        let Some(user_data) = d["user_data"].as_str() else {
-            return;
-        };
+    fn on_subscription_error(&mut self, channel: Option<&str>, data: Value) {
+        if let Some(st) = channel
+            .and_then(|c| ChannelName::parse(c).ok())
+            .and_then(|c| self.channels.get(&c))
+        {
+            st.shared.subscribed.store(false, Ordering::Release);
+        }
+        self.emit(Event::new(channel, event::SUBSCRIPTION_ERROR, data));
+    }
+
+    fn on_signin_success(&mut self, user_data: &str) {
         let Ok(parsed) = hush_protocol::presence::parse_user_data(
             user_data,
             hush_protocol::limits::MAX_PRESENCE_USER_INFO_BYTES,
@@ -960,7 +1025,11 @@ impl ClientCore {
         let id = parsed.id;
         self.signin = Signin::SignedIn(id.clone());
         self.outputs.push_back(Output::Signin(Ok(id.clone())));
-        self.emit(Event::new(None, event::SIGNIN_SUCCESS, d.clone()));
+        self.emit(Event::new(
+            None,
+            event::SIGNIN_SUCCESS,
+            json!({"user_data": user_data}),
+        ));
         let name = ChannelName::server_to_user(&id);
         if !self.channels.contains_key(&name) {
             let shared = Arc::new(ChannelShared {
@@ -976,16 +1045,12 @@ impl ClientCore {
             );
             self.channels.insert(name.clone(), st);
             self.transmits
-                .push_back(frames::subscribe(name.as_str(), "", None));
+                .push_back(wire::subscribe(name.as_str(), "", None));
         }
     }
 
-    fn on_subscribed(&mut self, f: &ServerFrame) {
-        let Some(name) = f
-            .channel
-            .as_deref()
-            .and_then(|c| ChannelName::parse(c).ok())
-        else {
+    fn on_subscribed(&mut self, channel: &str, presence: Option<PresenceData>) {
+        let Ok(name) = ChannelName::parse(channel) else {
             return;
         };
         let Some(st) = self.channels.get(&name) else {
@@ -993,10 +1058,13 @@ impl ClientCore {
         };
         st.shared.subscribed.store(true, Ordering::Release);
         let data = if name.kind() == ChannelKind::Presence {
-            let d = f.data_json();
-            let members: std::collections::BTreeMap<String, Value> = d["presence"]["hash"]
-                .as_object()
-                .map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            let members: std::collections::BTreeMap<String, Value> = presence
+                .map(|p| {
+                    p.hash
+                        .iter()
+                        .map(|(k, v)| (k.clone(), wire::data_value(Some(v))))
+                        .collect()
+                })
                 .unwrap_or_default();
             let m = Members {
                 me: st.me.clone(),
@@ -1015,24 +1083,14 @@ impl ClientCore {
         ));
     }
 
-    fn on_member(&mut self, f: &ServerFrame, added: bool) {
-        let Some(name) = f
-            .channel
-            .as_deref()
-            .and_then(|c| ChannelName::parse(c).ok())
-        else {
+    /// A member added (with its `user_info`) or removed.
+    fn on_member(&mut self, channel: &str, id: String, mut info: Value, added: bool) {
+        let Ok(name) = ChannelName::parse(channel) else {
             return;
         };
         let Some(st) = self.channels.get(&name) else {
             return;
         };
-        let d = f.data_json();
-        let id = match &d["user_id"] {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
-            _ => return,
-        };
-        let mut info = d.get("user_info").cloned().unwrap_or(Value::Null);
         st.shared.update_members(|m| {
             if added {
                 m.members.insert(id.clone(), info.clone());
@@ -1053,24 +1111,30 @@ impl ClientCore {
     }
 
     /// An application event (or a `pusher:` event other than those above).
-    fn on_event(&mut self, f: ServerFrame, now: Instant) {
-        let Some(ch) = f.channel.as_deref() else {
-            let mut e = Event::new(None, &f.event, f.data_json());
-            e.user_id = f.user_id;
+    fn on_event(
+        &mut self,
+        event_name: String,
+        channel: Option<String>,
+        data: Payload,
+        user_id: Option<String>,
+        now: Instant,
+    ) {
+        let Some(ch) = channel else {
+            let mut e = Event::new(None, &event_name, data.value());
+            e.user_id = user_id;
             return self.emit(e);
         };
-        let Ok(name) = ChannelName::parse(ch) else {
+        let Ok(name) = ChannelName::parse(&ch) else {
             return;
         };
         if !self.channels.contains_key(&name) {
             return;
         }
-        if name.kind() == ChannelKind::Encrypted && !f.event.starts_with("pusher:") {
-            let data = f.data_text();
-            return self.on_encrypted(&name, f.event, data, f.user_id, now);
+        if name.kind() == ChannelKind::Encrypted && !event_name.starts_with(names::PUSHER_PREFIX) {
+            return self.on_encrypted(&name, event_name, data.text(), user_id, now);
         }
-        let mut e = Event::new(Some(ch), &f.event, f.data_json());
-        e.user_id = f.user_id;
+        let mut e = Event::new(Some(&ch), &event_name, data.value());
+        e.user_id = user_id;
         self.emit(e);
     }
 
