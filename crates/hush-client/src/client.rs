@@ -311,7 +311,7 @@ impl Client {
                 .map_err(|_| DirectoryError::Closed)?;
             let n = inner.next_request.fetch_add(1, Ordering::Relaxed);
             let id = format!("hc{n}");
-            let frame = request::frame(&id, method, &params);
+            let frame = request::frame(&id, method, &params)?;
             let (tx, rx) = oneshot::channel();
             inner
                 .cmd

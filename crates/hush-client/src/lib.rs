@@ -13,9 +13,9 @@ mod connection;
 pub mod e2ee;
 mod error;
 pub mod event;
-mod frames;
 mod listeners;
 mod request;
+mod sansio;
 #[cfg(feature = "tls")]
 pub mod tls;
 

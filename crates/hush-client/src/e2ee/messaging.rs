@@ -1,0 +1,272 @@
+//! Messaging: sealing envelopes for users' devices, and opening received
+//! ones. Opening a message from a sender whose cards are cached and fresh
+//! touches neither the directory nor its lock, so a directory lookup in
+//! flight for another sender does not delay it.
+
+use hush_crypto::identity::{DeviceId, RevocationKind};
+use hush_crypto::suite1::{self, Envelope, OpenError, Recipient, SealRequest, TrustedSender};
+use hush_protocol::{ChannelName, EventName, UserId};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::directory::Directory;
+use super::state::{Parsed, Shared, State};
+use super::store::{Accepted, MAX_ACCEPTED};
+use super::{CLIENT_EVENT, E2eeError, SERVER_EVENT, millis, now_ms};
+use crate::client::{Channel, MAX_CLIENT_EVENT_BYTES};
+use crate::event::Event;
+
+/// An opened and verified envelope.
+#[derive(Clone)]
+pub struct Message {
+    /// The channel it arrived on.
+    pub channel: String,
+    /// The real event name (from inside the ciphertext).
+    pub event: String,
+    /// The plaintext, decoded as JSON when it is JSON (else a string).
+    pub data: Value,
+    /// The sender's user id (directory-verified).
+    pub sender_user: String,
+    /// The sending device.
+    pub sender_device: DeviceId,
+    /// The sender's random message id.
+    pub message_id: [u8; 16],
+    /// Sender time (Unix ms).
+    pub timestamp_ms: u64,
+    /// Whether the sender is a contact this device marked verified (and the
+    /// identity key is still the verified one).
+    pub verified_sender: bool,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("channel", &self.channel)
+            .field("event", &self.event)
+            .field("sender_user", &self.sender_user)
+            .field("sender_device", &self.sender_device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The messaging of one [`E2ee`](super::E2ee).
+pub(super) struct Messaging<'a> {
+    sh: &'a Shared,
+    dir: Directory<'a>,
+}
+
+impl<'a> Messaging<'a> {
+    pub(super) fn new(sh: &'a Shared) -> Self {
+        Self {
+            sh,
+            dir: Directory::new(sh),
+        }
+    }
+
+    /// See [`E2ee::seal`](super::E2ee::seal).
+    pub(super) async fn seal(
+        &self,
+        channel: &str,
+        outer: &str,
+        event: &str,
+        data_json: &str,
+        users: &[&str],
+    ) -> Result<String, E2eeError> {
+        let channel = ChannelName::parse(channel).map_err(|e| E2eeError::Invalid(e.to_string()))?;
+        let outer = EventName::parse_api(outer).map_err(|e| E2eeError::Invalid(e.to_string()))?;
+        let inner = EventName::parse_api(event).map_err(|e| E2eeError::Invalid(e.to_string()))?;
+        let me = self.sh.with(|st| {
+            if st.data.card.is_none() {
+                return Err(E2eeError::NotPublished);
+            }
+            Ok(st.data.user.clone())
+        })?;
+        let mut ids: Vec<UserId> = vec![me.clone()];
+        for u in users {
+            let id =
+                UserId::parse(u).map_err(|e| E2eeError::Invalid(format!("user {u:?}: {e}")))?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let found = {
+            let g = self.dir.lock().await;
+            self.dir.lookup_locked(&g, &ids).await?
+        };
+        self.sh.update(|st| {
+            let mut recipients: Vec<Recipient> = Vec::new();
+            for keys in &found {
+                let is_me = keys.user == me;
+                if !is_me {
+                    let c = st.data.contacts.get(keys.user.as_str());
+                    if let Some(c) = c
+                        && let Some(v) = &c.verified
+                        && *v != c.identity
+                    {
+                        return Err(E2eeError::KeyChangedSinceVerified(keys.user.to_string()));
+                    }
+                    if keys.devices.is_empty() {
+                        return Err(E2eeError::NoDevices(keys.user.to_string()));
+                    }
+                }
+                recipients.extend(
+                    keys.devices
+                        .iter()
+                        .filter(|c| !(is_me && c.device_id() == st.data.device_id))
+                        .map(Recipient::from),
+                );
+            }
+            if recipients.is_empty() {
+                return Err(E2eeError::NoDevices(me.to_string()));
+            }
+            st.data.sequence = st.data.sequence.saturating_add(1).max(now_ms());
+            let req = SealRequest {
+                sender_user: &me,
+                sender_device: st.data.device_id,
+                sender_keys: &st.data.keys,
+                channel: &channel,
+                event: &outer,
+                inner_event: &inner,
+                timestamp_ms: now_ms(),
+                sequence: st.data.sequence,
+                recipients: &recipients,
+            };
+            let limit = MAX_CLIENT_EVENT_BYTES - 2;
+            Ok(suite1::seal_with_limit(&req, data_json.as_bytes(), limit)?)
+        })
+    }
+
+    /// See [`E2ee::send`](super::E2ee::send).
+    pub(super) async fn send<T: Serialize + ?Sized>(
+        &self,
+        channel: &Channel,
+        event: &str,
+        data: &T,
+        users: &[&str],
+    ) -> Result<(), E2eeError> {
+        let name =
+            ChannelName::parse(channel.name()).map_err(|e| E2eeError::Invalid(e.to_string()))?;
+        if !name.kind().allows_client_events() {
+            return Err(E2eeError::Client(crate::Error::ClientEventsNotAllowed(
+                name.to_string(),
+            )));
+        }
+        let json = serde_json::to_string(data).map_err(|e| E2eeError::Invalid(e.to_string()))?;
+        let envelope = self
+            .seal(channel.name(), CLIENT_EVENT, event, &json, users)
+            .await?;
+        channel.trigger(CLIENT_EVENT, &envelope).await?;
+        Ok(())
+    }
+
+    /// Whether `sender`'s cards are cached, fresh, and include `device`.
+    fn cached(st: &mut State, sender: &UserId, device: DeviceId) -> bool {
+        let recent = st
+            .data
+            .contacts
+            .get(sender.as_str())
+            .is_some_and(|c| now_ms().saturating_sub(c.fetched_ms) < millis(st.cache_ttl));
+        let known = st
+            .parsed(sender.as_str())
+            .is_some_and(|p| p.cards.iter().any(|c| c.device_id() == device));
+        recent && known
+    }
+
+    /// See [`E2ee::open`](super::E2ee::open).
+    pub(super) async fn open(&self, event: &Event) -> Result<Message, E2eeError> {
+        if event.event != CLIENT_EVENT && event.event != SERVER_EVENT {
+            return Err(E2eeError::NotAnEnvelope);
+        }
+        let Value::String(data) = &event.data else {
+            return Err(E2eeError::NotAnEnvelope);
+        };
+        let env = Envelope::from_data(data)?;
+        let h = env.header().clone();
+        if Some(h.channel.as_str()) != event.channel.as_deref() || h.event.as_str() != event.event {
+            return Err(E2eeError::WrongChannel);
+        }
+        let sender = h.sender_user.clone();
+        let cached = self.sh.with(|st| {
+            if !env.recipients().contains(&st.data.device_id) {
+                return Err(E2eeError::Open(OpenError::NotARecipient));
+            }
+            Ok(Self::cached(st, &sender, h.sender_device))
+        })?;
+        if !cached {
+            let g = self.dir.lock().await;
+            // Another open may have looked the sender up while this one waited.
+            if !self
+                .sh
+                .with(|st| Self::cached(st, &sender, h.sender_device))
+            {
+                self.dir
+                    .lookup_locked(&g, std::slice::from_ref(&sender))
+                    .await?;
+            }
+        }
+        self.sh.with(|st| {
+            let (verified, current) = st
+                .data
+                .contacts
+                .get(sender.as_str())
+                .map(|c| (c.verified.clone(), c.identity.clone()))
+                .unwrap_or_default();
+            let Parsed {
+                identity,
+                cards,
+                revocations,
+            } = st
+                .parsed(sender.as_str())
+                .cloned()
+                .ok_or(E2eeError::Open(OpenError::UnknownSender))?;
+            let identity = identity.ok_or(E2eeError::Open(OpenError::UnknownSender))?;
+            let Some(card) = cards.into_iter().find(|c| c.device_id() == h.sender_device) else {
+                let revoked = revocations.iter().any(|r| {
+                    r.verify(&sender, &identity).is_ok()
+                        && matches!(r.kind(), RevocationKind::Device { device_id, .. } if *device_id == h.sender_device)
+                });
+                return Err(E2eeError::Open(if revoked {
+                    OpenError::RevokedSender
+                } else {
+                    OpenError::UnknownSender
+                }));
+            };
+            let trusted = TrustedSender {
+                card: &card,
+                identity: &identity,
+                revocations: &revocations,
+            };
+            let State { data, guard, .. } = &mut *st;
+            let opened = env.open(data.device_id, &data.keys, &trusted, guard, now_ms())?;
+            data.accepted.push_back(Accepted {
+                device: hex::encode(h.sender_device.0),
+                channel: h.channel.to_string(),
+                sequence: h.sequence,
+                message_id: hex::encode(h.message_id),
+            });
+            while data.accepted.len() > MAX_ACCEPTED {
+                data.accepted.pop_front();
+            }
+            // The message is already committed to the in-memory replay guard:
+            // failing here would lose it for good (opening it again is a
+            // replay). A failed save is logged; the next save persists the
+            // accepted entry.
+            if let Err(e) = self.sh.save(st) {
+                tracing::warn!(error = %e, "hush-client: saving the key store after opening a message failed");
+            }
+            let text = String::from_utf8_lossy(&opened.plaintext);
+            let value =
+                serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.to_string()));
+            Ok(Message {
+                channel: h.channel.to_string(),
+                event: opened.event.to_string(),
+                data: value,
+                sender_user: sender.to_string(),
+                sender_device: h.sender_device,
+                message_id: h.message_id,
+                timestamp_ms: h.timestamp_ms,
+                verified_sender: verified.as_deref() == Some(current.as_str()),
+            })
+        })
+    }
+}

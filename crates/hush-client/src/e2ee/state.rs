@@ -1,0 +1,117 @@
+//! The state the parts of [`E2ee`](super::E2ee) share: the device's data
+//! behind a short-lived lock that is never held across an `.await` (a
+//! `std::sync::Mutex`: holding its guard across an await would make the
+//! futures `!Send`, which `handles_and_futures_are_send` checks), and the
+//! directory lock that orders directory round trips.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hush_crypto::identity::{DeviceCard, IdentityPublicKey, Revocation};
+use hush_crypto::suite1::ReplayGuard;
+use tokio::sync::broadcast;
+
+use super::store::{DeviceData, KeyStore};
+use super::{E2eeError, KeyChanged};
+use crate::client::Client;
+
+/// The device's state.
+pub(super) struct State {
+    pub data: DeviceData,
+    pub guard: ReplayGuard,
+    pub cache_ttl: Duration,
+    /// The card cache, parsed (signatures checked once, not per message).
+    pub parsed: HashMap<String, Parsed>,
+}
+
+/// One cached user's records, parsed.
+#[derive(Clone)]
+pub(super) struct Parsed {
+    pub identity: Option<IdentityPublicKey>,
+    pub cards: Vec<DeviceCard>,
+    pub revocations: Vec<Revocation>,
+}
+
+impl State {
+    /// The parsed cache entry of `user` (parsed from the store on first use).
+    pub(super) fn parsed(&mut self, user: &str) -> Option<&Parsed> {
+        if !self.parsed.contains_key(user) {
+            let c = self.data.contacts.get(user)?;
+            let decode = |s: &String| STANDARD.decode(s).ok();
+            let p = Parsed {
+                identity: decode(&c.identity)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .and_then(|b| IdentityPublicKey::from_bytes(&b).ok()),
+                cards: c
+                    .cards
+                    .iter()
+                    .filter_map(decode)
+                    .filter_map(|b| DeviceCard::from_bytes(&b).ok())
+                    .collect(),
+                revocations: c
+                    .revocations
+                    .iter()
+                    .filter_map(decode)
+                    .filter_map(|b| Revocation::from_bytes(&b).ok())
+                    .collect(),
+            };
+            self.parsed.insert(user.to_owned(), p);
+        }
+        self.parsed.get(user)
+    }
+}
+
+/// What every part holds.
+pub(super) struct Shared {
+    pub client: Client,
+    pub store: KeyStore,
+    state: Mutex<State>,
+    pub changes: broadcast::Sender<KeyChanged>,
+    /// Orders the directory's round trips: the trusted tree head must
+    /// advance one verified step at a time. Held across awaits, but only by
+    /// directory work; [`open`](super::E2ee::open) of a known sender never
+    /// takes it.
+    pub directory: tokio::sync::Mutex<()>,
+}
+
+/// Proof that the directory lock is held.
+pub(super) type DirectoryGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+impl Shared {
+    pub(super) fn new(client: Client, store: KeyStore, state: State) -> Self {
+        let (changes, _) = broadcast::channel(256);
+        Self {
+            client,
+            store,
+            state: Mutex::new(state),
+            changes,
+            directory: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Runs `f` on the state under its lock (`f` cannot await).
+    pub(super) fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut st)
+    }
+
+    /// Runs `f` on the state, then saves it to the key store.
+    pub(super) fn update<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> Result<R, E2eeError>,
+    ) -> Result<R, E2eeError> {
+        self.with(|st| {
+            let r = f(st)?;
+            self.save(st)?;
+            Ok(r)
+        })
+    }
+
+    /// Saves the device's data.
+    pub(super) fn save(&self, st: &State) -> Result<(), E2eeError> {
+        Ok(self.store.save(&st.data)?)
+    }
+}

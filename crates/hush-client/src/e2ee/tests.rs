@@ -1,0 +1,191 @@
+//! [`E2ee`](super::E2ee) against a scripted server whose key directory never
+//! answers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use futures_util::{SinkExt, StreamExt};
+use hush_crypto::identity::{DeviceCard, UnsignedCard};
+use hush_crypto::suite1::{self, Recipient, SealRequest};
+use hush_crypto::transparency::SignedTreeHead;
+use hush_protocol::{ChannelName, EventName, UserId};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::store::CachedUser;
+use super::{CLIENT_EVENT, DeviceData, E2ee, KeyChanged, KeyStore, Message, StoreKey};
+use crate::client::{Channel, Client};
+use crate::event::Event;
+use crate::{FnAuthorizer, SocketId};
+
+/// The handle and its futures can move across tasks (`tokio::spawn`).
+#[allow(dead_code, clippy::extra_unused_type_parameters)]
+fn handles_and_futures_are_send() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<E2ee>();
+    send_sync::<KeyChanged>();
+    send_sync::<Message>();
+    let f = |e: &E2ee, ev: &Event, ch: &Channel| {
+        send(&e.open(ev));
+        send(&e.send(ch, "m", &1, &["bob"]));
+        send(&e.lookup(&["bob"]));
+        send(&e.publish());
+        send(&e.rotate_identity());
+        send(&e.restore_identity(&[], &[]));
+        send(&e.cross_check(&SignedTreeHead::from_bytes(&[]).unwrap()));
+    };
+    let _ = f;
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .try_into()
+        .unwrap()
+}
+
+/// A device of `user` holding the identity key, with its card issued.
+fn device(user: &str) -> (DeviceData, DeviceCard) {
+    let d = DeviceData::generate(UserId::parse(user).unwrap(), true);
+    let identity = d.identity.as_ref().unwrap();
+    let now = now_ms() / 1000;
+    let body = UnsignedCard::new(
+        d.user.clone(),
+        d.device_id,
+        &identity.public_key(),
+        &d.keys,
+        now - 60,
+        now + 3600,
+        None,
+    );
+    let card = DeviceCard::issue(body, &d.keys, identity).unwrap();
+    (d, card)
+}
+
+/// A `client-hush-e2ee` event from `from` to the device of `to`.
+fn envelope(from: &DeviceData, to: &DeviceCard, text: &str) -> Event {
+    let channel = ChannelName::parse("private-room").unwrap();
+    let outer = EventName::parse_api(CLIENT_EVENT).unwrap();
+    let inner = EventName::parse_api("message").unwrap();
+    let req = SealRequest {
+        sender_user: &from.user,
+        sender_device: from.device_id,
+        sender_keys: &from.keys,
+        channel: &channel,
+        event: &outer,
+        inner_event: &inner,
+        timestamp_ms: now_ms(),
+        sequence: 1,
+        recipients: &[Recipient::from(to)],
+    };
+    let data =
+        suite1::seal_with_limit(&req, json!({"text": text}).to_string().as_bytes(), 9000).unwrap();
+    Event::new(Some("private-room"), CLIENT_EVENT, Value::String(data))
+}
+
+/// A server that signs anyone in and reports every `hush:request` method on
+/// `seen`, never answering one.
+async fn silent_directory(seen: mpsc::Sender<String>) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                let data = json!({"socket_id": "1.2", "activity_timeout": 120}).to_string();
+                let est = json!({"event": "pusher:connection_established", "data": data});
+                ws.send(WsMessage::Text(est.to_string().into()))
+                    .await
+                    .unwrap();
+                while let Some(Ok(m)) = ws.next().await {
+                    let WsMessage::Text(t) = m else { continue };
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    match v["event"].as_str() {
+                        Some("pusher:signin") => {
+                            let data = json!({"user_data": v["data"]["user_data"]}).to_string();
+                            let ok = json!({"event": "pusher:signin_success", "data": data});
+                            let _ = ws.send(WsMessage::Text(ok.to_string().into())).await;
+                        }
+                        Some("hush:request") => {
+                            let method = v["data"]["method"].as_str().unwrap_or("").to_owned();
+                            let _ = seen.send(method).await;
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// With the old single mutex held across directory round trips, the second
+/// `open` waited for the stalled lookup (and this test timed out).
+#[tokio::test]
+async fn a_stalled_lookup_does_not_block_opening_a_known_sender() {
+    let (seen_tx, mut seen) = mpsc::channel(16);
+    let url = silent_directory(seen_tx).await;
+    let auth = format!("key:{}", "a".repeat(64));
+    let authorizer = FnAuthorizer::new(|_: SocketId, _: ChannelName| async {
+        Err::<String, _>("no channels here")
+    })
+    .with_user(move |_: SocketId| {
+        let body = json!({"auth": auth, "user_data": json!({"id": "bob"}).to_string()});
+        async move { Ok::<_, String>(body.to_string()) }
+    });
+    let client = Client::builder("key")
+        .url(&url)
+        .authorizer(authorizer)
+        .build()
+        .unwrap();
+
+    let (mut bob, bob_card) = device("bob");
+    let (alice, alice_card) = device("alice");
+    let (carol, _) = device("carol");
+    bob.card = Some(bob_card.clone());
+    // Alice is cached (looked up a moment ago); Carol is unknown.
+    bob.contacts.insert(
+        "alice".into(),
+        CachedUser {
+            identity: STANDARD.encode(alice_card.identity_key().to_bytes()),
+            cards: vec![STANDARD.encode(alice_card.to_bytes())],
+            revocations: Vec::new(),
+            fetched_ms: now_ms(),
+            verified: None,
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::new(dir.path().join("bob.hks"), StoreKey::generate());
+    store.create(&bob).unwrap();
+    let e2ee = E2ee::open_store(client, store).unwrap();
+
+    let from_carol = envelope(&carol, &bob_card, "who am I");
+    let stalled = tokio::spawn({
+        let e2ee = e2ee.clone();
+        async move { e2ee.open(&from_carol).await }
+    });
+    // Carol's lookup reached the directory, which does not answer.
+    let method = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .expect("no directory request")
+        .unwrap();
+    assert_eq!(method, "log.head");
+
+    let from_alice = envelope(&alice, &bob_card, "hi");
+    let m = tokio::time::timeout(Duration::from_secs(3), e2ee.open(&from_alice))
+        .await
+        .expect("open() of a known sender waited for another sender's lookup")
+        .unwrap();
+    assert_eq!(m.sender_user, "alice");
+    assert_eq!(m.data, json!({"text": "hi"}));
+    assert!(!stalled.is_finished());
+    stalled.abort();
+}
