@@ -188,6 +188,14 @@ fn check(input: &Input) {
     );
     for d in 0..4 {
         let now = input.timestamp_ms;
+        if input.sequence == 0 {
+            // Counters start at 1: sequence 0 is never accepted.
+            assert_eq!(
+                open_as(&env, d, &mut ReplayGuard::new(4), now).err(),
+                Some(OpenError::Replay)
+            );
+            continue;
+        }
         if let Some(late) = now.checked_add(suite1::DEFAULT_MAX_AGE_MS + 1) {
             let r = open_as(&env, d, &mut ReplayGuard::new(4), late);
             if listed.contains(&d) {

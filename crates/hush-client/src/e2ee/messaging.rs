@@ -4,14 +4,15 @@
 //! flight for another sender does not delay it.
 
 use hush_crypto::identity::{DeviceId, RevocationKind};
-use hush_crypto::suite1::{self, Envelope, OpenError, Recipient, SealRequest, TrustedSender};
+use hush_crypto::suite1::{
+    self, Envelope, OpenError, Recipient, SealRequest, StreamKey, TrustedSender,
+};
 use hush_protocol::{ChannelName, EventName, UserId};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::directory::Directory;
 use super::state::{Parsed, Shared, State};
-use super::store::{Accepted, MAX_ACCEPTED};
 use super::{CLIENT_EVENT, E2eeError, SERVER_EVENT, millis, now_ms};
 use crate::client::{Channel, MAX_CLIENT_EVENT_BYTES};
 use crate::event::Event;
@@ -33,6 +34,13 @@ pub struct Message {
     pub message_id: [u8; 16],
     /// Sender time (Unix ms).
     pub timestamp_ms: u64,
+    /// The sender device's counter on this channel.
+    pub sequence: u64,
+    /// Gap detected: how many messages of this sender device on this
+    /// channel were skipped before this one (dropped by the relay, still in
+    /// flight, or not addressed to this device). A late one still opens if
+    /// it arrives within [`suite1::WINDOW`] messages. 0 when none were.
+    pub missed: u64,
     /// Whether the sender is a contact this device marked verified (and the
     /// identity key is still the verified one).
     pub verified_sender: bool,
@@ -119,7 +127,7 @@ impl<'a> Messaging<'a> {
             if recipients.is_empty() {
                 return Err(E2eeError::NoDevices(me.to_string()));
             }
-            st.data.sequence = st.data.sequence.saturating_add(1).max(now_ms());
+            let sequence = st.data.next_sequence(&channel);
             let req = SealRequest {
                 sender_user: &me,
                 sender_device: st.data.device_id,
@@ -128,11 +136,13 @@ impl<'a> Messaging<'a> {
                 event: &outer,
                 inner_event: &inner,
                 timestamp_ms: now_ms(),
-                sequence: st.data.sequence,
+                sequence,
                 recipients: &recipients,
             };
             let limit = MAX_CLIENT_EVENT_BYTES - 2;
-            Ok(suite1::seal_with_limit(&req, data_json.as_bytes(), limit)?)
+            let data = suite1::seal_with_limit(&req, data_json.as_bytes(), limit)?;
+            st.data.record_sequence(&channel, sequence);
+            Ok(data)
         })
     }
 
@@ -238,14 +248,26 @@ impl<'a> Messaging<'a> {
             };
             let State { data, guard, .. } = &mut *st;
             let opened = env.open(data.device_id, &data.keys, &trusted, guard, now_ms())?;
-            data.accepted.push_back(Accepted {
-                device: hex::encode(h.sender_device.0),
-                channel: h.channel.to_string(),
-                sequence: h.sequence,
-                message_id: hex::encode(h.message_id),
-            });
-            while data.accepted.len() > MAX_ACCEPTED {
-                data.accepted.pop_front();
+            // Mirror the stream's new state into the saved data (and drop
+            // what the guard swept out as expired).
+            let stream = StreamKey {
+                user: h.sender_user.clone(),
+                device: h.sender_device,
+                channel: h.channel.clone(),
+            };
+            if let Some(state) = guard.state(&stream) {
+                data.streams.insert(stream, state);
+            }
+            if data.streams.len() > guard.len() {
+                data.streams.retain(|k, _| guard.state(k).is_some());
+            }
+            if opened.missed > 0 {
+                tracing::warn!(
+                    channel = %h.channel,
+                    sender = %sender,
+                    missed = opened.missed,
+                    "hush-client: gap detected: messages missing from this sender"
+                );
             }
             // The message is already committed to the in-memory replay guard:
             // failing here would lose it for good (opening it again is a
@@ -265,6 +287,8 @@ impl<'a> Messaging<'a> {
                 sender_device: h.sender_device,
                 message_id: h.message_id,
                 timestamp_ms: h.timestamp_ms,
+                sequence: h.sequence,
+                missed: opened.missed,
                 verified_sender: verified.as_deref() == Some(current.as_str()),
             })
         })

@@ -69,7 +69,7 @@ use hush_crypto::identity::{DeviceCard, DeviceId, IdentityPublicKey, Revocation}
 use hush_crypto::safety::SafetyNumber;
 use hush_crypto::suite1::ReplayGuard;
 use hush_crypto::transparency::SignedTreeHead;
-use hush_protocol::{ChannelName, UserId};
+use hush_protocol::UserId;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -207,20 +207,11 @@ impl E2ee {
     }
 
     fn from_data(client: Client, store: KeyStore, data: DeviceData) -> Self {
-        // Envelopes accepted before a restart stay refused.
+        // Envelopes accepted before a restart stay refused: every sender
+        // stream's high-water mark and window come back.
         let mut guard = ReplayGuard::default();
-        for a in &data.accepted {
-            let device = hex::decode(&a.device)
-                .ok()
-                .and_then(|v| <[u8; 16]>::try_from(v).ok());
-            let id = hex::decode(&a.message_id)
-                .ok()
-                .and_then(|v| <[u8; 16]>::try_from(v).ok());
-            if let (Some(device), Some(id), Ok(channel)) =
-                (device, id, ChannelName::parse(&a.channel))
-            {
-                guard.commit(DeviceId(device), &channel, a.sequence, id);
-            }
+        for (stream, state) in &data.streams {
+            guard.restore(stream.clone(), *state);
         }
         let state = State {
             data,

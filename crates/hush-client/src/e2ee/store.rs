@@ -7,7 +7,7 @@
 //! `fsync`, rename). Secrets are zeroized when dropped, including the
 //! serialized plaintext.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -16,8 +16,9 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey};
+use hush_crypto::suite1::{StreamKey, StreamState};
 use hush_crypto::transparency::{SignedTreeHead, TreeHead};
-use hush_protocol::UserId;
+use hush_protocol::{ChannelName, UserId};
 use rand::{RngCore, TryRngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -123,20 +124,49 @@ pub(crate) struct CachedUser {
     pub verified: Option<String>,
 }
 
-/// An envelope this device accepted (replayed into the replay guard after a
-/// restart, so captured envelopes stay refused).
+/// One sender stream's replay state as saved: (sender user, sender device,
+/// channel) and its high-water mark, window and newest timestamp
+/// ([`StreamState`]). Restored into the replay guard after a restart, so
+/// everything accepted before stays refused, however many messages that was.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct Accepted {
+struct SavedStream {
+    user: String,
     /// Sender device, hex.
-    pub device: String,
-    pub channel: String,
-    pub sequence: u64,
-    /// Message id, hex.
-    pub message_id: String,
+    device: String,
+    channel: String,
+    highest: u64,
+    seen: u64,
+    newest_ms: u64,
 }
 
-/// Accepted envelopes remembered across restarts (the most recent ones).
-pub(crate) const MAX_ACCEPTED: usize = 1024;
+impl SavedStream {
+    fn new(key: &StreamKey, state: &StreamState) -> Self {
+        Self {
+            user: key.user.as_str().to_owned(),
+            device: hex::encode(key.device.0),
+            channel: key.channel.as_str().to_owned(),
+            highest: state.highest,
+            seen: state.seen,
+            newest_ms: state.newest_ms,
+        }
+    }
+
+    fn parse(&self) -> Option<(StreamKey, StreamState)> {
+        let device = hex::decode(&self.device).ok()?.try_into().ok()?;
+        Some((
+            StreamKey {
+                user: UserId::parse(&self.user).ok()?,
+                device: DeviceId(device),
+                channel: ChannelName::parse(&self.channel).ok()?,
+            },
+            StreamState {
+                highest: self.highest,
+                seen: self.seen,
+                newest_ms: self.newest_ms,
+            },
+        ))
+    }
+}
 
 /// The pinned transparency log.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -164,10 +194,12 @@ struct Public {
     card: Option<String>,
     #[serde(default)]
     contacts: BTreeMap<String, CachedUser>,
+    /// This device's send counter per channel (the last number used).
     #[serde(default)]
-    sequence: u64,
+    sequences: BTreeMap<String, u64>,
+    /// Replay state of the sender streams this device accepted messages on.
     #[serde(default)]
-    accepted: Vec<Accepted>,
+    streams: Vec<SavedStream>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -193,8 +225,12 @@ pub struct DeviceData {
     pub(crate) card: Option<DeviceCard>,
     pub(crate) log: Option<LogPin>,
     pub(crate) contacts: BTreeMap<String, CachedUser>,
-    pub(crate) sequence: u64,
-    pub(crate) accepted: std::collections::VecDeque<Accepted>,
+    /// The last sequence number this device sent on each channel (its
+    /// per-channel counters: 1, 2, 3, …).
+    pub(crate) sequences: BTreeMap<String, u64>,
+    /// The replay state of every sender stream accepted (mirrors the
+    /// in-memory guard, so a restart keeps it).
+    pub(crate) streams: HashMap<StreamKey, StreamState>,
 }
 
 impl std::fmt::Debug for DeviceData {
@@ -245,8 +281,8 @@ impl DeviceData {
             card: None,
             log: None,
             contacts: BTreeMap::new(),
-            sequence: 0,
-            accepted: std::collections::VecDeque::new(),
+            sequences: BTreeMap::new(),
+            streams: HashMap::new(),
         }
     }
 
@@ -262,6 +298,27 @@ impl DeviceData {
         s.copy_from_slice(&self.device_secret[..32]);
         e.copy_from_slice(&self.device_secret[32..]);
         self.keys = DeviceKeys::from_secret_bytes(&s, &e);
+    }
+
+    /// The sequence number of this device's next message on `channel`: its
+    /// counter there plus one (1 for the first). Contiguous, so receivers
+    /// see a dropped message as a gap; recorded by
+    /// [`record_sequence`](Self::record_sequence) once the envelope is made.
+    pub(crate) fn next_sequence(&self, channel: &ChannelName) -> u64 {
+        self.sequences
+            .get(channel.as_str())
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(1)
+    }
+
+    /// Records that `sequence` was used on `channel`.
+    pub(crate) fn record_sequence(&mut self, channel: &ChannelName, sequence: u64) {
+        let slot = self
+            .sequences
+            .entry(channel.as_str().to_owned())
+            .or_default();
+        *slot = (*slot).max(sequence);
     }
 
     /// The user this device belongs to.
@@ -335,8 +392,12 @@ impl DeviceData {
                 log: self.log.clone(),
                 card: self.card.as_ref().map(|c| STANDARD.encode(c.to_bytes())),
                 contacts: self.contacts.clone(),
-                sequence: self.sequence,
-                accepted: self.accepted.iter().cloned().collect(),
+                sequences: self.sequences.clone(),
+                streams: self
+                    .streams
+                    .iter()
+                    .map(|(k, s)| SavedStream::new(k, s))
+                    .collect(),
             },
         }
     }
@@ -376,8 +437,8 @@ impl DeviceData {
         }
         d.log.clone_from(&p.log);
         d.contacts.clone_from(&p.contacts);
-        d.sequence = p.sequence;
-        d.accepted = p.accepted.iter().cloned().collect();
+        d.sequences.clone_from(&p.sequences);
+        d.streams = p.streams.iter().filter_map(SavedStream::parse).collect();
         Ok(d)
     }
 }
@@ -535,7 +596,18 @@ mod tests {
         let key = StoreKey::generate();
         let store = KeyStore::new(&path, key.clone());
         let mut data = DeviceData::generate(UserId::parse("alice").unwrap(), true);
-        data.sequence = 42;
+        data.sequences.insert("private-a".into(), 42);
+        let stream = StreamKey {
+            user: UserId::parse("bob").unwrap(),
+            device: DeviceId([7; 16]),
+            channel: ChannelName::parse("private-a").unwrap(),
+        };
+        let state = StreamState {
+            highest: 5000,
+            seen: 0b1011,
+            newest_ms: 1_750_000_000_000,
+        };
+        data.streams.insert(stream.clone(), state);
         data.contacts.insert(
             "bob".into(),
             CachedUser {
@@ -549,7 +621,8 @@ mod tests {
         let back = store.load().unwrap();
         assert_eq!(back.user_id().as_str(), "alice");
         assert_eq!(back.device_id(), data.device_id());
-        assert_eq!(back.sequence, 42);
+        assert_eq!(back.sequences["private-a"], 42);
+        assert_eq!(back.streams[&stream], state);
         assert_eq!(back.verified_contacts(), vec!["bob".to_owned()]);
         assert_eq!(
             back.keys.encryption_public_key(),
@@ -585,7 +658,7 @@ mod tests {
         assert!(matches!(missing.load(), Err(StoreError::Io { .. })));
         // Saving again replaces the file atomically, leaving no temp files.
         store.save(&data).unwrap();
-        assert_eq!(store.load().unwrap().sequence, 42);
+        assert_eq!(store.load().unwrap().sequences["private-a"], 42);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

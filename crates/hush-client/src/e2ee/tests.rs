@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::store::CachedUser;
-use super::{CLIENT_EVENT, DeviceData, E2ee, KeyChanged, KeyStore, Message, StoreKey};
+use super::{CLIENT_EVENT, DeviceData, E2ee, E2eeError, KeyChanged, KeyStore, Message, StoreKey};
 use crate::client::{Channel, Client};
 use crate::event::Event;
 use crate::{FnAuthorizer, SocketId};
@@ -71,6 +71,11 @@ fn device(user: &str) -> (DeviceData, DeviceCard) {
 
 /// A `client-hush-e2ee` event from `from` to the device of `to`.
 fn envelope(from: &DeviceData, to: &DeviceCard, text: &str) -> Event {
+    envelope_seq(from, to, 1, text)
+}
+
+/// [`envelope`] with sequence number `sequence`.
+fn envelope_seq(from: &DeviceData, to: &DeviceCard, sequence: u64, text: &str) -> Event {
     let channel = ChannelName::parse("private-room").unwrap();
     let outer = EventName::parse_api(CLIENT_EVENT).unwrap();
     let inner = EventName::parse_api("message").unwrap();
@@ -82,7 +87,7 @@ fn envelope(from: &DeviceData, to: &DeviceCard, text: &str) -> Event {
         event: &outer,
         inner_event: &inner,
         timestamp_ms: now_ms(),
-        sequence: 1,
+        sequence,
         recipients: &[Recipient::from(to)],
     };
     let data =
@@ -188,4 +193,130 @@ async fn a_stalled_lookup_does_not_block_opening_a_known_sender() {
     assert_eq!(m.data, json!({"text": "hi"}));
     assert!(!stalled.is_finished());
     stalled.abort();
+}
+
+/// A client for `bob` that never reaches a server (opening messages from
+/// cached senders needs none).
+fn offline_client() -> Client {
+    Client::builder("key")
+        .url("ws://127.0.0.1:9")
+        .build()
+        .unwrap()
+}
+
+/// What `user`'s cache entry looks like after a verified lookup of `card`.
+fn cached(card: &DeviceCard) -> CachedUser {
+    CachedUser {
+        identity: STANDARD.encode(card.identity_key().to_bytes()),
+        cards: vec![STANDARD.encode(card.to_bytes())],
+        revocations: Vec::new(),
+        fetched_ms: now_ms(),
+        verified: None,
+    }
+}
+
+/// Bob's device with `senders` cached, its store in `dir`.
+fn bob_knowing(
+    dir: &std::path::Path,
+    senders: &[(&str, &DeviceCard)],
+) -> (E2ee, KeyStore, DeviceCard) {
+    let (mut bob, bob_card) = device("bob");
+    bob.card = Some(bob_card.clone());
+    for (user, card) in senders {
+        bob.contacts.insert((*user).into(), cached(card));
+    }
+    let store = KeyStore::new(dir.join("bob.hks"), StoreKey::generate());
+    store.create(&bob).unwrap();
+    let e2ee = E2ee::open_store(offline_client(), store.clone()).unwrap();
+    (e2ee, store, bob_card)
+}
+
+fn is_replay(r: Result<Message, E2eeError>) -> bool {
+    matches!(
+        r,
+        Err(E2eeError::Open(hush_crypto::suite1::OpenError::Replay))
+    )
+}
+
+/// Finding 10 (b): Alice sends two messages 200 ms apart and the relay
+/// delivers them in the other order. Before, the sequence number was the
+/// sender's millisecond clock, 200 above the first, outside the guard's
+/// 128-number window: the older message was refused as a replay. Now the
+/// counters are contiguous and the window is counted in messages.
+#[tokio::test]
+async fn attack_reordered_message_refused_as_replay() {
+    let (mut alice, alice_card) = device("alice");
+    let dir = tempfile::tempdir().unwrap();
+    let (bob, _, bob_card) = bob_knowing(dir.path(), &[("alice", &alice_card)]);
+    let ch = ChannelName::parse("private-room").unwrap();
+    let first = alice.next_sequence(&ch);
+    alice.record_sequence(&ch, first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = alice.next_sequence(&ch);
+    alice.record_sequence(&ch, second);
+    let (a, b) = (
+        envelope_seq(&alice, &bob_card, first, "first"),
+        envelope_seq(&alice, &bob_card, second, "second"),
+    );
+    assert_eq!(bob.open(&b).await.unwrap().data, json!({"text": "second"}));
+    let late = bob
+        .open(&a)
+        .await
+        .expect("the reordered older message was refused");
+    assert_eq!(late.data, json!({"text": "first"}));
+    assert!(is_replay(bob.open(&a).await), "but only once");
+    assert!(is_replay(bob.open(&b).await));
+}
+
+/// Finding 10 (a), end to end: the relay drops Alice's second message;
+/// Bob's client reports the gap on the third.
+#[tokio::test]
+async fn client_reports_a_dropped_message_as_a_gap() {
+    let (alice, alice_card) = device("alice");
+    let dir = tempfile::tempdir().unwrap();
+    let (bob, _, bob_card) = bob_knowing(dir.path(), &[("alice", &alice_card)]);
+    let one = bob
+        .open(&envelope_seq(&alice, &bob_card, 1, "one"))
+        .await
+        .unwrap();
+    assert_eq!((one.sequence, one.missed), (1, 0));
+    let three = bob
+        .open(&envelope_seq(&alice, &bob_card, 3, "three"))
+        .await
+        .unwrap();
+    assert_eq!((three.sequence, three.missed), (3, 1));
+}
+
+/// Finding 4 / 3: before, only the last 1024 accepted message ids survived
+/// a restart; 1024 messages from another sender pushed Alice's out, and
+/// after a restart her captured message (still fresh) opened again. Now
+/// each sender stream's high-water mark and window are saved.
+#[tokio::test]
+async fn attack_replay_after_restart() {
+    let (alice, alice_card) = device("alice");
+    let (carol, carol_card) = device("carol");
+    let dir = tempfile::tempdir().unwrap();
+    let (bob, store, bob_card) = bob_knowing(
+        dir.path(),
+        &[("alice", &alice_card), ("carol", &carol_card)],
+    );
+    let captured = envelope_seq(&alice, &bob_card, 1, "pay carol 10");
+    bob.open(&captured).await.unwrap();
+    for seq in 1..=1025 {
+        bob.open(&envelope_seq(&carol, &bob_card, seq, "chatter"))
+            .await
+            .unwrap();
+    }
+    drop(bob);
+    let restarted = E2ee::open_store(offline_client(), store).unwrap();
+    assert!(
+        is_replay(restarted.open(&captured).await),
+        "the captured message opened again after the restart"
+    );
+    // Carol's stream came back too.
+    assert!(is_replay(
+        restarted
+            .open(&envelope_seq(&carol, &bob_card, 1000, "chatter"))
+            .await
+    ));
 }

@@ -47,7 +47,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-pub use replay::{DEFAULT_MAX_AGE_MS, DEFAULT_STREAMS, IDS_PER_STREAM, ReplayGuard, WINDOW};
+pub use replay::{
+    Accepted, DEFAULT_MAX_AGE_MS, DEFAULT_STREAMS, ReplayGuard, StreamKey, StreamState, WINDOW,
+};
 
 use crate::identity::{
     DEVICE_ID_LEN, DeviceCard, DeviceId, DeviceKeys, EncryptionPublicKey, IdentityPublicKey, Kem,
@@ -142,8 +144,8 @@ pub enum OpenError {
     /// Decrypted, but the sender's signature does not verify.
     #[error("the sender's signature is invalid")]
     BadSignature,
-    /// Already seen (same message id, a sequence number already accepted,
-    /// or one too far in the past).
+    /// Already seen: a sequence number this sender stream already had
+    /// accepted, 0, or one [`WINDOW`] or more below the highest accepted.
     #[error("replayed message")]
     Replay,
     /// The signed timestamp is outside the freshness window around the
@@ -188,7 +190,9 @@ pub struct SealRequest<'a> {
     pub inner_event: &'a EventName,
     /// Sender time, Unix milliseconds.
     pub timestamp_ms: u64,
-    /// The sender device's sequence number on this channel (increasing).
+    /// The sender device's counter on this channel: 1 for the first
+    /// message, then +1 per message (receivers report skipped numbers as
+    /// gaps and accept reordering within [`WINDOW`] messages).
     pub sequence: u64,
     /// Recipient devices (include the sender's other devices to sync them).
     pub recipients: &'a [Recipient],
@@ -210,7 +214,8 @@ pub struct Header {
     pub message_id: [u8; MESSAGE_ID_LEN],
     /// Sender time, Unix milliseconds.
     pub timestamp_ms: u64,
-    /// Sender's per-channel sequence number.
+    /// Sender device's per-channel counter: 1, 2, 3, … with no holes, so a
+    /// receiver sees a dropped message as a gap.
     pub sequence: u64,
     /// SHA-256 over the recipient device ids, in table order.
     pub recipients_hash: [u8; 32],
@@ -524,6 +529,10 @@ pub struct Opened {
     pub event: EventName,
     /// The plaintext.
     pub plaintext: Vec<u8>,
+    /// Messages of this sender stream skipped by this one (a gap: dropped by
+    /// the relay, still in flight, or not addressed to this device); see
+    /// [`Accepted::missed`].
+    pub missed: u64,
 }
 
 impl std::fmt::Debug for Opened {
@@ -532,6 +541,7 @@ impl std::fmt::Debug for Opened {
             .field("header", &self.header)
             .field("event", &self.event)
             .field("plaintext_len", &self.plaintext.len())
+            .field("missed", &self.missed)
             .finish()
     }
 }
@@ -651,7 +661,12 @@ impl Envelope {
         if revoked {
             return Err(OpenError::RevokedSender);
         }
-        if !guard.check(h.sender_device, &h.channel, h.sequence, &h.message_id) {
+        let stream = StreamKey {
+            user: h.sender_user.clone(),
+            device: h.sender_device,
+            channel: h.channel.clone(),
+        };
+        if !guard.check(&stream, h.sequence) {
             return Err(OpenError::Replay);
         }
         let entry = (0..self.count)
@@ -728,11 +743,12 @@ impl Envelope {
             return Err(OpenError::Expired);
         }
 
-        guard.commit(h.sender_device, &h.channel, h.sequence, h.message_id);
+        let accepted = guard.commit(&stream, h.sequence, h.timestamp_ms, now_ms);
         Ok(Opened {
             header: h.clone(),
             event,
             plaintext: plaintext.to_vec(),
+            missed: accepted.missed,
         })
     }
 }

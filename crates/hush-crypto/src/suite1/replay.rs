@@ -1,104 +1,123 @@
-//! Replay protection for suite 1: per (sender device, channel), a sliding
-//! window of sequence numbers plus the recent message ids, in bounded memory;
-//! and the freshness window [`Envelope::open`](super::Envelope::open) holds
-//! signed timestamps to, so what the guard forgets (evicted streams, a
-//! restart) is refused anyway once it is older than the window.
+//! Replay protection for suite 1: one stream per (sender user, sender
+//! device, channel), each a contiguous counter (1, 2, 3, …) with an
+//! RFC 6479-style sliding bitmap of the last [`WINDOW`] numbers, so a
+//! reordered message is accepted once, a replay never, and a skipped
+//! number shows as a gap; and the freshness window
+//! [`Envelope::open`](super::Envelope::open) holds signed timestamps to.
+//!
+//! A stream is forgotten only once everything it accepted has left the
+//! freshness window, so forgetting it cannot reopen an old message; its
+//! state is plain numbers ([`StreamState`]) that a client persists and
+//! restores ([`ReplayGuard::streams`], [`ReplayGuard::restore`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 
-use hush_protocol::ChannelName;
+use hush_protocol::{ChannelName, UserId};
 
 use crate::identity::DeviceId;
 
-/// How far below the highest sequence number a late message is still
-/// accepted (once).
-pub const WINDOW: u64 = 128;
-/// Message ids remembered per (sender device, channel).
-pub const IDS_PER_STREAM: usize = 256;
-/// Default number of (sender device, channel) streams tracked.
+/// How many sequence numbers below the highest one accepted a late
+/// (reordered) message may have and still be accepted (once).
+pub const WINDOW: u64 = 64;
+/// Default number of streams above which the guard sweeps out streams whose
+/// messages have all expired (a soft bound: streams that could still be
+/// replayed are never dropped).
 pub const DEFAULT_STREAMS: usize = 4096;
 /// Default freshness window: a message whose signed timestamp is further
 /// than this from the receiver's clock, either way, is refused (as for
 /// sealed events).
 pub const DEFAULT_MAX_AGE_MS: u64 = 300_000;
 
-#[derive(Debug, Default)]
-struct Stream {
-    /// Highest sequence accepted; `None` before the first message.
-    highest: Option<u64>,
-    /// Bit `i` set: `highest - i` was accepted (bit 0 is `highest`).
-    seen: u128,
-    ids: HashSet<[u8; 16]>,
-    order: VecDeque<[u8; 16]>,
-    last_used: u64,
+/// Which sender stream a message belongs to: the sender's user, device and
+/// the channel. Keyed by the user too, so a device id copied by another
+/// user cannot touch the victim's stream (issue 13, finding 3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    /// The sender's user id.
+    pub user: UserId,
+    /// The sending device.
+    pub device: DeviceId,
+    /// The channel.
+    pub channel: ChannelName,
 }
 
-impl Stream {
-    fn check(&self, sequence: u64, message_id: &[u8; 16]) -> bool {
-        if self.ids.contains(message_id) {
+/// What the guard remembers of one stream: the high-water mark, the window
+/// below it, and the newest signed timestamp accepted (to know when the
+/// stream can be forgotten safely).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamState {
+    /// Highest sequence number accepted (0: none yet; senders start at 1).
+    pub highest: u64,
+    /// Bit `i` set: `highest - i` was accepted (bit 0 is `highest`).
+    pub seen: u64,
+    /// Newest signed timestamp (Unix ms) of an accepted message.
+    pub newest_ms: u64,
+}
+
+impl StreamState {
+    fn check(&self, sequence: u64) -> bool {
+        if sequence == 0 {
             return false;
         }
-        match self.highest {
-            None => true,
-            Some(h) if sequence > h => true,
-            Some(h) => {
-                let back = h - sequence;
-                back < WINDOW && self.seen & (1u128 << back) == 0
-            }
+        if sequence > self.highest {
+            return true;
         }
+        let back = self.highest - sequence;
+        back < WINDOW && self.seen & (1u64 << back) == 0
     }
 
-    fn commit(&mut self, sequence: u64, message_id: [u8; 16]) {
-        match self.highest {
-            // Below the window: nothing to mark (`check` refuses it anyway;
-            // this is reached when accepted entries are replayed from a file).
-            Some(h) if sequence <= h => {
-                if let Some(bit) =
-                    1u128.checked_shl(u32::try_from(h - sequence).unwrap_or(u32::MAX))
-                {
-                    self.seen |= bit;
-                }
+    /// Records `sequence` and returns how many numbers it skipped beyond the
+    /// previous highest (0 for the next one in order or a late one).
+    fn commit(&mut self, sequence: u64, timestamp_ms: u64) -> u64 {
+        self.newest_ms = self.newest_ms.max(timestamp_ms);
+        if sequence > self.highest {
+            let shift = sequence - self.highest;
+            let missed = if self.highest == 0 { 0 } else { shift - 1 };
+            self.seen = if shift >= WINDOW {
+                0
+            } else {
+                self.seen << shift
+            };
+            self.seen |= 1;
+            self.highest = sequence;
+            missed
+        } else {
+            let back = self.highest - sequence;
+            if back < WINDOW {
+                self.seen |= 1u64 << back;
             }
-            Some(h) => {
-                let shift = sequence - h;
-                self.seen = if shift >= 128 { 0 } else { self.seen << shift };
-                self.seen |= 1;
-                self.highest = Some(sequence);
-            }
-            None => {
-                self.seen = 1;
-                self.highest = Some(sequence);
-            }
-        }
-        if self.ids.insert(message_id) {
-            self.order.push_back(message_id);
-            if self.order.len() > IDS_PER_STREAM {
-                if let Some(old) = self.order.pop_front() {
-                    self.ids.remove(&old);
-                }
-            }
+            0
         }
     }
 }
 
-/// Remembers what each sender device sent on each channel, so a captured
-/// envelope cannot be delivered twice: a message is refused if its message
-/// id was seen, if its sequence number was already accepted, or if it is
-/// [`WINDOW`] or more below the highest one accepted.
+/// What [`ReplayGuard::commit`] learned about an accepted message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Sequence numbers skipped between the previous highest of this stream
+    /// and this message: messages not (yet) received. They still open if
+    /// they arrive within [`WINDOW`]; otherwise they are lost (a relay
+    /// dropped them, or they were not addressed to this device). 0 for the
+    /// first message of a stream the guard does not know.
+    pub missed: u64,
+}
+
+/// Remembers, per (sender user, sender device, channel) stream, which
+/// sequence numbers were accepted, so a captured envelope cannot be
+/// delivered twice: a message is refused if its number was accepted, is 0,
+/// or is [`WINDOW`] or more below the highest one accepted.
 ///
-/// Memory is bounded: at most `capacity` streams, each with a 128-bit window
-/// and [`IDS_PER_STREAM`] ids. When full, the least recently used stream is
-/// forgotten; a message from a forgotten stream is judged as from a new
-/// sender, so size `capacity` above the number of active senders × channels
-/// a device follows, and persist the guard if replays across restarts
-/// matter. Whatever is forgotten stays refused once it is older than the
-/// freshness window ([`max_age_ms`](Self::max_age_ms), default
-/// [`DEFAULT_MAX_AGE_MS`]).
+/// Streams are forgotten only when the guard holds more than `capacity` of
+/// them, and then only those whose newest accepted message is older than the
+/// freshness window ([`max_age_ms`](Self::max_age_ms)): everything such a
+/// stream accepted is refused as expired anyway, so flooding the guard with
+/// new streams cannot reopen an old message. Memory is therefore bounded by
+/// the streams active within the window (each needs a verified message).
 #[derive(Debug)]
 pub struct ReplayGuard {
-    streams: HashMap<(DeviceId, ChannelName), Stream>,
+    streams: HashMap<StreamKey, StreamState>,
     capacity: usize,
-    clock: u64,
+    sweep_at: usize,
     max_age_ms: u64,
 }
 
@@ -109,13 +128,14 @@ impl Default for ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// A guard tracking at most `capacity` (sender device, channel) streams
-    /// (at least 1).
+    /// A guard that sweeps out expired streams once it holds more than
+    /// `capacity` (at least 1).
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         Self {
             streams: HashMap::new(),
-            capacity: capacity.max(1),
-            clock: 0,
+            capacity,
+            sweep_at: capacity,
             max_age_ms: DEFAULT_MAX_AGE_MS,
         }
     }
@@ -133,43 +153,68 @@ impl ReplayGuard {
         self.max_age_ms
     }
 
-    /// Whether the message would be accepted (does not record it).
-    pub fn check(
-        &self,
-        sender: DeviceId,
-        channel: &ChannelName,
-        sequence: u64,
-        message_id: &[u8; 16],
-    ) -> bool {
-        self.streams
-            .get(&(sender, channel.clone()))
-            .is_none_or(|s| s.check(sequence, message_id))
+    /// Whether a message with `sequence` on `stream` would be accepted (does
+    /// not record it).
+    pub fn check(&self, stream: &StreamKey, sequence: u64) -> bool {
+        match self.streams.get(stream) {
+            Some(s) => s.check(sequence),
+            None => sequence != 0,
+        }
     }
 
-    /// Records an accepted message. Call only after the message was fully
-    /// verified, so forgeries cannot fill the window.
+    /// Records an accepted message (signed time `timestamp_ms`, receiver
+    /// time `now_ms`). Call only after the message was fully verified, so
+    /// forgeries cannot move the window.
     pub fn commit(
         &mut self,
-        sender: DeviceId,
-        channel: &ChannelName,
+        stream: &StreamKey,
         sequence: u64,
-        message_id: [u8; 16],
-    ) {
-        self.clock += 1;
-        let key = (sender, channel.clone());
-        if !self.streams.contains_key(&key) && self.streams.len() >= self.capacity {
-            if let Some(oldest) = self
-                .streams
-                .iter()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| k.clone())
-            {
-                self.streams.remove(&oldest);
-            }
+        timestamp_ms: u64,
+        now_ms: u64,
+    ) -> Accepted {
+        if !self.streams.contains_key(stream) && self.streams.len() >= self.sweep_at {
+            self.sweep(now_ms);
         }
-        let stream = self.streams.entry(key).or_default();
-        stream.last_used = self.clock;
-        stream.commit(sequence, message_id);
+        let missed = self
+            .streams
+            .entry(stream.clone())
+            .or_default()
+            .commit(sequence, timestamp_ms);
+        Accepted { missed }
+    }
+
+    /// Forgets the streams whose every accepted message is outside the
+    /// freshness window at `now_ms`; if that frees too little, the next
+    /// sweep waits until the guard has doubled (amortised cost).
+    fn sweep(&mut self, now_ms: u64) {
+        let max_age = self.max_age_ms;
+        self.streams
+            .retain(|_, s| s.newest_ms.saturating_add(max_age) >= now_ms);
+        self.sweep_at = self.capacity.max(self.streams.len().saturating_mul(2));
+    }
+
+    /// The state of one stream, if tracked.
+    pub fn state(&self, stream: &StreamKey) -> Option<StreamState> {
+        self.streams.get(stream).copied()
+    }
+
+    /// Every stream's state, to persist (a restart then keeps refusing what
+    /// was accepted, however many messages that was).
+    pub fn streams(&self) -> impl Iterator<Item = (&StreamKey, &StreamState)> {
+        self.streams.iter()
+    }
+
+    /// Restores a persisted stream (merging with what the guard already
+    /// holds for it: the higher mark wins).
+    pub fn restore(&mut self, stream: StreamKey, state: StreamState) {
+        let slot = self.streams.entry(stream).or_default();
+        if state.highest > slot.highest
+            || (state.highest == slot.highest && state.seen | slot.seen != slot.seen)
+        {
+            let newest = slot.newest_ms.max(state.newest_ms);
+            *slot = state;
+            slot.newest_ms = newest;
+        }
     }
 
     /// Number of streams tracked.
@@ -187,67 +232,82 @@ impl ReplayGuard {
 mod tests {
     use super::*;
 
-    fn ch(name: &str) -> ChannelName {
-        ChannelName::parse(name).unwrap()
-    }
+    const NOW: u64 = 1_750_000_000_000;
 
-    fn id(n: u8) -> [u8; 16] {
-        [n; 16]
+    fn key(user: &str, device: u8, channel: &str) -> StreamKey {
+        StreamKey {
+            user: UserId::parse(user).unwrap(),
+            device: DeviceId([device; 16]),
+            channel: ChannelName::parse(channel).unwrap(),
+        }
     }
 
     #[test]
     fn window_semantics() {
         let mut g = ReplayGuard::default();
-        let d = DeviceId([1; 16]);
-        let c = ch("private-a");
-        assert!(g.check(d, &c, 10, &id(1)));
-        g.commit(d, &c, 10, id(1));
-        assert!(!g.check(d, &c, 10, &id(2)), "same sequence");
-        assert!(!g.check(d, &c, 11, &id(1)), "same message id");
-        assert!(g.check(d, &c, 9, &id(3)), "late but inside the window");
-        g.commit(d, &c, 9, id(3));
-        assert!(!g.check(d, &c, 9, &id(4)));
-        g.commit(d, &c, 200, id(5));
-        assert!(!g.check(d, &c, 200 - WINDOW, &id(6)), "too old");
-        assert!(g.check(d, &c, 200 - WINDOW + 1, &id(6)));
-        assert!(!g.check(d, &c, 10, &id(7)));
-        // Other channels and other devices are separate streams.
-        assert!(g.check(d, &ch("private-b"), 10, &id(1)));
-        assert!(g.check(DeviceId([2; 16]), &c, 10, &id(1)));
+        let k = key("alice", 1, "private-a");
+        assert!(!g.check(&k, 0), "counters start at 1");
+        assert!(g.check(&k, 10));
+        assert_eq!(g.commit(&k, 10, NOW, NOW).missed, 0, "unknown start");
+        assert!(!g.check(&k, 10), "same sequence");
+        assert!(g.check(&k, 9), "late but inside the window");
+        g.commit(&k, 9, NOW, NOW);
+        assert!(!g.check(&k, 9));
+        assert_eq!(g.commit(&k, 200, NOW, NOW).missed, 189);
+        assert!(!g.check(&k, 200 - WINDOW), "too old");
+        assert!(g.check(&k, 200 - WINDOW + 1));
+        assert!(!g.check(&k, 10));
+        // Other channels, devices and users are separate streams.
+        assert!(g.check(&key("alice", 1, "private-b"), 10));
+        assert!(g.check(&key("alice", 2, "private-a"), 10));
+        assert!(g.check(&key("bob", 1, "private-a"), 10));
     }
 
-    /// Entries replayed from a saved list may lie far below the window: they
-    /// mark nothing (a wrapping shift once marked `h - back % 128` as seen,
-    /// and panicked in debug builds).
     #[test]
-    fn committing_below_the_window_marks_nothing() {
+    fn gaps_are_counted_once_and_late_messages_fill_them() {
         let mut g = ReplayGuard::default();
-        let (d, c) = (DeviceId([1; 16]), ch("private-a"));
-        g.commit(d, &c, 1000, id(1));
-        g.commit(d, &c, 10, id(2));
-        let wrapped = 1000 - (1000 - 10) % 128;
-        assert!(g.check(d, &c, wrapped, &id(3)));
-        assert!(!g.check(d, &c, 10, &id(4)), "still below the window");
+        let k = key("alice", 1, "private-a");
+        assert_eq!(g.commit(&k, 1, NOW, NOW).missed, 0);
+        assert_eq!(g.commit(&k, 2, NOW, NOW).missed, 0);
+        assert_eq!(g.commit(&k, 5, NOW, NOW).missed, 2);
+        assert!(g.check(&k, 3) && g.check(&k, 4));
+        assert_eq!(g.commit(&k, 4, NOW, NOW).missed, 0);
+        assert!(!g.check(&k, 4));
+        assert_eq!(g.commit(&k, 6, NOW, NOW).missed, 0);
+        assert!(g.check(&k, 3), "still inside the window");
     }
 
     #[test]
-    fn memory_is_bounded() {
-        let mut g = ReplayGuard::new(3);
-        let c = ch("private-a");
-        for n in 0..10u8 {
-            g.commit(DeviceId([n; 16]), &c, 1, id(n));
-        }
+    fn only_expired_streams_are_swept() {
+        let mut g = ReplayGuard::new(2);
+        g.commit(&key("a", 1, "private-a"), 1, NOW, NOW);
+        g.commit(&key("a", 2, "private-a"), 1, NOW, NOW);
+        // Full, nothing expired: the guard grows rather than forget.
+        g.commit(&key("a", 3, "private-a"), 1, NOW, NOW + 1);
         assert_eq!(g.len(), 3);
-        let d = DeviceId([9; 16]);
-        for s in 0..(IDS_PER_STREAM as u64 * 3) {
-            let mut mid = [0u8; 16];
-            mid[..8].copy_from_slice(&s.to_be_bytes());
-            g.commit(d, &c, s + 2, mid);
+        assert!(!g.check(&key("a", 1, "private-a"), 1));
+        // Once expired they go at the next sweep.
+        let later = NOW + DEFAULT_MAX_AGE_MS + 1;
+        for d in 4..8 {
+            g.commit(&key("a", d, "private-a"), 1, later, later);
         }
-        let stream = &g.streams[&(d, c.clone())];
-        assert_eq!(stream.ids.len(), IDS_PER_STREAM);
-        assert_eq!(stream.order.len(), IDS_PER_STREAM);
-        // The most recent stream survived eviction.
-        assert!(!g.check(d, &c, 2, &id(0)));
+        assert!(g.check(&key("a", 1, "private-a"), 1), "swept");
+        assert!(g.len() <= 5);
+    }
+
+    #[test]
+    fn streams_round_trip_through_restore() {
+        let mut g = ReplayGuard::default();
+        let k = key("alice", 1, "private-a");
+        for s in [1, 2, 4] {
+            g.commit(&k, s, NOW, NOW);
+        }
+        let saved: Vec<_> = g.streams().map(|(k, s)| (k.clone(), *s)).collect();
+        let mut back = ReplayGuard::default();
+        for (k, s) in saved {
+            back.restore(k, s);
+        }
+        assert!(!back.check(&k, 1) && !back.check(&k, 2) && !back.check(&k, 4));
+        assert!(back.check(&k, 3) && back.check(&k, 5));
     }
 }

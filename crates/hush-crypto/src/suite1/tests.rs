@@ -672,15 +672,12 @@ fn attack_suite1_message_from_400_days_ago_opens() {
     );
     open_at(&sealed_at(T0 - 1_000, 5), T0, &mut tight()).unwrap();
 
-    // Accepted once; the guard forgets it (eviction, restart); replayed
-    // after the window it is still refused.
-    let mut guard = ReplayGuard::new(1);
+    // Accepted once; the guard forgets it (a restart without its state);
+    // replayed after the window it is still refused.
     let msg = sealed_at(T0, 6);
-    open_at(&msg, T0, &mut guard).unwrap();
-    guard.commit(DeviceId([9; 16]), &ch, 1, [9; 16]);
-    assert_eq!(guard.len(), 1, "alice's stream was evicted");
+    open_at(&msg, T0, &mut ReplayGuard::new(1)).unwrap();
     assert_eq!(
-        open_at(&msg, T0 + DEFAULT_MAX_AGE_MS + 1, &mut guard),
+        open_at(&msg, T0 + DEFAULT_MAX_AGE_MS + 1, &mut ReplayGuard::new(1)),
         Err(OpenError::Expired)
     );
 }
@@ -905,4 +902,153 @@ fn works_on_every_channel_type() {
         assert_eq!(o.header.channel, ch, "{name}");
         assert_eq!(o.plaintext, b"any channel");
     }
+}
+
+/// `seal_from` with the signed timestamp `ts`.
+fn seal_at(sender: &User, recipients: &[Recipient], sequence: u64, ts: u64, text: &[u8]) -> String {
+    let (device_id, keys, _) = &sender.devices[0];
+    let (ch, ev, inn) = (channel(), outer(), inner());
+    seal(
+        &SealRequest {
+            sender_user: &sender.id,
+            sender_device: *device_id,
+            sender_keys: keys,
+            channel: &ch,
+            event: &ev,
+            inner_event: &inn,
+            timestamp_ms: ts,
+            sequence,
+            recipients,
+        },
+        text,
+    )
+    .unwrap()
+}
+
+/// Finding 3 (a): Mallory, a member, publishes a card of her own (her keys,
+/// her identity) that names Carol's public device id, and sends Bob a
+/// message with sequence `u64::MAX`. Before, replay streams were keyed by
+/// device id alone, so every genuine message Carol sent Bob afterwards was
+/// refused as a replay. Now streams are keyed by (user, device, channel).
+#[test]
+fn attack_copied_device_id_blocks_victim() {
+    let bob = User::new("bob", 1, 2);
+    let carol = User::new("carol", 1, 3);
+    let mut mallory = User::new("mallory", 1, 4);
+    let copied = carol.devices[0].0;
+    let keys = mallory.devices[0].1.clone();
+    let body = UnsignedCard::new(
+        mallory.id.clone(),
+        copied,
+        &mallory.identity.public_key(),
+        &keys,
+        1_700_000_000,
+        1_800_000_000,
+        None,
+    );
+    let Ok(card) = DeviceCard::issue(body, &keys, &mallory.identity) else {
+        // Refused at registration: the card cannot even be made.
+        return;
+    };
+    mallory.devices[0] = (copied, keys, card);
+    let mut guard = ReplayGuard::default();
+    let poison = seal_from(&mallory, 0, &bob.recipients(), u64::MAX, b"boo");
+    if let Ok(o) = open_as(&poison, &bob, 0, &mallory, 0, &mut guard) {
+        assert_eq!(o.header.sender_user, mallory.id);
+    }
+    let genuine = seal_from(&carol, 0, &bob.recipients(), 1, b"hi bob");
+    let opened = open_as(&genuine, &bob, 0, &carol, 0, &mut guard)
+        .expect("Carol's genuine message is refused after Mallory's claim");
+    assert_eq!(opened.plaintext, b"hi bob");
+}
+
+/// Finding 3 / 4: Bob accepted Alice's message; a flood of new sender
+/// streams (new device cards, each sending one message) evicted Alice's
+/// stream from the least-recently-used guard, and the captured message,
+/// replayed within the freshness window, opened a second time. Now streams
+/// are only forgotten once everything they accepted has expired.
+#[test]
+fn attack_replay_after_card_flood_evicts_state() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let mallory = User::new("mallory", 8, 4);
+    let mut guard = ReplayGuard::new(4);
+    let captured = seal_from(&alice, 0, &bob.recipients(), 1, b"pay mallory 10");
+    open_as(&captured, &bob, 0, &alice, 0, &mut guard).unwrap();
+    for d in 0..mallory.devices.len() {
+        let m = seal_from(&mallory, d, &bob.recipients(), 1, b"flood");
+        open_as(&m, &bob, 0, &mallory, d, &mut guard).unwrap();
+    }
+    assert_eq!(
+        open_as(&captured, &bob, 0, &alice, 0, &mut guard).map(|o| o.plaintext),
+        Err(OpenError::Replay),
+        "the captured message opened again after the flood"
+    );
+    // Once the message is older than the freshness window the stream may
+    // go: the replay is then refused as expired.
+    let later = T0 + DEFAULT_MAX_AGE_MS + 1;
+    let fresh = seal_at(&mallory, &bob.recipients(), 2, later, b"later");
+    let env = Envelope::from_data(&fresh).unwrap();
+    let (me, keys, _) = &bob.devices[0];
+    let trusted = TrustedSender {
+        card: &mallory.devices[0].2,
+        identity: &mallory.identity.public_key(),
+        revocations: &[],
+    };
+    env.open(*me, keys, &trusted, &mut guard, later).unwrap();
+    let env = Envelope::from_data(&captured).unwrap();
+    let trusted = TrustedSender {
+        card: &alice.devices[0].2,
+        identity: &alice.identity.public_key(),
+        revocations: &[],
+    };
+    assert!(matches!(
+        env.open(*me, keys, &trusted, &mut guard, later),
+        Err(OpenError::Replay | OpenError::Expired)
+    ));
+}
+
+/// Finding 10 (a): the relay drops message 2 of 1, 2, 3. Before, sequence
+/// numbers were millisecond clocks and nothing told the receiver a message
+/// was missing. Now counters are contiguous and message 3 reports the gap.
+#[test]
+fn attack_server_drops_message_undetected() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let mut guard = ReplayGuard::default();
+    let msgs: Vec<String> = (1..=3)
+        .map(|s| seal_from(&alice, 0, &bob.recipients(), s, b"m"))
+        .collect();
+    let first = open_as(&msgs[0], &bob, 0, &alice, 0, &mut guard).unwrap();
+    assert_eq!(first.missed, 0);
+    let third = open_as(&msgs[2], &bob, 0, &alice, 0, &mut guard).unwrap();
+    assert_eq!(third.missed, 1, "the dropped message went unnoticed");
+    // If it was only late, it still opens (once).
+    let second = open_as(&msgs[1], &bob, 0, &alice, 0, &mut guard).unwrap();
+    assert_eq!(second.missed, 0);
+    assert_eq!(
+        open_as(&msgs[1], &bob, 0, &alice, 0, &mut guard),
+        Err(OpenError::Replay)
+    );
+}
+
+/// Finding 10 (b), at the envelope level: messages reordered within the
+/// window open, once each, and one more than [`WINDOW`] behind is refused.
+#[test]
+fn reordering_within_the_window_is_accepted_once() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let mut guard = ReplayGuard::default();
+    let at = |s| seal_from(&alice, 0, &bob.recipients(), s, b"m");
+    let (early, late, too_late) = (at(2), at(WINDOW + 1), at(1));
+    open_as(&late, &bob, 0, &alice, 0, &mut guard).unwrap();
+    open_as(&early, &bob, 0, &alice, 0, &mut guard).unwrap();
+    assert_eq!(
+        open_as(&early, &bob, 0, &alice, 0, &mut guard),
+        Err(OpenError::Replay)
+    );
+    assert_eq!(
+        open_as(&too_late, &bob, 0, &alice, 0, &mut guard),
+        Err(OpenError::Replay)
+    );
 }
