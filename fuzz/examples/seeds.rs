@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hush_crypto::identity::{
-    CardId, DeviceCard, DeviceId, DeviceKeys, IdentityKey, Revocation, UnsignedCard,
+    CardId, DeviceCard, DeviceKeys, IdentityKey, Revocation, UnsignedCard,
 };
 use hush_crypto::transparency::{LogEntry, LogKey, MerkleLog, TreeHead};
 use hush_crypto::{MasterKey, seal, shared_secret};
@@ -127,7 +127,6 @@ fn records() {
     let first = DeviceCard::issue(
         UnsignedCard::new(
             user.clone(),
-            DeviceId([0xa1; 16]),
             &identity.public_key(),
             &device,
             1_700_000_000,
@@ -138,11 +137,12 @@ fn records() {
         &identity,
     )
     .expect("card");
-    let rotated_device = DeviceKeys::from_secret_bytes(&[4; 32], &[5; 32]);
+    // A successor keeps the signing key (the device id is derived from it)
+    // and brings a new X25519 key.
+    let rotated_device = DeviceKeys::from_secret_bytes(&[2; 32], &[5; 32]);
     let second = DeviceCard::issue(
         UnsignedCard::new(
             user.clone(),
-            DeviceId([0xa1; 16]),
             &identity.public_key(),
             &rotated_device,
             1_700_000_100,

@@ -72,17 +72,27 @@ fn check(input: &Input) {
     let identity = IdentityKey::from_secret_bytes(&input.identity);
     let other = IdentityKey::from_secret_bytes(&input.other_identity);
     let device = DeviceKeys::from_secret_bytes(&input.signing, &input.encryption);
-    let body = UnsignedCard::new(
+    let mut body = UnsignedCard::new(
         user.clone(),
-        DeviceId(input.device),
         &identity.public_key(),
         &device,
         input.created_at,
         input.created_at.saturating_add(input.lifetime),
         input.previous.map(CardId),
     );
+    // Half the inputs claim a device id of their choosing: refused unless
+    // it is the one derived from the signing key.
+    let claimed = DeviceId(input.device);
+    if input.device[0] & 1 == 1 {
+        body.device_id = claimed;
+    }
+    let derived = device.device_id();
     let card = match DeviceCard::issue(body, &device, &identity) {
         Ok(c) => c,
+        Err(hush_crypto::identity::CardError::DeviceIdNotDerived) => {
+            assert_ne!(claimed, derived);
+            return;
+        }
         Err(_) => {
             // Refused only for an empty validity period (or a weak key,
             // which from_secret_bytes never makes).

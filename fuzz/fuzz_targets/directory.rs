@@ -18,9 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arbitrary::Arbitrary;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hush_crypto::identity::{
-    DeviceCard, DeviceId, DeviceKeys, IdentityKey, Revocation, UnsignedCard,
-};
+use hush_crypto::identity::{DeviceCard, DeviceKeys, IdentityKey, Revocation, UnsignedCard};
 use hush_crypto::transparency::{Hash, LogEntry, LogMonitor, LogPublicKey, SignedTreeHead};
 use hush_fuzz::harness;
 use hush_protocol::UserId;
@@ -256,15 +254,8 @@ async fn run(ops: &[Op]) {
                 } else {
                     (now_s.saturating_sub(10), now_s + 86_400)
                 };
-                let body = UnsignedCard::new(
-                    user_id(u),
-                    DeviceId([u, d, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-                    &id.public_key(),
-                    &dk,
-                    created,
-                    expires,
-                    prev,
-                );
+                let body =
+                    UnsignedCard::new(user_id(u), &id.public_key(), &dk, created, expires, prev);
                 let card = DeviceCard::issue(body, &dk, &id).expect("card");
                 let me = signed_in_as.map(|i| user_id(i % 2));
                 let r = call(

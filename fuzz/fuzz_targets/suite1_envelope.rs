@@ -39,10 +39,9 @@ fn keys() -> &'static Keys {
         let identity = IdentityKey::from_secret_bytes(&[1; 32]);
         let sender_keys = DeviceKeys::from_secret_bytes(&[2; 32], &[3; 32]);
         let sender_user = UserId::parse("alice").expect("user id");
-        let sender_device = DeviceId([4; 16]);
+        let sender_device = sender_keys.device_id();
         let body = UnsignedCard::new(
             sender_user.clone(),
-            sender_device,
             &identity.public_key(),
             &sender_keys,
             0,

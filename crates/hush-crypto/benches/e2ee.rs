@@ -23,10 +23,9 @@ struct Device {
 
 fn device(user: &UserId, identity: &IdentityKey) -> Device {
     let keys = DeviceKeys::generate();
-    let id = DeviceId::random();
+    let id = keys.device_id();
     let body = UnsignedCard::new(
         user.clone(),
-        id,
         &identity.public_key(),
         &keys,
         1_700_000_000,

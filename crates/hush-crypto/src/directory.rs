@@ -242,16 +242,17 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000;
 
+    /// A card for `device` (a fresh X25519 key each time, as a renewal
+    /// needs; the signing key, and so the device id, stays).
     fn card(
         user: &str,
-        device: DeviceId,
+        device: &DeviceKeys,
         identity: &IdentityKey,
         previous: Option<CardId>,
     ) -> DeviceCard {
-        let keys = DeviceKeys::generate();
+        let keys = device.with_new_encryption_key();
         let body = UnsignedCard::new(
             UserId::parse(user).unwrap(),
-            device,
             &identity.public_key(),
             &keys,
             NOW,
@@ -265,33 +266,33 @@ mod tests {
     fn cards_chains_revocations_and_rotation() {
         let mut dir = DirectoryState::new();
         let alice = IdentityKey::generate();
-        let phone = DeviceId::random();
-        let laptop = DeviceId::random();
+        let phone = DeviceKeys::generate();
+        let laptop = DeviceKeys::generate();
 
-        let c1 = card("alice", phone, &alice, None);
+        let c1 = card("alice", &phone, &alice, None);
         dir.apply(&LogEntry::Card(c1.clone()), 0).unwrap();
-        dir.apply(&LogEntry::Card(card("alice", laptop, &alice, None)), 1)
+        dir.apply(&LogEntry::Card(card("alice", &laptop, &alice, None)), 1)
             .unwrap();
         let user = dir.user(&UserId::parse("alice").unwrap()).unwrap();
         assert_eq!(user.active_cards().len(), 2);
 
         // Another identity key cannot add a device.
         let mallory = IdentityKey::generate();
-        let forged = card("alice", DeviceId::random(), &mallory, None);
+        let forged = card("alice", &DeviceKeys::generate(), &mallory, None);
         assert_eq!(
             dir.apply(&LogEntry::Card(forged), 2),
             Err(RuleError::WrongIdentity)
         );
         // A replacement card must link to the latest one.
         assert_eq!(
-            dir.apply(&LogEntry::Card(card("alice", phone, &alice, None)), 2),
+            dir.apply(&LogEntry::Card(card("alice", &phone, &alice, None)), 2),
             Err(RuleError::BrokenChain)
         );
-        let c2 = card("alice", phone, &alice, Some(c1.id()));
+        let c2 = card("alice", &phone, &alice, Some(c1.id()));
         dir.apply(&LogEntry::Card(c2.clone()), 2).unwrap();
         assert_eq!(
             dir.apply(
-                &LogEntry::Card(card("alice", phone, &alice, Some(c1.id()))),
+                &LogEntry::Card(card("alice", &phone, &alice, Some(c1.id()))),
                 3
             ),
             Err(RuleError::BrokenChain)
@@ -309,7 +310,7 @@ mod tests {
         assert_eq!(user.active_cards().len(), 1);
         assert_eq!(
             dir.apply(
-                &LogEntry::Card(card("alice", phone, &alice, Some(c2.id()))),
+                &LogEntry::Card(card("alice", &phone, &alice, Some(c2.id()))),
                 4
             ),
             Err(RuleError::DeviceRevoked)
@@ -330,13 +331,13 @@ mod tests {
         assert_eq!(user.identity, alice2.public_key());
         assert_eq!(
             dir.apply(
-                &LogEntry::Card(card("alice", DeviceId::random(), &alice, None)),
+                &LogEntry::Card(card("alice", &DeviceKeys::generate(), &alice, None)),
                 5
             ),
             Err(RuleError::WrongIdentity)
         );
         dir.apply(
-            &LogEntry::Card(card("alice", DeviceId::random(), &alice2, None)),
+            &LogEntry::Card(card("alice", &DeviceKeys::generate(), &alice2, None)),
             5,
         )
         .unwrap();
@@ -355,13 +356,13 @@ mod tests {
     fn revocations_need_a_user_and_first_cards_no_previous() {
         let mut dir = DirectoryState::new();
         let bob = IdentityKey::generate();
-        let c = card("bob", DeviceId::random(), &bob, None);
+        let c = card("bob", &DeviceKeys::generate(), &bob, None);
         let rev = Revocation::revoke_device(&bob, &c, NOW).unwrap();
         assert_eq!(
             dir.apply(&LogEntry::Revocation(rev), 0),
             Err(RuleError::UnknownUser)
         );
-        let orphan = card("bob", DeviceId::random(), &bob, Some(c.id()));
+        let orphan = card("bob", &DeviceKeys::generate(), &bob, Some(c.id()));
         assert_eq!(
             dir.apply(&LogEntry::Card(orphan), 0),
             Err(RuleError::BrokenChain)

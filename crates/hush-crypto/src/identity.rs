@@ -54,6 +54,7 @@ const REVOCATION_MAGIC: &[u8; 4] = b"HREV";
 const CTX_CARD_DEVICE: &[u8] = b"hush/v1/card/device-self-signature\0";
 const CTX_CARD_IDENTITY: &[u8] = b"hush/v1/card/identity-cross-signature\0";
 const CTX_CARD_ID: &[u8] = b"hush/v1/card/id\0";
+const CTX_DEVICE_ID: &[u8] = b"hush/v1/device-id\0";
 const CTX_REVOCATION: &[u8] = b"hush/v1/revocation\0";
 const CTX_REVOCATION_NEW: &[u8] = b"hush/v1/revocation/new-identity\0";
 
@@ -100,6 +101,11 @@ pub enum CardError {
     /// A successor card does not link to the card it claims to replace.
     #[error("card does not follow the previous card")]
     BrokenChain,
+    /// The card's device id is not the one derived from its signing key
+    /// ([`DeviceId::of_signing_key`]): device ids must be unique, so nobody
+    /// can claim another device's id.
+    #[error("the card's device id is not derived from its signing key")]
+    DeviceIdNotDerived,
 }
 
 fn sign(key: &SigningKey, context: &[u8], body: &[u8]) -> [u8; SIGNATURE_LEN] {
@@ -337,6 +343,11 @@ impl DeviceKeys {
         DeviceSigningPublicKey(self.signing.verifying_key())
     }
 
+    /// This device's id (derived from its signing key).
+    pub fn device_id(&self) -> DeviceId {
+        DeviceId::of_signing_key(&self.signing_public_key())
+    }
+
     /// The public encryption key.
     pub fn encryption_public_key(&self) -> EncryptionPublicKey {
         self.encryption_public
@@ -367,19 +378,23 @@ impl fmt::Debug for DeviceKeys {
     }
 }
 
-/// A device's id: 16 bytes, random, chosen by the device when it is set up.
+/// A device's id: 16 bytes derived from the device's Ed25519 signing key
+/// ([`DeviceId::of_signing_key`]), so it is unique per key: a card naming
+/// another device's id cannot be made without that device's signing key
+/// (its self-signature), and cards whose id is not derived are refused.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceId(pub [u8; DEVICE_ID_LEN]);
 
 impl DeviceId {
-    /// A new random id.
-    pub fn random() -> Self {
-        Self::random_with_rng(&mut os_rng())
-    }
-    /// A new id from `rng`.
-    pub fn random_with_rng(rng: &mut impl CryptoRng) -> Self {
+    /// The id of the device whose signing key is `key`:
+    /// the first 16 bytes of `SHA-256("hush/v1/device-id\0" ‖ key)`.
+    pub fn of_signing_key(key: &DeviceSigningPublicKey) -> Self {
+        let mut h = Sha256::new();
+        h.update(CTX_DEVICE_ID);
+        h.update(key.to_bytes());
+        let digest: [u8; 32] = h.finalize().into();
         let mut id = [0u8; DEVICE_ID_LEN];
-        rng.fill_bytes(&mut id);
+        id.copy_from_slice(&digest[..DEVICE_ID_LEN]);
         Self(id)
     }
 }
@@ -428,10 +443,10 @@ pub struct UnsignedCard {
 }
 
 impl UnsignedCard {
-    /// The card for `device` under `identity`.
+    /// The card for `device` under `identity` (its device id derived from
+    /// the device's signing key).
     pub fn new(
         user_id: UserId,
-        device_id: DeviceId,
         identity: &IdentityPublicKey,
         device: &DeviceKeys,
         created_at: u64,
@@ -440,7 +455,7 @@ impl UnsignedCard {
     ) -> Self {
         Self {
             user_id,
-            device_id,
+            device_id: device.device_id(),
             identity_key: *identity,
             signing_key: device.signing_public_key(),
             encryption_key: device.encryption_public_key(),
@@ -466,7 +481,6 @@ impl UnsignedCard {
         }
         Ok(Self::new(
             previous.user_id().clone(),
-            previous.device_id(),
             previous.identity_key(),
             device,
             created_at,
@@ -601,6 +615,9 @@ impl DeviceCard {
     ) -> Result<Self, CardError> {
         if body.expires_at <= body.created_at {
             return Err(CardError::Expired);
+        }
+        if body.device_id != DeviceId::of_signing_key(&body.signing_key) {
+            return Err(CardError::DeviceIdNotDerived);
         }
         let tbs = body.to_bytes();
         body.signing_key
@@ -971,15 +988,7 @@ mod tests {
         let mut rng = rng();
         let identity = IdentityKey::generate_with_rng(&mut rng);
         let device = DeviceKeys::generate_with_rng(&mut rng);
-        let body = UnsignedCard::new(
-            alice(),
-            DeviceId::random_with_rng(&mut rng),
-            &identity.public_key(),
-            &device,
-            1_000,
-            2_000,
-            None,
-        );
+        let body = UnsignedCard::new(alice(), &identity.public_key(), &device, 1_000, 2_000, None);
         let card = DeviceCard::issue(body, &device, &identity).unwrap();
         (identity, device, card)
     }
@@ -1116,10 +1125,11 @@ mod tests {
     #[test]
     fn successor_cards_link_to_their_predecessor() {
         let (identity, _, card) = setup();
-        let new_keys = DeviceKeys::generate_with_rng(&mut ChaCha20Rng::from_seed([4; 32]));
+        let (_, device, _) = setup();
+        let new_keys =
+            device.with_new_encryption_key_with_rng(&mut ChaCha20Rng::from_seed([4; 32]));
         let body = UnsignedCard::new(
             alice(),
-            card.device_id(),
             &identity.public_key(),
             &new_keys,
             1_900,
@@ -1146,7 +1156,6 @@ mod tests {
         let card_at = |created_at: u64| {
             let body = UnsignedCard::new(
                 alice(),
-                DeviceId([1; 16]),
                 &identity.public_key(),
                 &device,
                 created_at,
@@ -1179,7 +1188,6 @@ mod tests {
         let (identity, device, card) = setup();
         let same_keys = UnsignedCard::new(
             alice(),
-            card.device_id(),
             &identity.public_key(),
             &device,
             1_900,
@@ -1235,7 +1243,6 @@ mod tests {
         let bob_card = DeviceCard::issue(
             UnsignedCard::new(
                 bob.clone(),
-                DeviceId([2; 16]),
                 &bob_identity.public_key(),
                 &bob_keys,
                 1_000,

@@ -6,7 +6,7 @@
 //!   JSON, with bounded waits;
 //! - [`TestServer::api`]: signed HTTP API requests over a plain socket, so
 //!   the server's own status codes and bodies are seen unaltered;
-//! - [`sign`], [`sign_raw`], [`new_card`]: channel auths and device cards;
+//! - [`sign`], [`sign_raw`], [`new_card`], [`new_device`]: channel auths and device cards;
 //! - [`forge_directory_log`]: a key-directory history rewritten by someone
 //!   holding the database and the log key.
 //!
@@ -22,7 +22,7 @@ pub use server::{TestServer, app_toml};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
+use hush_crypto::identity::{DeviceCard, DeviceKeys, IdentityKey, UnsignedCard};
 use hush_crypto::transparency::LogEntry;
 use hush_protocol::{ChannelName, SocketId, UserId, auth};
 
@@ -62,24 +62,48 @@ pub fn now_secs() -> u64 {
 
 /// A fresh device card of `user` under `identity`, valid for a day.
 pub fn new_card(user: &str, identity: &IdentityKey) -> DeviceCard {
-    card_after(user, identity, None)
+    new_device(user, identity).1
 }
 
-/// A device card of `user` under `identity`, valid for a day, with fresh
-/// keys: for the device of `previous` (and linked to it), else a new device.
-pub fn card_after(user: &str, identity: &IdentityKey, previous: Option<&DeviceCard>) -> DeviceCard {
+/// A new device of `user` under `identity`: its keys and its card, valid for
+/// a day (the keys are what [`card_after`] needs to renew the card).
+pub fn new_device(user: &str, identity: &IdentityKey) -> (DeviceKeys, DeviceCard) {
     let keys = DeviceKeys::generate();
-    let device = previous.map_or_else(DeviceId::random, DeviceCard::device_id);
+    let card = card_with(user, identity, &keys, None);
+    (keys, card)
+}
+
+/// A device card of `user` under `identity`, valid for a day: for the device
+/// of `previous` (its signing key, so its device id, and a new X25519 key;
+/// linked to the card), else a new device with fresh keys.
+pub fn card_after(
+    user: &str,
+    identity: &IdentityKey,
+    previous: Option<(&DeviceCard, &DeviceKeys)>,
+) -> DeviceCard {
+    match previous {
+        Some((card, keys)) => {
+            card_with(user, identity, &keys.with_new_encryption_key(), Some(card))
+        }
+        None => new_card(user, identity),
+    }
+}
+
+fn card_with(
+    user: &str,
+    identity: &IdentityKey,
+    keys: &DeviceKeys,
+    previous: Option<&DeviceCard>,
+) -> DeviceCard {
     let body = UnsignedCard::new(
         UserId::parse(user).unwrap(),
-        device,
         &identity.public_key(),
-        &keys,
+        keys,
         now_secs() - 10,
         now_secs() + 86_400,
         previous.map(DeviceCard::id),
     );
-    DeviceCard::issue(body, &keys, identity).unwrap()
+    DeviceCard::issue(body, keys, identity).unwrap()
 }
 
 /// The name under which the server keeps its key-directory log key.

@@ -87,7 +87,6 @@ pub(super) fn issue(
     let now = now_secs();
     let body = UnsignedCard::new(
         d.user.clone(),
-        d.device_id,
         &identity.public_key(),
         &d.keys,
         now.saturating_sub(60),
@@ -190,7 +189,6 @@ impl<'a> Devices<'a> {
             let now = now_secs();
             let body = UnsignedCard::new(
                 me.clone(),
-                st.data.device_id,
                 &identity,
                 &st.data.keys,
                 now.saturating_sub(60),

@@ -388,7 +388,6 @@ mod tests {
         let keys = DeviceKeys::generate();
         let body = UnsignedCard::new(
             alice(),
-            DeviceId::random(),
             &identity.public_key(),
             &keys,
             created,

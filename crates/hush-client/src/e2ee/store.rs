@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey};
+use hush_crypto::identity::{CardError, DeviceCard, DeviceId, DeviceKeys, IdentityKey};
 use hush_crypto::suite1::{StreamKey, StreamState};
 use hush_crypto::transparency::{SignedTreeHead, TreeHead};
 use hush_protocol::{ChannelName, UserId};
@@ -251,19 +251,13 @@ impl DeviceData {
         rand::rngs::OsRng
             .unwrap_err()
             .fill_bytes(secret.as_mut_slice());
-        let mut id = [0u8; 16];
-        rand::rngs::OsRng.unwrap_err().fill_bytes(&mut id);
-        Self::from_parts(
-            user,
-            DeviceId(id),
-            secret,
-            with_identity.then(IdentityKey::generate),
-        )
+        Self::from_parts(user, secret, with_identity.then(IdentityKey::generate))
     }
 
+    /// The device's data from its keys; its id is derived from the signing
+    /// key ([`DeviceId::of_signing_key`]).
     fn from_parts(
         user: UserId,
-        device_id: DeviceId,
         secret: Zeroizing<[u8; 64]>,
         identity: Option<IdentityKey>,
     ) -> Self {
@@ -271,10 +265,11 @@ impl DeviceData {
         let mut e = Zeroizing::new([0u8; 32]);
         s.copy_from_slice(&secret[..32]);
         e.copy_from_slice(&secret[32..]);
+        let keys = DeviceKeys::from_secret_bytes(&s, &e);
         Self {
             user,
-            device_id,
-            keys: DeviceKeys::from_secret_bytes(&s, &e),
+            device_id: keys.device_id(),
+            keys,
             device_secret: secret,
             identity,
             pending_identity: None,
@@ -408,7 +403,10 @@ impl DeviceData {
             return Err(format!("unsupported version {}", p.version));
         }
         let user = UserId::parse(&p.user_id).map_err(|e| format!("user id: {e}"))?;
-        let device_id: [u8; 16] = hex::decode(&p.device_id)
+        // The saved id is informative: the id is the one derived from the
+        // signing key (a store written before ids were derived gets its new
+        // id here, and must publish a new card).
+        let _: [u8; 16] = hex::decode(&p.device_id)
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or("device id")?;
@@ -429,11 +427,16 @@ impl DeviceData {
         secret[..32].copy_from_slice(&s);
         secret[32..].copy_from_slice(&e);
         let identity = decode_identity(doc.secrets.identity.as_deref())?;
-        let mut d = Self::from_parts(user, DeviceId(device_id), secret, identity);
+        let mut d = Self::from_parts(user, secret, identity);
         d.pending_identity = decode_identity(doc.secrets.pending_identity.as_deref())?;
         if let Some(c) = &p.card {
             let bytes = STANDARD.decode(c).map_err(|_| "card")?;
-            d.card = Some(DeviceCard::from_bytes(&bytes).map_err(|e| format!("card: {e}"))?);
+            d.card = match DeviceCard::from_bytes(&bytes) {
+                Ok(card) => Some(card),
+                // A card from before device ids were derived: publish anew.
+                Err(CardError::DeviceIdNotDerived) => None,
+                Err(e) => return Err(format!("card: {e}")),
+            };
         }
         d.log.clone_from(&p.log);
         d.contacts.clone_from(&p.contacts);

@@ -58,7 +58,6 @@ fn device(user: &str) -> (DeviceData, DeviceCard) {
     let now = now_ms() / 1000;
     let body = UnsignedCard::new(
         d.user.clone(),
-        d.device_id,
         &identity.public_key(),
         &d.keys,
         now - 60,

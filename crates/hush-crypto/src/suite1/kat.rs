@@ -67,7 +67,6 @@ fn inputs() -> Vec<(&'static str, String)> {
     vec![
         ("sender_user", "alice".into()),
         ("sender_identity_seed", pattern(0x01)),
-        ("sender_device_id", hex::encode([0xa1; 16])),
         ("sender_device_signing_seed", pattern(0x02)),
         ("sender_device_x25519_secret", pattern(0x03)),
         ("card_created_at", "1700000000".into()),
@@ -106,7 +105,6 @@ fn fixture() -> Fixture {
     );
     let body = UnsignedCard::new(
         UserId::parse(&v["sender_user"]).unwrap(),
-        DeviceId(h16(&v["sender_device_id"])),
         &identity.public_key(),
         &sender_keys,
         v["card_created_at"].parse().unwrap(),
@@ -183,6 +181,11 @@ fn compute(f: &Fixture) -> Vec<(String, String)> {
         (
             "sender_device_signing_public".into(),
             hex::encode(f.sender_keys.signing_public_key().to_bytes()),
+        ),
+        (
+            // SHA-256("hush/v1/device-id\0" ‖ signing public key)[..16]
+            "sender_device_id".into(),
+            hex::encode(f.card.device_id().0),
         ),
         ("sender_card".into(), hex::encode(f.card.to_bytes())),
         ("sender_card_id".into(), hex::encode(f.card.id().0)),

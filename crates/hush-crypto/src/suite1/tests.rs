@@ -1,5 +1,5 @@
 use super::*;
-use crate::identity::{IdentityKey, UnsignedCard};
+use crate::identity::{CardError, IdentityKey, UnsignedCard};
 use chacha20::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -18,10 +18,9 @@ impl User {
         let devices = (0..devices)
             .map(|_| {
                 let keys = DeviceKeys::generate_with_rng(&mut rng);
-                let device_id = DeviceId::random_with_rng(&mut rng);
+                let device_id = keys.device_id();
                 let body = UnsignedCard::new(
                     id.clone(),
-                    device_id,
                     &identity.public_key(),
                     &keys,
                     1_700_000_000,
@@ -463,7 +462,6 @@ fn unknown_and_revoked_senders_are_refused() {
     let keys0 = &alice.devices[0].1;
     let body = UnsignedCard::new(
         alice.id.clone(),
-        alice.devices[0].0,
         &identity,
         keys0,
         1_600_000_000,
@@ -925,11 +923,31 @@ fn seal_at(sender: &User, recipients: &[Recipient], sequence: u64, ts: u64, text
     .unwrap()
 }
 
+/// A card of `user` (`keys`, `identity`) that names `device_id` instead of
+/// the id derived from its signing key, with both signatures valid; `None`
+/// when it is refused.
+fn card_claiming(user: &User, keys: &DeviceKeys, device_id: DeviceId) -> Option<DeviceCard> {
+    let mut body = UnsignedCard::new(
+        user.id.clone(),
+        &user.identity.public_key(),
+        keys,
+        1_700_000_000,
+        1_800_000_000,
+        None,
+    );
+    body.device_id = device_id;
+    let own = body.self_sign(keys).ok()?;
+    let cross = body.cross_sign(&user.identity).ok()?;
+    DeviceCard::assemble(body, own, cross).ok()
+}
+
 /// Finding 3 (a): Mallory, a member, publishes a card of her own (her keys,
 /// her identity) that names Carol's public device id, and sends Bob a
 /// message with sequence `u64::MAX`. Before, replay streams were keyed by
 /// device id alone, so every genuine message Carol sent Bob afterwards was
-/// refused as a replay. Now streams are keyed by (user, device, channel).
+/// refused as a replay. Now such a card cannot be made (device ids are
+/// derived from the signing key), and streams are keyed by (user, device,
+/// channel) anyway.
 #[test]
 fn attack_copied_device_id_blocks_victim() {
     let bob = User::new("bob", 1, 2);
@@ -937,29 +955,138 @@ fn attack_copied_device_id_blocks_victim() {
     let mut mallory = User::new("mallory", 1, 4);
     let copied = carol.devices[0].0;
     let keys = mallory.devices[0].1.clone();
-    let body = UnsignedCard::new(
-        mallory.id.clone(),
-        copied,
-        &mallory.identity.public_key(),
-        &keys,
-        1_700_000_000,
-        1_800_000_000,
-        None,
-    );
-    let Ok(card) = DeviceCard::issue(body, &keys, &mallory.identity) else {
-        // Refused at registration: the card cannot even be made.
-        return;
-    };
-    mallory.devices[0] = (copied, keys, card);
     let mut guard = ReplayGuard::default();
-    let poison = seal_from(&mallory, 0, &bob.recipients(), u64::MAX, b"boo");
-    if let Ok(o) = open_as(&poison, &bob, 0, &mallory, 0, &mut guard) {
-        assert_eq!(o.header.sender_user, mallory.id);
+    if let Some(card) = card_claiming(&mallory, &keys, copied) {
+        mallory.devices[0] = (copied, keys, card);
+        let poison = seal_from(&mallory, 0, &bob.recipients(), u64::MAX, b"boo");
+        open_as(&poison, &bob, 0, &mallory, 0, &mut guard).unwrap();
     }
     let genuine = seal_from(&carol, 0, &bob.recipients(), 1, b"hi bob");
     let opened = open_as(&genuine, &bob, 0, &carol, 0, &mut guard)
         .expect("Carol's genuine message is refused after Mallory's claim");
     assert_eq!(opened.plaintext, b"hi bob");
+}
+
+/// The fix for finding 3: a card whose device id is not derived from its
+/// signing key is refused, however well signed; and a stream claimed under
+/// another user's name does not touch the victim's.
+#[test]
+fn cards_must_carry_the_derived_device_id() {
+    let carol = User::new("carol", 1, 3);
+    let mallory = User::new("mallory", 1, 4);
+    let keys = &mallory.devices[0].1;
+    assert!(card_claiming(&mallory, keys, carol.devices[0].0).is_none());
+    let mut body = mallory.devices[0].2.body().clone();
+    body.device_id = carol.devices[0].0;
+    let own = body.self_sign(keys).unwrap();
+    let cross = body.cross_sign(&mallory.identity).unwrap();
+    let wire = [body.to_bytes(), own.to_vec(), cross.to_vec()].concat();
+    assert_eq!(
+        DeviceCard::assemble(body, own, cross),
+        Err(CardError::DeviceIdNotDerived)
+    );
+    // What the directory and clients parse: refused too.
+    assert_eq!(
+        DeviceCard::from_bytes(&wire),
+        Err(CardError::DeviceIdNotDerived)
+    );
+    assert_eq!(mallory.devices[0].0, keys.device_id());
+    let own = mallory.devices[0].2.to_bytes();
+    assert_eq!(
+        DeviceCard::from_bytes(&own).unwrap().device_id(),
+        keys.device_id()
+    );
+
+    let mut guard = ReplayGuard::default();
+    let ch = channel();
+    let claim = StreamKey {
+        user: mallory.id.clone(),
+        device: carol.devices[0].0,
+        channel: ch.clone(),
+    };
+    guard.commit(&claim, u64::MAX, T0, T0);
+    let real = StreamKey {
+        user: carol.id.clone(),
+        ..claim
+    };
+    assert!(guard.check(&real, 1));
+}
+
+/// Finding 3 (b): Bob registers a device under Carol's device id (his own
+/// keys). Alice writes to Bob; Bob unwraps the content key and wraps it
+/// again for Carol's X25519 key under the same signed header. Before,
+/// Carol accepted it as Alice's message to her: the signed recipient hash
+/// named only the device id, which Bob had copied. Now Bob's card cannot be
+/// made, so Alice never addresses a copied id.
+#[test]
+fn attack_rewrapped_message_accepted_as_addressed_to_other_user() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let carol = User::new("carol", 1, 3);
+    let copied = carol.devices[0].0;
+    let bob_keys = &bob.devices[0].1;
+    let Some(bob_card) = card_claiming(&bob, bob_keys, copied) else {
+        return; // refused at registration
+    };
+    let data = seal_from(&alice, 0, &[Recipient::from(&bob_card)], 1, b"for bob only");
+    let env = Envelope::from_data(&data).unwrap();
+    // Bob unwraps the content key and reads the body...
+    let header = env.bytes[..env.header_len].to_vec();
+    let info = hpke_info(&env.header.message_id);
+    let entry = env.entry(0);
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(entry.enc).unwrap();
+    let key: [u8; 32] = hpke::single_shot_open::<HpkeAead, HpkeKdf, Kem>(
+        &OpModeR::Base,
+        bob_keys.encryption_key(),
+        &enc,
+        &info,
+        entry.wrapped,
+        &wrap_aad(&header, &copied),
+    )
+    .unwrap()
+    .try_into()
+    .unwrap();
+    let body_start = env.table_start + RECIPIENT_ENTRY_LEN;
+    let body = content_cipher(&key)
+        .decrypt(
+            &Nonce::default(),
+            Payload {
+                msg: &env.bytes[body_start..],
+                aad: &env.bytes[..body_start],
+            },
+        )
+        .unwrap();
+    // ...and wraps it again for Carol under Alice's signed header.
+    let carol_key = carol.devices[0].2.encryption_key().to_hpke().unwrap();
+    let (enc, wrapped) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, Kem>(
+        &OpModeS::Base,
+        &carol_key,
+        &info,
+        &key,
+        &wrap_aad(&header, &copied),
+        &mut os_rng(),
+    )
+    .unwrap();
+    let mut out = header;
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&copied.0);
+    out.extend_from_slice(&enc.to_bytes());
+    out.extend_from_slice(&wrapped);
+    let sealed = content_cipher(&key)
+        .encrypt(
+            &Nonce::default(),
+            Payload {
+                msg: &body,
+                aad: &out,
+            },
+        )
+        .unwrap();
+    out.extend_from_slice(&sealed);
+    let forged = STANDARD.encode(out);
+    assert!(
+        open_as(&forged, &carol, 0, &alice, 0, &mut ReplayGuard::default()).is_err(),
+        "Carol accepted Bob's re-wrap of Alice's message to him as addressed to her"
+    );
 }
 
 /// Finding 3 / 4: Bob accepted Alice's message; a flood of new sender

@@ -74,9 +74,7 @@ pub fn audit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::{
-        CardId, DeviceCard, DeviceId, DeviceKeys, IdentityKey, Revocation, UnsignedCard,
-    };
+    use crate::identity::{CardId, DeviceCard, DeviceKeys, IdentityKey, Revocation, UnsignedCard};
     use crate::transparency::{LogKey, MerkleLog, TreeHead};
     use hush_protocol::UserId;
 
@@ -87,10 +85,11 @@ mod tests {
         keys_seed: u8,
         previous: Option<CardId>,
     ) -> DeviceCard {
-        let keys = DeviceKeys::from_secret_bytes(&[keys_seed; 32], &[keys_seed ^ 0xff; 32]);
+        // The signing key (so the device id) from `device`; a new X25519
+        // key per `keys_seed`.
+        let keys = DeviceKeys::from_secret_bytes(&[device; 32], &[keys_seed ^ 0xff; 32]);
         let body = UnsignedCard::new(
             UserId::parse(user).unwrap(),
-            DeviceId([device; 16]),
             &identity.public_key(),
             &keys,
             10,
@@ -132,7 +131,7 @@ mod tests {
             .iter()
             .map(|d| (d.card.device_id(), d.card.id()))
             .collect();
-        assert_eq!(active, vec![(DeviceId([1; 16]), phone3.id())]);
+        assert_eq!(active, vec![(phone3.device_id(), phone3.id())]);
 
         let key = LogKey::from_secret_bytes(&[42; 32]);
         let bytes: Vec<Vec<u8>> = entries.iter().map(LogEntry::to_bytes).collect();

@@ -457,13 +457,12 @@ fn monitor_detects_a_rewritten_history_and_a_split_view() {
 
 #[test]
 fn log_entries_round_trip() {
-    use crate::identity::{DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
+    use crate::identity::{DeviceKeys, IdentityKey, UnsignedCard};
     use hush_protocol::UserId;
     let identity = IdentityKey::from_secret_bytes(&[1; 32]);
     let device = DeviceKeys::from_secret_bytes(&[2; 32], &[3; 32]);
     let body = UnsignedCard::new(
         UserId::parse("alice").unwrap(),
-        DeviceId([4; 16]),
         &identity.public_key(),
         &device,
         10,

@@ -48,7 +48,7 @@ async fn publish_lookup_revoke_with_verified_proofs() {
     let alice_id = IdentityKey::generate();
 
     // Alice publishes two devices; each answer proves inclusion.
-    let phone = new_card("alice", &alice_id);
+    let (phone_keys, phone) = new_device("alice", &alice_id);
     let laptop = new_card("alice", &alice_id);
     for (i, card) in [&phone, &laptop].into_iter().enumerate() {
         let r = alice
@@ -156,7 +156,7 @@ async fn publish_lookup_revoke_with_verified_proofs() {
     );
 
     // A rotated card must chain to the latest one; then the phone is revoked.
-    let phone2 = card_after("alice", &alice_id, Some(&phone));
+    let phone2 = card_after("alice", &alice_id, Some((&phone, &phone_keys)));
     alice
         .request_ok(
             "directory.publish",
