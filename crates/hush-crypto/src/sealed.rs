@@ -39,12 +39,15 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crypto_secretbox::aead::OsRng;
 use crypto_secretbox::aead::rand_core::RngCore;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hkdf::Hkdf;
 use hush_protocol::ChannelName;
 use hush_protocol::EventName;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
+
+use crate::wire::Writer;
 
 use crate::suite0::{ChannelKey, EncryptedData, KEY_LEN, NONCE_LEN};
 
@@ -68,7 +71,11 @@ pub const DEFAULT_MAX_SENDERS: usize = 4096;
 /// The HKDF salt of [`sealed_key`] (24 ASCII bytes).
 pub const SEALED_KEY_SALT: &[u8] = b"hush sealed event key v1";
 
-const FORMAT_VERSION: u8 = 1;
+/// Version 2: the sender id is derived from the sender's Ed25519 key, which
+/// signs every event (issue 13, finding 8).
+const FORMAT_VERSION: u8 = 2;
+const CTX_SENDER_ID: &[u8] = b"hush/v1/sealed/sender-id\0";
+const CTX_SIGNATURE: &[u8] = b"hush/v1/sealed/signature\0";
 const ID_LEN: usize = 16;
 /// Length of a base64url (unpadded) 16-byte id.
 const ID_TEXT_LEN: usize = 22;
@@ -97,6 +104,11 @@ pub enum SealedError {
     /// Sealed for another channel.
     #[error("sealed event belongs to another channel")]
     WrongChannel,
+    /// The sender id is not the one derived from the sender key the event
+    /// carries, or that key's signature does not verify: someone claimed
+    /// another sender's id.
+    #[error("sealed event signature invalid or sender id not the sender key's")]
+    BadSignature,
     /// The inner epoch differs from the epoch the envelope names.
     #[error("sealed event epoch does not match its envelope")]
     WrongEpoch,
@@ -121,6 +133,8 @@ struct Inner<'a> {
     ep: u64,
     #[serde(borrow)]
     sid: &'a str,
+    #[serde(borrow)]
+    spk: &'a str,
     seq: u64,
     #[serde(borrow)]
     mid: &'a str,
@@ -128,6 +142,8 @@ struct Inner<'a> {
     // Owned: JSON escapes in these make borrowing impossible in general.
     ev: String,
     data: String,
+    #[serde(borrow)]
+    sig: &'a str,
     #[serde(borrow)]
     pad: &'a str,
 }
@@ -183,20 +199,76 @@ fn is_id(text: &str) -> bool {
             .is_ok_and(|bytes| bytes.len() == ID_LEN)
 }
 
-/// Seals events for one sender: a random sender id and a sequence number
-/// that grows by one per event. Keep one per client (or backend process)
-/// for its lifetime; a new one is a new sender to every receiver.
-#[derive(Debug)]
+/// The sender id of the sender whose Ed25519 public key is `key`: the first
+/// 16 bytes of `SHA-256("hush/v1/sealed/sender-id\0" ‖ key)`, base64url.
+fn sender_id(key: &[u8; 32]) -> String {
+    let mut h = Sha256::new();
+    h.update(CTX_SENDER_ID);
+    h.update(key);
+    let digest: [u8; 32] = h.finalize().into();
+    URL_SAFE_NO_PAD.encode(&digest[..ID_LEN])
+}
+
+/// What a sender signs: every member but the padding, with lengths, so no
+/// two events share the bytes. Holds the data, so it is wiped when dropped.
+#[allow(clippy::too_many_arguments)]
+fn signed_bytes(
+    ch: &str,
+    ep: u64,
+    sid: &str,
+    seq: u64,
+    mid: &str,
+    ts: u64,
+    ev: &str,
+    data: &str,
+) -> Zeroizing<Vec<u8>> {
+    let mut w = Writer::with_capacity(CTX_SIGNATURE.len() + 128 + data.len());
+    w.bytes(CTX_SIGNATURE)
+        .str16(ch.as_bytes())
+        .u64(ep)
+        .str16(sid.as_bytes())
+        .u64(seq)
+        .str16(mid.as_bytes())
+        .u64(ts)
+        .str16(ev.as_bytes())
+        .u64(data.len() as u64)
+        .bytes(data.as_bytes());
+    Zeroizing::new(w.into_vec())
+}
+
+/// Seals events for one sender: an Ed25519 key of its own, the sender id
+/// derived from it, and a sequence number that grows by one per event. Every
+/// event is signed, so no other member can claim this sender's id (and push
+/// its replay window away). Keep one per client (or backend process) for
+/// its lifetime; a new one is a new sender to every receiver.
 pub struct Sender {
     id: String,
+    key: SigningKey,
     next_seq: u64,
 }
 
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("id", &self.id)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sender {
-    /// A new sender with a random id, starting at sequence number 1.
+    /// A new sender with a random key, starting at sequence number 1.
     pub fn new() -> Self {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(seed.as_mut_slice());
+        Self::from_seed(&seed)
+    }
+
+    fn from_seed(seed: &[u8; 32]) -> Self {
+        let key = SigningKey::from_bytes(seed);
         Self {
-            id: random_id(),
+            id: sender_id(&key.verifying_key().to_bytes()),
+            key,
             next_seq: 1,
         }
     }
@@ -240,16 +312,31 @@ impl Sender {
         nonce: [u8; NONCE_LEN],
     ) -> Result<String, SealedError> {
         EventName::parse_api(event).map_err(|_| SealedError::EventName)?;
+        let signed = signed_bytes(
+            channel.as_str(),
+            epoch,
+            &self.id,
+            self.next_seq,
+            message_id,
+            now_ms,
+            event,
+            data,
+        );
+        let sig = URL_SAFE_NO_PAD.encode(self.key.sign(&signed).to_bytes());
+        drop(signed);
+        let spk = URL_SAFE_NO_PAD.encode(self.key.verifying_key().to_bytes());
         let mut plaintext = padded_plaintext(Inner {
             v: FORMAT_VERSION,
             ch: channel.as_str(),
             ep: epoch,
             sid: &self.id,
+            spk: &spk,
             seq: self.next_seq,
             mid: message_id,
             ts: now_ms,
             ev: event.to_owned(),
             data: data.to_owned(),
+            sig: &sig,
             pad: "",
         })?;
         self.next_seq = self.next_seq.saturating_add(1);
@@ -324,6 +411,35 @@ fn parse_inner(plaintext: &[u8], channel: &ChannelName, epoch: u64) -> Result<Op
     if inner.ep != epoch {
         return Err(SealedError::WrongEpoch);
     }
+    // The sender id is the carried key's, and that key signed the event: a
+    // member can only ever advance the replay window of its own id.
+    let spk: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(inner.spk)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(SealedError::Malformed)?;
+    let sig: [u8; 64] = URL_SAFE_NO_PAD
+        .decode(inner.sig)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(SealedError::Malformed)?;
+    if sender_id(&spk) != inner.sid {
+        return Err(SealedError::BadSignature);
+    }
+    let signed = signed_bytes(
+        inner.ch,
+        inner.ep,
+        inner.sid,
+        inner.seq,
+        inner.mid,
+        inner.ts,
+        &inner.ev,
+        &inner.data,
+    );
+    VerifyingKey::from_bytes(&spk)
+        .and_then(|k| k.verify_strict(&signed, &Signature::from_bytes(&sig)))
+        .map_err(|_| SealedError::BadSignature)?;
+    drop(signed);
     Ok(Opened {
         epoch,
         sender: inner.sid.to_owned(),
@@ -471,12 +587,9 @@ mod tests {
         ChannelName::parse("private-encrypted-foo").unwrap()
     }
 
-    /// A sender with a fixed id, for known answers.
+    /// A sender with a fixed key (seed 32 × 0x11), for known answers.
     fn fixed_sender() -> Sender {
-        Sender {
-            id: URL_SAFE_NO_PAD.encode([0x11; ID_LEN]),
-            next_seq: 1,
-        }
+        Sender::from_seed(&[0x11; 32])
     }
 
     fn seal_fixed(sender: &mut Sender, epoch: u64, event: &str, data: &str) -> String {
@@ -498,15 +611,21 @@ mod tests {
         let wire = seal_fixed(&mut fixed_sender(), 7, "message", r#"{"text":"hi"}"#);
         let key = sealed_key(&epoch_key(&foo(), &master(), 7));
         let plaintext = open_suite0(&key, &wire).unwrap();
-        assert_eq!(plaintext.len(), 256);
+        assert_eq!(plaintext.len(), 512);
         let text = String::from_utf8(plaintext).unwrap();
+        // Sender key: Ed25519 seed 32 × 0x11; sid, spk and sig reproduced
+        // with Python's `cryptography` and `hashlib`.
         let expected_prefix = concat!(
-            r#"{"v":1,"ch":"private-encrypted-foo","ep":7,"#,
-            r#""sid":"EREREREREREREREREREREQ","seq":1,"#,
+            r#"{"v":2,"ch":"private-encrypted-foo","ep":7,"#,
+            r#""sid":"pXOKEz11LuomGswmF_uybg","#,
+            r#""spk":"0EqyMnQrtKs6E2i9RhXk5tAiSrcaAWuvhSCjMsl3hzc","seq":1,"#,
             r#""mid":"IiIiIiIiIiIiIiIiIiIiIg","ts":1700000000000,"#,
-            r#""ev":"message","data":"{\"text\":\"hi\"}","pad":""#
+            r#""ev":"message","data":"{\"text\":\"hi\"}","#,
+            r#""sig":"jzX8b39WiLbWGS4AMmrs7k6stL3cMlHZQ6XKaZqFNb9Hy5TEKuTybJxbJ4KQZ8-SYRzDCIjCJse5miVjfgLTAA","#,
+            r#""pad":""#
         );
         assert!(text.starts_with(expected_prefix), "{text}");
+        assert_eq!(text.len() - expected_prefix.len() - 2, 182, "spaces");
         assert!(text.ends_with(r#"   "}"#));
     }
 
@@ -526,13 +645,13 @@ mod tests {
     }
 
     const KAT_ENVELOPE_SHA256: &str =
-        "4dda464f1d249d1ef0b69cac5fea461b7aab34920cf32502af1e426fb8a9a669";
+        "5e88ce29adada965bc93bc9018f813cd3bab90329ce7e8e49c98fea139fb8bd2";
 
     #[test]
     fn round_trip_and_buckets() {
         let mut sender = Sender::new();
         let key = epoch_key(&foo(), &master(), 2);
-        for len in [0usize, 1, 50, 200, 1000, 3000, 6900] {
+        for len in [0usize, 1, 50, 200, 1000, 3000, 6700] {
             let data = "x".repeat(len);
             let wire = sender.seal(&key, &foo(), 2, "ev", &data, NOW).unwrap();
             assert!(wire.len() <= hush_protocol::limits::MAX_EVENT_DATA_BYTES);
@@ -626,11 +745,13 @@ mod tests {
                 ch: foo().as_str(),
                 ep: 0,
                 sid: &URL_SAFE_NO_PAD.encode([0x11; ID_LEN]),
+                spk: "",
                 seq: 1,
                 mid: &URL_SAFE_NO_PAD.encode([0x22; ID_LEN]),
                 ts: NOW,
                 ev: bad.to_owned(),
                 data: "{}".to_owned(),
+                sig: "",
                 pad: "",
             })
             .unwrap();
@@ -657,11 +778,13 @@ mod tests {
             ch: foo().as_str(),
             ep: 0,
             sid: &URL_SAFE_NO_PAD.encode([0x11; ID_LEN]),
+            spk: "",
             seq: 1,
             mid: &URL_SAFE_NO_PAD.encode([0x22; ID_LEN]),
             ts: NOW,
             ev: "message".to_owned(),
             data: "{}".to_owned(),
+            sig: "",
             pad: "",
         })
         .unwrap();
@@ -771,6 +894,58 @@ mod tests {
             guard.check(&opened(s, 1, NOW), NOW + i as u64).unwrap();
         }
         assert_eq!(guard.senders(), 3);
+    }
+
+    /// Finding 8: Mallory, a channel member (she has the channel key),
+    /// seals an event under the victim's sender id with sequence `u64::MAX`.
+    /// Before, it opened and moved the victim's replay window to the top:
+    /// every later event of the victim was `Stale`, for good. Now the sender
+    /// id is derived from the key that signs the event, and Mallory can sign
+    /// only with her own.
+    #[test]
+    fn attack_member_claims_sender_id_with_max_sequence() {
+        let key = epoch_key(&foo(), &master(), 0);
+        let mut victim = Sender::new();
+        let mut mallory = Sender::new();
+        let mut guard = ReplayGuard::default();
+        let seal =
+            |s: &mut Sender, text: &str| s.seal(&key, &foo(), 0, "message", text, NOW).unwrap();
+        let first = open_at(0, &seal(&mut victim, "one")).unwrap();
+        guard.check(&first, NOW).unwrap();
+
+        mallory.id = victim.id().to_owned();
+        mallory.next_seq = u64::MAX;
+        if let Ok(claim) = open_at(0, &seal(&mut mallory, "silence")) {
+            let _ = guard.check(&claim, NOW);
+        }
+        let second = open_at(0, &seal(&mut victim, "two")).unwrap();
+        guard
+            .check(&second, NOW)
+            .expect("the victim's next event is refused after Mallory's claim");
+        assert_eq!(second.data, "two");
+    }
+
+    /// The fix for finding 8, piece by piece: a claimed id with the
+    /// claimant's own key is refused, and so is a changed signed member.
+    #[test]
+    fn sender_ids_are_bound_to_a_signing_key() {
+        let key = epoch_key(&foo(), &master(), 0);
+        let victim = Sender::new();
+        let mut mallory = Sender::new();
+        mallory.id = victim.id().to_owned();
+        let wire = mallory.seal(&key, &foo(), 0, "m", "x", NOW).unwrap();
+        assert_eq!(open_at(0, &wire), Err(SealedError::BadSignature));
+
+        // A member re-boxes a genuine event with a larger sequence number.
+        let wire = fixed_sender().seal(&key, &foo(), 0, "m", "x", NOW).unwrap();
+        let plaintext = open_suite0(&sealed_key(&key), &wire).unwrap();
+        let text = String::from_utf8(plaintext).unwrap();
+        let bumped = text.replacen(r#""seq":1,"#, r#""seq":9,"#, 1);
+        assert_ne!(bumped, text);
+        let wire =
+            EncryptedData::seal_with_nonce(&sealed_key(&key), [0; NONCE_LEN], bumped.as_bytes())
+                .to_json();
+        assert_eq!(open_at(0, &wire), Err(SealedError::BadSignature));
     }
 
     #[test]
