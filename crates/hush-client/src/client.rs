@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use hush_protocol::msgs::{HushRequest, HushResponse, RawJson};
 use hush_protocol::{ChannelName, EventName, SocketId, UserId};
 use serde::Serialize;
 use serde_json::Value;
@@ -302,6 +303,22 @@ impl Client {
     /// wait their turn (the wait counts toward the timeout). Directory
     /// methods need [`Client::signin`] first.
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, DirectoryError> {
+        let params = RawJson::from_string(params.to_string())
+            .map_err(|e| DirectoryError::BadResponse(format!("params: {e}")))?;
+        self.send_request(method, params).await
+    }
+
+    /// [`Client::request`] with typed parameters and result (hush-protocol's
+    /// codec): the answer is read as the result of `request`'s method, and
+    /// one that does not have that shape is [`DirectoryError::BadResponse`].
+    pub async fn call(&self, request: &HushRequest) -> Result<HushResponse, DirectoryError> {
+        let method = request.method();
+        let value = self.send_request(method.name(), request.params()).await?;
+        HushResponse::decode(method, &value.to_string())
+            .map_err(|e| DirectoryError::BadResponse(format!("{}: {e}", method.name())))
+    }
+
+    async fn send_request(&self, method: &str, params: RawJson) -> Result<Value, DirectoryError> {
         let inner = &self.inner;
         let work = async {
             let _permit = inner
@@ -311,7 +328,7 @@ impl Client {
                 .map_err(|_| DirectoryError::Closed)?;
             let n = inner.next_request.fetch_add(1, Ordering::Relaxed);
             let id = format!("hc{n}");
-            let frame = request::frame(&id, method, &params)?;
+            let frame = request::frame(&id, method, params);
             let (tx, rx) = oneshot::channel();
             inner
                 .cmd

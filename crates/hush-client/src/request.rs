@@ -3,7 +3,6 @@
 //! (`directory.*`, `log.*`) is reached this way.
 
 use hush_protocol::msgs::{ClientMessage, RawJson, RequestFrame};
-use serde_json::Value;
 
 /// Requests one client has in flight at most (the server allows 8 per
 /// connection and answers `rate_limited` beyond). Further calls wait.
@@ -53,26 +52,29 @@ impl DirectoryError {
     }
 }
 
-/// The `hush:request` frame for `method` with `params` (a JSON value).
-pub(crate) fn frame(id: &str, method: &str, params: &Value) -> Result<String, DirectoryError> {
-    let params = RawJson::from_string(params.to_string())
-        .map_err(|e| DirectoryError::BadResponse(format!("params: {e}")))?;
-    Ok(ClientMessage::HushRequest(RequestFrame {
+/// The `hush:request` frame for `method` with `params` (a JSON object).
+pub(crate) fn frame(id: &str, method: &str, params: RawJson) -> String {
+    ClientMessage::HushRequest(RequestFrame {
         id: id.to_owned(),
         method: method.to_owned(),
         params: Some(params),
     })
-    .encode())
+    .encode()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn request_frames() {
-        let v: Value = serde_json::from_str(&frame("r1", "log.head", &json!({})).unwrap()).unwrap();
+        let v: Value = serde_json::from_str(&frame(
+            "r1",
+            "log.head",
+            RawJson::from_string("{}".into()).unwrap(),
+        ))
+        .unwrap();
         assert_eq!(
             v,
             json!({"event":"hush:request","data":{"id":"r1","method":"log.head","params":{}}})

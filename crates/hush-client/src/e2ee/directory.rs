@@ -12,22 +12,20 @@ use base64::engine::general_purpose::STANDARD;
 use hush_crypto::identity::{DeviceCard, DeviceId, Revocation};
 use hush_crypto::transparency::{Hash, LogEntry, LogMonitor, LogPublicKey, SignedTreeHead};
 use hush_protocol::UserId;
-use serde_json::{Value, json};
+use hush_protocol::msgs::hush::{Appended, Base64, LogHead, UserRecords};
+use hush_protocol::msgs::{HushRequest, HushResponse};
 
 use super::state::{DirectoryGuard, Parsed, Shared, State};
 use super::store::LogPin;
 use super::{E2eeError, KeyChanged, UserKeys, b64, now_ms, now_secs};
 
-fn unb64(v: &Value, what: &str) -> Result<Vec<u8>, E2eeError> {
-    v.as_str()
-        .and_then(|s| STANDARD.decode(s).ok())
-        .ok_or_else(|| E2eeError::InvalidRecord(format!("{what} is not base64")))
+fn unb64(s: &str, what: &str) -> Result<Vec<u8>, E2eeError> {
+    STANDARD
+        .decode(s)
+        .map_err(|_| E2eeError::InvalidRecord(format!("{what} is not base64")))
 }
 
-fn hashes(v: &Value, what: &str) -> Result<Vec<Hash>, E2eeError> {
-    let Some(list) = v.as_array() else {
-        return Ok(Vec::new());
-    };
+fn hashes(list: &[Base64], what: &str) -> Result<Vec<Hash>, E2eeError> {
     list.iter()
         .map(|h| {
             unb64(h, what)?
@@ -37,8 +35,14 @@ fn hashes(v: &Value, what: &str) -> Result<Vec<Hash>, E2eeError> {
         .collect()
 }
 
-fn sth(v: &Value) -> Result<SignedTreeHead, E2eeError> {
-    Ok(SignedTreeHead::from_bytes(&unb64(v, "head")?)?)
+fn sth(s: &str) -> Result<SignedTreeHead, E2eeError> {
+    Ok(SignedTreeHead::from_bytes(&unb64(s, "head")?)?)
+}
+
+/// A typed answer of another method than the one asked (impossible with
+/// [`crate::Client::call`], which reads the answer as the asked method's).
+fn mismatched(method: &str) -> E2eeError {
+    E2eeError::InvalidRecord(format!("answer to {method} has another shape"))
 }
 
 /// The directory client of one [`E2ee`](super::E2ee).
@@ -56,13 +60,31 @@ impl<'a> Directory<'a> {
         self.sh.directory.lock().await
     }
 
-    async fn request(&self, method: &str, params: Value) -> Result<Value, E2eeError> {
+    async fn call(&self, request: HushRequest) -> Result<HushResponse, E2eeError> {
         let c = &self.sh.client;
         // Bounded: while offline, a sign-in waits for the next connection.
         tokio::time::timeout(c.request_timeout(), c.signin())
             .await
             .map_err(|_| E2eeError::Directory(crate::DirectoryError::Timeout))??;
-        Ok(c.request(method, params).await?)
+        Ok(c.call(&request).await?)
+    }
+
+    async fn log_head(&self) -> Result<LogHead, E2eeError> {
+        match self.call(HushRequest::LogHead).await? {
+            HushResponse::LogHead(h) => Ok(h),
+            _ => Err(mismatched("log.head")),
+        }
+    }
+
+    async fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, E2eeError> {
+        let request = HushRequest::LogConsistency {
+            from: Some(from),
+            to,
+        };
+        match self.call(request).await? {
+            HushResponse::LogConsistency(c) => hashes(&c.proof, "consistency proof"),
+            _ => Err(mismatched("log.consistency")),
+        }
     }
 
     /// The log monitor: pinned key and trusted head; on first use, pins the
@@ -75,11 +97,11 @@ impl<'a> Directory<'a> {
             let key = LogPublicKey::from_bytes(&key)?;
             return Ok(LogMonitor::resume(head.log_id.clone(), key, head));
         }
-        let r = self.request("log.head", json!({})).await?;
-        let key: [u8; 32] = unb64(&r["key"], "log key")?
+        let r = self.log_head().await?;
+        let key: [u8; 32] = unb64(&r.key, "log key")?
             .try_into()
             .map_err(|_| E2eeError::InvalidRecord("log key length".into()))?;
-        let head = sth(&r["head"])?;
+        let head = sth(&r.head)?;
         let mut m = LogMonitor::new(head.head.log_id.clone(), LogPublicKey::from_bytes(&key)?);
         m.update(&head, &[])?;
         self.sh.update(|st| {
@@ -95,27 +117,19 @@ impl<'a> Directory<'a> {
         &self,
         g: &DirectoryGuard<'_>,
         leaf: &[u8],
-        result: &Value,
+        result: &Appended,
     ) -> Result<u64, E2eeError> {
         let mut m = self.monitor(g).await?;
-        let head = sth(&result["head"])?;
+        let head = sth(&result.head)?;
         let from = m.trusted().map_or(0, |t| t.size);
         let proof = if head.head.size > from && from > 0 {
-            let r = self
-                .request(
-                    "log.consistency",
-                    json!({"from": from, "to": head.head.size}),
-                )
-                .await?;
-            hashes(&r["proof"], "consistency proof")?
+            self.consistency(from, head.head.size).await?
         } else {
             Vec::new()
         };
         m.update(&head, &proof)?;
-        let index = result["index"]
-            .as_u64()
-            .ok_or_else(|| E2eeError::InvalidRecord("no index".into()))?;
-        m.verify_entry(leaf, index, &hashes(&result["proof"], "inclusion proof")?)?;
+        let index = result.index;
+        m.verify_entry(leaf, index, &hashes(&result.proof, "inclusion proof")?)?;
         self.sh.with(|st| {
             let key = m_key(st);
             pin(st, &head, &key);
@@ -130,12 +144,12 @@ impl<'a> Directory<'a> {
         rev: Revocation,
     ) -> Result<(), E2eeError> {
         let leaf = LogEntry::Revocation(rev.clone()).to_bytes();
-        let r = self
-            .request(
-                "directory.revoke",
-                json!({"revocation": b64(&rev.to_bytes())}),
-            )
-            .await?;
+        let request = HushRequest::DirectoryRevoke {
+            revocation: b64(&rev.to_bytes()),
+        };
+        let HushResponse::DirectoryRevoke(r) = self.call(request).await? else {
+            return Err(mismatched("directory.revoke"));
+        };
         self.verify_write(g, &leaf, &r).await?;
         Ok(())
     }
@@ -148,9 +162,12 @@ impl<'a> Directory<'a> {
         card: DeviceCard,
     ) -> Result<DeviceCard, E2eeError> {
         let leaf = LogEntry::Card(card.clone()).to_bytes();
-        let r = self
-            .request("directory.publish", json!({"card": b64(&card.to_bytes())}))
-            .await?;
+        let request = HushRequest::DirectoryPublish {
+            card: b64(&card.to_bytes()),
+        };
+        let HushResponse::DirectoryPublish(r) = self.call(request).await? else {
+            return Err(mismatched("directory.publish"));
+        };
         self.verify_write(g, &leaf, &r).await?;
         self.sh.update(|st| {
             st.data.card = Some(card.clone());
@@ -168,13 +185,7 @@ impl<'a> Directory<'a> {
         let proof = if mine == theirs {
             Vec::new()
         } else {
-            let r = self
-                .request(
-                    "log.consistency",
-                    json!({"from": mine.min(theirs), "to": mine.max(theirs)}),
-                )
-                .await?;
-            hashes(&r["proof"], "consistency proof")?
+            self.consistency(mine.min(theirs), mine.max(theirs)).await?
         };
         Ok(m.cross_check(other, &proof)?)
     }
@@ -197,24 +208,26 @@ impl<'a> Directory<'a> {
     ) -> Result<Vec<UserKeys>, E2eeError> {
         let mut m = self.monitor(g).await?;
         let since = m.trusted().map_or(0, |t| t.size);
-        let names: Vec<&str> = users.iter().map(UserId::as_str).collect();
-        let r = match self
-            .request("directory.lookup", json!({"users": names, "since": since}))
-            .await
-        {
-            Ok(r) => r,
+        let request = HushRequest::DirectoryLookup {
+            users: users.iter().map(|u| u.as_str().to_owned()).collect(),
+            since: Some(since),
+        };
+        let r = match self.call(request).await {
+            Ok(HushResponse::DirectoryLookup(r)) => r,
+            Ok(_) => return Err(mismatched("directory.lookup")),
             Err(E2eeError::Directory(e))
                 if e.code() == Some(&crate::request::ErrorCode::NotFound) =>
             {
                 // The log is smaller than the size we trust: a rollback.
-                let h = self.request("log.head", json!({})).await?;
-                m.update(&sth(&h["head"])?, &[])?;
+                let h = self.log_head().await?;
+                m.update(&sth(&h.head)?, &[])?;
                 return Err(E2eeError::Directory(e));
             }
             Err(e) => return Err(e),
         };
-        let head = sth(&r["head"])?;
-        m.update(&head, &hashes(&r["consistency"], "consistency proof")?)?;
+        let head = sth(&r.head)?;
+        let consistency = r.consistency.as_deref().unwrap_or_default();
+        m.update(&head, &hashes(consistency, "consistency proof")?)?;
         self.sh.with(|st| {
             let key = m_key(st);
             pin(st, &head, &key);
@@ -222,7 +235,8 @@ impl<'a> Directory<'a> {
         let now = now_secs();
         let mut out = Vec::with_capacity(users.len());
         for user in users {
-            let entry = &r["users"][user.as_str()];
+            let none = UserRecords::default();
+            let entry = r.users.get(user.as_str()).unwrap_or(&none);
             out.push(verify_user(&m, user, entry, now)?);
         }
         self.sh.update(|st| {
@@ -317,22 +331,16 @@ fn pin(st: &mut State, sth: &SignedTreeHead, key: &[u8; 32]) {
 fn verify_user(
     m: &LogMonitor,
     user: &UserId,
-    entry: &Value,
+    entry: &UserRecords,
     now: u64,
 ) -> Result<UserKeys, E2eeError> {
     let bad = |w: String| E2eeError::InvalidRecord(format!("{user}: {w}"));
     let mut cards = Vec::new();
     let mut revocations = Vec::new();
-    for (kind, list) in [
-        ("cards", &entry["cards"]),
-        ("revocations", &entry["revocations"]),
-    ] {
-        for e in list.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let leaf = unb64(&e["record"], "record")?;
-            let index = e["index"]
-                .as_u64()
-                .ok_or_else(|| bad("entry without index".into()))?;
-            m.verify_entry(&leaf, index, &hashes(&e["proof"], "inclusion proof")?)?;
+    for (kind, list) in [("cards", &entry.cards), ("revocations", &entry.revocations)] {
+        for e in list {
+            let leaf = unb64(&e.record, "record")?;
+            m.verify_entry(&leaf, e.index, &hashes(&e.proof, "inclusion proof")?)?;
             match (kind, LogEntry::from_bytes(&leaf)) {
                 ("cards", Ok(LogEntry::Card(c))) if c.user_id() == user => cards.push(c),
                 ("revocations", Ok(LogEntry::Revocation(r))) if r.user_id() == user => {
@@ -379,6 +387,7 @@ mod tests {
     use super::*;
     use hush_crypto::identity::{DeviceKeys, IdentityKey, UnsignedCard};
     use hush_crypto::transparency::{LogKey, MerkleLog, TreeHead};
+    use hush_protocol::msgs::hush::LogRecord;
 
     fn alice() -> UserId {
         UserId::parse("alice").unwrap()
@@ -399,7 +408,7 @@ mod tests {
 
     /// A log holding `entries`, a monitor trusting its head, and the lookup
     /// entry JSON the server would send for them.
-    fn served(entries: &[LogEntry]) -> (LogMonitor, Value) {
+    fn served(entries: &[LogEntry]) -> (LogMonitor, UserRecords) {
         let key = LogKey::generate();
         let mut log = MerkleLog::new();
         for e in entries {
@@ -415,11 +424,11 @@ mod tests {
         m.update(&head, &[]).unwrap();
         let json_of = |e: &LogEntry, i: u64| {
             let proof = log.inclusion_proof(i, log.size()).unwrap();
-            json!({
-                "record": b64(&e.to_bytes()),
-                "index": i,
-                "proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
-            })
+            LogRecord {
+                record: b64(&e.to_bytes()),
+                index: i,
+                proof: proof.iter().map(|h| b64(h)).collect(),
+            }
         };
         let mut cards = Vec::new();
         let mut revs = Vec::new();
@@ -429,7 +438,13 @@ mod tests {
                 LogEntry::Revocation(_) => revs.push(json_of(e, i as u64)),
             }
         }
-        (m, json!({"cards": cards, "revocations": revs}))
+        (
+            m,
+            UserRecords {
+                cards,
+                revocations: revs,
+            },
+        )
     }
 
     #[test]
@@ -457,7 +472,7 @@ mod tests {
 
         // A tampered proof, a record for another user, two identities.
         let mut bad = entry.clone();
-        bad["cards"][0]["index"] = json!(1);
+        bad.cards[0].index = 1;
         assert!(matches!(
             verify_user(&m, &alice(), &bad, now),
             Err(E2eeError::Log(_))
@@ -478,7 +493,7 @@ mod tests {
         ));
         // A card presented as a revocation.
         let mut swapped = entry.clone();
-        swapped["revocations"] = json!([entry["cards"][0].clone()]);
+        swapped.revocations = vec![entry.cards[0].clone()];
         assert!(matches!(
             verify_user(&m, &alice(), &swapped, now),
             Err(E2eeError::InvalidRecord(_))

@@ -244,8 +244,36 @@ struct ErrorData {
     message: String,
 }
 
+/// A user id as another Pusher server may send it: a JSON string, or a
+/// number kept as its JSON text (as hush's own presence parser keeps it), so
+/// that a member with a numeric id is not dropped.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum UserIdJson {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+impl From<UserIdJson> for String {
+    fn from(id: UserIdJson) -> Self {
+        match id {
+            UserIdJson::Text(s) => s,
+            UserIdJson::Number(n) => n.to_string(),
+        }
+    }
+}
+
+fn user_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    UserIdJson::deserialize(d).map(String::from)
+}
+
+fn user_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Vec::<UserIdJson>::deserialize(d).map(|v| v.into_iter().map(String::from).collect())
+}
+
 #[derive(Deserialize)]
 struct Presence {
+    #[serde(deserialize_with = "user_ids")]
     ids: Vec<String>,
     hash: Ordered,
     count: u64,
@@ -267,6 +295,7 @@ struct SubError {
 
 #[derive(Deserialize)]
 struct Member {
+    #[serde(deserialize_with = "user_id")]
     user_id: String,
     #[serde(default, deserialize_with = "raw_keep_null")]
     user_info: Option<RawJson>,
@@ -530,5 +559,30 @@ impl ServerMessage {
                 o
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another Pusher server may send numeric user ids: the member is read
+    /// with the number's text as its id, not dropped.
+    #[test]
+    fn numeric_member_ids_are_read_as_their_text() {
+        let added = r#"{"event":"pusher_internal:member_added","channel":"presence-a","data":"{\"user_id\":42,\"user_info\":null}"}"#;
+        match ServerMessage::decode(added) {
+            Ok(ServerMessage::MemberAdded { user_id, .. }) => assert_eq!(user_id, "42"),
+            other => panic!("{other:?}"),
+        }
+        let ok = r#"{"event":"pusher_internal:subscription_succeeded","channel":"presence-a","data":"{\"presence\":{\"ids\":[7,\"b\"],\"hash\":{\"7\":null,\"b\":null},\"count\":2}}"}"#;
+        match ServerMessage::decode(ok) {
+            Ok(ServerMessage::SubscriptionSucceeded {
+                presence: Some(p), ..
+            }) => assert_eq!(p.ids, ["7", "b"]),
+            other => panic!("{other:?}"),
+        }
+        let bad = r#"{"event":"pusher_internal:member_removed","channel":"presence-a","data":"{\"user_id\":true}"}"#;
+        assert!(ServerMessage::decode(bad).is_err());
     }
 }
