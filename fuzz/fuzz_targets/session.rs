@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use hush_fuzz::{APP_KEY, APP_SECRET, check_server_text, harness, split_frames, str_member};
 use hush_protocol::{ChannelName, SocketId, UserId, auth};
-use hush_server::conn::{Closer, ConnHandle};
-use hush_server::outbox::{Frame, Outbox};
-use hush_server::session::{Outcome, Session};
+use hush_server::conn::{ConnHandle, Link};
+use hush_server::outbox::Frame;
+use hush_server::session::{Effect, Session};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
@@ -75,8 +75,8 @@ enum Op {
 
 struct Conn {
     session: Session,
-    outbox: Arc<Outbox>,
-    closer: Arc<Closer>,
+    handle: ConnHandle,
+    link: Arc<Link>,
     socket: SocketId,
 }
 
@@ -84,12 +84,12 @@ fn connect(n: u64) -> Conn {
     let h = harness();
     let app = h.state.app_by_key(APP_KEY).expect("fuzz app").clone();
     let socket = SocketId::from_parts(n, n.wrapping_mul(7919));
-    let (handle, outbox, closer) = ConnHandle::new(socket.clone(), 64, None);
-    let session = Session::new(app, handle, h.state.directory.clone(), Instant::now());
+    let (handle, link) = ConnHandle::new(socket.clone(), 64, None);
+    let session = Session::new(app, handle.clone(), Instant::now());
     Conn {
         session,
-        outbox,
-        closer,
+        handle,
+        link,
         socket,
     }
 }
@@ -118,7 +118,7 @@ async fn drain(
 ) -> Vec<std::collections::HashMap<String, Box<serde_json::value::RawValue>>> {
     let mut wire: Vec<u8> = Vec::new();
     // Writing to a Vec cannot fail.
-    let _ = conn.outbox.drain(&mut wire).await;
+    let _ = conn.link.outbox().drain(&mut wire).await;
     let mut out = Vec::new();
     for (opcode, payload) in split_frames(&wire) {
         if opcode == 1 {
@@ -221,7 +221,31 @@ async fn run(ops: &[Op]) {
                 continue;
             }
         };
-        let outcome = conns[i].session.handle_text(&text, now);
+        conns[i].session.handle_text(&text, now);
+        // What the gateway does with the session's effects (directory
+        // requests answered inline rather than on tasks of their own).
+        let mut close = false;
+        while let Some(effect) = conns[i].session.poll_effect() {
+            match effect {
+                Effect::Send(frame) => {
+                    conns[i].handle.send(&frame);
+                }
+                Effect::Directory(request) => {
+                    hush_server::gateway::answer(
+                        h.state.directory.clone(),
+                        app.config.id.clone(),
+                        conns[i].handle.clone(),
+                        request,
+                    )
+                    .await;
+                }
+                Effect::Close(..) => {
+                    close = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
         for (j, c) in conns.iter().enumerate() {
             let frames = drain(c).await;
             let Some((fi, channel)) = &forbidden else {
@@ -240,7 +264,7 @@ async fn run(ops: &[Op]) {
             }
         }
         // What the gateway does when the session or the outbox asks to close.
-        if matches!(outcome, Outcome::Close(..)) || conns[i].closer.requested().is_some() {
+        if close || conns[i].link.closer().requested().is_some() {
             next_socket += 1;
             conns[i] = connect(next_socket);
         }

@@ -4,9 +4,17 @@
 ///
 /// The match in [`CloseCode::code`] is exhaustive on purpose: a new variant must
 /// choose its code, and nothing falls through to a "do not reconnect" code by
-/// accident.
+/// accident. The enum is `#[non_exhaustive]`: codes are added as the
+/// protocol grows, so matches outside this crate need a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CloseCode {
+    /// 1002 (RFC 6455): the client broke the WebSocket protocol.
+    ProtocolError,
+    /// 1007 (RFC 6455): a text message that is not UTF-8.
+    InvalidPayload,
+    /// 1009 (RFC 6455): a message over the size limit.
+    MessageTooBig,
     /// 4001: no app with this key.
     AppNotFound,
     /// 4003: the app is disabled.
@@ -41,6 +49,9 @@ impl CloseCode {
     /// The numeric code.
     pub fn code(self) -> u16 {
         match self {
+            Self::ProtocolError => 1002,
+            Self::InvalidPayload => 1007,
+            Self::MessageTooBig => 1009,
             Self::AppNotFound => 4001,
             Self::AppDisabled => 4003,
             Self::OverQuota => 4004,
@@ -58,9 +69,19 @@ impl CloseCode {
         }
     }
 
+    /// True for Pusher's own codes (4000 and up), which the server also
+    /// announces in a `pusher:error` before the close frame; the WebSocket
+    /// codes of RFC 6455 (below 4000) are sent in the close frame only.
+    pub fn is_pusher(self) -> bool {
+        self.code() >= 4000
+    }
+
     /// The default human-readable message.
     pub fn message(self) -> &'static str {
         match self {
+            Self::ProtocolError => "Protocol error",
+            Self::InvalidPayload => "Invalid UTF-8 in a text message",
+            Self::MessageTooBig => "Message too big",
             Self::AppNotFound => "Application does not exist",
             Self::AppDisabled => "Application disabled",
             Self::OverQuota => "Application is over connection quota",
@@ -94,5 +115,19 @@ mod tests {
         ] {
             assert!((4100..4300).contains(&c.code()), "{c:?}");
         }
+    }
+
+    #[test]
+    fn websocket_codes_are_not_pusher_codes() {
+        for (c, n) in [
+            (CloseCode::ProtocolError, 1002),
+            (CloseCode::InvalidPayload, 1007),
+            (CloseCode::MessageTooBig, 1009),
+        ] {
+            assert_eq!(c.code(), n);
+            assert!(!c.is_pusher(), "{c:?}");
+        }
+        assert!(CloseCode::AppNotFound.is_pusher());
+        assert!(CloseCode::OverCapacity.is_pusher());
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use hush_protocol::msgs::EventData;
@@ -11,12 +11,12 @@ use hush_protocol::{ChannelKind, ChannelName, CloseCode, SocketId, UserId, wire}
 
 use crate::channels::{Channels, Published};
 use crate::config::{AppConfig, Config, ServerConfig};
-use crate::conn::{ConnHandle, ConnId, Frame};
+use crate::conn::Frame;
 use crate::fanout;
-use crate::lock::lock;
 use crate::origin::AllowedOrigins;
 use crate::proxy::TrustedProxies;
 use crate::ratelimit::SharedRate;
+use crate::signal::{CloseSignal, Signalled};
 use crate::telemetry::{AppMetrics, Rejection};
 use crate::users::Users;
 use crate::webhooks::{AppHooks, HookSink};
@@ -43,20 +43,30 @@ pub struct App {
     /// Webhook events of this app (`None`: no webhook configured).
     pub hooks: Option<AppHooks>,
     /// Open connections; the same counter for every configuration of the
-    /// app, so it also tells the node's registry which app a connection
-    /// belongs to (a reload that disables or removes the app closes them).
+    /// app.
     connections: Arc<AtomicUsize>,
+    /// Closes the app's open connections when a reload disables or removes
+    /// it; the same signal for every configuration of the app.
+    closing: Arc<CloseSignal>,
 }
 
 impl App {
     /// Fresh state for an app whose events feed `hooks`.
     pub fn with_hooks(config: AppConfig, hooks: Option<AppHooks>) -> Self {
         let channels = Arc::new(Channels::with_hooks(hooks.clone()));
-        Self::from_parts(config, channels, Arc::default(), hooks, Arc::default())
+        Self::from_parts(
+            config,
+            channels,
+            Arc::default(),
+            hooks,
+            Arc::default(),
+            Arc::default(),
+        )
     }
 
     /// The same app under a new configuration: its channels, signed-in users,
-    /// connection count and webhook queue carry over (a publish through the
+    /// connection count, close signal and webhook queue carry over (a
+    /// publish through the
     /// new configuration reaches connections made under the old one); limits,
     /// origins and credentials are the new ones.
     pub fn reconfigured(&self, config: AppConfig) -> Self {
@@ -66,6 +76,7 @@ impl App {
             self.users.clone(),
             self.hooks.clone(),
             self.connections.clone(),
+            self.closing.clone(),
         )
     }
 
@@ -77,6 +88,7 @@ impl App {
         users: Arc<Users>,
         hooks: Option<AppHooks>,
         connections: Arc<AtomicUsize>,
+        closing: Arc<CloseSignal>,
     ) -> Self {
         Self {
             metrics: AppMetrics::new(&config.id),
@@ -89,6 +101,7 @@ impl App {
             users,
             hooks,
             connections,
+            closing,
         }
     }
 
@@ -157,8 +170,10 @@ pub struct ServerState {
     pub directory: Arc<crate::directory::Directory>,
     apps: RwLock<Arc<AppTable>>,
     connections: AtomicUsize,
-    registry: Mutex<HashMap<ConnId, Registered>>,
     draining: AtomicBool,
+    /// Asks every open connection to reconnect elsewhere when the node
+    /// drains.
+    drain_signal: CloseSignal,
     /// Whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
 }
@@ -200,25 +215,17 @@ pub struct AppsReloaded {
     pub closed: usize,
 }
 
-/// A connection in the node's registry, with its app's connection counter
-/// (shared by every configuration of the app: the app's identity).
-struct Registered {
-    app: Arc<AtomicUsize>,
-    handle: ConnHandle,
-}
-
-/// Releases a connection's place in the counts and the registry.
+/// A connection's place in the node's and its app's counts (released on
+/// drop).
 pub struct ConnectionGuard {
     state: Arc<ServerState>,
     app: Arc<App>,
-    id: ConnId,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.app.connections.fetch_sub(1, Ordering::Relaxed);
         self.state.connections.fetch_sub(1, Ordering::Relaxed);
-        lock(&self.state.registry).remove(&self.id);
     }
 }
 
@@ -247,8 +254,8 @@ impl ServerState {
             directory,
             apps: RwLock::new(Arc::new(AppTable::new(apps))),
             connections: AtomicUsize::new(0),
-            registry: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
+            drain_signal: CloseSignal::default(),
             proxies: TrustedProxies::new(&config.server.trusted_proxies),
         })
     }
@@ -334,16 +341,8 @@ impl ServerState {
         }
         *table = Arc::new(AppTable::new(next));
         drop(table);
-        if !close.is_empty() {
-            for r in lock(&self.registry).values() {
-                if let Some((_, code)) = close
-                    .iter()
-                    .find(|(app, _)| Arc::ptr_eq(&app.connections, &r.app))
-                {
-                    r.handle.close(*code);
-                    report.closed += 1;
-                }
-            }
+        for (app, code) in close {
+            report.closed += app.closing.close(code);
         }
         report
     }
@@ -359,12 +358,16 @@ impl ServerState {
     }
 
     /// Admits a connection to `app`, checking node capacity (4100) and the
-    /// app's quota (4004).
+    /// app's quota (4004). Also returns what closes it from outside: the
+    /// node's drain (4200), a reload that disables (4003) or removes (4001)
+    /// the app.
     pub fn admit(
         self: &Arc<Self>,
         app: &Arc<App>,
-        handle: &ConnHandle,
-    ) -> Result<ConnectionGuard, CloseCode> {
+    ) -> Result<(ConnectionGuard, Signalled), CloseCode> {
+        // Subscribed before the draining flag is read: a drain that starts
+        // after the read reaches this connection through its watch.
+        let signalled = Signalled::new(&self.drain_signal, &app.closing);
         if self.is_draining() {
             return Err(CloseCode::Reconnect);
         }
@@ -373,15 +376,7 @@ impl ServerState {
         let guard = ConnectionGuard {
             state: self.clone(),
             app: app.clone(),
-            id: handle.id,
         };
-        lock(&self.registry).insert(
-            handle.id,
-            Registered {
-                app: app.connections.clone(),
-                handle: handle.clone(),
-            },
-        );
         if self.server.max_connections > 0 && node > self.server.max_connections {
             app.metrics.rejected(Rejection::NodeConnections);
             return Err(CloseCode::OverCapacity);
@@ -391,15 +386,60 @@ impl ServerState {
             return Err(CloseCode::OverQuota);
         }
         app.metrics.connections_total.increment(1);
-        Ok(guard)
+        Ok((guard, signalled))
     }
 
     /// Starts draining: refuses new connections and asks every open one to
     /// reconnect elsewhere (4200).
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Release);
-        for r in lock(&self.registry).values() {
-            r.handle.close(CloseCode::Reconnect);
+        self.drain_signal.close(CloseCode::Reconnect);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_testkit::app_toml;
+
+    async fn state(toml: &str) -> (Arc<ServerState>, Config) {
+        let config = Config::from_toml(toml).unwrap();
+        let store = hush_store::Store::open("sqlite::memory:", &Default::default())
+            .await
+            .unwrap();
+        let directory = Arc::new(
+            crate::directory::Directory::open(store.clone())
+                .await
+                .unwrap(),
+        );
+        let (_hooks, sink) = crate::webhooks::Webhooks::new(&config, store.clone()).unwrap();
+        (ServerState::new(&config, store, directory, &sink), config)
+    }
+
+    #[tokio::test]
+    async fn a_reload_closes_the_open_connections_of_a_removed_or_disabled_app() {
+        let other = "[apps.other]\nid = 'o'\nkey = 'ko'\nsecret = 'so'\n";
+        let (state, _) = state(&format!("{}{other}", app_toml(""))).await;
+        let main = state.app_by_key(hush_testkit::KEY).unwrap();
+        let o = state.app_by_key("ko").unwrap();
+        let mut conns: Vec<_> = (0..3).map(|_| state.admit(&main).unwrap()).collect();
+        let (_og, mut os) = state.admit(&o).unwrap();
+        assert_eq!(state.connection_count(), 4);
+        // Disabled: main's three connections are told 4003, other's nothing.
+        let disabled =
+            Config::from_toml(&format!("{}{other}", app_toml("enabled = false"))).unwrap();
+        let r = state.reload_apps(&disabled);
+        assert_eq!(r.closed, 3);
+        for (_, s) in &mut conns {
+            assert_eq!(s.await, CloseCode::AppDisabled);
         }
+        let quiet = tokio::time::timeout(Duration::from_millis(20), &mut os).await;
+        assert!(quiet.is_err(), "the other app's connection stays");
+        drop(conns);
+        assert_eq!(state.connection_count(), 1);
+        // Removed: 4001.
+        let r = state.reload_apps(&Config::from_toml(&app_toml("")).unwrap());
+        assert_eq!(r.closed, 1);
+        assert_eq!(os.await, CloseCode::AppNotFound);
     }
 }

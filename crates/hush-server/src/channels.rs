@@ -78,9 +78,9 @@ impl Channel {
 pub enum Published {
     /// Written (or queued) for this many sockets under the channel lock.
     Sent(usize),
-    /// A large channel: its recipients' outboxes, to be written outside the
+    /// A large channel: its recipients' links, to be written outside the
     /// lock by [`fanout::deliver`].
-    Deferred(Vec<std::sync::Arc<crate::outbox::Outbox>>),
+    Deferred(Vec<std::sync::Arc<crate::conn::Link>>),
 }
 
 /// What a subscription did.
@@ -347,7 +347,7 @@ impl Channels {
 
     /// Like [`Channels::publish`], but a channel of at least
     /// [`fanout::DEFER_MIN`] subscribers is not written under its lock: its
-    /// recipients' outboxes are returned for [`fanout::deliver`].
+    /// recipients' links are returned for [`fanout::deliver`].
     pub fn publish_deferred(
         &self,
         name: &ChannelName,
@@ -359,7 +359,7 @@ impl Channels {
             if ch.subs.len() < fanout::DEFER_MIN {
                 return Published::Sent(send_all(ch, frame, except));
             }
-            Published::Deferred(recipients(ch, except).map(|h| h.outbox().clone()).collect())
+            Published::Deferred(recipients(ch, except).map(|h| h.link().clone()).collect())
         })
         .unwrap_or(Published::Sent(0))
     }
@@ -530,17 +530,17 @@ fn send_all(ch: &Channel, frame: &Frame, except: Option<&SocketId>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::Outbox;
+    use crate::conn::Link;
 
-    type Rx = std::sync::Arc<Outbox>;
+    type Rx = std::sync::Arc<Link>;
 
     fn conn() -> (ConnHandle, Rx) {
-        let (h, rx, _) = ConnHandle::new(SocketId::from_parts(1, rand::random()), 64, None);
-        (h, rx)
+        ConnHandle::new(SocketId::from_parts(1, rand::random()), 64, None)
     }
 
     fn drain(rx: &mut Rx) -> Vec<String> {
-        rx.take_queued()
+        rx.outbox()
+            .take_queued()
             .iter()
             .map(|f| f.payload().to_owned())
             .collect()
@@ -650,11 +650,7 @@ mod tests {
         };
         // Queues large enough for one count frame per join.
         let mut conns: Vec<_> = (0..=LARGE_CHANNEL)
-            .map(|i| {
-                let (h, rx, _) =
-                    ConnHandle::new(SocketId::from_parts(2, i as u64), 4 * LARGE_CHANNEL, None);
-                (h, rx)
-            })
+            .map(|i| ConnHandle::new(SocketId::from_parts(2, i as u64), 4 * LARGE_CHANNEL, None))
             .collect();
         for (h, _) in &conns {
             ch.subscribe(&name, h, None, opts).unwrap();

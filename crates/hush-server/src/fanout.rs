@@ -5,7 +5,7 @@
 //! publishing thread a few milliseconds, and the last subscriber waits for
 //! all the writes before it. Large channels are therefore not written under
 //! the channel lock: [`crate::channels::Channels::publish_deferred`] takes a
-//! snapshot of their subscribers' outboxes, and [`deliver`] splits it into
+//! snapshot of their subscribers' links, and [`deliver`] splits it into
 //! parts that the caller and the runtime's blocking pool write side by side.
 //!
 //! Ordering: [`deliver`] returns only when every part is written, and the
@@ -19,8 +19,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::conn::Frame;
-use crate::outbox::Outbox;
+use crate::conn::{Frame, Link};
 
 /// A publish reaching at least this many sockets is written outside the
 /// channel lock ([`crate::channels::Channels::publish_deferred`]); smaller
@@ -33,7 +32,7 @@ const PART_MIN: usize = 256;
 
 /// Writes `frame` to `recipients`, in parts on as many threads as the
 /// runtime has workers (at most). Returns the number of sockets that took it.
-pub async fn deliver(recipients: Vec<Arc<Outbox>>, frame: &Frame) -> usize {
+pub async fn deliver(recipients: Vec<Arc<Link>>, frame: &Frame) -> usize {
     let ranges = part_ranges(recipients.len(), parts(recipients.len(), workers()));
     let Some((first, rest)) = ranges.split_first() else {
         return 0;
@@ -68,9 +67,9 @@ fn part_ranges(len: usize, parts: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// Writes `frame` to each outbox in turn.
-fn write_all(recipients: &[Arc<Outbox>], frame: &Frame) -> usize {
-    recipients.iter().filter(|o| o.push(frame)).count()
+/// Writes `frame` to each connection in turn.
+fn write_all(recipients: &[Arc<Link>], frame: &Frame) -> usize {
+    recipients.iter().filter(|l| l.send(frame)).count()
 }
 
 /// How many threads write `n` sockets with `workers` available.
@@ -86,7 +85,6 @@ fn workers() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conn::Closer;
 
     #[test]
     fn parts_grow_with_size_up_to_workers() {
@@ -124,15 +122,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn split_delivery_reaches_everyone_in_order() {
         let n = PART_MIN * 4 + 7;
-        let boxes: Vec<Arc<Outbox>> = (0..n)
-            .map(|_| Arc::new(Outbox::new(None, 64, Arc::new(Closer::default()))))
-            .collect();
+        let boxes: Vec<Arc<Link>> = (0..n).map(|_| Arc::new(Link::new(None, 64))).collect();
         for i in 0..20 {
             let f = Frame::text(&format!("{{\"i\":{i}}}"));
             assert_eq!(deliver(boxes.clone(), &f).await, n);
         }
         for b in &boxes {
             let got: Vec<String> = b
+                .outbox()
                 .take_queued()
                 .iter()
                 .map(|f| f.payload().to_owned())

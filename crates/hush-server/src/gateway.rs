@@ -1,19 +1,30 @@
 //! The WebSocket gateway: `/app/{key}?protocol=7`, the handshake, and the one
 //! task per connection that moves frames between the socket, the connection's
 //! outgoing queue and its [`Session`].
+//!
+//! This is the thin I/O part of a connection: the protocol state lives in
+//! the pure [`Session`] and [`Keepalive`], which are handed the time and say
+//! what to do ([`Effect`], [`KeepaliveAction`]); the task here owns the
+//! socket, the timers and the one clock (tokio's, so tests pause it), runs
+//! the effects (frames, key directory requests, closes) and obeys the close
+//! signals (the connection's [`crate::conn::Closer`], the node's drain, its
+//! app's reload).
+
+mod requests;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ws::{self as axum_ws, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use hush_protocol::{CloseCode, SocketId, wire};
-use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
@@ -23,12 +34,14 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
 use crate::app::{App, ServerState};
-use crate::conn::{Closer, ConnHandle, Frame};
+use crate::conn::{CloseRequest, ConnHandle, Frame, Link};
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::net::PeerConn;
-use crate::outbox::Outbox;
-use crate::session::{Outcome, Session};
+use crate::session::{Effect, Session};
+use crate::signal::Signalled;
 use crate::telemetry::Rejection;
+use requests::Requests;
+pub use requests::answer;
 
 /// What a refused origin is told (sockudo's wording).
 const ORIGIN_NOT_ALLOWED: &str = "Origin not allowed";
@@ -41,6 +54,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 1024;
 /// Bytes buffered before tungstenite writes to the socket.
 const WRITE_BUFFER: usize = 8 * 1024;
+
+/// What a connection that did not sign in in time is told (4009).
+const SIGNIN_TIMEOUT: &str = "Connection not authorized within timeout.";
 
 /// Protocol versions accepted (PROTOCOL.md §1.2).
 const SUPPORTED_PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
@@ -75,7 +91,7 @@ fn configure(ws: WebSocketUpgrade, state: &ServerState) -> WebSocketUpgrade {
 ///
 /// The upgrade is done here rather than by axum's `WebSocketUpgrade` so the
 /// connection owns its write path: every outgoing byte, tungstenite's own
-/// control replies included, goes through the connection's [`Outbox`].
+/// control replies included, goes through the connection's [`crate::outbox::Outbox`].
 pub async fn connect(
     Path(key): Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -126,7 +142,7 @@ pub async fn connect(
             Ok(u) => u,
             Err(e) => return tracing::debug!(error = %e, client = %ip, "upgrade failed"),
         };
-        let socket = Socket::open(upgraded, peer.tcp, &state).await;
+        let socket = Socket::open(TokioIo::new(upgraded), peer.tcp, &state).await;
         match refusal {
             Err((code, message)) => socket.refuse(code, message).await,
             Ok(app) => run(socket, state, app, ip, &client, &version).await,
@@ -168,28 +184,20 @@ fn new_socket_id() -> SocketId {
     SocketId::from_parts(rand::random::<u64>() >> 1, rand::random::<u64>() >> 1)
 }
 
-fn closer_message(code: u16) -> &'static str {
-    match code {
-        4009 => "You got disconnected by the app.",
-        4100 => "Client too slow: outgoing queue full",
-        c => known_message(c),
-    }
+/// The connection's clock: tokio's, so that tests can pause and advance it.
+/// The pure cores get it as a `std` instant.
+fn now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
 }
 
-fn known_message(code: u16) -> &'static str {
-    [
-        CloseCode::Reconnect,
-        CloseCode::OverCapacity,
-        CloseCode::Unauthorized,
-        CloseCode::PongNotReceived,
-    ]
-    .into_iter()
-    .find(|c| c.code() == code)
-    .map_or("Closing", CloseCode::message)
-}
+/// The I/O a connection runs over: the upgraded HTTP connection, or an
+/// in-memory pipe in tests.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
-async fn run(
-    socket: Socket,
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for S {}
+
+async fn run<S: Io>(
+    socket: Socket<S>,
     state: Arc<ServerState>,
     app: Arc<App>,
     ip: std::net::IpAddr,
@@ -197,8 +205,8 @@ async fn run(
     version: &str,
 ) {
     let handle = socket.handle.clone();
-    let _guard = match state.admit(&app, &handle) {
-        Ok(g) => g,
+    let (_guard, signalled) = match state.admit(&app) {
+        Ok(admitted) => admitted,
         Err(code) => {
             tracing::info!(app = %app.config.id, code = code.code(), client = %ip, "connection refused");
             return socket.refuse(code, code.message()).await;
@@ -210,10 +218,10 @@ async fn run(
     let span = tracing::debug_span!("conn", app = %app.config.id, socket_id = %handle.socket_id);
     let first =
         wire::connection_established(handle.socket_id.as_str(), state.server.activity_timeout);
-    let session = Session::new(app.clone(), handle, state.directory.clone(), Instant::now());
+    let session = Session::new(app.clone(), handle, now().into_std());
     async {
         tracing::debug!(client, version, ip = %ip, "connected");
-        let reason = drive(socket, &state, &app, session, first).await;
+        let reason = drive(socket, &state, &app, signalled, session, first).await;
         tracing::debug!(reason, "disconnected");
     }
     .instrument(span)
@@ -221,48 +229,51 @@ async fn run(
 }
 
 /// The connection loop. Returns why it ended.
-async fn drive(
-    mut socket: Socket,
+async fn drive<S: Io>(
+    mut socket: Socket<S>,
     state: &ServerState,
     app: &App,
+    mut signalled: Signalled,
     mut session: Session,
     first: String,
 ) -> &'static str {
     socket.handle.send(&Frame::from(first));
+    let start = now();
     let idle = Duration::from_secs(state.server.activity_timeout + state.server.ping_grace);
     let mut keepalive = Keepalive::new(
         idle,
         Duration::from_secs(state.server.pong_timeout),
-        Instant::now(),
+        start.into_std(),
     );
-    let auth_deadline = app.config.user_authentication.then(|| {
-        tokio::time::Instant::now() + Duration::from_secs(app.config.user_authentication_timeout)
-    });
+    let auth_deadline = app
+        .config
+        .user_authentication
+        .then(|| start + Duration::from_secs(app.config.user_authentication_timeout));
     let timer = tokio::time::sleep_until(keepalive.deadline().into());
     tokio::pin!(timer);
     // Futures that live across iterations are created once: re-creating them
     // per wake-up (a Notify registration, a timer) would cost on every frame.
-    let closer = socket.closer.clone();
-    let close_wait = closer.wait();
+    let link = socket.link.clone();
+    let close_wait = link.closer().wait();
     tokio::pin!(close_wait);
-    let auth_timer =
-        tokio::time::sleep_until(auth_deadline.unwrap_or_else(tokio::time::Instant::now));
+    let auth_timer = tokio::time::sleep_until(auth_deadline.unwrap_or(start));
     tokio::pin!(auth_timer);
-    let outbox = socket.outbox.clone();
+    let outbox = link.outbox();
     let wanted = outbox.wanted();
     tokio::pin!(wanted);
+    let mut requests = Requests::default();
 
-    // What to send before closing, if anything.
-    let close: Option<(u16, &'static str)> = loop {
+    // What to send before closing.
+    let close: CloseRequest = loop {
         tokio::select! {
             biased;
-            () = &mut close_wait => {
-                let code = closer.requested().unwrap_or(CloseCode::Reconnect.code());
-                if code == CloseCode::OverCapacity.code() {
+            request = &mut close_wait => {
+                if request.code == CloseCode::OverCapacity {
                     app.metrics.slow_client_disconnects.increment(1);
                 }
-                break Some((code, closer_message(code)));
+                break request;
             }
+            code = &mut signalled => break CloseRequest { code, reason: code.message() },
             () = &mut wanted => {
                 wanted.set(outbox.wanted());
                 match tokio::time::timeout(WRITE_TIMEOUT, outbox.drain(&mut socket.writer)).await {
@@ -277,15 +288,15 @@ async fn drive(
                 }
             }
             msg = socket.reader.next() => {
-                let now = Instant::now();
+                let now = now().into_std();
                 match msg {
                     None => return "closed by client",
                     Some(Err(e)) => match read_error_close(&e) {
-                        Some(close) => {
-                            if close.0 == 1009 {
+                        Some(code) => {
+                            if code == CloseCode::MessageTooBig {
                                 app.metrics.rejected(Rejection::MessageSize);
                             }
-                            break Some(close);
+                            break CloseRequest { code, reason: code.message() };
                         }
                         None => return "read error",
                     },
@@ -295,9 +306,7 @@ async fn drive(
                         match m {
                             Message::Text(t) => {
                                 app.metrics.received(t.len());
-                                if let Outcome::Close(code, msg) = session.handle_text(t.as_str(), now) {
-                                    break Some((code.code(), msg));
-                                }
+                                session.handle_text(t.as_str(), now);
                             }
                             Message::Binary(_) => {
                                 session.send_error("Binary frames are not supported");
@@ -306,55 +315,78 @@ async fn drive(
                                 // RFC 6455 §5.5.1: answer with a Close (tungstenite
                                 // has framed it, echoing the client's code), then
                                 // close the TCP connection.
+                                requests.abort_all();
                                 session.close();
                                 socket.answer_close().await;
                                 return "closed by client";
                             }
                             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                         }
+                        if let Some(close) = run_effects(&mut session, &socket.handle, state, app, &mut requests) {
+                            break close;
+                        }
                     }
                 }
             }
             () = &mut timer => {
-                match keepalive.poll(Instant::now()) {
+                match keepalive.poll(now().into_std()) {
                     KeepaliveAction::Wait => {}
                     KeepaliveAction::SendPing => {
                         socket.handle.send(&Frame::text(wire::PING));
                     }
                     KeepaliveAction::PongTimeout => {
-                        break Some((CloseCode::PongNotReceived.code(), CloseCode::PongNotReceived.message()));
+                        let code = CloseCode::PongNotReceived;
+                        break CloseRequest { code, reason: code.message() };
                     }
                 }
                 timer.as_mut().reset(keepalive.deadline().into());
             }
             () = &mut auth_timer, if auth_deadline.is_some() && !session.is_authorized() => {
-                break Some((CloseCode::Unauthorized.code(), "Connection not authorized within timeout."));
+                break CloseRequest { code: CloseCode::Unauthorized, reason: SIGNIN_TIMEOUT };
             }
         }
     };
+    requests.abort_all();
     session.close();
-    match close {
-        Some((code, message)) => {
-            socket.close(code, message).await;
-            message
+    socket.close(close.code, close.reason).await;
+    close.reason
+}
+
+/// Carries out what the session asked for after a message, in order; stops
+/// at a close and returns it.
+fn run_effects(
+    session: &mut Session,
+    handle: &ConnHandle,
+    state: &ServerState,
+    app: &App,
+    requests: &mut Requests,
+) -> Option<CloseRequest> {
+    while let Some(effect) = session.poll_effect() {
+        match effect {
+            Effect::Send(frame) => {
+                handle.send(&frame);
+            }
+            Effect::Directory(request) => {
+                requests.spawn(&state.directory, &app.config.id, handle, request);
+            }
+            Effect::Close(code, reason) => return Some(CloseRequest { code, reason }),
         }
-        None => "closed",
     }
+    None
 }
 
 /// One upgraded connection: tungstenite reads frames; every write goes
 /// through the outbox (directly to the TCP socket when it can).
-struct Socket {
-    reader: WebSocketStream<ReadIo>,
-    writer: WriteHalf<TokioIo<Upgraded>>,
-    outbox: Arc<Outbox>,
-    closer: Arc<Closer>,
+struct Socket<S> {
+    reader: WebSocketStream<ReadIo<S>>,
+    writer: WriteHalf<S>,
+    link: Arc<Link>,
     handle: ConnHandle,
 }
 
-impl Socket {
-    async fn open(upgraded: Upgraded, tcp: Option<Arc<TcpStream>>, state: &ServerState) -> Self {
-        let (handle, outbox, closer) = ConnHandle::new(
+impl<S: Io> Socket<S> {
+    async fn open(io: S, tcp: Option<Arc<TcpStream>>, state: &ServerState) -> Self {
+        let (handle, link) = ConnHandle::new(
             new_socket_id(),
             crate::outbox::QueueLimits {
                 frames: state.server.outgoing_queue_frames,
@@ -362,7 +394,7 @@ impl Socket {
             },
             tcp,
         );
-        let (read, writer) = tokio::io::split(TokioIo::new(upgraded));
+        let (read, writer) = tokio::io::split(io);
         let max = state.server.max_message_bytes;
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER)
@@ -372,7 +404,7 @@ impl Socket {
         let reader = WebSocketStream::from_raw_socket(
             ReadIo {
                 read,
-                outbox: outbox.clone(),
+                link: link.clone(),
             },
             Role::Server,
             Some(config),
@@ -381,24 +413,24 @@ impl Socket {
         Self {
             reader,
             writer,
-            outbox,
-            closer,
+            link,
             handle,
         }
     }
 
     /// Sends `pusher:error` (for Pusher codes) and a close frame with `code`,
     /// waits (bounded) until they are written, and shuts the socket down.
-    async fn close(mut self, code: u16, message: &str) {
+    async fn close(mut self, code: CloseCode, message: &str) {
         let close = Frame::close(code, message);
-        if code >= 4000 {
-            let error = Frame::text(&wire::error(Some(code), message));
-            self.outbox.finish(&[error, close]);
+        let outbox = self.link.outbox();
+        if code.is_pusher() {
+            let error = Frame::text(&wire::error(Some(code.code()), message));
+            outbox.finish(&[error, close]);
         } else {
-            self.outbox.finish(&[close]);
+            outbox.finish(&[close]);
         }
         let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
-            self.outbox.drain(&mut self.writer).await?;
+            outbox.drain(&mut self.writer).await?;
             self.writer.shutdown().await
         })
         .await;
@@ -411,7 +443,7 @@ impl Socket {
         let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
             // The reply is written through `ReadIo` into the outbox.
             let _ = futures_util::SinkExt::flush(&mut self.reader).await;
-            self.outbox.drain(&mut self.writer).await?;
+            self.link.outbox().drain(&mut self.writer).await?;
             self.writer.shutdown().await
         })
         .await;
@@ -419,18 +451,18 @@ impl Socket {
 
     /// Refuses the connection: `pusher:error` and a close with the same code.
     async fn refuse(self, code: CloseCode, message: &str) {
-        self.close(code.code(), message).await;
+        self.close(code, message).await;
     }
 }
 
 /// The read side tungstenite sees. Its writes (automatic pong and close
 /// replies) are queued in the outbox, in order with every other frame.
-struct ReadIo {
-    read: ReadHalf<TokioIo<Upgraded>>,
-    outbox: Arc<Outbox>,
+struct ReadIo<S> {
+    read: ReadHalf<S>,
+    link: Arc<Link>,
 }
 
-impl AsyncRead for ReadIo {
+impl<S: AsyncRead> AsyncRead for ReadIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -440,13 +472,13 @@ impl AsyncRead for ReadIo {
     }
 }
 
-impl AsyncWrite for ReadIo {
+impl<S> AsyncWrite for ReadIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        if self.outbox.push_raw(buf) {
+        if self.link.send_raw(buf) {
             Poll::Ready(Ok(buf.len()))
         } else {
             Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
@@ -465,13 +497,13 @@ impl AsyncWrite for ReadIo {
 /// The close a read error calls for (RFC 6455 §7.4.1): 1009 for a message
 /// over the size limit, 1007 for text that is not UTF-8, 1002 for any other
 /// protocol violation; `None` when the connection is simply gone.
-fn read_error_close(e: &WsError) -> Option<(u16, &'static str)> {
+fn read_error_close(e: &WsError) -> Option<CloseCode> {
     use tokio_tungstenite::tungstenite::error::ProtocolError;
     match e {
-        WsError::Capacity(_) => Some((1009, "Message too big")),
-        WsError::Utf8(_) => Some((1007, "Invalid UTF-8 in a text message")),
+        WsError::Capacity(_) => Some(CloseCode::MessageTooBig),
+        WsError::Utf8(_) => Some(CloseCode::InvalidPayload),
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
-        WsError::Protocol(_) => Some((1002, "Protocol error")),
+        WsError::Protocol(_) => Some(CloseCode::ProtocolError),
         _ => None,
     }
 }

@@ -8,8 +8,9 @@
 //! poll of the connection's state machine. Only when the socket's send
 //! buffer is full (or on TLS, where bytes must go through the TLS stream) do
 //! frames wait in a bounded queue that the connection task drains. A queue
-//! that stays full is a slow reader: the connection is closed with 4100 and
-//! the server's memory does not grow.
+//! that stays full is a slow reader: the push fails with [`PushError::Full`]
+//! (the connection then closes with 4100, see [`crate::conn::Link`]) and the
+//! server's memory does not grow.
 //!
 //! Ordering: the publisher writes directly only while nothing is queued or
 //! being drained (`busy` is false), under the same lock that the draining
@@ -21,108 +22,26 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hush_protocol::CloseCode;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{
-    CloseCode as WsCloseCode, Data, OpCode,
-};
-use tokio_tungstenite::tungstenite::protocol::frame::{Frame as WsFrame, FrameHeader};
 
-use crate::conn::Closer;
+pub use crate::frame::Frame;
 use crate::lock::lock;
 
-/// A WebSocket text frame, encoded once (header and payload) and shared by
-/// every connection it goes to: cloning is a reference-count bump.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
-    wire: Bytes,
-    header: u8,
-}
-
-impl Frame {
-    /// Frames `text` as one unmasked, final text frame.
-    pub fn text(text: &str) -> Self {
-        let mut wire = Vec::with_capacity(text.len() + 10);
-        let header = FrameHeader {
-            opcode: OpCode::Data(Data::Text),
-            ..FrameHeader::default()
-        };
-        // Writing the header into a Vec cannot fail; the payload is copied
-        // once, right behind it.
-        let _ = header.format(text.len() as u64, &mut wire);
-        let header = u8::try_from(wire.len()).unwrap_or(0);
-        wire.extend_from_slice(text.as_bytes());
-        Self {
-            wire: Bytes::from(wire),
-            header,
-        }
-    }
-
-    /// A close frame with `code` and `reason`.
-    pub fn close(code: u16, reason: &str) -> Self {
-        let mut wire = Vec::with_capacity(reason.len() + 8);
-        let _ = WsFrame::close(Some(CloseFrame {
-            code: WsCloseCode::from(code),
-            reason: reason.to_owned().into(),
-        }))
-        .format(&mut wire);
-        Self {
-            wire: Bytes::from(wire),
-            header: 0,
-        }
-    }
-
-    /// Bytes already framed (unmasked, as a server sends them).
-    #[cfg(test)]
-    fn from_wire(wire: Bytes) -> Self {
-        let header = match wire.get(1).map(|b| b & 0x7f) {
-            Some(126) => 4,
-            Some(127) => 10,
-            Some(_) => 2,
-            None => 0,
-        };
-        Self { wire, header }
-    }
-
-    /// The bytes on the wire.
-    pub fn wire(&self) -> &Bytes {
-        &self.wire
-    }
-
-    /// The payload of a text frame (the JSON the client reads).
-    pub fn payload(&self) -> &str {
-        std::str::from_utf8(&self.wire[usize::from(self.header)..]).unwrap_or("")
-    }
-
-    /// Length of the payload (what the client reads), without re-reading it.
-    pub fn payload_len(&self) -> usize {
-        self.wire.len() - usize::from(self.header)
-    }
-
-    /// Bytes on the wire.
-    pub fn len(&self) -> usize {
-        self.wire.len()
-    }
-
-    /// Never true for a framed message (the header is at least 2 bytes).
-    pub fn is_empty(&self) -> bool {
-        self.wire.is_empty()
-    }
-}
-
-impl From<String> for Frame {
-    fn from(text: String) -> Self {
-        Self::text(&text)
-    }
-}
-
-impl From<&str> for Frame {
-    fn from(text: &str) -> Self {
-        Self::text(text)
-    }
+/// Why [`Outbox::push`] dropped a frame. The outbox only reports it: the
+/// connection decides what follows ([`crate::conn::Link::send`] closes a
+/// slow reader with 4100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// The queue is at its limit (frames or bytes): the client does not read
+    /// fast enough.
+    #[error("outgoing queue full")]
+    Full,
+    /// The socket failed or the connection is closing: nothing more is sent.
+    #[error("connection closed")]
+    Closed,
 }
 
 /// How much one connection may have waiting: frames and bytes. Past either,
@@ -182,17 +101,12 @@ pub struct Outbox {
     tcp: Option<Arc<TcpStream>>,
     wanted: Notify,
     limits: QueueLimits,
-    closer: Arc<Closer>,
 }
 
 impl Outbox {
     /// An outbox writing to `tcp` directly when possible (or only through
     /// the task when `None`), queueing at most `limits` (frames, bytes).
-    pub fn new(
-        tcp: Option<Arc<TcpStream>>,
-        limits: impl Into<QueueLimits>,
-        closer: Arc<Closer>,
-    ) -> Self {
+    pub fn new(tcp: Option<Arc<TcpStream>>, limits: impl Into<QueueLimits>) -> Self {
         let limits = limits.into();
         Self {
             state: std::sync::Mutex::new(State::default()),
@@ -202,26 +116,25 @@ impl Outbox {
                 frames: limits.frames.max(1),
                 bytes: limits.bytes,
             },
-            closer,
         }
     }
 
     /// Sends `frame`: written now if the socket takes it, else queued for the
-    /// connection task. Returns false if it was dropped (failed socket, or a
-    /// full queue: then the connection is closed with 4100).
-    pub fn push(&self, frame: &Frame) -> bool {
+    /// connection task. A dropped frame is reported, not acted on: the
+    /// caller closes the connection if it must.
+    pub fn push(&self, frame: &Frame) -> Result<(), PushError> {
         self.push_bytes(frame.wire())
     }
 
-    fn push_bytes(&self, bytes: &Bytes) -> bool {
+    fn push_bytes(&self, bytes: &Bytes) -> Result<(), PushError> {
         let mut st = lock(&self.state);
         if st.failed || st.closing {
-            return false;
+            return Err(PushError::Closed);
         }
         if !st.busy {
             if let Some(tcp) = &self.tcp {
                 match tcp.try_write(bytes) {
-                    Ok(n) if n == bytes.len() => return true,
+                    Ok(n) if n == bytes.len() => return Ok(()),
                     Ok(n) => {
                         st.enqueue(bytes);
                         st.offset = n;
@@ -234,25 +147,20 @@ impl Outbox {
                         st.failed = true;
                         drop(st);
                         self.wanted.notify_one();
-                        return false;
+                        return Err(PushError::Closed);
                     }
                 }
                 st.busy = true;
                 drop(st);
                 self.wanted.notify_one();
-                return true;
+                return Ok(());
             }
         }
         if st.queue.len() >= self.limits.frames
             || (!st.queue.is_empty()
                 && st.queued_bytes.saturating_add(bytes.len()) > self.limits.bytes)
         {
-            drop(st);
-            if self.closer.requested().is_none() {
-                tracing::info!("slow client: outgoing queue full, closing with 4100");
-            }
-            self.closer.close(CloseCode::OverCapacity);
-            return false;
+            return Err(PushError::Full);
         }
         st.enqueue(bytes);
         if !st.busy {
@@ -260,7 +168,7 @@ impl Outbox {
             drop(st);
             self.wanted.notify_one();
         }
-        true
+        Ok(())
     }
 
     /// Waits until the task has frames to write.
@@ -363,7 +271,7 @@ impl Outbox {
 
     /// Queues bytes tungstenite framed itself (its automatic pong and close
     /// replies), in order with everything else.
-    pub fn push_raw(&self, bytes: &[u8]) -> bool {
+    pub fn push_raw(&self, bytes: &[u8]) -> Result<(), PushError> {
         self.push_bytes(&Bytes::copy_from_slice(bytes))
     }
 }
@@ -371,49 +279,27 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_are_encoded_once_with_their_payload() {
-        let f = Frame::text(r#"{"event":"x"}"#);
-        assert_eq!(f.wire()[0], 0x81);
-        assert_eq!(usize::from(f.wire()[1]), 13);
-        assert_eq!(f.payload(), r#"{"event":"x"}"#);
-        assert_eq!(f.payload_len(), 13);
-        let long = "y".repeat(300);
-        let f = Frame::text(&long);
-        assert_eq!(&f.wire()[..4], &[0x81, 126, 1, 44]);
-        assert_eq!(f.payload(), long);
-        assert_eq!(f.payload_len(), 300);
-        // The same bytes tungstenite's own message framing produces.
-        let mut reference = Vec::new();
-        WsFrame::message(Bytes::from(long.clone()), OpCode::Data(Data::Text), true)
-            .format(&mut reference)
-            .unwrap();
-        assert_eq!(f.wire().as_ref(), reference.as_slice());
-        let c = Frame::close(4100, "slow");
-        assert_eq!(&c.wire()[..4], &[0x88, 6, 0x10, 0x04]);
-    }
+    use hush_protocol::CloseCode;
 
     #[tokio::test]
     async fn finishing_drops_the_backlog_but_sends_the_last_frames() {
-        let out = Outbox::new(None, 2, Arc::new(Closer::default()));
-        assert!(out.push(&Frame::text("a")));
-        assert!(out.push(&Frame::text("b")));
-        out.finish(&[Frame::close(4100, "slow")]);
-        assert!(!out.push(&Frame::text("late")));
+        let out = Outbox::new(None, 2);
+        let slow = Frame::close(CloseCode::OverCapacity, "slow");
+        assert_eq!(out.push(&Frame::text("a")), Ok(()));
+        assert_eq!(out.push(&Frame::text("b")), Ok(()));
+        out.finish(std::slice::from_ref(&slow));
+        assert_eq!(out.push(&Frame::text("late")), Err(PushError::Closed));
         let mut sink = Vec::new();
         out.drain(&mut sink).await.unwrap();
-        assert_eq!(sink, Frame::close(4100, "slow").wire().to_vec());
+        assert_eq!(sink, slow.wire().to_vec());
     }
 
     #[tokio::test]
     async fn without_a_socket_frames_queue_up_to_the_capacity() {
-        let closer = Arc::new(Closer::default());
-        let out = Outbox::new(None, 2, closer.clone());
-        assert!(out.push(&Frame::text("a")));
-        assert!(out.push(&Frame::text("b")));
-        assert!(!out.push(&Frame::text("c")));
-        assert_eq!(closer.requested(), Some(4100));
+        let out = Outbox::new(None, 2);
+        assert_eq!(out.push(&Frame::text("a")), Ok(()));
+        assert_eq!(out.push(&Frame::text("b")), Ok(()));
+        assert_eq!(out.push(&Frame::text("c")), Err(PushError::Full));
         let mut sink = Vec::new();
         out.drain(&mut sink).await.unwrap();
         assert_eq!(
@@ -425,23 +311,21 @@ mod tests {
 
     #[tokio::test]
     async fn the_byte_budget_closes_a_reader_that_queues_few_large_frames() {
-        let closer = Arc::new(Closer::default());
         let limits = QueueLimits {
             frames: 512,
             bytes: 100_000,
         };
-        let out = Outbox::new(None, limits, closer.clone());
+        let out = Outbox::new(None, limits);
         let big = Frame::text(&"x".repeat(40_000));
         // One frame larger than the budget still goes when nothing waits.
         let huge = Frame::text(&"y".repeat(150_000));
-        assert!(out.push(&huge));
+        assert_eq!(out.push(&huge), Ok(()));
         let mut sink = Vec::new();
         out.drain(&mut sink).await.unwrap();
-        assert!(out.push(&big));
-        assert!(out.push(&big));
+        assert_eq!(out.push(&big), Ok(()));
+        assert_eq!(out.push(&big), Ok(()));
         // A third would hold 120 kB: far below 512 frames, over the bytes.
-        assert!(!out.push(&big));
-        assert_eq!(closer.requested(), Some(4100));
+        assert_eq!(out.push(&big), Err(PushError::Full));
         sink.clear();
         out.drain(&mut sink).await.unwrap();
         assert_eq!(sink.len(), 2 * big.len());
@@ -462,18 +346,14 @@ mod tests {
         socket2::SockRef::from(&client)
             .set_recv_buffer_size(16 * 1024)
             .unwrap();
-        let out = Arc::new(Outbox::new(
-            Some(Arc::new(server)),
-            1_000_000,
-            Arc::new(Closer::default()),
-        ));
+        let out = Arc::new(Outbox::new(Some(Arc::new(server)), 1_000_000));
         // Far more than the socket buffers hold while nobody reads: the rest
         // queues, and a drain task finishes the job once the reader reads.
         let frames: Vec<Frame> = (0..20_000)
             .map(|i| Frame::text(&format!("{i:0>100}")))
             .collect();
         for f in &frames {
-            assert!(out.push(f));
+            assert_eq!(out.push(f), Ok(()));
         }
         assert!(out.queued() > 0, "the socket buffers should have filled up");
         let drainer = {

@@ -1,8 +1,15 @@
 //! What one connection has done (subscriptions, sign-in, client-event budget)
 //! and how each client message changes it. The socket loop lives in
-//! [`crate::gateway`]; this module never touches the socket.
+//! [`crate::gateway`]; this module never touches the socket, spawns no task
+//! and reads no clock: it is handed `now`, and what the connection must do
+//! in answer comes out of [`Session::poll_effect`] (frames to send, key
+//! directory requests to run, a close). Frames whose order matters relative
+//! to registry state (subscription and sign-in confirmations, presence and
+//! watchlist events) go through the channel and user registries, which
+//! write them to the connection under their locks.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -20,7 +27,6 @@ use crate::app::App;
 use crate::channels::SubscribeOptions;
 use crate::config::WebhookEventType;
 use crate::conn::{ConnHandle, Frame};
-use crate::directory::{DirError, Directory};
 use crate::ratelimit::TokenBucket;
 use crate::telemetry::{AuthFailure, Rejection};
 use crate::webhooks::{HookEvent, client_event_data};
@@ -37,13 +43,46 @@ struct SignedIn {
     user_data: String,
 }
 
-/// What the socket loop must do after a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Keep going.
-    Continue,
+/// What the connection must do after a message, in order.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Effect {
+    /// Send this frame to the client.
+    Send(Frame),
+    /// Answer this `hush:request` from the key directory.
+    Directory(DirectoryRequest),
     /// Send `pusher:error` with this code and close.
     Close(CloseCode, &'static str),
+}
+
+/// A `hush:request` for the key directory, counted in flight (see
+/// [`MAX_REQUESTS_IN_FLIGHT`]) until its answer is handed to the connection
+/// with [`DirectoryRequest::release_then`], or it is dropped.
+#[derive(Debug)]
+pub struct DirectoryRequest {
+    /// The request as the client sent it.
+    pub request: RequestFrame,
+    /// The user the connection is signed in as.
+    pub user: Option<UserId>,
+    slot: InFlight,
+}
+
+impl DirectoryRequest {
+    /// True unless the method writes to the store. Writes run to the end
+    /// even if the client leaves: cancelled between the store's commit and
+    /// the in-memory log's update, the node's view would lag the store until
+    /// its next write.
+    pub fn read_only(&self) -> bool {
+        !Method::from_name(&self.request.method).is_some_and(Method::writes)
+    }
+
+    /// Frees the request's in-flight slot, then runs `send` (the answer):
+    /// once the client can read the answer, the slot is already free, so a
+    /// client that sends its next request on reading an answer never finds
+    /// the limit still counting this one.
+    pub fn release_then<R>(self, send: impl FnOnce() -> R) -> R {
+        self.slot.release_then(send)
+    }
 }
 
 /// `hush:request`s one connection may have in flight.
@@ -53,12 +92,12 @@ pub const MAX_REQUESTS_IN_FLIGHT: usize = 8;
 pub struct Session {
     app: Arc<App>,
     handle: ConnHandle,
-    directory: Arc<Directory>,
     /// `hush:request`s being answered.
     in_flight: Arc<AtomicUsize>,
-    /// Their tasks, aborted when the connection closes (nobody would read
-    /// the answers).
-    requests: Vec<tokio::task::AbortHandle>,
+    /// What the connection must do, oldest first (a cell: the handlers
+    /// queue replies while they read the app's configuration through
+    /// `self`).
+    effects: RefCell<VecDeque<Effect>>,
     /// Subscribed channels; for presence, the user id joined as.
     subs: HashMap<ChannelName, Option<String>>,
     user: Option<SignedIn>,
@@ -68,14 +107,13 @@ pub struct Session {
 
 impl Session {
     /// A fresh session for `handle` on `app`.
-    pub fn new(app: Arc<App>, handle: ConnHandle, directory: Arc<Directory>, now: Instant) -> Self {
+    pub fn new(app: Arc<App>, handle: ConnHandle, now: Instant) -> Self {
         let rate = app.config.max_client_events_per_second;
         Self {
             app,
             handle,
-            directory,
             in_flight: Arc::new(AtomicUsize::new(0)),
-            requests: Vec::new(),
+            effects: RefCell::default(),
             subs: HashMap::new(),
             user: None,
             client_events: TokenBucket::new(rate, now),
@@ -89,8 +127,21 @@ impl Session {
         self.authorized
     }
 
+    /// The next thing the connection must do, if any.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.get_mut().pop_front()
+    }
+
+    fn effect(&self, effect: Effect) {
+        self.effects.borrow_mut().push_back(effect);
+    }
+
     fn reply(&self, frame: String) {
-        self.handle.send(&Frame::from(frame));
+        self.effect(Effect::Send(Frame::from(frame)));
+    }
+
+    fn close_with(&self, code: CloseCode, message: &'static str) {
+        self.effect(Effect::Close(code, message));
     }
 
     /// Sends `pusher:error` with code `null`.
@@ -103,24 +154,21 @@ impl Session {
     }
 
     /// Handles one text frame.
-    pub fn handle_text(&mut self, text: &str, now: Instant) -> Outcome {
+    pub fn handle_text(&mut self, text: &str, now: Instant) {
         match wire::parse_client_frame(text) {
-            Err(e) => {
-                self.error(None, &e.to_string());
-                Outcome::Continue
-            }
+            Err(e) => self.error(None, &e.to_string()),
             Ok(msg) => self.handle(msg, now),
         }
     }
 
     /// Handles one parsed message.
-    pub fn handle(&mut self, msg: ClientMessage, now: Instant) -> Outcome {
+    pub fn handle(&mut self, msg: ClientMessage, now: Instant) {
         match msg {
             ClientMessage::Ping => self.reply(wire::PONG.to_owned()),
             ClientMessage::Pong | ClientMessage::UnknownPusher(_) => {}
             ClientMessage::Subscribe(d) => self.subscribe(d),
             ClientMessage::Unsubscribe { channel } => self.unsubscribe(&channel),
-            ClientMessage::Signin { auth, user_data } => return self.signin(&auth, &user_data),
+            ClientMessage::Signin { auth, user_data } => self.signin(&auth, &user_data),
             ClientMessage::ClientEvent {
                 event,
                 channel,
@@ -143,16 +191,15 @@ impl Session {
             // handle: ignored, like an unknown pusher: event.
             _ => {}
         }
-        Outcome::Continue
     }
 
-    /// Answers a `hush:request` on a task of its own (the directory reads
-    /// and writes the store), at most [`MAX_REQUESTS_IN_FLIGHT`] at a time: a
-    /// request is in flight from when it is read until its answer is handed
-    /// to the connection, so the 8th concurrent one is answered and the 9th
-    /// gets `rate_limited`.
+    /// Hands a `hush:request` to the connection to answer from the key
+    /// directory ([`Effect::Directory`]), at most [`MAX_REQUESTS_IN_FLIGHT`]
+    /// at a time: a request is in flight from when it is read until its
+    /// answer is handed to the connection, so the 8th concurrent one is
+    /// answered and the 9th gets `rate_limited`.
     fn hush_request(&mut self, request: RequestFrame) {
-        // Released when the task ends, however it ends.
+        // Released once the request is answered, or dropped unanswered.
         let (slot, before) = InFlight::take(&self.in_flight);
         if before >= MAX_REQUESTS_IN_FLIGHT {
             return self.reply(wire::hush_response_err(
@@ -161,34 +208,12 @@ impl Session {
                 &format!("at most {MAX_REQUESTS_IN_FLIGHT} requests in flight per connection"),
             ));
         }
-        let directory = self.directory.clone();
-        let handle = self.handle.clone();
-        let app_id = self.app.config.id.clone();
         let user = self.user.as_ref().map(|u| u.id.clone());
-        // Writes run to the end even if the client leaves: cancelled between
-        // the store's commit and the in-memory log's update, the node's view
-        // would lag the store until its next write.
-        let read_only = !Method::from_name(&request.method).is_some_and(Method::writes);
-        self.requests.retain(|t| !t.is_finished());
-        let task = tokio::spawn(async move {
-            let result = directory.handle(&app_id, user.as_ref(), &request).await;
-            let frame = match result {
-                Ok(value) => wire::hush_response_ok(&request.id, &value.encode()),
-                Err(e) => {
-                    if let DirError::Unavailable(source) = &e {
-                        tracing::warn!(app = %app_id, error = %source, "key directory request failed");
-                    }
-                    wire::hush_response_err(&request.id, e.code().as_str(), &e.to_string())
-                }
-            };
-            // The slot is free before the answer can reach the client: a
-            // client that sends its next request on reading an answer never
-            // finds 8 still counted.
-            slot.release_then(|| handle.send(&Frame::from(frame)));
-        });
-        if read_only {
-            self.requests.push(task.abort_handle());
-        }
+        self.effect(Effect::Directory(DirectoryRequest {
+            request,
+            user,
+            slot,
+        }));
     }
 
     fn sub_error(&self, channel: &str, kind: SubscriptionErrorType, msg: &str) {
@@ -369,19 +394,18 @@ impl Session {
         }
     }
 
-    fn signin(&mut self, auth_value: &str, user_data: &str) -> Outcome {
+    fn signin(&mut self, auth_value: &str, user_data: &str) {
         let cfg = &self.app.config;
         let refuse = |this: &Self, msg: String| {
             tracing::info!(socket_id = %this.handle.socket_id, error = %msg, "sign-in refused");
             this.app.metrics.auth_failed(AuthFailure::Signin);
             if this.app.config.user_authentication {
-                Outcome::Close(
+                this.close_with(
                     CloseCode::Unauthorized,
                     "Connection not authorized: invalid sign-in",
-                )
+                );
             } else {
                 this.error(None, &msg);
-                Outcome::Continue
             }
         };
         if let Err(e) = auth::verify_user(
@@ -414,10 +438,9 @@ impl Session {
                     None,
                     "Already signed in as this user with other user_data: reconnect to sign in with new user_info or watchlist",
                 );
-                return Outcome::Continue;
+                return;
             }
-            self.reply(wire::signin_success(user_data));
-            return Outcome::Continue;
+            return self.reply(wire::signin_success(user_data));
         }
         let mut watchlist: Vec<UserId> = Vec::new();
         for w in &parsed.watchlist {
@@ -457,7 +480,6 @@ impl Session {
             watchlist,
             user_data: user_data.to_owned(),
         });
-        Outcome::Continue
     }
 
     fn client_event(
@@ -549,9 +571,7 @@ impl Session {
 
     /// Leaves every channel and signs out; called once when the socket ends.
     pub fn close(&mut self) {
-        for task in self.requests.drain(..) {
-            task.abort();
-        }
+        self.effects.get_mut().clear();
         let count = self.app.config.subscription_count;
         for (name, _) in self.subs.drain() {
             self.app.channels.unsubscribe(&name, self.handle.id, count);
@@ -577,6 +597,7 @@ fn is_envelope_string(data: &RawValue) -> bool {
 }
 
 /// One `hush:request` counted in flight until dropped.
+#[derive(Debug)]
 struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {
@@ -628,5 +649,72 @@ mod tests {
         drop(slots);
         drop(next);
         assert_eq!(count.load(Ordering::Acquire), 0);
+    }
+
+    fn session(extra: &str) -> (Session, Arc<crate::conn::Link>) {
+        let config = crate::Config::from_toml(&hush_testkit::app_toml(extra)).unwrap();
+        let cfg = config
+            .effective_apps()
+            .into_iter()
+            .find(|a| a.id == hush_testkit::ID)
+            .unwrap();
+        let app = Arc::new(App::with_hooks(cfg, None));
+        let (handle, link) = ConnHandle::new(hush_protocol::SocketId::from_parts(1, 1), 64, None);
+        (Session::new(app, handle, Instant::now()), link)
+    }
+
+    fn request(id: &str) -> String {
+        serde_json::json!({"event":"hush:request","data":{"id":id,"method":"directory.lookup","params":{"users":[]}}})
+            .to_string()
+    }
+
+    #[test]
+    fn requests_are_effects_and_the_ninth_in_flight_is_refused() {
+        let (mut s, link) = session("");
+        let now = Instant::now();
+        for i in 0..=MAX_REQUESTS_IN_FLIGHT {
+            s.handle_text(&request(&format!("r{i}")), now);
+        }
+        let mut effects: Vec<Effect> = std::iter::from_fn(|| s.poll_effect()).collect();
+        let Some(Effect::Send(refused)) = effects.pop() else {
+            panic!("the last request is answered at once: {effects:?}");
+        };
+        assert!(refused.payload().contains("rate_limited"), "{refused:?}");
+        assert!(refused.payload().contains("r8"), "{refused:?}");
+        assert_eq!(effects.len(), MAX_REQUESTS_IN_FLIGHT);
+        let mut requests: Vec<DirectoryRequest> = effects
+            .into_iter()
+            .map(|e| match e {
+                Effect::Directory(r) => r,
+                other => panic!("expected a directory request, got {other:?}"),
+            })
+            .collect();
+        assert!(requests.iter().all(DirectoryRequest::read_only));
+        // The session sent nothing itself: the connection runs the effects.
+        assert_eq!(link.outbox().queued(), 0);
+        // An answered request frees its slot.
+        let answered = requests.remove(0);
+        assert_eq!(answered.request.id, "r0");
+        answered.release_then(|| ());
+        s.handle_text(&request("again"), now);
+        assert!(matches!(s.poll_effect(), Some(Effect::Directory(_))));
+        assert!(s.poll_effect().is_none());
+    }
+
+    #[test]
+    fn a_refused_signin_is_a_close_when_authentication_is_required() {
+        let (mut s, _link) = session("user_authentication = true");
+        let bad = serde_json::json!({"event":"pusher:signin","data":{"auth": format!("{}:{}", hush_testkit::KEY, "0".repeat(64)), "user_data": "{\"id\":\"1\"}"}});
+        s.handle_text(&bad.to_string(), Instant::now());
+        assert!(matches!(
+            s.poll_effect(),
+            Some(Effect::Close(CloseCode::Unauthorized, _))
+        ));
+        let (mut s, _link) = session("");
+        s.handle_text(&bad.to_string(), Instant::now());
+        match s.poll_effect() {
+            Some(Effect::Send(f)) => assert!(f.payload().contains("pusher:error"), "{f:?}"),
+            other => panic!("expected an error frame, got {other:?}"),
+        }
     }
 }

@@ -123,11 +123,15 @@ impl Users {
             return 0;
         };
         for h in conns.values() {
-            h.close(CloseCode::Unauthorized);
+            h.close_with(CloseCode::Unauthorized, TERMINATED);
         }
         conns.len()
     }
 }
+
+/// What a connection closed by `terminate_connections` is told (Pusher's
+/// wording).
+const TERMINATED: &str = "You got disconnected by the app.";
 
 fn notify(g: &Inner, user: &UserId, online: bool) {
     let Some(ws) = g.watchers.get(user) else {
@@ -152,15 +156,20 @@ mod tests {
     #[test]
     fn online_offline() {
         let users = Users::default();
-        let (w, rw, _) = ConnHandle::new(SocketId::from_parts(1, 1), 16, None);
-        let (a1, _ra1, c1) = ConnHandle::new(SocketId::from_parts(1, 2), 16, None);
-        let (a2, _ra2, _) = ConnHandle::new(SocketId::from_parts(1, 3), 16, None);
+        let (w, rw) = ConnHandle::new(SocketId::from_parts(1, 1), 16, None);
+        let (a1, c1) = ConnHandle::new(SocketId::from_parts(1, 2), 16, None);
+        let (a2, _) = ConnHandle::new(SocketId::from_parts(1, 3), 16, None);
         let alice = UserId::parse("alice").unwrap();
         let bob = UserId::parse("bob").unwrap();
         let st = users.sign_in(&bob, &w, std::slice::from_ref(&alice));
         assert_eq!(st.offline, vec![alice.clone()]);
         users.sign_in(&alice, &a1, &[]);
-        let next = || rw.take_queued().first().map(|f| f.payload().to_owned());
+        let next = || {
+            rw.outbox()
+                .take_queued()
+                .first()
+                .map(|f| f.payload().to_owned())
+        };
         assert!(next().unwrap().contains("online"));
         users.sign_in(&alice, &a2, &[]);
         assert!(next().is_none());
@@ -171,6 +180,7 @@ mod tests {
         assert!(next().unwrap().contains("offline"));
         users.sign_in(&alice, &a1, &[]);
         assert_eq!(users.terminate(&alice), 1);
-        assert_eq!(c1.requested(), Some(4009));
+        let closed = c1.closer().requested().map(|r| (r.code, r.reason));
+        assert_eq!(closed, Some((CloseCode::Unauthorized, TERMINATED)));
     }
 }

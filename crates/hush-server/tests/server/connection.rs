@@ -201,3 +201,39 @@ async fn slow_reader_is_closed_4100_and_others_keep_receiving() {
     assert_eq!(slow.expect_close().await, Some(4100));
     s.stop().await;
 }
+
+/// A reload that removes an app closes its connections (4001) and counts
+/// each of them, though they close at once on the other worker threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_app_closes_and_counts_its_connections() {
+    let other = "[apps.other]\nid = 'o'\nkey = 'ko'\nsecret = 'so'\n";
+    let mut config = hush_server::Config::from_toml(&format!("{}{other}", app_toml(""))).unwrap();
+    config.store.url = Some("sqlite::memory:".into());
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    config.server.shutdown_timeout = 1;
+    let server = hush_server::Server::bind(config).await.unwrap();
+    let state = server.state();
+    let addr = server.local_addr();
+    let running = server.spawn();
+    for round in 0..5 {
+        if round > 0 {
+            let back = format!("{}{other}", app_toml(""));
+            let r = state.reload_apps(&hush_server::Config::from_toml(&back).unwrap());
+            assert_eq!(r.added, ["o"]);
+        }
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let mut c = Client::connect(&format!("ws://{addr}/app/ko?protocol=7")).await;
+            c.established().await;
+            conns.push(c);
+        }
+        let r = state.reload_apps(&hush_server::Config::from_toml(&app_toml("")).unwrap());
+        assert_eq!(r.removed, ["o"]);
+        assert_eq!(r.closed, 3, "round {round}");
+        for c in &mut conns {
+            assert_eq!(c.expect_close().await, Some(4001));
+        }
+    }
+    running.stop().await.unwrap();
+}
