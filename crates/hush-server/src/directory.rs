@@ -33,6 +33,7 @@ use base64::engine::general_purpose::STANDARD;
 use hush_crypto::directory::DirectoryState;
 use hush_crypto::identity::{DeviceCard, Revocation};
 use hush_crypto::transparency::{Hash, LogEntry, LogKey, MerkleLog, TreeHead};
+use hush_protocol::msgs::encode as wire;
 use hush_protocol::UserId;
 use hush_protocol::msgs::hush::{
     Appended, Consistency, Entries, ErrorCode, HushRequest, HushResponse, LogHead, LogRecord,
@@ -396,6 +397,19 @@ impl Directory {
         users: &[String],
         since: Option<u64>,
     ) -> Result<Lookup, DirError> {
+        self.lookup_then(app_id, users, since, |lookup| lookup)
+            .await
+    }
+
+    /// [`Directory::lookup`], then `finish` on the answer (on the same
+    /// blocking worker: encoding a large answer is CPU work too).
+    async fn lookup_then<T: Send + 'static>(
+        &self,
+        app_id: &str,
+        users: &[String],
+        since: Option<u64>,
+        finish: impl FnOnce(Lookup) -> T + Send + 'static,
+    ) -> Result<T, DirError> {
         if users.is_empty() {
             return Err(DirError::BadRequest("name at least one user".into()));
         }
@@ -434,7 +448,9 @@ impl Directory {
             // The app's log is free again: encoding and signing need only
             // the copy.
             drop(guard);
-            picked.encode(&key, &stop)
+            let lookup = picked.encode(&key, &stop)?;
+            stop.check()?;
+            Ok(finish(lookup))
         })
         .await
         .map_err(|_| DirError::Busy("key directory lookup was interrupted".into()))?
@@ -510,6 +526,31 @@ impl Directory {
         }
     }
 
+    /// Answers one `hush:request` like [`Directory::handle`], as the text of
+    /// its `hush:response` frame; a lookup's answer is encoded on the
+    /// blocking worker that computed it.
+    pub async fn respond(
+        &self,
+        app_id: &str,
+        user: Option<&UserId>,
+        request: &RequestFrame,
+    ) -> Result<String, DirError> {
+        let id = request.id.clone();
+        let (parsed, user) = parse(request, user)?;
+        match parsed {
+            HushRequest::DirectoryLookup { users, since } => {
+                self.lookup_then(app_id, &users, since, move |lookup| {
+                    wire::hush_response_ok(&id, &HushResponse::DirectoryLookup(lookup).encode())
+                })
+                .await
+            }
+            other => {
+                let value = self.dispatch(app_id, user, other).await?;
+                Ok(wire::hush_response_ok(&id, &value.encode()))
+            }
+        }
+    }
+
     /// Dispatches one `hush:request` from a connection of `app_id`, signed in
     /// as `user` (if at all). Checked in this order: parameters that are not
     /// an object, an unknown method, a connection not signed in (every method
@@ -520,14 +561,18 @@ impl Directory {
         user: Option<&UserId>,
         request: &RequestFrame,
     ) -> Result<HushResponse, DirError> {
-        let bad = |e: hush_protocol::msgs::hush::ParamsError| DirError::BadRequest(e.0);
-        let params = request.params_object().map_err(bad)?;
-        let method = request
-            .known_method()
-            .ok_or_else(|| DirError::UnknownMethod(request.method.chars().take(64).collect()))?;
-        let user = user.ok_or(DirError::NotSignedIn)?;
+        let (parsed, user) = parse(request, user)?;
+        self.dispatch(app_id, user, parsed).await
+    }
+
+    async fn dispatch(
+        &self,
+        app_id: &str,
+        user: &UserId,
+        request: HushRequest,
+    ) -> Result<HushResponse, DirError> {
         Ok(
-            match HushRequest::from_params(method, &params).map_err(bad)? {
+            match request {
                 HushRequest::DirectoryPublish { card } => {
                     self.take_write(app_id, user)?;
                     HushResponse::DirectoryPublish(self.publish(app_id, user, &card).await?)
@@ -548,10 +593,32 @@ impl Directory {
                     let end = end.unwrap_or(start.saturating_add(MAX_ENTRIES));
                     HushResponse::LogEntries(self.entries(app_id, start, end).await?)
                 }
-                _ => return Err(DirError::UnknownMethod(method.name().to_owned())),
+                other => return Err(DirError::UnknownMethod(other.method().name().to_owned())),
             },
         )
     }
+}
+
+fn bad_params(e: hush_protocol::msgs::hush::ParamsError) -> DirError {
+    DirError::BadRequest(e.0)
+}
+
+/// A request and its user, checked in this order: parameters that are not
+/// an object, an unknown method, a connection not signed in (every method
+/// needs one), then the method's parameters.
+fn parse<'a>(
+    request: &RequestFrame,
+    user: Option<&'a UserId>,
+) -> Result<(HushRequest, &'a UserId), DirError> {
+    let params = request.params_object().map_err(bad_params)?;
+    let method = request
+        .known_method()
+        .ok_or_else(|| DirError::UnknownMethod(request.method.chars().take(64).collect()))?;
+    let user = user.ok_or(DirError::NotSignedIn)?;
+    Ok((
+        HushRequest::from_params(method, &params).map_err(bad_params)?,
+        user,
+    ))
 }
 
 /// Applies stored leaves to a log being loaded (on a blocking thread: every
