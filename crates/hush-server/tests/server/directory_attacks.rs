@@ -261,7 +261,7 @@ async fn store_with_card_flood(dir: &std::path::Path, cards: usize) -> String {
     url
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn attack_directory_lookups_do_not_stall_other_apps() {
     // Finding: eight pipelined lookups on one app pushed another app's
     // publish-to-delivery from 1 ms to 6.4 s (a user with thousands of
@@ -304,7 +304,15 @@ async fn attack_directory_lookups_do_not_stall_other_apps() {
     let users = vec!["heavy"; 50];
     let mut first = s.signed_in("attacker").await;
     let t = Instant::now();
-    lookup_text(&mut first, &users).await;
+    first
+        .send(json!({"event": "hush:request", "data": {
+            "id": "w", "method": "directory.lookup", "params": {"users": ["heavy"]}}}))
+        .await;
+    // Loading verifies every stored signature: slow in debug builds.
+    match first.next_within(Duration::from_secs(120)).await {
+        Some(Next::Frame(v)) => assert_eq!(v["event"], names::HUSH_RESPONSE, "{v}"),
+        _ => panic!("the log did not load"),
+    }
     eprintln!("log loaded and looked up in {:?}", t.elapsed());
     let request = json!({"event": "hush:request", "data": {
         "id": "x", "method": "directory.lookup", "params": {"users": users}}})
@@ -332,7 +340,7 @@ async fn attack_directory_lookups_do_not_stall_other_apps() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut worst = Duration::ZERO;
-    for n in 0..10 {
+    for n in 0..20 {
         let (path, body) = trigger(n);
         let sent = Instant::now();
         let (status, _) = s.raw_http("POST", &path, &body).await;
@@ -340,7 +348,7 @@ async fn attack_directory_lookups_do_not_stall_other_apps() {
         let ev = sub.expect("tick").await;
         assert_eq!(ev["data"], n.to_string());
         worst = worst.max(sent.elapsed());
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for a in &attackers {
         a.abort();
