@@ -33,8 +33,8 @@ use base64::engine::general_purpose::STANDARD;
 use hush_crypto::directory::DirectoryState;
 use hush_crypto::identity::{DeviceCard, Revocation};
 use hush_crypto::transparency::{Hash, LogEntry, LogKey, MerkleLog, TreeHead};
-use hush_protocol::msgs::encode as wire;
 use hush_protocol::UserId;
+use hush_protocol::msgs::encode as wire;
 use hush_protocol::msgs::hush::{
     Appended, Consistency, Entries, ErrorCode, HushRequest, HushResponse, LogHead, LogRecord,
     Lookup, RequestFrame, UserRecords,
@@ -571,31 +571,29 @@ impl Directory {
         user: &UserId,
         request: HushRequest,
     ) -> Result<HushResponse, DirError> {
-        Ok(
-            match request {
-                HushRequest::DirectoryPublish { card } => {
-                    self.take_write(app_id, user)?;
-                    HushResponse::DirectoryPublish(self.publish(app_id, user, &card).await?)
-                }
-                HushRequest::DirectoryRevoke { revocation } => {
-                    self.take_write(app_id, user)?;
-                    HushResponse::DirectoryRevoke(self.revoke(app_id, user, &revocation).await?)
-                }
-                HushRequest::DirectoryLookup { users, since } => {
-                    HushResponse::DirectoryLookup(self.lookup(app_id, &users, since).await?)
-                }
-                HushRequest::LogHead => HushResponse::LogHead(self.head(app_id).await?),
-                HushRequest::LogConsistency { from, to } => HushResponse::LogConsistency(
-                    self.consistency(app_id, from.unwrap_or(0), to).await?,
-                ),
-                HushRequest::LogEntries { start, end } => {
-                    let start = start.unwrap_or(0);
-                    let end = end.unwrap_or(start.saturating_add(MAX_ENTRIES));
-                    HushResponse::LogEntries(self.entries(app_id, start, end).await?)
-                }
-                other => return Err(DirError::UnknownMethod(other.method().name().to_owned())),
-            },
-        )
+        Ok(match request {
+            HushRequest::DirectoryPublish { card } => {
+                self.take_write(app_id, user)?;
+                HushResponse::DirectoryPublish(self.publish(app_id, user, &card).await?)
+            }
+            HushRequest::DirectoryRevoke { revocation } => {
+                self.take_write(app_id, user)?;
+                HushResponse::DirectoryRevoke(self.revoke(app_id, user, &revocation).await?)
+            }
+            HushRequest::DirectoryLookup { users, since } => {
+                HushResponse::DirectoryLookup(self.lookup(app_id, &users, since).await?)
+            }
+            HushRequest::LogHead => HushResponse::LogHead(self.head(app_id).await?),
+            HushRequest::LogConsistency { from, to } => {
+                HushResponse::LogConsistency(self.consistency(app_id, from.unwrap_or(0), to).await?)
+            }
+            HushRequest::LogEntries { start, end } => {
+                let start = start.unwrap_or(0);
+                let end = end.unwrap_or(start.saturating_add(MAX_ENTRIES));
+                HushResponse::LogEntries(self.entries(app_id, start, end).await?)
+            }
+            other => return Err(DirError::UnknownMethod(other.method().name().to_owned())),
+        })
     }
 }
 
