@@ -389,8 +389,8 @@ impl Directory {
     ///
     /// Runs on one of the directory's blocking workers (waiting for one
     /// while they are busy, `unavailable` when too many wait); the app's
-    /// log is locked only while the answer's records and proof paths are
-    /// copied, and dropping the returned future stops the work.
+    /// log is locked (only this app's) until the answer's records and proof
+    /// paths are copied, and dropping the returned future stops the work.
     pub async fn lookup(
         &self,
         app_id: &str,
@@ -428,12 +428,15 @@ impl Directory {
                 ids.push(id);
             }
         }
-        let _job = self.jobs.enter().await?;
+        // The app's lock first, then a worker: lookups of one app queue on
+        // their own app's lock, so at most one per app waits for a worker
+        // and one app's flood cannot fill the node's queue.
         let slot = self.slot(app_id);
         let mut guard = slot.lock_owned().await;
         if guard.is_none() {
             *guard = Some(self.load(app_id).await?);
         }
+        let _job = self.jobs.enter().await?;
         let cancel = Cancel::default();
         let stop = cancel.token();
         let key = self.key.clone();
