@@ -19,7 +19,8 @@ pub const APP_SECRET: &str = "fuzz-secret";
 
 /// The configuration of the in-process server: one app with client events on,
 /// user authentication off (so a failed sign-in answers instead of closing),
-/// no webhooks, a high API rate (the rate limiter is not under test here).
+/// no webhooks, a high API rate and no directory write rates (the rate
+/// limiters are not under test here: the harness lives for a whole run).
 pub const CONFIG: &str = r#"
 [server]
 host = "127.0.0.1"
@@ -37,6 +38,10 @@ client_events = true
 encrypted_client_events = true
 max_api_requests_per_second = 1000000000
 max_client_events_per_second = 1000000000
+
+[directory]
+writes_per_user_per_minute = 0
+writes_per_connection_per_minute = 0
 "#;
 
 /// A tokio runtime and the server state, shared by every input of a run.
@@ -65,7 +70,8 @@ pub fn harness() -> &'static Harness {
                     .expect("in-memory store");
             let directory = hush_server::directory::Directory::open(store.clone())
                 .await
-                .expect("directory");
+                .expect("directory")
+                .with_limits(config.directory.clone());
             let (_webhooks, sink) =
                 hush_server::webhooks::Webhooks::new(&config, store.clone()).expect("webhooks");
             ServerState::new(&config, store, Arc::new(directory), &sink)

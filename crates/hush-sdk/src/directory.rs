@@ -69,6 +69,9 @@ pub struct DirectoryLookup {
     pub consistency: Option<Vec<Hash>>,
     /// Per user id asked for (users without records have empty lists).
     pub users: BTreeMap<String, UserRecords>,
+    /// Ids asked for that did not fit in this answer (the server bounds an
+    /// answer's size): ask for them again.
+    pub more: Vec<String>,
 }
 
 impl DirectoryLookup {
@@ -171,6 +174,8 @@ pub(crate) struct LookupBody {
     #[serde(default)]
     consistency: Option<Vec<String>>,
     users: BTreeMap<String, UserBody>,
+    #[serde(default)]
+    more: Vec<String>,
 }
 
 impl LookupBody {
@@ -203,6 +208,7 @@ impl LookupBody {
             head: head(&self.head)?,
             consistency: self.consistency.as_deref().map(hashes).transpose()?,
             users,
+            more: self.more,
         })
     }
 }

@@ -33,6 +33,50 @@ pub struct Config {
     pub store: StoreConfig,
     /// Webhook delivery (the endpoints themselves are per app).
     pub webhooks: WebhooksConfig,
+    /// Key directory limits (every app's directory on this node).
+    pub directory: DirectoryConfig,
+}
+
+/// Limits of the key directory, so one signed-in user cannot stall it
+/// (docs/CONFIGURATION.md `[directory]`). `Default` is the built-in
+/// defaults (`config/defaults.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// Active (published, not revoked) devices one user may have; a card for
+    /// one more device is refused with `too_many`.
+    pub max_devices_per_user: usize,
+    /// Longest card lifetime: `expires_at` at most this many days after
+    /// `created_at` (`invalid_record` beyond).
+    pub max_card_lifetime_days: u64,
+    /// Directory writes (publish, revoke) per user per minute, over all of
+    /// the user's connections (bursts up to the same number); 0 = unlimited.
+    pub writes_per_user_per_minute: u32,
+    /// Directory writes per connection per minute (bursts up to the same
+    /// number); 0 = unlimited.
+    pub writes_per_connection_per_minute: u32,
+    /// Most bytes of records in one lookup answer; users that do not fit are
+    /// named in the answer's `more` for the client to ask again.
+    pub max_lookup_bytes: usize,
+    /// Lookups computed at once, off the async workers (0 = half the CPUs,
+    /// at least 1).
+    pub workers: usize,
+    /// Lookups waiting for a worker, node-wide; beyond it `unavailable`.
+    pub max_queued: usize,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        Self {
+            max_devices_per_user: 16,
+            max_card_lifetime_days: 730,
+            writes_per_user_per_minute: 20,
+            writes_per_connection_per_minute: 10,
+            max_lookup_bytes: 1024 * 1024,
+            workers: 0,
+            max_queued: 256,
+        }
+    }
 }
 
 /// The Prometheus `/metrics` listener (plain HTTP on its own port).
@@ -613,6 +657,13 @@ impl Config {
         if w.timeout == 0 {
             return Err(ConfigError::Invalid("webhooks.timeout must be > 0".into()));
         }
+        let d = &self.directory;
+        if d.max_devices_per_user == 0 || d.max_card_lifetime_days == 0 || d.max_lookup_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "directory.max_devices_per_user, max_card_lifetime_days and max_lookup_bytes must be > 0"
+                    .into(),
+            ));
+        }
         if self.server.data_dir.is_empty() && self.store.url.as_deref().unwrap_or("").is_empty() {
             return Err(ConfigError::Invalid(
                 "server.data_dir must not be empty (or set store.url)".into(),
@@ -745,6 +796,8 @@ mod tests {
         assert!(!c.metrics.enabled);
         assert!(c.server.tls.is_none());
         assert!(c.server.trusted_proxies.is_empty());
+        // The directory's built-in limits are the file's.
+        assert_eq!(c.directory, DirectoryConfig::default());
     }
 
     #[test]

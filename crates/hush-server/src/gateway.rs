@@ -218,7 +218,11 @@ async fn run<S: Io>(
     let span = tracing::debug_span!("conn", app = %app.config.id, socket_id = %handle.socket_id);
     let first =
         wire::connection_established(handle.socket_id.as_str(), state.server.activity_timeout);
-    let session = Session::new(app.clone(), handle, now().into_std());
+    let mut session = Session::new(app.clone(), handle, now().into_std());
+    session.limit_directory_writes(
+        state.directory.limits().writes_per_connection_per_minute,
+        now().into_std(),
+    );
     async {
         tracing::debug!(client, version, ip = %ip, "connected");
         let reason = drive(socket, &state, &app, signalled, session, first).await;

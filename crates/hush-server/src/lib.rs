@@ -115,7 +115,8 @@ impl Server {
         let listener = TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
         let directory = directory::Directory::open(store.clone())
             .await
-            .map_err(std::io::Error::other)?;
+            .map_err(std::io::Error::other)?
+            .with_limits(config.directory.clone());
         let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone())?;
         let state = ServerState::new(&config, store, Arc::new(directory), &sink);
         let metrics = match handle {

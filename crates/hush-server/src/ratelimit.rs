@@ -8,7 +8,10 @@ use std::time::Instant;
 /// Allows `rate` events per second with bursts of up to `rate`.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
+    /// Tokens per second.
     rate: f64,
+    /// Most tokens held.
+    burst: f64,
     tokens: f64,
     last: Instant,
 }
@@ -19,16 +22,35 @@ impl TokenBucket {
         let rate = f64::from(rate);
         Self {
             rate,
+            burst: rate,
             tokens: rate,
             last: now,
         }
+    }
+
+    /// A full bucket for `n` events per minute, with bursts of up to `n`.
+    pub fn per_minute(n: u32, now: Instant) -> Self {
+        let burst = f64::from(n);
+        Self {
+            rate: burst / 60.0,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// True when the bucket would be full at `now` (an idle sender: its
+    /// state carries no information and may be forgotten).
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
     }
 
     /// Takes one token if available.
     pub fn try_take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -128,5 +150,18 @@ mod tests {
         assert_eq!((0..15).filter(|_| b.try_take(t2)).count(), 10);
         let mut zero = TokenBucket::new(0, t0);
         assert!(!zero.try_take(t2));
+    }
+
+    #[test]
+    fn per_minute_refills_one_token_every_sixtieth() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::per_minute(6, t0);
+        assert_eq!((0..10).filter(|_| b.try_take(t0)).count(), 6);
+        assert!(!b.is_full(t0));
+        assert!(!b.try_take(t0 + Duration::from_secs(9)));
+        assert!(b.try_take(t0 + Duration::from_secs(11)));
+        assert!(b.is_full(t0 + Duration::from_secs(120)));
+        let t3 = t0 + Duration::from_secs(600);
+        assert_eq!((0..10).filter(|_| b.try_take(t3)).count(), 6);
     }
 }

@@ -102,6 +102,8 @@ pub struct Session {
     subs: HashMap<ChannelName, Option<String>>,
     user: Option<SignedIn>,
     client_events: TokenBucket,
+    /// Key directory writes this connection may still make (None: no cap).
+    directory_writes: Option<TokenBucket>,
     authorized: bool,
 }
 
@@ -117,8 +119,16 @@ impl Session {
             subs: HashMap::new(),
             user: None,
             client_events: TokenBucket::new(rate, now),
+            directory_writes: None,
             authorized: false,
         }
+    }
+
+    /// Caps the connection's key directory writes (publish, revoke) at
+    /// `per_minute` (bursts up to the same number); 0 = no cap. Writes
+    /// beyond it are answered `rate_limited` without reaching the directory.
+    pub fn limit_directory_writes(&mut self, per_minute: u32, now: Instant) {
+        self.directory_writes = (per_minute > 0).then(|| TokenBucket::per_minute(per_minute, now));
     }
 
     /// True once the connection signed in or joined a private/presence channel
@@ -179,7 +189,7 @@ impl Session {
                 data.map(hush_protocol::msgs::RawJson::into_inner),
                 now,
             ),
-            ClientMessage::HushRequest(request) => self.hush_request(request),
+            ClientMessage::HushRequest(request) => self.hush_request(request, now),
             ClientMessage::NotAllowed(event) => {
                 let shown: String = event.chars().take(64).collect();
                 self.error(
@@ -197,8 +207,10 @@ impl Session {
     /// directory ([`Effect::Directory`]), at most [`MAX_REQUESTS_IN_FLIGHT`]
     /// at a time: a request is in flight from when it is read until its
     /// answer is handed to the connection, so the 8th concurrent one is
-    /// answered and the 9th gets `rate_limited`.
-    fn hush_request(&mut self, request: RequestFrame) {
+    /// answered and the 9th gets `rate_limited`. Writes beyond the
+    /// connection's write rate ([`Session::limit_directory_writes`]) get
+    /// `rate_limited` too.
+    fn hush_request(&mut self, request: RequestFrame, now: Instant) {
         // Released once the request is answered, or dropped unanswered.
         let (slot, before) = InFlight::take(&self.in_flight);
         if before >= MAX_REQUESTS_IN_FLIGHT {
@@ -206,6 +218,19 @@ impl Session {
                 &request.id,
                 hush_protocol::msgs::ErrorCode::RateLimited.as_str(),
                 &format!("at most {MAX_REQUESTS_IN_FLIGHT} requests in flight per connection"),
+            ));
+        }
+        let writes = Method::from_name(&request.method).is_some_and(Method::writes);
+        let refused = writes
+            && self
+                .directory_writes
+                .as_mut()
+                .is_some_and(|bucket| !bucket.try_take(now));
+        if refused {
+            return self.reply(wire::hush_response_err(
+                &request.id,
+                hush_protocol::msgs::ErrorCode::RateLimited.as_str(),
+                "too many key directory writes on this connection; retry in a minute",
             ));
         }
         let user = self.user.as_ref().map(|u| u.id.clone());

@@ -13,6 +13,8 @@ mod client_events;
 mod connection;
 #[path = "server/directory.rs"]
 mod directory;
+#[path = "server/directory_attacks.rs"]
+mod directory_attacks;
 #[path = "server/fanout.rs"]
 mod fanout;
 #[path = "server/limits.rs"]

@@ -522,6 +522,10 @@ pub struct Lookup {
     pub consistency: Option<Vec<Base64>>,
     /// The signed tree head.
     pub head: Base64,
+    /// Users named in the request that did not fit in this answer (the
+    /// server's byte bound): ask for them again. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<String>,
     /// Records by user id.
     pub users: BTreeMap<String, UserRecords>,
 }
@@ -730,6 +734,7 @@ mod tests {
         let l = HushResponse::DirectoryLookup(Lookup {
             consistency: Some(vec!["c".into()]),
             head: "h".into(),
+            more: vec![],
             users,
         });
         let old = json!({"head":"h","users":{"u":{"cards":[{"record":"r","index":1,"proof":[]}],"revocations":[]}},"consistency":["c"]});

@@ -18,8 +18,9 @@ use figment::{Error, Metadata, Profile, Provider};
 use super::ConfigError;
 
 /// The configuration sections a variable may start with.
-pub(super) const SECTIONS: [&str; 6] = [
+pub(super) const SECTIONS: [&str; 7] = [
     "server",
+    "directory",
     "apps",
     "development_app",
     "metrics",

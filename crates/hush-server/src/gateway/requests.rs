@@ -62,11 +62,11 @@ pub async fn answer(
     request: DirectoryRequest,
 ) {
     let result = directory
-        .handle(&app_id, request.user.as_ref(), &request.request)
+        .respond(&app_id, request.user.as_ref(), &request.request)
         .await;
     let id = &request.request.id;
     let frame = match result {
-        Ok(value) => wire::hush_response_ok(id, &value.encode()),
+        Ok(frame) => frame,
         Err(e) => {
             if let DirError::Unavailable(source) = &e {
                 tracing::warn!(app = %app_id, error = %source, "key directory request failed");
