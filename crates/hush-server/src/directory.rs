@@ -631,9 +631,15 @@ fn replay(mut log: AppLog, batch: Vec<Vec<u8>>) -> Result<AppLog, DirError> {
         // A stored leaf that no longer verifies means the store was
         // altered behind the server's back: refuse to serve it.
         let entry = LogEntry::from_bytes(&leaf).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "directory leaf {index} of app {app_id} does not verify"
-            ))
+            StoreError::Corrupt(if written_before_derived_ids(&leaf) {
+                format!(
+                    "directory leaf {index} of app {app_id} is a card of an older hush \
+                     (device ids not derived from the signing key): this version cannot \
+                     serve that log; see docs/OPERATIONS.md, \"Upgrades and draining\""
+                )
+            } else {
+                format!("directory leaf {index} of app {app_id} does not verify")
+            })
         })?;
         log.state.apply(&entry, index).map_err(|e| {
             StoreError::Corrupt(format!("directory leaf {index} of app {app_id}: {e}"))
@@ -641,6 +647,19 @@ fn replay(mut log: AppLog, batch: Vec<Vec<u8>>) -> Result<AppLog, DirError> {
         log.log.append(&leaf);
     }
     Ok(log)
+}
+
+/// True when `leaf` is a device card that verifies except that its device id
+/// is not derived from its signing key: written by a hush from before
+/// derived device ids (a format change, not tampering).
+fn written_before_derived_ids(leaf: &[u8]) -> bool {
+    matches!(
+        leaf.split_first(),
+        Some((1, body)) if matches!(
+            DeviceCard::from_bytes(body),
+            Err(hush_crypto::identity::CardError::DeviceIdNotDerived)
+        )
+    )
 }
 
 /// Refuses a card for one more device when the user already has `max`

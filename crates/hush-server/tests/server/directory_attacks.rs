@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
-use hush_crypto::identity::{
-    DeviceCard, DeviceKeys, IdentityKey, Revocation, UnsignedCard,
-};
+use hush_crypto::identity::{DeviceCard, DeviceKeys, IdentityKey, Revocation, UnsignedCard};
 use hush_crypto::transparency::LogEntry;
 use hush_protocol::UserId;
 use hush_protocol::api::{QueryParams, signed_query};
