@@ -621,3 +621,57 @@ async fn attack_renewed_card_keeps_the_stolen_x25519_key() {
     );
     srv.stop().await;
 }
+
+/// Pinned trust (issue 13, finding 2): a device configured with the
+/// directory's log key refuses a directory signed by any other key (a
+/// substituted or malicious server), where trust on first use would accept
+/// whatever key the server shows.
+#[tokio::test]
+async fn attack_substituted_directory_key_is_refused_when_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    // Trust on first use (nothing pinned) takes the key the server shows.
+    let carol = device(&srv, &dir, "carol", "carol", true).await;
+    carol.e2ee.publish().await.unwrap();
+    let genuine = carol.e2ee.with_data(|d| d.log_key().unwrap()).await;
+
+    // Bob's app pinned another key: this server is not its directory.
+    let other = hush_crypto::transparency::LogKey::generate()
+        .public_key()
+        .to_bytes();
+    let bob = device(&srv, &dir, "bob", "bob", true).await;
+    bob.e2ee.pin_directory_key(&other).await.unwrap();
+    let r = bob.e2ee.publish().await;
+    assert!(
+        matches!(r, Err(E2eeError::UntrustedDirectory { .. })),
+        "{r:?}"
+    );
+    let r = bob.e2ee.lookup(&["carol"]).await;
+    assert!(
+        matches!(r, Err(E2eeError::UntrustedDirectory { .. })),
+        "{r:?}"
+    );
+    assert!(bob.e2ee.with_data(|d| d.log_key()).await.is_none());
+
+    // Pinned to the genuine key, the same server is trusted; and a device
+    // that trusts one key cannot be re-pinned to another.
+    let dave = device(&srv, &dir, "dave", "dave", true).await;
+    dave.e2ee.pin_directory_key(&genuine).await.unwrap();
+    dave.e2ee.publish().await.unwrap();
+    assert_eq!(
+        dave.e2ee.lookup(&["carol"]).await.unwrap()[0].devices.len(),
+        1
+    );
+    assert!(dave.e2ee.pin_directory_key(&other).await.is_err());
+    assert!(carol.e2ee.pin_directory_key(&other).await.is_err());
+    // The pin survives a restart of the device (kept in the key store).
+    dave.client.disconnect().await;
+    let c = client(&srv, "dave");
+    let reopened = E2ee::open_store(c.clone(), key_store(&dir, "dave")).unwrap();
+    assert_eq!(reopened.pinned_directory_key().await, Some(genuine));
+    c.disconnect().await;
+    for d in [carol, bob] {
+        d.client.disconnect().await;
+    }
+    srv.stop().await;
+}

@@ -224,7 +224,8 @@ impl Directory {
         &self.limits
     }
 
-    /// The tree-head public key clients pin, base64.
+    /// The tree-head public key clients pin, base64 (`hush directory-key`
+    /// prints it).
     pub fn public_key(&self) -> String {
         b64(&self.key.public_key().to_bytes())
     }

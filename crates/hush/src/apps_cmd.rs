@@ -92,18 +92,24 @@ pub fn run(args: AppsArgs) -> anyhow::Result<()> {
     let file = crate::app_sources::config_file(args.config.clone());
     let config = Config::load(file.as_deref())?;
     crate::api_cmds::runtime()?.block_on(async {
-        let url = config.store_url();
-        let options = StoreOptions {
-            max_connections: 1,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(&url, &options)
-            .await
-            .with_context(|| format!("opening the store {}", redact_url(&url)))?;
+        let store = open_store(&config).await?;
         let result = command(&store, &config, &args).await;
         store.close().await;
         result
     })
+}
+
+/// The store of the configured `hush serve`, opened with one connection
+/// (for a command beside a running server).
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.store_url();
+    let options = StoreOptions {
+        max_connections: 1,
+        ..StoreOptions::default()
+    };
+    Store::open(&url, &options)
+        .await
+        .with_context(|| format!("opening the store {}", redact_url(&url)))
 }
 
 fn parse(row: &StoredApp) -> anyhow::Result<AppConfig> {

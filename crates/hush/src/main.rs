@@ -8,6 +8,7 @@ mod audit_cmd;
 #[cfg(feature = "bench")]
 mod bench;
 mod chat;
+mod directory_key_cmd;
 mod health_cmd;
 mod keygen;
 mod listen;
@@ -64,6 +65,9 @@ enum Command {
     /// disable, enable, remove); running servers pick changes up within
     /// seconds.
     Apps(apps_cmd::AppsArgs),
+    /// Print the key directory's log key (the tree-head signing public key)
+    /// from the configured store, to pin in the apps' clients at deploy time.
+    DirectoryKey(directory_key_cmd::DirectoryKeyArgs),
     /// Run hush-sdk on JSON cases from stdin (compat parity tests).
     #[command(hide = true)]
     SdkVectors(sdk_vectors::SdkVectorsArgs),
@@ -83,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Command::Webhooks(args) => webhooks_cmd::run(args),
         Command::Health(args) => health_cmd::run(args),
         Command::Apps(args) => apps_cmd::run(args),
+        Command::DirectoryKey(args) => directory_key_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
         Command::Verify(args) => verify_cmd::run(args),
         Command::Chat(args) => chat::run(args),

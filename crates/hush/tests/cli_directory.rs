@@ -260,3 +260,34 @@ async fn verify_prints_the_safety_number_of_two_users() {
     assert!(stderr(&o).contains("not the pinned key"), "{}", stderr(&o));
     srv.stop().await;
 }
+
+/// `hush directory-key` prints, before any server ran, the key the server
+/// then signs its directory with (what apps pin in their clients), and the
+/// same key on every later run.
+#[tokio::test]
+async fn directory_key_prints_the_key_the_server_signs_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    let config = dir.path().join("hush.toml");
+    std::fs::write(&config, format!("[store]\nurl = '{url}'\n")).unwrap();
+    let run = || async {
+        let out = hush_with(
+            "http://127.0.0.1:1",
+            &["directory-key", "--config", config.to_str().unwrap()],
+            None,
+            &[],
+        )
+        .await;
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let printed = run().await;
+    assert_eq!(STANDARD.decode(&printed).unwrap().len(), 32, "{printed}");
+
+    let srv = start(&url).await;
+    let mut ws = srv.signed_in("alice").await;
+    let head = ws.request_ok("log.head", json!({})).await;
+    assert_eq!(head["key"], printed.as_str());
+    srv.stop().await;
+    assert_eq!(run().await, printed);
+}

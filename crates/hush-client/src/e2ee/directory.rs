@@ -101,6 +101,11 @@ impl<'a> Directory<'a> {
         let key: [u8; 32] = unb64(&r.key, "log key")?
             .try_into()
             .map_err(|_| E2eeError::InvalidRecord("log key length".into()))?;
+        // Pinned trust: the app configured the key; anything else is refused
+        // (trust on first use only when no key was pinned).
+        if let Some(pinned) = self.sh.with(|st| st.data.pinned_log_key) {
+            check_pinned(&pinned, &key)?;
+        }
         let head = sth(&r.head)?;
         let mut m = LogMonitor::new(head.head.log_id.clone(), LogPublicKey::from_bytes(&key)?);
         m.update(&head, &[])?;
@@ -312,6 +317,18 @@ impl<'a> Directory<'a> {
 
 fn m_key(st: &State) -> [u8; 32] {
     st.data.log_key().unwrap_or([0; 32])
+}
+
+/// Refuses a directory log key other than the pinned one (public keys: a
+/// plain comparison).
+pub(super) fn check_pinned(pinned: &[u8; 32], served: &[u8; 32]) -> Result<(), E2eeError> {
+    if pinned == served {
+        return Ok(());
+    }
+    Err(E2eeError::UntrustedDirectory {
+        pinned: b64(pinned),
+        served: b64(served),
+    })
 }
 
 /// Records `sth` (just accepted by the monitor) as the trusted head.

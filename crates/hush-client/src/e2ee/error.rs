@@ -30,6 +30,15 @@ pub enum E2eeError {
     /// entry without a valid inclusion proof. Treat as an attack.
     #[error("transparency log verification failed: {0}")]
     Log(#[from] LogError),
+    /// The directory is signed by another key than the one the app pinned
+    /// ([`E2ee::pin_directory_key`](super::E2ee::pin_directory_key)).
+    #[error("the key directory is signed by {served}, not by the pinned key {pinned}")]
+    UntrustedDirectory {
+        /// The pinned key (base64).
+        pinned: String,
+        /// The key the server presented (base64).
+        served: String,
+    },
     /// The directory returned a record that does not verify or breaks the
     /// directory's rules.
     #[error("the directory returned an invalid record: {0}")]

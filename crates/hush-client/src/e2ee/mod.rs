@@ -26,8 +26,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! **Trust model.** The directory's log key is pinned on first contact
-//! (trust on first use of the log) and every answer is checked against it:
+//! **Trust model.** The directory's log key is pinned: the one the app
+//! configured with [`E2ee::pin_directory_key`] (printed by `hush
+//! directory-key` at deploy time; any other key is refused), else the key
+//! seen on first contact (trust on first use of the log). Every answer is
+//! checked against it:
 //! tree heads must be signed and consistent with the last trusted head
 //! (persisted in the key store), and every record must carry a valid
 //! inclusion proof. A directory that forks or rewrites its history is
@@ -268,6 +271,28 @@ impl E2ee {
     /// those done by [`send`](Self::send) and [`open`](Self::open)).
     pub fn key_changes(&self) -> broadcast::Receiver<KeyChanged> {
         self.shared.changes.subscribe()
+    }
+
+    /// Pins the key directory's log key (32 bytes, as `hush directory-key`
+    /// prints it at deploy time): from then on this device refuses a
+    /// directory signed by any other key ([`E2eeError::UntrustedDirectory`])
+    /// instead of trusting the key the server presents on first use. Kept in
+    /// the key store. Refused when the device already trusts another key
+    /// (re-create the key store to move to another directory).
+    pub async fn pin_directory_key(&self, key: &[u8; 32]) -> Result<(), E2eeError> {
+        hush_crypto::transparency::LogPublicKey::from_bytes(key)?;
+        self.shared.update(|st| {
+            if let Some(trusted) = st.data.log_key() {
+                directory::check_pinned(key, &trusted)?;
+            }
+            st.data.pinned_log_key = Some(*key);
+            Ok(())
+        })
+    }
+
+    /// The pinned key directory log key, if any.
+    pub async fn pinned_directory_key(&self) -> Option<[u8; 32]> {
+        self.shared.with(|st| st.data.pinned_log_key)
     }
 
     /// How old a cached sender card may be before [`open`](Self::open) looks

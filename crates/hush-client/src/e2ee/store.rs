@@ -190,6 +190,9 @@ struct Public {
     device_id: String,
     #[serde(default)]
     log: Option<LogPin>,
+    /// The directory log key the app configured (base64), when pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pinned_log_key: Option<String>,
     #[serde(default)]
     card: Option<String>,
     #[serde(default)]
@@ -224,6 +227,8 @@ pub struct DeviceData {
     pub(crate) pending_identity: Option<IdentityKey>,
     pub(crate) card: Option<DeviceCard>,
     pub(crate) log: Option<LogPin>,
+    /// The directory log key the app pinned ([`E2ee::pin_directory_key`](super::E2ee::pin_directory_key)).
+    pub(crate) pinned_log_key: Option<[u8; 32]>,
     pub(crate) contacts: BTreeMap<String, CachedUser>,
     /// The last sequence number this device sent on each channel (its
     /// per-channel counters: 1, 2, 3, …).
@@ -275,6 +280,7 @@ impl DeviceData {
             pending_identity: None,
             card: None,
             log: None,
+            pinned_log_key: None,
             contacts: BTreeMap::new(),
             sequences: BTreeMap::new(),
             streams: HashMap::new(),
@@ -385,6 +391,7 @@ impl DeviceData {
                 user_id: self.user.as_str().to_owned(),
                 device_id: hex::encode(self.device_id.0),
                 log: self.log.clone(),
+                pinned_log_key: self.pinned_log_key.map(|k| STANDARD.encode(k)),
                 card: self.card.as_ref().map(|c| STANDARD.encode(c.to_bytes())),
                 contacts: self.contacts.clone(),
                 sequences: self.sequences.clone(),
@@ -439,6 +446,16 @@ impl DeviceData {
             };
         }
         d.log.clone_from(&p.log);
+        d.pinned_log_key = match &p.pinned_log_key {
+            None => None,
+            Some(k) => Some(
+                STANDARD
+                    .decode(k)
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or("pinned log key")?,
+            ),
+        };
         d.contacts.clone_from(&p.contacts);
         d.sequences.clone_from(&p.sequences);
         d.streams = p.streams.iter().filter_map(SavedStream::parse).collect();
