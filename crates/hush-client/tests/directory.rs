@@ -282,6 +282,7 @@ async fn tampered_replayed_forged_unknown_and_revoked_senders_are_refused() {
             timestamp_ms: 1_700_000_000_000,
             sequence: u64::MAX / 2,
             recipients: &recipients,
+            tree_head: None,
         };
         let mut e = ev.clone();
         e.data = json!(suite1::seal(&req, b"\"forged\"").unwrap());

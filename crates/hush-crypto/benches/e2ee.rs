@@ -58,6 +58,7 @@ fn suite1(c: &mut Criterion) {
         timestamp_ms: 1_750_000_000_000,
         sequence: 1,
         recipients: &recipients[..n],
+        tree_head: None,
     };
 
     let mut group = c.benchmark_group("suite1 seal+sign 1 KiB");

@@ -1266,6 +1266,7 @@ mod tests {
                 timestamp_ms: 2_000_000,
                 sequence: 1,
                 recipients: &[crate::suite1::Recipient::from(&renewed)],
+                tree_head: None,
             },
             b"after the renewal",
         )

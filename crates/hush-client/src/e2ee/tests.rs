@@ -88,6 +88,7 @@ fn envelope_seq(from: &DeviceData, to: &DeviceCard, sequence: u64, text: &str) -
         timestamp_ms: now_ms(),
         sequence,
         recipients: &[Recipient::from(to)],
+        tree_head: None,
     };
     let data =
         suite1::seal_with_limit(&req, json!({"text": text}).to_string().as_bytes(), 9000).unwrap();

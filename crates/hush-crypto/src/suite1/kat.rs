@@ -21,6 +21,18 @@ use super::{
     seal_with_rng,
 };
 use crate::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
+use crate::transparency::{LogKey, SignedTreeHead, TreeHead};
+
+/// The gossiped tree head: `{log id, size, root, timestamp}` signed by the
+/// log key (Ed25519, deterministic).
+fn tree_head(v: &BTreeMap<&'static str, String>) -> SignedTreeHead {
+    LogKey::from_secret_bytes(&h32(&v["log_key_seed"])).sign(TreeHead {
+        log_id: v["log_id"].clone(),
+        size: v["tree_size"].parse().unwrap(),
+        root: h32(&v["tree_root"]),
+        timestamp: v["tree_timestamp"].parse().unwrap(),
+    })
+}
 
 /// The committed vector, found at run time: a path fixed at compile time
 /// breaks when a cached test binary is reused from another checkout.
@@ -85,6 +97,11 @@ fn inputs() -> Vec<(&'static str, String)> {
         ("content_key", pattern(0x22)),
         ("recipient_0_ephemeral_ikm", pattern(0x33)),
         ("recipient_1_ephemeral_ikm", pattern(0x44)),
+        ("log_key_seed", pattern(0x55)),
+        ("log_id", "app-1".into()),
+        ("tree_size", "42".into()),
+        ("tree_root", pattern(0x66)),
+        ("tree_timestamp", "1749999990000".into()),
     ]
 }
 
@@ -152,6 +169,7 @@ fn compute(f: &Fixture) -> Vec<(String, String)> {
     .flat_map(|k| hex::decode(&v[*k]).unwrap())
     .collect();
     let mut rng = Scripted(script);
+    let head = tree_head(v);
     let data = seal_with_rng(
         &SealRequest {
             sender_user: &user,
@@ -163,6 +181,7 @@ fn compute(f: &Fixture) -> Vec<(String, String)> {
             timestamp_ms: v["timestamp_ms"].parse().unwrap(),
             sequence: v["sequence"].parse().unwrap(),
             recipients: &recipients,
+            tree_head: Some(&head),
         },
         &hex::decode(&v["plaintext"]).unwrap(),
         &mut rng,
@@ -196,10 +215,23 @@ fn compute(f: &Fixture) -> Vec<(String, String)> {
             hex::encode(keys.encryption_public_key().to_bytes()),
         ));
     }
+    out.push((
+        "log_public_key".into(),
+        hex::encode(
+            LogKey::from_secret_bytes(&h32(&v["log_key_seed"]))
+                .public_key()
+                .to_bytes(),
+        ),
+    ));
+    // "HSTH" ‖ 1 ‖ str16(log id) ‖ size ‖ root ‖ timestamp ‖ signature over
+    // "hush/v1/tree-head\0" ‖ the same bytes without the signature.
+    let head_bytes = head.to_bytes();
+    out.push(("tree_head".into(), hex::encode(&head_bytes)));
     out.push(("header".into(), hex::encode(&bytes[..header_len])));
+    let hash_end = header_len - 2 - head_bytes.len();
     out.push((
         "recipients_hash".into(),
-        hex::encode(&bytes[header_len - 32..header_len]),
+        hex::encode(&bytes[hash_end - 32..hash_end]),
     ));
     for i in 0..2 {
         let e = &bytes[table + i * RECIPIENT_ENTRY_LEN..table + (i + 1) * RECIPIENT_ENTRY_LEN];
@@ -222,7 +254,7 @@ fn body_len() -> usize {
 
 fn render(computed: &[(String, String)]) -> String {
     let mut s = String::from(
-        "# hush suite 1 (envelope version 2) known-answer vector (docs/E2EE-SUITE1.md). Inputs, then outputs.\n\
+        "# hush suite 1 (envelope version 3) known-answer vector (docs/E2EE-SUITE1.md). Inputs, then outputs.\n\
          # Random inputs are consumed in this order: message_id, content_key,\n\
          # recipient_0_ephemeral_ikm, recipient_1_ephemeral_ikm (RFC 9180 DeriveKeyPair ikm).\n",
     );
@@ -272,6 +304,10 @@ fn suite1_known_answer_vector() {
             .unwrap();
         assert_eq!(opened.plaintext, br#"{"text":"hello bob"}"#);
         assert_eq!(opened.event.as_str(), "message");
+        // The gossiped head comes back as signed by the log.
+        let head = opened.header.tree_head.as_ref().unwrap();
+        let log = LogKey::from_secret_bytes(&[0x55; 32]).public_key();
+        head.verify(&log, "app-1").unwrap();
     }
     // The committed card parses and verifies.
     let card_hex = &computed.iter().find(|(k, _)| k == "sender_card").unwrap().1;

@@ -55,13 +55,16 @@ use crate::identity::{
     DEVICE_ID_LEN, DeviceCard, DeviceId, DeviceKeys, EncryptionPublicKey, IdentityPublicKey, Kem,
     Revocation, SIGNATURE_LEN, os_rng,
 };
+use crate::transparency::SignedTreeHead;
 use crate::wire::{Reader, Writer};
 
 type HpkeAead = hpke::aead::ChaCha20Poly1305;
 type HpkeKdf = hpke::kdf::HkdfSha256;
 
-/// Envelope format version (2: the inner event name is inside the padding).
-pub const VERSION: u8 = 2;
+/// Envelope format version (3: the header carries the sender's latest
+/// verified directory tree head; 2 put the inner event name inside the
+/// padding).
+pub const VERSION: u8 = 3;
 /// Suite id.
 pub const SUITE: u8 = 1;
 /// First bytes of every envelope (base64 `aHVzaA…`).
@@ -196,6 +199,11 @@ pub struct SealRequest<'a> {
     pub sequence: u64,
     /// Recipient devices (include the sender's other devices to sync them).
     pub recipients: &'a [Recipient],
+    /// The sender's latest verified directory tree head, as the directory
+    /// signed it (gossip: receivers compare it with their own view and so
+    /// detect a directory that shows them a different log). `None` for a
+    /// sender without a directory view (a backend).
+    pub tree_head: Option<&'a SignedTreeHead>,
 }
 
 /// The envelope header: associated data of the body and the first part of
@@ -219,6 +227,11 @@ pub struct Header {
     pub sequence: u64,
     /// SHA-256 over the recipient device ids, in table order.
     pub recipients_hash: [u8; 32],
+    /// The sender's latest verified directory tree head (gossip), covered
+    /// by the sender's signature and the body's associated data. Its log
+    /// signature is not checked here (the receiver's directory client knows
+    /// the log key).
+    pub tree_head: Option<SignedTreeHead>,
 }
 
 impl Header {
@@ -233,7 +246,16 @@ impl Header {
             .bytes(&self.message_id)
             .u64(self.timestamp_ms)
             .u64(self.sequence)
-            .bytes(&self.recipients_hash);
+            .bytes(&self.recipients_hash)
+            .str16(&self.tree_head_bytes());
+    }
+
+    /// The gossiped head's wire form, empty when there is none.
+    fn tree_head_bytes(&self) -> Vec<u8> {
+        self.tree_head
+            .as_ref()
+            .map(SignedTreeHead::to_bytes)
+            .unwrap_or_default()
     }
 
     fn encoded_len(&self) -> usize {
@@ -249,6 +271,8 @@ impl Header {
             + 8
             + 8
             + 32
+            + 2
+            + self.tree_head_bytes().len()
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, OpenError> {
@@ -277,6 +301,10 @@ impl Header {
             timestamp_ms: r.u64().map_err(m)?,
             sequence: r.u64().map_err(m)?,
             recipients_hash: r.array().map_err(m)?,
+            tree_head: match r.str16().map_err(m)? {
+                [] => None,
+                b => Some(SignedTreeHead::from_bytes(b).map_err(|_| OpenError::Malformed)?),
+            },
         })
     }
 }
@@ -342,6 +370,7 @@ pub fn max_recipients(
         timestamp_ms: 0,
         sequence: 0,
         recipients_hash: [0; 32],
+        tree_head: None,
     };
     max_recipients_for(
         header.encoded_len(),
@@ -421,6 +450,7 @@ fn seal_inner(
         timestamp_ms: req.timestamp_ms,
         sequence: req.sequence,
         recipients_hash: recipients_hash(req.recipients.iter().map(|r| &r.device_id)),
+        tree_head: req.tree_head.cloned(),
     };
     let header_len = header.encoded_len();
     let body_len = body_len(req.inner_event, plaintext.len());

@@ -77,6 +77,7 @@ fn seal_from(
         timestamp_ms: T0,
         sequence,
         recipients,
+        tree_head: None,
     };
     seal(&req, plaintext).unwrap()
 }
@@ -299,6 +300,7 @@ fn a_forged_signature_is_refused() {
         timestamp_ms: T0,
         sequence: 1,
         recipients: &bob.recipients(),
+        tree_head: None,
     };
     let data = seal(&req, b"i am alice").unwrap();
     assert_eq!(
@@ -327,6 +329,7 @@ fn a_recipient_cannot_change_the_plaintext_under_the_senders_signature() {
         timestamp_ms: T0,
         sequence: 1,
         recipients: &recipients,
+        tree_head: None,
     };
     let data = seal_with_rng(&req, b"pay bob 10", &mut ChaCha20Rng::from_seed([77; 32])).unwrap();
     // Recover the content key the way the seal drew it.
@@ -414,6 +417,7 @@ fn replays_are_refused() {
             timestamp_ms: T0,
             sequence: 7,
             recipients: &bob.recipients(),
+            tree_head: None,
         },
         b"forged",
     )
@@ -532,6 +536,7 @@ fn sizes_padding_and_the_pusher_limit() {
                 timestamp_ms: T0,
                 sequence: 1,
                 recipients: $r,
+                tree_head: None,
             }
         };
     }
@@ -596,8 +601,9 @@ fn malformed_data() {
     let data = seal_from(&alice, 0, &bob.recipients(), 1, b"x");
     let bytes = STANDARD.decode(&data).unwrap();
     assert_eq!(bytes[4], VERSION);
-    // Version 1 (inner event name outside the padding) is no longer read.
-    for version in [1, 3] {
+    // Versions 1 (inner event name outside the padding) and 2 (no gossiped
+    // tree head) are no longer read.
+    for version in [1, 2, 4] {
         let mut old = bytes.clone();
         old[4] = version;
         assert_eq!(
@@ -629,6 +635,7 @@ fn attack_suite1_message_from_400_days_ago_opens() {
                 timestamp_ms,
                 sequence,
                 recipients: &recipients,
+                tree_head: None,
             },
             b"stale",
         )
@@ -703,6 +710,7 @@ fn attack_suite1_inner_event_name_length_leaks() {
                 timestamp_ms: T0,
                 sequence: 1,
                 recipients: &recipients,
+                tree_head: None,
             },
             plaintext,
         )
@@ -740,6 +748,7 @@ fn attack_suite1_inner_event_name_length_leaks() {
             timestamp_ms: T0,
             sequence: 1,
             recipients: &recipients,
+            tree_head: None,
         },
         b"hi",
     )
@@ -765,6 +774,7 @@ fn seal_with_rng_is_deterministic() {
         timestamp_ms: T0,
         sequence: 1,
         recipients: &recipients,
+        tree_head: None,
     };
     let a = seal_with_rng(&req, b"same", &mut ChaCha20Rng::from_seed([5; 32])).unwrap();
     let b = seal_with_rng(&req, b"same", &mut ChaCha20Rng::from_seed([5; 32])).unwrap();
@@ -894,6 +904,7 @@ fn works_on_every_channel_type() {
             timestamp_ms: T0,
             sequence: 1,
             recipients: &recipients,
+            tree_head: None,
         };
         let data = seal(&req, b"any channel").unwrap();
         let o = open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()).unwrap();
@@ -917,6 +928,7 @@ fn seal_at(sender: &User, recipients: &[Recipient], sequence: u64, ts: u64, text
             timestamp_ms: ts,
             sequence,
             recipients,
+            tree_head: None,
         },
         text,
     )
@@ -1177,5 +1189,89 @@ fn reordering_within_the_window_is_accepted_once() {
     assert_eq!(
         open_as(&too_late, &bob, 0, &alice, 0, &mut guard),
         Err(OpenError::Replay)
+    );
+}
+
+/// The sender's tree head travels in the signed header (gossip) and comes
+/// back unchanged; changing any byte of it in flight makes the envelope
+/// refused (the header is the associated data of every wrapped key and of
+/// the body, and the signature covers it).
+#[test]
+fn attack_tampered_gossiped_tree_head_is_refused() {
+    use crate::transparency::{LogKey, TreeHead};
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let log = LogKey::from_secret_bytes(&[9; 32]);
+    let head = log.sign(TreeHead {
+        log_id: "app".into(),
+        size: 5,
+        root: [3; 32],
+        timestamp: T0,
+    });
+    let (device_id, keys, _) = &alice.devices[0];
+    let (ch, ev, inn) = (channel(), outer(), inner());
+    let recipients = bob.recipients();
+    let req = SealRequest {
+        sender_user: &alice.id,
+        sender_device: *device_id,
+        sender_keys: keys,
+        channel: &ch,
+        event: &ev,
+        inner_event: &inn,
+        timestamp_ms: T0,
+        sequence: 1,
+        recipients: &recipients,
+        tree_head: Some(&head),
+    };
+    let data = seal(&req, b"hi").unwrap();
+    let opened = open_as(&data, &bob, 0, &alice, 0, &mut ReplayGuard::default()).unwrap();
+    assert_eq!(opened.header.tree_head.as_ref(), Some(&head));
+    opened
+        .header
+        .tree_head
+        .as_ref()
+        .unwrap()
+        .verify(&log.public_key(), "app")
+        .unwrap();
+
+    // Where the head sits: right before the recipient table.
+    let bytes = STANDARD.decode(&data).unwrap();
+    let head_bytes = head.to_bytes();
+    let end = Envelope::from_bytes(bytes.clone()).unwrap().header_len;
+    assert_eq!(&bytes[end - head_bytes.len()..end], head_bytes.as_slice());
+    // A relay that swaps in another (validly log-signed) head, or flips a
+    // bit of the root or of the log's signature, is refused.
+    let other = log.sign(TreeHead {
+        root: [4; 32],
+        ..head.head.clone()
+    });
+    let mut swapped = bytes.clone();
+    swapped[end - head_bytes.len()..end].copy_from_slice(&other.to_bytes());
+    let mut flipped_root = bytes.clone();
+    flipped_root[end - 64 - 8 - 1] ^= 1;
+    let mut flipped_sig = bytes.clone();
+    flipped_sig[end - 1] ^= 1;
+    for bad in [swapped, flipped_root, flipped_sig] {
+        let env = Envelope::from_bytes(bad).unwrap();
+        assert_ne!(env.header().tree_head.as_ref(), Some(&head));
+        assert_eq!(
+            open_as(
+                &STANDARD.encode(env.bytes.clone()),
+                &bob,
+                0,
+                &alice,
+                0,
+                &mut ReplayGuard::default()
+            )
+            .unwrap_err(),
+            OpenError::Decrypt
+        );
+    }
+    // A head that is not a tree head at all is malformed.
+    let mut garbage = bytes;
+    garbage[end - head_bytes.len()] ^= 0xff;
+    assert_eq!(
+        Envelope::from_bytes(garbage).unwrap_err(),
+        OpenError::Malformed
     );
 }
