@@ -228,7 +228,25 @@ async fn tampered_replayed_forged_unknown_and_revoked_senders_are_refused() {
     // Header (message id), recipient table, body (tag): each refused,
     // before the genuine envelope is accepted once.
     let mid = 4 + 2 + 2 + "alice".len() + 16 + 2 + ROOM.len() + 2 + e2ee::CLIENT_EVENT.len();
-    let table_start = mid + 16 + 8 + 8 + 32 + 2;
+    // The gossiped tree head (str16) sits between the recipients hash and
+    // the table.
+    let head = env.header().tree_head.as_ref().unwrap().to_bytes();
+    let head_start = mid + 16 + 8 + 8 + 32 + 2;
+    let table_start = head_start + head.len() + 2;
+    // An altered head no longer carries the log's signature: refused
+    // before opening.
+    let mut t = raw.clone();
+    t[head_start + head.len() - 80] ^= 0x40;
+    let r = bob.e2ee.open(&with(t)).await;
+    assert!(
+        matches!(
+            r,
+            Err(E2eeError::Log(
+                hush_crypto::transparency::LogError::BadSignature
+            ))
+        ),
+        "{r:?}"
+    );
     for pos in [mid + 3, table_start + 20, table_start + 70, raw.len() - 1] {
         let mut t = raw.clone();
         t[pos] ^= 0x40;
@@ -675,4 +693,111 @@ async fn attack_substituted_directory_key_is_refused_when_pinned() {
         d.client.disconnect().await;
     }
     srv.stop().await;
+}
+
+/// Issue 13, gossip: a directory shows Alice and Bob two different logs of
+/// the same size (each consistent in itself, so neither client's own checks
+/// notice). Alice's envelope carries her signed tree head; Bob compares it
+/// with his own and reports the fork from the envelope alone, with both
+/// signed heads as evidence. The message is still returned, flagged.
+#[tokio::test]
+async fn attack_forked_directory_detected_by_gossip() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| format!("sqlite://{}/{name}.sqlite3", dir.path().display());
+    let extra = |url: &str| format!("[store]\nurl = '{url}'\n");
+    // The honest start: Alice and Bob publish (log size 2).
+    let srv = start_on(0, &extra(&url("bobs"))).await;
+    let alice = device(&srv, &dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+    let bob = device(&srv, &dir, "bob", "bob", true).await;
+    bob.e2ee.publish().await.unwrap();
+    alice.client.disconnect().await;
+    bob.client.disconnect().await;
+    srv.stop().await;
+    // The server splits its log in two from here on, under the same key.
+    assert_eq!(
+        hush_testkit::rewrite_directory_log(&url("bobs"), &url("alices"), |_| {}).await,
+        2
+    );
+    let bobs = start_on(0, &extra(&url("bobs"))).await;
+    let alices = start_on(0, &extra(&url("alices"))).await;
+    // In Bob's log the third entry is Carol's card; in Alice's, Dave's.
+    let carol = device(&bobs, &dir, "carol", "carol", true).await;
+    carol.e2ee.publish().await.unwrap();
+    let dave = device(&alices, &dir, "dave", "dave", true).await;
+    dave.e2ee.publish().await.unwrap();
+
+    let bob_client = client(&bobs, "bob");
+    let bob = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    bob.lookup(&["alice"]).await.unwrap();
+    let ours = bob.with_data(|d| d.trusted_signed_head().unwrap()).await;
+    assert_eq!(ours.head.size, 3);
+    let alice_client = client(&alices, "alice");
+    let alice = E2ee::open_store(alice_client.clone(), key_store(&dir, "alice")).unwrap();
+    let data = alice
+        .seal(
+            "news",
+            e2ee::SERVER_EVENT,
+            "message",
+            "\"hi bob\"",
+            &["bob"],
+        )
+        .await
+        .unwrap();
+    let theirs = alice.with_data(|d| d.trusted_signed_head().unwrap()).await;
+    assert_eq!(theirs.head.size, 3);
+    assert_ne!(theirs.head.root, ours.head.root);
+
+    // The envelope travels through Bob's server.
+    let mut forks = bob.forks();
+    let mut news = subscribed(&bob_client, "news").await;
+    bobs.sdk()
+        .trigger(&["news"], e2ee::SERVER_EVENT, &data, &Default::default())
+        .await
+        .unwrap();
+    let ev = chan_next(&mut news, e2ee::SERVER_EVENT).await;
+    let m = bob.open(&ev).await.unwrap();
+    assert_eq!(m.data, json!("hi bob"));
+    assert_eq!(m.gossip, e2ee::GossipCheck::Fork);
+    let fork = forks.try_recv().expect("a ForkDetected event");
+    assert_eq!(fork.ours, ours);
+    assert_eq!(fork.theirs, theirs);
+    assert_eq!(
+        (fork.sender.as_str(), fork.channel.as_str()),
+        ("alice", "news")
+    );
+    // The evidence stands alone: both heads are signed by the log key, same
+    // size, different roots.
+    let key = hush_crypto::transparency::LogPublicKey::from_bytes(
+        &bob.with_data(|d| d.log_key().unwrap()).await,
+    )
+    .unwrap();
+    fork.ours.verify(&key, &fork.ours.head.log_id).unwrap();
+    fork.theirs.verify(&key, &fork.ours.head.log_id).unwrap();
+
+    // On one log, the same exchange is consistent and raises nothing.
+    let carol_data = carol
+        .e2ee
+        .seal("news", e2ee::SERVER_EVENT, "message", "\"hi\"", &["bob"])
+        .await
+        .unwrap();
+    bobs.sdk()
+        .trigger(
+            &["news"],
+            e2ee::SERVER_EVENT,
+            &carol_data,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let ev = chan_next(&mut news, e2ee::SERVER_EVENT).await;
+    let m = bob.open(&ev).await.unwrap();
+    assert_eq!(m.gossip, e2ee::GossipCheck::Consistent);
+    assert!(forks.try_recv().is_err());
+
+    for c in [&bob_client, &alice_client, &carol.client, &dave.client] {
+        c.disconnect().await;
+    }
+    bobs.stop().await;
+    alices.stop().await;
 }

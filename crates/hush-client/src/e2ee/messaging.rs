@@ -7,11 +7,13 @@ use hush_crypto::identity::{DeviceId, RevocationKind};
 use hush_crypto::suite1::{
     self, Envelope, OpenError, Recipient, SealRequest, StreamKey, TrustedSender,
 };
+use hush_crypto::transparency::{LogError, SignedTreeHead};
 use hush_protocol::{ChannelName, EventName, UserId};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::directory::Directory;
+use super::gossip::{self, ForkDetected, GossipCheck, Local};
 use super::state::{Parsed, Shared, State};
 use super::{CLIENT_EVENT, E2eeError, SERVER_EVENT, millis, now_ms};
 use crate::client::{Channel, MAX_CLIENT_EVENT_BYTES};
@@ -44,6 +46,10 @@ pub struct Message {
     /// Whether the sender is a contact this device marked verified (and the
     /// identity key is still the verified one).
     pub verified_sender: bool,
+    /// What the sender's gossiped tree head says about the directory: a
+    /// [`GossipCheck::Fork`] also raised a [`ForkDetected`] event
+    /// ([`E2ee::forks`](super::E2ee::forks)).
+    pub gossip: GossipCheck,
 }
 
 impl std::fmt::Debug for Message {
@@ -53,6 +59,7 @@ impl std::fmt::Debug for Message {
             .field("event", &self.event)
             .field("sender_user", &self.sender_user)
             .field("sender_device", &self.sender_device)
+            .field("gossip", &self.gossip)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +135,8 @@ impl<'a> Messaging<'a> {
                 return Err(E2eeError::NoDevices(me.to_string()));
             }
             let sequence = st.data.next_sequence(&channel);
+            // Gossip: the head the lookup above just verified.
+            let head = st.data.trusted_signed_head();
             let req = SealRequest {
                 sender_user: &me,
                 sender_device: st.data.device_id,
@@ -138,6 +147,7 @@ impl<'a> Messaging<'a> {
                 timestamp_ms: now_ms(),
                 sequence,
                 recipients: &recipients,
+                tree_head: head.as_ref(),
             };
             let limit = MAX_CLIENT_EVENT_BYTES - 2;
             let data = suite1::seal_with_limit(&req, data_json.as_bytes(), limit)?;
@@ -214,7 +224,12 @@ impl<'a> Messaging<'a> {
                     .await?;
             }
         }
-        self.sh.with(|st| {
+        let (mut message, local) = self.sh.with(|st| {
+            // The gossiped head must be signed by this device's log: a head
+            // that is not is refused before anything is opened or recorded.
+            if let Some(theirs) = &h.tree_head {
+                gossip::verify(st, theirs)?;
+            }
             let (verified, current) = st
                 .data
                 .contacts
@@ -279,7 +294,8 @@ impl<'a> Messaging<'a> {
             let text = String::from_utf8_lossy(&opened.plaintext);
             let value =
                 serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.to_string()));
-            Ok(Message {
+            let local = gossip::compare(st, h.tree_head.as_ref());
+            Ok::<_, E2eeError>((Message {
                 channel: h.channel.to_string(),
                 event: opened.event.to_string(),
                 data: value,
@@ -290,7 +306,52 @@ impl<'a> Messaging<'a> {
                 sequence: h.sequence,
                 missed: opened.missed,
                 verified_sender: verified.as_deref() == Some(current.as_str()),
-            })
-        })
+                gossip: GossipCheck::Unchecked,
+            }, local))
+        })?;
+        message.gossip = match (local, h.tree_head) {
+            (Local::Done(check), _) => check,
+            (Local::Fork(ours), Some(theirs)) => self.fork(&message, ours, theirs),
+            (Local::NeedsProof(ours), Some(theirs)) => {
+                // A round trip, with the state unlocked (the directory lock
+                // orders it after any lookup in flight).
+                match self.dir.cross_check(&theirs).await {
+                    Ok(()) => {
+                        self.sh.with(|st| st.gossip_checked.insert(&ours, &theirs));
+                        GossipCheck::Consistent
+                    }
+                    Err(E2eeError::Log(LogError::Fork | LogError::Rollback { .. })) => {
+                        let ours = self
+                            .sh
+                            .with(|st| st.data.trusted_signed_head())
+                            .unwrap_or(ours);
+                        self.fork(&message, ours, theirs)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "hush-client: could not check the sender's tree head");
+                        GossipCheck::Unchecked
+                    }
+                }
+            }
+            (_, None) => GossipCheck::Unchecked,
+        };
+        Ok(message)
+    }
+
+    /// Reports a fork seen in `message`'s gossiped head.
+    fn fork(&self, message: &Message, ours: SignedTreeHead, theirs: SignedTreeHead) -> GossipCheck {
+        tracing::error!(
+            sender = %message.sender_user,
+            ours = ours.head.size,
+            theirs = theirs.head.size,
+            "hush-client: directory fork detected from a gossiped tree head"
+        );
+        let _ = self.sh.forks.send(ForkDetected {
+            ours,
+            theirs,
+            sender: message.sender_user.clone(),
+            channel: message.channel.clone(),
+        });
+        GossipCheck::Fork
     }
 }

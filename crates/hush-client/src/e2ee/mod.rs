@@ -55,6 +55,7 @@ mod backup;
 mod devices;
 mod directory;
 mod error;
+mod gossip;
 mod messaging;
 mod state;
 mod store;
@@ -78,6 +79,7 @@ use tokio::sync::broadcast;
 
 pub use devices::CardRequest;
 pub use error::E2eeError;
+pub use gossip::{ForkDetected, GossipCheck};
 pub use messaging::Message;
 pub use store::{DeviceData, KeyStore, StoreError, StoreKey};
 
@@ -221,6 +223,7 @@ impl E2ee {
             guard,
             cache_ttl: DEFAULT_CACHE_TTL,
             parsed: std::collections::HashMap::new(),
+            gossip_checked: gossip::Checked::default(),
         };
         Self {
             shared: Arc::new(Shared::new(client, store, state)),
@@ -299,6 +302,14 @@ impl E2ee {
     /// the sender up again (default [`DEFAULT_CACHE_TTL`]; zero: always).
     pub async fn set_cache_ttl(&self, ttl: Duration) {
         self.shared.with(|st| st.cache_ttl = ttl);
+    }
+
+    /// Forks detected from the tree heads gossiped inside received envelopes
+    /// (each opened message's head is compared with this device's trusted
+    /// one): a [`ForkDetected`] carries both signed heads as evidence. The
+    /// message itself is still returned, flagged [`GossipCheck::Fork`].
+    pub fn forks(&self) -> broadcast::Receiver<ForkDetected> {
+        self.shared.forks.subscribe()
     }
 
     /// Cross-checks a signed tree head another client trusts (gossip: e.g.

@@ -15,7 +15,7 @@ use hush_crypto::suite1::ReplayGuard;
 use tokio::sync::broadcast;
 
 use super::store::{DeviceData, KeyStore};
-use super::{E2eeError, KeyChanged};
+use super::{E2eeError, ForkDetected, KeyChanged};
 use crate::client::Client;
 
 /// The device's state.
@@ -25,6 +25,8 @@ pub(super) struct State {
     pub cache_ttl: Duration,
     /// The card cache, parsed (signatures checked once, not per message).
     pub parsed: HashMap<String, Parsed>,
+    /// Gossiped heads already proven consistent with the trusted one.
+    pub gossip_checked: super::gossip::Checked,
 }
 
 /// One cached user's records, parsed.
@@ -70,6 +72,8 @@ pub(super) struct Shared {
     pub store: KeyStore,
     state: Mutex<State>,
     pub changes: broadcast::Sender<KeyChanged>,
+    /// Forks detected from gossiped tree heads.
+    pub forks: broadcast::Sender<ForkDetected>,
     /// Orders the directory's round trips: the trusted tree head must
     /// advance one verified step at a time. Held across awaits, but only by
     /// directory work; [`open`](super::E2ee::open) of a known sender never
@@ -83,11 +87,13 @@ pub(super) type DirectoryGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 impl Shared {
     pub(super) fn new(client: Client, store: KeyStore, state: State) -> Self {
         let (changes, _) = broadcast::channel(256);
+        let (forks, _) = broadcast::channel(64);
         Self {
             client,
             store,
             state: Mutex::new(state),
             changes,
+            forks,
             directory: tokio::sync::Mutex::new(()),
         }
     }

@@ -75,6 +75,17 @@ fn envelope(from: &DeviceData, to: &DeviceCard, text: &str) -> Event {
 
 /// [`envelope`] with sequence number `sequence`.
 fn envelope_seq(from: &DeviceData, to: &DeviceCard, sequence: u64, text: &str) -> Event {
+    envelope_head(from, to, sequence, text, None)
+}
+
+/// [`envelope_seq`] gossiping tree head `head`.
+fn envelope_head(
+    from: &DeviceData,
+    to: &DeviceCard,
+    sequence: u64,
+    text: &str,
+    head: Option<&SignedTreeHead>,
+) -> Event {
     let channel = ChannelName::parse("private-room").unwrap();
     let outer = EventName::parse_api(CLIENT_EVENT).unwrap();
     let inner = EventName::parse_api("message").unwrap();
@@ -88,7 +99,7 @@ fn envelope_seq(from: &DeviceData, to: &DeviceCard, sequence: u64, text: &str) -
         timestamp_ms: now_ms(),
         sequence,
         recipients: &[Recipient::from(to)],
-        tree_head: None,
+        tree_head: head,
     };
     let data =
         suite1::seal_with_limit(&req, json!({"text": text}).to_string().as_bytes(), 9000).unwrap();
@@ -319,4 +330,88 @@ async fn attack_replay_after_restart() {
             .open(&envelope_seq(&carol, &bob_card, 1000, "chatter"))
             .await
     ));
+}
+
+/// Gossip: the tree head inside an envelope must be signed by the log this
+/// device pinned. A sender's head signed by another key (even under the
+/// sender's valid signature) refuses the envelope, before its sequence
+/// number is recorded; a same-size head with another root is a fork,
+/// detected locally (no directory: this client is offline) and reported
+/// with both heads while the message is still returned, flagged.
+#[tokio::test]
+async fn attack_gossiped_head_with_bad_log_signature_is_refused() {
+    use hush_crypto::transparency::{LogError, LogKey, TreeHead};
+    let (mut bob, bob_card) = device("bob");
+    let (alice, alice_card) = device("alice");
+    bob.card = Some(bob_card.clone());
+    bob.contacts.insert("alice".into(), cached(&alice_card));
+    let log = LogKey::generate();
+    let head = |root: u8, by: &LogKey| {
+        by.sign(TreeHead {
+            log_id: "app".into(),
+            size: 7,
+            root: [root; 32],
+            timestamp: now_ms(),
+        })
+    };
+    let ours = head(1, &log);
+    bob.log = Some(super::store::LogPin {
+        log_id: "app".into(),
+        key: STANDARD.encode(log.public_key().to_bytes()),
+        size: 7,
+        root: STANDARD.encode([1; 32]),
+        timestamp: ours.head.timestamp,
+        signed: STANDARD.encode(ours.to_bytes()),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::new(dir.path().join("bob.hks"), StoreKey::generate());
+    store.create(&bob).unwrap();
+    let e2ee = E2ee::open_store(offline_client(), store).unwrap();
+    let mut forks = e2ee.forks();
+
+    // Alice's head, re-signed by a key that is not the log's.
+    let forged = head(1, &LogKey::generate());
+    let r = e2ee
+        .open(&envelope_head(&alice, &bob_card, 1, "x", Some(&forged)))
+        .await;
+    assert!(
+        matches!(r, Err(E2eeError::Log(LogError::BadSignature))),
+        "{r:?}"
+    );
+    // Nothing was recorded: the same sequence number opens with her honest
+    // head, which agrees with Bob's.
+    let m = e2ee
+        .open(&envelope_head(&alice, &bob_card, 1, "y", Some(&ours)))
+        .await
+        .unwrap();
+    assert_eq!(m.gossip, super::GossipCheck::Consistent);
+    assert!(forks.try_recv().is_err());
+    // A head for another log is refused too.
+    let other_log = log.sign(TreeHead {
+        log_id: "other".into(),
+        ..ours.head.clone()
+    });
+    let r = e2ee
+        .open(&envelope_head(&alice, &bob_card, 2, "z", Some(&other_log)))
+        .await;
+    assert!(
+        matches!(r, Err(E2eeError::Log(LogError::WrongLog))),
+        "{r:?}"
+    );
+    // Same size, another root, signed by the log: a fork, seen offline.
+    let split = head(2, &log);
+    let m = e2ee
+        .open(&envelope_head(&alice, &bob_card, 3, "w", Some(&split)))
+        .await
+        .unwrap();
+    assert_eq!(m.gossip, super::GossipCheck::Fork);
+    assert_eq!(m.data, json!({"text": "w"}));
+    let fork = forks.try_recv().unwrap();
+    assert_eq!((fork.ours, fork.theirs), (ours, split));
+    // No head (a backend's envelope): unchecked.
+    let m = e2ee
+        .open(&envelope_seq(&alice, &bob_card, 4, "v"))
+        .await
+        .unwrap();
+    assert_eq!(m.gossip, super::GossipCheck::Unchecked);
 }

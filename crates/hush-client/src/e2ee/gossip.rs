@@ -1,0 +1,122 @@
+//! Gossip of tree heads inside suite 1 envelopes (docs/E2EE-SUITE1.md §4.7).
+//!
+//! Every envelope's signed header carries the sender's latest verified tree
+//! head. The receiver checks its log signature against its own pinned log
+//! key before opening (a head that does not verify refuses the envelope),
+//! and compares it with its own trusted head after opening: equal sizes are
+//! compared locally (a different root at one size is a fork, no round
+//! trip); different sizes need a consistency proof from the directory,
+//! fetched without the state lock held, once per pair of heads. A fork is
+//! reported as a [`ForkDetected`] event carrying both signed heads, and the
+//! message is still returned, flagged [`GossipCheck::Fork`].
+
+use std::collections::HashSet;
+
+use hush_crypto::transparency::{Hash, LogPublicKey, SignedTreeHead};
+
+use super::E2eeError;
+use super::state::State;
+
+/// Most remembered pairs of heads known to be consistent (then forgotten
+/// all at once; a forgotten pair only costs another round trip).
+const MAX_CHECKED: usize = 1024;
+
+/// What the gossiped tree head of an opened message says about the
+/// directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipCheck {
+    /// The sender's head is consistent with this device's trusted head.
+    Consistent,
+    /// Not checked: the envelope carries no head (e.g. sealed by a backend),
+    /// this device has no trusted head yet, or the consistency proof could
+    /// not be fetched (directory unreachable).
+    Unchecked,
+    /// The sender was shown another log than this device: the directory
+    /// forked. A [`ForkDetected`] event with both heads was raised. The
+    /// message's signature verified under the sender card of this device's
+    /// view, but that view is the one in doubt: treat the conversation's
+    /// keys as suspect until the fork is resolved.
+    Fork,
+}
+
+/// Evidence of a forked directory: two heads signed by the same log key that
+/// cannot both be honest (same size and different roots, or no valid
+/// consistency proof between them). Either one, shown to an auditor with
+/// the other, proves the directory misbehaved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForkDetected {
+    /// This device's trusted head.
+    pub ours: SignedTreeHead,
+    /// The head gossiped in the message.
+    pub theirs: SignedTreeHead,
+    /// The sender of the message that carried `theirs`.
+    pub sender: String,
+    /// The channel it arrived on.
+    pub channel: String,
+}
+
+/// Heads already proven consistent: (our size, our root, their size, their
+/// root).
+#[derive(Debug, Default)]
+pub(super) struct Checked(HashSet<(u64, Hash, u64, Hash)>);
+
+impl Checked {
+    fn key(ours: &SignedTreeHead, theirs: &SignedTreeHead) -> (u64, Hash, u64, Hash) {
+        (
+            ours.head.size,
+            ours.head.root,
+            theirs.head.size,
+            theirs.head.root,
+        )
+    }
+
+    fn contains(&self, ours: &SignedTreeHead, theirs: &SignedTreeHead) -> bool {
+        self.0.contains(&Self::key(ours, theirs))
+    }
+
+    /// Remembers that `theirs` is consistent with `ours`.
+    pub(super) fn insert(&mut self, ours: &SignedTreeHead, theirs: &SignedTreeHead) {
+        if self.0.len() >= MAX_CHECKED {
+            self.0.clear();
+        }
+        self.0.insert(Self::key(ours, theirs));
+    }
+}
+
+/// Checks a gossiped head's log signature and log id against this device's
+/// pinned log (nothing to check against before the first lookup).
+pub(super) fn verify(st: &State, theirs: &SignedTreeHead) -> Result<(), E2eeError> {
+    let (Some(key), Some(trusted)) = (st.data.log_key(), st.data.trusted_head()) else {
+        return Ok(());
+    };
+    theirs.verify(&LogPublicKey::from_bytes(&key)?, &trusted.log_id)?;
+    Ok(())
+}
+
+/// The outcome of comparing without the directory.
+pub(super) enum Local {
+    /// Settled: consistent, or nothing to compare.
+    Done(GossipCheck),
+    /// Same size, different root: a fork (our head).
+    Fork(SignedTreeHead),
+    /// Sizes differ: a consistency proof is needed (our head).
+    NeedsProof(SignedTreeHead),
+}
+
+/// Compares a gossiped head (already signature-checked) with the trusted one.
+pub(super) fn compare(st: &State, theirs: Option<&SignedTreeHead>) -> Local {
+    let (Some(theirs), Some(ours)) = (theirs, st.data.trusted_signed_head()) else {
+        return Local::Done(GossipCheck::Unchecked);
+    };
+    if ours.head.size == theirs.head.size {
+        if ours.head.root == theirs.head.root {
+            Local::Done(GossipCheck::Consistent)
+        } else {
+            Local::Fork(ours)
+        }
+    } else if st.gossip_checked.contains(&ours, theirs) {
+        Local::Done(GossipCheck::Consistent)
+    } else {
+        Local::NeedsProof(ours)
+    }
+}
