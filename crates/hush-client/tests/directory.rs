@@ -795,7 +795,61 @@ async fn attack_forked_directory_detected_by_gossip() {
     assert_eq!(m.gossip, e2ee::GossipCheck::Consistent);
     assert!(forks.try_recv().is_err());
 
-    for c in [&bob_client, &alice_client, &carol.client, &dave.client] {
+    // Heads of different sizes need a consistency proof (one round trip,
+    // the state unlocked). Bob's log grows (Erin publishes); Carol, cached
+    // by Bob, now gossips size 4 while Bob still trusts 3: consistent.
+    let erin = device(&bobs, &dir, "erin", "erin", true).await;
+    erin.e2ee.publish().await.unwrap();
+    let carol_data = carol
+        .e2ee
+        .seal("news", e2ee::SERVER_EVENT, "message", "\"again\"", &["bob"])
+        .await
+        .unwrap();
+    bobs.sdk()
+        .trigger(
+            &["news"],
+            e2ee::SERVER_EVENT,
+            &carol_data,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    let ev = chan_next(&mut news, e2ee::SERVER_EVENT).await;
+    let m = bob.open(&ev).await.unwrap();
+    assert_eq!(bob.with_data(|d| d.trusted_head().unwrap().size).await, 3);
+    assert_eq!(m.gossip, e2ee::GossipCheck::Consistent);
+    assert!(forks.try_recv().is_err());
+    // Bob moves to size 4; Alice, still on her size-3 fork, writes again:
+    // no consistency proof from Bob's log can join her head to his.
+    bob.lookup(&["erin"]).await.unwrap();
+    let data = alice
+        .seal(
+            "news",
+            e2ee::SERVER_EVENT,
+            "message",
+            "\"still me\"",
+            &["bob"],
+        )
+        .await
+        .unwrap();
+    bobs.sdk()
+        .trigger(&["news"], e2ee::SERVER_EVENT, &data, &Default::default())
+        .await
+        .unwrap();
+    let ev = chan_next(&mut news, e2ee::SERVER_EVENT).await;
+    let m = bob.open(&ev).await.unwrap();
+    assert_eq!(m.gossip, e2ee::GossipCheck::Fork);
+    let fork = forks.try_recv().expect("a ForkDetected event");
+    assert_eq!((fork.ours.head.size, fork.theirs.head.size), (4, 3));
+    assert_eq!(fork.theirs.head.root, theirs.head.root);
+
+    for c in [
+        &bob_client,
+        &alice_client,
+        &carol.client,
+        &dave.client,
+        &erin.client,
+    ] {
         c.disconnect().await;
     }
     bobs.stop().await;
