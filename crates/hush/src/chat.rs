@@ -310,6 +310,14 @@ fn print_message(m: &Message, me: &str, out: Output) {
     } else {
         format!("{} (unverified)", m.sender_user)
     };
+    // The sender's gossiped tree head disagrees with ours: the directory
+    // showed us different logs (docs/E2EE-SUITE1.md §4.7).
+    let fork = m.gossip == hush_client::e2ee::GossipCheck::Fork;
+    let who = if fork {
+        format!("{who} [DIRECTORY FORK: this device and the sender see different key logs]")
+    } else {
+        who
+    };
     out.emit(
         json!({
             "type": "message",
@@ -317,6 +325,7 @@ fn print_message(m: &Message, me: &str, out: Output) {
             "device": hex::encode(m.sender_device.0),
             "own_device": own,
             "verified": m.verified_sender,
+            "fork": fork,
             "event": m.event,
             "text": text,
             "timestamp_ms": m.timestamp_ms,

@@ -274,6 +274,8 @@ async fn two_chats_exchange_encrypted_lines_the_server_cannot_read() {
     assert_eq!(m["text"], SECRET_LINE);
     assert_eq!(m["verified"], false);
     assert_eq!(m["own_device"], false);
+    // One honest directory: the gossiped tree heads agree.
+    assert_eq!(m["fork"], false);
 
     // What the relay forwarded: a suite 1 envelope, no plaintext.
     let relayed = next_event(&mut eve, "client-hush-e2ee").await;

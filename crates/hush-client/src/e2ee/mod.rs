@@ -34,7 +34,11 @@
 //! tree heads must be signed and consistent with the last trusted head
 //! (persisted in the key store), and every record must carry a valid
 //! inclusion proof. A directory that forks or rewrites its history is
-//! reported as [`E2eeError::Log`]. Cards are bound to the user's identity
+//! reported as [`E2eeError::Log`]. Every envelope carries the sender's
+//! latest verified tree head (gossip): a receiver shown another log than
+//! the sender sees a [`ForkDetected`] event on [`E2ee::forks`] (both signed
+//! heads as evidence) and the message flagged [`GossipCheck::Fork`].
+//! Cards are bound to the user's identity
 //! key; a change of a contact's identity key or device set raises a
 //! [`KeyChanged`] event, and a contact the user marked verified (after
 //! comparing [`safety numbers`](E2ee::safety_number)) cannot be sent to
