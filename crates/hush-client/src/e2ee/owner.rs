@@ -151,3 +151,75 @@ pub(super) async fn watch(sh: Weak<Shared>) {
 
 /// Default period of the owner watch.
 pub const DEFAULT_OWNER_CHECK_INTERVAL: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hush_crypto::identity::{DeviceCard, DeviceKeys, IdentityKey, Revocation, UnsignedCard};
+    use hush_protocol::UserId;
+
+    fn alice() -> UserId {
+        UserId::parse("alice").unwrap()
+    }
+
+    fn other_card(identity: &IdentityKey) -> DeviceCard {
+        let keys = DeviceKeys::generate();
+        let now = super::super::now_secs();
+        let body = UnsignedCard::new(
+            alice(),
+            &identity.public_key(),
+            &keys,
+            now - 10,
+            now + 100,
+            None,
+        );
+        DeviceCard::issue(body, &keys, identity).unwrap()
+    }
+
+    #[test]
+    fn alarms_name_what_this_device_did_not_make() {
+        let mut data = DeviceData::generate(alice(), true);
+        let identity = data.identity.clone().unwrap();
+        let own = super::super::devices::issue(&data, &identity, None).unwrap();
+        let mut keys = UserKeys {
+            user: alice(),
+            identity: Some(identity.public_key()),
+            devices: vec![own],
+            revocations: Vec::new(),
+        };
+        // Its own card: nothing.
+        assert_eq!(alarms(&data, &keys), vec![]);
+        // Another device's card and its revocation, until acknowledged.
+        let other = other_card(&identity);
+        keys.devices.push(other.clone());
+        keys.revocations
+            .push(Revocation::revoke_device(&identity, &other, 1).unwrap());
+        assert_eq!(
+            alarms(&data, &keys),
+            vec![
+                OwnerAlarm::UnknownDevice {
+                    device: other.device_id(),
+                    card: other.id()
+                },
+                OwnerAlarm::UnknownRevocation {
+                    device: other.device_id()
+                }
+            ]
+        );
+        data.known_devices.insert(other.device_id());
+        data.known_revocations.insert(other.device_id());
+        assert_eq!(alarms(&data, &keys), vec![]);
+        // Another identity, unless it is this device's pending rotation.
+        let new = IdentityKey::generate();
+        keys.identity = Some(new.public_key());
+        assert_eq!(
+            alarms(&data, &keys),
+            vec![OwnerAlarm::IdentityChanged {
+                expected: Some(identity.public_key()),
+                found: new.public_key()
+            }]
+        );
+        data.pending_identity = Some(new);
+        assert_eq!(alarms(&data, &keys), vec![]);
+    }
+}
