@@ -691,6 +691,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// once `replay` is set answers every later lookup about `user` with that
 /// recording (its old signed head and the records it covered). Returns the
 /// proxy's URL and the switch.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
 async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBool>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
@@ -706,7 +707,8 @@ async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBo
                 let p = path.clone();
                 let down = tokio_tungstenite::accept_hdr_async(
                     tcp,
-                    move |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                    move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                          resp| {
                         *p.lock().unwrap() = req.uri().to_string();
                         Ok(resp)
                     },
@@ -880,7 +882,10 @@ async fn attack_server_adds_card_for_owner_unnoticed() {
         .unwrap()
         .unwrap();
     assert_eq!(raised, expected);
-    assert_eq!(alice.check_own_keys().await.unwrap(), vec![expected.clone()]);
+    assert_eq!(
+        alice.check_own_keys().await.unwrap(),
+        vec![expected.clone()]
+    );
 
     // A revocation Alice did not make is named too.
     mallory

@@ -35,7 +35,9 @@ pub enum E2eeError {
     /// 10 minutes) or too far in the future: a replayed head freezing this
     /// device on an old view of the directory. Treat as an attack (or a
     /// badly wrong clock).
-    #[error("the key directory served a stale tree head (signed at {signed_ms} ms, now {now_ms} ms)")]
+    #[error(
+        "the key directory served a stale tree head (signed at {signed_ms} ms, now {now_ms} ms)"
+    )]
     StaleHead {
         /// The head's signed timestamp (Unix milliseconds).
         signed_ms: u64,

@@ -34,7 +34,10 @@
 //! tree heads must be signed and consistent with the last trusted head
 //! (persisted in the key store), and every record must carry a valid
 //! inclusion proof. A directory that forks or rewrites its history is
-//! reported as [`E2eeError::Log`]. Cards are bound to the user's identity
+//! reported as [`E2eeError::Log`], a replayed old head (signed longer ago
+//! than [`E2ee::set_max_head_age`]) as [`E2eeError::StaleHead`]. The device
+//! watches its own user: cards, revocations and identity changes it did not
+//! make raise an [`OwnerAlarm`] ([`E2ee::owner_alarms`]). Cards are bound to the user's identity
 //! key; a change of a contact's identity key or device set raises a
 //! [`KeyChanged`] event, and a contact the user marked verified (after
 //! comparing [`safety numbers`](E2ee::safety_number)) cannot be sent to
@@ -357,8 +360,7 @@ impl E2ee {
     /// answer, so an old one is a replay freezing this device on an old
     /// view. Heads more than 5 minutes in the future are refused too.
     pub async fn set_max_head_age(&self, age: Duration) {
-        self.shared
-            .with(|st| st.freshness.max_age_ms = millis(age));
+        self.shared.with(|st| st.freshness.max_age_ms = millis(age));
     }
 
     /// How old a cached sender card may be before [`open`](Self::open) looks

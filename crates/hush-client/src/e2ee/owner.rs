@@ -27,6 +27,8 @@ use crate::client::ConnectionState;
 /// (subscribe with [`E2ee::owner_alarms`](super::E2ee::owner_alarms)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// Rare events: the identity keys stay typed rather than boxed.
+#[allow(clippy::large_enum_variant)]
 pub enum OwnerAlarm {
     /// An active card of a device this device neither is, approved, nor
     /// was told about: someone may be reading the user's messages.
@@ -112,7 +114,10 @@ pub(super) async fn watch(sh: Weak<Shared>) {
     let Some(mut states) = sh.upgrade().map(|s| s.client.state_changes()) else {
         return;
     };
-    let connected = matches!(*states.borrow_and_update(), ConnectionState::Connected { .. });
+    let connected = matches!(
+        *states.borrow_and_update(),
+        ConnectionState::Connected { .. }
+    );
     if connected {
         let Some(shared) = sh.upgrade() else { return };
         if let Err(e) = check(&shared).await {

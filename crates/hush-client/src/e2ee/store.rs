@@ -417,7 +417,11 @@ impl DeviceData {
                     .iter()
                     .map(|(k, s)| SavedStream::new(k, s))
                     .collect(),
-                known_devices: self.known_devices.iter().map(|d| hex::encode(d.0)).collect(),
+                known_devices: self
+                    .known_devices
+                    .iter()
+                    .map(|d| hex::encode(d.0))
+                    .collect(),
                 known_revocations: self
                     .known_revocations
                     .iter()
