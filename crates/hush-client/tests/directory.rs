@@ -797,7 +797,7 @@ async fn attack_stale_head_freezes_victim() {
     bob_client.connected().await.unwrap();
     let bob = E2ee::create(bob_client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
     bob.publish().await.unwrap();
-    bob.set_max_head_age(Duration::from_secs(2)).await;
+    bob.set_max_head_age(Duration::from_secs(3)).await;
     // Fresh heads pass the check.
     assert_eq!(bob.lookup(&["alice"]).await.unwrap()[0].devices.len(), 1);
 
@@ -807,7 +807,7 @@ async fn attack_stale_head_freezes_victim() {
     let card = alice.e2ee.approve_device(&request).await.unwrap();
     tablet.e2ee.install_card(card).await.unwrap();
     tablet.e2ee.publish().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
 
     // The directory replays the old answer: refused, not a frozen view.
     replay.store(true, Ordering::SeqCst);
