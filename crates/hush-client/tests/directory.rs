@@ -695,6 +695,267 @@ async fn attack_substituted_directory_key_is_refused_when_pinned() {
     srv.stop().await;
 }
 
+// ---------------------------------------------------------------------------
+// Issue 13: head freshness and owners watching themselves.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::{SinkExt, StreamExt};
+use hush_client::e2ee::OwnerAlarm;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// A malicious directory in front of the real server: relays the WebSocket
+/// both ways, records the last `directory.lookup` answer about `user`, and
+/// once `replay` is set answers every later lookup about `user` with that
+/// recording (its old signed head and the records it covered). Returns the
+/// proxy's URL and the switch.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
+async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let upstream = srv.ws_url();
+    let replay = Arc::new(AtomicBool::new(false));
+    let switch = replay.clone();
+    let recorded = Arc::new(std::sync::Mutex::new(None::<serde_json::Value>));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (upstream, replay, recorded) = (upstream.clone(), replay.clone(), recorded.clone());
+            tokio::spawn(async move {
+                let path = Arc::new(std::sync::Mutex::new(String::new()));
+                let p = path.clone();
+                let down = tokio_tungstenite::accept_hdr_async(
+                    tcp,
+                    move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                          resp| {
+                        *p.lock().unwrap() = req.uri().to_string();
+                        Ok(resp)
+                    },
+                )
+                .await
+                .unwrap();
+                let target = format!("{upstream}{}", path.lock().unwrap());
+                let (up, _) = tokio_tungstenite::connect_async(target).await.unwrap();
+                let (mut up_tx, mut up_rx) = up.split();
+                let (mut down_tx, mut down_rx) = down.split();
+                tokio::spawn(async move {
+                    while let Some(Ok(m)) = down_rx.next().await {
+                        if up_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                while let Some(Ok(m)) = up_rx.next().await {
+                    let m = match m {
+                        WsMessage::Text(t) => {
+                            WsMessage::Text(rewrite(t.as_str(), user, &replay, &recorded).into())
+                        }
+                        other => other,
+                    };
+                    if down_tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (url, switch)
+}
+
+/// The proxy's edit of one server frame (see [`replaying_proxy`]).
+fn rewrite(
+    text: &str,
+    user: &str,
+    replay: &AtomicBool,
+    recorded: &std::sync::Mutex<Option<serde_json::Value>>,
+) -> String {
+    let Ok(mut frame) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_owned();
+    };
+    if frame["event"] != "hush:response" {
+        return text.to_owned();
+    }
+    let Some(mut data) = frame["data"]
+        .as_str()
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+    else {
+        return text.to_owned();
+    };
+    if data["result"]["users"].get(user).is_none() {
+        return text.to_owned();
+    }
+    let mut rec = recorded.lock().unwrap();
+    if replay.load(Ordering::SeqCst) {
+        if let Some(old) = rec.clone() {
+            data["result"] = old;
+        }
+    } else {
+        *rec = Some(data["result"].clone());
+    }
+    frame["data"] = serde_json::Value::String(data.to_string());
+    frame.to_string()
+}
+
+/// Head freshness (issue 13, finding 1): a directory that replays an old
+/// signed head (and the answer it covered) freezes a victim on an old view:
+/// here Bob keeps seeing one device of Alice's after she added another. The
+/// client refuses a head older than the configured bound.
+#[tokio::test]
+async fn attack_stale_head_freezes_victim() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let alice = device(&srv, &dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+
+    let (url, replay) = replaying_proxy(&srv, "alice").await;
+    let bob_client = Client::builder(KEY)
+        .url(&url)
+        .authorizer(authorizer(srv.sdk(), "bob", Arc::default()))
+        .build()
+        .unwrap();
+    bob_client.connected().await.unwrap();
+    let bob = E2ee::create(bob_client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
+    bob.publish().await.unwrap();
+    bob.set_max_head_age(Duration::from_secs(3)).await;
+    // Fresh heads pass the check.
+    assert_eq!(bob.lookup(&["alice"]).await.unwrap()[0].devices.len(), 1);
+
+    // Alice adds a device; the head Bob saw grows old.
+    let tablet = device(&srv, &dir, "alice", "alice-tablet", false).await;
+    let request = tablet.e2ee.card_request().await.unwrap();
+    let card = alice.e2ee.approve_device(&request).await.unwrap();
+    tablet.e2ee.install_card(card).await.unwrap();
+    tablet.e2ee.publish().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+
+    // The directory replays the old answer: refused, not a frozen view.
+    replay.store(true, Ordering::SeqCst);
+    let r = bob.lookup(&["alice"]).await;
+    assert!(matches!(r, Err(E2eeError::StaleHead { .. })), "{r:?}");
+    // The honest directory's fresh answer shows both devices.
+    replay.store(false, Ordering::SeqCst);
+    assert_eq!(bob.lookup(&["alice"]).await.unwrap()[0].devices.len(), 2);
+    bob_client.disconnect().await;
+    for d in [alice, tablet] {
+        d.client.disconnect().await;
+    }
+    srv.stop().await;
+}
+
+/// Owners watch themselves (issue 13, finding 2): a card added for Alice by
+/// someone else (here a thief of her identity key backup; a server with a
+/// forged record looks the same to her device) raises an owner alarm on her
+/// device, from the periodic watch and on demand; her own publish and the
+/// devices she approved or acknowledged raise none. The watch stops when
+/// the last handle is dropped.
+#[tokio::test]
+async fn attack_server_adds_card_for_owner_unnoticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let Device {
+        client: alice_client,
+        e2ee: alice,
+        ..
+    } = device(&srv, &dir, "alice", "alice", true).await;
+    let mut alarms = alice.owner_alarms();
+    alice.publish().await.unwrap();
+    assert_eq!(alice.check_own_keys().await.unwrap(), vec![]);
+    // A device Alice approves herself raises no alarm either.
+    let tablet = device(&srv, &dir, "alice", "alice-tablet", false).await;
+    let request = tablet.e2ee.card_request().await.unwrap();
+    let card = alice.approve_device(&request).await.unwrap();
+    tablet.e2ee.install_card(card).await.unwrap();
+    let tablet_card = tablet.e2ee.publish().await.unwrap();
+    assert_eq!(alice.check_own_keys().await.unwrap(), vec![]);
+    alice
+        .set_owner_check_interval(Duration::from_millis(200))
+        .await;
+
+    // Mallory restores Alice's identity from a stolen backup and adds a
+    // device of his own.
+    let blob = alice
+        .backup_identity(
+            b"correct horse",
+            BackupParams {
+                m_cost_kib: 1024,
+                t_cost: 1,
+                p_cost: 1,
+            },
+        )
+        .await
+        .unwrap();
+    let mallory = device(&srv, &dir, "alice", "mallory", false).await;
+    mallory
+        .e2ee
+        .restore_identity(&blob, b"correct horse")
+        .await
+        .unwrap();
+    let planted = mallory.e2ee.publish().await.unwrap();
+    let expected = OwnerAlarm::UnknownDevice {
+        device: planted.device_id(),
+        card: planted.id(),
+    };
+    // The periodic watch raises the alarm without the app asking.
+    let raised = tokio::time::timeout(WAIT, alarms.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(raised, expected);
+    assert_eq!(
+        alice.check_own_keys().await.unwrap(),
+        vec![expected.clone()]
+    );
+
+    // A revocation Alice did not make is named too.
+    mallory
+        .e2ee
+        .revoke_device(tablet_card.device_id())
+        .await
+        .unwrap();
+    let found = alice.check_own_keys().await.unwrap();
+    assert_eq!(
+        found,
+        vec![
+            expected,
+            OwnerAlarm::UnknownRevocation {
+                device: tablet_card.device_id()
+            }
+        ]
+    );
+    // The user confirms (say Mallory's "device" was a new phone of hers):
+    // no more alarms, and the acknowledgement is kept in the key store.
+    alice
+        .acknowledge_own_devices(&[planted.device_id(), tablet_card.device_id()])
+        .await
+        .unwrap();
+    assert_eq!(alice.check_own_keys().await.unwrap(), vec![]);
+    let c = client(&srv, "alice");
+    let reopened = E2ee::open_store(c.clone(), key_store(&dir, "alice")).unwrap();
+    c.connected().await.unwrap();
+    assert_eq!(reopened.check_own_keys().await.unwrap(), vec![]);
+    c.disconnect().await;
+    drop(reopened);
+
+    // Dropping the last handle stops the watch (it held no handle: the
+    // alarm channel closes).
+    drop(alice);
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match alarms.recv().await {
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the owner watch outlived its E2ee");
+    alice_client.disconnect().await;
+    for d in [tablet, mallory] {
+        d.client.disconnect().await;
+    }
+    srv.stop().await;
+}
+
 /// Issue 13, gossip: a directory shows Alice and Bob two different logs of
 /// the same size (each consistent in itself, so neither client's own checks
 /// notice). Alice's envelope carries her signed tree head; Bob compares it

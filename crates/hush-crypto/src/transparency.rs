@@ -74,6 +74,64 @@ pub enum LogError {
     /// Bytes that are not a tree head or log entry.
     #[error("malformed tree head or log entry")]
     Malformed,
+    /// The tree head was signed longer ago than the [`Freshness`] bound: a
+    /// directory replaying an old head to freeze the client on an old view.
+    #[error("stale tree head: signed at {signed} ms, now is {now} ms")]
+    Stale {
+        /// The head's signed timestamp (Unix milliseconds).
+        signed: u64,
+        /// The client's clock (Unix milliseconds).
+        now: u64,
+    },
+    /// The tree head's timestamp is further in the future than the clock
+    /// skew [`Freshness`] allows.
+    #[error("tree head from the future: signed at {signed} ms, now is {now} ms")]
+    FromTheFuture {
+        /// The head's signed timestamp (Unix milliseconds).
+        signed: u64,
+        /// The client's clock (Unix milliseconds).
+        now: u64,
+    },
+}
+
+/// How fresh a tree head served by the directory must be: the directory
+/// signs a new head (timestamp = its clock) on every answer, so a head older
+/// than `max_age_ms` is a replay, and one more than `max_skew_ms` ahead of
+/// the client's clock is refused too ([`LogMonitor::update_fresh`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// The oldest a head may be (milliseconds).
+    pub max_age_ms: u64,
+    /// How far a head may be ahead of the client's clock (milliseconds).
+    pub max_skew_ms: u64,
+}
+
+impl Freshness {
+    /// Default bound on a head's age: 10 minutes.
+    pub const DEFAULT_MAX_AGE_MS: u64 = 10 * 60 * 1000;
+    /// Default bound on clock skew: 5 minutes (as sealed events' ±300 s).
+    pub const DEFAULT_MAX_SKEW_MS: u64 = 5 * 60 * 1000;
+
+    /// Checks `head`'s signed timestamp against `now_ms`.
+    pub fn check(&self, head: &TreeHead, now_ms: u64) -> Result<(), LogError> {
+        let (signed, now) = (head.timestamp, now_ms);
+        if signed > now.saturating_add(self.max_skew_ms) {
+            return Err(LogError::FromTheFuture { signed, now });
+        }
+        if now.saturating_sub(signed) > self.max_age_ms {
+            return Err(LogError::Stale { signed, now });
+        }
+        Ok(())
+    }
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Self {
+            max_age_ms: Self::DEFAULT_MAX_AGE_MS,
+            max_skew_ms: Self::DEFAULT_MAX_SKEW_MS,
+        }
+    }
 }
 
 /// `SHA-256(0x00 ‖ data)`.
@@ -638,6 +696,22 @@ impl LogMonitor {
         }
         self.trusted = Some(sth.head.clone());
         Ok(())
+    }
+
+    /// [`update`](Self::update) for a head the directory just served: also
+    /// refuses a head whose signed timestamp is outside `fresh` at `now_ms`
+    /// ([`LogError::Stale`], [`LogError::FromTheFuture`]), checked after the
+    /// signature. The trusted head is unchanged on error.
+    pub fn update_fresh(
+        &mut self,
+        sth: &SignedTreeHead,
+        proof: &[Hash],
+        now_ms: u64,
+        fresh: Freshness,
+    ) -> Result<(), LogError> {
+        sth.verify(&self.key, &self.log_id)?;
+        fresh.check(&sth.head, now_ms)?;
+        self.update(sth, proof)
     }
 
     /// Checks that a looked-up entry is in the trusted tree at `index`.

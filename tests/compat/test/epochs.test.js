@@ -140,14 +140,31 @@ test('a sealed event opens only under its own key: pusher-js re-authorizes once 
   assert.equal(nacl.secretbox.open(...box, epochKey(channel, 4)), null, 'the channel key opened a sealed event');
   const opened = nacl.secretbox.open(...box, sealedKey(channel, 4));
   assert.ok(opened, 'node could not open the sealed event with its own sealed-event key');
-  assert.equal(opened.length, 256, 'padded to the 256-byte bucket');
+  // Version 2 carries the sender's key and signature (about 145 bytes): the 512-byte bucket.
+  assert.equal(opened.length, 512, 'padded to the 512-byte bucket');
   const data = JSON.parse(Buffer.from(opened).toString());
-  assert.equal(data.v, 1);
+  assert.equal(data.v, 2);
   assert.equal(data.ev, 'real-name');
   assert.equal(data.data, 'canary-text');
   assert.equal(data.ch, channel);
   assert.equal(data.ep, 4);
   assert.equal(typeof data.seq, 'number');
+  // The sender id is derived from the sender's key, and the signature verifies with node's own
+  // Ed25519 over the message docs/E2EE-CHANNELS.md specifies (an independent implementation).
+  const spk = Buffer.from(data.spk, 'base64url');
+  const sid = crypto.createHash('sha256')
+    .update(Buffer.concat([Buffer.from('hush/v1/sealed/sender-id\0'), spk]))
+    .digest().subarray(0, 16).toString('base64url');
+  assert.equal(data.sid, sid);
+  const str16 = (s) => { const b = Buffer.from(s, 'utf8'); const l = Buffer.alloc(2); l.writeUInt16BE(b.length); return Buffer.concat([l, b]); };
+  const u64 = (n) => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(n)); return b; };
+  const body = Buffer.from(data.data, 'utf8');
+  const signed = Buffer.concat([
+    Buffer.from('hush/v1/sealed/signature\0'), str16(data.ch), u64(data.ep), str16(data.sid), u64(data.seq),
+    str16(data.mid), u64(data.ts), str16(data.ev), u64(body.length), body,
+  ]);
+  const key = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: data.spk }, format: 'jwk' });
+  assert.ok(crypto.verify(null, signed, key, Buffer.from(data.sig, 'base64url')), 'the sealed event signature does not verify');
 
   // pusher-js cannot open it: it asks the auth endpoint once more (its reaction to any
   // undecryptable event), still cannot, and drops it. Ordinary events keep arriving.

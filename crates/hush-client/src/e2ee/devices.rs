@@ -220,7 +220,11 @@ impl<'a> Devices<'a> {
                 ));
             }
             let identity_sig = body.cross_sign(identity)?;
-            Ok(DeviceCard::assemble(body, device_sig, identity_sig)?)
+            let card = DeviceCard::assemble(body, device_sig, identity_sig)?;
+            // The owner watch raises no alarm for a device approved here.
+            st.data.known_devices.insert(card.device_id());
+            self.sh.save(st)?;
+            Ok(card)
         })
     }
 
@@ -254,6 +258,12 @@ impl<'a> Devices<'a> {
                 .find(|c| c.device_id() == device)
                 .ok_or_else(|| E2eeError::Invalid(format!("no active device {device}")))?;
             Ok::<_, E2eeError>(Revocation::revoke_device(identity, card, now_secs())?)
+        })?;
+        // Recorded before it is sent: a revocation whose answer is lost must
+        // not raise an owner alarm later.
+        self.sh.update(|st| {
+            st.data.known_revocations.insert(device);
+            Ok(())
         })?;
         self.dir.publish_revocation(&g, rev).await?;
         self.sh.update(|st| {

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hush_crypto::identity::{DeviceCard, DeviceId, Revocation};
-use hush_crypto::transparency::{Hash, LogEntry, LogMonitor, LogPublicKey, SignedTreeHead};
+use hush_crypto::transparency::{
+    Hash, LogEntry, LogError, LogMonitor, LogPublicKey, SignedTreeHead,
+};
 use hush_protocol::UserId;
 use hush_protocol::msgs::hush::{Appended, Base64, LogHead, UserRecords};
 use hush_protocol::msgs::{HushRequest, HushResponse};
@@ -18,6 +20,28 @@ use hush_protocol::msgs::{HushRequest, HushResponse};
 use super::state::{DirectoryGuard, Parsed, Shared, State};
 use super::store::LogPin;
 use super::{E2eeError, KeyChanged, UserKeys, b64, now_ms, now_secs};
+
+/// Accepts a head the directory just served into `m`: signed, fresh (see
+/// [`Freshness`](hush_crypto::transparency::Freshness); a stale or future
+/// head is [`E2eeError::StaleHead`]) and consistent with the trusted head.
+fn accept(
+    sh: &Shared,
+    m: &mut LogMonitor,
+    head: &SignedTreeHead,
+    proof: &[Hash],
+) -> Result<(), E2eeError> {
+    let fresh = sh.with(|st| st.freshness);
+    m.update_fresh(head, proof, now_ms(), fresh)
+        .map_err(|e| match e {
+            LogError::Stale { signed, now } | LogError::FromTheFuture { signed, now } => {
+                E2eeError::StaleHead {
+                    signed_ms: signed,
+                    now_ms: now,
+                }
+            }
+            e => E2eeError::Log(e),
+        })
+}
 
 fn unb64(s: &str, what: &str) -> Result<Vec<u8>, E2eeError> {
     STANDARD
@@ -108,7 +132,7 @@ impl<'a> Directory<'a> {
         }
         let head = sth(&r.head)?;
         let mut m = LogMonitor::new(head.head.log_id.clone(), LogPublicKey::from_bytes(&key)?);
-        m.update(&head, &[])?;
+        accept(self.sh, &mut m, &head, &[])?;
         self.sh.update(|st| {
             pin(st, &head, &key);
             Ok(())
@@ -132,7 +156,7 @@ impl<'a> Directory<'a> {
         } else {
             Vec::new()
         };
-        m.update(&head, &proof)?;
+        accept(self.sh, &mut m, &head, &proof)?;
         let index = result.index;
         m.verify_entry(leaf, index, &hashes(&result.proof, "inclusion proof")?)?;
         self.sh.with(|st| {
@@ -232,7 +256,12 @@ impl<'a> Directory<'a> {
         };
         let head = sth(&r.head)?;
         let consistency = r.consistency.as_deref().unwrap_or_default();
-        m.update(&head, &hashes(consistency, "consistency proof")?)?;
+        accept(
+            self.sh,
+            &mut m,
+            &head,
+            &hashes(consistency, "consistency proof")?,
+        )?;
         self.sh.with(|st| {
             let key = m_key(st);
             pin(st, &head, &key);

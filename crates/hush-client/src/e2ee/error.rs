@@ -30,6 +30,20 @@ pub enum E2eeError {
     /// entry without a valid inclusion proof. Treat as an attack.
     #[error("transparency log verification failed: {0}")]
     Log(#[from] LogError),
+    /// The directory served a tree head signed longer ago than the bound
+    /// ([`E2ee::set_max_head_age`](super::E2ee::set_max_head_age), default
+    /// 10 minutes) or too far in the future: a replayed head freezing this
+    /// device on an old view of the directory. Treat as an attack (or a
+    /// badly wrong clock).
+    #[error(
+        "the key directory served a stale tree head (signed at {signed_ms} ms, now {now_ms} ms)"
+    )]
+    StaleHead {
+        /// The head's signed timestamp (Unix milliseconds).
+        signed_ms: u64,
+        /// This device's clock (Unix milliseconds).
+        now_ms: u64,
+    },
     /// The directory is signed by another key than the one the app pinned
     /// ([`E2ee::pin_directory_key`](super::E2ee::pin_directory_key)).
     #[error("the key directory is signed by {served}, not by the pinned key {pinned}")]

@@ -34,11 +34,14 @@
 //! tree heads must be signed and consistent with the last trusted head
 //! (persisted in the key store), and every record must carry a valid
 //! inclusion proof. A directory that forks or rewrites its history is
-//! reported as [`E2eeError::Log`]. Every envelope carries the sender's
-//! latest verified tree head (gossip): a receiver shown another log than
-//! the sender sees a [`ForkDetected`] event on [`E2ee::forks`] (both signed
-//! heads as evidence) and the message flagged [`GossipCheck::Fork`].
-//! Cards are bound to the user's identity
+//! reported as [`E2eeError::Log`], a replayed old head (signed longer ago
+//! than [`E2ee::set_max_head_age`]) as [`E2eeError::StaleHead`]. The device
+//! watches its own user: cards, revocations and identity changes it did not
+//! make raise an [`OwnerAlarm`] ([`E2ee::owner_alarms`]). Every envelope
+//! carries the sender's latest verified tree head (gossip): a receiver
+//! shown another log than the sender sees a [`ForkDetected`] event on
+//! [`E2ee::forks`] (both signed heads as evidence) and the message flagged
+//! [`GossipCheck::Fork`]. Cards are bound to the user's identity
 //! key; a change of a contact's identity key or device set raises a
 //! [`KeyChanged`] event, and a contact the user marked verified (after
 //! comparing [`safety numbers`](E2ee::safety_number)) cannot be sent to
@@ -61,6 +64,7 @@ mod directory;
 mod error;
 mod gossip;
 mod messaging;
+mod owner;
 mod state;
 mod store;
 #[cfg(test)]
@@ -85,6 +89,7 @@ pub use devices::CardRequest;
 pub use error::E2eeError;
 pub use gossip::{ForkDetected, GossipCheck};
 pub use messaging::Message;
+pub use owner::{DEFAULT_OWNER_CHECK_INTERVAL, OwnerAlarm};
 pub use store::{DeviceData, KeyStore, StoreError, StoreKey};
 
 use crate::client::{Channel, Client};
@@ -105,6 +110,11 @@ pub const CARD_VALIDITY_SECS: u64 = 365 * 24 * 3600;
 /// Default age after which a cached sender card is looked up again before
 /// an envelope is opened ([`E2ee::set_cache_ttl`]).
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Default bound on the age of a tree head the directory serves
+/// ([`E2ee::set_max_head_age`]).
+pub const DEFAULT_MAX_HEAD_AGE: Duration =
+    Duration::from_millis(hush_crypto::transparency::Freshness::DEFAULT_MAX_AGE_MS);
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -226,12 +236,22 @@ impl E2ee {
             data,
             guard,
             cache_ttl: DEFAULT_CACHE_TTL,
+            freshness: hush_crypto::transparency::Freshness::default(),
+            owner_interval: DEFAULT_OWNER_CHECK_INTERVAL,
             parsed: std::collections::HashMap::new(),
             gossip_checked: gossip::Checked::default(),
         };
-        Self {
-            shared: Arc::new(Shared::new(client, store, state)),
+        let shared = Arc::new(Shared::new(client, store, state));
+        // The owner watch, when a runtime runs this (the task holds no
+        // strong reference; it is aborted when the last handle is dropped).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let task = rt.spawn(owner::watch(Arc::downgrade(&shared)));
+            *shared
+                .watcher
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task.abort_handle());
         }
+        Self { shared }
     }
 
     fn directory(&self) -> Directory<'_> {
@@ -300,6 +320,54 @@ impl E2ee {
     /// The pinned key directory log key, if any.
     pub async fn pinned_directory_key(&self) -> Option<[u8; 32]> {
         self.shared.with(|st| st.data.pinned_log_key)
+    }
+
+    /// Owner alarms: cards, revocations and identity changes of this
+    /// device's own user that this device did not make, found by the owner
+    /// watch (when the client connects, and every
+    /// [`owner check interval`](Self::set_owner_check_interval)) or by
+    /// [`check_own_keys`](Self::check_own_keys). A card approved by another
+    /// of the user's devices cannot be told apart from one a malicious
+    /// server or a thief of the identity key added: ask the user, then
+    /// [`acknowledge_own_devices`](Self::acknowledge_own_devices). The watch
+    /// starts once this device has a card and trusts the log.
+    pub fn owner_alarms(&self) -> broadcast::Receiver<OwnerAlarm> {
+        self.shared.alarms.subscribe()
+    }
+
+    /// Looks this device's own user up now (verified as every lookup),
+    /// raises an [`OwnerAlarm`] for everything this device did not make and
+    /// returns them. Nothing is checked (empty) before this device has a
+    /// card and trusts the log.
+    pub async fn check_own_keys(&self) -> Result<Vec<OwnerAlarm>, E2eeError> {
+        owner::check(&self.shared).await
+    }
+
+    /// Records that the user confirmed `devices` as their own: their cards,
+    /// and their revocations, raise no more [`OwnerAlarm`]s on this device.
+    pub async fn acknowledge_own_devices(&self, devices: &[DeviceId]) -> Result<(), E2eeError> {
+        self.shared.update(|st| {
+            st.data.known_devices.extend(devices.iter().copied());
+            st.data.known_revocations.extend(devices.iter().copied());
+            Ok(())
+        })
+    }
+
+    /// How often the owner watch looks this user up besides on every
+    /// connection (default [`DEFAULT_OWNER_CHECK_INTERVAL`]; the next check
+    /// is `every` from now).
+    pub async fn set_owner_check_interval(&self, every: Duration) {
+        self.shared.with(|st| st.owner_interval = every);
+        self.shared.wake.notify_one();
+    }
+
+    /// The oldest a tree head the directory serves may be (by its signed
+    /// timestamp) before it is refused as [`E2eeError::StaleHead`] (default
+    /// [`DEFAULT_MAX_HEAD_AGE`]): the directory signs a fresh head on every
+    /// answer, so an old one is a replay freezing this device on an old
+    /// view. Heads more than 5 minutes in the future are refused too.
+    pub async fn set_max_head_age(&self, age: Duration) {
+        self.shared.with(|st| st.freshness.max_age_ms = millis(age));
     }
 
     /// How old a cached sender card may be before [`open`](Self::open) looks

@@ -12,10 +12,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hush_crypto::identity::{DeviceCard, IdentityPublicKey, Revocation};
 use hush_crypto::suite1::ReplayGuard;
+use hush_crypto::transparency::Freshness;
 use tokio::sync::broadcast;
 
 use super::store::{DeviceData, KeyStore};
-use super::{E2eeError, ForkDetected, KeyChanged};
+use super::{E2eeError, ForkDetected, KeyChanged, OwnerAlarm};
 use crate::client::Client;
 
 /// The device's state.
@@ -23,6 +24,10 @@ pub(super) struct State {
     pub data: DeviceData,
     pub guard: ReplayGuard,
     pub cache_ttl: Duration,
+    /// How fresh a served tree head must be.
+    pub freshness: Freshness,
+    /// How often the owner watch looks this user up.
+    pub owner_interval: Duration,
     /// The card cache, parsed (signatures checked once, not per message).
     pub parsed: HashMap<String, Parsed>,
     /// Gossiped heads already proven consistent with the trusted one.
@@ -74,6 +79,12 @@ pub(super) struct Shared {
     pub changes: broadcast::Sender<KeyChanged>,
     /// Forks detected from gossiped tree heads.
     pub forks: broadcast::Sender<ForkDetected>,
+    /// Owner alarms ([`OwnerAlarm`]).
+    pub alarms: broadcast::Sender<OwnerAlarm>,
+    /// The owner watch task, stopped when the last handle is dropped.
+    pub watcher: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Wakes the owner watch (its interval changed).
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
     /// Orders the directory's round trips: the trusted tree head must
     /// advance one verified step at a time. Held across awaits, but only by
     /// directory work; [`open`](super::E2ee::open) of a known sender never
@@ -88,12 +99,16 @@ impl Shared {
     pub(super) fn new(client: Client, store: KeyStore, state: State) -> Self {
         let (changes, _) = broadcast::channel(256);
         let (forks, _) = broadcast::channel(64);
+        let (alarms, _) = broadcast::channel(256);
         Self {
             client,
             store,
             state: Mutex::new(state),
             changes,
             forks,
+            alarms,
+            watcher: Mutex::new(None),
+            wake: std::sync::Arc::default(),
             directory: tokio::sync::Mutex::new(()),
         }
     }
@@ -119,5 +134,18 @@ impl Shared {
     /// Saves the device's data.
     pub(super) fn save(&self, st: &State) -> Result<(), E2eeError> {
         Ok(self.store.save(&st.data)?)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let task = self
+            .watcher
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! `fsync`, rename). Secrets are zeroized when dropped, including the
 //! serialized plaintext.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -203,6 +203,14 @@ struct Public {
     /// Replay state of the sender streams this device accepted messages on.
     #[serde(default)]
     streams: Vec<SavedStream>,
+    /// Devices (hex ids) of this user whose cards this device made,
+    /// approved or the user acknowledged (owner watch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    known_devices: Vec<String>,
+    /// Devices (hex ids) of this user whose revocation this device made or
+    /// the user acknowledged (owner watch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    known_revocations: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -236,6 +244,13 @@ pub struct DeviceData {
     /// The replay state of every sender stream accepted (mirrors the
     /// in-memory guard, so a restart keeps it).
     pub(crate) streams: HashMap<StreamKey, StreamState>,
+    /// The user's devices whose cards this device issued, approved, or the
+    /// user acknowledged ([`E2ee::acknowledge_own_devices`](super::E2ee::acknowledge_own_devices)):
+    /// the owner watch raises no alarm for their cards.
+    pub(crate) known_devices: BTreeSet<DeviceId>,
+    /// The user's devices whose revocation this device published or the
+    /// user acknowledged: the owner watch raises no alarm for it.
+    pub(crate) known_revocations: BTreeSet<DeviceId>,
 }
 
 impl std::fmt::Debug for DeviceData {
@@ -284,6 +299,8 @@ impl DeviceData {
             contacts: BTreeMap::new(),
             sequences: BTreeMap::new(),
             streams: HashMap::new(),
+            known_devices: BTreeSet::new(),
+            known_revocations: BTreeSet::new(),
         }
     }
 
@@ -400,6 +417,16 @@ impl DeviceData {
                     .iter()
                     .map(|(k, s)| SavedStream::new(k, s))
                     .collect(),
+                known_devices: self
+                    .known_devices
+                    .iter()
+                    .map(|d| hex::encode(d.0))
+                    .collect(),
+                known_revocations: self
+                    .known_revocations
+                    .iter()
+                    .map(|d| hex::encode(d.0))
+                    .collect(),
             },
         }
     }
@@ -459,8 +486,23 @@ impl DeviceData {
         d.contacts.clone_from(&p.contacts);
         d.sequences.clone_from(&p.sequences);
         d.streams = p.streams.iter().filter_map(SavedStream::parse).collect();
+        d.known_devices = parse_ids(&p.known_devices)?;
+        d.known_revocations = parse_ids(&p.known_revocations)?;
         Ok(d)
     }
+}
+
+/// Device ids saved as hex.
+fn parse_ids(list: &[String]) -> Result<BTreeSet<DeviceId>, String> {
+    list.iter()
+        .map(|s| {
+            hex::decode(s)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .map(DeviceId)
+                .ok_or_else(|| "known device id".to_owned())
+        })
+        .collect()
 }
 
 /// Where the key store lives and the key that opens it.

@@ -516,3 +516,54 @@ fn cached_log_agrees_with_the_plain_recursion() {
     assert_eq!(log.inclusion_proof(0, 71), None);
     assert_eq!(log.consistency_proof(0, 71), None);
 }
+
+#[test]
+fn monitor_refuses_stale_and_future_heads() {
+    let key = LogKey::from_secret_bytes(&[42; 32]);
+    let log = many(3);
+    let fresh = Freshness::default();
+    let now = 1_000_000_000;
+    let mut m = LogMonitor::new("app-1", key.public_key());
+    // Within the bounds (exactly at either edge too).
+    m.update_fresh(&sth(&key, &log, 2, now - 1000), &[], now, fresh)
+        .unwrap();
+    let edge = now - Freshness::DEFAULT_MAX_AGE_MS;
+    let proof = log.consistency_proof(2, 3).unwrap();
+    m.update_fresh(&sth(&key, &log, 3, edge), &proof, now, fresh)
+        .unwrap();
+    let ahead = now + Freshness::DEFAULT_MAX_SKEW_MS;
+    m.update_fresh(&sth(&key, &log, 3, ahead), &[], now, fresh)
+        .unwrap();
+    // A replayed old head and one from the future are refused, and the
+    // trusted head stays.
+    let trusted = m.trusted().cloned();
+    assert_eq!(
+        m.update_fresh(&sth(&key, &log, 3, edge - 1), &[], now, fresh),
+        Err(LogError::Stale {
+            signed: edge - 1,
+            now
+        })
+    );
+    assert_eq!(
+        m.update_fresh(&sth(&key, &log, 3, ahead + 1), &[], now, fresh),
+        Err(LogError::FromTheFuture {
+            signed: ahead + 1,
+            now
+        })
+    );
+    assert_eq!(m.trusted().cloned(), trusted);
+    // A configured bound; the signature is checked before the timestamp.
+    let tight = Freshness {
+        max_age_ms: 10,
+        max_skew_ms: 0,
+    };
+    assert!(matches!(
+        m.update_fresh(&sth(&key, &log, 3, now - 11), &[], now, tight),
+        Err(LogError::Stale { .. })
+    ));
+    let other = LogKey::from_secret_bytes(&[43; 32]);
+    assert_eq!(
+        m.update_fresh(&sth(&other, &log, 3, 0), &[], now, fresh),
+        Err(LogError::BadSignature)
+    );
+}
