@@ -6,7 +6,7 @@
 //! Oracles: hostile data never panics the parser or `open`; a sealed
 //! envelope opens for each listed device (at a receiver clock equal to the
 //! sealed timestamp) to exactly the plaintext, inner event and header that
-//! were sealed, and for no other device; a second delivery is a replay; past
+//! were sealed (every other envelope gossiping a directory tree head), and for no other device; a second delivery is a replay; past
 //! the freshness window it is `Expired`; any change to its bytes (one byte
 //! flipped, cut short, extended, a range replaced) is refused for every
 //! recipient.
@@ -21,6 +21,7 @@ use hush_crypto::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, Unsig
 use hush_crypto::suite1::{
     self, Envelope, OpenError, Recipient, ReplayGuard, SealRequest, TrustedSender,
 };
+use hush_crypto::transparency::{LogKey, SignedTreeHead, TreeHead};
 use hush_protocol::{ChannelName, EventName, UserId};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,6 +32,8 @@ struct Keys {
     identity: IdentityKey,
     card: DeviceCard,
     devices: Vec<(DeviceId, DeviceKeys)>,
+    /// A directory tree head the sender gossips (in every other envelope).
+    head: SignedTreeHead,
 }
 
 fn keys() -> &'static Keys {
@@ -57,7 +60,14 @@ fn keys() -> &'static Keys {
                 )
             })
             .collect();
+        let head = LogKey::from_secret_bytes(&[4; 32]).sign(TreeHead {
+            log_id: "app".into(),
+            size: 7,
+            root: [5; 32],
+            timestamp: 1_700_000_000_000,
+        });
         Keys {
+            head,
             sender_user,
             sender_device,
             sender_keys,
@@ -169,6 +179,7 @@ fn check(input: &Input) {
         timestamp_ms: input.timestamp_ms,
         sequence: input.sequence,
         recipients: &recipients,
+        tree_head: (input.sequence % 2 == 0).then_some(&k.head),
     };
     let data = match suite1::seal(&req, &input.plaintext) {
         Ok(d) => d,
@@ -212,6 +223,7 @@ fn check(input: &Input) {
             assert_eq!(opened.header.timestamp_ms, input.timestamp_ms);
             assert_eq!(opened.header.sequence, input.sequence);
             assert_eq!(opened.header.sender_user, k.sender_user);
+            assert_eq!(opened.header.tree_head.as_ref(), req.tree_head);
             assert_eq!(
                 open_as(&env, d, &mut guard, now).err(),
                 Some(OpenError::Replay)
