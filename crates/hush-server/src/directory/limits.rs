@@ -21,7 +21,14 @@ const PRUNE_AT: usize = 4096;
 #[derive(Debug)]
 pub(super) struct WriteLimiter {
     per_minute: u32,
-    buckets: Mutex<HashMap<(String, UserId), TokenBucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+/// The write buckets, and the size at which idle ones are next dropped.
+#[derive(Debug)]
+struct Buckets {
+    map: HashMap<(String, UserId), TokenBucket>,
+    prune_at: usize,
 }
 
 impl WriteLimiter {
@@ -29,7 +36,10 @@ impl WriteLimiter {
     pub(super) fn new(per_minute: u32) -> Self {
         Self {
             per_minute,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                prune_at: PRUNE_AT,
+            }),
         }
     }
 
@@ -42,12 +52,18 @@ impl WriteLimiter {
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= PRUNE_AT {
-            // A full bucket is the state of a user who never wrote.
-            buckets.retain(|_, b| !b.is_full(now));
+        let key = (app.to_owned(), user.clone());
+        if !buckets.map.contains_key(&key) && buckets.map.len() >= buckets.prune_at {
+            // A full bucket is the state of a user who never wrote. When
+            // few are idle (many users writing within the minute), the next
+            // prune waits until the map has doubled: amortised O(1) a write,
+            // not a scan of every bucket on each one.
+            buckets.map.retain(|_, b| !b.is_full(now));
+            buckets.prune_at = PRUNE_AT.max(buckets.map.len().saturating_mul(2));
         }
         buckets
-            .entry((app.to_owned(), user.clone()))
+            .map
+            .entry(key)
             .or_insert_with(|| TokenBucket::per_minute(self.per_minute, now))
             .try_take(now)
     }
@@ -173,6 +189,38 @@ mod tests {
         assert!(w.try_take("1", &alice, t0 + Duration::from_secs(21)));
         let unlimited = WriteLimiter::new(0);
         assert!((0..100).all(|_| unlimited.try_take("1", &alice, t0)));
+    }
+
+    /// Many users writing within the minute (none idle): the prune that
+    /// finds nothing to drop is not repeated on every new user's write (the
+    /// threshold doubles), and idle users are dropped once they refilled.
+    #[test]
+    fn busy_buckets_are_not_rescanned_on_every_write() {
+        let t0 = Instant::now();
+        let w = WriteLimiter::new(3);
+        let user = |i: usize| UserId::parse(&format!("u{i}")).unwrap();
+        for i in 0..=PRUNE_AT {
+            assert!(w.try_take("1", &user(i), t0));
+        }
+        let state = |w: &WriteLimiter| {
+            let b = w.buckets.lock().unwrap();
+            (b.map.len(), b.prune_at)
+        };
+        assert_eq!(state(&w), (PRUNE_AT + 1, 2 * PRUNE_AT));
+        for i in PRUNE_AT + 1..PRUNE_AT + 100 {
+            assert!(w.try_take("1", &user(i), t0));
+        }
+        assert_eq!(state(&w).1, 2 * PRUNE_AT);
+        // A minute later the first users' buckets are full again: the next
+        // prune drops them (and keeps the users writing now).
+        let later = t0 + Duration::from_secs(61);
+        for i in 0..2 * PRUNE_AT {
+            let v = UserId::parse(&format!("v{i}")).unwrap();
+            assert!(w.try_take("1", &v, later));
+        }
+        let b = w.buckets.lock().unwrap();
+        assert!(!b.map.keys().any(|(_, u)| u.as_str().starts_with('u')));
+        assert!(b.map.len() <= 2 * PRUNE_AT, "{}", b.map.len());
     }
 
     #[tokio::test]
