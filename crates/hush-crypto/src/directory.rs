@@ -1,9 +1,9 @@
 //! The key directory's rules, as a pure state machine over log entries.
 //!
 //! The hush server applies every publish and revoke through
-//! [`DirectoryState::apply`] before appending it to the app's transparency
-//! log, and `hush audit` replays a whole log through the same function, so
-//! an auditor checks exactly the rules the server claims to enforce:
+//! [`DirectoryState::apply`] before recording it, and commits each changed
+//! user's [`DirectoryState::entry`] to the key directory's tree at the next
+//! epoch. The rules:
 //!
 //! * a user's first card sets the user's identity key; every later card must
 //!   be cross-signed by the current identity key;
@@ -29,6 +29,7 @@ use crate::identity::{
     CardId, DeviceCard, DeviceId, IdentityPublicKey, Revocation, RevocationKind,
 };
 use crate::transparency::LogEntry;
+use crate::transparency::proofs::{ENTRY_REVOCATIONS, UserEntry};
 
 /// Why an entry breaks the directory's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -54,7 +55,7 @@ pub enum RuleError {
     #[error("card published twice")]
     Duplicate,
     /// Log leaf data that is not a valid card or revocation (bad encoding or
-    /// signature); only an auditor replaying a log meets this.
+    /// signature); only a replay of a stored record list meets this.
     #[error("entry is not a valid card or revocation")]
     InvalidEntry,
 }
@@ -113,6 +114,19 @@ impl DirectoryState {
     /// A user's state.
     pub fn user(&self, user: &UserId) -> Option<&UserState> {
         self.users.get(user)
+    }
+
+    /// The entry the directory commits to for `user` (its identity key,
+    /// active devices' latest cards by device id, newest
+    /// [`ENTRY_REVOCATIONS`] revocations), if the user has an identity.
+    pub fn entry(&self, user: &UserId) -> Option<UserEntry> {
+        let u = self.users.get(user)?;
+        let from = u.revocations.len().saturating_sub(ENTRY_REVOCATIONS);
+        Some(UserEntry {
+            identity: u.identity,
+            cards: u.active_cards().into_iter().map(|d| d.card.clone()).collect(),
+            revocations: u.revocations[from..].iter().map(|(_, r)| r.clone()).collect(),
+        })
     }
 
     /// Number of users with an identity.

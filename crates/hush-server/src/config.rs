@@ -63,6 +63,10 @@ pub struct DirectoryConfig {
     pub workers: usize,
     /// Lookups waiting for a worker, node-wide; beyond it `unavailable`.
     pub max_queued: usize,
+    /// How long after a write its epoch is published (milliseconds): writes
+    /// within this window share one epoch, and a write is answered (and
+    /// visible to lookups) once its epoch is out. 1–2000.
+    pub epoch_interval_ms: u64,
 }
 
 impl Default for DirectoryConfig {
@@ -75,6 +79,7 @@ impl Default for DirectoryConfig {
             max_lookup_bytes: 1024 * 1024,
             workers: 0,
             max_queued: 256,
+            epoch_interval_ms: 250,
         }
     }
 }
@@ -658,6 +663,11 @@ impl Config {
             return Err(ConfigError::Invalid("webhooks.timeout must be > 0".into()));
         }
         let d = &self.directory;
+        if !(1..=2000).contains(&d.epoch_interval_ms) {
+            return Err(ConfigError::Invalid(
+                "directory.epoch_interval_ms must be between 1 and 2000".into(),
+            ));
+        }
         if d.max_devices_per_user == 0 || d.max_card_lifetime_days == 0 || d.max_lookup_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "directory.max_devices_per_user, max_card_lifetime_days and max_lookup_bytes must be > 0"

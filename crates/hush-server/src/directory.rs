@@ -1,15 +1,20 @@
 //! The key directory (docs/PROTOCOL-EXT.md §2, docs/KEY-TRANSPARENCY.md):
-//! device cards and revocations published by signed-in users, kept in one
-//! append-only transparency log per app, served with inclusion and
-//! consistency proofs under tree heads the server signs.
+//! device cards and revocations published by signed-in users, committed per
+//! app to an auditable key directory (Meta's akd: a sparse Merkle prefix
+//! tree with VRF-hidden labels), served with lookup, history and
+//! append-only proofs under epoch heads the server signs.
 //!
-//! The server only ever holds *public* keys here, plus its own tree-head
-//! signing key; nothing in the directory opens user content.
+//! The server only ever holds *public* keys here, plus its own head-signing
+//! and VRF keys; nothing in the directory opens user content.
 //!
-//! Each app's log is loaded from the store on first use and then kept in
-//! memory (leaf hashes and the directory state); a write is checked against
-//! the rules ([`DirectoryState`]), made durable in the store, and only then
-//! applied in memory and acknowledged.
+//! Each app's directory is loaded from the store on first use. A write is
+//! checked against the rules ([`DirectoryState`]), made durable in the
+//! store, applied in memory, and marked pending; the app's next epoch
+//! (at most [`DirectoryConfig::epoch_interval_ms`] later) commits every
+//! pending user's new [`UserEntry`](hush_crypto::transparency::proofs::UserEntry)
+//! to the tree, and only then is the write acknowledged, with the writer's
+//! lookup proof. Records written but not yet in an epoch when the node
+//! stopped are published when the app is next loaded.
 //!
 //! One signed-in user must not stall the directory for everyone (issue 13,
 //! finding 12; docs/KEY-TRANSPARENCY.md "Limits"): a user has at most
@@ -17,46 +22,50 @@
 //! most [`DirectoryConfig::max_card_lifetime_days`], writes are rate-capped
 //! per user here and per connection in the session, lookup ids are
 //! de-duplicated and answers bounded in bytes (paged through `more`), and
-//! lookups run on a bounded set of blocking threads: the app's log is
-//! locked only to copy the records and proof paths the answer needs, and a
-//! lookup whose client is gone stops (its future is dropped, which cancels
-//! the blocking work at the next user).
+//! proofs are computed on a bounded set of blocking threads, never under
+//! the lock writers of the app take; a lookup whose client is gone stops
+//! (its future is dropped, which cancels the blocking work at the next
+//! user).
 
 mod limits;
+mod tree;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hush_crypto::directory::DirectoryState;
 use hush_crypto::identity::{DeviceCard, Revocation};
-use hush_crypto::transparency::{Hash, LogEntry, LogKey, MerkleLog, TreeHead};
+use hush_crypto::transparency::proofs::MAX_HISTORY_VERSIONS;
+use hush_crypto::transparency::{Hash, LogEntry, LogKey, TreeHead};
 use hush_protocol::UserId;
 use hush_protocol::msgs::encode as wire;
 use hush_protocol::msgs::hush::{
-    Appended, Consistency, Entries, ErrorCode, HushRequest, HushResponse, LogHead, LogRecord,
-    Lookup, RequestFrame, UserRecords,
+    Audit, ErrorCode, History, HushRequest, HushResponse, LogHead, Lookup, Published,
+    RequestFrame,
 };
 use hush_store::{Store, StoreError};
+use tokio::sync::watch;
+use zeroize::Zeroizing;
 
 use crate::config::DirectoryConfig;
 use limits::{Cancel, Jobs, WriteLimiter};
+use tree::{Tree, Vrf};
 
 /// Users one lookup may name.
 pub const MAX_LOOKUP_USERS: usize = 50;
-/// Entries one `log.entries` answer may hold.
-pub const MAX_ENTRIES: u64 = 1000;
-/// Revocations a lookup serves per user: the newest ones (older ones are in
-/// the log, `log.entries`). Revoked devices never come back, so a client
-/// needs a revocation only to tell "revoked" from "unknown"; the active
-/// cards served are never revoked ones.
-pub const LOOKUP_REVOCATIONS_PER_USER: usize = 32;
+/// Epochs one `log.audit` answer may span.
+pub const MAX_AUDIT_EPOCHS: u64 = 16;
 /// How far ahead of the server's clock a card's `created_at` may be.
 pub const MAX_CARD_CLOCK_SKEW_SECS: u64 = 3600;
-/// Name of the tree-head signing key in the store.
+/// How long a write waits for the epoch that publishes it.
+const PUBLISH_WAIT: Duration = Duration::from_secs(30);
+/// Name of the head-signing key in the store.
 const LOG_KEY_NAME: &str = "directory-log-v1";
+/// Name of the VRF key in the store.
+const VRF_KEY_NAME: &str = "directory-vrf-v1";
 
 /// Why a directory request failed; [`DirError::code`] is the stable code of
 /// docs/PROTOCOL-EXT.md.
@@ -84,7 +93,7 @@ pub enum DirError {
     /// answers parameters it refuses).
     #[error("{0}")]
     TooMany(String),
-    /// Beyond the end of the log.
+    /// Beyond the directory's last epoch, or a user with no entry.
     #[error("{0}")]
     NotFound(String),
     /// Too many writes for this user (`rate_limited`; HTTP 429).
@@ -133,22 +142,54 @@ impl DirError {
     }
 }
 
-/// One app's log, in memory once loaded.
-struct AppLog {
-    app_id: String,
-    log: MerkleLog,
-    state: DirectoryState,
+/// A published epoch: its root, when it was published, and how many of
+/// the app's records it covers.
+#[derive(Debug, Clone, Copy)]
+struct Epoch {
+    epoch: u64,
+    root: Hash,
+    published_ms: u64,
+    log_size: u64,
 }
 
-/// One app's log slot: locked (asynchronously) by writers across the
-/// store's commit, and by lookups only while they copy what they answer.
-type Slot = Arc<tokio::sync::Mutex<Option<AppLog>>>;
+/// One app's directory, in memory once loaded.
+struct AppLog {
+    state: DirectoryState,
+    /// Records stored.
+    size: u64,
+    /// Users with an entry in the tree.
+    published: HashSet<UserId>,
+    /// Users whose entry changed since the last epoch.
+    pending: BTreeSet<UserId>,
+    /// An epoch publication is scheduled or running.
+    scheduled: bool,
+    tree: Tree,
+    epochs: Vec<Epoch>,
+}
+
+/// One app's slot: the loaded directory (locked, asynchronously, by writers
+/// across the store's commit and by readers only to copy what they need)
+/// and the number of records the latest epoch covers (writers wait on it).
+struct AppSlot {
+    app_id: String,
+    log: tokio::sync::Mutex<Option<AppLog>>,
+    covered: watch::Sender<u64>,
+}
+
+/// What a publication task needs.
+#[derive(Clone)]
+struct Publisher {
+    store: Store,
+    interval: Duration,
+}
 
 /// The key directory of every app on this node.
 pub struct Directory {
     store: Store,
     key: Arc<LogKey>,
-    apps: Mutex<HashMap<String, Slot>>,
+    vrf: Vrf,
+    vrf_public: [u8; 32],
+    apps: Mutex<HashMap<String, Arc<AppSlot>>>,
     limits: DirectoryConfig,
     writes: WriteLimiter,
     jobs: Jobs,
@@ -166,10 +207,6 @@ fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
-fn proof_b64(proof: &[Hash]) -> Vec<String> {
-    proof.iter().map(|h| b64(h)).collect()
-}
-
 fn now_ms() -> u64 {
     u64::try_from(hush_store::now_ms()).unwrap_or(0)
 }
@@ -180,28 +217,30 @@ fn decode_record(text: &str, what: &str) -> Result<Vec<u8>, DirError> {
         .map_err(|_| DirError::BadRequest(format!("params.{what} must be standard base64")))
 }
 
-impl AppLog {
-    fn signed_head(&self, key: &LogKey) -> String {
-        let head = TreeHead {
-            log_id: self.app_id.clone(),
-            size: self.log.size(),
-            root: self.log.root(),
-            timestamp: now_ms(),
-        };
-        b64(&key.sign(head).to_bytes())
-    }
+fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut seed);
+    seed
 }
 
 impl Directory {
-    /// The directory over `store`, with the node's tree-head key (created in
-    /// the store on first start).
+    /// The directory over `store`, with the node's head-signing and VRF keys
+    /// (created in the store on first start).
     pub async fn open(store: Store) -> Result<Self, StoreError> {
         let seed = store
             .server_key(LOG_KEY_NAME, || *LogKey::generate().to_secret_bytes())
             .await?;
+        let vrf_seed: Zeroizing<[u8; 32]> = store.server_key(VRF_KEY_NAME, random_seed).await?;
+        let vrf = Vrf::new(vrf_seed);
+        let vrf_public = vrf
+            .public_key()
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("directory VRF key: {e}")))?;
         let limits = DirectoryConfig::default();
         Ok(Self {
             key: Arc::new(LogKey::from_secret_bytes(&seed)),
+            vrf,
+            vrf_public,
             store,
             apps: Mutex::new(HashMap::new()),
             writes: WriteLimiter::new(limits.writes_per_user_per_minute),
@@ -224,43 +263,69 @@ impl Directory {
         &self.limits
     }
 
-    /// The tree-head public key clients pin, base64 (`hush directory-key`
+    /// The head-signing public key clients pin, base64 (`hush directory-key`
     /// prints it).
     pub fn public_key(&self) -> String {
         b64(&self.key.public_key().to_bytes())
     }
 
-    fn slot(&self, app_id: &str) -> Slot {
+    /// The VRF public key clients pin, base64 (`hush directory-key` prints
+    /// it).
+    pub fn vrf_public_key(&self) -> String {
+        b64(&self.vrf_public)
+    }
+
+    fn slot(&self, app_id: &str) -> Arc<AppSlot> {
         let mut apps = self
             .apps
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        apps.entry(app_id.to_owned()).or_default().clone()
+        apps.entry(app_id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(AppSlot {
+                    app_id: app_id.to_owned(),
+                    log: tokio::sync::Mutex::new(None),
+                    covered: watch::Sender::new(0),
+                })
+            })
+            .clone()
     }
 
-    /// Runs `f` on the app's loaded log (loading it from the store first).
+    fn publisher(&self) -> Publisher {
+        Publisher {
+            store: self.store.clone(),
+            interval: Duration::from_millis(self.limits.epoch_interval_ms),
+        }
+    }
+
+    /// Runs `f` on the app's loaded directory (loading it first).
     async fn with_log<T>(
         &self,
-        app_id: &str,
-        f: impl AsyncFnOnce(&mut AppLog) -> Result<T, DirError>,
+        slot: &AppSlot,
+        f: impl FnOnce(&mut AppLog) -> Result<T, DirError>,
     ) -> Result<T, DirError> {
-        let slot = self.slot(app_id);
-        let mut guard = slot.lock().await;
+        let mut guard = slot.log.lock().await;
         let log = match &mut *guard {
             Some(log) => log,
-            empty @ None => empty.insert(self.load(app_id).await?),
+            empty @ None => empty.insert(self.load(slot).await?),
         };
-        f(log).await
+        f(log)
     }
 
-    async fn load(&self, app_id: &str) -> Result<AppLog, DirError> {
-        let mut log = AppLog {
-            app_id: app_id.to_owned(),
-            log: MerkleLog::new(),
+    async fn load(&self, slot: &AppSlot) -> Result<AppLog, DirError> {
+        let app_id = slot.app_id.as_str();
+        let tree = Tree::open(tree::db_for(&self.store, app_id), self.vrf.clone()).await?;
+        let epochs: Vec<Epoch> = Vec::new();
+        let covered = epochs.last().map_or(0, |e| e.log_size);
+        let mut loaded = Loaded {
             state: DirectoryState::new(),
+            size: 0,
+            covered,
+            published: HashSet::new(),
+            pending: BTreeSet::new(),
         };
         loop {
-            let start = log.log.size();
+            let start = loaded.size;
             let batch = self
                 .store
                 .directory_leaves(
@@ -274,26 +339,52 @@ impl Directory {
             }
             // Replaying verifies every signature: CPU work, kept off the
             // async workers.
-            log = tokio::task::spawn_blocking(move || replay(log, batch))
+            let app = app_id.to_owned();
+            loaded = tokio::task::spawn_blocking(move || replay(&app, loaded, batch))
                 .await
                 .map_err(|_| DirError::Busy("key directory load was interrupted".into()))??;
         }
-        tracing::debug!(app = app_id, size = log.log.size(), "key directory loaded");
+        let mut log = AppLog {
+            state: loaded.state,
+            size: loaded.size,
+            published: loaded.published,
+            pending: loaded.pending,
+            scheduled: false,
+            tree,
+            epochs,
+        };
+        // Records stored but in no epoch yet (the node stopped before
+        // publishing them, or the tree is new): publish them now, so every
+        // answer after a load covers every record.
+        if !log.pending.is_empty() {
+            let users = std::mem::take(&mut log.pending);
+            let updates = entries_of(&log.state, &users);
+            let (epoch, root) = log.tree.publish(updates).await?;
+            record_epoch(slot, &mut log, users, epoch, root, loaded.size);
+        }
+        slot.covered.send_replace(log.epochs.last().map_or(0, |e| e.log_size));
+        tracing::debug!(app = app_id, records = log.size, "key directory loaded");
         Ok(log)
     }
 
-    /// Checks and appends one entry for `user`; answers with its index,
-    /// the new head and the inclusion proof.
+    /// Checks and stores one entry for `user`, then waits for the epoch
+    /// that publishes it; answers with that epoch's head and the user's
+    /// lookup proof.
     async fn append(
         &self,
         app_id: &str,
         user: &UserId,
         entry: LogEntry,
-    ) -> Result<Appended, DirError> {
-        let key = &self.key;
-        let store = &self.store;
+    ) -> Result<Published, DirError> {
+        let slot = self.slot(app_id);
         let max_devices = self.limits.max_devices_per_user;
-        self.with_log(app_id, async |log: &mut AppLog| {
+        let store = &self.store;
+        let index = {
+            let mut guard = slot.log.lock().await;
+            let log = match &mut *guard {
+                Some(log) => log,
+                empty @ None => empty.insert(self.load(&slot).await?),
+            };
             if let LogEntry::Card(card) = &entry {
                 check_device_cap(&log.state, card, max_devices)?;
             }
@@ -301,34 +392,68 @@ impl Directory {
                 hush_crypto::directory::RuleError::BrokenChain => DirError::Conflict(e.to_string()),
                 _ => DirError::InvalidRecord(e.to_string()),
             })?;
-            let index = log.log.size();
+            let index = log.size;
             let leaf = entry.to_bytes();
             if !store
                 .directory_append(app_id, index, &leaf, user.as_str())
                 .await?
             {
                 // Another writer (another node on this store) got there
-                // first: catch up, and let the client retry.
-                *log = self.load(app_id).await?;
+                // first: reload, and let the client retry.
+                *guard = None;
                 return Err(DirError::Conflict(
-                    "the log moved on; retry the request".into(),
+                    "the directory moved on; retry the request".into(),
                 ));
             }
             log.state
                 .apply(&entry, index)
                 .map_err(|e| DirError::InvalidRecord(e.to_string()))?;
-            log.log.append(&leaf);
-            let proof = log
-                .log
-                .inclusion_proof(index, log.log.size())
-                .unwrap_or_default();
-            Ok(Appended {
-                head: log.signed_head(key),
-                index,
-                proof: proof_b64(&proof),
-            })
+            log.size += 1;
+            log.pending.insert(user.clone());
+            if !log.scheduled {
+                log.scheduled = true;
+                schedule(slot.clone(), self.publisher());
+            }
+            index
+        };
+        let mut covered = slot.covered.subscribe();
+        tokio::time::timeout(PUBLISH_WAIT, covered.wait_for(|c| *c > index))
+            .await
+            .map_err(|_| DirError::Busy("the directory's epoch is late; retry".into()))?
+            .map_err(|_| DirError::Busy("the directory is shutting down".into()))?;
+        let (head, mut proofs) = self.proofs(&slot, vec![user.clone()]).await?;
+        let proof = proofs
+            .pop()
+            .ok_or_else(|| DirError::Busy("no proof for the written entry".into()))?;
+        Ok(Published {
+            head,
+            proof: b64(&proof.proof),
         })
-        .await
+    }
+
+    /// Signs the head of `epoch` at `timestamp`.
+    fn sign(&self, app_id: &str, (epoch, root): (u64, Hash), timestamp: u64) -> String {
+        let head = TreeHead {
+            log_id: app_id.to_owned(),
+            epoch,
+            root,
+            timestamp,
+        };
+        b64(&self.key.sign(head).to_bytes())
+    }
+
+    /// Lookup proofs for `users` (which all have entries), on a directory
+    /// worker; the signed head they are for.
+    async fn proofs(
+        &self,
+        slot: &AppSlot,
+        users: Vec<UserId>,
+    ) -> Result<(String, Vec<tree::UserProof>), DirError> {
+        let tree = self.with_log(slot, |log| Ok(log.tree.clone())).await?;
+        let _job = self.jobs.enter().await?;
+        let cancel = Cancel::default();
+        let (at, proofs) = tree.lookup(users, cancel.token()).await?;
+        Ok((self.sign(&slot.app_id, at, now_ms()), proofs))
     }
 
     /// `directory.publish`: a device card of the signed-in user.
@@ -337,7 +462,7 @@ impl Directory {
         app_id: &str,
         user: &UserId,
         card: &str,
-    ) -> Result<Appended, DirError> {
+    ) -> Result<Published, DirError> {
         let bytes = decode_record(card, "card")?;
         let card = DeviceCard::from_bytes(&bytes)
             .map_err(|e| DirError::InvalidRecord(format!("card: {e}")))?;
@@ -371,7 +496,7 @@ impl Directory {
         app_id: &str,
         user: &UserId,
         record: &str,
-    ) -> Result<Appended, DirError> {
+    ) -> Result<Published, DirError> {
         let bytes = decode_record(record, "revocation")?;
         let rev = Revocation::from_bytes(&bytes)
             .map_err(|e| DirError::InvalidRecord(format!("revocation: {e}")))?;
@@ -383,34 +508,15 @@ impl Directory {
         self.append(app_id, user, LogEntry::Revocation(rev)).await
     }
 
-    /// `directory.lookup`: the active cards and (newest) revocations of up
-    /// to 50 users, with inclusion proofs and, given `since`, a consistency
-    /// proof. Repeated ids are answered once; users that do not fit in
+    /// `directory.lookup`: the lookup proofs (each carrying the user's
+    /// entry) of up to 50 users, at one epoch. Repeated ids are answered
+    /// once; users without an entry are left out; users that do not fit in
     /// [`DirectoryConfig::max_lookup_bytes`] are named in `more`.
     ///
-    /// Runs on one of the directory's blocking workers (waiting for one
-    /// while they are busy, `unavailable` when too many wait); the app's
-    /// log is locked (only this app's) until the answer's records and proof
-    /// paths are copied, and dropping the returned future stops the work.
-    pub async fn lookup(
-        &self,
-        app_id: &str,
-        users: &[String],
-        since: Option<u64>,
-    ) -> Result<Lookup, DirError> {
-        self.lookup_then(app_id, users, since, |lookup| lookup)
-            .await
-    }
-
-    /// [`Directory::lookup`], then `finish` on the answer (on the same
-    /// blocking worker: encoding a large answer is CPU work too).
-    async fn lookup_then<T: Send + 'static>(
-        &self,
-        app_id: &str,
-        users: &[String],
-        since: Option<u64>,
-        finish: impl FnOnce(Lookup) -> T + Send + 'static,
-    ) -> Result<T, DirError> {
+    /// Proofs are computed on one of the directory's blocking workers
+    /// (waiting for one while they are busy, `unavailable` when too many
+    /// wait), and dropping the returned future stops the work.
+    pub async fn lookup(&self, app_id: &str, users: &[String]) -> Result<Lookup, DirError> {
         if users.is_empty() {
             return Err(DirError::BadRequest("name at least one user".into()));
         }
@@ -429,92 +535,132 @@ impl Directory {
                 ids.push(id);
             }
         }
-        // The app's lock first, then a worker: lookups of one app queue on
-        // their own app's lock, so at most one per app waits for a worker
-        // and one app's flood cannot fill the node's queue.
         let slot = self.slot(app_id);
-        let mut guard = slot.lock_owned().await;
-        if guard.is_none() {
-            *guard = Some(self.load(app_id).await?);
-        }
-        let _job = self.jobs.enter().await?;
-        let cancel = Cancel::default();
-        let stop = cancel.token();
-        let key = self.key.clone();
-        let limits = self.limits.clone();
-        tokio::task::spawn_blocking(move || {
-            let picked = {
-                let log = guard
-                    .as_ref()
-                    .ok_or_else(|| DirError::Busy("key directory not loaded".into()))?;
-                pick(log, &ids, since, &limits, &stop)?
-            };
-            // The app's log is free again: encoding and signing need only
-            // the copy.
-            drop(guard);
-            let lookup = picked.encode(&key, &stop)?;
-            stop.check()?;
-            Ok(finish(lookup))
-        })
-        .await
-        .map_err(|_| DirError::Busy("key directory lookup was interrupted".into()))?
-    }
-
-    /// `log.head`: the current signed tree head and the log key.
-    pub async fn head(&self, app_id: &str) -> Result<LogHead, DirError> {
-        let key = &self.key;
-        let public = self.public_key();
-        self.with_log(app_id, async |log: &mut AppLog| {
-            Ok(LogHead {
-                head: log.signed_head(key),
-                key: public,
+        let present: Vec<UserId> = self
+            .with_log(&slot, |log| {
+                Ok(ids
+                    .iter()
+                    .filter(|u| log.published.contains(*u))
+                    .cloned()
+                    .collect())
             })
+            .await?;
+        let (head, proofs) = self.proofs(&slot, present).await?;
+        let mut answered = BTreeMap::new();
+        let mut bytes = 0usize;
+        let mut cut = None;
+        for (n, p) in proofs.into_iter().enumerate() {
+            let len = p.user.as_str().len() + p.proof.len().div_ceil(3) * 4 + 8;
+            if n > 0 && bytes + len > self.limits.max_lookup_bytes {
+                cut = Some(p.user);
+                break;
+            }
+            bytes += len;
+            answered.insert(p.user.as_str().to_owned(), b64(&p.proof));
+        }
+        // Everyone from the first user that did not fit, in request order.
+        let more = match cut {
+            None => Vec::new(),
+            Some(first) => ids
+                .iter()
+                .skip_while(|u| **u != first)
+                .map(|u| u.as_str().to_owned())
+                .collect(),
+        };
+        Ok(Lookup {
+            head,
+            more,
+            users: answered,
         })
-        .await
     }
 
-    /// `log.consistency`: proof that the tree of size `to` extends the one of
-    /// size `from`.
-    pub async fn consistency(
+    /// `directory.history`: the history proof of `user`'s own `versions`
+    /// most recent entries (1–64).
+    pub async fn history(
         &self,
         app_id: &str,
-        from: u64,
-        to: u64,
-    ) -> Result<Consistency, DirError> {
-        self.with_log(app_id, async |log: &mut AppLog| {
-            let size = log.log.size();
-            if from > to || to > size {
-                return Err(DirError::NotFound(format!(
-                    "need from <= to <= {size}, got {from} and {to}"
-                )));
-            }
-            let proof = log
-                .log
-                .consistency_proof(from, to)
-                .ok_or_else(|| DirError::NotFound("no such proof".into()))?;
-            Ok(Consistency {
-                proof: proof_b64(&proof),
-            })
-        })
-        .await
-    }
-
-    /// `log.entries`: leaf data `start..end` (at most 1000).
-    pub async fn entries(&self, app_id: &str, start: u64, end: u64) -> Result<Entries, DirError> {
-        if end < start || end - start > MAX_ENTRIES {
+        user: &UserId,
+        versions: Option<u64>,
+    ) -> Result<History, DirError> {
+        let versions = versions.unwrap_or(1);
+        let max = MAX_HISTORY_VERSIONS as u64;
+        if versions == 0 || versions > max {
             return Err(DirError::BadRequest(format!(
-                "need start <= end <= start + {MAX_ENTRIES}"
+                "params.versions must be between 1 and {max}"
             )));
         }
-        // Past the end of the log there is nothing (and the store could not
-        // even express an index beyond i64::MAX).
-        let size = self
-            .with_log(app_id, async |log: &mut AppLog| Ok(log.log.size()))
+        let slot = self.slot(app_id);
+        let tree = self
+            .with_log(&slot, |log| {
+                if log.published.contains(user) {
+                    Ok(log.tree.clone())
+                } else {
+                    Err(DirError::NotFound(
+                        "the user has no directory entry yet".into(),
+                    ))
+                }
+            })
             .await?;
-        let (start, end) = (start.min(size), end.min(size));
-        let leaves = self.store.directory_leaves(app_id, start, end).await?;
-        Ok(Entries {
-            entries: leaves.iter().map(|l| b64(l)).collect(),
+        let _job = self.jobs.enter().await?;
+        let (at, proof) = tree.history(user.clone(), versions as usize).await?;
+        Ok(History {
+            head: self.sign(app_id, at, now_ms()),
+            proof: b64(&proof),
+            versions,
+        })
+    }
+
+    /// `log.head`: the current signed epoch head and the directory's keys.
+    pub async fn head(&self, app_id: &str) -> Result<LogHead, DirError> {
+        let slot = self.slot(app_id);
+        let tree = self.with_log(&slot, |log| Ok(log.tree.clone())).await?;
+        let at = tree.current().await?;
+        Ok(LogHead {
+            head: self.sign(app_id, at, now_ms()),
+            key: self.public_key(),
+            vrf: self.vrf_public_key(),
+        })
+    }
+
+    /// `log.audit`: the heads of epochs `from..=to` (signed with the time
+    /// each was published) and the append-only proof between them.
+    pub async fn audit(&self, app_id: &str, from: u64, to: u64) -> Result<Audit, DirError> {
+        if from == 0 || to <= from || to - from > MAX_AUDIT_EPOCHS {
+            return Err(DirError::BadRequest(format!(
+                "need 1 <= from < to <= from + {MAX_AUDIT_EPOCHS}"
+            )));
+        }
+        let slot = self.slot(app_id);
+        let (tree, epochs) = self
+            .with_log(&slot, |log| {
+                let last = log.epochs.last().map_or(0, |e| e.epoch);
+                if to > last {
+                    return Err(DirError::NotFound(format!(
+                        "epoch {to} is beyond the directory's last epoch {last}"
+                    )));
+                }
+                let epochs: Vec<Epoch> = log
+                    .epochs
+                    .iter()
+                    .filter(|e| (from..=to).contains(&e.epoch))
+                    .copied()
+                    .collect();
+                Ok((log.tree.clone(), epochs))
+            })
+            .await?;
+        if epochs.len() as u64 != to - from + 1 {
+            return Err(DirError::NotFound(
+                "this node has no record of some of those epochs".into(),
+            ));
+        }
+        let _job = self.jobs.enter().await?;
+        let proof = tree.audit(from, to).await?;
+        Ok(Audit {
+            heads: epochs
+                .iter()
+                .map(|e| self.sign(app_id, (e.epoch, e.root), e.published_ms))
+                .collect(),
+            proof: b64(&proof),
         })
     }
 
@@ -531,8 +677,7 @@ impl Directory {
     }
 
     /// Answers one `hush:request` like [`Directory::handle`], as the text of
-    /// its `hush:response` frame; a lookup's answer is encoded on the
-    /// blocking worker that computed it.
+    /// its `hush:response` frame.
     pub async fn respond(
         &self,
         app_id: &str,
@@ -541,18 +686,8 @@ impl Directory {
     ) -> Result<String, DirError> {
         let id = request.id.clone();
         let (parsed, user) = parse(request, user)?;
-        match parsed {
-            HushRequest::DirectoryLookup { users, since } => {
-                self.lookup_then(app_id, &users, since, move |lookup| {
-                    wire::hush_response_ok(&id, &HushResponse::DirectoryLookup(lookup).encode())
-                })
-                .await
-            }
-            other => {
-                let value = self.dispatch(app_id, user, other).await?;
-                Ok(wire::hush_response_ok(&id, &value.encode()))
-            }
-        }
+        let value = self.dispatch(app_id, user, parsed).await?;
+        Ok(wire::hush_response_ok(&id, &value.encode()))
     }
 
     /// Dispatches one `hush:request` from a connection of `app_id`, signed in
@@ -584,21 +719,89 @@ impl Directory {
                 self.take_write(app_id, user)?;
                 HushResponse::DirectoryRevoke(self.revoke(app_id, user, &revocation).await?)
             }
-            HushRequest::DirectoryLookup { users, since } => {
-                HushResponse::DirectoryLookup(self.lookup(app_id, &users, since).await?)
+            HushRequest::DirectoryLookup { users } => {
+                HushResponse::DirectoryLookup(self.lookup(app_id, &users).await?)
+            }
+            HushRequest::DirectoryHistory { versions } => {
+                HushResponse::DirectoryHistory(self.history(app_id, user, versions).await?)
             }
             HushRequest::LogHead => HushResponse::LogHead(self.head(app_id).await?),
-            HushRequest::LogConsistency { from, to } => {
-                HushResponse::LogConsistency(self.consistency(app_id, from.unwrap_or(0), to).await?)
-            }
-            HushRequest::LogEntries { start, end } => {
-                let start = start.unwrap_or(0);
-                let end = end.unwrap_or(start.saturating_add(MAX_ENTRIES));
-                HushResponse::LogEntries(self.entries(app_id, start, end).await?)
+            HushRequest::LogAudit { from, to } => {
+                HushResponse::LogAudit(self.audit(app_id, from, to).await?)
             }
             other => return Err(DirError::UnknownMethod(other.method().name().to_owned())),
         })
     }
+}
+
+/// The entries of `users` (those with an identity) as the tree stores them.
+fn entries_of(state: &DirectoryState, users: &BTreeSet<UserId>) -> Vec<(UserId, Vec<u8>)> {
+    users
+        .iter()
+        .filter_map(|u| state.entry(u).map(|e| (u.clone(), e.to_bytes())))
+        .collect()
+}
+
+/// Notes a published epoch in `log` and wakes the writers it covers.
+fn record_epoch(
+    slot: &AppSlot,
+    log: &mut AppLog,
+    users: BTreeSet<UserId>,
+    epoch: u64,
+    root: Hash,
+    log_size: u64,
+) {
+    log.epochs.push(Epoch {
+        epoch,
+        root,
+        published_ms: now_ms(),
+        log_size,
+    });
+    log.published.extend(users);
+    slot.covered.send_replace(log_size);
+}
+
+/// Publishes the app's pending users after `interval` (one task at a time
+/// per app: `scheduled` is set until it ends); reschedules itself while
+/// writes keep arriving or after a failure.
+fn schedule(slot: Arc<AppSlot>, publisher: Publisher) {
+    tokio::spawn(async move {
+        tokio::time::sleep(publisher.interval).await;
+        let job = {
+            let mut guard = slot.log.lock().await;
+            let Some(log) = guard.as_mut() else { return };
+            let users = std::mem::take(&mut log.pending);
+            (
+                log.tree.clone(),
+                entries_of(&log.state, &users),
+                users,
+                log.size,
+            )
+        };
+        let (tree, updates, users, log_size) = job;
+        let result = if updates.is_empty() {
+            Err(DirError::Busy("nothing to publish".into()))
+        } else {
+            tree.publish(updates).await
+        };
+        let mut guard = slot.log.lock().await;
+        let Some(log) = guard.as_mut() else { return };
+        log.scheduled = false;
+        match result {
+            Ok((epoch, root)) => {
+                record_epoch(&slot, log, users, epoch, root, log_size);
+                let _ = &publisher.store;
+            }
+            Err(e) => {
+                tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch failed; retrying");
+                log.pending.extend(users);
+            }
+        }
+        if !log.pending.is_empty() {
+            log.scheduled = true;
+            schedule(slot.clone(), publisher);
+        }
+    });
 }
 
 fn bad_params(e: hush_protocol::msgs::hush::ParamsError) -> DirError {
@@ -623,31 +826,49 @@ fn parse<'a>(
     ))
 }
 
-/// Applies stored leaves to a log being loaded (on a blocking thread: every
-/// record's signatures are verified).
-fn replay(mut log: AppLog, batch: Vec<Vec<u8>>) -> Result<AppLog, DirError> {
+/// A directory being loaded from the store.
+struct Loaded {
+    state: DirectoryState,
+    size: u64,
+    /// Records the last recorded epoch covers.
+    covered: u64,
+    published: HashSet<UserId>,
+    pending: BTreeSet<UserId>,
+}
+
+/// Applies stored records to a directory being loaded (on a blocking
+/// thread: every record's signatures are verified).
+fn replay(app_id: &str, mut loaded: Loaded, batch: Vec<Vec<u8>>) -> Result<Loaded, DirError> {
     for leaf in batch {
-        let index = log.log.size();
-        let app_id = &log.app_id;
-        // A stored leaf that no longer verifies means the store was
+        let index = loaded.size;
+        // A stored record that no longer verifies means the store was
         // altered behind the server's back: refuse to serve it.
         let entry = LogEntry::from_bytes(&leaf).map_err(|_| {
             StoreError::Corrupt(if written_before_derived_ids(&leaf) {
                 format!(
-                    "directory leaf {index} of app {app_id} is a card of an older hush \
+                    "directory record {index} of app {app_id} is a card of an older hush \
                      (device ids not derived from the signing key): this version cannot \
-                     serve that log; see docs/OPERATIONS.md, \"Upgrades and draining\""
+                     serve that directory; see docs/OPERATIONS.md, \"Upgrades and draining\""
                 )
             } else {
-                format!("directory leaf {index} of app {app_id} does not verify")
+                format!("directory record {index} of app {app_id} does not verify")
             })
         })?;
-        log.state.apply(&entry, index).map_err(|e| {
-            StoreError::Corrupt(format!("directory leaf {index} of app {app_id}: {e}"))
+        loaded.state.apply(&entry, index).map_err(|e| {
+            StoreError::Corrupt(format!("directory record {index} of app {app_id}: {e}"))
         })?;
-        log.log.append(&leaf);
+        let user = match &entry {
+            LogEntry::Card(c) => c.user_id().clone(),
+            LogEntry::Revocation(r) => r.user_id().clone(),
+        };
+        if index < loaded.covered {
+            loaded.published.insert(user);
+        } else {
+            loaded.pending.insert(user);
+        }
+        loaded.size += 1;
     }
-    Ok(log)
+    Ok(loaded)
 }
 
 /// True when `leaf` is a device card that verifies except that its device id
@@ -681,142 +902,6 @@ fn check_device_cap(state: &DirectoryState, card: &DeviceCard, max: usize) -> Re
     Ok(())
 }
 
-/// One record of a lookup answer, copied out of the log: leaf data, index,
-/// inclusion proof.
-struct Picked {
-    leaf: Vec<u8>,
-    index: u64,
-    proof: Vec<Hash>,
-}
 
-impl Picked {
-    fn new(log: &AppLog, entry: &LogEntry, index: u64) -> Self {
-        Self {
-            leaf: entry.to_bytes(),
-            index,
-            proof: log
-                .log
-                .inclusion_proof(index, log.log.size())
-                .unwrap_or_default(),
-        }
-    }
-
-    /// About the bytes this record takes in the answer's JSON.
-    fn encoded_len(&self) -> usize {
-        self.leaf.len().div_ceil(3) * 4 + self.proof.len() * 47 + 48
-    }
-
-    fn encode(&self) -> LogRecord {
-        LogRecord {
-            index: self.index,
-            proof: proof_b64(&self.proof),
-            record: b64(&self.leaf),
-        }
-    }
-}
-
-/// What a lookup answers, copied out of the app's log (so the log is free
-/// while it is encoded and signed).
-struct Answer {
-    head: TreeHead,
-    consistency: Option<Vec<Hash>>,
-    users: Vec<(String, Vec<Picked>, Vec<Picked>)>,
-    more: Vec<String>,
-}
-
-/// Copies the records `ids` need from `log`: per user its active cards
-/// (the newest `max_devices_per_user` of them, should the store hold more)
-/// and newest [`LOOKUP_REVOCATIONS_PER_USER`] revocations, users in order
-/// until `max_lookup_bytes` (the first user always; the rest go to `more`).
-fn pick(
-    log: &AppLog,
-    ids: &[UserId],
-    since: Option<u64>,
-    limits: &DirectoryConfig,
-    stop: &limits::CancelToken,
-) -> Result<Answer, DirError> {
-    let size = log.log.size();
-    let consistency =
-        match since {
-            Some(since) => Some(log.log.consistency_proof(since, size).ok_or_else(|| {
-                DirError::NotFound(format!("tree size {since} is beyond {size}"))
-            })?),
-            None => None,
-        };
-    let mut users = Vec::new();
-    let mut more = Vec::new();
-    let mut bytes = 0usize;
-    for (n, id) in ids.iter().enumerate() {
-        stop.check()?;
-        let mut cards = Vec::new();
-        let mut revocations = Vec::new();
-        if let Some(user) = log.state.user(id) {
-            let mut active: Vec<_> = user.devices.values().filter(|d| !d.revoked).collect();
-            if active.len() > limits.max_devices_per_user {
-                active.sort_by_key(|d| std::cmp::Reverse(d.index));
-                active.truncate(limits.max_devices_per_user);
-            }
-            active.sort_by_key(|d| d.card.device_id());
-            for device in active {
-                cards.push(Picked::new(
-                    log,
-                    &LogEntry::Card(device.card.clone()),
-                    device.index,
-                ));
-            }
-            let from = user
-                .revocations
-                .len()
-                .saturating_sub(LOOKUP_REVOCATIONS_PER_USER);
-            for (index, rev) in &user.revocations[from..] {
-                revocations.push(Picked::new(log, &LogEntry::Revocation(rev.clone()), *index));
-            }
-        }
-        let user_bytes = id.as_str().len()
-            + 40
-            + cards
-                .iter()
-                .chain(&revocations)
-                .map(Picked::encoded_len)
-                .sum::<usize>();
-        if n > 0 && bytes + user_bytes > limits.max_lookup_bytes {
-            more.extend(ids[n..].iter().map(|u| u.as_str().to_owned()));
-            break;
-        }
-        bytes += user_bytes;
-        users.push((id.as_str().to_owned(), cards, revocations));
-    }
-    Ok(Answer {
-        head: TreeHead {
-            log_id: log.app_id.clone(),
-            size,
-            root: log.log.root(),
-            timestamp: now_ms(),
-        },
-        consistency,
-        users,
-        more,
-    })
-}
-
-impl Answer {
-    fn encode(self, key: &LogKey, stop: &limits::CancelToken) -> Result<Lookup, DirError> {
-        let mut users = std::collections::BTreeMap::new();
-        for (id, cards, revocations) in self.users {
-            stop.check()?;
-            users.insert(
-                id,
-                UserRecords {
-                    cards: cards.iter().map(Picked::encode).collect(),
-                    revocations: revocations.iter().map(Picked::encode).collect(),
-                },
-            );
-        }
-        Ok(Lookup {
-            consistency: self.consistency.as_deref().map(proof_b64),
-            head: b64(&key.sign(self.head).to_bytes()),
-            more: self.more,
-            users,
-        })
-    }
-}
+#[cfg(test)]
+mod tests;

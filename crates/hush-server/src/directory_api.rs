@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
 use hush_protocol::api::QueryParams;
-use hush_protocol::msgs::hush::{Consistency, Entries, LogHead, Lookup};
+use hush_protocol::msgs::hush::{Audit, LogHead, Lookup};
 
 use crate::api::{ApiError, authenticate};
 use crate::app::ServerState;
@@ -33,24 +33,21 @@ fn number(params: &QueryParams, name: &str) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
-/// `GET /apps/{app_id}/directory/users?ids=a,b[&since=N]`.
+/// `GET /apps/{app_id}/directory/users?ids=a,b`.
 pub async fn users(
     State(state): State<Arc<ServerState>>,
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
 ) -> Result<Json<Lookup>, ApiError> {
-    let (app, params) = authenticate(&state, &app_id, &method, &uri, b"", &["ids", "since"])?;
+    let (app, params) = authenticate(&state, &app_id, &method, &uri, b"", &["ids"])?;
     let ids: Vec<String> = params
         .get("ids")
         .ok_or_else(|| ApiError::bad("Missing query parameter: ids"))?
         .split(',')
         .map(str::to_owned)
         .collect();
-    let since = number(&params, "since")?;
-    Ok(Json(
-        state.directory.lookup(&app.config.id, &ids, since).await?,
-    ))
+    Ok(Json(state.directory.lookup(&app.config.id, &ids).await?))
 }
 
 /// `GET /apps/{app_id}/directory/log/head`.
@@ -64,36 +61,19 @@ pub async fn head(
     Ok(Json(state.directory.head(&app.config.id).await?))
 }
 
-/// `GET /apps/{app_id}/directory/log/consistency?from=&to=`.
-pub async fn consistency(
+/// `GET /apps/{app_id}/directory/log/audit?from=&to=`: the append-only
+/// proof between two epochs, for auditors (`hush audit`).
+pub async fn audit(
     State(state): State<Arc<ServerState>>,
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
-) -> Result<Json<Consistency>, ApiError> {
+) -> Result<Json<Audit>, ApiError> {
     let (app, params) = authenticate(&state, &app_id, &method, &uri, b"", &["from", "to"])?;
-    let from = number(&params, "from")?.unwrap_or(0);
-    let to = number(&params, "to")?.ok_or_else(|| ApiError::bad("Missing query parameter: to"))?;
-    Ok(Json(
-        state
-            .directory
-            .consistency(&app.config.id, from, to)
-            .await?,
-    ))
-}
-
-/// `GET /apps/{app_id}/directory/log/entries?start=&end=`.
-pub async fn entries(
-    State(state): State<Arc<ServerState>>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-) -> Result<Json<Entries>, ApiError> {
-    let (app, params) = authenticate(&state, &app_id, &method, &uri, b"", &["start", "end"])?;
-    let start = number(&params, "start")?.unwrap_or(0);
-    let end =
-        number(&params, "end")?.unwrap_or(start.saturating_add(crate::directory::MAX_ENTRIES));
-    Ok(Json(
-        state.directory.entries(&app.config.id, start, end).await?,
-    ))
+    let need = |name: &str| {
+        number(&params, name)?
+            .ok_or_else(|| ApiError::bad(format!("Missing query parameter: {name}")))
+    };
+    let (from, to) = (need("from")?, need("to")?);
+    Ok(Json(state.directory.audit(&app.config.id, from, to).await?))
 }

@@ -321,12 +321,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(directory_api::head),
         )
         .route(
-            "/apps/{app_id}/directory/log/consistency",
-            get(directory_api::consistency),
-        )
-        .route(
-            "/apps/{app_id}/directory/log/entries",
-            get(directory_api::entries),
+            "/apps/{app_id}/directory/log/audit",
+            get(directory_api::audit),
         )
         .route("/apps/{app_id}/channels/{channel_name}", get(api::channel))
         .route(

@@ -106,14 +106,17 @@ fn card_with(
     DeviceCard::issue(body, keys, identity).unwrap()
 }
 
-/// The name under which the server keeps its key-directory log key.
+/// The name under which the server keeps its key-directory head-signing key.
 const LOG_KEY_NAME: &str = "directory-log-v1";
+/// The name under which the server keeps its key-directory VRF key.
+const VRF_KEY_NAME: &str = "directory-vrf-v1";
 
 /// Rewrites the test app's key-directory history the way someone holding
 /// the database and the log key could: copies the log stored at `from` into
-/// a new store at `to`, under the same log key, with leaf `index` replaced by
-/// `card`. The forged log obeys every rule and is validly signed; only a
-/// client that trusted an earlier head can tell. Returns the leaf count.
+/// a new store at `to`, under the same keys, with record `index` replaced by
+/// `card`. The forged directory obeys every rule and is validly signed (its
+/// tree is rebuilt from the records: another root at the same epochs); only
+/// a client that trusted an earlier head can tell. Returns the record count.
 pub async fn forge_directory_log(from: &str, to: &str, index: usize, card: &DeviceCard) -> usize {
     rewrite_directory_log(from, to, |leaves| {
         leaves[index] = LogEntry::Card(card.clone()).to_bytes();
@@ -122,8 +125,9 @@ pub async fn forge_directory_log(from: &str, to: &str, index: usize, card: &Devi
 }
 
 /// Copies the test app's key-directory log stored at `from` into a new
-/// store at `to`, under the same log key, after `edit` changed its leaves
-/// (e.g. truncated them: a rolled-back log). Returns the leaf count.
+/// store at `to`, under the same head-signing and VRF keys, after `edit`
+/// changed its records (e.g. truncated them: a rolled-back directory).
+/// Returns the record count.
 pub async fn rewrite_directory_log(
     from: &str,
     to: &str,
@@ -134,12 +138,14 @@ pub async fn rewrite_directory_log(
         .unwrap();
     let mut leaves = store.directory_leaves(ID, 0, 10_000).await.unwrap();
     let key = store.server_key(LOG_KEY_NAME, || [0; 32]).await.unwrap();
+    let vrf = store.server_key(VRF_KEY_NAME, || [0; 32]).await.unwrap();
     store.close().await;
     edit(&mut leaves);
     let rewritten = hush_store::Store::open(to, &Default::default())
         .await
         .unwrap();
     rewritten.server_key(LOG_KEY_NAME, || *key).await.unwrap();
+    rewritten.server_key(VRF_KEY_NAME, || *vrf).await.unwrap();
     for (i, leaf) in leaves.iter().enumerate() {
         let user = match LogEntry::from_bytes(leaf).unwrap() {
             LogEntry::Card(c) => c.user_id().to_string(),

@@ -23,12 +23,12 @@ use super::{
 use crate::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
 use crate::transparency::{LogKey, SignedTreeHead, TreeHead};
 
-/// The gossiped tree head: `{log id, size, root, timestamp}` signed by the
+/// The gossiped tree head: `{log id, epoch, root, timestamp}` signed by the
 /// log key (Ed25519, deterministic).
 fn tree_head(v: &BTreeMap<&'static str, String>) -> SignedTreeHead {
     LogKey::from_secret_bytes(&h32(&v["log_key_seed"])).sign(TreeHead {
         log_id: v["log_id"].clone(),
-        size: v["tree_size"].parse().unwrap(),
+        epoch: v["tree_epoch"].parse().unwrap(),
         root: h32(&v["tree_root"]),
         timestamp: v["tree_timestamp"].parse().unwrap(),
     })
@@ -99,7 +99,7 @@ fn inputs() -> Vec<(&'static str, String)> {
         ("recipient_1_ephemeral_ikm", pattern(0x44)),
         ("log_key_seed", pattern(0x55)),
         ("log_id", "app-1".into()),
-        ("tree_size", "42".into()),
+        ("tree_epoch", "42".into()),
         ("tree_root", pattern(0x66)),
         ("tree_timestamp", "1749999990000".into()),
     ]
@@ -223,8 +223,8 @@ fn compute(f: &Fixture) -> Vec<(String, String)> {
                 .to_bytes(),
         ),
     ));
-    // "HSTH" ‖ 1 ‖ str16(log id) ‖ size ‖ root ‖ timestamp ‖ signature over
-    // "hush/v1/tree-head\0" ‖ the same bytes without the signature.
+    // "HSTH" ‖ 2 ‖ str16(log id) ‖ epoch ‖ root ‖ timestamp ‖ signature over
+    // "hush/v2/epoch-head\0" ‖ the same bytes without the signature.
     let head_bytes = head.to_bytes();
     out.push(("tree_head".into(), hex::encode(&head_bytes)));
     out.push(("header".into(), hex::encode(&bytes[..header_len])));

@@ -1204,7 +1204,7 @@ fn attack_tampered_gossiped_tree_head_is_refused() {
     let log = LogKey::from_secret_bytes(&[9; 32]);
     let head = log.sign(TreeHead {
         log_id: "app".into(),
-        size: 5,
+        epoch: 5,
         root: [3; 32],
         timestamp: T0,
     });

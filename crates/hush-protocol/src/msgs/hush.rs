@@ -24,12 +24,12 @@ pub mod method {
     pub const DIRECTORY_REVOKE: &str = "directory.revoke";
     /// `directory.lookup`.
     pub const DIRECTORY_LOOKUP: &str = "directory.lookup";
+    /// `directory.history`.
+    pub const DIRECTORY_HISTORY: &str = "directory.history";
     /// `log.head`.
     pub const LOG_HEAD: &str = "log.head";
-    /// `log.consistency`.
-    pub const LOG_CONSISTENCY: &str = "log.consistency";
-    /// `log.entries`.
-    pub const LOG_ENTRIES: &str = "log.entries";
+    /// `log.audit`.
+    pub const LOG_AUDIT: &str = "log.audit";
 }
 
 /// A `hush:request` as it travels: the method by name and the parameters as
@@ -101,12 +101,12 @@ pub enum Method {
     DirectoryRevoke,
     /// `directory.lookup`.
     DirectoryLookup,
+    /// `directory.history`.
+    DirectoryHistory,
     /// `log.head`.
     LogHead,
-    /// `log.consistency`.
-    LogConsistency,
-    /// `log.entries`.
-    LogEntries,
+    /// `log.audit`.
+    LogAudit,
 }
 
 impl Method {
@@ -115,9 +115,9 @@ impl Method {
         Self::DirectoryPublish,
         Self::DirectoryRevoke,
         Self::DirectoryLookup,
+        Self::DirectoryHistory,
         Self::LogHead,
-        Self::LogConsistency,
-        Self::LogEntries,
+        Self::LogAudit,
     ];
 
     /// The wire name.
@@ -126,9 +126,9 @@ impl Method {
             Self::DirectoryPublish => method::DIRECTORY_PUBLISH,
             Self::DirectoryRevoke => method::DIRECTORY_REVOKE,
             Self::DirectoryLookup => method::DIRECTORY_LOOKUP,
+            Self::DirectoryHistory => method::DIRECTORY_HISTORY,
             Self::LogHead => method::LOG_HEAD,
-            Self::LogConsistency => method::LOG_CONSISTENCY,
-            Self::LogEntries => method::LOG_ENTRIES,
+            Self::LogAudit => method::LOG_AUDIT,
         }
     }
 
@@ -172,24 +172,20 @@ pub enum HushRequest {
     DirectoryLookup {
         /// User ids (1–50, checked by the server).
         users: Vec<String>,
-        /// The tree size the client trusts.
-        since: Option<u64>,
+    },
+    /// `directory.history`: the signed-in user's own most recent entries.
+    DirectoryHistory {
+        /// How many versions (1–64; 1 when absent).
+        versions: Option<u64>,
     },
     /// `log.head`.
     LogHead,
-    /// `log.consistency`.
-    LogConsistency {
-        /// From this tree size (0 when absent).
-        from: Option<u64>,
-        /// To this tree size.
+    /// `log.audit`: the append-only proof from epoch `from` to epoch `to`.
+    LogAudit {
+        /// First epoch (at least 1).
+        from: u64,
+        /// Last epoch (after `from`, at most 16 epochs later).
         to: u64,
-    },
-    /// `log.entries`.
-    LogEntries {
-        /// First index (0 when absent).
-        start: Option<u64>,
-        /// End index, exclusive (start + 1000 when absent).
-        end: Option<u64>,
     },
 }
 
@@ -230,9 +226,9 @@ impl HushRequest {
             Self::DirectoryPublish { .. } => Method::DirectoryPublish,
             Self::DirectoryRevoke { .. } => Method::DirectoryRevoke,
             Self::DirectoryLookup { .. } => Method::DirectoryLookup,
+            Self::DirectoryHistory { .. } => Method::DirectoryHistory,
             Self::LogHead => Method::LogHead,
-            Self::LogConsistency { .. } => Method::LogConsistency,
-            Self::LogEntries { .. } => Method::LogEntries,
+            Self::LogAudit { .. } => Method::LogAudit,
         }
     }
 
@@ -258,20 +254,17 @@ impl HushRequest {
                             .ok_or_else(|| ParamsError("params.users must hold strings".into()))
                     })
                     .collect::<Result<_, _>>()?;
-                Self::DirectoryLookup {
-                    users,
-                    since: param_u64(params, "since")?,
-                }
+                Self::DirectoryLookup { users }
             }
+            Method::DirectoryHistory => Self::DirectoryHistory {
+                versions: param_u64(params, "versions")?,
+            },
             Method::LogHead => Self::LogHead,
-            Method::LogConsistency => Self::LogConsistency {
-                from: param_u64(params, "from")?,
+            Method::LogAudit => Self::LogAudit {
+                from: param_u64(params, "from")?
+                    .ok_or_else(|| ParamsError("params.from is required".into()))?,
                 to: param_u64(params, "to")?
                     .ok_or_else(|| ParamsError("params.to is required".into()))?,
-            },
-            Method::LogEntries => Self::LogEntries {
-                start: param_u64(params, "start")?,
-                end: param_u64(params, "end")?,
             },
         })
     }
@@ -306,11 +299,7 @@ impl HushRequest {
                 o.push_str("\"revocation\":");
                 push_json_str(&mut o, revocation);
             }
-            Self::DirectoryLookup { users, since } => {
-                push_u64_field(&mut o, "since", *since);
-                if o.len() > 1 {
-                    o.push(',');
-                }
+            Self::DirectoryLookup { users } => {
                 o.push_str("\"users\":[");
                 for (i, u) in users.iter().enumerate() {
                     if i > 0 {
@@ -320,14 +309,13 @@ impl HushRequest {
                 }
                 o.push(']');
             }
-            Self::LogHead => {}
-            Self::LogConsistency { from, to } => {
-                push_u64_field(&mut o, "from", *from);
-                push_u64_field(&mut o, "to", Some(*to));
+            Self::DirectoryHistory { versions } => {
+                push_u64_field(&mut o, "versions", *versions);
             }
-            Self::LogEntries { start, end } => {
-                push_u64_field(&mut o, "end", *end);
-                push_u64_field(&mut o, "start", *start);
+            Self::LogHead => {}
+            Self::LogAudit { from, to } => {
+                push_u64_field(&mut o, "from", Some(*from));
+                push_u64_field(&mut o, "to", Some(*to));
             }
         }
         o.push('}');
@@ -353,7 +341,7 @@ pub enum ErrorCode {
     Conflict,
     /// `too_many`: more than 50 users in one lookup.
     TooMany,
-    /// `not_found`: e.g. a tree size beyond the log.
+    /// `not_found`: e.g. an epoch beyond the directory's.
     NotFound,
     /// `unavailable`: the server's store failed.
     Unavailable,
@@ -480,77 +468,63 @@ impl ResponseFrame {
     }
 }
 
-/// A signed tree head, a proof hash or a record, as standard base64.
+/// A signed epoch head, a proof or a record, as standard base64.
 pub type Base64 = String;
 
-/// The result of `directory.publish` and `directory.revoke`.
+/// The result of `directory.publish` and `directory.revoke`, sent once the
+/// write is in a published epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Appended {
-    /// The signed tree head including the record.
+pub struct Published {
+    /// The signed epoch head.
     pub head: Base64,
-    /// The record's log index.
-    pub index: u64,
-    /// Its inclusion proof.
-    pub proof: Vec<Base64>,
-}
-
-/// One record in a lookup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogRecord {
-    /// Log index.
-    pub index: u64,
-    /// Inclusion proof against the returned head.
-    pub proof: Vec<Base64>,
-    /// Leaf data: tag byte and record.
-    pub record: Base64,
-}
-
-/// One user's records in a lookup.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecords {
-    /// Active device cards.
-    pub cards: Vec<LogRecord>,
-    /// Revocations.
-    pub revocations: Vec<LogRecord>,
+    /// The lookup proof of the writer's entry at that head (akd protobuf).
+    pub proof: Base64,
 }
 
 /// The result of `directory.lookup`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lookup {
-    /// Consistency proof from `since`, when it was given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consistency: Option<Vec<Base64>>,
-    /// The signed tree head.
+    /// The signed epoch head the proofs are for.
     pub head: Base64,
     /// Users named in the request that did not fit in this answer (the
     /// server's byte bound): ask for them again. Absent when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more: Vec<String>,
-    /// Records by user id.
-    pub users: BTreeMap<String, UserRecords>,
+    /// Lookup proofs (akd protobuf, each carrying the user's entry) by user
+    /// id; users with no entry are absent.
+    pub users: BTreeMap<String, Base64>,
+}
+
+/// The result of `directory.history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// The signed epoch head the proof is for.
+    pub head: Base64,
+    /// The history proof (akd protobuf).
+    pub proof: Base64,
+    /// The number of versions asked for (the proof's parameter).
+    pub versions: u64,
 }
 
 /// The result of `log.head`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogHead {
-    /// The signed tree head.
+    /// The signed epoch head.
     pub head: Base64,
-    /// The log's Ed25519 public key.
+    /// The directory's Ed25519 head-signing key.
     pub key: Base64,
+    /// The directory's VRF public key.
+    pub vrf: Base64,
 }
 
-/// The result of `log.consistency`.
+/// The result of `log.audit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Consistency {
-    /// The consistency proof.
-    pub proof: Vec<Base64>,
-}
-
-/// The result of `log.entries`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entries {
-    /// Leaf data, in index order.
-    pub entries: Vec<Base64>,
+pub struct Audit {
+    /// The signed heads of epochs `from..=to`, in order, each with the time
+    /// its epoch was published.
+    pub heads: Vec<Base64>,
+    /// The append-only proof (akd protobuf).
+    pub proof: Base64,
 }
 
 /// A typed result, one variant per method.
@@ -558,17 +532,17 @@ pub struct Entries {
 #[non_exhaustive]
 pub enum HushResponse {
     /// `directory.publish`.
-    DirectoryPublish(Appended),
+    DirectoryPublish(Published),
     /// `directory.revoke`.
-    DirectoryRevoke(Appended),
+    DirectoryRevoke(Published),
     /// `directory.lookup`.
     DirectoryLookup(Lookup),
+    /// `directory.history`.
+    DirectoryHistory(History),
     /// `log.head`.
     LogHead(LogHead),
-    /// `log.consistency`.
-    LogConsistency(Consistency),
-    /// `log.entries`.
-    LogEntries(Entries),
+    /// `log.audit`.
+    LogAudit(Audit),
 }
 
 impl HushResponse {
@@ -578,9 +552,9 @@ impl HushResponse {
             Self::DirectoryPublish(_) => Method::DirectoryPublish,
             Self::DirectoryRevoke(_) => Method::DirectoryRevoke,
             Self::DirectoryLookup(_) => Method::DirectoryLookup,
+            Self::DirectoryHistory(_) => Method::DirectoryHistory,
             Self::LogHead(_) => Method::LogHead,
-            Self::LogConsistency(_) => Method::LogConsistency,
-            Self::LogEntries(_) => Method::LogEntries,
+            Self::LogAudit(_) => Method::LogAudit,
         }
     }
 
@@ -589,9 +563,9 @@ impl HushResponse {
         let r = match self {
             Self::DirectoryPublish(a) | Self::DirectoryRevoke(a) => serde_json::to_string(a),
             Self::DirectoryLookup(l) => serde_json::to_string(l),
+            Self::DirectoryHistory(h) => serde_json::to_string(h),
             Self::LogHead(h) => serde_json::to_string(h),
-            Self::LogConsistency(c) => serde_json::to_string(c),
-            Self::LogEntries(e) => serde_json::to_string(e),
+            Self::LogAudit(a) => serde_json::to_string(a),
         };
         // Plain structs of strings, numbers, lists and string-keyed maps
         // always serialize.
@@ -609,9 +583,9 @@ impl HushResponse {
             Method::DirectoryPublish => Self::DirectoryPublish(serde_json::from_str(json)?),
             Method::DirectoryRevoke => Self::DirectoryRevoke(serde_json::from_str(json)?),
             Method::DirectoryLookup => Self::DirectoryLookup(serde_json::from_str(json)?),
+            Method::DirectoryHistory => Self::DirectoryHistory(serde_json::from_str(json)?),
             Method::LogHead => Self::LogHead(serde_json::from_str(json)?),
-            Method::LogConsistency => Self::LogConsistency(serde_json::from_str(json)?),
-            Method::LogEntries => Self::LogEntries(serde_json::from_str(json)?),
+            Method::LogAudit => Self::LogAudit(serde_json::from_str(json)?),
         })
     }
 }
@@ -632,14 +606,13 @@ mod tests {
     fn params_read_like_the_server_did() {
         let r = HushRequest::from_params(
             Method::DirectoryLookup,
-            &obj(json!({"users":["a","b"],"since":null})),
+            &obj(json!({"users":["a","b"]})),
         )
         .unwrap();
         assert_eq!(
             r,
             HushRequest::DirectoryLookup {
                 users: vec!["a".into(), "b".into()],
-                since: None
             }
         );
         for (m, p, msg) in [
@@ -658,15 +631,11 @@ mod tests {
                 json!({"users":[1]}),
                 "params.users must hold strings",
             ),
+            (Method::LogAudit, json!({"from":1}), "params.to is required"),
             (
-                Method::LogConsistency,
-                json!({"from":1}),
-                "params.to is required",
-            ),
-            (
-                Method::LogEntries,
-                json!({"start":-1}),
-                "params.start must be a non-negative integer",
+                Method::DirectoryHistory,
+                json!({"versions":-1}),
+                "params.versions must be a non-negative integer",
             ),
         ] {
             assert_eq!(
@@ -677,22 +646,21 @@ mod tests {
     }
 
     #[test]
-    fn params_encode_as_the_client_sent_them() {
-        // The client built these with json! (keys sorted).
+    fn params_encode_and_read_back() {
         let cases = [
             (
                 HushRequest::DirectoryLookup {
                     users: vec!["a".into()],
-                    since: Some(0),
                 },
-                json!({"users":["a"],"since":0}),
+                json!({"users":["a"]}),
             ),
             (
-                HushRequest::LogConsistency {
-                    from: Some(1),
-                    to: 2,
-                },
+                HushRequest::LogAudit { from: 1, to: 2 },
                 json!({"from":1,"to":2}),
+            ),
+            (
+                HushRequest::DirectoryHistory { versions: Some(3) },
+                json!({"versions":3}),
             ),
             (HushRequest::LogHead, json!({})),
             (
@@ -710,39 +678,32 @@ mod tests {
     }
 
     #[test]
-    fn results_serialize_like_json_macro_did() {
-        let a = Appended {
+    fn results_round_trip() {
+        let p = HushResponse::DirectoryPublish(Published {
             head: "h".into(),
-            index: 3,
-            proof: vec!["p".into()],
-        };
-        let old = json!({"index": 3, "head": "h", "proof": ["p"]}).to_string();
-        assert_eq!(HushResponse::DirectoryPublish(a).encode(), old);
-        let rec = LogRecord {
-            index: 1,
-            proof: vec![],
-            record: "r".into(),
-        };
+            proof: "p".into(),
+        });
+        assert_eq!(p.encode(), json!({"head": "h", "proof": "p"}).to_string());
         let mut users = BTreeMap::new();
-        users.insert(
-            "u".into(),
-            UserRecords {
-                cards: vec![rec],
-                revocations: vec![],
-            },
-        );
+        users.insert("u".to_owned(), "cHJvb2Y=".to_owned());
         let l = HushResponse::DirectoryLookup(Lookup {
-            consistency: Some(vec!["c".into()]),
             head: "h".into(),
             more: vec![],
             users,
         });
-        let old = json!({"head":"h","users":{"u":{"cards":[{"record":"r","index":1,"proof":[]}],"revocations":[]}},"consistency":["c"]});
-        assert_eq!(l.encode(), old.to_string());
+        assert_eq!(
+            l.encode(),
+            json!({"head":"h","users":{"u":"cHJvb2Y="}}).to_string()
+        );
         assert_eq!(
             HushResponse::decode(Method::DirectoryLookup, &l.encode()).unwrap(),
             l
         );
+        let a = HushResponse::LogAudit(Audit {
+            heads: vec!["a".into(), "b".into()],
+            proof: "p".into(),
+        });
+        assert_eq!(HushResponse::decode(Method::LogAudit, &a.encode()).unwrap(), a);
         for m in Method::ALL {
             assert_eq!(Method::from_name(m.name()), Some(m));
         }

@@ -223,11 +223,10 @@ fn hush_request() -> impl Strategy<Value = HushRequest> {
     prop_oneof![
         text().prop_map(|card| HushRequest::DirectoryPublish { card }),
         text().prop_map(|revocation| HushRequest::DirectoryRevoke { revocation }),
-        (vec(text(), 0..4), n())
-            .prop_map(|(users, since)| HushRequest::DirectoryLookup { users, since }),
+        vec(text(), 0..4).prop_map(|users| HushRequest::DirectoryLookup { users }),
+        n().prop_map(|versions| HushRequest::DirectoryHistory { versions }),
         Just(HushRequest::LogHead),
-        (n(), any::<u64>()).prop_map(|(from, to)| HushRequest::LogConsistency { from, to }),
-        (n(), n()).prop_map(|(start, end)| HushRequest::LogEntries { start, end }),
+        (any::<u64>(), any::<u64>()).prop_map(|(from, to)| HushRequest::LogAudit { from, to }),
     ]
 }
 
