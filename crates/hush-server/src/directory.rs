@@ -610,13 +610,34 @@ impl Directory {
         })
     }
 
-    /// `log.head`: the current signed epoch head and the directory's keys.
-    pub async fn head(&self, app_id: &str) -> Result<LogHead, DirError> {
+    /// `log.head`: the current signed epoch head (or, given `epoch`, that
+    /// past epoch's head, signed with the time it was published) and the
+    /// directory's keys.
+    pub async fn head(&self, app_id: &str, epoch: Option<u64>) -> Result<LogHead, DirError> {
         let slot = self.slot(app_id);
-        let tree = self.with_log(&slot, |log| Ok(log.tree.clone())).await?;
-        let at = tree.current().await?;
+        let (tree, past) = self
+            .with_log(&slot, |log| {
+                let past = match epoch {
+                    None => None,
+                    Some(e) => Some(
+                        log.epochs
+                            .iter()
+                            .find(|p| p.epoch == e)
+                            .copied()
+                            .ok_or_else(|| {
+                                DirError::NotFound(format!("this node has no epoch {e}"))
+                            })?,
+                    ),
+                };
+                Ok((log.tree.clone(), past))
+            })
+            .await?;
+        let head = match past {
+            Some(p) => self.sign(app_id, (p.epoch, p.root), p.published_ms),
+            None => self.sign(app_id, tree.current().await?, now_ms()),
+        };
         Ok(LogHead {
-            head: self.sign(app_id, at, now_ms()),
+            head,
             key: self.public_key(),
             vrf: self.vrf_public_key(),
         })
@@ -725,7 +746,9 @@ impl Directory {
             HushRequest::DirectoryHistory { versions } => {
                 HushResponse::DirectoryHistory(self.history(app_id, user, versions).await?)
             }
-            HushRequest::LogHead => HushResponse::LogHead(self.head(app_id).await?),
+            HushRequest::LogHead { epoch } => {
+                HushResponse::LogHead(self.head(app_id, epoch).await?)
+            }
             HushRequest::LogAudit { from, to } => {
                 HushResponse::LogAudit(self.audit(app_id, from, to).await?)
             }

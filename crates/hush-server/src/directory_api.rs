@@ -50,15 +50,16 @@ pub async fn users(
     Ok(Json(state.directory.lookup(&app.config.id, &ids).await?))
 }
 
-/// `GET /apps/{app_id}/directory/log/head`.
+/// `GET /apps/{app_id}/directory/log/head[?epoch=N]`.
 pub async fn head(
     State(state): State<Arc<ServerState>>,
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
 ) -> Result<Json<LogHead>, ApiError> {
-    let (app, _) = authenticate(&state, &app_id, &method, &uri, b"", &[])?;
-    Ok(Json(state.directory.head(&app.config.id).await?))
+    let (app, params) = authenticate(&state, &app_id, &method, &uri, b"", &["epoch"])?;
+    let epoch = number(&params, "epoch")?;
+    Ok(Json(state.directory.head(&app.config.id, epoch).await?))
 }
 
 /// `GET /apps/{app_id}/directory/log/audit?from=&to=`: the append-only

@@ -178,8 +178,12 @@ pub enum HushRequest {
         /// How many versions (1–64; 1 when absent).
         versions: Option<u64>,
     },
-    /// `log.head`.
-    LogHead,
+    /// `log.head`: the current head, or the head of a past `epoch` (signed
+    /// with the time that epoch was published).
+    LogHead {
+        /// A past epoch (the current one when absent).
+        epoch: Option<u64>,
+    },
     /// `log.audit`: the append-only proof from epoch `from` to epoch `to`.
     LogAudit {
         /// First epoch (at least 1).
@@ -227,7 +231,7 @@ impl HushRequest {
             Self::DirectoryRevoke { .. } => Method::DirectoryRevoke,
             Self::DirectoryLookup { .. } => Method::DirectoryLookup,
             Self::DirectoryHistory { .. } => Method::DirectoryHistory,
-            Self::LogHead => Method::LogHead,
+            Self::LogHead { .. } => Method::LogHead,
             Self::LogAudit { .. } => Method::LogAudit,
         }
     }
@@ -259,7 +263,9 @@ impl HushRequest {
             Method::DirectoryHistory => Self::DirectoryHistory {
                 versions: param_u64(params, "versions")?,
             },
-            Method::LogHead => Self::LogHead,
+            Method::LogHead => Self::LogHead {
+                epoch: param_u64(params, "epoch")?,
+            },
             Method::LogAudit => Self::LogAudit {
                 from: param_u64(params, "from")?
                     .ok_or_else(|| ParamsError("params.from is required".into()))?,
@@ -312,7 +318,9 @@ impl HushRequest {
             Self::DirectoryHistory { versions } => {
                 push_u64_field(&mut o, "versions", *versions);
             }
-            Self::LogHead => {}
+            Self::LogHead { epoch } => {
+                push_u64_field(&mut o, "epoch", *epoch);
+            }
             Self::LogAudit { from, to } => {
                 push_u64_field(&mut o, "from", Some(*from));
                 push_u64_field(&mut o, "to", Some(*to));
@@ -662,7 +670,11 @@ mod tests {
                 HushRequest::DirectoryHistory { versions: Some(3) },
                 json!({"versions":3}),
             ),
-            (HushRequest::LogHead, json!({})),
+            (HushRequest::LogHead { epoch: None }, json!({})),
+            (
+                HushRequest::LogHead { epoch: Some(7) },
+                json!({"epoch":7}),
+            ),
             (
                 HushRequest::DirectoryPublish {
                     card: "Y2FyZA==".into(),

@@ -225,7 +225,7 @@ fn hush_request() -> impl Strategy<Value = HushRequest> {
         text().prop_map(|revocation| HushRequest::DirectoryRevoke { revocation }),
         vec(text(), 0..4).prop_map(|users| HushRequest::DirectoryLookup { users }),
         n().prop_map(|versions| HushRequest::DirectoryHistory { versions }),
-        Just(HushRequest::LogHead),
+        n().prop_map(|epoch| HushRequest::LogHead { epoch }),
         (any::<u64>(), any::<u64>()).prop_map(|(from, to)| HushRequest::LogAudit { from, to }),
     ]
 }

@@ -113,6 +113,13 @@ async fn writes_are_published_and_lookups_verify() {
         f.dir.audit("app", 1, 4).await,
         Err(DirError::NotFound(_))
     ));
+    // Past heads are the audit's heads.
+    let past = f.dir.head("app", Some(2)).await.unwrap();
+    assert_eq!(past.head, a.heads[1]);
+    assert!(matches!(
+        f.dir.head("app", Some(9)).await,
+        Err(DirError::NotFound(_))
+    ));
     let _ = (dev2, card_after);
 }
 
@@ -134,7 +141,7 @@ async fn concurrent_writes_share_epochs() {
     for t in tasks {
         t.await.unwrap();
     }
-    let h = dir.head("app").await.unwrap();
+    let h = dir.head("app", None).await.unwrap();
     let (key, _) = keys(&dir);
     let epoch = head(&h.head, &key).epoch;
     assert!((1..20).contains(&epoch), "20 writes in {epoch} epochs");
