@@ -5,7 +5,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hush_crypto::epoch::epoch_key;
 use hush_crypto::sealed::{SERVER_EVENT, SealedError, Sender};
-use hush_crypto::transparency::Hash;
 use hush_protocol::api::{QueryParams, signed_query};
 use hush_protocol::{ChannelKind, ChannelName};
 use hyper::Method;
@@ -15,8 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::{self, AuthError, ChannelAuth, PresenceData, UserAuth, UserData};
 use crate::config::{Config, ConfigError};
 use crate::directory::{
-    DirectoryLookup, EntriesBody, HeadBody, LogHead, LookupBody, MAX_LOG_ENTRIES, MAX_LOOKUP_USERS,
-    ProofBody,
+    DirectoryLookup, HeadBody, LogHead, LookupBody, MAX_LOOKUP_USERS,
 };
 use crate::error::{Error, ValidationError, shown};
 use crate::http::Transport;
@@ -275,14 +273,12 @@ impl Client {
     }
 
     /// Looks up users in the app's key directory (hush extension,
-    /// docs/PROTOCOL-EXT.md §3): their active device cards and revocations,
-    /// each with an inclusion proof against the signed tree head returned,
-    /// and, given `since` (a tree size the caller trusts), a consistency
-    /// proof to that head. Check the answer with [`DirectoryLookup::verify`].
+    /// docs/PROTOCOL-EXT.md §3): a lookup proof (carrying the user's entry)
+    /// per user with an entry, all for the signed epoch head returned. Check
+    /// the answer with [`DirectoryLookup::verify`].
     pub async fn directory_users<S: AsRef<str>>(
         &self,
         ids: &[S],
-        since: Option<u64>,
     ) -> Result<DirectoryLookup, Error> {
         if ids.is_empty() || ids.len() > MAX_LOOKUP_USERS {
             return Err(ValidationError::LookupSize {
@@ -301,44 +297,16 @@ impl Client {
                 Ok(id.as_str().to_owned())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut params = vec![("ids", ids.join(","))];
-        if let Some(since) = since {
-            params.push(("since", since.to_string()));
-        }
+        let params = vec![("ids", ids.join(","))];
         let body: LookupBody = self.get("/directory/users", params).await?;
         body.decode()
     }
 
-    /// The current signed tree head of the app's directory log and the log's
-    /// public key (hush extension). The head's signature is not checked
-    /// here: pin the key and use [`hush_crypto::transparency::LogMonitor`].
+    /// The current signed epoch head of the app's directory and its keys
+    /// (hush extension). The head's signature is not checked here: pin the
+    /// keys and use [`hush_crypto::transparency::LogMonitor`].
     pub async fn directory_log_head(&self) -> Result<LogHead, Error> {
         let body: HeadBody = self.get("/directory/log/head", Vec::new()).await?;
-        body.decode()
-    }
-
-    /// A consistency proof that the log of size `to` extends the one of size
-    /// `from` (`from <= to <=` the current size; hush extension).
-    pub async fn directory_log_consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, Error> {
-        if from > to {
-            return Err(ValidationError::LogRange(format!("from {from} is after to {to}")).into());
-        }
-        let params = vec![("from", from.to_string()), ("to", to.to_string())];
-        let body: ProofBody = self.get("/directory/log/consistency", params).await?;
-        body.decode()
-    }
-
-    /// The leaf data of log entries `start..end` (at most 1000; fewer when
-    /// the log is shorter; hush extension): tag byte ‖ record.
-    pub async fn directory_log_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, Error> {
-        if end < start || end - start > MAX_LOG_ENTRIES {
-            return Err(ValidationError::LogRange(format!(
-                "need start <= end <= start + {MAX_LOG_ENTRIES}, got {start}..{end}"
-            ))
-            .into());
-        }
-        let params = vec![("start", start.to_string()), ("end", end.to_string())];
-        let body: EntriesBody = self.get("/directory/log/entries", params).await?;
         body.decode()
     }
 

@@ -82,7 +82,7 @@ pub mod webhook;
 pub use auth::{AuthError, ChannelAuth, PresenceData, UserAuth, UserData};
 pub use client::Client;
 pub use config::{Config, ConfigError, DEFAULT_PORT, DEFAULT_TIMEOUT, EpochPolicy, Scheme};
-pub use directory::{DirectoryEntry, DirectoryLookup, LogHead, UserRecords};
+pub use directory::{DirectoryLookup, LogHead};
 pub use error::{Error, ValidationError};
 pub use hush_crypto::MasterKey;
 pub use payload::{Attribute, BatchEvent, ChannelsQuery, TriggerOptions};

@@ -50,10 +50,19 @@ fn accept(sh: &Shared, m: &mut LogMonitor, head: &SignedTreeHead) -> Result<(), 
     })
 }
 
+/// The signed head this device holds for `epoch`: its trusted head (kept in
+/// the key store) or one of the heads it accepted lately.
+pub(super) fn kept_head(st: &State, epoch: u64) -> Option<SignedTreeHead> {
+    st.data
+        .trusted_signed_head()
+        .filter(|h| h.head.epoch == epoch)
+        .or_else(|| st.heads.iter().find(|h| h.head.epoch == epoch).cloned())
+}
+
 /// [`LogError::Fork`] when `head` has another root than a head this
 /// device kept for its epoch.
 fn fork_against_kept(st: &State, head: &SignedTreeHead) -> Result<(), E2eeError> {
-    match st.heads.iter().find(|h| h.head.epoch == head.head.epoch) {
+    match kept_head(st, head.head.epoch) {
         Some(kept) if kept.head.root != head.head.root => Err(E2eeError::Log(LogError::Fork)),
         _ => Ok(()),
     }
@@ -237,7 +246,7 @@ impl<'a> Directory<'a> {
         self.sh.with(|st| fork_against_kept(st, other))?;
         let known = self
             .sh
-            .with(|st| st.heads.iter().any(|h| h.head.epoch == other.head.epoch));
+            .with(|st| kept_head(st, other.head.epoch).is_some());
         if known {
             return Ok(());
         }

@@ -117,9 +117,9 @@ pub(super) fn compare(st: &State, theirs: Option<&SignedTreeHead>) -> Local {
     let (Some(theirs), Some(ours)) = (theirs, st.data.trusted_signed_head()) else {
         return Local::Done(GossipCheck::Unchecked);
     };
-    match st.heads.iter().find(|h| h.head.epoch == theirs.head.epoch) {
+    match super::directory::kept_head(st, theirs.head.epoch) {
         Some(kept) if kept.head.root == theirs.head.root => Local::Done(GossipCheck::Consistent),
-        Some(kept) => Local::Fork(kept.clone()),
+        Some(kept) => Local::Fork(kept),
         None if st.gossip_checked.contains(&ours, theirs) => {
             Local::Done(GossipCheck::Consistent)
         }

@@ -324,9 +324,7 @@ impl<'a> Messaging<'a> {
                         let epoch = theirs.head.epoch;
                         let ours = self
                             .sh
-                            .with(|st| {
-                                st.heads.iter().find(|h| h.head.epoch == epoch).cloned()
-                            })
+                            .with(|st| super::directory::kept_head(st, epoch))
                             .unwrap_or(ours);
                         self.fork(&message, ours, theirs)
                     }
