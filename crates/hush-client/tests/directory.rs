@@ -714,19 +714,37 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// A malicious directory in front of the real server: relays the WebSocket
 /// both ways, records the last `directory.lookup` answer about `user`, and
 /// once `replay` is set answers every later lookup about `user` with that
-/// recording (its old signed head and the records it covered). Returns the
+/// recording (its old signed head and the proof it covered). Returns the
 /// proxy's URL and the switch.
-#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
 async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBool>) {
+    let (url, replay, _) = editing_proxy(srv, user).await;
+    (url, replay)
+}
+
+/// [`replaying_proxy`] with a second switch, `splice`: while it is set (and
+/// `replay` is not), every later lookup about `user` keeps the server's
+/// fresh signed head but carries the recorded (older) proof for `user`: a
+/// directory leaving out what changed since.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
+async fn editing_proxy(
+    srv: &Srv,
+    user: &'static str,
+) -> (String, Arc<AtomicBool>, Arc<AtomicBool>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
     let upstream = srv.ws_url();
     let replay = Arc::new(AtomicBool::new(false));
-    let switch = replay.clone();
+    let splice = Arc::new(AtomicBool::new(false));
+    let switches = (replay.clone(), splice.clone());
     let recorded = Arc::new(std::sync::Mutex::new(None::<serde_json::Value>));
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (upstream, replay, recorded) = (upstream.clone(), replay.clone(), recorded.clone());
+            let (upstream, replay, splice, recorded) = (
+                upstream.clone(),
+                replay.clone(),
+                splice.clone(),
+                recorded.clone(),
+            );
             tokio::spawn(async move {
                 let path = Arc::new(std::sync::Mutex::new(String::new()));
                 let p = path.clone();
@@ -753,9 +771,9 @@ async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBo
                 });
                 while let Some(Ok(m)) = up_rx.next().await {
                     let m = match m {
-                        WsMessage::Text(t) => {
-                            WsMessage::Text(rewrite(t.as_str(), user, &replay, &recorded).into())
-                        }
+                        WsMessage::Text(t) => WsMessage::Text(
+                            rewrite(t.as_str(), user, (&replay, &splice), &recorded).into(),
+                        ),
                         other => other,
                     };
                     if down_tx.send(m).await.is_err() {
@@ -765,14 +783,14 @@ async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBo
             });
         }
     });
-    (url, switch)
+    (url, switches.0, switches.1)
 }
 
-/// The proxy's edit of one server frame (see [`replaying_proxy`]).
+/// The proxy's edit of one server frame (see [`editing_proxy`]).
 fn rewrite(
     text: &str,
     user: &str,
-    replay: &AtomicBool,
+    (replay, splice): (&AtomicBool, &AtomicBool),
     recorded: &std::sync::Mutex<Option<serde_json::Value>>,
 ) -> String {
     let Ok(mut frame) = serde_json::from_str::<serde_json::Value>(text) else {
@@ -795,11 +813,74 @@ fn rewrite(
         if let Some(old) = rec.clone() {
             data["result"] = old;
         }
+    } else if splice.load(Ordering::SeqCst) {
+        if let Some(old) = rec.clone() {
+            data["result"]["users"][user] = old["users"][user].clone();
+        }
     } else {
         *rec = Some(data["result"].clone());
     }
     frame["data"] = serde_json::Value::String(data.to_string());
     frame.to_string()
+}
+
+/// Completeness (issue 13, finding 1): a directory that answers a lookup
+/// without the revocation of Alice's stolen tablet (it serves her entry as
+/// it was before the revocation, under its fresh head) is refused: the akd
+/// lookup proof shows which version is the latest at that head, so the old
+/// entry does not verify. On the chronological log of earlier versions the
+/// same answer (old records with valid inclusion proofs) was accepted and
+/// the revoked tablet kept reading and sending.
+#[tokio::test]
+async fn attack_lookup_omits_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let alice = device(&srv, &dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+    let tablet = device(&srv, &dir, "alice", "alice-tablet", false).await;
+    let request = tablet.e2ee.card_request().await.unwrap();
+    let card = alice.e2ee.approve_device(&request).await.unwrap();
+    tablet.e2ee.install_card(card).await.unwrap();
+    tablet.e2ee.publish().await.unwrap();
+
+    let (url, _replay, splice) = editing_proxy(&srv, "alice").await;
+    let bob_client = Client::builder(KEY)
+        .url(&url)
+        .authorizer(authorizer(srv.sdk(), "bob", Arc::default()))
+        .build()
+        .unwrap();
+    bob_client.connected().await.unwrap();
+    let bob = E2ee::create(bob_client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
+    bob.publish().await.unwrap();
+    assert_eq!(bob.lookup(&["alice"]).await.unwrap()[0].devices.len(), 2);
+
+    // The tablet is stolen: Alice revokes it.
+    let stolen = tablet.e2ee.with_data(|d| d.device_id()).await;
+    alice.e2ee.revoke_device(stolen).await.unwrap();
+
+    // The directory leaves the revocation out: refused.
+    splice.store(true, Ordering::SeqCst);
+    let r = bob.lookup(&["alice"]).await;
+    assert!(
+        matches!(
+            r,
+            Err(E2eeError::Log(hush_crypto::transparency::LogError::BadProof))
+        ),
+        "{r:?}"
+    );
+    // Sending to Alice does not fall back on the stale cached set either:
+    // the lookup it needs fails.
+    assert!(bob.seal("news", e2ee::SERVER_EVENT, "m", "1", &["alice"]).await.is_err());
+    // The honest answer: the tablet is gone.
+    splice.store(false, Ordering::SeqCst);
+    let keys = bob.lookup(&["alice"]).await.unwrap();
+    assert_eq!(keys[0].devices.len(), 1);
+    assert!(keys[0].devices.iter().all(|c| c.device_id() != stolen));
+    bob_client.disconnect().await;
+    for d in [alice, tablet] {
+        d.client.disconnect().await;
+    }
+    srv.stop().await;
 }
 
 /// Head freshness (issue 13, finding 1): a directory that replays an old
