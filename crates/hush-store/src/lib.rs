@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod akd_db;
 pub mod apps;
 pub mod directory;
 mod error;
@@ -28,6 +29,7 @@ mod sqlite;
 
 use std::time::Duration;
 
+pub use akd_db::{AkdDb, EpochHead, MAX_EPOCH_HEADS_PER_READ};
 pub use apps::StoredApp;
 pub use error::StoreError;
 pub use outbox::{
