@@ -7,8 +7,10 @@
 //! standard types) and the schema lives in additive, embedded migrations, one
 //! directory per backend (`migrations/sqlite/`), applied on [`Store::open`].
 //!
-//! It holds the webhook outbox ([`outbox`]); later issues add the key directory
-//! and the mailbox as new migrations.
+//! It holds the webhook outbox ([`outbox`]), the key directory's log
+//! ([`directory`]), akd's storage for key directory v2 ([`akd_db`]: an
+//! [`AkdDb`] per app and the published [`EpochHead`]s); later issues add the
+//! mailbox as new migrations.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hush_store::StoreError> {

@@ -4,8 +4,8 @@
 //! (`akd::storage::memory::AsyncInMemoryDatabase`), persistently.
 //!
 //! Tables (migration 0005): `akd_records` holds the `Azks` and tree-node
-//! records under akd's full binary id, in hush's compact encoding
-//! ([`codec`]); `akd_value_states` holds the value states, one row per
+//! records under akd's full binary id, in a compact hand-written binary
+//! encoding; `akd_value_states` holds the value states, one row per
 //! (label, epoch) like the reference; `akd_epoch_heads` holds the
 //! published epoch heads ([`EpochHead`], see [`heads`]). Every row carries
 //! its app id and every query filters on it: two apps never see each other's
