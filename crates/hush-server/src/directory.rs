@@ -805,15 +805,17 @@ fn schedule(slot: Arc<AppSlot>, publisher: Publisher) {
         let (tree, updates, users, log_size) = job;
         let at = now_ms();
         let result = if updates.is_empty() {
-            Err(DirError::Busy("nothing to publish".into()))
+            Ok(None)
         } else {
-            tree.publish(updates, log_size, at).await
+            tree.publish(updates, log_size, at).await.map(Some)
         };
         let mut guard = slot.log.lock().await;
         let Some(log) = guard.as_mut() else { return };
         log.scheduled = false;
         match result {
-            Ok((epoch, root)) => {
+            // Nothing to commit (no user with an identity changed).
+            Ok(None) => {}
+            Ok(Some((epoch, root))) => {
                 let e = Epoch {
                     epoch,
                     root,
@@ -823,8 +825,13 @@ fn schedule(slot: Arc<AppSlot>, publisher: Publisher) {
                 record_epoch(&slot, log, users, e);
             }
             Err(e) => {
-                tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch failed; retrying");
-                log.pending.extend(users);
+                // akd updates its cache before the store's transaction: after
+                // a failed publication the loaded tree is not trusted. Drop
+                // the whole app; the next request reloads it from the store
+                // and publishes every record no epoch covers yet.
+                tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch failed; reloading the app's directory");
+                *guard = None;
+                return;
             }
         }
         if !log.pending.is_empty() {
