@@ -864,13 +864,19 @@ async fn attack_lookup_omits_revocation() {
     assert!(
         matches!(
             r,
-            Err(E2eeError::Log(hush_crypto::transparency::LogError::BadProof))
+            Err(E2eeError::Log(
+                hush_crypto::transparency::LogError::BadProof
+            ))
         ),
         "{r:?}"
     );
     // Sending to Alice does not fall back on the stale cached set either:
     // the lookup it needs fails.
-    assert!(bob.seal("news", e2ee::SERVER_EVENT, "m", "1", &["alice"]).await.is_err());
+    assert!(
+        bob.seal("news", e2ee::SERVER_EVENT, "m", "1", &["alice"])
+            .await
+            .is_err()
+    );
     // The honest answer: the tablet is gone.
     splice.store(false, Ordering::SeqCst);
     let keys = bob.lookup(&["alice"]).await.unwrap();

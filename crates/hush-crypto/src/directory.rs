@@ -124,8 +124,15 @@ impl DirectoryState {
         let from = u.revocations.len().saturating_sub(ENTRY_REVOCATIONS);
         Some(UserEntry {
             identity: u.identity,
-            cards: u.active_cards().into_iter().map(|d| d.card.clone()).collect(),
-            revocations: u.revocations[from..].iter().map(|(_, r)| r.clone()).collect(),
+            cards: u
+                .active_cards()
+                .into_iter()
+                .map(|d| d.card.clone())
+                .collect(),
+            revocations: u.revocations[from..]
+                .iter()
+                .map(|(_, r)| r.clone())
+                .collect(),
         })
     }
 

@@ -165,7 +165,6 @@ impl LogEntry {
             _ => Err(LogError::Malformed),
         }
     }
-
 }
 
 /// The log's Ed25519 signing key (held by the hush server). Zeroized on

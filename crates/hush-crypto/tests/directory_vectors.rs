@@ -11,8 +11,8 @@ use hush_protocol::UserId;
 use serde_json::Value;
 
 fn doc() -> Value {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/vectors/directory.json");
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/directory.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -33,7 +33,8 @@ fn directory_vectors_replay() {
 
     // The signed head: format v2, signed by the log key, for the log id.
     let head = SignedTreeHead::from_bytes(&bytes(&v, "signed_head")).unwrap();
-    head.verify(&log_key, v["log_id"].as_str().unwrap()).unwrap();
+    head.verify(&log_key, v["log_id"].as_str().unwrap())
+        .unwrap();
     assert_eq!(head.head.epoch, v["epoch"].as_u64().unwrap());
     assert_eq!(head.head.root.to_vec(), bytes(&v, "root"));
     assert_eq!(head.to_bytes(), bytes(&v, "signed_head"));
@@ -74,5 +75,8 @@ fn directory_vectors_replay() {
     );
     // The last root is the head's.
     let roots = v["roots"].as_array().unwrap();
-    assert_eq!(roots.last().unwrap().as_str().unwrap(), v["root"].as_str().unwrap());
+    assert_eq!(
+        roots.last().unwrap().as_str().unwrap(),
+        v["root"].as_str().unwrap()
+    );
 }

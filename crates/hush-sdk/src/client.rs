@@ -13,9 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{self, AuthError, ChannelAuth, PresenceData, UserAuth, UserData};
 use crate::config::{Config, ConfigError};
-use crate::directory::{
-    DirectoryLookup, HeadBody, LogHead, LookupBody, MAX_LOOKUP_USERS,
-};
+use crate::directory::{DirectoryLookup, HeadBody, LogHead, LookupBody, MAX_LOOKUP_USERS};
 use crate::error::{Error, ValidationError, shown};
 use crate::http::Transport;
 use crate::payload::{

@@ -59,7 +59,10 @@ impl DirectoryLookup {
             .iter()
             .map(|(id, proof)| {
                 let user = UserId::parse(id).map_err(|_| LogError::Malformed)?;
-                Ok((id.clone(), verify_lookup(vrf, &self.head.head, &user, proof)?))
+                Ok((
+                    id.clone(),
+                    verify_lookup(vrf, &self.head.head, &user, proof)?,
+                ))
             })
             .collect()
     }

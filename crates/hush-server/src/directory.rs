@@ -43,8 +43,7 @@ use hush_crypto::transparency::{Hash, LogEntry, LogKey, TreeHead};
 use hush_protocol::UserId;
 use hush_protocol::msgs::encode as wire;
 use hush_protocol::msgs::hush::{
-    Audit, ErrorCode, History, HushRequest, HushResponse, LogHead, Lookup, Published,
-    RequestFrame,
+    Audit, ErrorCode, History, HushRequest, HushResponse, LogHead, Lookup, Published, RequestFrame,
 };
 use hush_store::{Store, StoreError};
 use tokio::sync::watch;
@@ -371,9 +370,20 @@ impl Directory {
             let updates = entries_of(&log.state, &users);
             let at = now_ms();
             let (epoch, root) = log.tree.publish(updates, loaded.size, at).await?;
-            record_epoch(slot, &mut log, users, Epoch { epoch, root, published_ms: at, log_size: loaded.size });
+            record_epoch(
+                slot,
+                &mut log,
+                users,
+                Epoch {
+                    epoch,
+                    root,
+                    published_ms: at,
+                    log_size: loaded.size,
+                },
+            );
         }
-        slot.covered.send_replace(log.last.map_or(0, |e| e.log_size));
+        slot.covered
+            .send_replace(log.last.map_or(0, |e| e.log_size));
         tracing::debug!(app = app_id, records = log.size, "key directory loaded");
         Ok(log)
     }
@@ -656,7 +666,9 @@ impl Directory {
         }
         let slot = self.slot(app_id);
         let (tree, last) = self
-            .with_log(&slot, |log| Ok((log.tree.clone(), log.last.map_or(0, |e| e.epoch))))
+            .with_log(&slot, |log| {
+                Ok((log.tree.clone(), log.last.map_or(0, |e| e.epoch)))
+            })
             .await?;
         if to > last {
             return Err(DirError::NotFound(format!(
@@ -938,7 +950,6 @@ fn check_device_cap(state: &DirectoryState, card: &DeviceCard, max: usize) -> Re
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -136,15 +136,20 @@ impl<'a> Directory<'a> {
             .with(|st| (st.data.log_key(), st.data.vrf_key(), st.data.trusted_head()));
         if let (Some(key), Some(vrf), Some(head)) = pinned {
             return Ok(Trusted {
-                monitor: LogMonitor::resume(head.log_id.clone(), LogPublicKey::from_bytes(&key)?, head),
+                monitor: LogMonitor::resume(
+                    head.log_id.clone(),
+                    LogPublicKey::from_bytes(&key)?,
+                    head,
+                ),
                 vrf: VrfPublicKey::from_bytes(&vrf)?,
             });
         }
         let r = self.log_head(None).await?;
         let key = key32(&r.key, "log key")?;
         let vrf = key32(&r.vrf, "VRF key")?;
-        let (pinned_key, pinned_vrf) =
-            self.sh.with(|st| (st.data.pinned_log_key, st.data.pinned_vrf_key));
+        let (pinned_key, pinned_vrf) = self
+            .sh
+            .with(|st| (st.data.pinned_log_key, st.data.pinned_vrf_key));
         if let Some(pinned) = pinned_key {
             check_pinned(&pinned, &key)?;
         }
@@ -226,7 +231,8 @@ impl<'a> Directory<'a> {
         let HushResponse::DirectoryPublish(r) = self.call(request).await? else {
             return Err(mismatched("directory.publish"));
         };
-        self.verify_write(g, &r, |e| e.cards.contains(&card)).await?;
+        self.verify_write(g, &r, |e| e.cards.contains(&card))
+            .await?;
         self.sh.update(|st| {
             st.data.card = Some(card.clone());
             Ok(())
@@ -244,9 +250,7 @@ impl<'a> Directory<'a> {
         let t = self.trusted(&g).await?;
         t.monitor.cross_check(other)?;
         self.sh.with(|st| fork_against_kept(st, other))?;
-        let known = self
-            .sh
-            .with(|st| kept_head(st, other.head.epoch).is_some());
+        let known = self.sh.with(|st| kept_head(st, other.head.epoch).is_some());
         if known {
             return Ok(());
         }

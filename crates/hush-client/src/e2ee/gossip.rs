@@ -120,9 +120,7 @@ pub(super) fn compare(st: &State, theirs: Option<&SignedTreeHead>) -> Local {
     match super::directory::kept_head(st, theirs.head.epoch) {
         Some(kept) if kept.head.root == theirs.head.root => Local::Done(GossipCheck::Consistent),
         Some(kept) => Local::Fork(kept),
-        None if st.gossip_checked.contains(&ours, theirs) => {
-            Local::Done(GossipCheck::Consistent)
-        }
+        None if st.gossip_checked.contains(&ours, theirs) => Local::Done(GossipCheck::Consistent),
         None => Local::NeedsProof(ours),
     }
 }

@@ -132,20 +132,23 @@ impl UserEntry {
         if r.take(4).map_err(m)? != ENTRY_MAGIC || r.u8().map_err(m)? != ENTRY_VERSION {
             return Err(LogError::Malformed);
         }
-        let identity =
-            IdentityPublicKey::from_bytes(&r.array().map_err(m)?).map_err(|_| LogError::Malformed)?;
+        let identity = IdentityPublicKey::from_bytes(&r.array().map_err(m)?)
+            .map_err(|_| LogError::Malformed)?;
         let n = usize::from(r.u16().map_err(m)?);
         if n > MAX_ENTRY_CARDS {
             return Err(LogError::Malformed);
         }
         let mut cards: Vec<DeviceCard> = Vec::with_capacity(n);
         for _ in 0..n {
-            let card = DeviceCard::from_bytes(r.str16().map_err(m)?)
-                .map_err(|_| LogError::Malformed)?;
+            let card =
+                DeviceCard::from_bytes(r.str16().map_err(m)?).map_err(|_| LogError::Malformed)?;
             if card.user_id() != user || *card.identity_key() != identity {
                 return Err(LogError::Malformed);
             }
-            if cards.last().is_some_and(|p| p.device_id() >= card.device_id()) {
+            if cards
+                .last()
+                .is_some_and(|p| p.device_id() >= card.device_id())
+            {
                 return Err(LogError::Malformed);
             }
             cards.push(card);
@@ -156,8 +159,8 @@ impl UserEntry {
         }
         let mut revocations = Vec::with_capacity(k);
         for _ in 0..k {
-            let rev = Revocation::from_bytes(r.str16().map_err(m)?)
-                .map_err(|_| LogError::Malformed)?;
+            let rev =
+                Revocation::from_bytes(r.str16().map_err(m)?).map_err(|_| LogError::Malformed)?;
             if rev.user_id() != user {
                 return Err(LogError::Malformed);
             }

@@ -73,7 +73,10 @@ fn monitor_detects_two_roots_for_one_epoch() {
     alice.update(&sth(&key, 8, root(8), 1)).unwrap();
     alice.update(&sth(&key, 9, root(9), 2)).unwrap();
     // The directory rewrites epoch 9 for Alice herself.
-    assert_eq!(alice.update(&sth(&key, 9, root(99), 3)), Err(LogError::Fork));
+    assert_eq!(
+        alice.update(&sth(&key, 9, root(99), 3)),
+        Err(LogError::Fork)
+    );
     // Split view: Bob is shown another tree at epoch 8 and at epoch 9;
     // each alone sees a monotonic sequence; gossip exposes it.
     let bobs_8 = sth(&key, 8, root(88), 4);
@@ -106,7 +109,10 @@ fn monitor_remembers_a_bounded_number_of_epochs() {
     // The oldest epochs are forgotten (no fork evidence left for them); the
     // newest are still compared.
     m.cross_check(&sth(&key, 1, root(200), 1)).unwrap();
-    assert_eq!(m.cross_check(&sth(&key, n, root(0), 1)), Err(LogError::Fork));
+    assert_eq!(
+        m.cross_check(&sth(&key, n, root(0), 1)),
+        Err(LogError::Fork)
+    );
 }
 
 #[test]

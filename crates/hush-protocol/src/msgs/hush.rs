@@ -612,11 +612,8 @@ mod tests {
 
     #[test]
     fn params_read_like_the_server_did() {
-        let r = HushRequest::from_params(
-            Method::DirectoryLookup,
-            &obj(json!({"users":["a","b"]})),
-        )
-        .unwrap();
+        let r = HushRequest::from_params(Method::DirectoryLookup, &obj(json!({"users":["a","b"]})))
+            .unwrap();
         assert_eq!(
             r,
             HushRequest::DirectoryLookup {
@@ -671,10 +668,7 @@ mod tests {
                 json!({"versions":3}),
             ),
             (HushRequest::LogHead { epoch: None }, json!({})),
-            (
-                HushRequest::LogHead { epoch: Some(7) },
-                json!({"epoch":7}),
-            ),
+            (HushRequest::LogHead { epoch: Some(7) }, json!({"epoch":7})),
             (
                 HushRequest::DirectoryPublish {
                     card: "Y2FyZA==".into(),
@@ -715,7 +709,10 @@ mod tests {
             heads: vec!["a".into(), "b".into()],
             proof: "p".into(),
         });
-        assert_eq!(HushResponse::decode(Method::LogAudit, &a.encode()).unwrap(), a);
+        assert_eq!(
+            HushResponse::decode(Method::LogAudit, &a.encode()).unwrap(),
+            a
+        );
         for m in Method::ALL {
             assert_eq!(Method::from_name(m.name()), Some(m));
         }

@@ -2,11 +2,11 @@
 //! histories verify with the client's checks, audits chain epochs.
 
 use super::*;
+use akd::storage::StorageManager;
 use hush_crypto::identity::{IdentityKey, Revocation};
 use hush_crypto::transparency::proofs::{VrfPublicKey, verify_history, verify_lookup};
 use hush_crypto::transparency::{LogPublicKey, SignedTreeHead};
 use hush_testkit::{card_after, new_device};
-use akd::storage::StorageManager;
 
 struct Fixture {
     dir: Directory,
@@ -17,10 +17,13 @@ async fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/d.sqlite3", tmp.path().display());
     let store = Store::open(&url, &Default::default()).await.unwrap();
-    let dir = Directory::open(store).await.unwrap().with_limits(DirectoryConfig {
-        epoch_interval_ms: 20,
-        ..DirectoryConfig::default()
-    });
+    let dir = Directory::open(store)
+        .await
+        .unwrap()
+        .with_limits(DirectoryConfig {
+            epoch_interval_ms: 20,
+            ..DirectoryConfig::default()
+        });
     Fixture { dir, _tmp: tmp }
 }
 
@@ -29,7 +32,11 @@ fn user(s: &str) -> UserId {
 }
 
 fn keys(dir: &Directory) -> (LogPublicKey, VrfPublicKey) {
-    let k: [u8; 32] = STANDARD.decode(dir.public_key()).unwrap().try_into().unwrap();
+    let k: [u8; 32] = STANDARD
+        .decode(dir.public_key())
+        .unwrap()
+        .try_into()
+        .unwrap();
     let v: [u8; 32] = STANDARD
         .decode(dir.vrf_public_key())
         .unwrap()
@@ -81,10 +88,20 @@ async fn writes_are_published_and_lookups_verify() {
         .lookup("app", &["alice".into(), "nobody".into(), "alice".into()])
         .await
         .unwrap();
-    assert_eq!(l.users.len(), 1, "nobody has no entry; alice is answered once");
+    assert_eq!(
+        l.users.len(),
+        1,
+        "nobody has no entry; alice is answered once"
+    );
     let h = head(&l.head, &key);
     assert_eq!(h.epoch, 3);
-    let v = verify_lookup(&vrf, &h, &alice, &STANDARD.decode(&l.users["alice"]).unwrap()).unwrap();
+    let v = verify_lookup(
+        &vrf,
+        &h,
+        &alice,
+        &STANDARD.decode(&l.users["alice"]).unwrap(),
+    )
+    .unwrap();
     assert_eq!(v.entry.cards, vec![card2.clone()]);
     assert_eq!(v.entry.revocations, vec![rev]);
     assert_eq!(v.version, 3);
@@ -99,8 +116,8 @@ async fn writes_are_published_and_lookups_verify() {
     // Alice's history: three versions, newest first.
     let hist = f.dir.history("app", &alice, Some(3)).await.unwrap();
     let hh = head(&hist.head, &key);
-    let versions = verify_history(&vrf, &hh, &alice, &STANDARD.decode(&hist.proof).unwrap(), 3)
-        .unwrap();
+    let versions =
+        verify_history(&vrf, &hh, &alice, &STANDARD.decode(&hist.proof).unwrap(), 3).unwrap();
     assert_eq!(
         versions.iter().map(|v| v.version).collect::<Vec<_>>(),
         vec![3, 2, 1]

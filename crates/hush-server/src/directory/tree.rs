@@ -101,9 +101,13 @@ impl Tree {
             Some(std::time::Duration::from_secs(60)),
         );
         let akd = off_workers(async move {
-            Akd::new(storage, vrf, akd::append_only_zks::AzksParallelismConfig::disabled())
-                .await
-                .map_err(akd_error)
+            Akd::new(
+                storage,
+                vrf,
+                akd::append_only_zks::AzksParallelismConfig::disabled(),
+            )
+            .await
+            .map_err(akd_error)
         })
         .await?;
         Ok(Self {

@@ -35,12 +35,7 @@ async fn monitor(c: &mut Client) -> (LogMonitor, VrfPublicKey) {
 }
 
 /// Verifies a lookup answer's head into `m` and `user`'s proof.
-fn verified(
-    m: &mut LogMonitor,
-    vrf: &VrfPublicKey,
-    r: &Value,
-    user: &str,
-) -> VerifiedEntry {
+fn verified(m: &mut LogMonitor, vrf: &VrfPublicKey, r: &Value, user: &str) -> VerifiedEntry {
     let h = head(&r["head"]);
     m.update(&h).unwrap();
     let user = UserId::parse(user).unwrap();
@@ -342,10 +337,7 @@ async fn past_heads_and_epochs_past_the_end() {
             .await,
         "bad_request"
     );
-    for params in [
-        json!({"epoch": u64::MAX}),
-        json!({"epoch": 2}),
-    ] {
+    for params in [json!({"epoch": u64::MAX}), json!({"epoch": 2})] {
         for _ in 0..10 {
             assert_eq!(
                 alice.request_err("log.head", params.clone()).await,
