@@ -86,6 +86,7 @@ async fn device(srv: &Srv, dir: &tempfile::TempDir, user: &str, name: &str, firs
     let events = client.bind(e2ee::CLIENT_EVENT);
     let _room = subscribed(&client, ROOM).await;
     let e2ee = E2ee::create(client.clone(), key_store(dir, name), user, first).unwrap();
+    e2ee.set_trust_on_first_use(true).await;
     e2ee.set_cache_ttl(Duration::ZERO).await;
     Device {
         client,
@@ -276,6 +277,7 @@ async fn tampered_replayed_forged_unknown_and_revoked_senders_are_refused() {
     ));
     // Still refused after Bob's device restarts (the guard is persisted).
     let restarted = E2ee::open_store(bob.client.clone(), key_store(&dir, "bob")).unwrap();
+    restarted.set_trust_on_first_use(true).await;
     assert!(matches!(
         restarted.open(&ev).await,
         Err(E2eeError::Open(OpenError::Replay))
@@ -486,6 +488,7 @@ async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
     let srv = start_on(port, &extra(&forged)).await;
     let bob_client = client(&srv, "bob");
     let e2ee = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    e2ee.set_trust_on_first_use(true).await;
     // The forged tree is rebuilt from the records in fewer epochs: Bob
     // sees an older epoch than he trusts (or, had the forger published
     // more epochs, another root for one he saw).
@@ -525,6 +528,7 @@ async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
     let srv = start_on(port, &extra(&short)).await;
     let bob_client = client(&srv, "bob");
     let e2ee = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    e2ee.set_trust_on_first_use(true).await;
     let r = e2ee.lookup(&["alice"]).await;
     assert!(
         matches!(
@@ -561,6 +565,7 @@ async fn directory_calls_fail_in_bounded_time_while_the_server_is_unreachable() 
         .build()
         .unwrap();
     let e2ee = E2ee::create(client.clone(), key_store(&dir, "alice"), "alice", true).unwrap();
+    e2ee.set_trust_on_first_use(true).await;
     let started = std::time::Instant::now();
     let r = e2ee.lookup(&["bob"]).await;
     assert!(
@@ -592,6 +597,7 @@ async fn an_interrupted_identity_rotation_is_finished_by_calling_again() {
     let client = client(&srv, "alice");
     let _room = subscribed(&client, ROOM).await;
     let restarted = E2ee::open_store(client.clone(), key_store(&dir, "alice")).unwrap();
+    restarted.set_trust_on_first_use(true).await;
     assert!(restarted.rotation_pending().await, "the new key was saved");
     let card = restarted.rotate_identity().await.unwrap();
     assert!(!restarted.rotation_pending().await);
@@ -634,6 +640,7 @@ async fn attack_renewed_card_keeps_the_stolen_x25519_key() {
     );
     // Saved: a restart keeps the new key.
     let restarted = E2ee::open_store(alice.client.clone(), key_store(&dir, "alice")).unwrap();
+    restarted.set_trust_on_first_use(true).await;
     assert_eq!(restarted.with_data(keys).await.1, *card.encryption_key());
 
     send(&bob, "m", &json!("after the renewal"), &["alice"]).await;
@@ -693,6 +700,7 @@ async fn attack_substituted_directory_key_is_refused_when_pinned() {
     dave.client.disconnect().await;
     let c = client(&srv, "dave");
     let reopened = E2ee::open_store(c.clone(), key_store(&dir, "dave")).unwrap();
+    reopened.set_trust_on_first_use(true).await;
     assert_eq!(reopened.pinned_directory_key().await, Some(genuine));
     c.disconnect().await;
     for d in [carol, bob] {
@@ -851,6 +859,7 @@ async fn attack_lookup_omits_revocation() {
         .unwrap();
     bob_client.connected().await.unwrap();
     let bob = E2ee::create(bob_client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
+    bob.set_trust_on_first_use(true).await;
     bob.publish().await.unwrap();
     assert_eq!(bob.lookup(&["alice"]).await.unwrap()[0].devices.len(), 2);
 
@@ -908,6 +917,7 @@ async fn attack_stale_head_freezes_victim() {
         .unwrap();
     bob_client.connected().await.unwrap();
     let bob = E2ee::create(bob_client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
+    bob.set_trust_on_first_use(true).await;
     bob.publish().await.unwrap();
     bob.set_max_head_age(Duration::from_secs(3)).await;
     // Fresh heads pass the check.
@@ -1024,6 +1034,7 @@ async fn attack_server_adds_card_for_owner_unnoticed() {
     assert_eq!(alice.check_own_keys().await.unwrap(), vec![]);
     let c = client(&srv, "alice");
     let reopened = E2ee::open_store(c.clone(), key_store(&dir, "alice")).unwrap();
+    reopened.set_trust_on_first_use(true).await;
     c.connected().await.unwrap();
     assert_eq!(reopened.check_own_keys().await.unwrap(), vec![]);
     c.disconnect().await;
@@ -1083,11 +1094,13 @@ async fn attack_forked_directory_detected_by_gossip() {
 
     let bob_client = client(&bobs, "bob");
     let bob = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    bob.set_trust_on_first_use(true).await;
     bob.lookup(&["alice"]).await.unwrap();
     let ours = bob.with_data(|d| d.trusted_signed_head().unwrap()).await;
     assert_eq!(ours.head.epoch, 3);
     let alice_client = client(&alices, "alice");
     let alice = E2ee::open_store(alice_client.clone(), key_store(&dir, "alice")).unwrap();
+    alice.set_trust_on_first_use(true).await;
     let data = alice
         .seal(
             "news",
@@ -1258,6 +1271,7 @@ async fn attack_transient_impostor_caught_by_owner_history() {
     let srv = start_on(0, &extra).await;
     let client = client(&srv, "alice");
     let e2ee = E2ee::open_store(client.clone(), key_store(&dir, "alice")).unwrap();
+    e2ee.set_trust_on_first_use(true).await;
     // Today's entry looks honest...
     let now = e2ee.lookup(&["alice"]).await.unwrap();
     assert_eq!(now[0].devices, vec![own.clone()]);
@@ -1309,10 +1323,12 @@ async fn attack_impostor_identity_is_seen_by_its_owner() {
     let srv = start_on(0, &extra).await;
     let bob_client = client(&srv, "bob");
     let bob = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    bob.set_trust_on_first_use(true).await;
     let seen = bob.lookup(&["alice"]).await.unwrap();
     assert_eq!(seen[0].identity, Some(mallory.public_key()));
     let alice_client = client(&srv, "alice");
     let alice = E2ee::open_store(alice_client.clone(), key_store(&dir, "alice")).unwrap();
+    alice.set_trust_on_first_use(true).await;
     let alarms = alice.check_own_keys().await.unwrap();
     assert!(
         alarms.iter().any(|a| matches!(

@@ -84,6 +84,31 @@ pub struct ChatArgs {
     /// standard output instead of text.
     #[arg(long)]
     json: bool,
+    /// The key directory's head-signing key to pin (base64, as `hush
+    /// directory-key` prints it on the server's host).
+    #[arg(long, env = "HUSH_DIRECTORY_KEY", value_name = "BASE64")]
+    pin_key: Option<String>,
+    /// The key directory's VRF key to pin (base64).
+    #[arg(long, env = "HUSH_DIRECTORY_VRF_KEY", value_name = "BASE64")]
+    pin_vrf: Option<String>,
+    /// Take the directory's keys from its first answer when they are not
+    /// pinned (trust on first use: for development; a key store that already
+    /// trusts a directory keeps its keys either way).
+    #[arg(long)]
+    trust_on_first_use: bool,
+}
+
+/// A pinned directory key given on the command line.
+fn pinned(key: Option<&String>, what: &str) -> anyhow::Result<Option<[u8; 32]>> {
+    use base64::Engine;
+    key.map(|k| {
+        base64::engine::general_purpose::STANDARD
+            .decode(k.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .with_context(|| format!("{what} must be base64 of 32 bytes"))
+    })
+    .transpose()
 }
 
 /// `private-chat-A-B`, the two user ids sorted: both sides pick the same.
@@ -190,6 +215,13 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         let store = KeyStore::new(&key_file, store_key);
         let e2ee = E2ee::open_or_create(client.clone(), store, &args.user, true)
             .with_context(|| format!("key store {}", key_file.display()))?;
+        if let Some(k) = pinned(args.pin_key.as_ref(), "--pin-key")? {
+            e2ee.pin_directory_key(&k).await.context("--pin-key")?;
+        }
+        if let Some(k) = pinned(args.pin_vrf.as_ref(), "--pin-vrf")? {
+            e2ee.pin_directory_vrf_key(&k).await.context("--pin-vrf")?;
+        }
+        e2ee.set_trust_on_first_use(args.trust_on_first_use).await;
         let r = chat(&e2ee, &client, &channel, &args, out).await;
         let _ = tokio::time::timeout(Duration::from_secs(3), client.disconnect()).await;
         r

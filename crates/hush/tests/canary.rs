@@ -266,6 +266,7 @@ async fn the_plaintext_canary_never_reaches_the_server() {
         true,
     )
     .unwrap();
+    a_e2ee.set_trust_on_first_use(true).await;
     let b_e2ee = E2ee::create(
         bob.clone(),
         KeyStore::new(dir.path().join("bob.hks"), StoreKey::generate()),
@@ -273,6 +274,7 @@ async fn the_plaintext_canary_never_reaches_the_server() {
         true,
     )
     .unwrap();
+    b_e2ee.set_trust_on_first_use(true).await;
     a_e2ee.publish().await.unwrap();
     b_e2ee.publish().await.unwrap();
     let mut b_events = bob.bind(e2ee::CLIENT_EVENT);
@@ -338,6 +340,7 @@ async fn the_plaintext_canary_never_reaches_the_server() {
         true,
     )
     .unwrap();
+    c_e2ee.set_trust_on_first_use(true).await;
     c_e2ee.publish().await.unwrap();
     // Let the server settle (logs flushed, WAL written).
     tokio::time::sleep(Duration::from_secs(1)).await;

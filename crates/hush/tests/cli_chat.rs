@@ -100,6 +100,7 @@ impl Chat {
             "--key-file",
             key_file.to_str().unwrap(),
             "--json",
+            "--trust-on-first-use",
         ])
         .env("HUSH_URL", format!("http://{}", srv.addr))
         .env("HUSH_APP_KEY", KEY)
@@ -229,6 +230,7 @@ async fn rotate_identity(srv: &Server, key_file: &Path, user: &str) {
         .build()
         .unwrap();
     let e2ee = E2ee::open_store(client.clone(), KeyStore::new(key_file, key)).unwrap();
+    e2ee.set_trust_on_first_use(true).await;
     tokio::time::timeout(WAIT, e2ee.rotate_identity())
         .await
         .unwrap()

@@ -210,6 +210,7 @@ async fn chat_to_a_closed_port_says_why() {
             "--peer",
             "bob",
             "--json",
+            "--trust-on-first-use",
             "--key-file",
         ])
         .arg(&key_file)

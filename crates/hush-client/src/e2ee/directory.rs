@@ -144,12 +144,19 @@ impl<'a> Directory<'a> {
                 vrf: VrfPublicKey::from_bytes(&vrf)?,
             });
         }
+        let (pinned_key, pinned_vrf, tofu) = self.sh.with(|st| {
+            (
+                st.data.pinned_log_key,
+                st.data.pinned_vrf_key,
+                st.trust_on_first_use,
+            )
+        });
+        if (pinned_key.is_none() || pinned_vrf.is_none()) && !tofu {
+            return Err(E2eeError::DirectoryNotPinned);
+        }
         let r = self.log_head(None).await?;
         let key = key32(&r.key, "log key")?;
         let vrf = key32(&r.vrf, "VRF key")?;
-        let (pinned_key, pinned_vrf) = self
-            .sh
-            .with(|st| (st.data.pinned_log_key, st.data.pinned_vrf_key));
         if let Some(pinned) = pinned_key {
             check_pinned(&pinned, &key)?;
         }

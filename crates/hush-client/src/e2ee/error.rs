@@ -53,6 +53,16 @@ pub enum E2eeError {
         /// The key the server presented (base64).
         served: String,
     },
+    /// The device has not seen the directory yet and the app neither
+    /// pinned its keys ([`E2ee::pin_directory_key`](super::E2ee::pin_directory_key),
+    /// [`E2ee::pin_directory_vrf_key`](super::E2ee::pin_directory_vrf_key)) nor
+    /// allowed trust on first use
+    /// ([`E2ee::set_trust_on_first_use`](super::E2ee::set_trust_on_first_use)).
+    #[error(
+        "the key directory's keys are not pinned: configure them (hush directory-key prints them) \
+         or allow trust on first use explicitly"
+    )]
+    DirectoryNotPinned,
     /// The directory returned a record that does not verify or breaks the
     /// directory's rules.
     #[error("the directory returned an invalid record: {0}")]

@@ -238,6 +238,7 @@ impl E2ee {
             cache_ttl: DEFAULT_CACHE_TTL,
             freshness: hush_crypto::transparency::Freshness::default(),
             owner_interval: DEFAULT_OWNER_CHECK_INTERVAL,
+            trust_on_first_use: false,
             parsed: std::collections::HashMap::new(),
             gossip_checked: gossip::Checked::default(),
             heads: directory::KeptHeads::new(),
@@ -332,6 +333,19 @@ impl E2ee {
             st.data.pinned_vrf_key = Some(*key);
             Ok(())
         })
+    }
+
+    /// Allows (or forbids again) taking the key directory's keys from its
+    /// first answer when the app pinned none: trust on first use of the
+    /// directory. Off by default: a device that has not seen the directory
+    /// yet refuses to use it ([`E2eeError::DirectoryNotPinned`]) until the
+    /// app pins both keys ([`pin_directory_key`](Self::pin_directory_key),
+    /// [`pin_directory_vrf_key`](Self::pin_directory_vrf_key); `hush
+    /// directory-key` prints them at deploy time) or calls this. Not kept in
+    /// the key store: an app setting, given at every start. Once the device
+    /// trusts a directory, its keys are kept either way.
+    pub async fn set_trust_on_first_use(&self, allow: bool) {
+        self.shared.with(|st| st.trust_on_first_use = allow);
     }
 
     /// The pinned key directory VRF key, if any.

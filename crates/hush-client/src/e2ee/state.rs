@@ -28,6 +28,9 @@ pub(super) struct State {
     pub freshness: Freshness,
     /// How often the owner watch looks this user up.
     pub owner_interval: Duration,
+    /// Whether the directory's keys may be taken from its first answer when
+    /// the app pinned none (off unless the app asks for it).
+    pub trust_on_first_use: bool,
     /// The card cache, parsed (signatures checked once, not per message).
     pub parsed: HashMap<String, Parsed>,
     /// Gossiped heads already proven consistent with the trusted one.

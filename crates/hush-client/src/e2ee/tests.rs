@@ -182,6 +182,7 @@ async fn a_stalled_lookup_does_not_block_opening_a_known_sender() {
     let store = KeyStore::new(dir.path().join("bob.hks"), StoreKey::generate());
     store.create(&bob).unwrap();
     let e2ee = E2ee::open_store(client, store).unwrap();
+    e2ee.set_trust_on_first_use(true).await;
 
     let from_carol = envelope(&carol, &bob_card, "who am I");
     let stalled = tokio::spawn({
@@ -239,6 +240,7 @@ fn bob_knowing(
     let store = KeyStore::new(dir.join("bob.hks"), StoreKey::generate());
     store.create(&bob).unwrap();
     let e2ee = E2ee::open_store(offline_client(), store.clone()).unwrap();
+    e2ee.set_trust_on_first_use(true).await;
     (e2ee, store, bob_card)
 }
 
@@ -320,6 +322,7 @@ async fn attack_replay_after_restart() {
     }
     drop(bob);
     let restarted = E2ee::open_store(offline_client(), store).unwrap();
+    restarted.set_trust_on_first_use(true).await;
     assert!(
         is_replay(restarted.open(&captured).await),
         "the captured message opened again after the restart"
@@ -368,6 +371,7 @@ async fn attack_gossiped_head_with_bad_log_signature_is_refused() {
     let store = KeyStore::new(dir.path().join("bob.hks"), StoreKey::generate());
     store.create(&bob).unwrap();
     let e2ee = E2ee::open_store(offline_client(), store).unwrap();
+    e2ee.set_trust_on_first_use(true).await;
     let mut forks = e2ee.forks();
 
     // Alice's head, re-signed by a key that is not the log's.
