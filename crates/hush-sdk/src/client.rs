@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hush_crypto::epoch::epoch_key;
 use hush_crypto::sealed::{SERVER_EVENT, SealedError, Sender};
-use hush_crypto::transparency::Hash;
 use hush_protocol::api::{QueryParams, signed_query};
+use hush_protocol::msgs::hush as wire;
 use hush_protocol::{ChannelKind, ChannelName};
 use hyper::Method;
 use serde::Serialize;
@@ -14,10 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{self, AuthError, ChannelAuth, PresenceData, UserAuth, UserData};
 use crate::config::{Config, ConfigError};
-use crate::directory::{
-    DirectoryLookup, EntriesBody, HeadBody, LogHead, LookupBody, MAX_LOG_ENTRIES, MAX_LOOKUP_USERS,
-    ProofBody,
-};
+use crate::directory::{Audit, DirectoryLookup, LogHead, MAX_AUDIT_EPOCHS, MAX_LOOKUP_USERS};
 use crate::error::{Error, ValidationError, shown};
 use crate::http::Transport;
 use crate::payload::{
@@ -275,14 +272,13 @@ impl Client {
     }
 
     /// Looks up users in the app's key directory (hush extension,
-    /// docs/PROTOCOL-EXT.md §3): their active device cards and revocations,
-    /// each with an inclusion proof against the signed tree head returned,
-    /// and, given `since` (a tree size the caller trusts), a consistency
-    /// proof to that head. Check the answer with [`DirectoryLookup::verify`].
+    /// docs/PROTOCOL-EXT.md §3): each user's lookup proof (which carries the
+    /// user's whole current entry: identity key, active cards, newest
+    /// revocations) at the signed epoch head returned. Check the answer with
+    /// [`DirectoryLookup::verify`] under the pinned keys.
     pub async fn directory_users<S: AsRef<str>>(
         &self,
         ids: &[S],
-        since: Option<u64>,
     ) -> Result<DirectoryLookup, Error> {
         if ids.is_empty() || ids.len() > MAX_LOOKUP_USERS {
             return Err(ValidationError::LookupSize {
@@ -301,45 +297,44 @@ impl Client {
                 Ok(id.as_str().to_owned())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut params = vec![("ids", ids.join(","))];
-        if let Some(since) = since {
-            params.push(("since", since.to_string()));
-        }
-        let body: LookupBody = self.get("/directory/users", params).await?;
-        body.decode()
+        let body: wire::Lookup = self
+            .get("/directory/users", vec![("ids", ids.join(","))])
+            .await?;
+        DirectoryLookup::from_wire(&body)
     }
 
-    /// The current signed tree head of the app's directory log and the log's
-    /// public key (hush extension). The head's signature is not checked
-    /// here: pin the key and use [`hush_crypto::transparency::LogMonitor`].
+    /// The current signed epoch head of the app's directory and the keys
+    /// clients pin: the head-signing key and the VRF key (hush extension).
+    /// The head's signature is not checked here: pin the keys and use
+    /// [`hush_crypto::transparency::LogMonitor`].
     pub async fn directory_log_head(&self) -> Result<LogHead, Error> {
-        let body: HeadBody = self.get("/directory/log/head", Vec::new()).await?;
-        body.decode()
+        let body: wire::LogHead = self.get("/directory/log/head", Vec::new()).await?;
+        LogHead::from_wire(&body)
     }
 
-    /// A consistency proof that the log of size `to` extends the one of size
-    /// `from` (`from <= to <=` the current size; hush extension).
-    pub async fn directory_log_consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, Error> {
-        if from > to {
-            return Err(ValidationError::LogRange(format!("from {from} is after to {to}")).into());
-        }
-        let params = vec![("from", from.to_string()), ("to", to.to_string())];
-        let body: ProofBody = self.get("/directory/log/consistency", params).await?;
-        body.decode()
+    /// The head of a past `epoch`, signed with the time that epoch was
+    /// published (hush extension; 404 for an epoch the server has not
+    /// published).
+    pub async fn directory_log_head_at(&self, epoch: u64) -> Result<LogHead, Error> {
+        let params = vec![("epoch", epoch.to_string())];
+        let body: wire::LogHead = self.get("/directory/log/head", params).await?;
+        LogHead::from_wire(&body)
     }
 
-    /// The leaf data of log entries `start..end` (at most 1000; fewer when
-    /// the log is shorter; hush extension): tag byte ‖ record.
-    pub async fn directory_log_entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, Error> {
-        if end < start || end - start > MAX_LOG_ENTRIES {
+    /// The signed heads of epochs `from..=to` and akd's append-only proof
+    /// between them (hush extension; `1 <= from < to <= from +
+    /// `[`MAX_AUDIT_EPOCHS`]). Nothing in the answer is checked here: an
+    /// auditor verifies it (`hush audit`).
+    pub async fn directory_log_audit(&self, from: u64, to: u64) -> Result<Audit, Error> {
+        if from == 0 || to <= from || to - from > MAX_AUDIT_EPOCHS {
             return Err(ValidationError::LogRange(format!(
-                "need start <= end <= start + {MAX_LOG_ENTRIES}, got {start}..{end}"
+                "need 1 <= from < to <= from + {MAX_AUDIT_EPOCHS}, got {from}..={to}"
             ))
             .into());
         }
-        let params = vec![("start", start.to_string()), ("end", end.to_string())];
-        let body: EntriesBody = self.get("/directory/log/entries", params).await?;
-        body.decode()
+        let params = vec![("from", from.to_string()), ("to", to.to_string())];
+        let body: wire::Audit = self.get("/directory/log/audit", params).await?;
+        Audit::from_wire(&body)
     }
 
     /// Signs `socket_id` for `channel`: the body the app's auth endpoint

@@ -1,93 +1,133 @@
 //! Typed answers of the key-directory HTTP API (docs/PROTOCOL-EXT.md §3):
-//! the base64 strings of the wire are decoded here; the records, heads and
-//! proofs are checked by the caller with [`hush_crypto::transparency`]
-//! (see [`DirectoryLookup::verify`]).
+//! the base64 strings of the wire are decoded here; heads and proofs are
+//! checked by the caller with [`hush_crypto::transparency`] (see
+//! [`DirectoryLookup::verify`]). The directory is Meta's akd: lookup proofs
+//! show that a user's entry is the latest at a signed epoch head, and
+//! append-only proofs ([`Audit`]) show that each epoch extends the previous
+//! one (what `hush audit` checks).
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hush_crypto::transparency::{
-    Hash, LogEntry, LogError, LogMonitor, LogPublicKey, SignedTreeHead,
-};
-use serde::Deserialize;
+use hush_crypto::transparency::proofs::{VerifiedEntry, VrfPublicKey, verify_lookup};
+use hush_crypto::transparency::{LogError, LogMonitor, LogPublicKey, SignedTreeHead};
+use hush_protocol::UserId;
+use hush_protocol::msgs::hush as wire;
 
 use crate::error::Error;
 
 /// Most users one lookup may name.
 pub const MAX_LOOKUP_USERS: usize = 50;
-/// Most log entries one request returns.
-pub const MAX_LOG_ENTRIES: u64 = 1000;
+/// Most epochs one audit request may span (`to - from`), the server's
+/// bound.
+pub const MAX_AUDIT_EPOCHS: u64 = 16;
 
-/// The current signed tree head of an app's directory log and the log's
-/// public key (`GET /directory/log/head`).
+/// The current signed epoch head of an app's directory and the keys a
+/// client pins (`GET /directory/log/head`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LogHead {
-    /// The signed tree head (signature not yet checked).
+    /// The signed epoch head (signature not yet checked).
     pub head: SignedTreeHead,
     /// The key the server signs heads with.
     pub key: LogPublicKey,
+    /// The directory's VRF public key (lookup proofs verify under it).
+    pub vrf: VrfPublicKey,
 }
 
-/// One looked-up record with its place in the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DirectoryEntry {
-    /// Log leaf data: tag byte (`0x01` card, `0x02` revocation) ‖ record.
-    pub record: Vec<u8>,
-    /// Its index in the log.
-    pub index: u64,
-    /// Inclusion proof against the head returned with it.
-    pub proof: Vec<Hash>,
-}
-
-impl DirectoryEntry {
-    /// Parses the record, verifying its signatures.
-    pub fn entry(&self) -> Result<LogEntry, LogError> {
-        LogEntry::from_bytes(&self.record)
+impl LogHead {
+    /// Decodes the wire answer.
+    pub fn from_wire(w: &wire::LogHead) -> Result<Self, Error> {
+        Ok(Self {
+            head: head(&w.head)?,
+            key: LogPublicKey::from_bytes(&key32(&w.key, "log key")?)
+                .map_err(|e| Error::Decode(format!("log key: {e}")))?,
+            vrf: VrfPublicKey::from_bytes(&key32(&w.vrf, "VRF key")?)
+                .map_err(|e| Error::Decode(format!("VRF key: {e}")))?,
+        })
     }
 }
 
-/// A user's active cards and revocations.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UserRecords {
-    /// The latest card of every device that is not revoked.
-    pub cards: Vec<DirectoryEntry>,
-    /// Device revocations and identity rotations, in log order.
-    pub revocations: Vec<DirectoryEntry>,
-}
-
-/// Answer of `GET /directory/users`.
+/// Answer of `GET /directory/users`: lookup proofs at one epoch head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DirectoryLookup {
-    /// The head every inclusion proof is against.
+    /// The head every proof is against.
     pub head: SignedTreeHead,
-    /// Consistency proof from the `since` size asked for to `head`.
-    pub consistency: Option<Vec<Hash>>,
-    /// Per user id asked for (users without records have empty lists).
-    pub users: BTreeMap<String, UserRecords>,
+    /// Lookup proofs (akd protobuf, each carrying the user's entry) by user
+    /// id; users with no entry are absent.
+    pub users: BTreeMap<String, Vec<u8>>,
     /// Ids asked for that did not fit in this answer (the server bounds an
     /// answer's size): ask for them again.
     pub more: Vec<String>,
 }
 
 impl DirectoryLookup {
-    /// Checks the answer against a client's view of the log: `monitor`
-    /// accepts the head (signed by its pinned key, consistent with the head
-    /// it trusted, through [`consistency`](Self::consistency)), then every
-    /// card and revocation must be included in it. The monitor's trusted
-    /// head moves forward only when the head is accepted.
-    pub fn verify(&self, monitor: &mut LogMonitor) -> Result<(), LogError> {
-        monitor.update(&self.head, self.consistency.as_deref().unwrap_or_default())?;
-        for user in self.users.values() {
-            for e in user.cards.iter().chain(&user.revocations) {
-                monitor.verify_entry(&e.record, e.index, &e.proof)?;
-            }
-        }
-        Ok(())
+    /// Decodes the wire answer.
+    pub fn from_wire(w: &wire::Lookup) -> Result<Self, Error> {
+        let users = w
+            .users
+            .iter()
+            .map(|(id, proof)| Ok((id.clone(), bytes(proof, "lookup proof")?)))
+            .collect::<Result<_, Error>>()?;
+        Ok(Self {
+            head: head(&w.head)?,
+            users,
+            more: w.more.clone(),
+        })
+    }
+
+    /// Checks the answer against a client's view of the directory: `monitor`
+    /// accepts the head (signed by its pinned key, for its app, not older
+    /// than the head it trusted, no second root for an epoch it saw), then
+    /// every user's proof must show that user's latest entry at that head
+    /// under the pinned VRF key. Returns the verified entries by user id.
+    /// The monitor's trusted head moves forward only when the head is
+    /// accepted (even if a proof then fails).
+    ///
+    /// Freshness is not checked here: call
+    /// [`LogMonitor::update_fresh`] with the head first to refuse a
+    /// replayed old head.
+    pub fn verify(
+        &self,
+        monitor: &mut LogMonitor,
+        vrf: &VrfPublicKey,
+    ) -> Result<BTreeMap<String, VerifiedEntry>, LogError> {
+        monitor.update(&self.head)?;
+        self.users
+            .iter()
+            .map(|(id, proof)| {
+                let user = UserId::parse(id).map_err(|_| LogError::Malformed)?;
+                Ok((
+                    id.clone(),
+                    verify_lookup(vrf, &self.head.head, &user, proof)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Answer of `GET /directory/log/audit?from=&to=`: the signed heads of
+/// epochs `from..=to` (each signed with its publication time) and akd's
+/// append-only proof between them. Nothing is checked here: `hush audit`
+/// verifies the signatures, the epochs and the proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Audit {
+    /// The heads, in the order served.
+    pub heads: Vec<SignedTreeHead>,
+    /// akd's `AppendOnlyProof` (protobuf).
+    pub proof: Vec<u8>,
+}
+
+impl Audit {
+    /// Decodes the wire answer.
+    pub fn from_wire(w: &wire::Audit) -> Result<Self, Error> {
+        Ok(Self {
+            heads: w.heads.iter().map(|h| head(h)).collect::<Result<_, _>>()?,
+            proof: bytes(&w.proof, "audit proof")?,
+        })
     }
 }
 
@@ -97,231 +137,131 @@ fn bytes(text: &str, what: &str) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Decode(format!("{what} is not base64: {e}")))
 }
 
+fn key32(text: &str, what: &str) -> Result<[u8; 32], Error> {
+    bytes(text, what)?
+        .try_into()
+        .map_err(|_| Error::Decode(format!("the {what} is not 32 bytes")))
+}
+
 fn head(text: &str) -> Result<SignedTreeHead, Error> {
     SignedTreeHead::from_bytes(&bytes(text, "head")?)
         .map_err(|e| Error::Decode(format!("head: {e}")))
 }
 
-fn hashes(list: &[String]) -> Result<Vec<Hash>, Error> {
-    list.iter()
-        .map(|h| {
-            bytes(h, "proof hash")?
-                .try_into()
-                .map_err(|_| Error::Decode("a proof hash is not 32 bytes".into()))
-        })
-        .collect()
-}
-
-#[derive(Deserialize)]
-pub(crate) struct HeadBody {
-    head: String,
-    key: String,
-}
-
-impl HeadBody {
-    pub(crate) fn decode(self) -> Result<LogHead, Error> {
-        let key: [u8; 32] = bytes(&self.key, "key")?
-            .try_into()
-            .map_err(|_| Error::Decode("the log key is not 32 bytes".into()))?;
-        Ok(LogHead {
-            head: head(&self.head)?,
-            key: LogPublicKey::from_bytes(&key)
-                .map_err(|e| Error::Decode(format!("log key: {e}")))?,
-        })
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ProofBody {
-    proof: Vec<String>,
-}
-
-impl ProofBody {
-    pub(crate) fn decode(self) -> Result<Vec<Hash>, Error> {
-        hashes(&self.proof)
-    }
-}
-
-#[derive(Deserialize)]
-pub(crate) struct EntriesBody {
-    entries: Vec<String>,
-}
-
-impl EntriesBody {
-    pub(crate) fn decode(self) -> Result<Vec<Vec<u8>>, Error> {
-        self.entries.iter().map(|e| bytes(e, "entry")).collect()
-    }
-}
-
-#[derive(Deserialize)]
-struct EntryBody {
-    record: String,
-    index: u64,
-    proof: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct UserBody {
-    #[serde(default)]
-    cards: Vec<EntryBody>,
-    #[serde(default)]
-    revocations: Vec<EntryBody>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct LookupBody {
-    head: String,
-    #[serde(default)]
-    consistency: Option<Vec<String>>,
-    users: BTreeMap<String, UserBody>,
-    #[serde(default)]
-    more: Vec<String>,
-}
-
-impl LookupBody {
-    pub(crate) fn decode(self) -> Result<DirectoryLookup, Error> {
-        let entries = |list: &[EntryBody]| -> Result<Vec<DirectoryEntry>, Error> {
-            list.iter()
-                .map(|e| {
-                    Ok(DirectoryEntry {
-                        record: bytes(&e.record, "record")?,
-                        index: e.index,
-                        proof: hashes(&e.proof)?,
-                    })
-                })
-                .collect()
-        };
-        let users = self
-            .users
-            .iter()
-            .map(|(id, u)| {
-                Ok((
-                    id.clone(),
-                    UserRecords {
-                        cards: entries(&u.cards)?,
-                        revocations: entries(&u.revocations)?,
-                    },
-                ))
-            })
-            .collect::<Result<_, Error>>()?;
-        Ok(DirectoryLookup {
-            head: head(&self.head)?,
-            consistency: self.consistency.as_deref().map(hashes).transpose()?,
-            users,
-            more: self.more,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hush_crypto::transparency::{LogKey, MerkleLog, TreeHead};
+    use hush_crypto::transparency::{LogKey, TreeHead};
 
     fn b64(b: &[u8]) -> String {
         STANDARD.encode(b)
     }
 
-    #[test]
-    fn decodes_and_verifies_a_lookup() {
-        let key = LogKey::from_secret_bytes(&[7; 32]);
-        let mut log = MerkleLog::new();
-        let leaves: Vec<Vec<u8>> = (0u8..5).map(|i| vec![1, i]).collect();
-        for l in &leaves {
-            log.append(l);
-        }
-        let sth = key.sign(TreeHead {
+    fn signed(key: &LogKey, epoch: u64, root: u8) -> SignedTreeHead {
+        key.sign(TreeHead {
             log_id: "3".into(),
-            size: 5,
-            root: log.root(),
+            epoch,
+            root: [root; 32],
             timestamp: 1,
-        });
-        let proof: Vec<String> = log
-            .inclusion_proof(3, 5)
-            .unwrap()
-            .iter()
-            .map(|h| b64(h))
-            .collect();
-        let body = serde_json::json!({
-            "head": b64(&sth.to_bytes()),
-            "users": {
-                "alice": {"cards": [{"record": b64(&leaves[3]), "index": 3, "proof": proof}], "revocations": []},
-                "nobody": {"cards": [], "revocations": []},
-            },
-        });
-        let lookup = serde_json::from_value::<LookupBody>(body.clone())
-            .unwrap()
-            .decode()
-            .unwrap();
-        assert_eq!(lookup.head, sth);
-        assert_eq!(lookup.consistency, None);
-        assert_eq!(lookup.users["alice"].cards[0].index, 3);
-        assert!(lookup.users["nobody"].cards.is_empty());
+        })
+    }
 
-        let mut monitor = LogMonitor::new("3", key.public_key());
-        lookup.verify(&mut monitor).unwrap();
-        assert_eq!(monitor.trusted().unwrap().size, 5);
-
-        // A record at the wrong index is not included; a head of another
-        // key is refused.
-        let mut wrong = lookup.clone();
-        wrong.users.get_mut("alice").unwrap().cards[0].index = 2;
-        assert_eq!(
-            wrong.verify(&mut LogMonitor::new("3", key.public_key())),
-            Err(LogError::NotIncluded)
-        );
-        let other = LogKey::from_secret_bytes(&[8; 32]).public_key();
-        assert_eq!(
-            lookup.verify(&mut LogMonitor::new("3", other)),
-            Err(LogError::BadSignature)
-        );
-
-        // Malformed base64, hash lengths and heads are decode errors.
-        let mut bad = body.clone();
-        bad["users"]["alice"]["cards"][0]["proof"][0] = "AAAA".into();
-        assert!(matches!(
-            serde_json::from_value::<LookupBody>(bad).unwrap().decode(),
-            Err(Error::Decode(_))
-        ));
-        let mut bad = body;
-        bad["head"] = "%%".into();
-        assert!(matches!(
-            serde_json::from_value::<LookupBody>(bad).unwrap().decode(),
-            Err(Error::Decode(_))
-        ));
+    /// A valid VRF public key (akd's VRF keys are Ed25519 points, as any
+    /// Ed25519 public key is).
+    fn vrf_bytes() -> [u8; 32] {
+        LogKey::from_secret_bytes(&[5; 32]).public_key().to_bytes()
     }
 
     #[test]
-    fn decodes_heads_proofs_and_entries() {
+    fn decodes_heads_and_keys() {
         let key = LogKey::from_secret_bytes(&[7; 32]);
-        let sth = key.sign(TreeHead {
-            log_id: "3".into(),
-            size: 0,
-            root: [0; 32],
-            timestamp: 1,
-        });
-        let h = HeadBody {
+        let sth = signed(&key, 4, 9);
+        let w = wire::LogHead {
             head: b64(&sth.to_bytes()),
             key: b64(&key.public_key().to_bytes()),
-        }
-        .decode()
-        .unwrap();
+            vrf: b64(&vrf_bytes()),
+        };
+        let h = LogHead::from_wire(&w).unwrap();
         assert_eq!((h.head, h.key), (sth.clone(), key.public_key()));
-        assert!(
-            HeadBody {
-                head: b64(&sth.to_bytes()),
+        assert_eq!(h.vrf.to_bytes(), vrf_bytes());
+        for bad in [
+            wire::LogHead {
                 key: b64(&[1; 31]),
-            }
-            .decode()
-            .is_err()
-        );
-        let p = ProofBody {
-            proof: vec![b64(&[9; 32])],
+                ..w.clone()
+            },
+            wire::LogHead {
+                vrf: "%%".into(),
+                ..w.clone()
+            },
+            wire::LogHead {
+                head: b64(b"HSTH"),
+                ..w.clone()
+            },
+        ] {
+            assert!(matches!(LogHead::from_wire(&bad), Err(Error::Decode(_))));
+        }
+    }
+
+    #[test]
+    fn decodes_audits_and_lookups() {
+        let key = LogKey::from_secret_bytes(&[7; 32]);
+        let heads = [signed(&key, 1, 1), signed(&key, 2, 2)];
+        let w = wire::Audit {
+            heads: heads.iter().map(|h| b64(&h.to_bytes())).collect(),
+            proof: b64(b"proof"),
         };
-        assert_eq!(p.decode().unwrap(), vec![[9; 32]]);
-        let e = EntriesBody {
-            entries: vec![b64(b"\x01ab"), String::new()],
+        let a = Audit::from_wire(&w).unwrap();
+        assert_eq!(a.heads, heads.to_vec());
+        assert_eq!(a.proof, b"proof");
+        let bad = wire::Audit {
+            heads: vec!["AAAA".into()],
+            ..w
         };
-        assert_eq!(e.decode().unwrap(), vec![b"\x01ab".to_vec(), vec![]]);
+        assert!(matches!(Audit::from_wire(&bad), Err(Error::Decode(_))));
+
+        let mut users = BTreeMap::new();
+        users.insert("alice".to_owned(), b64(b"p"));
+        let w = wire::Lookup {
+            head: b64(&heads[1].to_bytes()),
+            more: vec!["bob".into()],
+            users,
+        };
+        let l = DirectoryLookup::from_wire(&w).unwrap();
+        assert_eq!(l.head, heads[1]);
+        assert_eq!(l.users["alice"], b"p");
+        assert_eq!(l.more, vec!["bob".to_owned()]);
+    }
+
+    #[test]
+    fn verify_refuses_foreign_heads_and_bad_proofs() {
+        let key = LogKey::from_secret_bytes(&[7; 32]);
+        let vrf = VrfPublicKey::from_bytes(&vrf_bytes()).unwrap();
+        let mut users = BTreeMap::new();
+        users.insert("alice".to_owned(), b"not a proof".to_vec());
+        let lookup = DirectoryLookup {
+            head: signed(&key, 2, 2),
+            users,
+            more: vec![],
+        };
+        // Another key's head is refused before any proof is read, and the
+        // monitor keeps its trusted head.
+        let other = LogKey::from_secret_bytes(&[8; 32]).public_key();
+        let mut m = LogMonitor::new("3", other);
+        assert_eq!(lookup.verify(&mut m, &vrf), Err(LogError::BadSignature));
+        assert!(m.trusted().is_none());
+        // The right key: the head is accepted, the garbage proof is not.
+        let mut m = LogMonitor::new("3", key.public_key());
+        assert_eq!(lookup.verify(&mut m, &vrf), Err(LogError::Malformed));
+        assert_eq!(m.trusted().map(|h| h.epoch), Some(2));
+        // An older epoch afterwards is a rollback.
+        let old = DirectoryLookup {
+            head: signed(&key, 1, 1),
+            users: BTreeMap::new(),
+            more: vec![],
+        };
+        assert!(matches!(
+            old.verify(&mut m, &vrf),
+            Err(LogError::Rollback { .. })
+        ));
     }
 }
