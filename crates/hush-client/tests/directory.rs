@@ -460,13 +460,13 @@ async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
     let keys = bob.e2ee.lookup(&["alice"]).await.unwrap();
     assert_eq!(keys[0].devices.len(), 1);
     let trusted = bob.e2ee.with_data(|d| d.trusted_head().unwrap()).await;
-    assert_eq!(trusted.size, 2);
+    assert_eq!(trusted.epoch, 2);
     // Gossip between two clients of the honest directory: consistent.
     let alice_head = alice
         .e2ee
         .with_data(|d| d.trusted_signed_head().unwrap())
         .await;
-    assert_eq!(alice_head.head.size, 1);
+    assert_eq!(alice_head.head.epoch, 1);
     bob.e2ee.cross_check(&alice_head).await.unwrap();
     let bob_head = bob
         .e2ee
@@ -486,11 +486,17 @@ async fn a_forked_or_rolled_back_log_is_detected_by_the_client() {
     let srv = start_on(port, &extra(&forged)).await;
     let bob_client = client(&srv, "bob");
     let e2ee = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    // The forged tree is rebuilt from the records in fewer epochs: Bob
+    // sees an older epoch than he trusts (or, had the forger published
+    // more epochs, another root for one he saw).
     let r = e2ee.lookup(&["alice"]).await;
     assert!(
         matches!(
             r,
-            Err(E2eeError::Log(hush_crypto::transparency::LogError::Fork))
+            Err(E2eeError::Log(
+                hush_crypto::transparency::LogError::Fork
+                    | hush_crypto::transparency::LogError::Rollback { .. }
+            ))
         ),
         "{r:?}"
     );
@@ -708,19 +714,37 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// A malicious directory in front of the real server: relays the WebSocket
 /// both ways, records the last `directory.lookup` answer about `user`, and
 /// once `replay` is set answers every later lookup about `user` with that
-/// recording (its old signed head and the records it covered). Returns the
+/// recording (its old signed head and the proof it covered). Returns the
 /// proxy's URL and the switch.
-#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
 async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBool>) {
+    let (url, replay, _) = editing_proxy(srv, user).await;
+    (url, replay)
+}
+
+/// [`replaying_proxy`] with a second switch, `splice`: while it is set (and
+/// `replay` is not), every later lookup about `user` keeps the server's
+/// fresh signed head but carries the recorded (older) proof for `user`: a
+/// directory leaving out what changed since.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
+async fn editing_proxy(
+    srv: &Srv,
+    user: &'static str,
+) -> (String, Arc<AtomicBool>, Arc<AtomicBool>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
     let upstream = srv.ws_url();
     let replay = Arc::new(AtomicBool::new(false));
-    let switch = replay.clone();
+    let splice = Arc::new(AtomicBool::new(false));
+    let switches = (replay.clone(), splice.clone());
     let recorded = Arc::new(std::sync::Mutex::new(None::<serde_json::Value>));
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (upstream, replay, recorded) = (upstream.clone(), replay.clone(), recorded.clone());
+            let (upstream, replay, splice, recorded) = (
+                upstream.clone(),
+                replay.clone(),
+                splice.clone(),
+                recorded.clone(),
+            );
             tokio::spawn(async move {
                 let path = Arc::new(std::sync::Mutex::new(String::new()));
                 let p = path.clone();
@@ -747,9 +771,9 @@ async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBo
                 });
                 while let Some(Ok(m)) = up_rx.next().await {
                     let m = match m {
-                        WsMessage::Text(t) => {
-                            WsMessage::Text(rewrite(t.as_str(), user, &replay, &recorded).into())
-                        }
+                        WsMessage::Text(t) => WsMessage::Text(
+                            rewrite(t.as_str(), user, (&replay, &splice), &recorded).into(),
+                        ),
                         other => other,
                     };
                     if down_tx.send(m).await.is_err() {
@@ -759,14 +783,14 @@ async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBo
             });
         }
     });
-    (url, switch)
+    (url, switches.0, switches.1)
 }
 
-/// The proxy's edit of one server frame (see [`replaying_proxy`]).
+/// The proxy's edit of one server frame (see [`editing_proxy`]).
 fn rewrite(
     text: &str,
     user: &str,
-    replay: &AtomicBool,
+    (replay, splice): (&AtomicBool, &AtomicBool),
     recorded: &std::sync::Mutex<Option<serde_json::Value>>,
 ) -> String {
     let Ok(mut frame) = serde_json::from_str::<serde_json::Value>(text) else {
@@ -789,11 +813,74 @@ fn rewrite(
         if let Some(old) = rec.clone() {
             data["result"] = old;
         }
+    } else if splice.load(Ordering::SeqCst) {
+        if let Some(old) = rec.clone() {
+            data["result"]["users"][user] = old["users"][user].clone();
+        }
     } else {
         *rec = Some(data["result"].clone());
     }
     frame["data"] = serde_json::Value::String(data.to_string());
     frame.to_string()
+}
+
+/// Completeness (issue 13, finding 1): a directory that answers a lookup
+/// without the revocation of Alice's stolen tablet (it serves her entry as
+/// it was before the revocation, under its fresh head) is refused: the akd
+/// lookup proof shows which version is the latest at that head, so the old
+/// entry does not verify. On the chronological log of earlier versions the
+/// same answer (old records with valid inclusion proofs) was accepted and
+/// the revoked tablet kept reading and sending.
+#[tokio::test]
+async fn attack_lookup_omits_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let alice = device(&srv, &dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+    let tablet = device(&srv, &dir, "alice", "alice-tablet", false).await;
+    let request = tablet.e2ee.card_request().await.unwrap();
+    let card = alice.e2ee.approve_device(&request).await.unwrap();
+    tablet.e2ee.install_card(card).await.unwrap();
+    tablet.e2ee.publish().await.unwrap();
+
+    let (url, _replay, splice) = editing_proxy(&srv, "alice").await;
+    let bob_client = Client::builder(KEY)
+        .url(&url)
+        .authorizer(authorizer(srv.sdk(), "bob", Arc::default()))
+        .build()
+        .unwrap();
+    bob_client.connected().await.unwrap();
+    let bob = E2ee::create(bob_client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
+    bob.publish().await.unwrap();
+    assert_eq!(bob.lookup(&["alice"]).await.unwrap()[0].devices.len(), 2);
+
+    // The tablet is stolen: Alice revokes it.
+    let stolen = tablet.e2ee.with_data(|d| d.device_id()).await;
+    alice.e2ee.revoke_device(stolen).await.unwrap();
+
+    // The directory leaves the revocation out: refused.
+    splice.store(true, Ordering::SeqCst);
+    let r = bob.lookup(&["alice"]).await;
+    assert!(
+        matches!(
+            r,
+            Err(E2eeError::Log(hush_crypto::transparency::LogError::BadProof))
+        ),
+        "{r:?}"
+    );
+    // Sending to Alice does not fall back on the stale cached set either:
+    // the lookup it needs fails.
+    assert!(bob.seal("news", e2ee::SERVER_EVENT, "m", "1", &["alice"]).await.is_err());
+    // The honest answer: the tablet is gone.
+    splice.store(false, Ordering::SeqCst);
+    let keys = bob.lookup(&["alice"]).await.unwrap();
+    assert_eq!(keys[0].devices.len(), 1);
+    assert!(keys[0].devices.iter().all(|c| c.device_id() != stolen));
+    bob_client.disconnect().await;
+    for d in [alice, tablet] {
+        d.client.disconnect().await;
+    }
+    srv.stop().await;
 }
 
 /// Head freshness (issue 13, finding 1): a directory that replays an old
@@ -956,17 +1043,18 @@ async fn attack_server_adds_card_for_owner_unnoticed() {
     srv.stop().await;
 }
 
-/// Issue 13, gossip: a directory shows Alice and Bob two different logs of
-/// the same size (each consistent in itself, so neither client's own checks
-/// notice). Alice's envelope carries her signed tree head; Bob compares it
-/// with his own and reports the fork from the envelope alone, with both
-/// signed heads as evidence. The message is still returned, flagged.
+/// Issue 13, gossip: a directory shows Alice and Bob two different trees
+/// from one epoch on (each consistent in itself, so neither client's own
+/// checks notice). Alice's envelope carries her signed epoch head; Bob
+/// compares it with his own and reports the fork from the envelope alone,
+/// with both signed heads as evidence. The message is still returned,
+/// flagged.
 #[tokio::test]
 async fn attack_forked_directory_detected_by_gossip() {
     let dir = tempfile::tempdir().unwrap();
     let url = |name: &str| format!("sqlite://{}/{name}.sqlite3", dir.path().display());
     let extra = |url: &str| format!("[store]\nurl = '{url}'\n");
-    // The honest start: Alice and Bob publish (log size 2).
+    // The honest start: Alice and Bob publish (epochs 1 and 2).
     let srv = start_on(0, &extra(&url("bobs"))).await;
     let alice = device(&srv, &dir, "alice", "alice", true).await;
     alice.e2ee.publish().await.unwrap();
@@ -975,14 +1063,13 @@ async fn attack_forked_directory_detected_by_gossip() {
     alice.client.disconnect().await;
     bob.client.disconnect().await;
     srv.stop().await;
-    // The server splits its log in two from here on, under the same key.
-    assert_eq!(
-        hush_testkit::rewrite_directory_log(&url("bobs"), &url("alices"), |_| {}).await,
-        2
-    );
+    // The server splits its directory in two from here on: the same
+    // database (records, tree, keys) behind two servers.
+    let file = |name: &str| dir.path().join(format!("{name}.sqlite3"));
+    std::fs::copy(file("bobs"), file("alices")).unwrap();
     let bobs = start_on(0, &extra(&url("bobs"))).await;
     let alices = start_on(0, &extra(&url("alices"))).await;
-    // In Bob's log the third entry is Carol's card; in Alice's, Dave's.
+    // In Bob's tree epoch 3 adds Carol's card; in Alice's, Dave's.
     let carol = device(&bobs, &dir, "carol", "carol", true).await;
     carol.e2ee.publish().await.unwrap();
     let dave = device(&alices, &dir, "dave", "dave", true).await;
@@ -992,7 +1079,7 @@ async fn attack_forked_directory_detected_by_gossip() {
     let bob = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
     bob.lookup(&["alice"]).await.unwrap();
     let ours = bob.with_data(|d| d.trusted_signed_head().unwrap()).await;
-    assert_eq!(ours.head.size, 3);
+    assert_eq!(ours.head.epoch, 3);
     let alice_client = client(&alices, "alice");
     let alice = E2ee::open_store(alice_client.clone(), key_store(&dir, "alice")).unwrap();
     let data = alice
@@ -1006,7 +1093,7 @@ async fn attack_forked_directory_detected_by_gossip() {
         .await
         .unwrap();
     let theirs = alice.with_data(|d| d.trusted_signed_head().unwrap()).await;
-    assert_eq!(theirs.head.size, 3);
+    assert_eq!(theirs.head.epoch, 3);
     assert_ne!(theirs.head.root, ours.head.root);
 
     // The envelope travels through Bob's server.
@@ -1022,15 +1109,15 @@ async fn attack_forked_directory_detected_by_gossip() {
     assert_eq!(m.gossip, e2ee::GossipCheck::Fork);
     let fork = forks.try_recv().expect("a ForkDetected event");
     // (Heads are re-signed as time passes: compare what they commit to.)
-    let commits = |h: &hush_crypto::transparency::SignedTreeHead| (h.head.size, h.head.root);
+    let commits = |h: &hush_crypto::transparency::SignedTreeHead| (h.head.epoch, h.head.root);
     assert_eq!(commits(&fork.ours), commits(&ours));
     assert_eq!(commits(&fork.theirs), commits(&theirs));
     assert_eq!(
         (fork.sender.as_str(), fork.channel.as_str()),
         ("alice", "news")
     );
-    // The evidence stands alone: both heads are signed by the log key, same
-    // size, different roots.
+    // The evidence stands alone: both heads are signed by the directory's
+    // key, same epoch, different roots.
     let key = hush_crypto::transparency::LogPublicKey::from_bytes(
         &bob.with_data(|d| d.log_key().unwrap()).await,
     )
@@ -1058,9 +1145,10 @@ async fn attack_forked_directory_detected_by_gossip() {
     assert_eq!(m.gossip, e2ee::GossipCheck::Consistent);
     assert!(forks.try_recv().is_err());
 
-    // Heads of different sizes need a consistency proof (one round trip,
-    // the state unlocked). Bob's log grows (Erin publishes); Carol, cached
-    // by Bob, now gossips size 4 while Bob still trusts 3: consistent.
+    // A head of an epoch Bob has not seen is compared with the directory's
+    // own head of that epoch (one round trip, the state unlocked). Bob's
+    // directory moves on (Erin publishes); Carol, cached by Bob, now gossips
+    // epoch 4 while Bob still trusts 3: consistent.
     let erin = device(&bobs, &dir, "erin", "erin", true).await;
     erin.e2ee.publish().await.unwrap();
     let carol_data = carol
@@ -1079,11 +1167,11 @@ async fn attack_forked_directory_detected_by_gossip() {
         .unwrap();
     let ev = chan_next(&mut news, e2ee::SERVER_EVENT).await;
     let m = bob.open(&ev).await.unwrap();
-    assert_eq!(bob.with_data(|d| d.trusted_head().unwrap().size).await, 3);
+    assert_eq!(bob.with_data(|d| d.trusted_head().unwrap().epoch).await, 3);
     assert_eq!(m.gossip, e2ee::GossipCheck::Consistent);
     assert!(forks.try_recv().is_err());
-    // Bob moves to size 4; Alice, still on her size-3 fork, writes again:
-    // no consistency proof from Bob's log can join her head to his.
+    // Bob moves to epoch 4; Alice, still on her epoch-3 fork, writes again:
+    // Bob still holds his own head of epoch 3, whose root differs.
     bob.lookup(&["erin"]).await.unwrap();
     let data = alice
         .seal(
@@ -1103,7 +1191,8 @@ async fn attack_forked_directory_detected_by_gossip() {
     let m = bob.open(&ev).await.unwrap();
     assert_eq!(m.gossip, e2ee::GossipCheck::Fork);
     let fork = forks.try_recv().expect("a ForkDetected event");
-    assert_eq!((fork.ours.head.size, fork.theirs.head.size), (4, 3));
+    assert_eq!((fork.ours.head.epoch, fork.theirs.head.epoch), (3, 3));
+    assert_eq!(commits(&fork.ours), commits(&ours));
     assert_eq!(fork.theirs.head.root, theirs.head.root);
 
     for c in [

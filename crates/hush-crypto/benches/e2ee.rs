@@ -1,6 +1,6 @@
 //! Criterion benchmarks of hush-crypto: suite 1 seal + sign (1 KiB to 1, 10
 //! and 100 devices) and open + verify, suite 0 seal/open (1 KiB), safety
-//! numbers and transparency-log proofs.
+//! numbers.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -11,7 +11,6 @@ use hush_crypto::safety::SafetyNumber;
 use hush_crypto::suite1::{
     Envelope, Recipient, ReplayGuard, SealRequest, TrustedSender, seal_with_limit,
 };
-use hush_crypto::transparency::{MerkleLog, verify_consistency, verify_inclusion};
 use hush_crypto::{MasterKey, open, seal, shared_secret};
 use hush_protocol::{ChannelName, EventName, UserId};
 
@@ -120,40 +119,8 @@ fn others(c: &mut Criterion) {
     c.bench_function("safety number (2 x 5200 SHA-512)", |b| {
         b.iter(|| SafetyNumber::for_users(&ua, &a, &ub, &b_key).display())
     });
-    let mut log = MerkleLog::new();
-    for i in 0..1000u64 {
-        log.append(&i.to_be_bytes());
-    }
-    let root = log.root();
-    let proof = log.inclusion_proof(777, 1000).unwrap();
-    let leaf = log.leaves()[777];
-    c.bench_function("verify inclusion proof (1000 leaves)", |b| {
-        b.iter(|| verify_inclusion(&leaf, 777, 1000, black_box(&proof), &root).unwrap())
-    });
-    let cproof = log.consistency_proof(600, 1000).unwrap();
-    let old = log.root_at(600).unwrap();
-    c.bench_function("verify consistency proof (600 -> 1000)", |b| {
-        b.iter(|| verify_consistency(600, 1000, &old, &root, black_box(&cproof)).unwrap())
-    });
-    // What the server does per directory lookup: a root and one inclusion
-    // proof per record, from its in-memory log (cached subtree hashes) and,
-    // for comparison, from the bare leaf list (the RFC recursion).
-    let mut big = MerkleLog::new();
-    for i in 0..100_000u64 {
-        big.append(&i.to_be_bytes());
-    }
-    c.bench_function("log root + inclusion proof, 100k leaves (MerkleLog)", |b| {
-        b.iter(|| (big.root(), big.inclusion_proof(black_box(77_777), 100_000)))
-    });
-    let leaves = big.leaves().to_vec();
-    c.bench_function("log root + inclusion proof, 100k leaves (leaf list)", |b| {
-        b.iter(|| {
-            (
-                hush_crypto::transparency::root(&leaves),
-                hush_crypto::transparency::inclusion_proof(&leaves, black_box(77_777)),
-            )
-        })
-    });
+    // Directory proofs (akd) are benchmarked with a real tree:
+    // `cargo bench -p hush-server --bench directory`.
 }
 
 /// The primitives suite 1 is made of, for the cost breakdown.

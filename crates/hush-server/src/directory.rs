@@ -164,7 +164,8 @@ struct AppLog {
     /// An epoch publication is scheduled or running.
     scheduled: bool,
     tree: Tree,
-    epochs: Vec<Epoch>,
+    /// The latest published epoch (earlier ones are in the store).
+    last: Option<Epoch>,
 }
 
 /// One app's slot: the loaded directory (locked, asynchronously, by writers
@@ -179,7 +180,6 @@ struct AppSlot {
 /// What a publication task needs.
 #[derive(Clone)]
 struct Publisher {
-    store: Store,
     interval: Duration,
 }
 
@@ -293,7 +293,6 @@ impl Directory {
 
     fn publisher(&self) -> Publisher {
         Publisher {
-            store: self.store.clone(),
             interval: Duration::from_millis(self.limits.epoch_interval_ms),
         }
     }
@@ -314,9 +313,20 @@ impl Directory {
 
     async fn load(&self, slot: &AppSlot) -> Result<AppLog, DirError> {
         let app_id = slot.app_id.as_str();
-        let tree = Tree::open(tree::db_for(&self.store, app_id), self.vrf.clone()).await?;
-        let epochs: Vec<Epoch> = Vec::new();
-        let covered = epochs.last().map_or(0, |e| e.log_size);
+        let tree = Tree::open(self.store.akd_db(app_id), self.vrf.clone()).await?;
+        let last = self.store.latest_epoch_head(app_id).await?.map(epoch_of);
+        let (current, _) = tree.current().await?;
+        if current != last.map_or(0, |e| e.epoch) {
+            // Heads are recorded in the publication's own transaction: a
+            // tree at another epoch than its last head was altered.
+            return Err(StoreError::Corrupt(format!(
+                "key directory of app {app_id}: the tree is at epoch {current}, its last \
+                 recorded head at {}",
+                last.map_or(0, |e| e.epoch)
+            ))
+            .into());
+        }
+        let covered = last.map_or(0, |e| e.log_size);
         let mut loaded = Loaded {
             state: DirectoryState::new(),
             size: 0,
@@ -351,7 +361,7 @@ impl Directory {
             pending: loaded.pending,
             scheduled: false,
             tree,
-            epochs,
+            last,
         };
         // Records stored but in no epoch yet (the node stopped before
         // publishing them, or the tree is new): publish them now, so every
@@ -359,10 +369,11 @@ impl Directory {
         if !log.pending.is_empty() {
             let users = std::mem::take(&mut log.pending);
             let updates = entries_of(&log.state, &users);
-            let (epoch, root) = log.tree.publish(updates).await?;
-            record_epoch(slot, &mut log, users, epoch, root, loaded.size);
+            let at = now_ms();
+            let (epoch, root) = log.tree.publish(updates, loaded.size, at).await?;
+            record_epoch(slot, &mut log, users, Epoch { epoch, root, published_ms: at, log_size: loaded.size });
         }
-        slot.covered.send_replace(log.epochs.last().map_or(0, |e| e.log_size));
+        slot.covered.send_replace(log.last.map_or(0, |e| e.log_size));
         tracing::debug!(app = app_id, records = log.size, "key directory loaded");
         Ok(log)
     }
@@ -615,25 +626,17 @@ impl Directory {
     /// directory's keys.
     pub async fn head(&self, app_id: &str, epoch: Option<u64>) -> Result<LogHead, DirError> {
         let slot = self.slot(app_id);
-        let (tree, past) = self
-            .with_log(&slot, |log| {
-                let past = match epoch {
-                    None => None,
-                    Some(e) => Some(
-                        log.epochs
-                            .iter()
-                            .find(|p| p.epoch == e)
-                            .copied()
-                            .ok_or_else(|| {
-                                DirError::NotFound(format!("this node has no epoch {e}"))
-                            })?,
-                    ),
-                };
-                Ok((log.tree.clone(), past))
-            })
-            .await?;
-        let head = match past {
-            Some(p) => self.sign(app_id, (p.epoch, p.root), p.published_ms),
+        let tree = self.with_log(&slot, |log| Ok(log.tree.clone())).await?;
+        let head = match epoch {
+            Some(e) => {
+                let p = self
+                    .store
+                    .epoch_head(app_id, e)
+                    .await?
+                    .map(epoch_of)
+                    .ok_or_else(|| DirError::NotFound(format!("no epoch {e}")))?;
+                self.sign(app_id, (p.epoch, p.root), p.published_ms)
+            }
             None => self.sign(app_id, tree.current().await?, now_ms()),
         };
         Ok(LogHead {
@@ -652,24 +655,23 @@ impl Directory {
             )));
         }
         let slot = self.slot(app_id);
-        let (tree, epochs) = self
-            .with_log(&slot, |log| {
-                let last = log.epochs.last().map_or(0, |e| e.epoch);
-                if to > last {
-                    return Err(DirError::NotFound(format!(
-                        "epoch {to} is beyond the directory's last epoch {last}"
-                    )));
-                }
-                let epochs: Vec<Epoch> = log
-                    .epochs
-                    .iter()
-                    .filter(|e| (from..=to).contains(&e.epoch))
-                    .copied()
-                    .collect();
-                Ok((log.tree.clone(), epochs))
-            })
+        let (tree, last) = self
+            .with_log(&slot, |log| Ok((log.tree.clone(), log.last.map_or(0, |e| e.epoch))))
             .await?;
-        if epochs.len() as u64 != to - from + 1 {
+        if to > last {
+            return Err(DirError::NotFound(format!(
+                "epoch {to} is beyond the directory's last epoch {last}"
+            )));
+        }
+        let epochs: Vec<Epoch> = self
+            .store
+            .epoch_heads(app_id, from, to + 1)
+            .await?
+            .into_iter()
+            .map(epoch_of)
+            .collect();
+        let consecutive = epochs.iter().map(|e| e.epoch).eq(from..=to);
+        if !consecutive {
             return Err(DirError::NotFound(
                 "this node has no record of some of those epochs".into(),
             ));
@@ -765,23 +767,22 @@ fn entries_of(state: &DirectoryState, users: &BTreeSet<UserId>) -> Vec<(UserId, 
         .collect()
 }
 
-/// Notes a published epoch in `log` and wakes the writers it covers.
-fn record_epoch(
-    slot: &AppSlot,
-    log: &mut AppLog,
-    users: BTreeSet<UserId>,
-    epoch: u64,
-    root: Hash,
-    log_size: u64,
-) {
-    log.epochs.push(Epoch {
-        epoch,
-        root,
-        published_ms: now_ms(),
-        log_size,
-    });
+/// An epoch head as the store keeps it.
+fn epoch_of(h: hush_store::EpochHead) -> Epoch {
+    Epoch {
+        epoch: h.epoch,
+        root: h.root_hash,
+        published_ms: u64::try_from(h.published_ms).unwrap_or(0),
+        log_size: h.log_size,
+    }
+}
+
+/// Notes a published epoch (its head is already in the store) in `log` and
+/// wakes the writers it covers.
+fn record_epoch(slot: &AppSlot, log: &mut AppLog, users: BTreeSet<UserId>, epoch: Epoch) {
+    log.last = Some(epoch);
     log.published.extend(users);
-    slot.covered.send_replace(log_size);
+    slot.covered.send_replace(epoch.log_size);
 }
 
 /// Publishes the app's pending users after `interval` (one task at a time
@@ -802,22 +803,35 @@ fn schedule(slot: Arc<AppSlot>, publisher: Publisher) {
             )
         };
         let (tree, updates, users, log_size) = job;
+        let at = now_ms();
         let result = if updates.is_empty() {
-            Err(DirError::Busy("nothing to publish".into()))
+            Ok(None)
         } else {
-            tree.publish(updates).await
+            tree.publish(updates, log_size, at).await.map(Some)
         };
         let mut guard = slot.log.lock().await;
         let Some(log) = guard.as_mut() else { return };
         log.scheduled = false;
         match result {
-            Ok((epoch, root)) => {
-                record_epoch(&slot, log, users, epoch, root, log_size);
-                let _ = &publisher.store;
+            // Nothing to commit (no user with an identity changed).
+            Ok(None) => {}
+            Ok(Some((epoch, root))) => {
+                let e = Epoch {
+                    epoch,
+                    root,
+                    published_ms: at,
+                    log_size,
+                };
+                record_epoch(&slot, log, users, e);
             }
             Err(e) => {
-                tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch failed; retrying");
-                log.pending.extend(users);
+                // akd updates its cache before the store's transaction: after
+                // a failed publication the loaded tree is not trusted. Drop
+                // the whole app; the next request reloads it from the store
+                // and publishes every record no epoch covers yet.
+                tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch failed; reloading the app's directory");
+                *guard = None;
+                return;
             }
         }
         if !log.pending.is_empty() {

@@ -20,6 +20,10 @@ pub enum StoreError {
     /// A query failed (database unreachable, locked too long, disk full…).
     #[error("store: {0}")]
     Database(#[from] sqlx::Error),
+    /// The write contradicts what is already stored (e.g. a second, different
+    /// head for a recorded epoch); nothing was written.
+    #[error("store: conflict: {0}")]
+    Conflict(String),
     /// A stored row could not be decoded.
     #[error("store: bad row: {0}")]
     Corrupt(String),

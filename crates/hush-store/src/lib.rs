@@ -7,8 +7,10 @@
 //! standard types) and the schema lives in additive, embedded migrations, one
 //! directory per backend (`migrations/sqlite/`), applied on [`Store::open`].
 //!
-//! It holds the webhook outbox ([`outbox`]); later issues add the key directory
-//! and the mailbox as new migrations.
+//! It holds the webhook outbox ([`outbox`]), the key directory's log
+//! ([`directory`]), akd's storage for key directory v2 ([`akd_db`]: an
+//! [`AkdDb`] per app and the published [`EpochHead`]s); later issues add the
+//! mailbox as new migrations.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hush_store::StoreError> {
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod akd_db;
 pub mod apps;
 pub mod directory;
 mod error;
@@ -28,6 +31,7 @@ mod sqlite;
 
 use std::time::Duration;
 
+pub use akd_db::{AkdDb, EpochHead, MAX_EPOCH_HEADS_PER_READ};
 pub use apps::StoredApp;
 pub use error::StoreError;
 pub use outbox::{

@@ -37,6 +37,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "webhook occupancy journal",
         include_str!("../migrations/sqlite/0004_webhook_occupancy.sql"),
     ),
+    (
+        5,
+        "akd key directory",
+        include_str!("../migrations/sqlite/0005_akd.sql"),
+    ),
 ];
 
 #[derive(Debug)]

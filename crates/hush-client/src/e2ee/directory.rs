@@ -1,46 +1,71 @@
-//! The directory client: `hush:request`s to the key directory, the log
-//! monitor (pinned key, trusted tree head), verified lookups and the card
-//! cache they fill, and verified writes.
+//! The directory client: `hush:request`s to the key directory, the
+//! directory monitor (pinned head-signing and VRF keys, trusted epoch head),
+//! verified lookups and the card cache they fill, and verified writes.
+//!
+//! Every answer is checked as an auditor would not need to: the head is
+//! signed by the pinned key, fresh, not older than the trusted one and not
+//! another root for an epoch this device saw; every user's entry comes with
+//! an akd lookup proof showing it is the user's latest at that head
+//! ([`verify_lookup`]), so a directory cannot leave out a revocation or serve
+//! a stale identity (docs/KEY-TRANSPARENCY.md).
 //!
 //! Round trips are ordered by the directory lock ([`Shared::directory`]);
 //! the device state is only locked between awaits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, VecDeque};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hush_crypto::identity::{DeviceCard, DeviceId, Revocation};
-use hush_crypto::transparency::{
-    Hash, LogEntry, LogError, LogMonitor, LogPublicKey, SignedTreeHead,
+use hush_crypto::transparency::proofs::{
+    UserEntry, VerifiedEntry, VrfPublicKey, verify_history, verify_lookup,
 };
+use hush_crypto::transparency::{LogError, LogMonitor, LogPublicKey, SignedTreeHead, TreeHead};
 use hush_protocol::UserId;
-use hush_protocol::msgs::hush::{Appended, Base64, LogHead, UserRecords};
+use hush_protocol::msgs::hush::{LogHead, Published};
 use hush_protocol::msgs::{HushRequest, HushResponse};
 
 use super::state::{DirectoryGuard, Parsed, Shared, State};
 use super::store::LogPin;
 use super::{E2eeError, KeyChanged, UserKeys, b64, now_ms, now_secs};
 
+/// Signed heads this device keeps for comparing gossiped ones.
+pub(super) const KEPT_HEADS: usize = 256;
+
 /// Accepts a head the directory just served into `m`: signed, fresh (see
 /// [`Freshness`](hush_crypto::transparency::Freshness); a stale or future
-/// head is [`E2eeError::StaleHead`]) and consistent with the trusted head.
-fn accept(
-    sh: &Shared,
-    m: &mut LogMonitor,
-    head: &SignedTreeHead,
-    proof: &[Hash],
-) -> Result<(), E2eeError> {
+/// head is [`E2eeError::StaleHead`]), not older than the trusted head and
+/// not another root for an epoch this device saw.
+fn accept(sh: &Shared, m: &mut LogMonitor, head: &SignedTreeHead) -> Result<(), E2eeError> {
     let fresh = sh.with(|st| st.freshness);
-    m.update_fresh(head, proof, now_ms(), fresh)
-        .map_err(|e| match e {
-            LogError::Stale { signed, now } | LogError::FromTheFuture { signed, now } => {
-                E2eeError::StaleHead {
-                    signed_ms: signed,
-                    now_ms: now,
-                }
+    sh.with(|st| fork_against_kept(st, head))?;
+    m.update_fresh(head, now_ms(), fresh).map_err(|e| match e {
+        LogError::Stale { signed, now } | LogError::FromTheFuture { signed, now } => {
+            E2eeError::StaleHead {
+                signed_ms: signed,
+                now_ms: now,
             }
-            e => E2eeError::Log(e),
-        })
+        }
+        e => E2eeError::Log(e),
+    })
+}
+
+/// The signed head this device holds for `epoch`: its trusted head (kept in
+/// the key store) or one of the heads it accepted lately.
+pub(super) fn kept_head(st: &State, epoch: u64) -> Option<SignedTreeHead> {
+    st.data
+        .trusted_signed_head()
+        .filter(|h| h.head.epoch == epoch)
+        .or_else(|| st.heads.iter().find(|h| h.head.epoch == epoch).cloned())
+}
+
+/// [`LogError::Fork`] when `head` has another root than a head this
+/// device kept for its epoch.
+fn fork_against_kept(st: &State, head: &SignedTreeHead) -> Result<(), E2eeError> {
+    match kept_head(st, head.head.epoch) {
+        Some(kept) if kept.head.root != head.head.root => Err(E2eeError::Log(LogError::Fork)),
+        _ => Ok(()),
+    }
 }
 
 fn unb64(s: &str, what: &str) -> Result<Vec<u8>, E2eeError> {
@@ -49,14 +74,10 @@ fn unb64(s: &str, what: &str) -> Result<Vec<u8>, E2eeError> {
         .map_err(|_| E2eeError::InvalidRecord(format!("{what} is not base64")))
 }
 
-fn hashes(list: &[Base64], what: &str) -> Result<Vec<Hash>, E2eeError> {
-    list.iter()
-        .map(|h| {
-            unb64(h, what)?
-                .try_into()
-                .map_err(|_| E2eeError::InvalidRecord(format!("{what}: not a 32-byte hash")))
-        })
-        .collect()
+fn key32(s: &str, what: &str) -> Result<[u8; 32], E2eeError> {
+    unb64(s, what)?
+        .try_into()
+        .map_err(|_| E2eeError::InvalidRecord(format!("{what}: not 32 bytes")))
 }
 
 fn sth(s: &str) -> Result<SignedTreeHead, E2eeError> {
@@ -67,6 +88,12 @@ fn sth(s: &str) -> Result<SignedTreeHead, E2eeError> {
 /// [`crate::Client::call`], which reads the answer as the asked method's).
 fn mismatched(method: &str) -> E2eeError {
     E2eeError::InvalidRecord(format!("answer to {method} has another shape"))
+}
+
+/// The directory this device trusts: its monitor and VRF key.
+pub(super) struct Trusted {
+    pub(super) monitor: LogMonitor,
+    pub(super) vrf: VrfPublicKey,
 }
 
 /// The directory client of one [`E2ee`](super::E2ee).
@@ -93,111 +120,113 @@ impl<'a> Directory<'a> {
         Ok(c.call(&request).await?)
     }
 
-    async fn log_head(&self) -> Result<LogHead, E2eeError> {
-        match self.call(HushRequest::LogHead).await? {
+    async fn log_head(&self, epoch: Option<u64>) -> Result<LogHead, E2eeError> {
+        match self.call(HushRequest::LogHead { epoch }).await? {
             HushResponse::LogHead(h) => Ok(h),
             _ => Err(mismatched("log.head")),
         }
     }
 
-    async fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, E2eeError> {
-        let request = HushRequest::LogConsistency {
-            from: Some(from),
-            to,
-        };
-        match self.call(request).await? {
-            HushResponse::LogConsistency(c) => hashes(&c.proof, "consistency proof"),
-            _ => Err(mismatched("log.consistency")),
-        }
-    }
-
-    /// The log monitor: pinned key and trusted head; on first use, pins the
-    /// key from `log.head` (trust on first use of the log).
-    async fn monitor(&self, _g: &DirectoryGuard<'_>) -> Result<LogMonitor, E2eeError> {
+    /// The trusted directory: pinned keys and trusted head; on first use,
+    /// takes the keys from `log.head`, refusing keys other than the ones the
+    /// app pinned (trust on first use only for what was not pinned).
+    pub(super) async fn trusted(&self, _g: &DirectoryGuard<'_>) -> Result<Trusted, E2eeError> {
         let pinned = self
             .sh
-            .with(|st| (st.data.log_key(), st.data.trusted_head()));
-        if let (Some(key), Some(head)) = pinned {
-            let key = LogPublicKey::from_bytes(&key)?;
-            return Ok(LogMonitor::resume(head.log_id.clone(), key, head));
+            .with(|st| (st.data.log_key(), st.data.vrf_key(), st.data.trusted_head()));
+        if let (Some(key), Some(vrf), Some(head)) = pinned {
+            return Ok(Trusted {
+                monitor: LogMonitor::resume(head.log_id.clone(), LogPublicKey::from_bytes(&key)?, head),
+                vrf: VrfPublicKey::from_bytes(&vrf)?,
+            });
         }
-        let r = self.log_head().await?;
-        let key: [u8; 32] = unb64(&r.key, "log key")?
-            .try_into()
-            .map_err(|_| E2eeError::InvalidRecord("log key length".into()))?;
-        // Pinned trust: the app configured the key; anything else is refused
-        // (trust on first use only when no key was pinned).
-        if let Some(pinned) = self.sh.with(|st| st.data.pinned_log_key) {
+        let r = self.log_head(None).await?;
+        let key = key32(&r.key, "log key")?;
+        let vrf = key32(&r.vrf, "VRF key")?;
+        let (pinned_key, pinned_vrf) =
+            self.sh.with(|st| (st.data.pinned_log_key, st.data.pinned_vrf_key));
+        if let Some(pinned) = pinned_key {
             check_pinned(&pinned, &key)?;
         }
+        if let Some(pinned) = pinned_vrf {
+            check_pinned(&pinned, &vrf)?;
+        }
         let head = sth(&r.head)?;
-        let mut m = LogMonitor::new(head.head.log_id.clone(), LogPublicKey::from_bytes(&key)?);
-        accept(self.sh, &mut m, &head, &[])?;
+        let mut monitor =
+            LogMonitor::new(head.head.log_id.clone(), LogPublicKey::from_bytes(&key)?);
+        accept(self.sh, &mut monitor, &head)?;
         self.sh.update(|st| {
-            pin(st, &head, &key);
+            pin(st, &head, &key, &vrf);
             Ok(())
         })?;
-        Ok(m)
+        Ok(Trusted {
+            monitor,
+            vrf: VrfPublicKey::from_bytes(&vrf)?,
+        })
     }
 
-    /// Accepts the head a write returned (fetching the consistency proof
-    /// from the trusted size) and checks that `leaf` is in it at `index`.
+    /// Accepts `head` into `t` and records it as the trusted head.
+    fn accept_and_pin(&self, t: &mut Trusted, head: &SignedTreeHead) -> Result<(), E2eeError> {
+        accept(self.sh, &mut t.monitor, head)?;
+        let vrf = t.vrf.to_bytes();
+        self.sh.with(|st| {
+            let key = st.data.log_key().unwrap_or([0; 32]);
+            pin(st, head, &key, &vrf);
+        });
+        Ok(())
+    }
+
+    /// Checks a write's answer: the head is accepted and the proof shows
+    /// this user's latest entry holding `wrote`.
     async fn verify_write(
         &self,
         g: &DirectoryGuard<'_>,
-        leaf: &[u8],
-        result: &Appended,
-    ) -> Result<u64, E2eeError> {
-        let mut m = self.monitor(g).await?;
+        result: &Published,
+        wrote: impl Fn(&UserEntry) -> bool,
+    ) -> Result<(), E2eeError> {
+        let mut t = self.trusted(g).await?;
         let head = sth(&result.head)?;
-        let from = m.trusted().map_or(0, |t| t.size);
-        let proof = if head.head.size > from && from > 0 {
-            self.consistency(from, head.head.size).await?
-        } else {
-            Vec::new()
-        };
-        accept(self.sh, &mut m, &head, &proof)?;
-        let index = result.index;
-        m.verify_entry(leaf, index, &hashes(&result.proof, "inclusion proof")?)?;
-        self.sh.with(|st| {
-            let key = m_key(st);
-            pin(st, &head, &key);
-        });
-        Ok(index)
+        self.accept_and_pin(&mut t, &head)?;
+        let me = self.sh.with(|st| st.data.user.clone());
+        let v = verify_lookup(&t.vrf, &head.head, &me, &unb64(&result.proof, "proof")?)?;
+        if !wrote(&v.entry) {
+            return Err(E2eeError::InvalidRecord(
+                "the directory's entry for this user does not hold the write".into(),
+            ));
+        }
+        Ok(())
     }
 
-    /// Appends `rev` to the directory and checks the write against the log.
+    /// Publishes `rev` and checks that the directory's entry holds it.
     pub(super) async fn publish_revocation(
         &self,
         g: &DirectoryGuard<'_>,
         rev: Revocation,
     ) -> Result<(), E2eeError> {
-        let leaf = LogEntry::Revocation(rev.clone()).to_bytes();
         let request = HushRequest::DirectoryRevoke {
             revocation: b64(&rev.to_bytes()),
         };
         let HushResponse::DirectoryRevoke(r) = self.call(request).await? else {
             return Err(mismatched("directory.revoke"));
         };
-        self.verify_write(g, &leaf, &r).await?;
-        Ok(())
+        self.verify_write(g, &r, |e| e.revocations.contains(&rev))
+            .await
     }
 
-    /// Appends this device's `card` to the directory, checks the write
-    /// against the log, and keeps the card as this device's own.
+    /// Publishes this device's `card`, checks that the directory's entry
+    /// holds it, and keeps the card as this device's own.
     pub(super) async fn publish_card(
         &self,
         g: &DirectoryGuard<'_>,
         card: DeviceCard,
     ) -> Result<DeviceCard, E2eeError> {
-        let leaf = LogEntry::Card(card.clone()).to_bytes();
         let request = HushRequest::DirectoryPublish {
             card: b64(&card.to_bytes()),
         };
         let HushResponse::DirectoryPublish(r) = self.call(request).await? else {
             return Err(mismatched("directory.publish"));
         };
-        self.verify_write(g, &leaf, &r).await?;
+        self.verify_write(g, &r, |e| e.cards.contains(&card)).await?;
         self.sh.update(|st| {
             st.data.card = Some(card.clone());
             Ok(())
@@ -205,18 +234,36 @@ impl<'a> Directory<'a> {
         Ok(card)
     }
 
-    /// See [`E2ee::cross_check`](super::E2ee::cross_check).
+    /// See [`E2ee::cross_check`](super::E2ee::cross_check): `other` must be
+    /// signed by the trusted directory and, for an epoch this device saw,
+    /// carry the same root; for another epoch, the directory's own signed
+    /// head of that epoch must carry the same root (two signed heads with
+    /// different roots for one epoch are the fork's evidence).
     pub(super) async fn cross_check(&self, other: &SignedTreeHead) -> Result<(), E2eeError> {
         let g = self.lock().await;
-        let m = self.monitor(&g).await?;
-        let mine = m.trusted().map_or(0, |t| t.size);
-        let theirs = other.head.size;
-        let proof = if mine == theirs {
-            Vec::new()
-        } else {
-            self.consistency(mine.min(theirs), mine.max(theirs)).await?
-        };
-        Ok(m.cross_check(other, &proof)?)
+        let t = self.trusted(&g).await?;
+        t.monitor.cross_check(other)?;
+        self.sh.with(|st| fork_against_kept(st, other))?;
+        let known = self
+            .sh
+            .with(|st| kept_head(st, other.head.epoch).is_some());
+        if known {
+            return Ok(());
+        }
+        let theirs = sth(&self.log_head(Some(other.head.epoch)).await?.head)?;
+        t.monitor.cross_check(&theirs)?;
+        if theirs.head.epoch != other.head.epoch {
+            return Err(E2eeError::InvalidRecord(
+                "log.head answered another epoch than asked".into(),
+            ));
+        }
+        // Kept either way: on a fork it is the directory's half of the
+        // evidence.
+        self.sh.with(|st| keep(st, &theirs));
+        if theirs.head.root != other.head.root {
+            return Err(E2eeError::Log(LogError::Fork));
+        }
+        Ok(())
     }
 
     /// See [`E2ee::lookup`](super::E2ee::lookup).
@@ -229,50 +276,20 @@ impl<'a> Directory<'a> {
         self.lookup_locked(&g, &ids).await
     }
 
-    /// Looks `users` up with the directory lock held.
+    /// Looks `users` up with the directory lock held (asking again for the
+    /// users an answer names in `more`).
     pub(super) async fn lookup_locked(
         &self,
         g: &DirectoryGuard<'_>,
         users: &[UserId],
     ) -> Result<Vec<UserKeys>, E2eeError> {
-        let mut m = self.monitor(g).await?;
-        let since = m.trusted().map_or(0, |t| t.size);
-        let request = HushRequest::DirectoryLookup {
-            users: users.iter().map(|u| u.as_str().to_owned()).collect(),
-            since: Some(since),
-        };
-        let r = match self.call(request).await {
-            Ok(HushResponse::DirectoryLookup(r)) => r,
-            Ok(_) => return Err(mismatched("directory.lookup")),
-            Err(E2eeError::Directory(e))
-                if e.code() == Some(&crate::request::ErrorCode::NotFound) =>
-            {
-                // The log is smaller than the size we trust: a rollback.
-                let h = self.log_head().await?;
-                m.update(&sth(&h.head)?, &[])?;
-                return Err(E2eeError::Directory(e));
-            }
-            Err(e) => return Err(e),
-        };
-        let head = sth(&r.head)?;
-        let consistency = r.consistency.as_deref().unwrap_or_default();
-        accept(
-            self.sh,
-            &mut m,
-            &head,
-            &hashes(consistency, "consistency proof")?,
-        )?;
-        self.sh.with(|st| {
-            let key = m_key(st);
-            pin(st, &head, &key);
-        });
+        let verified = self.verified_entries(g, users).await?;
         let now = now_secs();
-        let mut out = Vec::with_capacity(users.len());
-        for user in users {
-            let none = UserRecords::default();
-            let entry = r.users.get(user.as_str()).unwrap_or(&none);
-            out.push(verify_user(&m, user, entry, now)?);
-        }
+        let out: Vec<UserKeys> = users
+            .iter()
+            .zip(verified)
+            .map(|(u, v)| user_keys(u, v.map(|v| v.entry), now))
+            .collect();
         self.sh.update(|st| {
             for keys in &out {
                 self.remember(st, keys);
@@ -280,6 +297,78 @@ impl<'a> Directory<'a> {
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// The verified latest entries of `users` (in order; `None`: no entry).
+    pub(super) async fn verified_entries(
+        &self,
+        g: &DirectoryGuard<'_>,
+        users: &[UserId],
+    ) -> Result<Vec<Option<VerifiedEntry>>, E2eeError> {
+        let mut t = self.trusted(g).await?;
+        let mut out: Vec<Option<VerifiedEntry>> = vec![None; users.len()];
+        let mut ask: Vec<usize> = (0..users.len()).collect();
+        while !ask.is_empty() {
+            let request = HushRequest::DirectoryLookup {
+                users: ask.iter().map(|&i| users[i].as_str().to_owned()).collect(),
+            };
+            let HushResponse::DirectoryLookup(r) = self.call(request).await? else {
+                return Err(mismatched("directory.lookup"));
+            };
+            let head = sth(&r.head)?;
+            self.accept_and_pin(&mut t, &head)?;
+            let more: BTreeSet<&str> = r.more.iter().map(String::as_str).collect();
+            let mut again = Vec::new();
+            for &i in &ask {
+                let user = &users[i];
+                if more.contains(user.as_str()) {
+                    again.push(i);
+                    continue;
+                }
+                if let Some(proof) = r.users.get(user.as_str()) {
+                    out[i] = Some(verify_lookup(
+                        &t.vrf,
+                        &head.head,
+                        user,
+                        &unb64(proof, "lookup proof")?,
+                    )?);
+                }
+            }
+            // A server that names every user in `more` makes no progress.
+            if again.len() == ask.len() {
+                return Err(E2eeError::InvalidRecord(
+                    "the directory answered none of the users asked".into(),
+                ));
+            }
+            ask = again;
+        }
+        Ok(out)
+    }
+
+    /// This user's `versions` most recent entries, verified (newest first).
+    pub(super) async fn own_history(
+        &self,
+        g: &DirectoryGuard<'_>,
+        versions: u64,
+    ) -> Result<Vec<VerifiedEntry>, E2eeError> {
+        let mut t = self.trusted(g).await?;
+        let request = HushRequest::DirectoryHistory {
+            versions: Some(versions),
+        };
+        let HushResponse::DirectoryHistory(r) = self.call(request).await? else {
+            return Err(mismatched("directory.history"));
+        };
+        let head = sth(&r.head)?;
+        self.accept_and_pin(&mut t, &head)?;
+        let me = self.sh.with(|st| st.data.user.clone());
+        let n = usize::try_from(versions).unwrap_or(usize::MAX);
+        Ok(verify_history(
+            &t.vrf,
+            &head.head,
+            &me,
+            &unb64(&r.proof, "history proof")?,
+            n,
+        )?)
     }
 
     /// Updates the cache with verified keys; raises [`KeyChanged`].
@@ -344,10 +433,6 @@ impl<'a> Directory<'a> {
     }
 }
 
-fn m_key(st: &State) -> [u8; 32] {
-    st.data.log_key().unwrap_or([0; 32])
-}
-
 /// Refuses a directory log key other than the pinned one (public keys: a
 /// plain comparison).
 pub(super) fn check_pinned(pinned: &[u8; 32], served: &[u8; 32]) -> Result<(), E2eeError> {
@@ -360,80 +445,72 @@ pub(super) fn check_pinned(pinned: &[u8; 32], served: &[u8; 32]) -> Result<(), E
     })
 }
 
-/// Records `sth` (just accepted by the monitor) as the trusted head.
-fn pin(st: &mut State, sth: &SignedTreeHead, key: &[u8; 32]) {
-    let t = &sth.head;
+/// Keeps `sth` among the heads gossip is compared with.
+fn keep(st: &mut State, sth: &SignedTreeHead) {
+    if st.heads.iter().any(|h| h.head.epoch == sth.head.epoch) {
+        return;
+    }
+    if st.heads.len() >= KEPT_HEADS {
+        st.heads.pop_front();
+    }
+    st.heads.push_back(sth.clone());
+}
+
+/// Records `sth` (just accepted by the monitor) as the trusted head of the
+/// directory with these keys.
+fn pin(st: &mut State, sth: &SignedTreeHead, key: &[u8; 32], vrf: &[u8; 32]) {
+    keep(st, sth);
+    let t: &TreeHead = &sth.head;
     st.data.log = Some(LogPin {
         log_id: t.log_id.clone(),
         key: b64(key),
-        size: t.size,
+        vrf: b64(vrf),
+        epoch: t.epoch,
         root: b64(&t.root),
         timestamp: t.timestamp,
         signed: b64(&sth.to_bytes()),
     });
 }
 
-/// Verifies one user's lookup entry against the (updated) monitor.
-fn verify_user(
-    m: &LogMonitor,
-    user: &UserId,
-    entry: &UserRecords,
-    now: u64,
-) -> Result<UserKeys, E2eeError> {
-    let bad = |w: String| E2eeError::InvalidRecord(format!("{user}: {w}"));
-    let mut cards = Vec::new();
-    let mut revocations = Vec::new();
-    for (kind, list) in [("cards", &entry.cards), ("revocations", &entry.revocations)] {
-        for e in list {
-            let leaf = unb64(&e.record, "record")?;
-            m.verify_entry(&leaf, e.index, &hashes(&e.proof, "inclusion proof")?)?;
-            match (kind, LogEntry::from_bytes(&leaf)) {
-                ("cards", Ok(LogEntry::Card(c))) if c.user_id() == user => cards.push(c),
-                ("revocations", Ok(LogEntry::Revocation(r))) if r.user_id() == user => {
-                    revocations.push(r);
-                }
-                _ => return Err(bad(format!("unexpected record in {kind}"))),
-            }
-        }
-    }
-    let identity = match cards.first() {
-        None => None,
-        Some(first) => {
-            let id = *first.identity_key();
-            if cards.iter().any(|c| *c.identity_key() != id) {
-                return Err(bad("cards under different identity keys".into()));
-            }
-            Some(id)
-        }
+/// A user's keys from its verified entry (`None`: no entry): the identity
+/// key, the cards that are unexpired and not retired by a revocation in the
+/// entry, and the revocations.
+fn user_keys(user: &UserId, entry: Option<UserEntry>, now: u64) -> UserKeys {
+    let Some(entry) = entry else {
+        return UserKeys {
+            user: user.clone(),
+            identity: None,
+            devices: Vec::new(),
+            revocations: Vec::new(),
+        };
     };
-    let mut devices = Vec::with_capacity(cards.len());
-    let mut seen = BTreeMap::new();
-    for c in cards {
-        let Some(id) = identity.as_ref() else { break };
-        if seen.insert(c.device_id(), ()).is_some() {
-            return Err(bad("two cards for one device".into()));
-        }
-        let revoked = revocations
-            .iter()
-            .any(|r| r.verify(user, id).is_ok() && r.revokes(&c));
-        if !revoked && c.verify(user, id, now).is_ok() {
-            devices.push(c);
-        }
-    }
-    Ok(UserKeys {
+    let id = entry.identity;
+    let devices = entry
+        .cards
+        .into_iter()
+        .filter(|c| {
+            !entry
+                .revocations
+                .iter()
+                .any(|r| r.verify(user, &id).is_ok() && r.revokes(c))
+                && c.verify(user, &id, now).is_ok()
+        })
+        .collect();
+    UserKeys {
         user: user.clone(),
-        identity,
+        identity: Some(id),
         devices,
-        revocations,
-    })
+        revocations: entry.revocations,
+    }
 }
+
+/// The signed heads this device keeps (newest last).
+pub(super) type KeptHeads = VecDeque<SignedTreeHead>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use hush_crypto::identity::{DeviceKeys, IdentityKey, UnsignedCard};
-    use hush_crypto::transparency::{LogKey, MerkleLog, TreeHead};
-    use hush_protocol::msgs::hush::LogRecord;
 
     fn alice() -> UserId {
         UserId::parse("alice").unwrap()
@@ -452,97 +529,30 @@ mod tests {
         DeviceCard::issue(body, &keys, identity).unwrap()
     }
 
-    /// A log holding `entries`, a monitor trusting its head, and the lookup
-    /// entry JSON the server would send for them.
-    fn served(entries: &[LogEntry]) -> (LogMonitor, UserRecords) {
-        let key = LogKey::generate();
-        let mut log = MerkleLog::new();
-        for e in entries {
-            log.append(&e.to_bytes());
-        }
-        let head = key.sign(TreeHead {
-            log_id: "3".into(),
-            size: log.size(),
-            root: log.root(),
-            timestamp: 1,
-        });
-        let mut m = LogMonitor::new("3", key.public_key());
-        m.update(&head, &[]).unwrap();
-        let json_of = |e: &LogEntry, i: u64| {
-            let proof = log.inclusion_proof(i, log.size()).unwrap();
-            LogRecord {
-                record: b64(&e.to_bytes()),
-                index: i,
-                proof: proof.iter().map(|h| b64(h)).collect(),
-            }
-        };
-        let mut cards = Vec::new();
-        let mut revs = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
-            match e {
-                LogEntry::Card(_) => cards.push(json_of(e, i as u64)),
-                LogEntry::Revocation(_) => revs.push(json_of(e, i as u64)),
-            }
-        }
-        (
-            m,
-            UserRecords {
-                cards,
-                revocations: revs,
-            },
-        )
-    }
-
     #[test]
-    fn lookups_are_checked_client_side() {
+    fn entries_give_unexpired_unrevoked_cards() {
         let now = now_secs();
         let id = IdentityKey::generate();
         let good = card(&id, now - 10, now + 100);
         let expired = card(&id, now - 100, now - 1);
         let revoked = card(&id, now - 10, now + 100);
         let rev = Revocation::revoke_device(&id, &revoked, now).unwrap();
-        let entries = [
-            LogEntry::Card(good.clone()),
-            LogEntry::Card(expired),
-            LogEntry::Card(revoked),
-            LogEntry::Revocation(rev),
-        ];
-        let (m, entry) = served(&entries);
-        let keys = verify_user(&m, &alice(), &entry, now).unwrap();
+        let mut cards = vec![good.clone(), expired, revoked];
+        cards.sort_by_key(DeviceCard::device_id);
+        let entry = UserEntry {
+            identity: id.public_key(),
+            cards,
+            revocations: vec![rev],
+        };
+        let keys = user_keys(&alice(), Some(entry), now);
         assert_eq!(keys.identity, Some(id.public_key()));
         assert_eq!(
             keys.devices.iter().map(DeviceCard::id).collect::<Vec<_>>(),
             vec![good.id()]
         );
         assert_eq!(keys.revocations.len(), 1);
-
-        // A tampered proof, a record for another user, two identities.
-        let mut bad = entry.clone();
-        bad.cards[0].index = 1;
-        assert!(matches!(
-            verify_user(&m, &alice(), &bad, now),
-            Err(E2eeError::Log(_))
-        ));
-        let bob = UserId::parse("bob").unwrap();
-        assert!(matches!(
-            verify_user(&m, &bob, &entry, now),
-            Err(E2eeError::InvalidRecord(_))
-        ));
-        let other = IdentityKey::generate();
-        let (m2, two) = served(&[
-            LogEntry::Card(good),
-            LogEntry::Card(card(&other, now - 10, now + 100)),
-        ]);
-        assert!(matches!(
-            verify_user(&m2, &alice(), &two, now),
-            Err(E2eeError::InvalidRecord(_))
-        ));
-        // A card presented as a revocation.
-        let mut swapped = entry.clone();
-        swapped.revocations = vec![entry.cards[0].clone()];
-        assert!(matches!(
-            verify_user(&m, &alice(), &swapped, now),
-            Err(E2eeError::InvalidRecord(_))
-        ));
+        let none = user_keys(&alice(), None, now);
+        assert_eq!(none.identity, None);
+        assert!(none.devices.is_empty());
     }
 }

@@ -1,14 +1,15 @@
 //! Gossip of tree heads inside suite 1 envelopes (docs/E2EE-SUITE1.md §4.7).
 //!
-//! Every envelope's signed header carries the sender's latest verified tree
-//! head. The receiver checks its log signature against its own pinned log
+//! Every envelope's signed header carries the sender's latest verified epoch
+//! head. The receiver checks its signature against its own pinned directory
 //! key before opening (a head that does not verify refuses the envelope),
-//! and compares it with its own trusted head after opening: equal sizes are
-//! compared locally (a different root at one size is a fork, no round
-//! trip); different sizes need a consistency proof from the directory,
-//! fetched without the state lock held, once per pair of heads. A fork is
-//! reported as a [`ForkDetected`] event carrying both signed heads, and the
-//! message is still returned, flagged [`GossipCheck::Fork`].
+//! and compares it with the heads it accepted itself after opening: for an
+//! epoch it kept a head of, locally (a different root at one epoch is a
+//! fork, no round trip); for another epoch, against the directory's own
+//! signed head of that epoch (`log.head {epoch}`), fetched without the
+//! state lock held, once per pair of heads. A fork is reported as a
+//! [`ForkDetected`] event carrying both signed heads, and the message is
+//! still returned, flagged [`GossipCheck::Fork`].
 
 use std::collections::HashSet;
 
@@ -28,8 +29,8 @@ pub enum GossipCheck {
     /// The sender's head is consistent with this device's trusted head.
     Consistent,
     /// Not checked: the envelope carries no head (e.g. sealed by a backend),
-    /// this device has no trusted head yet, or the consistency proof could
-    /// not be fetched (directory unreachable).
+    /// this device has no trusted head yet, or the directory's head of that
+    /// epoch could not be fetched (directory unreachable).
     Unchecked,
     /// The sender was shown another log than this device: the directory
     /// forked. A [`ForkDetected`] event with both heads was raised. The
@@ -39,13 +40,13 @@ pub enum GossipCheck {
     Fork,
 }
 
-/// Evidence of a forked directory: two heads signed by the same log key that
-/// cannot both be honest (same size and different roots, or no valid
-/// consistency proof between them). Either one, shown to an auditor with
-/// the other, proves the directory misbehaved.
+/// Evidence of a forked directory: two heads signed by the same directory
+/// key for one epoch with different roots. Shown to an auditor together,
+/// they prove the directory misbehaved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForkDetected {
-    /// This device's trusted head.
+    /// The head this device holds for that epoch (its own, or the
+    /// directory's answer for the gossiped epoch).
     pub ours: SignedTreeHead,
     /// The head gossiped in the message.
     pub theirs: SignedTreeHead,
@@ -55,17 +56,17 @@ pub struct ForkDetected {
     pub channel: String,
 }
 
-/// Heads already proven consistent: (our size, our root, their size, their
-/// root).
+/// Heads already proven consistent: (our epoch, our root, their epoch,
+/// their root).
 #[derive(Debug, Default)]
 pub(super) struct Checked(HashSet<(u64, Hash, u64, Hash)>);
 
 impl Checked {
     fn key(ours: &SignedTreeHead, theirs: &SignedTreeHead) -> (u64, Hash, u64, Hash) {
         (
-            ours.head.size,
+            ours.head.epoch,
             ours.head.root,
-            theirs.head.size,
+            theirs.head.epoch,
             theirs.head.root,
         )
     }
@@ -102,26 +103,26 @@ pub(super) fn verify(st: &State, theirs: &SignedTreeHead) -> Result<(), E2eeErro
 pub(super) enum Local {
     /// Settled: consistent, or nothing to compare.
     Done(GossipCheck),
-    /// Same size, different root: a fork (our head).
+    /// Another root than the head this device kept for that epoch (that
+    /// head).
     Fork(SignedTreeHead),
-    /// Sizes differ: a consistency proof is needed (our head).
+    /// An epoch this device kept no head of: the directory's head of it is
+    /// needed (our trusted head).
     NeedsProof(SignedTreeHead),
 }
 
-/// Compares a gossiped head (already signature-checked) with the trusted one.
+/// Compares a gossiped head (already signature-checked) with the heads this
+/// device kept.
 pub(super) fn compare(st: &State, theirs: Option<&SignedTreeHead>) -> Local {
     let (Some(theirs), Some(ours)) = (theirs, st.data.trusted_signed_head()) else {
         return Local::Done(GossipCheck::Unchecked);
     };
-    if ours.head.size == theirs.head.size {
-        if ours.head.root == theirs.head.root {
+    match super::directory::kept_head(st, theirs.head.epoch) {
+        Some(kept) if kept.head.root == theirs.head.root => Local::Done(GossipCheck::Consistent),
+        Some(kept) => Local::Fork(kept),
+        None if st.gossip_checked.contains(&ours, theirs) => {
             Local::Done(GossipCheck::Consistent)
-        } else {
-            Local::Fork(ours)
         }
-    } else if st.gossip_checked.contains(&ours, theirs) {
-        Local::Done(GossipCheck::Consistent)
-    } else {
-        Local::NeedsProof(ours)
+        None => Local::NeedsProof(ours),
     }
 }

@@ -321,9 +321,10 @@ impl<'a> Messaging<'a> {
                         GossipCheck::Consistent
                     }
                     Err(E2eeError::Log(LogError::Fork | LogError::Rollback { .. })) => {
+                        let epoch = theirs.head.epoch;
                         let ours = self
                             .sh
-                            .with(|st| st.data.trusted_signed_head())
+                            .with(|st| super::directory::kept_head(st, epoch))
                             .unwrap_or(ours);
                         self.fork(&message, ours, theirs)
                     }
@@ -342,8 +343,8 @@ impl<'a> Messaging<'a> {
     fn fork(&self, message: &Message, ours: SignedTreeHead, theirs: SignedTreeHead) -> GossipCheck {
         tracing::error!(
             sender = %message.sender_user,
-            ours = ours.head.size,
-            theirs = theirs.head.size,
+            ours = ours.head.epoch,
+            theirs = theirs.head.epoch,
             "hush-client: directory fork detected from a gossiped tree head"
         );
         let _ = self.sh.forks.send(ForkDetected {

@@ -240,6 +240,7 @@ impl E2ee {
             owner_interval: DEFAULT_OWNER_CHECK_INTERVAL,
             parsed: std::collections::HashMap::new(),
             gossip_checked: gossip::Checked::default(),
+            heads: directory::KeptHeads::new(),
         };
         let shared = Arc::new(Shared::new(client, store, state));
         // The owner watch, when a runtime runs this (the task holds no
@@ -317,6 +318,27 @@ impl E2ee {
         })
     }
 
+    /// Pins the key directory's VRF public key (32 bytes, as `hush
+    /// directory-key` prints it): from then on this device refuses a
+    /// directory with another VRF key ([`E2eeError::UntrustedDirectory`]).
+    /// Kept in the key store; refused when the device already trusts
+    /// another VRF key.
+    pub async fn pin_directory_vrf_key(&self, key: &[u8; 32]) -> Result<(), E2eeError> {
+        hush_crypto::transparency::proofs::VrfPublicKey::from_bytes(key)?;
+        self.shared.update(|st| {
+            if let Some(trusted) = st.data.vrf_key() {
+                directory::check_pinned(key, &trusted)?;
+            }
+            st.data.pinned_vrf_key = Some(*key);
+            Ok(())
+        })
+    }
+
+    /// The pinned key directory VRF key, if any.
+    pub async fn pinned_directory_vrf_key(&self) -> Option<[u8; 32]> {
+        self.shared.with(|st| st.data.pinned_vrf_key)
+    }
+
     /// The pinned key directory log key, if any.
     pub async fn pinned_directory_key(&self) -> Option<[u8; 32]> {
         self.shared.with(|st| st.data.pinned_log_key)
@@ -384,21 +406,24 @@ impl E2ee {
         self.shared.forks.subscribe()
     }
 
-    /// Cross-checks a signed tree head another client trusts (gossip: e.g.
+    /// Cross-checks a signed epoch head another client trusts (gossip: e.g.
     /// exchanged inside messages or when comparing safety numbers) against
-    /// this device's trusted head, with a consistency proof fetched from the
-    /// directory when the sizes differ. Two clients shown different logs get
+    /// the heads this device accepted, or, for an epoch it has no head of,
+    /// against the directory's own signed head of that epoch. Two clients
+    /// shown different trees get
     /// [`E2eeError::Log`]`(`[`LogError::Fork`](hush_crypto::transparency::LogError::Fork)`)`.
     /// Share this device's head with [`DeviceData::trusted_signed_head`].
     pub async fn cross_check(&self, other: &SignedTreeHead) -> Result<(), E2eeError> {
         self.directory().cross_check(other).await
     }
 
-    /// Looks users up and verifies every record against the log: the tree
-    /// head must extend the trusted one (consistency proof from the trusted
-    /// size), every card and revocation must be included in it, cards must
-    /// be bound to one identity key, unexpired and unrevoked. Updates the
-    /// card cache and raises [`KeyChanged`] events. At most 50 users.
+    /// Looks users up and verifies every answer: the epoch head must be
+    /// signed by the pinned key, fresh and not older than the trusted one;
+    /// each user's entry must come with a lookup proof that it is the
+    /// user's latest at that head (so nothing was left out); its cards must
+    /// be bound to the entry's identity key, unexpired and unrevoked.
+    /// Updates the card cache and raises [`KeyChanged`] events. At most 50
+    /// users.
     pub async fn lookup(&self, users: &[&str]) -> Result<Vec<UserKeys>, E2eeError> {
         self.directory().lookup(users).await
     }
@@ -406,8 +431,8 @@ impl E2ee {
     /// Publishes this device's card (idempotent). The first device issues it
     /// with the identity key it holds; a secondary device publishes the card
     /// installed by [`install_card`](Self::install_card), or issues one after
-    /// [`restore_identity`](Self::restore_identity). The answer's inclusion
-    /// proof is verified.
+    /// [`restore_identity`](Self::restore_identity). The answer's lookup
+    /// proof must show the card in this user's latest entry.
     pub async fn publish(&self) -> Result<DeviceCard, E2eeError> {
         self.devices().publish().await
     }

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use hush_crypto::identity::{CardId, DeviceId, IdentityPublicKey, RevocationKind};
 
+use hush_crypto::transparency::proofs::{MAX_HISTORY_VERSIONS, UserEntry};
+
 use super::devices::Devices;
+use super::directory::Directory;
 use super::state::Shared;
 use super::store::DeviceData;
 use super::{E2eeError, UserKeys};
@@ -89,23 +92,74 @@ pub(super) fn alarms(data: &DeviceData, keys: &UserKeys) -> Vec<OwnerAlarm> {
     out
 }
 
-/// Looks this user up and raises the alarms (also returned). Nothing is
-/// checked before this device is part of its user's device set (it has a
-/// card and trusts a log head).
+/// Looks this user up and raises the alarms (also returned): for the
+/// user's latest entry and, through a verified history proof, for every
+/// version since the last check that found nothing (at most
+/// [`MAX_HISTORY_VERSIONS`] back), so a card the directory added and removed
+/// again between two checks is found too. Nothing is checked before this
+/// device is part of its user's device set (it has a card and trusts a
+/// directory head).
 pub(super) async fn check(sh: &Shared) -> Result<Vec<OwnerAlarm>, E2eeError> {
     if sh.with(|st| st.data.card.is_none() || st.data.log.is_none()) {
         return Ok(Vec::new());
     }
     let devices = Devices::new(sh);
+    let dir = Directory::new(sh);
     let g = sh.directory.lock().await;
     let own = devices.own(&g).await?;
+    let me = sh.with(|st| st.data.user.clone());
+    let latest = dir
+        .verified_entries(&g, std::slice::from_ref(&me))
+        .await?
+        .pop()
+        .flatten();
+    let checked = sh.with(|st| st.data.owner_version);
+    let mut past = Vec::new();
+    if let Some(latest) = &latest
+        && latest.version > checked.saturating_add(1)
+    {
+        let versions = (latest.version - checked).min(MAX_HISTORY_VERSIONS as u64);
+        past = dir.own_history(&g, versions).await?;
+    }
     drop(g);
-    let found = sh.with(|st| alarms(&st.data, &own));
+    let mut found = sh.with(|st| alarms(&st.data, &own));
+    for v in &past {
+        let keys = keys_at(&me, &v.entry);
+        for a in sh.with(|st| alarms(&st.data, &keys)) {
+            if !found.contains(&a) {
+                found.push(a);
+            }
+        }
+    }
     for a in &found {
         tracing::warn!(alarm = ?a, "hush-client: owner alarm");
         let _ = sh.alarms.send(a.clone());
     }
+    if found.is_empty()
+        && let Some(latest) = latest
+    {
+        sh.update(|st| {
+            st.data.owner_version = st.data.owner_version.max(latest.version);
+            Ok(())
+        })?;
+    }
     Ok(found)
+}
+
+/// The keys a past entry showed, whether or not its cards have expired
+/// since (a card added and removed again is still someone's).
+fn keys_at(user: &hush_protocol::UserId, entry: &UserEntry) -> UserKeys {
+    UserKeys {
+        user: user.clone(),
+        identity: Some(entry.identity),
+        devices: entry
+            .cards
+            .iter()
+            .filter(|c| !entry.revocations.iter().any(|r| r.revokes(c)))
+            .cloned()
+            .collect(),
+        revocations: entry.revocations.clone(),
+    }
 }
 
 /// The owner watch: checks when the client (re)connects and every

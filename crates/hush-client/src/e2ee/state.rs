@@ -32,6 +32,9 @@ pub(super) struct State {
     pub parsed: HashMap<String, Parsed>,
     /// Gossiped heads already proven consistent with the trusted one.
     pub gossip_checked: super::gossip::Checked,
+    /// Signed heads accepted lately (one per epoch), which gossiped heads
+    /// and new answers are compared with.
+    pub heads: super::directory::KeptHeads,
 }
 
 /// One cached user's records, parsed.

@@ -172,9 +172,15 @@ impl SavedStream {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct LogPin {
     pub log_id: String,
-    /// Ed25519 log key, base64.
+    /// Ed25519 head-signing key, base64.
     pub key: String,
-    pub size: u64,
+    /// VRF public key, base64 (absent in pins of the chronological log of
+    /// earlier versions: such a pin is dropped on load).
+    #[serde(default)]
+    pub vrf: String,
+    /// The trusted epoch (`size` in pins of earlier versions).
+    #[serde(alias = "size")]
+    pub epoch: u64,
     /// Root hash, base64.
     pub root: String,
     pub timestamp: u64,
@@ -193,6 +199,13 @@ struct Public {
     /// The directory log key the app configured (base64), when pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pinned_log_key: Option<String>,
+    /// The directory VRF key the app configured (base64), when pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pinned_vrf_key: Option<String>,
+    /// The last version of this user's own directory entry the owner
+    /// watch checked.
+    #[serde(default)]
+    owner_version: u64,
     #[serde(default)]
     card: Option<String>,
     #[serde(default)]
@@ -237,6 +250,11 @@ pub struct DeviceData {
     pub(crate) log: Option<LogPin>,
     /// The directory log key the app pinned ([`E2ee::pin_directory_key`](super::E2ee::pin_directory_key)).
     pub(crate) pinned_log_key: Option<[u8; 32]>,
+    /// The directory VRF key the app pinned ([`E2ee::pin_directory_vrf_key`](super::E2ee::pin_directory_vrf_key)).
+    pub(crate) pinned_vrf_key: Option<[u8; 32]>,
+    /// The last version of this user's own directory entry the owner watch
+    /// checked (its history is checked from there).
+    pub(crate) owner_version: u64,
     pub(crate) contacts: BTreeMap<String, CachedUser>,
     /// The last sequence number this device sent on each channel (its
     /// per-channel counters: 1, 2, 3, …).
@@ -296,6 +314,8 @@ impl DeviceData {
             card: None,
             log: None,
             pinned_log_key: None,
+            pinned_vrf_key: None,
+            owner_version: 0,
             contacts: BTreeMap::new(),
             sequences: BTreeMap::new(),
             streams: HashMap::new(),
@@ -364,7 +384,7 @@ impl DeviceData {
         let pin = self.log.as_ref()?;
         Some(TreeHead {
             log_id: pin.log_id.clone(),
-            size: pin.size,
+            epoch: pin.epoch,
             root: STANDARD.decode(&pin.root).ok()?.try_into().ok()?,
             timestamp: pin.timestamp,
         })
@@ -381,6 +401,16 @@ impl DeviceData {
     pub fn log_key(&self) -> Option<[u8; 32]> {
         STANDARD
             .decode(&self.log.as_ref()?.key)
+            .ok()?
+            .try_into()
+            .ok()
+    }
+
+    /// The directory's VRF public key this device trusts (32 bytes), once
+    /// it has seen the directory.
+    pub fn vrf_key(&self) -> Option<[u8; 32]> {
+        STANDARD
+            .decode(&self.log.as_ref()?.vrf)
             .ok()?
             .try_into()
             .ok()
@@ -409,6 +439,8 @@ impl DeviceData {
                 device_id: hex::encode(self.device_id.0),
                 log: self.log.clone(),
                 pinned_log_key: self.pinned_log_key.map(|k| STANDARD.encode(k)),
+                pinned_vrf_key: self.pinned_vrf_key.map(|k| STANDARD.encode(k)),
+                owner_version: self.owner_version,
                 card: self.card.as_ref().map(|c| STANDARD.encode(c.to_bytes())),
                 contacts: self.contacts.clone(),
                 sequences: self.sequences.clone(),
@@ -472,17 +504,25 @@ impl DeviceData {
                 Err(e) => return Err(format!("card: {e}")),
             };
         }
-        d.log.clone_from(&p.log);
-        d.pinned_log_key = match &p.pinned_log_key {
-            None => None,
-            Some(k) => Some(
-                STANDARD
-                    .decode(k)
-                    .ok()
-                    .and_then(|v| v.try_into().ok())
-                    .ok_or("pinned log key")?,
-            ),
+        // A pin of the chronological log of earlier versions (no VRF key)
+        // names heads of another format: trust the directory anew (the
+        // pinned keys, if any, still apply).
+        d.log = p.log.clone().filter(|pin| !pin.vrf.is_empty());
+        let key = |k: &Option<String>, what: &str| -> Result<Option<[u8; 32]>, String> {
+            match k {
+                None => Ok(None),
+                Some(k) => Ok(Some(
+                    STANDARD
+                        .decode(k)
+                        .ok()
+                        .and_then(|v| v.try_into().ok())
+                        .ok_or(what)?,
+                )),
+            }
         };
+        d.pinned_log_key = key(&p.pinned_log_key, "pinned log key")?;
+        d.pinned_vrf_key = key(&p.pinned_vrf_key, "pinned VRF key")?;
+        d.owner_version = if d.log.is_some() { p.owner_version } else { 0 };
         d.contacts.clone_from(&p.contacts);
         d.sequences.clone_from(&p.sequences);
         d.streams = p.streams.iter().filter_map(SavedStream::parse).collect();

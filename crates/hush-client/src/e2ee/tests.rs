@@ -349,7 +349,7 @@ async fn attack_gossiped_head_with_bad_log_signature_is_refused() {
     let head = |root: u8, by: &LogKey| {
         by.sign(TreeHead {
             log_id: "app".into(),
-            size: 7,
+            epoch: 7,
             root: [root; 32],
             timestamp: now_ms(),
         })
@@ -358,7 +358,8 @@ async fn attack_gossiped_head_with_bad_log_signature_is_refused() {
     bob.log = Some(super::store::LogPin {
         log_id: "app".into(),
         key: STANDARD.encode(log.public_key().to_bytes()),
-        size: 7,
+        vrf: STANDARD.encode([9; 32]),
+        epoch: 7,
         root: STANDARD.encode([1; 32]),
         timestamp: ours.head.timestamp,
         signed: STANDARD.encode(ours.to_bytes()),

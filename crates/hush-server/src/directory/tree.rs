@@ -23,13 +23,8 @@ use zeroize::Zeroizing;
 
 use super::DirError;
 
-/// The storage under the tree.
-pub(super) type Db = akd::storage::memory::AsyncInMemoryDatabase;
-
-/// The storage of `app_id`'s tree in `store`.
-pub(super) fn db_for(_store: &hush_store::Store, _app_id: &str) -> Db {
-    Db::new()
-}
+/// The storage under the tree: the app's akd records in hush's store.
+pub(super) type Db = hush_store::akd_db::AkdDb;
 type Akd = akd::Directory<AkdConfig, Db, Vrf>;
 
 /// The VRF private key, for akd (which asks for it on every evaluation).
@@ -88,6 +83,9 @@ pub(super) struct UserProof {
 #[derive(Clone)]
 pub(super) struct Tree {
     akd: Akd,
+    /// The storage, to stage each epoch's head into the publication's
+    /// SQLite transaction.
+    db: Db,
     /// Publications write-lock it; proofs read-lock it.
     epoch_lock: Arc<tokio::sync::RwLock<()>>,
 }
@@ -95,6 +93,7 @@ pub(super) struct Tree {
 impl Tree {
     /// The tree stored in `db` (created empty at epoch 0 if there is none).
     pub(super) async fn open(db: Db, vrf: Vrf) -> Result<Self, DirError> {
+        let handle = db.clone();
         let storage = StorageManager::new(
             db,
             Some(std::time::Duration::from_secs(600)),
@@ -109,6 +108,7 @@ impl Tree {
         .await?;
         Ok(Self {
             akd,
+            db: handle,
             epoch_lock: Arc::new(tokio::sync::RwLock::new(())),
         })
     }
@@ -125,20 +125,34 @@ impl Tree {
         .await
     }
 
-    /// Publishes one epoch with `updates` (user, entry bytes).
+    /// Publishes one epoch with `updates` (user, entry bytes), recording its
+    /// head (root, `published_ms`, `log_size`: the records it covers) in the
+    /// same store transaction as the tree's records.
     pub(super) async fn publish(
         &self,
         updates: Vec<(UserId, Vec<u8>)>,
+        log_size: u64,
+        published_ms: u64,
     ) -> Result<(u64, Hash), DirError> {
         let akd = self.akd.clone();
+        let db = self.db.clone();
         let lock = self.epoch_lock.clone();
         off_workers(async move {
             let _g = lock.write().await;
+            let EpochHash(current, _) = akd.get_epoch_hash().await.map_err(akd_error)?;
+            db.stage_epoch_head::<AkdConfig>(
+                current + 1,
+                log_size,
+                i64::try_from(published_ms).unwrap_or(i64::MAX),
+            );
             let updates = updates
                 .into_iter()
                 .map(|(u, v)| (label(&u), AkdValue(v)))
                 .collect();
-            let EpochHash(epoch, root) = akd.publish(updates).await.map_err(akd_error)?;
+            let published = akd.publish(updates).await;
+            // A publication that changed nothing committed nothing.
+            db.unstage_epoch_head();
+            let EpochHash(epoch, root) = published.map_err(akd_error)?;
             Ok((epoch, root))
         })
         .await

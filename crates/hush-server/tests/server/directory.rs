@@ -1,11 +1,13 @@
 //! The key directory over the WebSocket (`hush:request`) and the HTTP API:
-//! publish, lookup with inclusion proofs a client verifies, revocations,
-//! consistency across writes and restarts, and a forked log detected.
+//! publish, lookups with akd proofs a client verifies, revocations, epochs
+//! across writes and restarts, and a forked directory detected.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hush_crypto::identity::{DeviceCard, IdentityKey, Revocation};
-use hush_crypto::transparency::{Hash, LogError, LogMonitor, LogPublicKey, SignedTreeHead};
+use hush_crypto::identity::{IdentityKey, Revocation};
+use hush_crypto::transparency::proofs::{VerifiedEntry, VrfPublicKey, verify_lookup};
+use hush_crypto::transparency::{LogError, LogMonitor, LogPublicKey, SignedTreeHead};
+use hush_protocol::UserId;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -18,25 +20,31 @@ fn unb64(v: &Value) -> Vec<u8> {
     STANDARD.decode(v.as_str().unwrap()).unwrap()
 }
 
-fn hashes(v: &Value) -> Vec<Hash> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|h| unb64(h).try_into().unwrap())
-        .collect()
-}
-
 fn head(v: &Value) -> SignedTreeHead {
     SignedTreeHead::from_bytes(&unb64(v)).unwrap()
 }
 
-/// Pins the log key from `log.head` and trusts its first head.
-async fn monitor(c: &mut Client) -> LogMonitor {
+/// A client's view: pinned keys from `log.head`, trusting its first head.
+async fn monitor(c: &mut Client) -> (LogMonitor, VrfPublicKey) {
     let r = c.request_ok("log.head", json!({})).await;
     let key: [u8; 32] = unb64(&r["key"]).try_into().unwrap();
+    let vrf: [u8; 32] = unb64(&r["vrf"]).try_into().unwrap();
     let mut m = LogMonitor::new(ID, LogPublicKey::from_bytes(&key).unwrap());
-    m.update(&head(&r["head"]), &[]).unwrap();
-    m
+    m.update(&head(&r["head"])).unwrap();
+    (m, VrfPublicKey::from_bytes(&vrf).unwrap())
+}
+
+/// Verifies a lookup answer's head into `m` and `user`'s proof.
+fn verified(
+    m: &mut LogMonitor,
+    vrf: &VrfPublicKey,
+    r: &Value,
+    user: &str,
+) -> VerifiedEntry {
+    let h = head(&r["head"]);
+    m.update(&h).unwrap();
+    let user = UserId::parse(user).unwrap();
+    verify_lookup(vrf, &h.head, &user, &unb64(&r["users"][user.as_str()])).unwrap()
 }
 
 #[tokio::test]
@@ -44,61 +52,43 @@ async fn publish_lookup_revoke_with_verified_proofs() {
     let s = start(&app_toml("")).await;
     let mut alice = s.signed_in("alice").await;
     let mut bob = s.signed_in("bob").await;
-    let mut bob_log = monitor(&mut bob).await;
+    let (mut bob_log, vrf) = monitor(&mut bob).await;
     let alice_id = IdentityKey::generate();
 
-    // Alice publishes two devices; each answer proves inclusion.
+    // Alice publishes two devices; each answer proves her new entry.
     let (phone_keys, phone) = new_device("alice", &alice_id);
     let laptop = new_card("alice", &alice_id);
+    let me = UserId::parse("alice").unwrap();
     for (i, card) in [&phone, &laptop].into_iter().enumerate() {
         let r = alice
             .request_ok("directory.publish", json!({"card": b64(&card.to_bytes())}))
             .await;
-        assert_eq!(r["index"], i as u64);
         let sth = head(&r["head"]);
-        assert_eq!(sth.head.size, i as u64 + 1);
+        let v = verify_lookup(&vrf, &sth.head, &me, &unb64(&r["proof"])).unwrap();
+        assert_eq!(v.version, i as u64 + 1);
+        assert!(v.entry.cards.contains(card));
     }
 
-    // Bob looks her up (and an unknown user) from the size he trusts.
+    // Bob looks her up (and an unknown user).
     let r = bob
-        .request_ok(
-            "directory.lookup",
-            json!({"users": ["alice", "nobody"], "since": 0}),
-        )
+        .request_ok("directory.lookup", json!({"users": ["alice", "nobody"]}))
         .await;
-    bob_log
-        .update(&head(&r["head"]), &hashes(&r["consistency"]))
-        .unwrap();
-    let cards = r["users"]["alice"]["cards"].as_array().unwrap();
-    assert_eq!(cards.len(), 2);
-    for entry in cards {
-        let leaf = unb64(&entry["record"]);
-        bob_log
-            .verify_entry(
-                &leaf,
-                entry["index"].as_u64().unwrap(),
-                &hashes(&entry["proof"]),
-            )
-            .unwrap();
-        let card = DeviceCard::from_bytes(&leaf[1..]).unwrap();
-        assert!([phone.id(), laptop.id()].contains(&card.id()));
-    }
-    assert_eq!(
-        r["users"]["nobody"],
-        json!({"cards": [], "revocations": []})
-    );
+    let v = verified(&mut bob_log, &vrf, &r, "alice");
+    assert_eq!(v.entry.identity, alice_id.public_key());
+    let mut ids = vec![phone.id(), laptop.id()];
+    ids.sort();
+    let mut got: Vec<_> = v.entry.cards.iter().map(|c| c.id()).collect();
+    got.sort();
+    assert_eq!(got, ids);
+    assert!(r["users"].get("nobody").is_none(), "{r}");
 
     // A tampered proof does not verify.
-    let entry = &cards[0];
-    let mut proof = hashes(&entry["proof"]);
-    proof[0][0] ^= 1;
-    assert_eq!(
-        bob_log.verify_entry(
-            &unb64(&entry["record"]),
-            entry["index"].as_u64().unwrap(),
-            &proof
-        ),
-        Err(LogError::NotIncluded)
+    let mut proof = unb64(&r["users"]["alice"]);
+    let mid = proof.len() / 2;
+    proof[mid] ^= 1;
+    assert!(
+        verify_lookup(&vrf, &head(&r["head"]).head, &me, &proof).is_err(),
+        "a flipped byte must not verify"
     );
 
     // Refusals, each with its stable code.
@@ -142,6 +132,11 @@ async fn publish_lookup_revoke_with_verified_proofs() {
         alice.request_err("directory.nope", json!({})).await,
         "unknown_method"
     );
+    // The enumeration methods of the chronological log are gone.
+    assert_eq!(
+        alice.request_err("log.entries", json!({})).await,
+        "unknown_method"
+    );
     let many: Vec<String> = (0..51).map(|i| format!("u{i}")).collect();
     assert_eq!(
         bob.request_err("directory.lookup", json!({"users": many}))
@@ -153,6 +148,18 @@ async fn publish_lookup_revoke_with_verified_proofs() {
         anon.request_err("directory.lookup", json!({"users": ["alice"]}))
             .await,
         "not_signed_in"
+    );
+    // History is the signed-in user's own, and bounded.
+    assert_eq!(
+        bob.request_err("directory.history", json!({"versions": 1}))
+            .await,
+        "not_found"
+    );
+    assert_eq!(
+        alice
+            .request_err("directory.history", json!({"versions": 65}))
+            .await,
+        "bad_request"
     );
 
     // A rotated card must chain to the latest one; then the phone is revoked.
@@ -170,39 +177,15 @@ async fn publish_lookup_revoke_with_verified_proofs() {
             json!({"revocation": b64(&rev.to_bytes())}),
         )
         .await;
-    let size_before = bob_log.trusted().unwrap().size;
     let r = bob
-        .request_ok(
-            "directory.lookup",
-            json!({"users": ["alice"], "since": size_before}),
-        )
+        .request_ok("directory.lookup", json!({"users": ["alice"]}))
         .await;
-    bob_log
-        .update(&head(&r["head"]), &hashes(&r["consistency"]))
-        .unwrap();
-    let alice_entry = &r["users"]["alice"];
-    assert_eq!(alice_entry["cards"].as_array().unwrap().len(), 1);
-    assert_eq!(alice_entry["revocations"].as_array().unwrap().len(), 1);
-    let rev_entry = &alice_entry["revocations"][0];
-    bob_log
-        .verify_entry(
-            &unb64(&rev_entry["record"]),
-            rev_entry["index"].as_u64().unwrap(),
-            &hashes(&rev_entry["proof"]),
-        )
-        .unwrap();
+    let v = verified(&mut bob_log, &vrf, &r, "alice");
+    assert_eq!(v.entry.cards, vec![laptop.clone()]);
+    assert_eq!(v.entry.revocations, vec![rev]);
+    assert_eq!(v.version, 4);
 
-    // The HTTP API serves the same log to backends and auditors.
-    let (status, body) = s
-        .api(
-            "GET",
-            &format!("/apps/{ID}/directory/log/entries"),
-            &[("start", "0"), ("end", "10")],
-            "",
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["entries"].as_array().unwrap().len(), 4);
+    // The HTTP API serves the same directory to backends and auditors.
     let (status, body) = s
         .api(
             "GET",
@@ -212,16 +195,35 @@ async fn publish_lookup_revoke_with_verified_proofs() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["users"]["alice"]["cards"].as_array().unwrap().len(), 1);
+    assert!(body["users"]["alice"].is_string(), "{body}");
+    let (status, body) = s
+        .api(
+            "GET",
+            &format!("/apps/{ID}/directory/log/audit"),
+            &[("from", "1"), ("to", "2")],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["heads"].as_array().unwrap().len(), 2);
     let (status, _) = s
         .api(
             "GET",
-            &format!("/apps/{ID}/directory/log/consistency"),
+            &format!("/apps/{ID}/directory/log/audit"),
             &[("from", "9"), ("to", "2")],
             "",
         )
         .await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 400);
+    let (status, _) = s
+        .api(
+            "GET",
+            &format!("/apps/{ID}/directory/log/entries"),
+            &[("start", "0")],
+            "",
+        )
+        .await;
+    assert_eq!(status, 404, "enumeration is gone from the HTTP API too");
     let (status, _) = s
         .api(
             "GET",
@@ -231,8 +233,8 @@ async fn publish_lookup_revoke_with_verified_proofs() {
         )
         .await;
     assert_eq!(status, 400);
-    // More than 50 ids: the documented 400 with a Pusher-style error body
-    // (it was 413, a status the endpoint's docs do not list); 50 are fine.
+    // More than 50 ids: the documented 400 with a Pusher-style error body;
+    // 50 are fine.
     let ids = |n: usize| {
         (0..n)
             .map(|i| format!("u{i}"))
@@ -250,7 +252,7 @@ async fn publish_lookup_revoke_with_verified_proofs() {
 }
 
 #[tokio::test]
-async fn the_log_survives_restarts_and_a_rewritten_history_is_detected() {
+async fn the_directory_survives_restarts_and_a_rewritten_history_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
     let config = |url: &str| {
@@ -269,11 +271,11 @@ async fn the_log_survives_restarts_and_a_rewritten_history_is_detected() {
             .await;
     }
     let mut bob = s.signed_in("bob").await;
-    let mut bob_log = monitor(&mut bob).await;
-    assert_eq!(bob_log.trusted().unwrap().size, 3);
+    let (mut bob_log, vrf) = monitor(&mut bob).await;
+    assert_eq!(bob_log.trusted().unwrap().epoch, 3);
     s.stop().await;
 
-    // Same store, new process: same log, same key, and it keeps growing.
+    // Same store, new process: same tree, same keys, and it keeps growing.
     let s = start_config(config(&url)).await;
     let mut alice = s.signed_in("alice").await;
     let card = new_card("alice", &identity);
@@ -282,58 +284,82 @@ async fn the_log_survives_restarts_and_a_rewritten_history_is_detected() {
         .await;
     let mut bob = s.signed_in("bob").await;
     let r = bob
-        .request_ok("directory.lookup", json!({"users": ["alice"], "since": 3}))
+        .request_ok("directory.lookup", json!({"users": ["alice"]}))
         .await;
-    bob_log
-        .update(&head(&r["head"]), &hashes(&r["consistency"]))
-        .unwrap();
-    assert_eq!(bob_log.trusted().unwrap().size, 4);
+    let v = verified(&mut bob_log, &vrf, &r, "alice");
+    assert_eq!(v.version, 4);
+    assert_eq!(bob_log.trusted().unwrap().epoch, 4);
     s.stop().await;
 
-    // Someone with the database and the server's key rewrites history: the
-    // second card is swapped for another valid card of Alice's. The rewritten
-    // log obeys every rule and is signed with the right key, so the server
-    // serves it; Bob's client, which trusted size 4, sees the fork.
+    // Someone with the database and the server's keys rewrites history: the
+    // second card is swapped for another valid card of Alice's. The
+    // rewritten directory obeys every rule and is signed with the right
+    // key, so the server serves it; Bob's client, which trusted epoch 4 at
+    // another root, sees the fork (or a rollback: the forged tree is
+    // rebuilt from the records in fewer epochs).
     let forged = format!("sqlite://{}/forged.sqlite3", dir.path().display());
     forge_directory_log(&url, &forged, 1, &new_card("alice", &identity)).await;
 
     let s = start_config(config(&forged)).await;
     let mut bob = s.signed_in("bob").await;
     let r = bob
-        .request_ok("directory.lookup", json!({"users": ["alice"], "since": 4}))
+        .request_ok("directory.lookup", json!({"users": ["alice"]}))
         .await;
     let forged_head = head(&r["head"]);
-    assert_eq!(forged_head.head.size, 4);
-    assert_eq!(
-        bob_log.update(&forged_head, &hashes(&r["consistency"])),
-        Err(LogError::Fork)
+    let refused = bob_log.update(&forged_head);
+    assert!(
+        matches!(refused, Err(LogError::Fork | LogError::Rollback { .. })),
+        "{refused:?}"
     );
     s.stop().await;
 }
 
-/// `log.entries` past the end of the log (up to u64::MAX) is an empty page,
-/// not an overflow or a store error, and requests keep being served: no
-/// in-flight slot is lost.
+/// Past epochs' heads are what an audit returns, and an epoch beyond the
+/// last one is not found (not an overflow or a store error).
 #[tokio::test]
-async fn entries_past_the_end_are_empty_and_slots_are_released() {
+async fn past_heads_and_epochs_past_the_end() {
     let s = start(&app_toml("")).await;
     let mut alice = s.signed_in("alice").await;
     let card = new_card("alice", &IdentityKey::generate());
     alice
         .request_ok("directory.publish", json!({"card": b64(&card.to_bytes())}))
         .await;
+    let card = new_card("alice", &IdentityKey::generate());
+    assert_eq!(
+        alice
+            .request_err("directory.publish", json!({"card": b64(&card.to_bytes())}))
+            .await,
+        "invalid_record",
+        "another identity's card"
+    );
+    let now = head(&alice.request_ok("log.head", json!({})).await["head"]);
+    let past = head(&alice.request_ok("log.head", json!({"epoch": 1})).await["head"]);
+    assert_eq!((past.head.epoch, past.head.root), (1, now.head.root));
+    assert!(past.head.timestamp <= now.head.timestamp);
+    assert_eq!(
+        alice
+            .request_err("log.audit", json!({"from": 1, "to": 1}))
+            .await,
+        "bad_request"
+    );
     for params in [
-        json!({"start": u64::MAX}),
-        json!({"start": u64::MAX - 1, "end": u64::MAX}),
-        json!({"start": 1}),
+        json!({"epoch": u64::MAX}),
+        json!({"epoch": 2}),
     ] {
         for _ in 0..10 {
-            let r = alice.request_ok("log.entries", params.clone()).await;
-            assert_eq!(r["entries"], json!([]), "{params}");
+            assert_eq!(
+                alice.request_err("log.head", params.clone()).await,
+                "not_found",
+                "{params}"
+            );
         }
     }
-    let r = alice.request_ok("log.entries", json!({})).await;
-    assert_eq!(r["entries"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        alice
+            .request_err("log.audit", json!({"from": 1, "to": u64::MAX}))
+            .await,
+        "bad_request"
+    );
     s.stop().await;
 }
 
