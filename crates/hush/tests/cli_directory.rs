@@ -234,6 +234,10 @@ async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildS
 }
 
 fn audit_follow(srv: &TestServer, extra: &[&str]) -> tokio::process::Child {
+    audit_follow_at(&url(srv), extra)
+}
+
+fn audit_follow_at(url: &str, extra: &[&str]) -> tokio::process::Child {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hush"));
     for (k, _) in std::env::vars() {
         if k.starts_with("HUSH_") {
@@ -242,7 +246,7 @@ fn audit_follow(srv: &TestServer, extra: &[&str]) -> tokio::process::Child {
     }
     cmd.args(["audit", "--follow", "--interval", "1"])
         .args(extra)
-        .env("HUSH_URL", url(srv))
+        .env("HUSH_URL", url)
         .env("HUSH_APP_ID", ID)
         .env("HUSH_APP_KEY", KEY)
         .env("HUSH_APP_SECRET", SECRET)
@@ -469,4 +473,34 @@ async fn directory_key_prints_the_keys_the_server_uses() {
     assert_eq!(run(false).await, printed);
     let j: Value = serde_json::from_str(&run(true).await).unwrap();
     assert_eq!(j, json!({"log_key": log_key, "vrf_key": vrf_key}));
+}
+
+/// An unreachable server is a failure for one audit, but `--follow` keeps
+/// retrying (an auditor outlives a server restart).
+#[tokio::test]
+async fn audit_follow_retries_an_unreachable_server() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let o = hush_with(&closed, &["audit"], None, &[]).await;
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("fetching the directory head"),
+        "{}",
+        stderr(&o)
+    );
+
+    let mut child = audit_follow_at(&closed, &[]);
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    for _ in 0..2 {
+        let line = tokio::time::timeout(Duration::from_secs(30), errors.next_line())
+            .await
+            .expect("no retry within 30 s")
+            .unwrap()
+            .expect("hush audit --follow ended");
+        assert!(line.contains("retrying in 1 s"), "{line}");
+    }
+    assert!(child.try_wait().unwrap().is_none(), "--follow gave up");
+    child.kill().await.unwrap();
 }
