@@ -1207,3 +1207,115 @@ async fn attack_forked_directory_detected_by_gossip() {
     bobs.stop().await;
     alices.stop().await;
 }
+
+/// The entry a malicious operator writes for Alice: her identity and card,
+/// plus (when `rogue` is given) a card of a device she never approved.
+fn alice_entry(
+    own: &hush_crypto::identity::DeviceCard,
+    rogue: Option<&hush_crypto::identity::DeviceCard>,
+) -> hush_crypto::transparency::proofs::UserEntry {
+    let mut cards: Vec<_> = std::iter::once(own.clone()).chain(rogue.cloned()).collect();
+    cards.sort_by_key(hush_crypto::identity::DeviceCard::device_id);
+    hush_crypto::transparency::proofs::UserEntry {
+        identity: *own.identity_key(),
+        cards,
+        revocations: Vec::new(),
+    }
+}
+
+/// Owners watch their history (issue 13, finding 2): someone holding the
+/// server's database and keys puts an impostor identity and device under
+/// "alice" for one epoch (long enough to be served to a chosen victim) and
+/// restores her real entry in the next, so every lookup made after that
+/// (hers included) looks honest. Her device's owner check walks the
+/// verified history since its last clean check and raises the alarms for
+/// what came and went. Checked to fail with the history walk removed (only
+/// the latest entry compared).
+#[tokio::test]
+async fn attack_transient_impostor_caught_by_owner_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    let extra = format!("[store]\nurl = '{url}'\n");
+    let srv = start_on(0, &extra).await;
+    let alice = device(&srv, &dir, "alice", "alice", true).await;
+    let own = alice.e2ee.publish().await.unwrap();
+    assert_eq!(alice.e2ee.check_own_keys().await.unwrap(), vec![]);
+    alice.client.disconnect().await;
+    srv.stop().await;
+
+    // The operator's two epochs: the impostor, then Alice's entry again.
+    let mallory = hush_crypto::identity::IdentityKey::generate();
+    let (_keys, impostor) = hush_testkit::new_device("alice", &mallory);
+    hush_testkit::forge_directory_entry(&url, "alice", &alice_entry(&impostor, None)).await;
+    hush_testkit::forge_directory_entry(&url, "alice", &alice_entry(&own, None)).await;
+
+    let srv = start_on(0, &extra).await;
+    let client = client(&srv, "alice");
+    let e2ee = E2ee::open_store(client.clone(), key_store(&dir, "alice")).unwrap();
+    // Today's entry looks honest...
+    let now = e2ee.lookup(&["alice"]).await.unwrap();
+    assert_eq!(now[0].devices, vec![own.clone()]);
+    // ...but the history shows what came and went.
+    let alarms = e2ee.check_own_keys().await.unwrap();
+    assert!(
+        alarms.contains(&OwnerAlarm::UnknownDevice {
+            device: impostor.device_id(),
+            card: impostor.id(),
+        }),
+        "{alarms:?}"
+    );
+    assert!(
+        alarms.iter().any(|a| matches!(
+            a,
+            OwnerAlarm::IdentityChanged { found, .. } if *found == mallory.public_key()
+        )),
+        "{alarms:?}"
+    );
+    // Raised again on the next check (the watch does not move past it).
+    assert!(!e2ee.check_own_keys().await.unwrap().is_empty());
+    client.disconnect().await;
+    srv.stop().await;
+}
+
+/// One tree for everyone (issue 13, finding 2): an operator who puts an
+/// impostor identity and card under "alice" for Bob has to put them in the
+/// one tree every lookup is proven against, so Alice's own device sees the
+/// same entry and raises the identity alarm; with the chronological log the
+/// server could answer Bob with the impostor and Alice with her own records.
+#[tokio::test]
+async fn attack_impostor_identity_is_seen_by_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
+    let extra = format!("[store]\nurl = '{url}'\n");
+    let srv = start_on(0, &extra).await;
+    let alice = device(&srv, &dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+    let bob = device(&srv, &dir, "bob", "bob", true).await;
+    bob.e2ee.publish().await.unwrap();
+    alice.client.disconnect().await;
+    bob.client.disconnect().await;
+    srv.stop().await;
+
+    let mallory = hush_crypto::identity::IdentityKey::generate();
+    let (_keys, impostor) = hush_testkit::new_device("alice", &mallory);
+    hush_testkit::forge_directory_entry(&url, "alice", &alice_entry(&impostor, None)).await;
+
+    let srv = start_on(0, &extra).await;
+    let bob_client = client(&srv, "bob");
+    let bob = E2ee::open_store(bob_client.clone(), key_store(&dir, "bob")).unwrap();
+    let seen = bob.lookup(&["alice"]).await.unwrap();
+    assert_eq!(seen[0].identity, Some(mallory.public_key()));
+    let alice_client = client(&srv, "alice");
+    let alice = E2ee::open_store(alice_client.clone(), key_store(&dir, "alice")).unwrap();
+    let alarms = alice.check_own_keys().await.unwrap();
+    assert!(
+        alarms.iter().any(|a| matches!(
+            a,
+            OwnerAlarm::IdentityChanged { found, .. } if *found == mallory.public_key()
+        )),
+        "{alarms:?}"
+    );
+    bob_client.disconnect().await;
+    alice_client.disconnect().await;
+    srv.stop().await;
+}

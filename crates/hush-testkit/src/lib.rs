@@ -8,7 +8,9 @@
 //!   the server's own status codes and bodies are seen unaltered;
 //! - [`sign`], [`sign_raw`], [`new_card`], [`new_device`]: channel auths and device cards;
 //! - [`forge_directory_log`]: a key-directory history rewritten by someone
-//!   holding the database and the log key.
+//!   holding the database and the log key;
+//! - [`forge_directory_entry`]: an epoch written straight into the stored
+//!   akd tree, bypassing the directory's rules, by the same someone.
 //!
 //! Helpers panic on anything unexpected: that is how a test fails.
 #![forbid(unsafe_code)]
@@ -160,4 +162,56 @@ pub async fn rewrite_directory_log(
     }
     rewritten.close().await;
     leaves.len()
+}
+
+/// The VRF key storage of [`forge_directory_entry`].
+#[derive(Clone)]
+struct ForgerVrf([u8; 32]);
+
+#[async_trait::async_trait]
+impl akd_core::ecvrf::VRFKeyStorage for ForgerVrf {
+    async fn retrieve(&self) -> Result<Vec<u8>, akd_core::ecvrf::VrfError> {
+        Ok(self.0.to_vec())
+    }
+}
+
+/// Publishes one epoch straight into the test app's stored akd tree at
+/// `url` (the server must be stopped), setting `user`'s entry to `entry`
+/// whatever the directory's rules say: what someone holding the database
+/// and the directory's keys (a malicious operator) can do. The epoch's head
+/// is recorded like the server's own. Returns the new epoch.
+pub async fn forge_directory_entry(
+    url: &str,
+    user: &str,
+    entry: &hush_crypto::transparency::proofs::UserEntry,
+) -> u64 {
+    use hush_crypto::transparency::proofs::{AkdConfig, label};
+    let store = hush_store::Store::open(url, &Default::default())
+        .await
+        .unwrap();
+    let vrf = store.server_key(VRF_KEY_NAME, || [0; 32]).await.unwrap();
+    let db = store.akd_db(ID);
+    let last = store.latest_epoch_head(ID).await.unwrap();
+    let log_size = last.as_ref().map_or(0, |h| h.log_size);
+    let storage = akd::storage::StorageManager::new_no_cache(db.clone());
+    let dir = akd::Directory::<AkdConfig, _, _>::new(
+        storage,
+        ForgerVrf(*vrf),
+        akd::append_only_zks::AzksParallelismConfig::disabled(),
+    )
+    .await
+    .unwrap();
+    let akd::EpochHash(current, _) = dir.get_epoch_hash().await.unwrap();
+    db.stage_epoch_head::<AkdConfig>(current + 1, log_size, store_now_ms());
+    let user = UserId::parse(user).unwrap();
+    let akd::EpochHash(epoch, _) = dir
+        .publish(vec![(label(&user), akd::AkdValue(entry.to_bytes()))])
+        .await
+        .unwrap();
+    store.close().await;
+    epoch
+}
+
+fn store_now_ms() -> i64 {
+    hush_store::now_ms()
 }
