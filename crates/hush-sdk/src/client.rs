@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hush_crypto::epoch::epoch_key;
 use hush_crypto::sealed::{SERVER_EVENT, SealedError, Sender};
 use hush_protocol::api::{QueryParams, signed_query};
+use hush_protocol::msgs::hush as wire;
 use hush_protocol::{ChannelKind, ChannelName};
 use hyper::Method;
 use serde::Serialize;
@@ -13,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{self, AuthError, ChannelAuth, PresenceData, UserAuth, UserData};
 use crate::config::{Config, ConfigError};
-use crate::directory::{DirectoryLookup, HeadBody, LogHead, LookupBody, MAX_LOOKUP_USERS};
+use crate::directory::{Audit, DirectoryLookup, LogHead, MAX_AUDIT_EPOCHS, MAX_LOOKUP_USERS};
 use crate::error::{Error, ValidationError, shown};
 use crate::http::Transport;
 use crate::payload::{
@@ -271,9 +272,10 @@ impl Client {
     }
 
     /// Looks up users in the app's key directory (hush extension,
-    /// docs/PROTOCOL-EXT.md §3): a lookup proof (carrying the user's entry)
-    /// per user with an entry, all for the signed epoch head returned. Check
-    /// the answer with [`DirectoryLookup::verify`].
+    /// docs/PROTOCOL-EXT.md §3): each user's lookup proof (which carries the
+    /// user's whole current entry: identity key, active cards, newest
+    /// revocations) at the signed epoch head returned. Check the answer with
+    /// [`DirectoryLookup::verify`] under the pinned keys.
     pub async fn directory_users<S: AsRef<str>>(
         &self,
         ids: &[S],
@@ -295,17 +297,44 @@ impl Client {
                 Ok(id.as_str().to_owned())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let params = vec![("ids", ids.join(","))];
-        let body: LookupBody = self.get("/directory/users", params).await?;
-        body.decode()
+        let body: wire::Lookup = self
+            .get("/directory/users", vec![("ids", ids.join(","))])
+            .await?;
+        DirectoryLookup::from_wire(&body)
     }
 
-    /// The current signed epoch head of the app's directory and its keys
-    /// (hush extension). The head's signature is not checked here: pin the
-    /// keys and use [`hush_crypto::transparency::LogMonitor`].
+    /// The current signed epoch head of the app's directory and the keys
+    /// clients pin: the head-signing key and the VRF key (hush extension).
+    /// The head's signature is not checked here: pin the keys and use
+    /// [`hush_crypto::transparency::LogMonitor`].
     pub async fn directory_log_head(&self) -> Result<LogHead, Error> {
-        let body: HeadBody = self.get("/directory/log/head", Vec::new()).await?;
-        body.decode()
+        let body: wire::LogHead = self.get("/directory/log/head", Vec::new()).await?;
+        LogHead::from_wire(&body)
+    }
+
+    /// The head of a past `epoch`, signed with the time that epoch was
+    /// published (hush extension; 404 for an epoch the server has not
+    /// published).
+    pub async fn directory_log_head_at(&self, epoch: u64) -> Result<LogHead, Error> {
+        let params = vec![("epoch", epoch.to_string())];
+        let body: wire::LogHead = self.get("/directory/log/head", params).await?;
+        LogHead::from_wire(&body)
+    }
+
+    /// The signed heads of epochs `from..=to` and akd's append-only proof
+    /// between them (hush extension; `1 <= from < to <= from +
+    /// `[`MAX_AUDIT_EPOCHS`]). Nothing in the answer is checked here: an
+    /// auditor verifies it (`hush audit`).
+    pub async fn directory_log_audit(&self, from: u64, to: u64) -> Result<Audit, Error> {
+        if from == 0 || to <= from || to - from > MAX_AUDIT_EPOCHS {
+            return Err(ValidationError::LogRange(format!(
+                "need 1 <= from < to <= from + {MAX_AUDIT_EPOCHS}, got {from}..={to}"
+            ))
+            .into());
+        }
+        let params = vec![("from", from.to_string()), ("to", to.to_string())];
+        let body: wire::Audit = self.get("/directory/log/audit", params).await?;
+        Audit::from_wire(&body)
     }
 
     /// Signs `socket_id` for `channel`: the body the app's auth endpoint

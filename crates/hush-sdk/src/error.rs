@@ -96,8 +96,9 @@ pub enum ValidationError {
         /// The limit.
         max: usize,
     },
-    /// A log range that is empty-but-reversed or too long.
-    #[error("invalid log range: {0}")]
+    /// An epoch range the directory's audit endpoint does not serve
+    /// (`1 <= from < to <= from + 16`).
+    #[error("invalid epoch range: {0}")]
     LogRange(String),
     /// A query parameter the SDK sets itself (`auth_*`, `body_md5`).
     #[error("query parameter {0} is set by the SDK")]

@@ -11,7 +11,7 @@
 //! | `sendToUser`, `terminateUserConnections` | [`Client::send_to_user`], [`Client::terminate_user_connections`] |
 //! | `authorizeChannel`, `authenticateUser` | [`Client::authorize_channel`], [`Client::authenticate_user`] |
 //! | `webhook(req).isValid()` | [`Client::verify_webhook`] |
-//! | — (hush key directory) | [`Client::directory_users`], [`Client::directory_log_head`], [`Client::directory_log_consistency`], [`Client::directory_log_entries`] |
+//! | — (hush key directory) | [`Client::directory_users`], [`Client::directory_log_head`], [`Client::directory_log_head_at`], [`Client::directory_log_audit`] |
 //!
 //! ```no_run
 //! use hush_sdk::{Client, Config, TriggerOptions};
@@ -53,13 +53,17 @@
 //! # Key directory (hush extension)
 //!
 //! [`Client::directory_users`], [`Client::directory_log_head`],
-//! [`Client::directory_log_consistency`] and [`Client::directory_log_entries`]
+//! [`Client::directory_log_head_at`] and [`Client::directory_log_audit`]
 //! call hush's signed key-directory endpoints (docs/PROTOCOL-EXT.md §3) and
-//! decode their base64 into [`hush_crypto::transparency`] types. Nothing is
+//! decode their base64 into [`hush_crypto::transparency`] types. The
+//! directory is Meta's akd: signed epoch heads, lookup proofs that show a
+//! user's entry is the latest at an epoch, append-only proofs between
+//! epochs; the VRF hides user ids, so nobody can list the users. Nothing is
 //! trusted by decoding alone: check lookups with [`DirectoryLookup::verify`]
 //! against a [`LogMonitor`](hush_crypto::transparency::LogMonitor) that pins
-//! the log key, and whole logs with
-//! [`audit`](hush_crypto::transparency::audit) (what `hush audit` does).
+//! the head-signing key and with the pinned
+//! [`VrfPublicKey`](hush_crypto::transparency::proofs::VrfPublicKey); audits
+//! ([`Audit`]) are verified by `hush audit`, with akd's auditor.
 //!
 //! # TLS
 //!
@@ -82,7 +86,7 @@ pub mod webhook;
 pub use auth::{AuthError, ChannelAuth, PresenceData, UserAuth, UserData};
 pub use client::Client;
 pub use config::{Config, ConfigError, DEFAULT_PORT, DEFAULT_TIMEOUT, EpochPolicy, Scheme};
-pub use directory::{DirectoryLookup, LogHead};
+pub use directory::{Audit, DirectoryLookup, LogHead};
 pub use error::{Error, ValidationError};
 pub use hush_crypto::MasterKey;
 pub use payload::{Attribute, BatchEvent, ChannelsQuery, TriggerOptions};

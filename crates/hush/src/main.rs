@@ -48,8 +48,9 @@ enum Command {
     Channels(api_cmds::ChannelsArgs),
     /// List the users of a presence channel.
     Users(api_cmds::UsersArgs),
-    /// Audit an app's key-directory log (signed tree head, every entry, the
-    /// directory rules, and consistency with the last audit).
+    /// Audit an app's key directory: the signed epoch head and akd's
+    /// append-only proofs across every epoch since the last audit
+    /// (`--follow` keeps auditing a live server).
     Audit(audit_cmd::AuditArgs),
     /// Show the safety number of two users from their identity keys in the
     /// key directory (proofs checked).
@@ -65,7 +66,7 @@ enum Command {
     /// disable, enable, remove); running servers pick changes up within
     /// seconds.
     Apps(apps_cmd::AppsArgs),
-    /// Print the key directory's log key (the tree-head signing public key)
+    /// Print the key directory's public keys (head-signing key and VRF key)
     /// from the configured store, to pin in the apps' clients at deploy time.
     DirectoryKey(directory_key_cmd::DirectoryKeyArgs),
     /// Run hush-sdk on JSON cases from stdin (compat parity tests).

@@ -1,16 +1,17 @@
 //! `hush verify USER_A USER_B`: looks both users' identity keys up in the
-//! app's key directory (head, consistency and inclusion proofs checked) and
+//! app's key directory (signed epoch head and akd lookup proofs checked) and
 //! prints their safety number and its QR payload.
 
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::{Args, ValueEnum};
-use hush_crypto::identity::{IdentityPublicKey, RevocationKind};
+use hush_crypto::identity::IdentityPublicKey;
 use hush_crypto::safety::SafetyNumber;
-use hush_crypto::transparency::{LogEntry, LogMonitor, LogPublicKey};
+use hush_crypto::transparency::proofs::VrfPublicKey;
+use hush_crypto::transparency::{LogMonitor, LogPublicKey};
 use hush_protocol::UserId;
-use hush_sdk::{Client, UserRecords};
+use hush_sdk::Client;
 use serde_json::json;
 
 use crate::api_cmds::{ConnArgs, runtime};
@@ -28,9 +29,10 @@ pub enum QrFormat {
 #[derive(Args)]
 #[command(after_help = "\
 Both users must have published an identity (a device card) in the app's key
-directory. The answer is checked like a device would: the tree head is signed
-by the log key (--pin-key to insist on one), the lookup's head is consistent
-with it, and every record returned is included in the log.
+directory. The answer is checked like a device would: the epoch head is signed
+by the directory's key (--pin-key to insist on one), and each user's lookup
+proof shows, under the directory's VRF key (--pin-vrf), that the entry served
+(identity key, cards, revocations) is the user's latest at that epoch.
 The safety number is the same for both users (Signal's algorithm over the
 Ed25519 identity keys and user ids); compare it with the one the other person
 sees, or scan the QR payload. The payload is written from USER_A's side.")]
@@ -41,10 +43,14 @@ pub struct VerifyArgs {
     user_a: String,
     /// The second user.
     user_b: String,
-    /// The log public key you expect (base64): fail if the server signs with
-    /// another.
+    /// The head-signing public key you expect (base64, as `hush
+    /// directory-key` prints it): fail if the server signs with another.
     #[arg(long, value_name = "BASE64")]
     pin_key: Option<String>,
+    /// The VRF public key you expect (base64, as `hush directory-key` prints
+    /// it): fail if the server serves another.
+    #[arg(long, value_name = "BASE64")]
+    pin_vrf: Option<String>,
     /// Encoding of the QR payload in text output (JSON has both).
     #[arg(long, value_enum, default_value = "hex")]
     qr: QrFormat,
@@ -53,94 +59,78 @@ pub struct VerifyArgs {
     json: bool,
 }
 
-/// The user's current identity key from their looked-up records: the key of
-/// their latest entry (a card's cross-signing key, a device revocation's
-/// signing key, or the new key of an identity rotation). Records that belong
-/// to another user are refused.
-pub fn current_identity(
-    user: &UserId,
-    records: &UserRecords,
-) -> anyhow::Result<Option<IdentityPublicKey>> {
-    let mut latest: Option<(u64, IdentityPublicKey)> = None;
-    for e in records.cards.iter().chain(&records.revocations) {
-        let entry = e
-            .entry()
-            .with_context(|| format!("record {} of {user} does not verify", e.index))?;
-        let (owner, key) = match &entry {
-            LogEntry::Card(c) => (c.user_id(), *c.identity_key()),
-            LogEntry::Revocation(r) => (
-                r.user_id(),
-                match r.kind() {
-                    RevocationKind::IdentityRotation { new_identity } => *new_identity,
-                    RevocationKind::Device { .. } => *r.identity_key(),
-                },
-            ),
-        };
-        if owner != user {
-            bail!(
-                "the directory answered a lookup of {user} with a record of {owner} (entry {})",
-                e.index
-            );
-        }
-        if latest.as_ref().is_none_or(|(i, _)| e.index > *i) {
-            latest = Some((e.index, key));
-        }
-    }
-    Ok(latest.map(|(_, k)| k))
-}
-
 /// Parses a pinned log key (base64, 32 bytes).
 pub fn parse_pin(b64: &str) -> anyhow::Result<LogPublicKey> {
-    let bytes: [u8; 32] = STANDARD
+    LogPublicKey::from_bytes(&key32(b64).context("--pin-key: expected 32 bytes of base64")?)
+        .context("--pin-key: not a valid Ed25519 public key")
+}
+
+/// Parses a pinned VRF key (base64, 32 bytes).
+pub fn parse_vrf_pin(b64: &str) -> anyhow::Result<VrfPublicKey> {
+    VrfPublicKey::from_bytes(&key32(b64).context("--pin-vrf: expected 32 bytes of base64")?)
+        .context("--pin-vrf: not a valid VRF public key")
+}
+
+fn key32(b64: &str) -> Option<[u8; 32]> {
+    STANDARD
         .decode(b64.trim())
         .ok()
         .and_then(|b| b.try_into().ok())
-        .context("--pin-key: expected 32 bytes of base64")?;
-    LogPublicKey::from_bytes(&bytes).context("--pin-key: not a valid Ed25519 public key")
 }
 
-/// Looks users up with every proof checked: the current head (under the
-/// pinned key, if any), then the lookup with a consistency proof from it.
+/// Looks users up with every proof checked: the head signed by the
+/// directory's key (the pinned one, if any), then each user's lookup proof
+/// under its VRF key (the pinned one, if any): the entry returned is the
+/// user's latest at that epoch. Returns the epoch and each user's identity
+/// key (none for a user without an entry).
 pub async fn verified_identities(
     client: &Client,
     users: &[UserId],
-    pin: Option<LogPublicKey>,
+    pins: (Option<LogPublicKey>, Option<VrfPublicKey>),
 ) -> anyhow::Result<(u64, Vec<Option<IdentityPublicKey>>)> {
     let app_id = client.config().app_id.clone();
     let served = client
         .directory_log_head()
         .await
-        .context("fetching the log head")?;
-    if let Some(pin) = pin
-        && pin != served.key
-    {
+        .context("fetching the directory head")?;
+    let (pin_key, pin_vrf) = pins;
+    let key = pin_key.unwrap_or(served.key);
+    if key != served.key {
         bail!(
             "the server's log key {} is not the pinned key {}",
             STANDARD.encode(served.key.to_bytes()),
-            STANDARD.encode(pin.to_bytes())
+            STANDARD.encode(key.to_bytes())
         );
     }
-    let mut monitor = LogMonitor::new(app_id, served.key);
+    let vrf = pin_vrf.unwrap_or(served.vrf);
+    if vrf != served.vrf {
+        bail!(
+            "the server's VRF key {} is not the pinned key {}",
+            STANDARD.encode(served.vrf.to_bytes()),
+            STANDARD.encode(vrf.to_bytes())
+        );
+    }
+    let mut monitor = LogMonitor::new(app_id, key);
     monitor
-        .update(&served.head, &[])
-        .context("the log head does not verify")?;
+        .update(&served.head)
+        .context("the directory head does not verify")?;
     let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
     let lookup = client
-        .directory_users(&ids, Some(served.head.head.size))
+        .directory_users(&ids)
         .await
         .context("looking the users up")?;
-    lookup
-        .verify(&mut monitor)
+    if !lookup.more.is_empty() {
+        bail!("the server left users out of its answer: {:?}", lookup.more);
+    }
+    let verified = lookup
+        .verify(&mut monitor, &vrf)
         .context("the directory's answer does not verify")?;
-    let size = monitor.trusted().map_or(0, |h| h.size);
+    let epoch = monitor.trusted().map_or(0, |h| h.epoch);
     let keys = users
         .iter()
-        .map(|u| match lookup.users.get(u.as_str()) {
-            Some(records) => current_identity(u, records),
-            None => Ok(None),
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok((size, keys))
+        .map(|u| verified.get(u.as_str()).map(|v| v.entry.identity))
+        .collect();
+    Ok((epoch, keys))
 }
 
 /// Runs `hush verify`.
@@ -151,8 +141,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     if users[0] == users[1] {
         bail!("name two different users");
     }
-    let pin = args.pin_key.as_deref().map(parse_pin).transpose()?;
-    let (size, keys) = runtime()?.block_on(verified_identities(&client, &users, pin))?;
+    let pins = (
+        args.pin_key.as_deref().map(parse_pin).transpose()?,
+        args.pin_vrf.as_deref().map(parse_vrf_pin).transpose()?,
+    );
+    let (epoch, keys) = runtime()?.block_on(verified_identities(&client, &users, pins))?;
     let mut found = Vec::new();
     for (user, key) in users.iter().zip(keys) {
         match key {
@@ -176,7 +169,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 "grouped": number.display_grouped(),
                 "qr_hex": hex::encode(&qr),
                 "qr_base64": STANDARD.encode(&qr),
-                "log_size": size,
+                "epoch": epoch,
             })
         );
     } else {
@@ -185,7 +178,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             QrFormat::Base64 => format!("QR payload (base64): {}", STANDARD.encode(&qr)),
         };
         println!(
-            "safety number of {} and {}:\n  {}\n{qr_text}\nidentity keys (verified in the key directory, log size {size}):\n  {}: {}\n  {}: {}",
+            "safety number of {} and {}:\n  {}\n{qr_text}\nidentity keys (verified in the key directory at epoch {epoch}):\n  {}: {}\n  {}: {}",
             users[0],
             users[1],
             number.display_grouped(),

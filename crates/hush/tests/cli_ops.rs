@@ -71,7 +71,17 @@ async fn api_commands_work_over_https() {
     assert!(o.status.success(), "users: {}", stderr(&o));
     let o = run(vec!["audit"]).await;
     assert!(o.status.success(), "audit: {}", stderr(&o));
-    assert!(stdout(&o).contains("log of 2 entries"), "{}", stdout(&o));
+    // Two publications, two epochs, kept in the store across the restart.
+    assert!(
+        stdout(&o).contains("directory at epoch 2"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("epochs 1..=2 verified append-only"),
+        "{}",
+        stdout(&o)
+    );
     let o = run(vec!["verify", "alice", "bob", "--json"]).await;
     assert!(o.status.success(), "verify: {}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
