@@ -654,6 +654,51 @@ async fn attack_renewed_card_keeps_the_stolen_x25519_key() {
     srv.stop().await;
 }
 
+/// Pinned trust is the default (issue 13, finding 2): a device that has not
+/// seen the directory refuses to take its keys from the server's first
+/// answer (a malicious server would hand it its own) unless the app pinned
+/// both keys, as an operator gets them from `hush directory-key`, or asked
+/// for trust on first use. Checked to fail with the check removed (the
+/// publish then succeeds on keys nobody configured).
+#[tokio::test]
+async fn attack_unpinned_directory_is_not_trusted_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let alice_client = client(&srv, "alice");
+    let e2ee = E2ee::create(
+        alice_client.clone(),
+        key_store(&dir, "alice"),
+        "alice",
+        true,
+    )
+    .unwrap();
+    let r = e2ee.publish().await;
+    assert!(matches!(r, Err(E2eeError::DirectoryNotPinned)), "{r:?}");
+    let r = e2ee.lookup(&["bob"]).await;
+    assert!(matches!(r, Err(E2eeError::DirectoryNotPinned)), "{r:?}");
+    // One key pinned is not enough.
+    let keys = srv.sdk().directory_log_head().await.unwrap();
+    e2ee.pin_directory_key(&keys.key.to_bytes()).await.unwrap();
+    assert!(matches!(
+        e2ee.publish().await,
+        Err(E2eeError::DirectoryNotPinned)
+    ));
+    // Both pinned, as the operator configured them: it works.
+    e2ee.pin_directory_vrf_key(&keys.vrf.to_bytes())
+        .await
+        .unwrap();
+    e2ee.publish().await.unwrap();
+    // A device whose app asks for trust on first use works without pins.
+    let bob_client = client(&srv, "bob");
+    let bob = E2ee::create(bob_client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
+    bob.set_trust_on_first_use(true).await;
+    bob.publish().await.unwrap();
+    assert_eq!(bob.lookup(&["alice"]).await.unwrap()[0].devices.len(), 1);
+    alice_client.disconnect().await;
+    bob_client.disconnect().await;
+    srv.stop().await;
+}
+
 /// Pinned trust (issue 13, finding 2): a device configured with the
 /// directory's log key refuses a directory signed by any other key (a
 /// substituted or malicious server), where trust on first use would accept

@@ -240,7 +240,6 @@ fn bob_knowing(
     let store = KeyStore::new(dir.join("bob.hks"), StoreKey::generate());
     store.create(&bob).unwrap();
     let e2ee = E2ee::open_store(offline_client(), store.clone()).unwrap();
-    e2ee.set_trust_on_first_use(true).await;
     (e2ee, store, bob_card)
 }
 
