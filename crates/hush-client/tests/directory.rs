@@ -764,6 +764,33 @@ use futures_util::{SinkExt, StreamExt};
 use hush_client::e2ee::OwnerAlarm;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+/// Bob's device (published, trusting the directory on first use), connected
+/// through `url` (a proxy in front of `srv`).
+async fn bob_behind(url: &str, srv: &Srv, dir: &tempfile::TempDir) -> (Client, E2ee) {
+    let bob_client = Client::builder(KEY)
+        .url(url)
+        .authorizer(authorizer(srv.sdk(), "bob", Arc::default()))
+        .build()
+        .unwrap();
+    bob_client.connected().await.unwrap();
+    let bob = E2ee::create(bob_client.clone(), key_store(dir, "bob"), "bob", true).unwrap();
+    bob.set_trust_on_first_use(true).await;
+    bob.publish().await.unwrap();
+    (bob_client, bob)
+}
+
+/// Alice's first device and a tablet she approved, both published.
+async fn alice_with_tablet(srv: &Srv, dir: &tempfile::TempDir) -> (Device, Device) {
+    let alice = device(srv, dir, "alice", "alice", true).await;
+    alice.e2ee.publish().await.unwrap();
+    let tablet = device(srv, dir, "alice", "alice-tablet", false).await;
+    let request = tablet.e2ee.card_request().await.unwrap();
+    let card = alice.e2ee.approve_device(&request).await.unwrap();
+    tablet.e2ee.install_card(card).await.unwrap();
+    tablet.e2ee.publish().await.unwrap();
+    (alice, tablet)
+}
+
 /// A malicious directory in front of the real server: relays the WebSocket
 /// both ways, records the last `directory.lookup` answer about `user`, and
 /// once `replay` is set answers every later lookup about `user` with that
@@ -888,24 +915,10 @@ fn rewrite(
 async fn attack_lookup_omits_revocation() {
     let dir = tempfile::tempdir().unwrap();
     let srv = start_in(&dir).await;
-    let alice = device(&srv, &dir, "alice", "alice", true).await;
-    alice.e2ee.publish().await.unwrap();
-    let tablet = device(&srv, &dir, "alice", "alice-tablet", false).await;
-    let request = tablet.e2ee.card_request().await.unwrap();
-    let card = alice.e2ee.approve_device(&request).await.unwrap();
-    tablet.e2ee.install_card(card).await.unwrap();
-    tablet.e2ee.publish().await.unwrap();
+    let (alice, tablet) = alice_with_tablet(&srv, &dir).await;
 
     let (url, _replay, splice) = editing_proxy(&srv, "alice").await;
-    let bob_client = Client::builder(KEY)
-        .url(&url)
-        .authorizer(authorizer(srv.sdk(), "bob", Arc::default()))
-        .build()
-        .unwrap();
-    bob_client.connected().await.unwrap();
-    let bob = E2ee::create(bob_client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
-    bob.set_trust_on_first_use(true).await;
-    bob.publish().await.unwrap();
+    let (bob_client, bob) = bob_behind(&url, &srv, &dir).await;
     assert_eq!(bob.lookup(&["alice"]).await.unwrap()[0].devices.len(), 2);
 
     // The tablet is stolen: Alice revokes it.
@@ -955,15 +968,7 @@ async fn attack_stale_head_freezes_victim() {
     alice.e2ee.publish().await.unwrap();
 
     let (url, replay) = replaying_proxy(&srv, "alice").await;
-    let bob_client = Client::builder(KEY)
-        .url(&url)
-        .authorizer(authorizer(srv.sdk(), "bob", Arc::default()))
-        .build()
-        .unwrap();
-    bob_client.connected().await.unwrap();
-    let bob = E2ee::create(bob_client.clone(), key_store(&dir, "bob"), "bob", true).unwrap();
-    bob.set_trust_on_first_use(true).await;
-    bob.publish().await.unwrap();
+    let (bob_client, bob) = bob_behind(&url, &srv, &dir).await;
     bob.set_max_head_age(Duration::from_secs(3)).await;
     // Fresh heads pass the check.
     assert_eq!(bob.lookup(&["alice"]).await.unwrap()[0].devices.len(), 1);
