@@ -68,7 +68,7 @@ bin_dir="$target_dir/$triple/release"
 max_len() {
   case "$1" in
     session|http_api|suite1_envelope) echo 16384 ;;
-    transparency) echo 8192 ;;
+    directory_proofs) echo 8192 ;;
     *) echo 4096 ;;
   esac
 }

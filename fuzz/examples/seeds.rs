@@ -18,7 +18,8 @@ use base64::engine::general_purpose::STANDARD;
 use hush_crypto::identity::{
     CardId, DeviceCard, DeviceKeys, IdentityKey, Revocation, UnsignedCard,
 };
-use hush_crypto::transparency::{LogEntry, LogKey, MerkleLog, TreeHead};
+use hush_crypto::transparency::proofs::UserEntry;
+use hush_crypto::transparency::{LogEntry, LogKey, TreeHead};
 use hush_crypto::{MasterKey, seal, shared_secret};
 use hush_protocol::{ChannelName, SocketId, auth, wire};
 use sha2::{Digest, Sha256};
@@ -89,7 +90,10 @@ fn frames() {
         r#"{"event":"client-typing","channel":"private-chat","data":{"who":"u1"}}"#.to_owned(),
         serde_json::json!({"event":"client-hush-sealed","channel":"private-encrypted-x","data":envelope}).to_string(),
         r#"{"event":"hush:request","data":{"id":"1","method":"log.head","params":{}}}"#.to_owned(),
-        r#"{"event":"hush:request","data":{"id":"r-2","method":"directory.lookup","params":{"users":["u1"],"since":0}}}"#.to_owned(),
+        r#"{"event":"hush:request","data":{"id":"r-2","method":"directory.lookup","params":{"users":["u1"]}}}"#.to_owned(),
+        r#"{"event":"hush:request","data":{"id":"r-3","method":"directory.history","params":{"versions":3}}}"#.to_owned(),
+        r#"{"event":"hush:request","data":{"id":"r-4","method":"log.audit","params":{"from":1,"to":2}}}"#.to_owned(),
+        r#"{"event":"hush:request","data":{"id":"r-5","method":"log.head","params":{"epoch":1}}}"#.to_owned(),
         r#"{"event":"pusher_internal:member_added","data":{}}"#.to_owned(),
         r#"{"event":"other","data":null}"#.to_owned(),
     ];
@@ -162,16 +166,25 @@ fn records() {
         LogEntry::Revocation(revoke.clone()),
         LogEntry::Revocation(rotate.clone()),
     ];
-    let mut log = MerkleLog::new();
-    for e in &entries {
-        log.append(&e.to_bytes());
-    }
     let sth = LogKey::from_secret_bytes(&[6; 32]).sign(TreeHead {
         log_id: "app-id".into(),
-        size: log.size(),
-        root: log.root(),
+        epoch: 3,
+        root: [7; 32],
         timestamp: 1_750_000_000_000,
     });
+    // Per-user entries as the akd directory commits them.
+    let with_card = UserEntry {
+        identity: identity.public_key(),
+        cards: vec![second.clone()],
+        revocations: Vec::new(),
+    };
+    let with_revocation = UserEntry {
+        identity: identity.public_key(),
+        cards: Vec::new(),
+        revocations: vec![revoke.clone(), rotate.clone()],
+    };
+    put("records", &with_card.to_bytes());
+    put("records", &with_revocation.to_bytes());
     for bytes in [
         first.to_bytes(),
         second.to_bytes(),

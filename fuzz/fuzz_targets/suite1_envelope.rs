@@ -62,7 +62,7 @@ fn keys() -> &'static Keys {
             .collect();
         let head = LogKey::from_secret_bytes(&[4; 32]).sign(TreeHead {
             log_id: "app".into(),
-            size: 7,
+            epoch: 7,
             root: [5; 32],
             timestamp: 1_700_000_000_000,
         });

@@ -20,7 +20,9 @@ pub const APP_SECRET: &str = "fuzz-secret";
 /// The configuration of the in-process server: one app with client events on,
 /// user authentication off (so a failed sign-in answers instead of closing),
 /// no webhooks, a high API rate and no directory write rates (the rate
-/// limiters are not under test here: the harness lives for a whole run).
+/// limiters are not under test here: the harness lives for a whole run),
+/// and key-directory epochs published 1 ms after a write (a write waits for
+/// its epoch).
 pub const CONFIG: &str = r#"
 [server]
 host = "127.0.0.1"
@@ -42,6 +44,7 @@ max_client_events_per_second = 1000000000
 [directory]
 writes_per_user_per_minute = 0
 writes_per_connection_per_minute = 0
+epoch_interval_ms = 1
 "#;
 
 /// A tokio runtime and the server state, shared by every input of a run.
@@ -137,4 +140,47 @@ pub fn str_member(
     frame
         .get(name)
         .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+}
+
+/// The oracle for a [`UserEntry`] the client accepted from `bytes` for
+/// `user` (hush-crypto transparency/proofs.rs): the encoding is canonical
+/// (re-encodes to exactly `bytes`, so one entry has one value in the tree),
+/// every card is `user`'s and cross-signed by the entry's identity key
+/// (re-verified here), device ids strictly increase, and every revocation
+/// is `user`'s.
+///
+/// [`UserEntry`]: hush_crypto::transparency::proofs::UserEntry
+pub fn check_user_entry(
+    user: &hush_protocol::UserId,
+    bytes: &[u8],
+    entry: &hush_crypto::transparency::proofs::UserEntry,
+) {
+    assert_eq!(
+        entry.to_bytes(),
+        bytes,
+        "user entry encoding is not canonical"
+    );
+    for card in &entry.cards {
+        assert_eq!(card.user_id(), user, "entry holds another user's card");
+        assert_eq!(
+            card.identity_key(),
+            &entry.identity,
+            "entry holds a card under another identity"
+        );
+        // Signatures were checked by the parser; this checks the binding
+        // (at the card's own creation time, so expiry is not in question).
+        card.verify(user, &entry.identity, card.body().created_at)
+            .unwrap_or_else(|e| panic!("entry holds a card that does not verify: {e}"));
+    }
+    for pair in entry.cards.windows(2) {
+        assert!(
+            pair[0].device_id() < pair[1].device_id(),
+            "entry device ids do not strictly increase"
+        );
+    }
+    for rev in &entry.revocations {
+        assert_eq!(rev.user_id(), user, "entry holds another user's revocation");
+    }
+    assert!(entry.cards.len() <= hush_crypto::transparency::proofs::MAX_ENTRY_CARDS);
+    assert!(entry.revocations.len() <= hush_crypto::transparency::proofs::ENTRY_REVOCATIONS);
 }
