@@ -1279,7 +1279,7 @@ mod tests {
         };
         let open = |keys: &DeviceKeys| {
             env.open(
-                card.device_id(),
+                &renewed,
                 keys,
                 &sender,
                 &mut crate::suite1::ReplayGuard::default(),
