@@ -189,6 +189,21 @@ public_key_type!(
     DeviceSigningPublicKey
 );
 
+impl DeviceSigningPublicKey {
+    /// Verifies a signature over `msg`, which already starts with its
+    /// context string (the caller built `context ‖ body` in one buffer it
+    /// wipes: no further copy of a body that holds a plaintext).
+    pub(crate) fn verify_prefixed(
+        &self,
+        msg: &[u8],
+        sig: &[u8; SIGNATURE_LEN],
+    ) -> Result<(), CardError> {
+        self.0
+            .verify_strict(msg, &Signature::from_bytes(sig))
+            .map_err(|_| CardError::BadSignature)
+    }
+}
+
 /// A user's long-term Ed25519 identity key. Zeroized on drop; `Debug` shows
 /// only the public key.
 #[derive(Clone)]
@@ -355,6 +370,12 @@ impl DeviceKeys {
 
     pub(crate) fn sign(&self, context: &[u8], body: &[u8]) -> [u8; SIGNATURE_LEN] {
         sign(&self.signing, context, body)
+    }
+
+    /// Signs `msg`, which already starts with its context string (see
+    /// [`DeviceSigningPublicKey::verify_prefixed`]).
+    pub(crate) fn sign_prefixed(&self, msg: &[u8]) -> [u8; SIGNATURE_LEN] {
+        self.signing.sign(msg).to_bytes()
     }
 
     pub(crate) fn encryption_key(&self) -> &KemPrivateKey {

@@ -535,7 +535,7 @@ fn seal_inner(
         req.inner_event.as_str().as_bytes(),
         plaintext,
     );
-    let signature = req.sender_keys.sign(CTX_SIGNATURE, &signed);
+    let signature = req.sender_keys.sign_prefixed(&signed);
     drop(signed);
 
     let mut content_key = Zeroizing::new([0u8; 32]);
@@ -840,7 +840,7 @@ impl Envelope {
 
         let signed = signed_message(header_bytes, event_bytes, plaintext);
         card.signing_key()
-            .verify(CTX_SIGNATURE, &signed, &signature)
+            .verify_prefixed(&signed, &signature)
             .map_err(|_| OpenError::BadSignature)?;
         drop(signed);
 
@@ -878,11 +878,17 @@ fn wrap_aad(header: &[u8], device: &DeviceId, binding: &[u8; BINDING_LEN]) -> Ve
     [header, device.0.as_slice(), binding.as_slice()].concat()
 }
 
-/// What the sender signs: header ‖ u16-length inner event ‖ plaintext. It
-/// holds a copy of the plaintext, so it is wiped when dropped.
+/// What the sender signs: the signature context ‖ header ‖ u16-length inner
+/// event ‖ plaintext, built once (signing and verifying make no further
+/// copy). It holds a copy of the plaintext, so it is wiped when dropped (the
+/// buffer is allocated at its final size: no reallocation leaves a copy).
 fn signed_message(header: &[u8], event: &[u8], plaintext: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut w = Writer::with_capacity(header.len() + 2 + event.len() + plaintext.len());
-    w.bytes(header).str16(event).bytes(plaintext);
+    let len = CTX_SIGNATURE.len() + header.len() + 2 + event.len() + plaintext.len();
+    let mut w = Writer::with_capacity(len);
+    w.bytes(CTX_SIGNATURE)
+        .bytes(header)
+        .str16(event)
+        .bytes(plaintext);
     Zeroizing::new(w.into_vec())
 }
 
