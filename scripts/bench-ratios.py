@@ -26,6 +26,21 @@ GROUP = "suite1 ratios"
 INTERLEAVED = "suite1 ratios interleaved (us = ratio)"
 
 
+def fastest(root, group):
+    """{function id: fastest sample's ns per iteration} of the group's last run."""
+    out = {}
+    pattern = os.path.join(root, "criterion", "**", "new", "benchmark.json")
+    for path in glob.glob(pattern, recursive=True):
+        with open(path) as f:
+            bench = json.load(f)
+        if bench.get("group_id") != group:
+            continue
+        with open(os.path.join(os.path.dirname(path), "sample.json")) as f:
+            sample = json.load(f)
+        out[bench["function_id"]] = min(t / i for t, i in zip(sample["times"], sample["iters"]))
+    return out
+
+
 def medians(root, group):
     """{function id: median ns} of the group's last run."""
     out = {}
@@ -68,6 +83,7 @@ def main():
     if "--json" in sys.argv:
         print(json.dumps({
             "medians_ns": m,
+            "fastest_sample_ns": fastest(root, GROUP),
             "sequential": {name: {"ns": v, "baseline_ns": b, "ratio": v / b, "target": t}
                            for name, v, b, t in rows},
             "interleaved": {name: {"ratio": r, "target": t} for name, r, t in interleaved},
