@@ -31,7 +31,8 @@ struct Keys {
     sender_keys: DeviceKeys,
     identity: IdentityKey,
     card: DeviceCard,
-    devices: Vec<(DeviceId, DeviceKeys)>,
+    /// Bob's four devices: keys and cards.
+    devices: Vec<(DeviceKeys, DeviceCard)>,
     /// A directory tree head the sender gossips (in every other envelope).
     head: SignedTreeHead,
 }
@@ -52,12 +53,21 @@ fn keys() -> &'static Keys {
             None,
         );
         let card = DeviceCard::issue(body, &sender_keys, &identity).expect("sender card");
+        let bob = UserId::parse("bob").expect("user id");
+        let bob_identity = IdentityKey::from_secret_bytes(&[6; 32]);
         let devices = (0u8..4)
             .map(|i| {
-                (
-                    DeviceId([0x10 + i; 16]),
-                    DeviceKeys::from_secret_bytes(&[0x20 + i; 32], &[0x30 + i; 32]),
-                )
+                let keys = DeviceKeys::from_secret_bytes(&[0x20 + i; 32], &[0x30 + i; 32]);
+                let body = UnsignedCard::new(
+                    bob.clone(),
+                    &bob_identity.public_key(),
+                    &keys,
+                    0,
+                    u64::MAX,
+                    None,
+                );
+                let card = DeviceCard::issue(body, &keys, &bob_identity).expect("bob's card");
+                (keys, card)
             })
             .collect();
         let head = LogKey::from_secret_bytes(&[4; 32]).sign(TreeHead {
@@ -132,13 +142,13 @@ fn open_as(
     now_ms: u64,
 ) -> Result<suite1::Opened, OpenError> {
     let k = keys();
-    let (id, dk) = &k.devices[device];
+    let (dk, me) = &k.devices[device];
     let sender = TrustedSender {
         card: &k.card,
         identity: &k.identity.public_key(),
         revocations: &[],
     };
-    env.open(*id, dk, &sender, guard, now_ms)
+    env.open(me, dk, &sender, guard, now_ms)
 }
 
 fn check(input: &Input) {
@@ -164,10 +174,7 @@ fn check(input: &Input) {
     let listed: Vec<usize> = (0..4).filter(|i| input.mask & (1 << i) != 0).collect();
     let recipients: Vec<Recipient> = listed
         .iter()
-        .map(|&i| Recipient {
-            device_id: k.devices[i].0,
-            key: k.devices[i].1.encryption_public_key(),
-        })
+        .map(|&i| Recipient::from(&k.devices[i].1))
         .collect();
     let req = SealRequest {
         sender_user: &k.sender_user,

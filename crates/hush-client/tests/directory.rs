@@ -248,7 +248,15 @@ async fn tampered_replayed_forged_unknown_and_revoked_senders_are_refused() {
         ),
         "{r:?}"
     );
-    for pos in [mid + 3, table_start + 20, table_start + 70, raw.len() - 1] {
+    // The entry's binding (device id ‖ binding ‖ enc ‖ wrapped key): an
+    // entry bound to someone else is not this device's.
+    let mut t = raw.clone();
+    t[table_start + 20] ^= 0x40;
+    assert!(matches!(
+        bob.e2ee.open(&with(t)).await,
+        Err(E2eeError::Open(OpenError::NotARecipient))
+    ));
+    for pos in [mid + 3, table_start + 60, table_start + 100, raw.len() - 1] {
         let mut t = raw.clone();
         t[pos] ^= 0x40;
         let r = bob.e2ee.open(&with(t)).await;

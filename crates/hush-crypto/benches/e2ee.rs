@@ -82,7 +82,7 @@ fn suite1(c: &mut Criterion) {
         b.iter(|| {
             let env = Envelope::from_data(black_box(&data)).unwrap();
             env.open(
-                me.id,
+                &me.card,
                 &me.keys,
                 &trusted,
                 &mut ReplayGuard::new(1),

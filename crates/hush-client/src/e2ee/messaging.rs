@@ -262,7 +262,13 @@ impl<'a> Messaging<'a> {
                 revocations: &revocations,
             };
             let State { data, guard, .. } = &mut *st;
-            let opened = env.open(data.device_id, &data.keys, &trusted, guard, now_ms())?;
+            // This device's own card: the envelope must be addressed to it
+            // (this user, this device, this card), not only to its id.
+            let me = data
+                .card
+                .as_ref()
+                .ok_or(E2eeError::Open(OpenError::NotARecipient))?;
+            let opened = env.open(me, &data.keys, &trusted, guard, now_ms())?;
             // Mirror the stream's new state into the saved data (and drop
             // what the guard swept out as expired).
             let stream = StreamKey {

@@ -20,7 +20,7 @@ use super::{
     Envelope, RECIPIENT_ENTRY_LEN, Recipient, ReplayGuard, SealRequest, TrustedSender,
     seal_with_rng,
 };
-use crate::identity::{DeviceCard, DeviceId, DeviceKeys, IdentityKey, UnsignedCard};
+use crate::identity::{DeviceCard, DeviceKeys, IdentityKey, UnsignedCard};
 use crate::transparency::{LogKey, SignedTreeHead, TreeHead};
 
 /// The gossiped tree head: `{log id, epoch, root, timestamp}` signed by the
@@ -69,9 +69,6 @@ impl rand_core::TryCryptoRng for Scripted {}
 fn h32(s: &str) -> [u8; 32] {
     hex::decode(s).unwrap().try_into().unwrap()
 }
-fn h16(s: &str) -> [u8; 16] {
-    hex::decode(s).unwrap().try_into().unwrap()
-}
 
 /// The inputs (fixed here; also written to the vector file).
 fn inputs() -> Vec<(&'static str, String)> {
@@ -83,9 +80,11 @@ fn inputs() -> Vec<(&'static str, String)> {
         ("sender_device_x25519_secret", pattern(0x03)),
         ("card_created_at", "1700000000".into()),
         ("card_expires_at", "1800000000".into()),
-        ("recipient_0_device_id", hex::encode([0xb1; 16])),
+        ("recipient_user", "bob".into()),
+        ("recipient_identity_seed", pattern(0x07)),
+        ("recipient_0_signing_seed", pattern(0xb1)),
         ("recipient_0_x25519_secret", pattern(0x04)),
-        ("recipient_1_device_id", hex::encode([0xb2; 16])),
+        ("recipient_1_signing_seed", pattern(0xb2)),
         ("recipient_1_x25519_secret", pattern(0x05)),
         ("channel", "private-chat-42".into()),
         ("event", "e2ee".into()),
@@ -109,7 +108,8 @@ struct Fixture {
     card: DeviceCard,
     identity: IdentityKey,
     sender_keys: DeviceKeys,
-    recipients: Vec<(DeviceId, DeviceKeys)>,
+    /// Bob's two devices: keys and cards (same validity as the sender's).
+    recipients: Vec<(DeviceKeys, DeviceCard)>,
     v: BTreeMap<&'static str, String>,
 }
 
@@ -129,11 +129,24 @@ fn fixture() -> Fixture {
         None,
     );
     let card = DeviceCard::issue(body, &sender_keys, &identity).unwrap();
+    let bob = UserId::parse(&v["recipient_user"]).unwrap();
+    let bob_identity = IdentityKey::from_secret_bytes(&h32(&v["recipient_identity_seed"]));
     let recipients = (0..2)
         .map(|i| {
-            let id = DeviceId(h16(&v[format!("recipient_{i}_device_id").as_str()]));
-            let secret = h32(&v[format!("recipient_{i}_x25519_secret").as_str()]);
-            (id, DeviceKeys::from_secret_bytes(&[0x99; 32], &secret))
+            let keys = DeviceKeys::from_secret_bytes(
+                &h32(&v[format!("recipient_{i}_signing_seed").as_str()]),
+                &h32(&v[format!("recipient_{i}_x25519_secret").as_str()]),
+            );
+            let body = UnsignedCard::new(
+                bob.clone(),
+                &bob_identity.public_key(),
+                &keys,
+                v["card_created_at"].parse().unwrap(),
+                v["card_expires_at"].parse().unwrap(),
+                None,
+            );
+            let card = DeviceCard::issue(body, &keys, &bob_identity).unwrap();
+            (keys, card)
         })
         .collect();
     Fixture {
@@ -154,10 +167,7 @@ fn compute(f: &Fixture) -> Vec<(String, String)> {
     let recipients: Vec<Recipient> = f
         .recipients
         .iter()
-        .map(|(id, keys)| Recipient {
-            device_id: *id,
-            key: keys.encryption_public_key(),
-        })
+        .map(|(_, card)| Recipient::from(card))
         .collect();
     let script = [
         "message_id",
@@ -209,11 +219,21 @@ fn compute(f: &Fixture) -> Vec<(String, String)> {
         ("sender_card".into(), hex::encode(f.card.to_bytes())),
         ("sender_card_id".into(), hex::encode(f.card.id().0)),
     ];
-    for (i, (_, keys)) in f.recipients.iter().enumerate() {
+    for (i, ((keys, card), r)) in f.recipients.iter().zip(&recipients).enumerate() {
         out.push((
             format!("recipient_{i}_x25519_public"),
             hex::encode(keys.encryption_public_key().to_bytes()),
         ));
+        // Cards issued like the sender's (created/expires as above), under
+        // Bob's identity key; device id derived from the signing key.
+        out.push((
+            format!("recipient_{i}_device_id"),
+            hex::encode(card.device_id().0),
+        ));
+        out.push((format!("recipient_{i}_card"), hex::encode(card.to_bytes())));
+        out.push((format!("recipient_{i}_card_id"), hex::encode(card.id().0)));
+        // SHA-256("hush/v1/suite1/recipient\0" ‖ str16(user) ‖ device id ‖ card id)
+        out.push((format!("recipient_{i}_binding"), hex::encode(r.binding())));
     }
     out.push((
         "log_public_key".into(),
@@ -235,8 +255,10 @@ fn compute(f: &Fixture) -> Vec<(String, String)> {
     ));
     for i in 0..2 {
         let e = &bytes[table + i * RECIPIENT_ENTRY_LEN..table + (i + 1) * RECIPIENT_ENTRY_LEN];
-        out.push((format!("recipient_{i}_enc"), hex::encode(&e[16..48])));
-        out.push((format!("recipient_{i}_wrapped_key"), hex::encode(&e[48..])));
+        // device id (16) ‖ binding (32) ‖ enc (32) ‖ wrapped key (48)
+        assert_eq!(&e[16..48], recipients[i].binding());
+        out.push((format!("recipient_{i}_enc"), hex::encode(&e[48..80])));
+        out.push((format!("recipient_{i}_wrapped_key"), hex::encode(&e[80..])));
     }
     out.push((
         "body_ciphertext".into(),
@@ -254,7 +276,7 @@ fn body_len() -> usize {
 
 fn render(computed: &[(String, String)]) -> String {
     let mut s = String::from(
-        "# hush suite 1 (envelope version 3) known-answer vector (docs/E2EE-SUITE1.md). Inputs, then outputs.\n\
+        "# hush suite 1 (envelope version 4) known-answer vector (docs/E2EE-SUITE1.md). Inputs, then outputs.\n\
          # Random inputs are consumed in this order: message_id, content_key,\n\
          # recipient_0_ephemeral_ikm, recipient_1_ephemeral_ikm (RFC 9180 DeriveKeyPair ikm).\n",
     );
@@ -288,10 +310,10 @@ fn suite1_known_answer_vector() {
         .clone();
     let env = Envelope::from_data(&data).unwrap();
     let identity = f.identity.public_key();
-    for (id, keys) in &f.recipients {
+    for (keys, card) in &f.recipients {
         let opened = env
             .open(
-                *id,
+                card,
                 keys,
                 &TrustedSender {
                     card: &f.card,

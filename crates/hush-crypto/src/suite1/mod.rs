@@ -8,7 +8,11 @@
 //! over `header ‖ inner event ‖ plaintext` sits inside the ciphertext; the
 //! header commits to the recipient list, and header ‖ recipient table are the
 //! body's associated data, so an envelope cannot be moved to another
-//! channel, re-addressed or stripped of recipients. The inner event name and
+//! channel, re-addressed or stripped of recipients. Each recipient entry
+//! names the recipient's user id, device id and the hash of the card the
+//! sender encrypted to ([`Recipient::binding`]), so a recipient who re-wraps
+//! the content key for someone else cannot pass it off as addressed to
+//! them, even under a copied device id. The inner event name and
 //! the plaintext are padded together, so the length the relay sees does not
 //! depend on the event name. The result travels as standard base64 in
 //! Pusher's `data` string (at most 10 240 bytes).
@@ -33,13 +37,13 @@
 //! public way to seal with a caller's generator (a deterministic one would
 //! repeat content keys and HPKE ephemerals).
 
+mod hpke;
 mod replay;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use hush_protocol::limits::MAX_EVENT_DATA_BYTES;
 use hush_protocol::{ChannelName, EventName, UserId};
 use rand_core::CryptoRng;
@@ -48,32 +52,33 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 pub use replay::{
-    Accepted, DEFAULT_MAX_AGE_MS, DEFAULT_STREAMS, ReplayGuard, StreamKey, StreamState, WINDOW,
+    Accepted, DEFAULT_MAX_AGE_MS, DEFAULT_MAX_STREAMS, DEFAULT_MAX_STREAMS_PER_USER,
+    DEFAULT_STREAMS, ReplayGuard, StreamKey, StreamLimit, StreamState, WINDOW,
 };
 
 use crate::identity::{
-    DEVICE_ID_LEN, DeviceCard, DeviceId, DeviceKeys, EncryptionPublicKey, IdentityPublicKey, Kem,
-    Revocation, SIGNATURE_LEN, os_rng,
+    CardId, DEVICE_ID_LEN, DeviceCard, DeviceId, DeviceKeys, EncryptionPublicKey,
+    IdentityPublicKey, Revocation, SIGNATURE_LEN, os_rng,
 };
 use crate::transparency::SignedTreeHead;
 use crate::wire::{Reader, Writer};
 
-type HpkeAead = hpke::aead::ChaCha20Poly1305;
-type HpkeKdf = hpke::kdf::HkdfSha256;
-
-/// Envelope format version (3: the header carries the sender's latest
-/// verified directory tree head; 2 put the inner event name inside the
-/// padding).
-pub const VERSION: u8 = 3;
+/// Envelope format version (4: every recipient entry carries the
+/// recipient's binding (user id, device id, card id) and the signed
+/// recipients hash covers it; 3 added the gossiped tree head; 2 put the
+/// inner event name inside the padding). Other versions are refused.
+pub const VERSION: u8 = 4;
 /// Suite id.
 pub const SUITE: u8 = 1;
 /// First bytes of every envelope (base64 `aHVzaA…`).
 pub const MAGIC: &[u8; 4] = b"hush";
 /// Length of a message id.
 pub const MESSAGE_ID_LEN: usize = 16;
-/// Bytes per recipient-table entry: device id (16) ‖ HPKE `enc` (32) ‖
-/// wrapped content key (32 + 16-byte tag).
-pub const RECIPIENT_ENTRY_LEN: usize = DEVICE_ID_LEN + 32 + 48;
+/// Length of a recipient binding ([`Recipient::binding`]).
+pub const BINDING_LEN: usize = 32;
+/// Bytes per recipient-table entry: device id (16) ‖ recipient binding (32)
+/// ‖ HPKE `enc` (32) ‖ wrapped content key (32 + 16-byte tag).
+pub const RECIPIENT_ENTRY_LEN: usize = DEVICE_ID_LEN + BINDING_LEN + 32 + 48;
 /// Most recipients a table can hold (its count is a `u16`).
 pub const MAX_TABLE_ENTRIES: usize = u16::MAX as usize;
 /// Pusher's limit on the `data` string, in bytes.
@@ -86,6 +91,7 @@ pub const PADDING_BUCKETS: [usize; 5] = [256, 512, 1024, 2048, 4096];
 const TAG_LEN: usize = 16;
 const CTX_SIGNATURE: &[u8] = b"hush/v1/suite1/signature\0";
 const CTX_RECIPIENTS: &[u8] = b"hush/v1/suite1/recipients\0";
+const CTX_RECIPIENT: &[u8] = b"hush/v1/suite1/recipient\0";
 const HPKE_INFO_PREFIX: &[u8] = b"hush/v1/suite1\0";
 
 /// Why an envelope could not be sealed.
@@ -130,7 +136,9 @@ pub enum OpenError {
         /// Suite byte.
         suite: u8,
     },
-    /// This device is not in the recipient table.
+    /// This device is not in the recipient table, or its entry names
+    /// another user or another card of this device (a message addressed to
+    /// someone else, or to a card this device has replaced).
     #[error("this device is not a recipient of the message")]
     NotARecipient,
     /// The supplied card is not the sender's, is not bound to the trusted
@@ -156,15 +164,36 @@ pub enum OpenError {
     /// future.
     #[error("message expired or from the future (timestamp outside the window)")]
     Expired,
+    /// The message would open a new sender stream, but the replay guard is
+    /// at its cap for the sender's user or in all
+    /// ([`ReplayGuard::with_stream_limits`]) and none of its streams has
+    /// expired yet. Nothing was recorded; the same message opens once
+    /// streams expire (within the freshness window, or it is `Expired`).
+    #[error("too many live sender streams: {0}")]
+    TooManyStreams(#[from] StreamLimit),
 }
 
-/// One recipient device.
+/// One recipient device, made from the device card the sender encrypts to
+/// (`Recipient::from(&card)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recipient {
     /// The device.
     pub device_id: DeviceId,
     /// Its HPKE (X25519) key.
     pub key: EncryptionPublicKey,
+    /// Commitment to the recipient's user id, device id and card id.
+    binding: [u8; BINDING_LEN],
+}
+
+impl Recipient {
+    /// The recipient's binding, as its table entry carries it:
+    /// `SHA-256("hush/v1/suite1/recipient\0" ‖ str16(user id) ‖ device id
+    /// ‖ card id)`. The signed recipients hash covers it, and a receiver
+    /// opens only an entry whose binding is its own (its user, its device,
+    /// the card it holds).
+    pub fn binding(&self) -> [u8; BINDING_LEN] {
+        self.binding
+    }
 }
 
 impl From<&DeviceCard> for Recipient {
@@ -172,8 +201,30 @@ impl From<&DeviceCard> for Recipient {
         Self {
             device_id: card.device_id(),
             key: *card.encryption_key(),
+            binding: binding_of(card),
         }
     }
+}
+
+/// The binding of a recipient: its user id, device id and the id (hash) of
+/// the card the sender encrypted to.
+fn binding(user: &UserId, device: &DeviceId, card: &CardId) -> [u8; BINDING_LEN] {
+    let mut h = Sha256::new();
+    h.update(CTX_RECIPIENT);
+    h.update(
+        u16::try_from(user.as_str().len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
+    h.update(user.as_str().as_bytes());
+    h.update(device.0);
+    h.update(card.0);
+    h.finalize().into()
+}
+
+/// The binding of the device `card` describes.
+fn binding_of(card: &DeviceCard) -> [u8; BINDING_LEN] {
+    binding(card.user_id(), &card.device_id(), &card.id())
 }
 
 /// Everything but the plaintext that goes into an envelope.
@@ -225,7 +276,8 @@ pub struct Header {
     /// Sender device's per-channel counter: 1, 2, 3, … with no holes, so a
     /// receiver sees a dropped message as a gap.
     pub sequence: u64,
-    /// SHA-256 over the recipient device ids, in table order.
+    /// SHA-256 over the recipient table's device ids and bindings (user
+    /// id, device id, card id), in table order.
     pub recipients_hash: [u8; 32],
     /// The sender's latest verified directory tree head (gossip), covered
     /// by the sender's signature and the body's associated data. Its log
@@ -313,12 +365,20 @@ fn text(b: &[u8]) -> Result<&str, OpenError> {
     std::str::from_utf8(b).map_err(|_| OpenError::Malformed)
 }
 
-fn recipients_hash<'a>(ids: impl ExactSizeIterator<Item = &'a DeviceId>) -> [u8; 32] {
+/// `SHA-256(ctx ‖ count ‖ (device id ‖ binding)…)` over the table's entries.
+fn recipients_hash<'a>(
+    entries: impl ExactSizeIterator<Item = (DeviceId, &'a [u8; BINDING_LEN])>,
+) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(CTX_RECIPIENTS);
-    h.update(u16::try_from(ids.len()).unwrap_or(u16::MAX).to_be_bytes());
-    for id in ids {
+    h.update(
+        u16::try_from(entries.len())
+            .unwrap_or(u16::MAX)
+            .to_be_bytes(),
+    );
+    for (id, binding) in entries {
         h.update(id.0);
+        h.update(binding);
     }
     h.finalize().into()
 }
@@ -449,7 +509,7 @@ fn seal_inner(
         message_id,
         timestamp_ms: req.timestamp_ms,
         sequence: req.sequence,
-        recipients_hash: recipients_hash(req.recipients.iter().map(|r| &r.device_id)),
+        recipients_hash: recipients_hash(req.recipients.iter().map(|r| (r.device_id, &r.binding))),
         tree_head: req.tree_head.cloned(),
     };
     let header_len = header.encoded_len();
@@ -472,7 +532,7 @@ fn seal_inner(
         req.inner_event.as_str().as_bytes(),
         plaintext,
     );
-    let signature = req.sender_keys.sign(CTX_SIGNATURE, &signed);
+    let signature = req.sender_keys.sign_prefixed(&signed);
     drop(signed);
 
     let mut content_key = Zeroizing::new([0u8; 32]);
@@ -480,24 +540,22 @@ fn seal_inner(
 
     // Recipient table.
     out.u16(n as u16);
-    let info = hpke_info(&message_id);
+    // The info-dependent half of HPKE's key schedule, once per message.
+    let schedule = hpke::KeySchedule::new(&hpke_info(&message_id));
+    // One associated-data buffer: header ‖ device id ‖ binding, the tail
+    // rewritten per recipient.
+    let mut aad = Vec::with_capacity(header_bytes.len() + DEVICE_ID_LEN + BINDING_LEN);
     for r in req.recipients {
-        let pk = r
-            .key
-            .to_hpke()
-            .ok_or(SealError::InvalidRecipientKey(r.device_id))?;
-        let aad = wrap_aad(&header_bytes, &r.device_id);
-        let (enc, wrapped) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, Kem>(
-            &OpModeS::Base,
-            &pk,
-            &info,
-            content_key.as_slice(),
-            &aad,
-            rng,
-        )
-        .map_err(|_| SealError::InvalidRecipientKey(r.device_id))?;
+        aad.clear();
+        aad.extend_from_slice(&header_bytes);
+        aad.extend_from_slice(&r.device_id.0);
+        aad.extend_from_slice(&r.binding);
+        let pk = x25519_dalek::PublicKey::from(r.key.to_bytes());
+        let (enc, wrapped) = hpke::seal(&schedule, &pk, &aad, content_key.as_slice(), rng)
+            .map_err(|_| SealError::InvalidRecipientKey(r.device_id))?;
         out.bytes(&r.device_id.0)
-            .bytes(&enc.to_bytes())
+            .bytes(&r.binding)
+            .bytes(&enc)
             .bytes(&wrapped);
     }
 
@@ -578,6 +636,7 @@ impl std::fmt::Debug for Opened {
 
 struct Entry<'a> {
     device_id: DeviceId,
+    binding: &'a [u8; BINDING_LEN],
     enc: &'a [u8],
     wrapped: &'a [u8],
 }
@@ -645,12 +704,14 @@ impl Envelope {
     fn entry(&self, i: usize) -> Entry<'_> {
         let start = self.table_start + i * RECIPIENT_ENTRY_LEN;
         let e = &self.bytes[start..start + RECIPIENT_ENTRY_LEN];
-        let mut id = [0u8; DEVICE_ID_LEN];
-        id.copy_from_slice(&e[..DEVICE_ID_LEN]);
+        let (id, rest) = e.split_at(DEVICE_ID_LEN);
+        let (binding, rest) = rest.split_at(BINDING_LEN);
+        let (enc, wrapped) = rest.split_at(32);
         Entry {
-            device_id: DeviceId(id),
-            enc: &e[DEVICE_ID_LEN..DEVICE_ID_LEN + 32],
-            wrapped: &e[DEVICE_ID_LEN + 32..],
+            device_id: DeviceId(id.try_into().unwrap_or_default()),
+            binding: binding.try_into().unwrap_or(&[0; BINDING_LEN]),
+            enc,
+            wrapped,
         }
     }
 
@@ -659,19 +720,24 @@ impl Envelope {
         (0..self.count).map(|i| self.entry(i).device_id).collect()
     }
 
-    /// Opens the envelope as device `me` at the receiver's time `now_ms`
-    /// (Unix milliseconds) and verifies it: `sender.card` must be the
+    /// Opens the envelope as the device of card `me` (this device's own
+    /// card, the one senders encrypt to; `keys` its private keys) at the
+    /// receiver's time `now_ms` (Unix milliseconds) and verifies it:
+    /// `sender.card` must be the
     /// header's sender device, bound to `sender.identity`, valid at `now_ms`
     /// (not expired, not created in the future beyond the allowed clock skew)
-    /// and not revoked; this device must be listed; the table must match the
-    /// header's recipient hash; unwrapping, decryption and the signature must
+    /// and not revoked; this device must be listed with the binding of
+    /// `me` (its user id, device id and card id: an entry the sender made
+    /// for another user or another card is not this device's); the table
+    /// must match the header's recipient hash; unwrapping, decryption and the
+    /// signature must
     /// succeed; the signed timestamp must be within
     /// [`guard.max_age_ms()`](ReplayGuard::max_age_ms) of `now_ms`; and
     /// `guard` must not have seen the message. Only then is the message
     /// recorded in `guard`.
     pub fn open(
         &self,
-        me: DeviceId,
+        me: &DeviceCard,
         keys: &DeviceKeys,
         sender: &TrustedSender<'_>,
         guard: &mut ReplayGuard,
@@ -699,32 +765,35 @@ impl Envelope {
         if !guard.check(&stream, h.sequence) {
             return Err(OpenError::Replay);
         }
+        guard.room(&stream, now_ms)?;
+        let my_id = me.device_id();
+        let mine = binding_of(me);
         let entry = (0..self.count)
             .map(|i| self.entry(i))
-            .find(|e| e.device_id == me)
+            .find(|e| e.device_id == my_id && *e.binding == mine)
             .ok_or(OpenError::NotARecipient)?;
-        let ids: Vec<DeviceId> = self.recipients();
-        let expected = recipients_hash(ids.iter());
+        let expected = recipients_hash((0..self.count).map(|i| {
+            let e = self.entry(i);
+            (e.device_id, e.binding)
+        }));
         if !bool::from(expected.ct_eq(&h.recipients_hash)) {
             return Err(OpenError::Decrypt);
         }
 
         let header_bytes = &self.bytes[..self.header_len];
-        let info = hpke_info(&h.message_id);
-        let aad = wrap_aad(header_bytes, &me);
-        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(entry.enc)
-            .map_err(|_| OpenError::Decrypt)?;
-        let content_key = Zeroizing::new(
-            hpke::single_shot_open::<HpkeAead, HpkeKdf, Kem>(
-                &OpModeR::Base,
-                keys.encryption_key(),
-                &enc,
-                &info,
-                entry.wrapped,
-                &aad,
-            )
-            .map_err(|_| OpenError::Decrypt)?,
-        );
+        let schedule = hpke::KeySchedule::new(&hpke_info(&h.message_id));
+        let aad = wrap_aad(header_bytes, &my_id, &mine);
+        let enc: &[u8; hpke::ENC_LEN] = entry.enc.try_into().map_err(|_| OpenError::Decrypt)?;
+        let pk_r = x25519_dalek::PublicKey::from(keys.encryption_public_key().to_bytes());
+        let content_key = hpke::open(
+            &schedule,
+            keys.x25519_secret(),
+            &pk_r,
+            enc,
+            &aad,
+            entry.wrapped,
+        )
+        .map_err(|_| OpenError::Decrypt)?;
         // A reference into the wiped buffer: no stack copy of the key.
         let key: &[u8; 32] = content_key
             .as_slice()
@@ -763,7 +832,7 @@ impl Envelope {
 
         let signed = signed_message(header_bytes, event_bytes, plaintext);
         card.signing_key()
-            .verify(CTX_SIGNATURE, &signed, &signature)
+            .verify_prefixed(&signed, &signature)
             .map_err(|_| OpenError::BadSignature)?;
         drop(signed);
 
@@ -773,7 +842,7 @@ impl Envelope {
             return Err(OpenError::Expired);
         }
 
-        let accepted = guard.commit(&stream, h.sequence, h.timestamp_ms, now_ms);
+        let accepted = guard.commit(&stream, h.sequence, h.timestamp_ms, now_ms)?;
         Ok(Opened {
             header: h.clone(),
             event,
@@ -795,16 +864,23 @@ fn hpke_info(message_id: &[u8; MESSAGE_ID_LEN]) -> Vec<u8> {
     [HPKE_INFO_PREFIX, message_id.as_slice()].concat()
 }
 
-/// The associated data of one recipient's wrapped key: header ‖ device id.
-fn wrap_aad(header: &[u8], device: &DeviceId) -> Vec<u8> {
-    [header, device.0.as_slice()].concat()
+/// The associated data of one recipient's wrapped key: header ‖ device id
+/// ‖ binding.
+fn wrap_aad(header: &[u8], device: &DeviceId, binding: &[u8; BINDING_LEN]) -> Vec<u8> {
+    [header, device.0.as_slice(), binding.as_slice()].concat()
 }
 
-/// What the sender signs: header ‖ u16-length inner event ‖ plaintext. It
-/// holds a copy of the plaintext, so it is wiped when dropped.
+/// What the sender signs: the signature context ‖ header ‖ u16-length inner
+/// event ‖ plaintext, built once (signing and verifying make no further
+/// copy). It holds a copy of the plaintext, so it is wiped when dropped (the
+/// buffer is allocated at its final size: no reallocation leaves a copy).
 fn signed_message(header: &[u8], event: &[u8], plaintext: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut w = Writer::with_capacity(header.len() + 2 + event.len() + plaintext.len());
-    w.bytes(header).str16(event).bytes(plaintext);
+    let len = CTX_SIGNATURE.len() + header.len() + 2 + event.len() + plaintext.len();
+    let mut w = Writer::with_capacity(len);
+    w.bytes(CTX_SIGNATURE)
+        .bytes(header)
+        .str16(event)
+        .bytes(plaintext);
     Zeroizing::new(w.into_vec())
 }
 

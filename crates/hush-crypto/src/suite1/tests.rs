@@ -1,5 +1,9 @@
 use super::*;
-use crate::identity::{CardError, IdentityKey, UnsignedCard};
+use crate::identity::{CardError, IdentityKey, Kem, UnsignedCard};
+// The hpke crate, as an attacker's independent HPKE implementation.
+use ::hpke::{Deserializable, OpModeR, OpModeS, Serializable};
+type HpkeAead = ::hpke::aead::ChaCha20Poly1305;
+type HpkeKdf = ::hpke::kdf::HkdfSha256;
 use chacha20::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -90,11 +94,11 @@ fn open_as(
     sender_device: usize,
     guard: &mut ReplayGuard,
 ) -> Result<Opened, OpenError> {
-    let (me, keys, _) = &receiver.devices[device];
+    let (_, keys, me) = &receiver.devices[device];
     let card = &sender.devices[sender_device].2;
     let identity = sender.identity.public_key();
     Envelope::from_data(data)?.open(
-        *me,
+        me,
         keys,
         &TrustedSender {
             card,
@@ -177,10 +181,10 @@ fn every_flipped_bit_is_refused() {
         let mut bad = bytes.clone();
         bad[i] ^= 1 << (i % 8);
         let result = Envelope::from_bytes(bad).and_then(|e| {
-            let (me, keys, _) = &bob.devices[0];
+            let (_, keys, me) = &bob.devices[0];
             let identity = alice.identity.public_key();
             e.open(
-                *me,
+                me,
                 keys,
                 &TrustedSender {
                     card: &alice.devices[0].2,
@@ -200,10 +204,10 @@ fn every_flipped_bit_is_refused() {
     ] {
         let r = Envelope::from_bytes(bad.to_vec())
             .and_then(|e| {
-                let (me, keys, _) = &bob.devices[0];
+                let (_, keys, me) = &bob.devices[0];
                 let identity = alice.identity.public_key();
                 e.open(
-                    *me,
+                    me,
                     keys,
                     &TrustedSender {
                         card: &alice.devices[0].2,
@@ -251,11 +255,31 @@ fn tampered_recipient_table_is_refused() {
     reordered.extend_from_slice(&bytes[entry(1)]);
     reordered.extend_from_slice(&bytes[entry(0)]);
     reordered.extend_from_slice(&bytes[entry(2).start..]);
-    // Swap bob's wrapped key into carol's slot (re-address).
+    // Swap bob's wrapped key into carol's slot (re-address): device ids and
+    // bindings swapped.
+    let names = 0..DEVICE_ID_LEN + BINDING_LEN;
+    let (bob0, carol0) = (entry(0).start, entry(2).start);
     let mut readdressed = bytes.clone();
-    let carol_id = carol.devices[0].0;
-    readdressed[entry(0).start..entry(0).start + 16].copy_from_slice(&carol_id.0);
-    readdressed[entry(2).start..entry(2).start + 16].copy_from_slice(&bob.devices[0].0.0);
+    readdressed[bob0..bob0 + names.end].copy_from_slice(&bytes[carol0..carol0 + names.end]);
+    readdressed[carol0..carol0 + names.end].copy_from_slice(&bytes[bob0..bob0 + names.end]);
+    // Device ids only swapped: the entries under bob's first and carol's
+    // device ids are bound to someone else.
+    let mut ids_only = bytes.clone();
+    ids_only[bob0..bob0 + 16].copy_from_slice(&carol.devices[0].0.0);
+    ids_only[carol0..carol0 + 16].copy_from_slice(&bob.devices[0].0.0);
+    let data = STANDARD.encode(&ids_only);
+    for (who, d, got) in [
+        (&bob, 0, OpenError::NotARecipient),
+        (&bob, 1, OpenError::Decrypt),
+        (&carol, 0, OpenError::NotARecipient),
+    ] {
+        assert_eq!(
+            open_as(&data, who, d, &alice, 0, &mut ReplayGuard::default()),
+            Err(got),
+            "ids only, {} device {d}",
+            who.id
+        );
+    }
 
     for (name, bad) in [
         ("stripped", stripped),
@@ -436,11 +460,11 @@ fn unknown_and_revoked_senders_are_refused() {
     let bob = User::new("bob", 1, 2);
     let data = seal_from(&alice, 0, &bob.recipients(), 1, b"hi");
     let env = Envelope::from_data(&data).unwrap();
-    let (me, keys, _) = &bob.devices[0];
+    let (_, keys, me) = &bob.devices[0];
     let identity = alice.identity.public_key();
     let open = |card: &DeviceCard, identity: &IdentityPublicKey, revocations: &[Revocation]| {
         env.open(
-            *me,
+            me,
             keys,
             &TrustedSender {
                 card,
@@ -508,13 +532,13 @@ fn sizes_padding_and_the_pusher_limit() {
     let max = max_recipients(&alice.id, &ch, &ev, &inn, 1024);
     // The table in docs/E2EE-SUITE1.md §4.4.
     for (len, fits) in [
-        (243, 75),
-        (256, 72),
-        (1011, 67),
-        (1024, 56),
-        (4083, 35),
-        (6131, 13),
-        (6144, 3),
+        (243, 56),
+        (256, 54),
+        (1011, 50),
+        (1024, 42),
+        (4083, 26),
+        (6131, 10),
+        (6144, 2),
         (7168, 0),
     ] {
         assert_eq!(
@@ -601,9 +625,10 @@ fn malformed_data() {
     let data = seal_from(&alice, 0, &bob.recipients(), 1, b"x");
     let bytes = STANDARD.decode(&data).unwrap();
     assert_eq!(bytes[4], VERSION);
-    // Versions 1 (inner event name outside the padding) and 2 (no gossiped
-    // tree head) are no longer read.
-    for version in [1, 2, 4] {
+    // Versions 1 (inner event name outside the padding), 2 (no gossiped
+    // tree head) and 3 (recipients hash over device ids only) are no longer
+    // read.
+    for version in [1, 2, 3, 5] {
         let mut old = bytes.clone();
         old[4] = version;
         assert_eq!(
@@ -642,7 +667,7 @@ fn attack_suite1_message_from_400_days_ago_opens() {
         .unwrap()
     };
     let day = 86_400_000;
-    let (me, keys, _) = &bob.devices[0];
+    let (_, keys, me) = &bob.devices[0];
     let identity = alice.identity.public_key();
     let sender = TrustedSender {
         card: &alice.devices[0].2,
@@ -650,7 +675,7 @@ fn attack_suite1_message_from_400_days_ago_opens() {
         revocations: &[],
     };
     let open_at = |data: &str, now: u64, guard: &mut ReplayGuard| {
-        Envelope::from_data(data)?.open(*me, keys, &sender, guard, now)
+        Envelope::from_data(data)?.open(me, keys, &sender, guard, now)
     };
     for (age, seq) in [(400 * day, 1), (DEFAULT_MAX_AGE_MS + 1, 2)] {
         let old = sealed_at(T0 - age, seq);
@@ -1016,7 +1041,7 @@ fn cards_must_carry_the_derived_device_id() {
         device: carol.devices[0].0,
         channel: ch.clone(),
     };
-    guard.commit(&claim, u64::MAX, T0, T0);
+    guard.commit(&claim, u64::MAX, T0, T0).unwrap();
     let real = StreamKey {
         user: carol.id.clone(),
         ..claim
@@ -1024,41 +1049,24 @@ fn cards_must_carry_the_derived_device_id() {
     assert!(guard.check(&real, 1));
 }
 
-/// Finding 3 (b): Bob registers a device under Carol's device id (his own
-/// keys). Alice writes to Bob; Bob unwraps the content key and wraps it
-/// again for Carol's X25519 key under the same signed header. Before,
-/// Carol accepted it as Alice's message to her: the signed recipient hash
-/// named only the device id, which Bob had copied. Now Bob's card cannot be
-/// made, so Alice never addresses a copied id.
-#[test]
-fn attack_rewrapped_message_accepted_as_addressed_to_other_user() {
-    let alice = User::new("alice", 1, 1);
-    let bob = User::new("bob", 1, 2);
-    let carol = User::new("carol", 1, 3);
-    let copied = carol.devices[0].0;
-    let bob_keys = &bob.devices[0].1;
-    let Some(bob_card) = card_claiming(&bob, bob_keys, copied) else {
-        return; // refused at registration
-    };
-    let data = seal_from(&alice, 0, &[Recipient::from(&bob_card)], 1, b"for bob only");
-    let env = Envelope::from_data(&data).unwrap();
-    // Bob unwraps the content key and reads the body...
-    let header = env.bytes[..env.header_len].to_vec();
-    let info = hpke_info(&env.header.message_id);
-    let entry = env.entry(0);
-    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(entry.enc).unwrap();
-    let key: [u8; 32] = hpke::single_shot_open::<HpkeAead, HpkeKdf, Kem>(
+/// What a recipient who holds the content key can do with an envelope:
+/// unwrap the content key (entry `i`, as device `keys`) and decrypt the body.
+fn unwrap_as(env: &Envelope, i: usize, keys: &DeviceKeys) -> (Zeroizing<[u8; 32]>, Vec<u8>) {
+    let header = &env.bytes[..env.header_len];
+    let entry = env.entry(i);
+    let enc = <Kem as ::hpke::Kem>::EncappedKey::from_bytes(entry.enc).unwrap();
+    let key: [u8; 32] = ::hpke::single_shot_open::<HpkeAead, HpkeKdf, Kem>(
         &OpModeR::Base,
-        bob_keys.encryption_key(),
+        &keys.encryption_key(),
         &enc,
-        &info,
+        &hpke_info(&env.header.message_id),
         entry.wrapped,
-        &wrap_aad(&header, &copied),
+        &wrap_aad(header, &entry.device_id, entry.binding),
     )
     .unwrap()
     .try_into()
     .unwrap();
-    let body_start = env.table_start + RECIPIENT_ENTRY_LEN;
+    let body_start = env.table_start + env.count * RECIPIENT_ENTRY_LEN;
     let body = content_cipher(&key)
         .decrypt(
             &Nonce::default(),
@@ -1068,37 +1076,145 @@ fn attack_rewrapped_message_accepted_as_addressed_to_other_user() {
             },
         )
         .unwrap();
-    // ...and wraps it again for Carol under Alice's signed header.
-    let carol_key = carol.devices[0].2.encryption_key().to_hpke().unwrap();
-    let (enc, wrapped) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, Kem>(
+    (Zeroizing::new(key), body)
+}
+
+/// Builds an envelope by hand from `env`'s signed header, one table entry
+/// (`device ‖ entry_binding`, the content key wrapped for `to` under the
+/// associated data `header ‖ device ‖ aad_binding`) and the decrypted
+/// `body`, sealed again under the content key: what a recipient who
+/// re-wraps a message for someone else sends on.
+fn rewrap(
+    env: &Envelope,
+    key: &[u8; 32],
+    body: &[u8],
+    to: &EncryptionPublicKey,
+    device: DeviceId,
+    entry_binding: &[u8; BINDING_LEN],
+    aad_binding: &[u8; BINDING_LEN],
+) -> String {
+    let header = &env.bytes[..env.header_len];
+    let (enc, wrapped) = ::hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, Kem>(
         &OpModeS::Base,
-        &carol_key,
-        &info,
-        &key,
-        &wrap_aad(&header, &copied),
+        &to.to_hpke().unwrap(),
+        &hpke_info(&env.header.message_id),
+        key,
+        &wrap_aad(header, &device, aad_binding),
         &mut os_rng(),
     )
     .unwrap();
-    let mut out = header;
+    let mut out = header.to_vec();
     out.extend_from_slice(&1u16.to_be_bytes());
-    out.extend_from_slice(&copied.0);
+    out.extend_from_slice(&device.0);
+    out.extend_from_slice(entry_binding);
     out.extend_from_slice(&enc.to_bytes());
     out.extend_from_slice(&wrapped);
-    let sealed = content_cipher(&key)
+    let sealed = content_cipher(key)
         .encrypt(
             &Nonce::default(),
             Payload {
-                msg: &body,
+                msg: body,
                 aad: &out,
             },
         )
         .unwrap();
     out.extend_from_slice(&sealed);
-    let forged = STANDARD.encode(out);
+    STANDARD.encode(out)
+}
+
+/// Finding 3 (b): Alice writes to Bob, but the device id she was shown for
+/// Bob's device is Carol's (a card with a copied id, as before ids were
+/// derived, or from any client or directory that does not check the
+/// derivation). Bob unwraps the content key and wraps it again for Carol's
+/// X25519 key under Alice's signed header, in every way he can: keeping
+/// his table entry, or rewriting its binding to Carol's. Before, the signed
+/// recipient hash named only device ids, so Carol accepted the first as
+/// Alice's message to her. Now each entry's binding names the user, the
+/// device and the card Alice encrypted to, the signed hash covers it, and
+/// Carol opens only an entry bound to herself and her card.
+#[test]
+fn attack_rewrapped_for_another_user_refused() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let carol = User::new("carol", 1, 3);
+    let (_, bob_keys, bob_card) = &bob.devices[0];
+    let (copied, _, carol_card) = &carol.devices[0];
+    let copied = *copied;
+    // Bob's card as Alice was shown it: Bob's user, keys and card, Carol's id.
+    let to_bob = Recipient {
+        device_id: copied,
+        key: *bob_card.encryption_key(),
+        binding: binding(&bob.id, &copied, &bob_card.id()),
+    };
+    let data = seal_from(&alice, 0, &[to_bob], 1, b"for bob only");
+    let env = Envelope::from_data(&data).unwrap();
+    let (key, body) = unwrap_as(&env, 0, bob_keys);
     assert!(
-        open_as(&forged, &carol, 0, &alice, 0, &mut ReplayGuard::default()).is_err(),
-        "Carol accepted Bob's re-wrap of Alice's message to him as addressed to her"
+        body.windows(12).any(|w| w == b"for bob only"),
+        "Bob reads it"
     );
+
+    let carols = binding_of(carol_card);
+    let forge = |entry: &[u8; BINDING_LEN], aad: &[u8; BINDING_LEN]| {
+        let to = carol_card.encryption_key();
+        rewrap(&env, &key, &body, to, copied, entry, aad)
+    };
+    let bobs = to_bob.binding;
+    for (forged, why) in [
+        (
+            forge(&bobs, &carols),
+            "Bob's entry, wrapped as Carol expects",
+        ),
+        (forge(&bobs, &bobs), "Bob's entry, wrapped as it was"),
+        (forge(&carols, &carols), "the entry rebound to Carol"),
+    ] {
+        let got = open_as(&forged, &carol, 0, &alice, 0, &mut ReplayGuard::default());
+        assert!(
+            matches!(got, Err(OpenError::NotARecipient | OpenError::Decrypt)),
+            "Carol accepted Bob's re-wrap of Alice's message to him ({why}): {got:?}"
+        );
+    }
+}
+
+/// The binding names the card, not only the device: an entry made for
+/// another card of this device (one it has replaced, with another X25519
+/// key) is not this device's, and one made for the same device id under
+/// another user neither.
+#[test]
+fn entries_bind_user_device_and_card() {
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let (_, keys, card) = &bob.devices[0];
+    let new_keys = keys.with_new_encryption_key();
+    let renewed = DeviceCard::issue(
+        UnsignedCard::renewal(card, &new_keys, 1_700_000_100, 1_800_000_000).unwrap(),
+        &new_keys,
+        &bob.identity,
+    )
+    .unwrap();
+    assert_eq!(renewed.device_id(), card.device_id());
+    assert_ne!(binding_of(&renewed), binding_of(card));
+    let mallory = UserId::parse("mallory").unwrap();
+    assert_ne!(
+        binding(&mallory, &card.device_id(), &card.id()),
+        binding_of(card)
+    );
+    // Sealed for the old card: the device holding the renewed card (same
+    // device id) does not take the entry as its own.
+    let data = seal_from(&alice, 0, &[Recipient::from(card)], 1, b"old card");
+    let env = Envelope::from_data(&data).unwrap();
+    let trusted = TrustedSender {
+        card: &alice.devices[0].2,
+        identity: &alice.identity.public_key(),
+        revocations: &[],
+    };
+    let mut guard = ReplayGuard::default();
+    assert_eq!(
+        env.open(&renewed, &new_keys, &trusted, &mut guard, T0)
+            .err(),
+        Some(OpenError::NotARecipient)
+    );
+    assert!(env.open(card, keys, &trusted, &mut guard, T0).is_ok());
 }
 
 /// Finding 3 / 4: Bob accepted Alice's message; a flood of new sender
@@ -1128,13 +1244,13 @@ fn attack_replay_after_card_flood_evicts_state() {
     let later = T0 + DEFAULT_MAX_AGE_MS + 1;
     let fresh = seal_at(&mallory, &bob.recipients(), 2, later, b"later");
     let env = Envelope::from_data(&fresh).unwrap();
-    let (me, keys, _) = &bob.devices[0];
+    let (_, keys, me) = &bob.devices[0];
     let trusted = TrustedSender {
         card: &mallory.devices[0].2,
         identity: &mallory.identity.public_key(),
         revocations: &[],
     };
-    env.open(*me, keys, &trusted, &mut guard, later).unwrap();
+    env.open(me, keys, &trusted, &mut guard, later).unwrap();
     let env = Envelope::from_data(&captured).unwrap();
     let trusted = TrustedSender {
         card: &alice.devices[0].2,
@@ -1142,8 +1258,132 @@ fn attack_replay_after_card_flood_evicts_state() {
         revocations: &[],
     };
     assert!(matches!(
-        env.open(*me, keys, &trusted, &mut guard, later),
+        env.open(me, keys, &trusted, &mut guard, later),
         Err(OpenError::Replay | OpenError::Expired)
+    ));
+}
+
+/// `sender`'s device `device` writes `text` to `to` on channel `ch` at `ts`.
+fn seal_on(sender: &User, device: usize, ch: &str, to: &User, ts: u64, text: &[u8]) -> String {
+    let (device_id, keys, _) = &sender.devices[device];
+    let (ch, ev, inn) = (ChannelName::parse(ch).unwrap(), outer(), inner());
+    seal(
+        &SealRequest {
+            sender_user: &sender.id,
+            sender_device: *device_id,
+            sender_keys: keys,
+            channel: &ch,
+            event: &ev,
+            inner_event: &inn,
+            timestamp_ms: ts,
+            sequence: 1,
+            recipients: &to.recipients(),
+            tree_head: None,
+        },
+        text,
+    )
+    .unwrap()
+}
+
+/// Opens `data` from `sender`'s device `device` as Bob's first device at `now`.
+fn open_from(
+    data: &str,
+    bob: &User,
+    sender: &User,
+    device: usize,
+    guard: &mut ReplayGuard,
+    now: u64,
+) -> Result<Opened, OpenError> {
+    let (_, keys, me) = &bob.devices[0];
+    let trusted = TrustedSender {
+        card: &sender.devices[device].2,
+        identity: &sender.identity.public_key(),
+        revocations: &[],
+    };
+    Envelope::from_data(data)?.open(me, keys, &trusted, guard, now)
+}
+
+/// Finding 4/10 follow-up: the replay state holds one stream per (sender
+/// user, device, channel) that sent within the freshness window, and a
+/// malicious member (inventing devices and channels) or server (inventing
+/// users too) can make as many as it likes: each stream needs only one
+/// verified message. Before, the guard grew without bound (it never drops a
+/// live stream, so that the flood cannot reopen old messages). Now it holds
+/// at most a cap of streams per sender user and in total: past a cap a new
+/// stream is refused (`TooManyStreams`), streams already held are kept (the
+/// captured message stays a replay; Alice's stream keeps working), and room
+/// comes back only as streams expire.
+#[test]
+fn attack_replay_state_flood_bounded() {
+    let (per_user, total) = (4, 10);
+    let alice = User::new("alice", 1, 1);
+    let bob = User::new("bob", 1, 2);
+    let mallory = User::new("mallory", 6, 4);
+    let mut guard = ReplayGuard::default().with_stream_limits(per_user, total);
+    let captured = seal_from(&alice, 0, &bob.recipients(), 1, b"pay mallory 10");
+    open_as(&captured, &bob, 0, &alice, 0, &mut guard).unwrap();
+
+    // A member invents devices and channels: 6 devices x 3 channels.
+    let mut refused = 0;
+    for d in 0..mallory.devices.len() {
+        for c in 0..3 {
+            let m = seal_on(&mallory, d, &format!("private-flood-{c}"), &bob, T0, b"x");
+            match open_from(&m, &bob, &mallory, d, &mut guard, T0) {
+                Ok(_) => {}
+                Err(OpenError::TooManyStreams(StreamLimit::PerUser(n))) => {
+                    assert_eq!(n, per_user);
+                    refused += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+            assert!(guard.len() <= total, "{} streams", guard.len());
+        }
+    }
+    assert_eq!(refused, 6 * 3 - per_user, "Mallory got more than her share");
+    // A server invents users (identity keys of its own, as a directory that
+    // is not yet caught would serve them).
+    let invented: Vec<User> = (0..10)
+        .map(|i| User::new(&format!("sybil{i}"), 1, 100 + i))
+        .collect();
+    let mut full = 0;
+    for u in &invented {
+        let m = seal_on(u, 0, "private-chat-42", &bob, T0, b"x");
+        match open_from(&m, &bob, u, 0, &mut guard, T0) {
+            Ok(_) => {}
+            Err(OpenError::TooManyStreams(StreamLimit::Total(n))) => {
+                assert_eq!(n, total);
+                full += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(guard.len() <= total, "{} streams", guard.len());
+    }
+    assert_eq!(full, 10 - (total - 1 - per_user));
+    assert_eq!(guard.len(), total);
+
+    // Nothing held was evicted: the captured message is still a replay and
+    // Alice's stream goes on.
+    assert_eq!(
+        open_as(&captured, &bob, 0, &alice, 0, &mut guard).map(|o| o.plaintext),
+        Err(OpenError::Replay)
+    );
+    let next = seal_from(&alice, 0, &bob.recipients(), 2, b"second");
+    assert_eq!(
+        open_as(&next, &bob, 0, &alice, 0, &mut guard)
+            .unwrap()
+            .plaintext,
+        b"second"
+    );
+
+    // Once the flood has left the freshness window its streams go and new
+    // senders are accepted again; the captured message is then expired.
+    let later = T0 + DEFAULT_MAX_AGE_MS + 1;
+    let m = seal_on(&invented[9], 0, "private-chat-42", &bob, later, b"later");
+    open_from(&m, &bob, &invented[9], 0, &mut guard, later).unwrap();
+    assert!(guard.len() <= 2, "expired streams were swept");
+    assert!(matches!(
+        open_from(&captured, &bob, &alice, 0, &mut guard, later),
+        Err(OpenError::Expired)
     ));
 }
 
