@@ -24,8 +24,7 @@
 use std::fmt;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-#[cfg(test)]
-use hpke::Deserializable;
+use hpke::{Deserializable, Serializable};
 use hush_protocol::UserId;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
@@ -34,9 +33,7 @@ use zeroize::Zeroizing;
 use crate::wire::{Reader, Writer};
 
 /// The HPKE KEM of suite 1: DHKEM(X25519, HKDF-SHA256).
-#[cfg(test)]
 pub(crate) type Kem = hpke::kem::X25519HkdfSha256;
-#[cfg(test)]
 type KemPrivateKey = <Kem as hpke::Kem>::PrivateKey;
 
 /// Length of an Ed25519 or X25519 public key.
@@ -286,7 +283,6 @@ impl EncryptionPublicKey {
     pub fn to_bytes(&self) -> [u8; PUBLIC_KEY_LEN] {
         self.0
     }
-    #[cfg(test)]
     pub(crate) fn to_hpke(self) -> Option<<Kem as hpke::Kem>::PublicKey> {
         <Kem as hpke::Kem>::PublicKey::from_bytes(&self.0).ok()
     }
@@ -304,8 +300,7 @@ impl fmt::Debug for EncryptionPublicKey {
 #[derive(Clone)]
 pub struct DeviceKeys {
     signing: SigningKey,
-    /// The X25519 secret (HPKE recipient key; zeroized on drop).
-    x25519: x25519_dalek::StaticSecret,
+    encryption: KemPrivateKey,
     encryption_public: EncryptionPublicKey,
 }
 
@@ -345,14 +340,16 @@ impl DeviceKeys {
     /// Rebuilds device keys from their secret bytes.
     pub fn from_secret_bytes(signing: &[u8; 32], encryption: &[u8; 32]) -> Self {
         let signing = SigningKey::from_bytes(signing);
-        // X25519 clamps the scalar when it is used (RFC 7748), as the
-        // hpke crate's key type does when it is made: the same key.
-        let x25519 = x25519_dalek::StaticSecret::from(*encryption);
-        let public = x25519_dalek::PublicKey::from(&x25519).to_bytes();
+        // 32 bytes always deserialize (the length is the only check).
+        let encryption = match KemPrivateKey::from_bytes(encryption) {
+            Ok(k) => k,
+            Err(_) => unreachable_32_bytes(),
+        };
+        let public = <Kem as hpke::Kem>::sk_to_pk(&encryption).to_bytes();
         Self {
             signing,
-            x25519,
-            encryption_public: EncryptionPublicKey(public),
+            encryption,
+            encryption_public: EncryptionPublicKey(public.into()),
         }
     }
 
@@ -381,21 +378,11 @@ impl DeviceKeys {
         self.signing.sign(msg).to_bytes()
     }
 
-    /// The X25519 secret as the hpke crate's key (tests that play an
-    /// attacker with an independent HPKE implementation).
-    #[cfg(test)]
-    pub(crate) fn encryption_key(&self) -> KemPrivateKey {
-        let bytes = Zeroizing::new(self.x25519.to_bytes());
-        KemPrivateKey::from_bytes(bytes.as_slice()).unwrap_or_else(|_| unreachable_32_bytes())
-    }
-
-    /// The X25519 secret (HPKE recipient key) for suite 1's HPKE.
-    pub(crate) fn x25519_secret(&self) -> &x25519_dalek::StaticSecret {
-        &self.x25519
+    pub(crate) fn encryption_key(&self) -> &KemPrivateKey {
+        &self.encryption
     }
 }
 
-#[cfg(test)]
 #[allow(clippy::panic)]
 fn unreachable_32_bytes() -> ! {
     // hpke's X25519 `from_bytes` fails only on a length other than 32.

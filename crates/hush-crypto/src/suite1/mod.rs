@@ -37,13 +37,13 @@
 //! public way to seal with a caller's generator (a deterministic one would
 //! repeat content keys and HPKE ephemerals).
 
-mod hpke;
 mod replay;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use hush_protocol::limits::MAX_EVENT_DATA_BYTES;
 use hush_protocol::{ChannelName, EventName, UserId};
 use rand_core::CryptoRng;
@@ -58,10 +58,13 @@ pub use replay::{
 
 use crate::identity::{
     CardId, DEVICE_ID_LEN, DeviceCard, DeviceId, DeviceKeys, EncryptionPublicKey,
-    IdentityPublicKey, Revocation, SIGNATURE_LEN, os_rng,
+    IdentityPublicKey, Kem, Revocation, SIGNATURE_LEN, os_rng,
 };
 use crate::transparency::SignedTreeHead;
 use crate::wire::{Reader, Writer};
+
+type HpkeAead = hpke::aead::ChaCha20Poly1305;
+type HpkeKdf = hpke::kdf::HkdfSha256;
 
 /// Envelope format version (4: every recipient entry carries the
 /// recipient's binding (user id, device id, card id) and the signed
@@ -540,22 +543,25 @@ fn seal_inner(
 
     // Recipient table.
     out.u16(n as u16);
-    // The info-dependent half of HPKE's key schedule, once per message.
-    let schedule = hpke::KeySchedule::new(&hpke_info(&message_id));
-    // One associated-data buffer: header ‖ device id ‖ binding, the tail
-    // rewritten per recipient.
-    let mut aad = Vec::with_capacity(header_bytes.len() + DEVICE_ID_LEN + BINDING_LEN);
+    let info = hpke_info(&message_id);
     for r in req.recipients {
-        aad.clear();
-        aad.extend_from_slice(&header_bytes);
-        aad.extend_from_slice(&r.device_id.0);
-        aad.extend_from_slice(&r.binding);
-        let pk = x25519_dalek::PublicKey::from(r.key.to_bytes());
-        let (enc, wrapped) = hpke::seal(&schedule, &pk, &aad, content_key.as_slice(), rng)
-            .map_err(|_| SealError::InvalidRecipientKey(r.device_id))?;
+        let pk = r
+            .key
+            .to_hpke()
+            .ok_or(SealError::InvalidRecipientKey(r.device_id))?;
+        let aad = wrap_aad(&header_bytes, &r.device_id, &r.binding);
+        let (enc, wrapped) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, Kem>(
+            &OpModeS::Base,
+            &pk,
+            &info,
+            content_key.as_slice(),
+            &aad,
+            rng,
+        )
+        .map_err(|_| SealError::InvalidRecipientKey(r.device_id))?;
         out.bytes(&r.device_id.0)
             .bytes(&r.binding)
-            .bytes(&enc)
+            .bytes(&enc.to_bytes())
             .bytes(&wrapped);
     }
 
@@ -781,19 +787,21 @@ impl Envelope {
         }
 
         let header_bytes = &self.bytes[..self.header_len];
-        let schedule = hpke::KeySchedule::new(&hpke_info(&h.message_id));
+        let info = hpke_info(&h.message_id);
         let aad = wrap_aad(header_bytes, &my_id, &mine);
-        let enc: &[u8; hpke::ENC_LEN] = entry.enc.try_into().map_err(|_| OpenError::Decrypt)?;
-        let pk_r = x25519_dalek::PublicKey::from(keys.encryption_public_key().to_bytes());
-        let content_key = hpke::open(
-            &schedule,
-            keys.x25519_secret(),
-            &pk_r,
-            enc,
-            &aad,
-            entry.wrapped,
-        )
-        .map_err(|_| OpenError::Decrypt)?;
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(entry.enc)
+            .map_err(|_| OpenError::Decrypt)?;
+        let content_key = Zeroizing::new(
+            hpke::single_shot_open::<HpkeAead, HpkeKdf, Kem>(
+                &OpModeR::Base,
+                keys.encryption_key(),
+                &enc,
+                &info,
+                entry.wrapped,
+                &aad,
+            )
+            .map_err(|_| OpenError::Decrypt)?,
+        );
         // A reference into the wiped buffer: no stack copy of the key.
         let key: &[u8; 32] = content_key
             .as_slice()

@@ -1,9 +1,5 @@
 use super::*;
-use crate::identity::{CardError, IdentityKey, Kem, UnsignedCard};
-// The hpke crate, as an attacker's independent HPKE implementation.
-use ::hpke::{Deserializable, OpModeR, OpModeS, Serializable};
-type HpkeAead = ::hpke::aead::ChaCha20Poly1305;
-type HpkeKdf = ::hpke::kdf::HkdfSha256;
+use crate::identity::{CardError, IdentityKey, UnsignedCard};
 use chacha20::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -1054,10 +1050,10 @@ fn cards_must_carry_the_derived_device_id() {
 fn unwrap_as(env: &Envelope, i: usize, keys: &DeviceKeys) -> (Zeroizing<[u8; 32]>, Vec<u8>) {
     let header = &env.bytes[..env.header_len];
     let entry = env.entry(i);
-    let enc = <Kem as ::hpke::Kem>::EncappedKey::from_bytes(entry.enc).unwrap();
-    let key: [u8; 32] = ::hpke::single_shot_open::<HpkeAead, HpkeKdf, Kem>(
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(entry.enc).unwrap();
+    let key: [u8; 32] = hpke::single_shot_open::<HpkeAead, HpkeKdf, Kem>(
         &OpModeR::Base,
-        &keys.encryption_key(),
+        keys.encryption_key(),
         &enc,
         &hpke_info(&env.header.message_id),
         entry.wrapped,
@@ -1094,7 +1090,7 @@ fn rewrap(
     aad_binding: &[u8; BINDING_LEN],
 ) -> String {
     let header = &env.bytes[..env.header_len];
-    let (enc, wrapped) = ::hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, Kem>(
+    let (enc, wrapped) = hpke::single_shot_seal_with_rng::<HpkeAead, HpkeKdf, Kem>(
         &OpModeS::Base,
         &to.to_hpke().unwrap(),
         &hpke_info(&env.header.message_id),
