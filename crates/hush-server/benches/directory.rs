@@ -167,12 +167,13 @@ fn bench(c: &mut Criterion) {
     // The floor under both: one ECVRF proof and one verification (a lookup
     // proof carries three: the version, its marker, the next version's
     // absence).
-    let sk: akd_core::ecvrf::VRFPrivateKey = rt
-        .block_on(HardCodedAkdVRF.get_vrf_private_key())
-        .unwrap();
+    let sk: akd_core::ecvrf::VRFPrivateKey =
+        rt.block_on(HardCodedAkdVRF.get_vrf_private_key()).unwrap();
     let pk = akd_core::ecvrf::VRFPublicKey::from(&sk);
     let proof = sk.prove(b"alpha");
-    g.bench_function("one ECVRF prove", |b| b.iter(|| black_box(sk.prove(b"alpha"))));
+    g.bench_function("one ECVRF prove", |b| {
+        b.iter(|| black_box(sk.prove(b"alpha")))
+    });
     g.bench_function("one ECVRF verify", |b| {
         b.iter(|| pk.verify(black_box(&proof), b"alpha").unwrap())
     });
