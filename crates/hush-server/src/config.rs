@@ -67,6 +67,11 @@ pub struct DirectoryConfig {
     /// within this window share one epoch, and a write is answered (and
     /// visible to lookups) once its epoch is out. 1–2000.
     pub epoch_interval_ms: u64,
+    /// Most directory records one `log.audit` over the WebSocket may span
+    /// (the append-only proof grows with every record in its epochs; beyond
+    /// it `too_many`). The signed HTTP API, for auditors holding the app's
+    /// credentials, is not bounded by it.
+    pub max_audit_records: u64,
 }
 
 impl Default for DirectoryConfig {
@@ -80,6 +85,7 @@ impl Default for DirectoryConfig {
             workers: 0,
             max_queued: 256,
             epoch_interval_ms: 250,
+            max_audit_records: 10_000,
         }
     }
 }
@@ -666,6 +672,11 @@ impl Config {
         if !(1..=2000).contains(&d.epoch_interval_ms) {
             return Err(ConfigError::Invalid(
                 "directory.epoch_interval_ms must be between 1 and 2000".into(),
+            ));
+        }
+        if d.max_audit_records == 0 {
+            return Err(ConfigError::Invalid(
+                "directory.max_audit_records must be > 0".into(),
             ));
         }
         if d.max_devices_per_user == 0 || d.max_card_lifetime_days == 0 || d.max_lookup_bytes == 0 {

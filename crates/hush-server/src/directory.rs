@@ -656,9 +656,24 @@ impl Directory {
         })
     }
 
-    /// `log.audit`: the heads of epochs `from..=to` (signed with the time
+    /// `log.audit` for the signed HTTP API (auditors holding the app's
+    /// credentials): the heads of epochs `from..=to` (signed with the time
     /// each was published) and the append-only proof between them.
     pub async fn audit(&self, app_id: &str, from: u64, to: u64) -> Result<Audit, DirError> {
+        self.audit_within(app_id, from, to, None).await
+    }
+
+    /// [`Directory::audit`], refused (`too_many`) when the epochs after
+    /// `from` hold more than `max_records` records: what a signed-in end
+    /// user may ask for over the WebSocket, whose proof would otherwise grow
+    /// with the largest epoch (every user at once, after an upgrade).
+    async fn audit_within(
+        &self,
+        app_id: &str,
+        from: u64,
+        to: u64,
+        max_records: Option<u64>,
+    ) -> Result<Audit, DirError> {
         if from == 0 || to <= from || to - from > MAX_AUDIT_EPOCHS {
             return Err(DirError::BadRequest(format!(
                 "need 1 <= from < to <= from + {MAX_AUDIT_EPOCHS}"
@@ -687,6 +702,15 @@ impl Directory {
             return Err(DirError::NotFound(
                 "this node has no record of some of those epochs".into(),
             ));
+        }
+        if let (Some(max), Some(first), Some(last)) = (max_records, epochs.first(), epochs.last()) {
+            let records = last.log_size.saturating_sub(first.log_size);
+            if records > max {
+                return Err(DirError::TooMany(format!(
+                    "epochs {from}..{to} hold {records} records, more than the {max} one audit \
+                     may span here; ask for fewer epochs, or audit through the signed HTTP API"
+                )));
+            }
         }
         let _job = self.jobs.enter().await?;
         let proof = tree.audit(from, to).await?;
@@ -764,7 +788,8 @@ impl Directory {
                 HushResponse::LogHead(self.head(app_id, epoch).await?)
             }
             HushRequest::LogAudit { from, to } => {
-                HushResponse::LogAudit(self.audit(app_id, from, to).await?)
+                let max = Some(self.limits.max_audit_records);
+                HushResponse::LogAudit(self.audit_within(app_id, from, to, max).await?)
             }
             other => return Err(DirError::UnknownMethod(other.method().name().to_owned())),
         })

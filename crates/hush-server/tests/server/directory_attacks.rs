@@ -407,3 +407,37 @@ async fn attack_directory_lookups_do_not_stall_other_apps() {
         "app B's publish-to-delivery took {worst:?} while app A was flooded with lookups"
     );
 }
+
+#[tokio::test]
+async fn attack_audit_over_the_websocket_is_bounded() {
+    // A signed-in end user asking for the append-only proof of epochs that
+    // hold every user of the app (one epoch after an upgrade) makes the
+    // server build a proof as large as the directory; over the WebSocket it
+    // is bounded by records, while auditors with the app's credentials use
+    // the HTTP API.
+    let s =
+        start(&(app_toml("") + NO_WRITE_RATES + "epoch_interval_ms = 1\nmax_audit_records = 2\n"))
+            .await;
+    for u in ["u1", "u2", "u3", "u4"] {
+        user_with_devices(&s, u, 1).await;
+    }
+    let mut c = s.signed_in("reader").await;
+    let ok = c
+        .request("a", "log.audit", json!({"from": 1, "to": 3}))
+        .await;
+    assert_eq!(code(&ok), "ok", "{ok}");
+    let r = c
+        .request("b", "log.audit", json!({"from": 1, "to": 4}))
+        .await;
+    assert_eq!(code(&r), "too_many", "{r}");
+    let (status, body) = s
+        .api(
+            "GET",
+            &format!("/apps/{ID}/directory/log/audit"),
+            &[("from", "1"), ("to", "4")],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["heads"].as_array().map(Vec::len), Some(4));
+}
