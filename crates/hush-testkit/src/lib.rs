@@ -202,7 +202,7 @@ pub async fn forge_directory_entry(
     .await
     .unwrap();
     let akd::EpochHash(current, _) = dir.get_epoch_hash().await.unwrap();
-    db.stage_epoch_head::<AkdConfig>(current + 1, log_size, store_now_ms());
+    db.stage_epoch_head::<AkdConfig>(current + 1, log_size, hush_store::now_ms());
     let user = UserId::parse(user).unwrap();
     let akd::EpochHash(epoch, _) = dir
         .publish(vec![(label(&user), akd::AkdValue(entry.to_bytes()))])
@@ -210,8 +210,4 @@ pub async fn forge_directory_entry(
         .unwrap();
     store.close().await;
     epoch
-}
-
-fn store_now_ms() -> i64 {
-    hush_store::now_ms()
 }

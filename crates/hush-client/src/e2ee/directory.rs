@@ -294,15 +294,33 @@ impl<'a> Directory<'a> {
         g: &DirectoryGuard<'_>,
         users: &[UserId],
     ) -> Result<Vec<UserKeys>, E2eeError> {
+        Ok(self
+            .lookup_versions(g, users)
+            .await?
+            .into_iter()
+            .map(|(keys, _)| keys)
+            .collect())
+    }
+
+    /// [`lookup_locked`](Self::lookup_locked), with each user's verified
+    /// entry version (`None`: no entry).
+    pub(super) async fn lookup_versions(
+        &self,
+        g: &DirectoryGuard<'_>,
+        users: &[UserId],
+    ) -> Result<Vec<(UserKeys, Option<u64>)>, E2eeError> {
         let verified = self.verified_entries(g, users).await?;
         let now = now_secs();
-        let out: Vec<UserKeys> = users
+        let out: Vec<(UserKeys, Option<u64>)> = users
             .iter()
             .zip(verified)
-            .map(|(u, v)| user_keys(u, v.map(|v| v.entry), now))
+            .map(|(u, v)| {
+                let version = v.as_ref().map(|v| v.version);
+                (user_keys(u, v.map(|v| v.entry), now), version)
+            })
             .collect();
         self.sh.update(|st| {
-            for keys in &out {
+            for (keys, _) in &out {
                 self.remember(st, keys);
             }
             Ok(())

@@ -19,7 +19,6 @@ use hush_crypto::identity::{CardId, DeviceId, IdentityPublicKey, RevocationKind}
 
 use hush_crypto::transparency::proofs::{MAX_HISTORY_VERSIONS, UserEntry};
 
-use super::devices::Devices;
 use super::directory::Directory;
 use super::state::Shared;
 use super::store::DeviceData;
@@ -103,22 +102,21 @@ pub(super) async fn check(sh: &Shared) -> Result<Vec<OwnerAlarm>, E2eeError> {
     if sh.with(|st| st.data.card.is_none() || st.data.log.is_none()) {
         return Ok(Vec::new());
     }
-    let devices = Devices::new(sh);
     let dir = Directory::new(sh);
     let g = sh.directory.lock().await;
-    let own = devices.own(&g).await?;
     let me = sh.with(|st| st.data.user.clone());
-    let latest = dir
-        .verified_entries(&g, std::slice::from_ref(&me))
+    // One lookup: the latest entry (as keys, and its version).
+    let (own, latest) = dir
+        .lookup_versions(&g, std::slice::from_ref(&me))
         .await?
         .pop()
-        .flatten();
+        .ok_or_else(|| E2eeError::UnknownUser(me.to_string()))?;
     let checked = sh.with(|st| st.data.owner_version);
     let mut past = Vec::new();
-    if let Some(latest) = &latest
-        && latest.version > checked.saturating_add(1)
+    if let Some(latest) = latest
+        && latest > checked.saturating_add(1)
     {
-        let versions = (latest.version - checked).min(MAX_HISTORY_VERSIONS as u64);
+        let versions = (latest - checked).min(MAX_HISTORY_VERSIONS as u64);
         past = dir.own_history(&g, versions).await?;
     }
     drop(g);
@@ -139,7 +137,7 @@ pub(super) async fn check(sh: &Shared) -> Result<Vec<OwnerAlarm>, E2eeError> {
         && let Some(latest) = latest
     {
         sh.update(|st| {
-            st.data.owner_version = st.data.owner_version.max(latest.version);
+            st.data.owner_version = st.data.owner_version.max(latest);
             Ok(())
         })?;
     }
