@@ -442,7 +442,7 @@ impl Directory {
             .await
             .map_err(|_| DirError::Busy("the directory's epoch is late; retry".into()))?
             .map_err(|_| DirError::Busy("the directory is shutting down".into()))?;
-        let (head, mut proofs) = self.proofs(&slot, vec![user.clone()]).await?;
+        let (head, mut proofs) = self.proofs(&slot, vec![user.clone()], usize::MAX).await?;
         let proof = proofs
             .pop()
             .ok_or_else(|| DirError::Busy("no proof for the written entry".into()))?;
@@ -469,11 +469,12 @@ impl Directory {
         &self,
         slot: &AppSlot,
         users: Vec<UserId>,
+        max_bytes: usize,
     ) -> Result<(String, Vec<tree::UserProof>), DirError> {
         let tree = self.with_log(slot, |log| Ok(log.tree.clone())).await?;
         let _job = self.jobs.enter().await?;
         let cancel = Cancel::default();
-        let (at, proofs) = tree.lookup(users, cancel.token()).await?;
+        let (at, proofs) = tree.lookup(users, max_bytes, cancel.token()).await?;
         Ok((self.sign(&slot.app_id, at, now_ms()), proofs))
     }
 
@@ -566,19 +567,15 @@ impl Directory {
                     .collect())
             })
             .await?;
-        let (head, proofs) = self.proofs(&slot, present).await?;
-        let mut answered = BTreeMap::new();
-        let mut bytes = 0usize;
-        let mut cut = None;
-        for (n, p) in proofs.into_iter().enumerate() {
-            let len = p.user.as_str().len() + p.proof.len().div_ceil(3) * 4 + 8;
-            if n > 0 && bytes + len > self.limits.max_lookup_bytes {
-                cut = Some(p.user);
-                break;
-            }
-            bytes += len;
-            answered.insert(p.user.as_str().to_owned(), b64(&p.proof));
-        }
+        let (head, proofs) = self
+            .proofs(&slot, present.clone(), self.limits.max_lookup_bytes)
+            .await?;
+        // The first user with an entry that did not fit, if any.
+        let cut = present.get(proofs.len()).cloned();
+        let answered: BTreeMap<String, String> = proofs
+            .into_iter()
+            .map(|p| (p.user.as_str().to_owned(), b64(&p.proof)))
+            .collect();
         // Everyone from the first user that did not fit, in request order.
         let more = match cut {
             None => Vec::new(),

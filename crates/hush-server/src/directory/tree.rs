@@ -162,11 +162,14 @@ impl Tree {
         .await
     }
 
-    /// Lookup proofs for `users` (all at one epoch, returned with it);
-    /// `users` must all have an entry. `stop` is checked between users.
+    /// Lookup proofs for `users` (all at one epoch, returned with it), in
+    /// order, until the next one would take the answer past `max_bytes` (the
+    /// first one always): the rest are not computed. `users` must all have
+    /// an entry. `stop` is checked between users.
     pub(super) async fn lookup(
         &self,
         users: Vec<UserId>,
+        max_bytes: usize,
         stop: super::limits::CancelToken,
     ) -> Result<((u64, Hash), Vec<UserProof>), DirError> {
         let akd = self.akd.clone();
@@ -175,16 +178,21 @@ impl Tree {
             let _g = lock.read().await;
             let EpochHash(epoch, root) = akd.get_epoch_hash().await.map_err(akd_error)?;
             let mut out = Vec::with_capacity(users.len());
+            let mut bytes = 0usize;
             for user in users {
                 stop.check()?;
                 let (proof, at) = akd.lookup(label(&user)).await.map_err(akd_error)?;
                 if at.0 != epoch {
                     return Err(DirError::Busy("the epoch moved during a lookup".into()));
                 }
-                out.push(UserProof {
-                    user,
-                    proof: encode_lookup_proof(&proof),
-                });
+                let proof = encode_lookup_proof(&proof);
+                // About what the user takes in the answer's JSON (base64).
+                let len = user.as_str().len() + proof.len().div_ceil(3) * 4 + 8;
+                if !out.is_empty() && bytes.saturating_add(len) > max_bytes {
+                    break;
+                }
+                bytes += len;
+                out.push(UserProof { user, proof });
             }
             Ok(((epoch, root), out))
         })
