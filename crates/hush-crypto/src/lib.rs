@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 pub mod backup;
+pub mod device_auth;
 pub mod directory;
 pub mod epoch;
 pub mod identity;

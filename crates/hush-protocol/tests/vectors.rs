@@ -161,6 +161,11 @@ fn server(m: &Value) -> ServerMessage {
                 None => Ok(opt_raw(m, "result").unwrap()),
             },
         }),
+        "hush_mailbox" => ServerMessage::HushMailbox(hush_protocol::msgs::MailboxItem {
+            envelope: s(m, "envelope"),
+            id: m["id"].as_u64().unwrap(),
+            sent_ms: m["sent_ms"].as_u64().unwrap(),
+        }),
         "other" => ServerMessage::Other {
             event: s(m, "event"),
             channel: opt_s(m, "channel"),

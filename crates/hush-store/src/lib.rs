@@ -9,8 +9,8 @@
 //!
 //! It holds the webhook outbox ([`outbox`]), the key directory's log
 //! ([`directory`]), akd's storage for key directory v2 ([`akd_db`]: an
-//! [`AkdDb`] per app and the published [`EpochHead`]s); later issues add the
-//! mailbox as new migrations.
+//! [`AkdDb`] per app and the published [`EpochHead`]s) and the encrypted
+//! mailbox ([`mailbox`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hush_store::StoreError> {
@@ -25,6 +25,7 @@ pub mod akd_db;
 pub mod apps;
 pub mod directory;
 mod error;
+pub mod mailbox;
 mod migrations;
 pub mod outbox;
 mod sqlite;

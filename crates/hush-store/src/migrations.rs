@@ -42,6 +42,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "akd key directory",
         include_str!("../migrations/sqlite/0005_akd.sql"),
     ),
+    (
+        6,
+        "encrypted mailbox",
+        include_str!("../migrations/sqlite/0006_mailbox.sql"),
+    ),
 ];
 
 #[derive(Debug)]

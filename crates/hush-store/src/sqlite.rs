@@ -27,7 +27,10 @@ pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<SqlitePool
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(options.busy_timeout)
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // Deleted rows (acknowledged mailbox envelopes above all) are
+        // overwritten with zeros, not left in free pages.
+        .pragma("secure_delete", "ON");
     let file = connect.get_filename();
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     if !in_memory && options.create {

@@ -106,6 +106,24 @@ pub fn hush_response_err(id: &str, code: &str, message: &str) -> String {
     hush_response(&inner)
 }
 
+/// `hush:mailbox`: one queued message pushed to its device (`data` is a
+/// JSON-encoded string, as for `hush:response`).
+pub fn hush_mailbox(item: &super::hush::MailboxItem) -> String {
+    let mut inner = String::with_capacity(item.envelope.len() + 64);
+    inner.push_str("{\"envelope\":");
+    push_json_str(&mut inner, &item.envelope);
+    inner.push_str(",\"id\":");
+    inner.push_str(&item.id.to_string());
+    inner.push_str(",\"sent_ms\":");
+    inner.push_str(&item.sent_ms.to_string());
+    inner.push('}');
+    let mut o = String::with_capacity(inner.len() + 48);
+    o.push_str("{\"event\":\"hush:mailbox\",\"data\":");
+    push_json_str(&mut o, &inner);
+    o.push('}');
+    o
+}
+
 /// `hush:response` around its `data` object (JSON text).
 pub fn hush_response(inner: &str) -> String {
     let mut o = String::with_capacity(inner.len() + 48);

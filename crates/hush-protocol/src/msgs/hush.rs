@@ -30,6 +30,18 @@ pub mod method {
     pub const LOG_HEAD: &str = "log.head";
     /// `log.audit`.
     pub const LOG_AUDIT: &str = "log.audit";
+    /// `device.challenge`.
+    pub const DEVICE_CHALLENGE: &str = "device.challenge";
+    /// `device.auth`.
+    pub const DEVICE_AUTH: &str = "device.auth";
+    /// `mailbox.send`.
+    pub const MAILBOX_SEND: &str = "mailbox.send";
+    /// `mailbox.fetch`.
+    pub const MAILBOX_FETCH: &str = "mailbox.fetch";
+    /// `mailbox.ack`.
+    pub const MAILBOX_ACK: &str = "mailbox.ack";
+    /// `mailbox.status`.
+    pub const MAILBOX_STATUS: &str = "mailbox.status";
 }
 
 /// A `hush:request` as it travels: the method by name and the parameters as
@@ -107,17 +119,35 @@ pub enum Method {
     LogHead,
     /// `log.audit`.
     LogAudit,
+    /// `device.challenge`.
+    DeviceChallenge,
+    /// `device.auth`.
+    DeviceAuth,
+    /// `mailbox.send`.
+    MailboxSend,
+    /// `mailbox.fetch`.
+    MailboxFetch,
+    /// `mailbox.ack`.
+    MailboxAck,
+    /// `mailbox.status`.
+    MailboxStatus,
 }
 
 impl Method {
     /// Every method.
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 12] = [
         Self::DirectoryPublish,
         Self::DirectoryRevoke,
         Self::DirectoryLookup,
         Self::DirectoryHistory,
         Self::LogHead,
         Self::LogAudit,
+        Self::DeviceChallenge,
+        Self::DeviceAuth,
+        Self::MailboxSend,
+        Self::MailboxFetch,
+        Self::MailboxAck,
+        Self::MailboxStatus,
     ];
 
     /// The wire name.
@@ -129,6 +159,12 @@ impl Method {
             Self::DirectoryHistory => method::DIRECTORY_HISTORY,
             Self::LogHead => method::LOG_HEAD,
             Self::LogAudit => method::LOG_AUDIT,
+            Self::DeviceChallenge => method::DEVICE_CHALLENGE,
+            Self::DeviceAuth => method::DEVICE_AUTH,
+            Self::MailboxSend => method::MAILBOX_SEND,
+            Self::MailboxFetch => method::MAILBOX_FETCH,
+            Self::MailboxAck => method::MAILBOX_ACK,
+            Self::MailboxStatus => method::MAILBOX_STATUS,
         }
     }
 
@@ -140,6 +176,27 @@ impl Method {
     /// True for methods that write to the directory.
     pub fn writes(self) -> bool {
         matches!(self, Self::DirectoryPublish | Self::DirectoryRevoke)
+    }
+
+    /// True for the device and mailbox methods (answered by the mailbox,
+    /// not the key directory).
+    pub fn is_mailbox(self) -> bool {
+        matches!(
+            self,
+            Self::DeviceChallenge
+                | Self::DeviceAuth
+                | Self::MailboxSend
+                | Self::MailboxFetch
+                | Self::MailboxAck
+                | Self::MailboxStatus
+        )
+    }
+
+    /// True for methods whose effect must not be lost when the connection
+    /// ends while they run (directory writes, and mailbox sends and
+    /// acknowledgements, which commit to the store).
+    pub fn commits(self) -> bool {
+        self.writes() || matches!(self, Self::MailboxSend | Self::MailboxAck)
     }
 }
 
@@ -191,6 +248,46 @@ pub enum HushRequest {
         /// Last epoch (after `from`, at most 16 epochs later).
         to: u64,
     },
+    /// `device.challenge`: a fresh nonce for `device.auth` on this
+    /// connection.
+    DeviceChallenge,
+    /// `device.auth`: this connection is device `device` of the signed-in
+    /// user (proof: the device's signature over the challenge, see
+    /// `hush_crypto::device_auth`).
+    DeviceAuth {
+        /// The device id (32 lowercase hex digits).
+        device: String,
+        /// The Ed25519 signature (standard base64).
+        signature: String,
+    },
+    /// `mailbox.send`: a suite 1 envelope for every device it lists of
+    /// `users` (and of the sender's own other devices).
+    MailboxSend {
+        /// The recipient users (1–50).
+        users: Vec<String>,
+        /// The envelope (the suite 1 `data` string, standard base64).
+        envelope: String,
+    },
+    /// `mailbox.fetch`: this device's queued messages after `after`, oldest
+    /// first.
+    MailboxFetch {
+        /// Only messages with an id above this (0 when absent).
+        after: Option<u64>,
+        /// At most this many (1–100; 100 when absent).
+        limit: Option<u64>,
+    },
+    /// `mailbox.ack`: this device has processed these messages; the server
+    /// deletes them for it.
+    MailboxAck {
+        /// Mailbox ids (1–256).
+        ids: Vec<u64>,
+    },
+    /// `mailbox.status`: which recipient devices still have a message the
+    /// signed-in user sent queued.
+    MailboxStatus {
+        /// The envelope's message id (32 lowercase hex digits).
+        message: String,
+    },
 }
 
 fn param_str(params: &Map<String, Value>, name: &str) -> Result<String, ParamsError> {
@@ -199,6 +296,31 @@ fn param_str(params: &Map<String, Value>, name: &str) -> Result<String, ParamsEr
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| ParamsError(format!("params.{name} must be a string")))
+}
+
+fn param_strs(params: &Map<String, Value>, name: &str) -> Result<Vec<String>, ParamsError> {
+    params
+        .get(name)
+        .and_then(Value::as_array)
+        .ok_or_else(|| ParamsError(format!("params.{name} must be a list")))?
+        .iter()
+        .map(|u| {
+            u.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| ParamsError(format!("params.{name} must hold strings")))
+        })
+        .collect()
+}
+
+fn push_str_list(o: &mut String, items: &[String]) {
+    o.push('[');
+    for (i, u) in items.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        push_json_str(o, u);
+    }
+    o.push(']');
 }
 
 fn param_u64(params: &Map<String, Value>, name: &str) -> Result<Option<u64>, ParamsError> {
@@ -233,6 +355,12 @@ impl HushRequest {
             Self::DirectoryHistory { .. } => Method::DirectoryHistory,
             Self::LogHead { .. } => Method::LogHead,
             Self::LogAudit { .. } => Method::LogAudit,
+            Self::DeviceChallenge => Method::DeviceChallenge,
+            Self::DeviceAuth { .. } => Method::DeviceAuth,
+            Self::MailboxSend { .. } => Method::MailboxSend,
+            Self::MailboxFetch { .. } => Method::MailboxFetch,
+            Self::MailboxAck { .. } => Method::MailboxAck,
+            Self::MailboxStatus { .. } => Method::MailboxStatus,
         }
     }
 
@@ -246,20 +374,9 @@ impl HushRequest {
             Method::DirectoryRevoke => Self::DirectoryRevoke {
                 revocation: param_str(params, "revocation")?,
             },
-            Method::DirectoryLookup => {
-                let users = params
-                    .get("users")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| ParamsError("params.users must be a list".into()))?
-                    .iter()
-                    .map(|u| {
-                        u.as_str()
-                            .map(str::to_owned)
-                            .ok_or_else(|| ParamsError("params.users must hold strings".into()))
-                    })
-                    .collect::<Result<_, _>>()?;
-                Self::DirectoryLookup { users }
-            }
+            Method::DirectoryLookup => Self::DirectoryLookup {
+                users: param_strs(params, "users")?,
+            },
             Method::DirectoryHistory => Self::DirectoryHistory {
                 versions: param_u64(params, "versions")?,
             },
@@ -271,6 +388,35 @@ impl HushRequest {
                     .ok_or_else(|| ParamsError("params.from is required".into()))?,
                 to: param_u64(params, "to")?
                     .ok_or_else(|| ParamsError("params.to is required".into()))?,
+            },
+            Method::DeviceChallenge => Self::DeviceChallenge,
+            Method::DeviceAuth => Self::DeviceAuth {
+                device: param_str(params, "device")?,
+                signature: param_str(params, "signature")?,
+            },
+            Method::MailboxSend => Self::MailboxSend {
+                users: param_strs(params, "users")?,
+                envelope: param_str(params, "envelope")?,
+            },
+            Method::MailboxFetch => Self::MailboxFetch {
+                after: param_u64(params, "after")?,
+                limit: param_u64(params, "limit")?,
+            },
+            Method::MailboxAck => Self::MailboxAck {
+                ids: params
+                    .get("ids")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| ParamsError("params.ids must be a list".into()))?
+                    .iter()
+                    .map(|v| {
+                        v.as_u64().ok_or_else(|| {
+                            ParamsError("params.ids must hold non-negative integers".into())
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+            Method::MailboxStatus => Self::MailboxStatus {
+                message: param_str(params, "message")?,
             },
         })
     }
@@ -306,14 +452,8 @@ impl HushRequest {
                 push_json_str(&mut o, revocation);
             }
             Self::DirectoryLookup { users } => {
-                o.push_str("\"users\":[");
-                for (i, u) in users.iter().enumerate() {
-                    if i > 0 {
-                        o.push(',');
-                    }
-                    push_json_str(&mut o, u);
-                }
-                o.push(']');
+                o.push_str("\"users\":");
+                push_str_list(&mut o, users);
             }
             Self::DirectoryHistory { versions } => {
                 push_u64_field(&mut o, "versions", *versions);
@@ -324,6 +464,37 @@ impl HushRequest {
             Self::LogAudit { from, to } => {
                 push_u64_field(&mut o, "from", Some(*from));
                 push_u64_field(&mut o, "to", Some(*to));
+            }
+            Self::DeviceChallenge => {}
+            Self::DeviceAuth { device, signature } => {
+                o.push_str("\"device\":");
+                push_json_str(&mut o, device);
+                o.push_str(",\"signature\":");
+                push_json_str(&mut o, signature);
+            }
+            Self::MailboxSend { users, envelope } => {
+                o.push_str("\"envelope\":");
+                push_json_str(&mut o, envelope);
+                o.push_str(",\"users\":");
+                push_str_list(&mut o, users);
+            }
+            Self::MailboxFetch { after, limit } => {
+                push_u64_field(&mut o, "after", *after);
+                push_u64_field(&mut o, "limit", *limit);
+            }
+            Self::MailboxAck { ids } => {
+                o.push_str("\"ids\":[");
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        o.push(',');
+                    }
+                    o.push_str(&id.to_string());
+                }
+                o.push(']');
+            }
+            Self::MailboxStatus { message } => {
+                o.push_str("\"message\":");
+                push_json_str(&mut o, message);
             }
         }
         o.push('}');
@@ -535,6 +706,87 @@ pub struct Audit {
     pub proof: Base64,
 }
 
+/// The result of `device.challenge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// 32 random bytes (standard base64), good for one `device.auth` on this
+    /// connection.
+    pub nonce: Base64,
+}
+
+/// The result of `device.auth`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAuthed {
+    /// The device this connection now is (32 lowercase hex digits).
+    pub device: String,
+    /// Messages queued for it.
+    pub pending: u64,
+}
+
+/// The result of `mailbox.send`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    /// Recipient devices it was queued for.
+    pub devices: u64,
+    /// When the server deletes it unread (Unix ms).
+    pub expires_ms: u64,
+    /// The envelope's message id (32 lowercase hex digits).
+    pub message: String,
+    /// Of those, devices connected now (pushed at once).
+    pub online: u64,
+}
+
+/// One queued message, as `mailbox.fetch` answers and `hush:mailbox` pushes
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxItem {
+    /// The suite 1 envelope (standard base64).
+    pub envelope: String,
+    /// The mailbox id: acknowledge with it; ids grow in queueing order.
+    pub id: u64,
+    /// When the server queued it (Unix ms).
+    pub sent_ms: u64,
+}
+
+/// The result of `mailbox.fetch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetched {
+    /// Oldest first.
+    pub messages: Vec<MailboxItem>,
+    /// More are queued after the last one.
+    pub more: bool,
+}
+
+/// The result of `mailbox.ack`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acked {
+    /// How many of the ids were this device's and are now deleted.
+    pub deleted: u64,
+}
+
+/// One recipient device that has not acknowledged a message yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceState {
+    /// The device id (hex).
+    pub device: String,
+    /// `queued` (never sent to the device) or `delivered` (sent, not yet
+    /// acknowledged).
+    pub state: String,
+    /// The device's user.
+    pub user: String,
+}
+
+/// The result of `mailbox.status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Devices that acknowledged it.
+    pub acknowledged: u64,
+    /// Devices still holding it.
+    pub pending: Vec<DeviceState>,
+    /// Devices it was queued for.
+    pub recipients: u64,
+}
+
 /// A typed result, one variant per method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -551,6 +803,18 @@ pub enum HushResponse {
     LogHead(LogHead),
     /// `log.audit`.
     LogAudit(Audit),
+    /// `device.challenge`.
+    DeviceChallenge(Challenge),
+    /// `device.auth`.
+    DeviceAuth(DeviceAuthed),
+    /// `mailbox.send`.
+    MailboxSend(Sent),
+    /// `mailbox.fetch`.
+    MailboxFetch(Fetched),
+    /// `mailbox.ack`.
+    MailboxAck(Acked),
+    /// `mailbox.status`.
+    MailboxStatus(Status),
 }
 
 impl HushResponse {
@@ -563,6 +827,12 @@ impl HushResponse {
             Self::DirectoryHistory(_) => Method::DirectoryHistory,
             Self::LogHead(_) => Method::LogHead,
             Self::LogAudit(_) => Method::LogAudit,
+            Self::DeviceChallenge(_) => Method::DeviceChallenge,
+            Self::DeviceAuth(_) => Method::DeviceAuth,
+            Self::MailboxSend(_) => Method::MailboxSend,
+            Self::MailboxFetch(_) => Method::MailboxFetch,
+            Self::MailboxAck(_) => Method::MailboxAck,
+            Self::MailboxStatus(_) => Method::MailboxStatus,
         }
     }
 
@@ -574,6 +844,12 @@ impl HushResponse {
             Self::DirectoryHistory(h) => serde_json::to_string(h),
             Self::LogHead(h) => serde_json::to_string(h),
             Self::LogAudit(a) => serde_json::to_string(a),
+            Self::DeviceChallenge(c) => serde_json::to_string(c),
+            Self::DeviceAuth(d) => serde_json::to_string(d),
+            Self::MailboxSend(s) => serde_json::to_string(s),
+            Self::MailboxFetch(f) => serde_json::to_string(f),
+            Self::MailboxAck(a) => serde_json::to_string(a),
+            Self::MailboxStatus(s) => serde_json::to_string(s),
         };
         // Plain structs of strings, numbers, lists and string-keyed maps
         // always serialize.
@@ -594,6 +870,12 @@ impl HushResponse {
             Method::DirectoryHistory => Self::DirectoryHistory(serde_json::from_str(json)?),
             Method::LogHead => Self::LogHead(serde_json::from_str(json)?),
             Method::LogAudit => Self::LogAudit(serde_json::from_str(json)?),
+            Method::DeviceChallenge => Self::DeviceChallenge(serde_json::from_str(json)?),
+            Method::DeviceAuth => Self::DeviceAuth(serde_json::from_str(json)?),
+            Method::MailboxSend => Self::MailboxSend(serde_json::from_str(json)?),
+            Method::MailboxFetch => Self::MailboxFetch(serde_json::from_str(json)?),
+            Method::MailboxAck => Self::MailboxAck(serde_json::from_str(json)?),
+            Method::MailboxStatus => Self::MailboxStatus(serde_json::from_str(json)?),
         })
     }
 }
@@ -674,6 +956,38 @@ mod tests {
                     card: "Y2FyZA==".into(),
                 },
                 json!({"card":"Y2FyZA=="}),
+            ),
+            (HushRequest::DeviceChallenge, json!({})),
+            (
+                HushRequest::DeviceAuth {
+                    device: "00".repeat(16),
+                    signature: "c2ln".into(),
+                },
+                json!({"device":"00".repeat(16),"signature":"c2ln"}),
+            ),
+            (
+                HushRequest::MailboxSend {
+                    users: vec!["bob".into()],
+                    envelope: "aHVzaA==".into(),
+                },
+                json!({"envelope":"aHVzaA==","users":["bob"]}),
+            ),
+            (
+                HushRequest::MailboxFetch {
+                    after: Some(9),
+                    limit: None,
+                },
+                json!({"after":9}),
+            ),
+            (
+                HushRequest::MailboxAck { ids: vec![1, 2] },
+                json!({"ids":[1,2]}),
+            ),
+            (
+                HushRequest::MailboxStatus {
+                    message: "ab".repeat(16),
+                },
+                json!({"message":"ab".repeat(16)}),
             ),
         ];
         for (r, v) in cases {

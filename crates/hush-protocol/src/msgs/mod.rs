@@ -31,7 +31,8 @@ pub mod server;
 pub use client::{ClientMessage, SubscribeData};
 pub use encode::SubscriptionErrorType;
 pub use hush::{
-    ErrorCode, HushError, HushRequest, HushResponse, Method, RequestFrame, ResponseFrame,
+    ErrorCode, HushError, HushRequest, HushResponse, MailboxItem, Method, RequestFrame,
+    ResponseFrame,
 };
 pub use json::{EventData, RawJson};
 pub use server::{PresenceData, ServerMessage, WatchlistEvent, WatchlistStatus};

@@ -35,6 +35,9 @@ pub const WATCHLIST_EVENTS: &str = "pusher_internal:watchlist_events";
 pub const HUSH_REQUEST: &str = "hush:request";
 /// `hush:response` (server to client).
 pub const HUSH_RESPONSE: &str = "hush:response";
+/// `hush:mailbox` (server to client): a message queued for this
+/// connection's device, pushed as it arrives.
+pub const HUSH_MAILBOX: &str = "hush:mailbox";
 
 /// Prefix of Pusher's own events.
 pub const PUSHER_PREFIX: &str = "pusher:";

@@ -58,6 +58,7 @@ fn known(e: &str) -> bool {
         names::WATCHLIST_EVENTS,
         names::HUSH_REQUEST,
         names::HUSH_RESPONSE,
+        names::HUSH_MAILBOX,
     ]
     .contains(&e)
 }

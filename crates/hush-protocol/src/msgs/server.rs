@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::client::{object_data, raw_keep_null};
 use super::encode::{self, SubscriptionErrorType};
-use super::hush::ResponseFrame;
+use super::hush::{MailboxItem, ResponseFrame};
 use super::json::{RawJson, push_json_str};
 use super::{FrameError, names};
 
@@ -109,6 +109,8 @@ pub enum ServerMessage {
     },
     /// `hush:response`.
     HushResponse(ResponseFrame),
+    /// `hush:mailbox`: a message queued for this connection's device.
+    HushMailbox(MailboxItem),
     /// Any other frame (an unknown `pusher:` event, or an event without a
     /// channel), kept as received.
     Other {
@@ -436,6 +438,12 @@ impl ServerMessage {
                 let r = ResponseFrame::from_data_json(&raw.text()).map_err(|e| bad(&e))?;
                 Self::HushResponse(r)
             }
+            names::HUSH_MAILBOX => {
+                let raw = f.data.as_ref().ok_or_else(|| bad("missing data"))?;
+                let item: MailboxItem =
+                    serde_json::from_str(&raw.text()).map_err(|e| bad(&e.to_string()))?;
+                Self::HushMailbox(item)
+            }
             e if names::is_pusher(e) || f.channel.is_none() => Self::Other {
                 event: f.event,
                 channel: f.channel,
@@ -540,6 +548,7 @@ impl ServerMessage {
                 Ok(result) => encode::hush_response_ok(&r.id, result.get()),
                 Err(e) => encode::hush_response_err(&r.id, e.code.as_str(), &e.message),
             },
+            Self::HushMailbox(item) => encode::hush_mailbox(item),
             Self::Other {
                 event,
                 channel,
