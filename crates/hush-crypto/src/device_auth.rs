@@ -5,12 +5,12 @@
 //! device's card in the key directory, and only then routes that device's
 //! mailbox to the connection.
 //!
-//! What is signed: `"hush/v1/device-auth\0" ‖ str16(app id) ‖ str16(socket
+//! What is signed: `"hush/v1/device-auth\0" ‖ str16(app key) ‖ str16(socket
 //! id) ‖ str16(user id) ‖ device id (16) ‖ nonce (32)`. The socket id and
 //! the nonce make a proof good for one connection only (a proof seen on one
 //! connection cannot be replayed on another); the user id ties it to the
 //! signed-in user (a device of Alice cannot be claimed by Mallory's
-//! connection, even with Alice's proof); the app id keeps apps apart.
+//! connection, even with Alice's proof); the app key keeps apps apart.
 
 use crate::identity::{DeviceCard, DeviceId, DeviceKeys, SIGNATURE_LEN};
 use crate::wire::Writer;
@@ -23,8 +23,8 @@ const CTX: &[u8] = b"hush/v1/device-auth\0";
 /// signed-in user and the server's nonce.
 #[derive(Debug, Clone, Copy)]
 pub struct Challenge<'a> {
-    /// The app's id.
-    pub app_id: &'a str,
+    /// The app's key (public: the one clients connect with).
+    pub app_key: &'a str,
     /// The connection's socket id.
     pub socket_id: &'a str,
     /// The user the connection signed in as.
@@ -47,10 +47,10 @@ pub enum DeviceAuthError {
 impl Challenge<'_> {
     fn message(&self, device: DeviceId) -> Vec<u8> {
         let mut w = Writer::with_capacity(
-            CTX.len() + 6 + self.app_id.len() + self.socket_id.len() + self.user_id.len() + 48,
+            CTX.len() + 6 + self.app_key.len() + self.socket_id.len() + self.user_id.len() + 48,
         );
         w.bytes(CTX)
-            .str16(self.app_id.as_bytes())
+            .str16(self.app_key.as_bytes())
             .str16(self.socket_id.as_bytes())
             .str16(self.user_id.as_bytes())
             .bytes(&device.0)
@@ -99,7 +99,7 @@ mod tests {
         let alice = card("alice", &keys);
         let nonce = [7u8; NONCE_LEN];
         let c = Challenge {
-            app_id: "1",
+            app_key: "k1",
             socket_id: "1.2",
             user_id: "alice",
             nonce: &nonce,
@@ -112,7 +112,7 @@ mod tests {
                 socket_id: "1.3",
                 ..c
             },
-            Challenge { app_id: "2", ..c },
+            Challenge { app_key: "k2", ..c },
             Challenge {
                 nonce: &other_nonce,
                 ..c
