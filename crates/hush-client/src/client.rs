@@ -110,6 +110,8 @@ struct Inner {
     listeners: Arc<Listeners>,
     channels: Mutex<HashMap<ChannelName, Arc<ChannelShared>>>,
     sealed_sender_id: String,
+    /// The app key the client connects with.
+    app_key: String,
     /// Bounds the `hush:request`s in flight.
     in_flight: Arc<tokio::sync::Semaphore>,
     next_request: std::sync::atomic::AtomicU64,
@@ -145,6 +147,7 @@ impl Client {
         let sealer = hush_crypto::sealed::Sender::new();
         let sealed_sender_id = sealer.id().to_owned();
         let request_timeout = config.request_timeout;
+        let app_key = config.app_key.clone();
         let task = Task::new(
             Arc::new(config),
             listeners.clone(),
@@ -160,11 +163,17 @@ impl Client {
                 listeners,
                 channels: Mutex::new(HashMap::new()),
                 sealed_sender_id,
+                app_key,
                 in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
                 next_request: std::sync::atomic::AtomicU64::new(1),
                 request_timeout,
             }),
         }
+    }
+
+    /// The app key this client connects with.
+    pub fn app_key(&self) -> &str {
+        &self.inner.app_key
     }
 
     /// The current connection state.

@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use super::directory::Directory;
 use super::gossip::{self, ForkDetected, GossipCheck, Local};
+use super::inbox::{self, MailboxMessage};
 use super::state::{Parsed, Shared, State};
-use super::{CLIENT_EVENT, E2eeError, SERVER_EVENT, millis, now_ms};
+use super::{CLIENT_EVENT, E2eeError, INBOX_LIMIT, SERVER_EVENT, millis, now_ms};
 use crate::client::{Channel, MAX_CLIENT_EVENT_BYTES};
 use crate::event::Event;
 
@@ -62,6 +63,21 @@ impl std::fmt::Debug for Message {
             .field("gossip", &self.gossip)
             .finish_non_exhaustive()
     }
+}
+
+/// Which replay guard opens an envelope.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Via {
+    /// A channel event: the channel guard (freshness window of minutes).
+    Channel,
+    /// The mailbox: its own guard (window covering the mailbox's time to
+    /// live), and the inbox.
+    Mailbox {
+        /// The server's mailbox id.
+        mailbox_id: u64,
+        /// When the server queued it.
+        queued_ms: u64,
+    },
 }
 
 /// The messaging of one [`E2ee`](super::E2ee).
@@ -201,10 +217,24 @@ impl<'a> Messaging<'a> {
             return Err(E2eeError::NotAnEnvelope);
         };
         let env = Envelope::from_data(data)?;
-        let h = env.header().clone();
+        let h = env.header();
         if Some(h.channel.as_str()) != event.channel.as_deref() || h.event.as_str() != event.event {
             return Err(E2eeError::WrongChannel);
         }
+        Ok(self.open_envelope(&env, Via::Channel).await?.0)
+    }
+
+    /// Opens a parsed envelope with the replay guard of `via`: the channel
+    /// guard, or the mailbox's (then the message is appended to the inbox
+    /// and saved with the guard's state in one key-store save, undone in
+    /// memory if the save fails). Returns the message and whether it was
+    /// late (below its stream's high-water mark).
+    pub(super) async fn open_envelope(
+        &self,
+        env: &Envelope,
+        via: Via,
+    ) -> Result<(Message, bool), E2eeError> {
+        let h = env.header().clone();
         let sender = h.sender_user.clone();
         let cached = self.sh.with(|st| {
             if !env.recipients().contains(&st.data.device_id) {
@@ -224,7 +254,7 @@ impl<'a> Messaging<'a> {
                     .await?;
             }
         }
-        let (mut message, local) = self.sh.with(|st| {
+        let message = self.sh.with(|st| {
             // The gossiped head must be signed by this device's log: a head
             // that is not is refused before anything is opened or recorded.
             if let Some(theirs) = &h.tree_head {
@@ -261,26 +291,42 @@ impl<'a> Messaging<'a> {
                 identity: &identity,
                 revocations: &revocations,
             };
-            let State { data, guard, .. } = &mut *st;
+            let State {
+                data,
+                guard,
+                mailbox_guard,
+                ..
+            } = &mut *st;
+            let (guard, streams) = match via {
+                Via::Channel => (guard, &mut data.streams),
+                Via::Mailbox { .. } => (mailbox_guard, &mut data.mailbox_streams),
+            };
             // This device's own card: the envelope must be addressed to it
             // (this user, this device, this card), not only to its id.
             let me = data
                 .card
                 .as_ref()
                 .ok_or(E2eeError::Open(OpenError::NotARecipient))?;
-            let opened = env.open(me, &data.keys, &trusted, guard, now_ms())?;
-            // Mirror the stream's new state into the saved data (and drop
-            // what the guard swept out as expired).
             let stream = StreamKey {
                 user: h.sender_user.clone(),
                 device: h.sender_device,
                 channel: h.channel.clone(),
             };
+            let before = guard.state(&stream);
+            let late = before.is_some_and(|b| h.sequence < b.highest);
+            let opened = env.open(me, &data.keys, &trusted, guard, now_ms())?;
+            // Mirror the stream's new state into the saved data (and drop
+            // what the guard swept out as expired).
+            let saved_before: Vec<_> = if matches!(via, Via::Mailbox { .. }) {
+                streams.iter().map(|(k, v)| (k.clone(), *v)).collect()
+            } else {
+                Vec::new()
+            };
             if let Some(state) = guard.state(&stream) {
-                data.streams.insert(stream, state);
+                streams.insert(stream, state);
             }
-            if data.streams.len() > guard.len() {
-                data.streams.retain(|k, _| guard.state(k).is_some());
+            if streams.len() > guard.len() {
+                streams.retain(|k, _| guard.state(k).is_some());
             }
             if opened.missed > 0 {
                 tracing::warn!(
@@ -290,18 +336,10 @@ impl<'a> Messaging<'a> {
                     "hush-client: gap detected: messages missing from this sender"
                 );
             }
-            // The message is already committed to the in-memory replay guard:
-            // failing here would lose it for good (opening it again is a
-            // replay). A failed save is logged; the next save persists the
-            // accepted entry.
-            if let Err(e) = self.sh.save(st) {
-                tracing::warn!(error = %e, "hush-client: saving the key store after opening a message failed");
-            }
             let text = String::from_utf8_lossy(&opened.plaintext);
             let value =
                 serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.to_string()));
-            let local = gossip::compare(st, h.tree_head.as_ref());
-            Ok::<_, E2eeError>((Message {
+            let message = Message {
                 channel: h.channel.to_string(),
                 event: opened.event.to_string(),
                 data: value,
@@ -313,8 +351,50 @@ impl<'a> Messaging<'a> {
                 missed: opened.missed,
                 verified_sender: verified.as_deref() == Some(current.as_str()),
                 gossip: GossipCheck::Unchecked,
-            }, local))
+            };
+            match via {
+                Via::Channel => {
+                    // The message is already committed to the in-memory
+                    // replay guard: failing here would lose it for good
+                    // (opening it again is a replay). A failed save is
+                    // logged; the next save persists the accepted entry.
+                    if let Err(e) = self.sh.save(st) {
+                        tracing::warn!(error = %e, "hush-client: saving the key store after opening a message failed");
+                    }
+                }
+                Via::Mailbox {
+                    mailbox_id,
+                    queued_ms,
+                } => {
+                    // One save: the guard's state and the inbox entry. If it
+                    // fails, both are undone in memory and the message is
+                    // not acknowledged: it is fetched and opened again.
+                    let mm = MailboxMessage {
+                        mailbox_id,
+                        queued_ms,
+                        late,
+                        message: message.clone(),
+                    };
+                    st.data.inbox.push_back(inbox::entry(&mm, now_ms()));
+                    while st.data.inbox.len() > INBOX_LIMIT {
+                        st.data.inbox.pop_front();
+                    }
+                    if let Err(e) = self.sh.save(st) {
+                        st.data.inbox.pop_back();
+                        st.data.mailbox_streams = saved_before.into_iter().collect();
+                        let mut g = super::mailbox::new_guard();
+                        for (k, v) in &st.data.mailbox_streams {
+                            g.restore(k.clone(), *v);
+                        }
+                        st.mailbox_guard = g;
+                        return Err(e);
+                    }
+                }
+            }
+            let local = gossip::compare(st, h.tree_head.as_ref());
+            Ok::<_, E2eeError>((message, late, local))
         })?;
+        let (mut message, late, local) = (message.0, message.1, message.2);
         message.gossip = match (local, h.tree_head) {
             (Local::Done(check), _) => check,
             (Local::Fork(ours), Some(theirs)) => self.fork(&message, ours, theirs),
@@ -342,7 +422,7 @@ impl<'a> Messaging<'a> {
             }
             (_, None) => GossipCheck::Unchecked,
         };
-        Ok(message)
+        Ok((message, late))
     }
 
     /// Reports a fork seen in `message`'s gossiped head.

@@ -63,8 +63,11 @@ mod devices;
 mod directory;
 mod error;
 mod gossip;
+mod inbox;
+mod mailbox;
 mod messaging;
 mod owner;
+mod reorder;
 mod state;
 mod store;
 #[cfg(test)]
@@ -88,8 +91,19 @@ use tokio::sync::broadcast;
 pub use devices::CardRequest;
 pub use error::E2eeError;
 pub use gossip::{ForkDetected, GossipCheck};
+/// The answer of [`E2ee::mailbox_status`] (hush-protocol's `mailbox.status`
+/// result).
+pub use hush_protocol::msgs::hush::Status as MailboxStatus;
+pub use inbox::{
+    CONVERSATION_PREFIX, InboxEntry, MailboxEvent, MailboxMessage, StreamRef, conversation_channel,
+};
+pub use mailbox::{
+    INBOX_LIMIT, MAILBOX_EVENT, MAILBOX_MAX_AGE, PUSH_REORDER_WAIT, RESYNC_INTERVAL, SealedMessage,
+    SentMessage,
+};
 pub use messaging::Message;
 pub use owner::{DEFAULT_OWNER_CHECK_INTERVAL, OwnerAlarm};
+pub use reorder::{MAX_HELD, MAX_HELD_PER_STREAM};
 pub use store::{DeviceData, KeyStore, StoreError, StoreKey};
 
 use crate::client::{Channel, Client};
@@ -232,9 +246,14 @@ impl E2ee {
         for (stream, state) in &data.streams {
             guard.restore(stream.clone(), *state);
         }
+        let mut mailbox_guard = mailbox::new_guard();
+        for (stream, state) in &data.mailbox_streams {
+            mailbox_guard.restore(stream.clone(), *state);
+        }
         let state = State {
             data,
             guard,
+            mailbox_guard,
             cache_ttl: DEFAULT_CACHE_TTL,
             freshness: hush_crypto::transparency::Freshness::default(),
             owner_interval: DEFAULT_OWNER_CHECK_INTERVAL,
@@ -448,7 +467,10 @@ impl E2ee {
     /// [`restore_identity`](Self::restore_identity). The answer's lookup
     /// proof must show the card in this user's latest entry.
     pub async fn publish(&self) -> Result<DeviceCard, E2eeError> {
-        self.devices().publish().await
+        let card = self.devices().publish().await?;
+        // The mailbox task may be waiting for a card to authenticate with.
+        self.shared.mailbox_wake.notify_one();
+        Ok(card)
     }
 
     /// On a device without the identity key: a request for a card, to be
@@ -574,5 +596,138 @@ impl E2ee {
     /// is opened without waiting for directory work in flight.
     pub async fn open(&self, event: &Event) -> Result<Message, E2eeError> {
         self.messaging().open(event).await
+    }
+
+    /// Starts the mailbox (idempotent) and returns a receiver of its
+    /// events, subscribed before anything is fetched. The mailbox task then
+    /// runs until the last handle of this `E2ee` is dropped: on every
+    /// (re)connection, once this device has a published card, it proves
+    /// which device it is (`device.auth`), fetches every queued message and
+    /// handles `hush:mailbox` pushes in between. Each message is opened (the
+    /// mailbox's own replay guard, window [`MAILBOX_MAX_AGE`]), saved in the
+    /// [inbox](Self::inbox) with the guard's state in one key-store save,
+    /// then acknowledged and announced as [`MailboxEvent::Message`], in
+    /// sequence order per sender device and conversation. Not started by
+    /// default: an app that does not use the mailbox makes no mailbox
+    /// requests, and one that does subscribes before messages flow.
+    ///
+    /// ```rust,no_run
+    /// use hush_client::e2ee::{E2ee, MailboxEvent};
+    ///
+    /// # async fn demo(e2ee: E2ee) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut events = e2ee.start_mailbox();
+    /// e2ee.send_to_users("message", &serde_json::json!({"text": "hi"}), &["bob"]).await?;
+    /// while let Ok(ev) = events.recv().await {
+    ///     match ev {
+    ///         MailboxEvent::Message(m) => println!("{}: {}", m.message.sender_user, m.message.data),
+    ///         MailboxEvent::Gap { stream, first, last } => {
+    ///             eprintln!("{} lost messages {first}..={last}", stream.sender_user)
+    ///         }
+    ///         other => eprintln!("{other:?}"),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn start_mailbox(&self) -> broadcast::Receiver<MailboxEvent> {
+        mailbox::start(&self.shared)
+    }
+
+    /// Another receiver of the mailbox's events ([`MailboxEvent`]).
+    pub fn mailbox_events(&self) -> broadcast::Receiver<MailboxEvent> {
+        self.shared.mailbox_events.subscribe()
+    }
+
+    /// The persisted inbox: the newest [`INBOX_LIMIT`] mailbox messages
+    /// this device opened, oldest first.
+    pub async fn inbox(&self) -> Vec<InboxEntry> {
+        self.shared
+            .with(|st| st.data.inbox.iter().cloned().collect())
+    }
+
+    /// Proves on the current connection which device this is
+    /// (`device.challenge`, `device.auth`; signs in first). Done by the
+    /// mailbox calls when needed; a no-op when done on this socket already.
+    pub async fn authenticate_device(&self) -> Result<(), E2eeError> {
+        mailbox::ensure_device_auth(&self.shared).await
+    }
+
+    /// Seals `data` (as JSON) as event `event` for every device of `users`
+    /// and this user's other devices, on the conversation channel of
+    /// `users` and this user ([`conversation_channel`]), without sending it:
+    /// give it to [`mailbox_send`](Self::mailbox_send), again if need be.
+    pub async fn seal_for_users<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+        users: &[&str],
+    ) -> Result<SealedMessage, E2eeError> {
+        mailbox::seal(&self.shared, event, data, users).await
+    }
+
+    /// Queues a sealed message in the server's mailbox (`mailbox.send`,
+    /// after device authentication), retried across a lost connection.
+    /// Sending the same [`SealedMessage`] again is safe: the server keeps
+    /// one copy per message id and answers with the same id.
+    pub async fn mailbox_send(&self, sealed: &SealedMessage) -> Result<SentMessage, E2eeError> {
+        mailbox::send(&self.shared, sealed).await
+    }
+
+    /// Sends `data` (as JSON) as event `event`, end-to-end encrypted, to
+    /// every device of `users` and this user's other devices through the
+    /// mailbox: offline devices get it when they connect. Messages of one
+    /// conversation (the set of users) carry contiguous sequence numbers
+    /// per sending device, so receivers deliver them in order and see gaps.
+    ///
+    /// ```rust,no_run
+    /// # async fn demo(e2ee: hush_client::e2ee::E2ee) -> Result<(), Box<dyn std::error::Error>> {
+    /// let sent = e2ee.send_to_users("message", &serde_json::json!({"text": "hi"}), &["bob"]).await?;
+    /// let status = e2ee.mailbox_status(&sent.message_id).await?;
+    /// println!("{} of {} devices still to fetch it", status.pending.len(), status.recipients);
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_to_users<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+        users: &[&str],
+    ) -> Result<SentMessage, E2eeError> {
+        let sealed = self.seal_for_users(event, data, users).await?;
+        self.mailbox_send(&sealed).await
+    }
+
+    /// Where a message this user sent stands (`mailbox.status`): devices it
+    /// was queued for, and those that have not acknowledged it.
+    pub async fn mailbox_status(&self, message_id: &str) -> Result<MailboxStatus, E2eeError> {
+        mailbox::status(&self.shared, message_id).await
+    }
+
+    /// One fetch cycle now, acknowledging what it processed (what the
+    /// mailbox task does on each connection).
+    pub async fn mailbox_sync(&self) -> Result<(), E2eeError> {
+        let mut rx = self.shared.mailbox.lock().await;
+        mailbox::sync(&self.shared, &mut rx, &mut mailbox::Acks::Now).await
+    }
+
+    /// One fetch cycle that opens, saves and announces messages as
+    /// [`mailbox_sync`](Self::mailbox_sync) does, but acknowledges nothing:
+    /// returns the mailbox ids to acknowledge ([`mailbox_ack`](Self::mailbox_ack)).
+    /// For apps that acknowledge in batches, and to test what a crash
+    /// between saving and acknowledging does (the ids come back and are
+    /// acknowledged as duplicates, never shown twice).
+    pub async fn mailbox_sync_step(&self) -> Result<Vec<u64>, E2eeError> {
+        let mut rx = self.shared.mailbox.lock().await;
+        let mut acks = mailbox::Acks::Collect(Vec::new());
+        mailbox::sync(&self.shared, &mut rx, &mut acks).await?;
+        Ok(match acks {
+            mailbox::Acks::Collect(ids) => ids,
+            mailbox::Acks::Now => Vec::new(),
+        })
+    }
+
+    /// Acknowledges mailbox ids (`mailbox.ack`); returns how many the server
+    /// deleted.
+    pub async fn mailbox_ack(&self, ids: &[u64]) -> Result<u64, E2eeError> {
+        mailbox::ensure_device_auth(&self.shared).await?;
+        mailbox::ack(&self.shared, ids).await
     }
 }

@@ -16,13 +16,15 @@ use hush_crypto::transparency::Freshness;
 use tokio::sync::broadcast;
 
 use super::store::{DeviceData, KeyStore};
-use super::{E2eeError, ForkDetected, KeyChanged, OwnerAlarm};
+use super::{E2eeError, ForkDetected, KeyChanged, MailboxEvent, OwnerAlarm};
 use crate::client::Client;
 
 /// The device's state.
 pub(super) struct State {
     pub data: DeviceData,
     pub guard: ReplayGuard,
+    /// The mailbox's replay guard (its window covers the mailbox's TTL).
+    pub mailbox_guard: ReplayGuard,
     pub cache_ttl: Duration,
     /// How fresh a served tree head must be.
     pub freshness: Freshness,
@@ -96,6 +98,18 @@ pub(super) struct Shared {
     /// directory work; [`open`](super::E2ee::open) of a known sender never
     /// takes it.
     pub directory: tokio::sync::Mutex<()>,
+    /// Mailbox events ([`MailboxEvent`]).
+    pub mailbox_events: broadcast::Sender<MailboxEvent>,
+    /// The mailbox's receiving side (reorder buffer, ids in hand): one
+    /// fetch cycle or push at a time.
+    pub mailbox: tokio::sync::Mutex<super::mailbox::Receiver>,
+    /// The socket this device authenticated on (`device.auth`), if any.
+    pub device_auth: tokio::sync::Mutex<Option<String>>,
+    /// The mailbox task, once started, stopped when the last handle is
+    /// dropped.
+    pub mailbox_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Wakes the mailbox task (e.g. the card was just published).
+    pub mailbox_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Proof that the directory lock is held.
@@ -106,6 +120,7 @@ impl Shared {
         let (changes, _) = broadcast::channel(256);
         let (forks, _) = broadcast::channel(64);
         let (alarms, _) = broadcast::channel(256);
+        let (mailbox_events, _) = broadcast::channel(1024);
         Self {
             client,
             store,
@@ -116,6 +131,11 @@ impl Shared {
             watcher: Mutex::new(None),
             wake: std::sync::Arc::default(),
             directory: tokio::sync::Mutex::new(()),
+            mailbox_events,
+            mailbox: tokio::sync::Mutex::new(super::mailbox::Receiver::default()),
+            device_auth: tokio::sync::Mutex::new(None),
+            mailbox_task: Mutex::new(None),
+            mailbox_wake: std::sync::Arc::default(),
         }
     }
 
@@ -147,6 +167,14 @@ impl Drop for Shared {
     fn drop(&mut self) {
         let task = self
             .watcher
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
+        let task = self
+            .mailbox_task
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .take();

@@ -7,7 +7,7 @@
 //! `fsync`, rename). Secrets are zeroized when dropped, including the
 //! serialized plaintext.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -22,6 +22,8 @@ use hush_protocol::{ChannelName, UserId};
 use rand::{RngCore, TryRngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use super::inbox::InboxEntry;
 
 const MAGIC: &[u8; 4] = b"HKS1";
 const NONCE_LEN: usize = 24;
@@ -216,6 +218,13 @@ struct Public {
     /// Replay state of the sender streams this device accepted messages on.
     #[serde(default)]
     streams: Vec<SavedStream>,
+    /// Replay state of the mailbox's sender streams (its own guard, whose
+    /// freshness window covers the mailbox's time to live).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mailbox_streams: Vec<SavedStream>,
+    /// The newest mailbox messages opened (oldest first, bounded).
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    inbox: VecDeque<InboxEntry>,
     /// Devices (hex ids) of this user whose cards this device made,
     /// approved or the user acknowledged (owner watch).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -262,6 +271,12 @@ pub struct DeviceData {
     /// The replay state of every sender stream accepted (mirrors the
     /// in-memory guard, so a restart keeps it).
     pub(crate) streams: HashMap<StreamKey, StreamState>,
+    /// The replay state of every mailbox sender stream accepted (mirrors
+    /// the mailbox's own guard).
+    pub(crate) mailbox_streams: HashMap<StreamKey, StreamState>,
+    /// The newest mailbox messages opened, oldest first (at most
+    /// [`INBOX_LIMIT`](super::INBOX_LIMIT)).
+    pub(crate) inbox: VecDeque<InboxEntry>,
     /// The user's devices whose cards this device issued, approved, or the
     /// user acknowledged ([`E2ee::acknowledge_own_devices`](super::E2ee::acknowledge_own_devices)):
     /// the owner watch raises no alarm for their cards.
@@ -319,6 +334,8 @@ impl DeviceData {
             contacts: BTreeMap::new(),
             sequences: BTreeMap::new(),
             streams: HashMap::new(),
+            mailbox_streams: HashMap::new(),
+            inbox: VecDeque::new(),
             known_devices: BTreeSet::new(),
             known_revocations: BTreeSet::new(),
         }
@@ -449,6 +466,12 @@ impl DeviceData {
                     .iter()
                     .map(|(k, s)| SavedStream::new(k, s))
                     .collect(),
+                mailbox_streams: self
+                    .mailbox_streams
+                    .iter()
+                    .map(|(k, s)| SavedStream::new(k, s))
+                    .collect(),
+                inbox: self.inbox.clone(),
                 known_devices: self
                     .known_devices
                     .iter()
@@ -526,6 +549,12 @@ impl DeviceData {
         d.contacts.clone_from(&p.contacts);
         d.sequences.clone_from(&p.sequences);
         d.streams = p.streams.iter().filter_map(SavedStream::parse).collect();
+        d.mailbox_streams = p
+            .mailbox_streams
+            .iter()
+            .filter_map(SavedStream::parse)
+            .collect();
+        d.inbox.clone_from(&p.inbox);
         d.known_devices = parse_ids(&p.known_devices)?;
         d.known_revocations = parse_ids(&p.known_revocations)?;
         Ok(d)

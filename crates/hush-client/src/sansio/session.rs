@@ -135,6 +135,12 @@ impl ClientCore {
                     self.on_event(event, channel, Payload::Raw(data), None, now);
                 }
             }
+            ServerMessage::HushMailbox(item) => {
+                // A mailbox push (issue 18): for the E2EE layer's mailbox
+                // task, as a connection-level event.
+                let data = serde_json::to_value(&item).unwrap_or(Value::Null);
+                self.emit(Event::new(None, names::HUSH_MAILBOX, data));
+            }
             other => tracing::debug!(?other, "hush-client: ignoring a server message"),
         }
     }
