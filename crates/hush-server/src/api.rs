@@ -177,7 +177,7 @@ fn split_rate(app: &App, method: &Method) -> Result<(), ApiError> {
     ))
 }
 
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|r| {
         let status = r.status();
         let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -191,7 +191,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 
 /// Parses a JSON object (a body, or a batch item) into `T`; a JSON array,
 /// which serde would read into `T` field by field, is refused.
-fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     if !hush_protocol::wire::is_json_object(body) {
         return Err(ApiError::bad("Invalid JSON body: expected a JSON object"));
     }

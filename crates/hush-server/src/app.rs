@@ -168,6 +168,8 @@ pub struct ServerState {
     pub store: hush_store::Store,
     /// The key directory (public keys only).
     pub directory: Arc<crate::directory::Directory>,
+    /// The encrypted mailbox.
+    pub mailbox: Arc<crate::mailbox::Mailbox>,
     apps: RwLock<Arc<AppTable>>,
     connections: AtomicUsize,
     draining: AtomicBool,
@@ -248,10 +250,16 @@ impl ServerState {
                 Arc::new(App::with_hooks(a, h))
             })
             .collect();
+        let mailbox = Arc::new(crate::mailbox::Mailbox::new(
+            store.clone(),
+            directory.clone(),
+            config.mailbox.clone(),
+        ));
         Arc::new(Self {
             server: config.server.clone(),
             store,
             directory,
+            mailbox,
             apps: RwLock::new(Arc::new(AppTable::new(apps))),
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),

@@ -35,6 +35,52 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Key directory limits (every app's directory on this node).
     pub directory: DirectoryConfig,
+    /// The encrypted mailbox (every app's, on this node).
+    pub mailbox: MailboxConfig,
+}
+
+/// The encrypted mailbox: suite 1 envelopes queued for offline devices
+/// (docs/CONFIGURATION.md `[mailbox]`, docs/PROTOCOL-EXT.md §4). `Default`
+/// is the built-in defaults (`config/defaults.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxConfig {
+    /// Answer the `device.*` and `mailbox.*` methods (else `unknown_method`).
+    pub enabled: bool,
+    /// Messages one device may have waiting; a send beyond it gets
+    /// `too_many`.
+    pub max_messages_per_device: u64,
+    /// Envelope bytes one device may have waiting; likewise.
+    pub max_bytes_per_device: u64,
+    /// Longest envelope (its base64 text) `mailbox.send` takes
+    /// (`bad_request` beyond); below `server.max_message_bytes`, the
+    /// largest WebSocket message, so a queued envelope always fits in a
+    /// frame.
+    pub max_message_bytes: usize,
+    /// Most envelope bytes one `mailbox.fetch` answer carries (at least one
+    /// message; `more` says the rest waits).
+    pub max_fetch_bytes: usize,
+    /// `mailbox.send` per connection per minute (bursts up to the same
+    /// number; `rate_limited` beyond); 0 = unlimited.
+    pub sends_per_connection_per_minute: u32,
+    /// How often expired messages are deleted and the store's write-ahead
+    /// log is checkpointed after deletions (milliseconds): an acknowledged
+    /// envelope is gone from the disk files at most this long after.
+    pub maintenance_interval_ms: u64,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_messages_per_device: 10_000,
+            max_bytes_per_device: 64 * 1024 * 1024,
+            max_message_bytes: 49_152,
+            max_fetch_bytes: 256 * 1024,
+            sends_per_connection_per_minute: 600,
+            maintenance_interval_ms: 5_000,
+        }
+    }
 }
 
 /// Limits of the key directory, so one signed-in user cannot stall it
@@ -351,6 +397,10 @@ pub struct AppConfig {
     /// Allow `client-*` events on private and presence channels.
     #[serde(default)]
     pub client_events: bool,
+    /// Seconds a mailbox message waits for its devices before it is
+    /// deleted unread (default 30 days).
+    #[serde(default = "default_mailbox_ttl")]
+    pub mailbox_ttl_secs: u64,
     /// Also allow them on `private-encrypted-` channels (hush extension,
     /// docs/E2EE-CHANNELS.md §3): data must be a string holding an envelope.
     #[serde(default)]
@@ -501,6 +551,10 @@ fn default_batch() -> usize {
 }
 fn default_cache_ttl() -> u64 {
     limits::CACHE_TTL_SECS
+}
+
+fn default_mailbox_ttl() -> u64 {
+    30 * 24 * 3600
 }
 
 /// A configuration that cannot be used.
@@ -668,6 +722,28 @@ impl Config {
         if w.timeout == 0 {
             return Err(ConfigError::Invalid("webhooks.timeout must be > 0".into()));
         }
+        let m = &self.mailbox;
+        if m.max_messages_per_device == 0
+            || m.max_bytes_per_device == 0
+            || m.max_message_bytes == 0
+            || m.max_fetch_bytes == 0
+            || m.maintenance_interval_ms == 0
+        {
+            return Err(ConfigError::Invalid(
+                "mailbox.max_messages_per_device, max_bytes_per_device, max_message_bytes, \
+                 max_fetch_bytes and maintenance_interval_ms must be > 0"
+                    .into(),
+            ));
+        }
+        if m.max_message_bytes + 1024 > self.server.max_message_bytes {
+            return Err(ConfigError::Invalid(
+                "mailbox.max_message_bytes must be at least 1024 below server.max_message_bytes"
+                    .into(),
+            ));
+        }
+        if apps.iter().any(|a| a.mailbox_ttl_secs == 0) {
+            return Err(ConfigError::Invalid("mailbox_ttl_secs must be > 0".into()));
+        }
         let d = &self.directory;
         if !(1..=2000).contains(&d.epoch_interval_ms) {
             return Err(ConfigError::Invalid(
@@ -819,6 +895,7 @@ mod tests {
         assert!(c.server.trusted_proxies.is_empty());
         // The directory's built-in limits are the file's.
         assert_eq!(c.directory, DirectoryConfig::default());
+        assert_eq!(c.mailbox, MailboxConfig::default());
     }
 
     #[test]

@@ -478,6 +478,34 @@ impl Directory {
         Ok((self.sign(&slot.app_id, at, now_ms()), proofs))
     }
 
+    /// The current cards of `users`' active devices (published, not
+    /// revoked, not expired at `now_secs`), writes not yet in an epoch
+    /// included: what the mailbox routes to.
+    pub async fn active_cards(
+        &self,
+        app_id: &str,
+        users: &[UserId],
+        now_secs: u64,
+    ) -> Result<HashMap<UserId, Vec<DeviceCard>>, DirError> {
+        let slot = self.slot(app_id);
+        self.with_log(&slot, |log| {
+            Ok(users
+                .iter()
+                .filter_map(|u| {
+                    let state = log.state.user(u)?;
+                    let cards = state
+                        .active_cards()
+                        .into_iter()
+                        .filter(|d| d.card.body().expires_at > now_secs)
+                        .map(|d| d.card.clone())
+                        .collect();
+                    Some((u.clone(), cards))
+                })
+                .collect())
+        })
+        .await
+    }
+
     /// `directory.publish`: a device card of the signed-in user.
     pub async fn publish(
         &self,

@@ -41,7 +41,7 @@ use crate::session::{Effect, Session};
 use crate::signal::Signalled;
 use crate::telemetry::Rejection;
 use requests::Requests;
-pub use requests::answer;
+pub use requests::{AppInfo, answer};
 
 /// What a refused origin is told (sockudo's wording).
 const ORIGIN_NOT_ALLOWED: &str = "Origin not allowed";
@@ -223,9 +223,16 @@ async fn run<S: Io>(
         state.directory.limits().writes_per_connection_per_minute,
         now().into_std(),
     );
+    session.limit_mailbox_sends(
+        state.mailbox.config().sends_per_connection_per_minute,
+        now().into_std(),
+    );
     async {
         tracing::debug!(client, version, ip = %ip, "connected");
-        let reason = drive(socket, &state, &app, signalled, session, first).await;
+        let handle = socket.handle.clone();
+        let reason = drive(socket, &state, &app, signalled, &mut session, first).await;
+        // Whichever way the connection ended.
+        forget_device(&state, &app, &session, &handle);
         tracing::debug!(reason, "disconnected");
     }
     .instrument(span)
@@ -238,7 +245,7 @@ async fn drive<S: Io>(
     state: &ServerState,
     app: &App,
     mut signalled: Signalled,
-    mut session: Session,
+    session: &mut Session,
     first: String,
 ) -> &'static str {
     socket.handle.send(&Frame::from(first));
@@ -326,7 +333,7 @@ async fn drive<S: Io>(
                             }
                             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                         }
-                        if let Some(close) = run_effects(&mut session, &socket.handle, state, app, &mut requests) {
+                        if let Some(close) = run_effects(session, &socket.handle, state, app, &mut requests) {
                             break close;
                         }
                     }
@@ -356,6 +363,13 @@ async fn drive<S: Io>(
     close.reason
 }
 
+/// The mailbox stops pushing to a connection that ends.
+fn forget_device(state: &ServerState, app: &App, session: &Session, handle: &ConnHandle) {
+    if let Some(device) = session.device() {
+        state.mailbox.disconnected(&app.config.id, handle, device);
+    }
+}
+
 /// Carries out what the session asked for after a message, in order; stops
 /// at a close and returns it.
 fn run_effects(
@@ -371,7 +385,7 @@ fn run_effects(
                 handle.send(&frame);
             }
             Effect::Directory(request) => {
-                requests.spawn(&state.directory, &app.config.id, handle, request);
+                requests.spawn(state, app, handle, request);
             }
             Effect::Close(code, reason) => return Some(CloseRequest { code, reason }),
         }

@@ -35,6 +35,8 @@ pub mod frame;
 pub mod gateway;
 pub mod keepalive;
 mod lock;
+pub mod mailbox;
+mod mailbox_api;
 pub mod net;
 pub mod origin;
 pub mod outbox;
@@ -171,6 +173,7 @@ impl Server {
         let state = self.state.clone();
         let hooks = self.webhooks.spawn();
         let sweeper = tokio::spawn(sweep(state.clone()));
+        let mailbox = tokio::spawn(state.mailbox.clone().run_maintenance());
         let metrics = self
             .metrics
             .map(|(listener, handle)| tokio::spawn(serve_metrics(listener, handle, state.clone())));
@@ -204,6 +207,7 @@ impl Server {
         )
         .await;
         sweeper.abort();
+        mailbox.abort();
         // WebSockets were asked to leave when draining began; the HTTP side
         // has used part of the grace period already.
         let deadline = stopped + grace;
@@ -315,6 +319,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/apps/{app_id}/events", post(api::events))
         .route("/apps/{app_id}/batch_events", post(api::batch_events))
         .route("/apps/{app_id}/channels", get(api::channels))
+        .route("/apps/{app_id}/mailbox", post(mailbox_api::send))
         .route("/apps/{app_id}/directory/users", get(directory_api::users))
         .route(
             "/apps/{app_id}/directory/log/head",

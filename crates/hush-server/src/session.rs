@@ -64,6 +64,8 @@ pub struct DirectoryRequest {
     pub request: RequestFrame,
     /// The user the connection is signed in as.
     pub user: Option<UserId>,
+    /// The connection's device (the mailbox's methods).
+    pub device: Arc<crate::mailbox::ConnDevice>,
     slot: InFlight,
 }
 
@@ -73,7 +75,7 @@ impl DirectoryRequest {
     /// the in-memory log's update, the node's view would lag the store until
     /// its next write.
     pub fn read_only(&self) -> bool {
-        !Method::from_name(&self.request.method).is_some_and(Method::writes)
+        !Method::from_name(&self.request.method).is_some_and(Method::commits)
     }
 
     /// Frees the request's in-flight slot, then runs `send` (the answer):
@@ -104,6 +106,11 @@ pub struct Session {
     client_events: TokenBucket,
     /// Key directory writes this connection may still make (None: no cap).
     directory_writes: Option<TokenBucket>,
+    /// Mailbox sends this connection may still make (None: no cap).
+    mailbox_sends: Option<TokenBucket>,
+    /// The connection's device, made on its first `hush:request` (most
+    /// connections never send one).
+    device: Option<Arc<crate::mailbox::ConnDevice>>,
     authorized: bool,
 }
 
@@ -120,6 +127,8 @@ impl Session {
             user: None,
             client_events: TokenBucket::new(rate, now),
             directory_writes: None,
+            mailbox_sends: None,
+            device: None,
             authorized: false,
         }
     }
@@ -129,6 +138,16 @@ impl Session {
     /// beyond it are answered `rate_limited` without reaching the directory.
     pub fn limit_directory_writes(&mut self, per_minute: u32, now: Instant) {
         self.directory_writes = (per_minute > 0).then(|| TokenBucket::per_minute(per_minute, now));
+    }
+
+    /// Caps the connection's `mailbox.send`s at `per_minute` likewise.
+    pub fn limit_mailbox_sends(&mut self, per_minute: u32, now: Instant) {
+        self.mailbox_sends = (per_minute > 0).then(|| TokenBucket::per_minute(per_minute, now));
+    }
+
+    /// The connection's device state, if it used the mailbox's methods.
+    pub fn device(&self) -> Option<&Arc<crate::mailbox::ConnDevice>> {
+        self.device.as_ref()
     }
 
     /// True once the connection signed in or joined a private/presence channel
@@ -233,10 +252,25 @@ impl Session {
                 "too many key directory writes on this connection; retry in a minute",
             ));
         }
+        let sends = Method::from_name(&request.method) == Some(Method::MailboxSend);
+        if sends
+            && self
+                .mailbox_sends
+                .as_mut()
+                .is_some_and(|bucket| !bucket.try_take(now))
+        {
+            return self.reply(wire::hush_response_err(
+                &request.id,
+                hush_protocol::msgs::ErrorCode::RateLimited.as_str(),
+                "too many mailbox sends on this connection; retry in a minute",
+            ));
+        }
         let user = self.user.as_ref().map(|u| u.id.clone());
+        let device = self.device.get_or_insert_with(Default::default).clone();
         self.effect(Effect::Directory(DirectoryRequest {
             request,
             user,
+            device,
             slot,
         }));
     }

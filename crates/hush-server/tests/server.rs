@@ -19,6 +19,8 @@ mod directory_attacks;
 mod fanout;
 #[path = "server/limits.rs"]
 mod limits;
+#[path = "server/mailbox.rs"]
+mod mailbox;
 #[path = "server/presence.rs"]
 mod presence;
 #[path = "server/users.rs"]
