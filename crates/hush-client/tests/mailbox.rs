@@ -193,12 +193,17 @@ async fn offline_delivery_in_order_exactly_once() {
     assert_eq!(inbox[2].data["text"], "three");
     assert_eq!(inbox[0].message_id, sent[0].message_id);
     queue_is_empty(&bob).await;
-    let status = alice
+    // Every device acknowledged it: the server deleted it (not_found).
+    let e = alice
         .e2ee
         .mailbox_status(&sent[2].message_id)
         .await
-        .unwrap();
-    assert!(status.pending.is_empty(), "{status:?}");
+        .unwrap_err();
+    assert!(
+        matches!(&e, hush_client::e2ee::E2eeError::Directory(d)
+            if d.code() == Some(&hush_client::ErrorCode::NotFound)),
+        "{e}"
+    );
 
     // Live: bob online now, the next one is pushed.
     let s = say(&alice, "four", &["bob"]).await;
