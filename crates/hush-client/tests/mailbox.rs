@@ -576,3 +576,48 @@ async fn attack_mailbox_duplicate_is_shown_once() {
     queue_is_empty(&bob).await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn attack_channel_envelope_is_not_accepted_from_the_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let alice = alice_and_offline_bob(&srv, &dir).await;
+    // An envelope alice sealed for a channel (where replays are refused
+    // for minutes only), which the server captured and queues for bob as
+    // if it were mail: it must not open from the mailbox.
+    let sealed = alice
+        .e2ee
+        .seal(
+            "private-room",
+            hush_client::e2ee::CLIENT_EVENT,
+            "message",
+            r#"{"text":"channel only"}"#,
+            &["bob"],
+        )
+        .await
+        .unwrap();
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&sealed)
+        .unwrap();
+    let pool = db(&dir).await;
+    let bob_device = hush_client::e2ee::KeyStore::load(&key_store(&dir, "bob"))
+        .unwrap()
+        .device_id();
+    let id = insert_for(&pool, "bob", bob_device, &raw).await;
+    say(&alice, "mail", &["bob"]).await;
+
+    let bob = reopen(&srv, &dir, "bob", "bob").await;
+    let mut rx = bob.e2ee.start_mailbox();
+    let events = collect(&mut rx, 1).await;
+    assert_eq!(texts(&events), ["mail"], "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            MailboxEvent::Rejected { mailbox_id, .. } if *mailbox_id == id as u64
+        )),
+        "{events:?}"
+    );
+    queue_is_empty(&bob).await;
+    srv.stop().await;
+}
