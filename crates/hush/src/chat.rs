@@ -1,7 +1,9 @@
 //! `hush chat`: the terminal example of the public-key layer — two users in
 //! two terminals, every line end-to-end encrypted (suite 1) to the peer's
-//! devices and the user's own other devices, safety numbers shown at start
-//! and whenever the peer's keys change. Built on `hush_client::e2ee`.
+//! devices and the user's own other devices and sent through the server's
+//! mailbox (so a peer who is offline gets it when they come back), safety
+//! numbers shown at start and whenever the peer's keys change. Built on
+//! `hush_client::e2ee`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use hush_client::e2ee::{CLIENT_EVENT, E2ee, E2eeError, KeyChanged, KeyStore, Message, StoreKey};
+use hush_client::e2ee::{
+    CLIENT_EVENT, E2ee, E2eeError, KeyChanged, KeyStore, MailboxEvent, MailboxMessage, Message,
+    StoreKey,
+};
 use hush_client::{Channel, Client, ConnectionState, Event, event};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
@@ -29,9 +34,16 @@ const PEER_POLL: Duration = Duration::from_secs(3);
 #[command(after_help = "\
 Type a line and press Enter to send it. Each line travels as a suite 1
 envelope (docs/E2EE-SUITE1.md) to every device of --peer and your own other
-devices, as a client event on a private channel: the server relays ciphertext
-it cannot read. Received lines are printed with the sender and whether you
-verified them.
+devices through the server's encrypted mailbox (docs/PROTOCOL-EXT.md §4): the
+server queues ciphertext it cannot read until each device has fetched it, so
+a peer who is offline gets your lines when they next start `hush chat`. On
+start, the lines that arrived while you were away are printed first, then
+live ones, each with the sender and whether you verified them. Lines are
+shown in the order each device sent them; a line the server lost or withheld
+is reported as a gap, one that does not open as rejected (warnings).
+
+The chat also joins --channel and shows envelopes sent there as client events
+(by older versions of hush chat).
 
 Commands: /safety (show the safety number again), /verify (mark the peer
 verified after comparing safety numbers out of band; sending is then refused
@@ -56,8 +68,9 @@ pub struct ChatArgs {
     /// The user you chat with.
     #[arg(long)]
     peer: String,
-    /// Channel (private- or presence-). Default: private-chat-A-B with the
-    /// two user ids sorted.
+    /// Channel (private- or presence-) also joined, for lines sent as client
+    /// events (older versions). Default: private-chat-A-B with the two user
+    /// ids sorted. Lines are sent through the mailbox.
     #[arg(long)]
     channel: Option<String>,
     /// The device's key store (default ~/.hush/USER.keys).
@@ -256,6 +269,15 @@ impl Output {
         }
     }
 
+    /// A warning: a JSON record, or text on standard error.
+    fn warn_record(self, record: Value, text: &str) {
+        self.emit(record, &format!("hush: warning: {text}"), true);
+    }
+
+    fn warning(self, text: &str) {
+        self.warn_record(json!({"type": "warning", "message": text}), text);
+    }
+
     fn error(self, text: &str) {
         self.emit(
             json!({"type": "error", "message": text}),
@@ -324,7 +346,26 @@ impl Peer {
     }
 }
 
-fn print_message(m: &Message, me: &str, out: Output) {
+/// Where a message came from, for the output.
+#[derive(Clone, Copy)]
+struct Origin {
+    /// The mailbox id, for mailbox messages.
+    mailbox_id: Option<u64>,
+    /// Sent before this chat started (while the user was away).
+    offline: bool,
+    /// Another conversation than this chat's.
+    other_conversation: bool,
+}
+
+impl Origin {
+    const CHANNEL: Self = Self {
+        mailbox_id: None,
+        offline: false,
+        other_conversation: false,
+    };
+}
+
+fn print_message(m: &Message, me: &str, origin: Origin, out: Output) {
     let text = m
         .data
         .get("text")
@@ -345,11 +386,17 @@ fn print_message(m: &Message, me: &str, out: Output) {
     // The sender's gossiped tree head disagrees with ours: the directory
     // showed us different logs (docs/E2EE-SUITE1.md §4.7).
     let fork = m.gossip == hush_client::e2ee::GossipCheck::Fork;
-    let who = if fork {
+    let mut who = if fork {
         format!("{who} [DIRECTORY FORK: this device and the sender see different key logs]")
     } else {
         who
     };
+    if origin.other_conversation {
+        who.push_str(" [another conversation]");
+    }
+    if origin.offline {
+        who.push_str(" (while you were away)");
+    }
     out.emit(
         json!({
             "type": "message",
@@ -361,6 +408,10 @@ fn print_message(m: &Message, me: &str, out: Output) {
             "event": m.event,
             "text": text,
             "timestamp_ms": m.timestamp_ms,
+            "sequence": m.sequence,
+            "mailbox_id": origin.mailbox_id,
+            "offline": origin.offline,
+            "conversation": m.channel,
         }),
         &format!("{who}: {text}"),
         false,
@@ -443,7 +494,12 @@ async fn chat(
         .context("publishing this device's card")?;
     let mut channel = client.subscribe(channel_name).await?;
     subscribed(&mut channel).await?;
+    // The mailbox: what arrived while away first (its first fetch), then
+    // live pushes.
+    let mut mail = e2ee.start_mailbox();
+    let started_ms = now_ms();
     let me = args.user.clone();
+    let conversation = hush_client::e2ee::conversation_channel(&[&me, &args.peer])?;
     out.emit(
         json!({
             "type": "ready",
@@ -516,8 +572,14 @@ async fn chat(
                     },
                     _ => {
                         let data = json!({ "text": line });
-                        match e2ee.send(&channel, MESSAGE_EVENT, &data, &[peer.name.as_str()]).await {
-                            Ok(()) => out.record(json!({"type": "sent", "text": line})),
+                        match e2ee.send_to_users(MESSAGE_EVENT, &data, &[peer.name.as_str()]).await {
+                            Ok(s) => out.record(json!({
+                                "type": "sent",
+                                "text": line,
+                                "message_id": s.message_id,
+                                "devices": s.devices,
+                                "online": s.online,
+                            })),
                             Err(e) => out.error(&format!("not sent: {e}")),
                         }
                     }
@@ -527,6 +589,13 @@ async fn chat(
                 let Some(e) = e else { bail!("the client stopped") };
                 handle_event(e2ee, &e, &me, out).await;
             }
+            ev = mail.recv() => match ev {
+                Ok(ev) => handle_mail(&ev, &me, &conversation, started_ms, out),
+                Err(RecvError::Lagged(n)) => out.warning(&format!(
+                    "{n} mailbox events were not shown (too many at once); they are in the key store's inbox"
+                )),
+                Err(RecvError::Closed) => bail!("the mailbox stopped"),
+            },
             Some(e) = lost.recv() => out.error(&format!(
                 "connection lost: {}; reconnecting",
                 e.data["reason"].as_str().unwrap_or("unknown error")
@@ -579,10 +648,85 @@ async fn chat(
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A mailbox event: messages printed, gaps, rejections and replays as
+/// warnings.
+fn handle_mail(ev: &MailboxEvent, me: &str, conversation: &str, started_ms: u64, out: Output) {
+    match ev {
+        MailboxEvent::Message(MailboxMessage {
+            mailbox_id,
+            queued_ms,
+            message,
+            ..
+        }) => print_message(
+            message,
+            me,
+            Origin {
+                mailbox_id: Some(*mailbox_id),
+                offline: *queued_ms < started_ms,
+                other_conversation: message.channel != conversation,
+            },
+            out,
+        ),
+        MailboxEvent::Gap {
+            stream,
+            first,
+            last,
+        } => out.warn_record(
+            json!({
+                "type": "gap",
+                "from": stream.sender_user,
+                "device": hex::encode(stream.sender_device.0),
+                "first": first,
+                "last": last,
+            }),
+            &format!(
+                "{} lines from {} (device {}) never arrived (numbers {first}..={last}): lost or withheld by the server",
+                last.saturating_sub(*first).saturating_add(1),
+                stream.sender_user,
+                short(&stream.sender_device)
+            ),
+        ),
+        MailboxEvent::Rejected { mailbox_id, error } => out.warn_record(
+            json!({"type": "rejected", "mailbox_id": mailbox_id, "error": error}),
+            &format!("refused a queued message: {error}"),
+        ),
+        MailboxEvent::Duplicate {
+            mailbox_id,
+            stream,
+            in_inbox,
+            ..
+        } => {
+            // A copy of a line already shown (e.g. saved just before a
+            // crash): nothing to say. Anything else is a replay.
+            if !*in_inbox {
+                out.warn_record(
+                    json!({"type": "replay", "mailbox_id": mailbox_id, "from": stream.sender_user}),
+                    &format!(
+                        "refused a replayed message from {} (already received once)",
+                        stream.sender_user
+                    ),
+                );
+            }
+        }
+        MailboxEvent::Reordered { stream, sequence } => out.record(json!({
+            "type": "reordered",
+            "from": stream.sender_user,
+            "sequence": sequence,
+        })),
+        _ => {}
+    }
+}
+
 async fn handle_event(e2ee: &E2ee, e: &Event, me: &str, out: Output) {
     match e.event.as_str() {
         CLIENT_EVENT => match e2ee.open(e).await {
-            Ok(m) => print_message(&m, me, out),
+            Ok(m) => print_message(&m, me, Origin::CHANNEL, out),
             Err(E2eeError::Open(hush_crypto::suite1::OpenError::NotARecipient)) => {
                 // A message for other devices (e.g. sent before this one
                 // was published).

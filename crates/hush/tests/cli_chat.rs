@@ -1,7 +1,8 @@
 //! `hush chat` as two people run it: two processes (stdin/stdout pipes)
-//! against a `hush serve` process, exchanging end-to-end encrypted lines,
-//! with safety numbers shown and verification; the server's logs, its store
-//! and an eavesdropping subscriber never see the plaintext.
+//! against a `hush serve` process, exchanging end-to-end encrypted lines
+//! through the server's mailbox (also while the peer is offline), with
+//! safety numbers shown and verification; the server's logs, its store and
+//! an eavesdropping subscriber of the chat channel never see the plaintext.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 #![cfg(unix)]
 
@@ -182,6 +183,22 @@ async fn next_event(ws: &mut Ws, event: &str) -> Value {
     .unwrap_or_else(|_| panic!("no {event}"))
 }
 
+/// No frame but pings on `ws` for `wait`.
+async fn assert_no_event(ws: &mut Ws, wait: Duration) {
+    let r = tokio::time::timeout(wait, async {
+        loop {
+            let m = ws.next().await.unwrap().unwrap();
+            if let Message::Text(t) = m
+                && !t.as_str().contains("pusher:ping")
+            {
+                return t.to_string();
+            }
+        }
+    })
+    .await;
+    assert!(r.is_err(), "unexpected frame {r:?}");
+}
+
 /// Someone with the app secret subscribes to the chat channel: they get
 /// what the relay forwards, nothing more.
 async fn eavesdropper(srv: &Server, channel: &str) -> Ws {
@@ -270,7 +287,9 @@ async fn two_chats_exchange_encrypted_lines_the_server_cannot_read() {
     assert_eq!(alice_number["safety_number"], digits);
 
     bob.say(SECRET_LINE).await;
-    bob.expect("sent").await;
+    let (sent, _) = bob.expect("sent").await;
+    assert_eq!(sent["devices"], 1, "{sent}");
+    assert_eq!(sent["online"], 1, "{sent}");
     let (m, _) = alice.expect("message").await;
     assert_eq!(m["from"], "bob");
     assert_eq!(m["text"], SECRET_LINE);
@@ -279,11 +298,8 @@ async fn two_chats_exchange_encrypted_lines_the_server_cannot_read() {
     // One honest directory: the gossiped tree heads agree.
     assert_eq!(m["fork"], false);
 
-    // What the relay forwarded: a suite 1 envelope, no plaintext.
-    let relayed = next_event(&mut eve, "client-hush-e2ee").await;
-    let data = relayed["data"].as_str().unwrap();
-    assert!(data.starts_with("aHVzaA"), "{data}");
-    assert!(!relayed.to_string().contains("tangerine"), "{relayed}");
+    assert_eq!(m["offline"], false);
+    assert!(m["mailbox_id"].is_u64(), "{m}");
 
     // Alice compares the numbers and marks Bob verified; his next line
     // shows it.
@@ -305,8 +321,8 @@ async fn two_chats_exchange_encrypted_lines_the_server_cannot_read() {
     let (m, _) = alice.expect("message").await;
     assert_eq!(m["text"], "one more");
     assert_eq!(m["verified"], true);
-    let relayed = next_event(&mut eve, "client-hush-e2ee").await;
-    assert!(!relayed.to_string().contains("marmalade"), "{relayed}");
+    // Lines go through the mailbox: nothing was relayed on the channel.
+    assert_no_event(&mut eve, Duration::from_millis(500)).await;
 
     bob.quit().await;
 
@@ -389,7 +405,7 @@ async fn two_chats_exchange_encrypted_lines_the_server_cannot_read() {
     // At trace level the WebSocket frames are logged (in hex): the envelopes
     // are there, their plaintext is not.
     assert!(
-        log.contains(&hex::encode("client-hush-e2ee")),
+        log.contains(&hex::encode("mailbox.send")),
         "frames are not in the server log"
     );
     for secret in ["tangerine", "marmalade", "one more"] {
@@ -410,4 +426,58 @@ async fn two_chats_exchange_encrypted_lines_the_server_cannot_read() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_peer_who_is_offline_gets_the_lines_when_they_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = serve(dir.path()).await;
+    // Both have run hush chat once (their keys are published); bob quits.
+    let mut bob = Chat::start(&srv, dir.path(), "bob", "alice").await;
+    bob.expect("ready").await;
+    let mut alice = Chat::start(&srv, dir.path(), "alice", "bob").await;
+    alice.expect("ready").await;
+    alice.expect("safety_number").await;
+    bob.quit().await;
+
+    // Alice writes while bob is away: queued for his device.
+    for line in ["are you there?", "call me when you are back"] {
+        alice.say(line).await;
+        let (sent, _) = alice.expect("sent").await;
+        assert_eq!(sent["devices"], 1, "{sent}");
+        assert_eq!(sent["online"], 0, "{sent}");
+    }
+
+    // Bob starts later: both lines, in order, marked as arrived while away;
+    // then a live one.
+    let mut bob = Chat::start(&srv, dir.path(), "bob", "alice").await;
+    bob.expect("ready").await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let (m, _) = bob.expect("message").await;
+        assert_eq!(m["from"], "alice");
+        assert_eq!(m["offline"], true, "{m}");
+        got.push(m["text"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(got, ["are you there?", "call me when you are back"]);
+    alice.say("welcome back").await;
+    let (m, _) = bob.expect("message").await;
+    assert_eq!(m["text"], "welcome back");
+    assert_eq!(m["offline"], false);
+    bob.quit().await;
+
+    // A third run shows nothing again (acknowledged, deleted).
+    let mut bob = Chat::start(&srv, dir.path(), "bob", "alice").await;
+    bob.expect("safety_number").await;
+    alice.say("only this one").await;
+    let (m, skipped) = bob.expect("message").await;
+    assert_eq!(m["text"], "only this one", "{skipped:?}");
+    assert!(
+        !skipped.iter().any(|r| r["type"] == "message"),
+        "{skipped:?}"
+    );
+    bob.quit().await;
+    alice.quit().await;
+    srv.child.start_kill().unwrap();
+    let _ = tokio::time::timeout(WAIT, srv.child.wait()).await;
 }
