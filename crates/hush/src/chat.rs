@@ -696,24 +696,20 @@ fn handle_mail(ev: &MailboxEvent, me: &str, conversation: &str, started_ms: u64,
             json!({"type": "rejected", "mailbox_id": mailbox_id, "error": error}),
             &format!("refused a queued message: {error}"),
         ),
+        // A copy of a line already shown (e.g. saved just before a crash):
+        // nothing to say. Anything else is a replay.
         MailboxEvent::Duplicate {
             mailbox_id,
             stream,
-            in_inbox,
+            in_inbox: false,
             ..
-        } => {
-            // A copy of a line already shown (e.g. saved just before a
-            // crash): nothing to say. Anything else is a replay.
-            if !*in_inbox {
-                out.warn_record(
-                    json!({"type": "replay", "mailbox_id": mailbox_id, "from": stream.sender_user}),
-                    &format!(
-                        "refused a replayed message from {} (already received once)",
-                        stream.sender_user
-                    ),
-                );
-            }
-        }
+        } => out.warn_record(
+            json!({"type": "replay", "mailbox_id": mailbox_id, "from": stream.sender_user}),
+            &format!(
+                "refused a replayed message from {} (already received once)",
+                stream.sender_user
+            ),
+        ),
         MailboxEvent::Reordered { stream, sequence } => out.record(json!({
             "type": "reordered",
             "from": stream.sender_user,
