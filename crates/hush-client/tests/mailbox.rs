@@ -621,3 +621,42 @@ async fn attack_channel_envelope_is_not_accepted_from_the_mailbox() {
     queue_is_empty(&bob).await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn device_authentication_is_redone_after_a_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let port = srv.addr.port();
+    let alice = new_device(&srv, &dir, "alice", "alice", true).await;
+    let bob = new_device(&srv, &dir, "bob", "bob", true).await;
+    let mut rx = bob.e2ee.start_mailbox();
+    say(&alice, "before", &["bob"]).await;
+    assert_eq!(texts(&collect(&mut rx, 1).await), ["before"]);
+    let first = bob.client.socket_id().unwrap();
+
+    // The server restarts (same store, same port): both clients reconnect
+    // on new sockets, where the old device proofs mean nothing.
+    srv.stop().await;
+    let url = format!("sqlite://{}", db_file(&dir).display());
+    let srv = start_on(port, &format!("[store]\nurl = '{url}'\n")).await;
+    let second = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(s) = bob.client.socket_id()
+                && s != first
+            {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_ne!(first, second);
+    // Alice's send authenticates her device again; bob's mailbox task did
+    // on its own, so the message is pushed (or fetched) to him.
+    say(&alice, "after", &["bob"]).await;
+    let events = collect(&mut rx, 1).await;
+    assert_eq!(texts(&events), ["after"], "{events:?}");
+    queue_is_empty(&bob).await;
+    srv.stop().await;
+}
