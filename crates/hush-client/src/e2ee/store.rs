@@ -739,6 +739,27 @@ mod tests {
             newest_ms: 1_750_000_000_000,
         };
         data.streams.insert(stream.clone(), state);
+        data.mailbox_streams.insert(
+            stream.clone(),
+            StreamState {
+                highest: 7,
+                ..state
+            },
+        );
+        data.inbox.push_back(InboxEntry {
+            mailbox_id: 3,
+            message_id: "00".repeat(16),
+            sender_user: "bob".into(),
+            sender_device: "07".repeat(16),
+            conversation: "private-hush-mailbox-00".into(),
+            sequence: 7,
+            event: "message".into(),
+            data: serde_json::json!({"text": "hi"}),
+            timestamp_ms: 1,
+            queued_ms: 2,
+            received_ms: 3,
+            late: false,
+        });
         data.contacts.insert(
             "bob".into(),
             CachedUser {
@@ -754,6 +775,9 @@ mod tests {
         assert_eq!(back.device_id(), data.device_id());
         assert_eq!(back.sequences["private-a"], 42);
         assert_eq!(back.streams[&stream], state);
+        // The mailbox's guard state and inbox survive too.
+        assert_eq!(back.mailbox_streams[&stream].highest, 7);
+        assert_eq!(back.inbox, data.inbox);
         assert_eq!(back.verified_contacts(), vec!["bob".to_owned()]);
         assert_eq!(
             back.keys.encryption_public_key(),
