@@ -56,7 +56,15 @@
 //! sharing the device state (`state.rs`, locked only between awaits): the
 //! directory client (`directory.rs`), this user's devices (`devices.rs`),
 //! the identity backup (`backup.rs`), contact verification
-//! (`verification.rs`) and messaging (`messaging.rs`).
+//! (`verification.rs`), messaging (`messaging.rs`) and the offline mailbox
+//! (`mailbox.rs`: device authentication, sending, the receiving task; its
+//! reorder buffer in `reorder.rs`, its inbox and events in `inbox.rs`).
+//!
+//! **Mailbox.** [`E2ee::send_to_users`] queues an envelope in the server's
+//! mailbox for every device of the users (and this user's other devices);
+//! [`E2ee::start_mailbox`] receives them, in order and exactly once, into
+//! the persisted [`inbox`](E2ee::inbox), reporting gaps, reordering,
+//! duplicates and refused envelopes as [`MailboxEvent`]s.
 
 mod backup;
 mod devices;
