@@ -660,3 +660,203 @@ async fn device_authentication_is_redone_after_a_reconnect() {
     queue_is_empty(&bob).await;
     srv.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// Pushes: a malicious server in front of bob's connection (a WebSocket
+// proxy) that drops or reorders `hush:mailbox` pushes.
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// What the proxy does to the next `hush:mailbox` pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PushEdit {
+    Pass,
+    /// Drops the next push.
+    DropNext,
+    /// Holds the next push back until the one after it has passed.
+    SwapNextTwo,
+}
+
+fn is_push(m: &WsMessage) -> bool {
+    match m {
+        WsMessage::Text(t) => serde_json::from_str::<serde_json::Value>(t.as_str())
+            .is_ok_and(|v| v["event"] == "hush:mailbox"),
+        _ => false,
+    }
+}
+
+/// A proxy in front of `srv` that edits pushes as `edit` says. Returns its
+/// URL and the switch.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
+async fn push_proxy(srv: &Srv) -> (String, Arc<Mutex<PushEdit>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let upstream = srv.ws_url();
+    let edit = Arc::new(Mutex::new(PushEdit::Pass));
+    let switch = edit.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (upstream, edit) = (upstream.clone(), edit.clone());
+            tokio::spawn(async move {
+                let path = Arc::new(Mutex::new(String::new()));
+                let p = path.clone();
+                let down = tokio_tungstenite::accept_hdr_async(
+                    tcp,
+                    move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                          resp| {
+                        *p.lock().unwrap() = req.uri().to_string();
+                        Ok(resp)
+                    },
+                )
+                .await
+                .unwrap();
+                let target = format!("{upstream}{}", path.lock().unwrap());
+                let (up, _) = tokio_tungstenite::connect_async(target).await.unwrap();
+                let (mut up_tx, mut up_rx) = up.split();
+                let (mut down_tx, mut down_rx) = down.split();
+                tokio::spawn(async move {
+                    while let Some(Ok(m)) = down_rx.next().await {
+                        if up_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let mut held: Option<WsMessage> = None;
+                while let Some(Ok(m)) = up_rx.next().await {
+                    let mut out = vec![m];
+                    if is_push(&out[0]) {
+                        let mut e = edit.lock().unwrap();
+                        match *e {
+                            PushEdit::Pass => {}
+                            PushEdit::DropNext => {
+                                *e = PushEdit::Pass;
+                                out.clear();
+                            }
+                            PushEdit::SwapNextTwo => match held.take() {
+                                None => held = out.pop(),
+                                Some(first) => {
+                                    *e = PushEdit::Pass;
+                                    out.push(first);
+                                }
+                            },
+                        }
+                    }
+                    for m in out {
+                        if down_tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, switch)
+}
+
+/// Alice (direct) and bob behind a push-editing proxy, his mailbox started
+/// and one message through.
+async fn alice_and_bob_behind_proxy(
+    srv: &Srv,
+    dir: &tempfile::TempDir,
+) -> (
+    Dev,
+    Dev,
+    Arc<Mutex<PushEdit>>,
+    broadcast::Receiver<MailboxEvent>,
+) {
+    let alice = new_device(srv, dir, "alice", "alice", true).await;
+    let (url, edit) = push_proxy(srv).await;
+    let client = Client::builder(KEY)
+        .url(&url)
+        .authorizer(authorizer(srv.sdk(), "bob", Arc::default()))
+        .build()
+        .unwrap();
+    client.connected().await.unwrap();
+    let e2ee = E2ee::create(client.clone(), key_store(dir, "bob"), "bob", true).unwrap();
+    setup(&e2ee).await;
+    e2ee.publish().await.unwrap();
+    let bob = Dev { client, e2ee };
+    let mut rx = bob.e2ee.start_mailbox();
+    say(&alice, "one", &["bob"]).await;
+    assert_eq!(texts(&collect(&mut rx, 1).await), ["one"]);
+    (alice, bob, edit, rx)
+}
+
+#[tokio::test]
+async fn attack_mailbox_push_reorder_is_put_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let (alice, bob, edit, mut rx) = alice_and_bob_behind_proxy(&srv, &dir).await;
+    // The server pushes "three" before "two".
+    *edit.lock().unwrap() = PushEdit::SwapNextTwo;
+    say(&alice, "two", &["bob"]).await;
+    say(&alice, "three", &["bob"]).await;
+    let events = collect(&mut rx, 2).await;
+    assert_eq!(texts(&events), ["two", "three"], "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, MailboxEvent::Reordered { sequence: 2, .. })),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, MailboxEvent::Gap { .. })),
+        "{events:?}"
+    );
+    queue_is_empty(&bob).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn attack_mailbox_push_dropped_is_a_gap_then_accepted_late_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let (alice, bob, edit, mut rx) = alice_and_bob_behind_proxy(&srv, &dir).await;
+    // The push of "two" never reaches bob: "three" waits, then comes with
+    // a gap.
+    *edit.lock().unwrap() = PushEdit::DropNext;
+    say(&alice, "two", &["bob"]).await;
+    say(&alice, "three", &["bob"]).await;
+    let started = std::time::Instant::now();
+    let events = collect(&mut rx, 1).await;
+    assert_eq!(texts(&events), ["three"], "{events:?}");
+    assert!(
+        started.elapsed() >= hush_client::e2ee::PUSH_REORDER_WAIT - Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            MailboxEvent::Gap {
+                first: 2,
+                last: 2,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // "two" is still queued (never acknowledged): the next fetch brings it,
+    // late, accepted once and flagged.
+    bob.e2ee.mailbox_sync().await.unwrap();
+    let events = collect(&mut rx, 1).await;
+    assert_eq!(texts(&events), ["two"], "{events:?}");
+    assert!(messages(&events)[0].late, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, MailboxEvent::Reordered { sequence: 2, .. })),
+        "{events:?}"
+    );
+    queue_is_empty(&bob).await;
+    let inbox = bob.e2ee.inbox().await;
+    assert_eq!(
+        inbox.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 3, 2]
+    );
+    assert!(inbox[2].late);
+    srv.stop().await;
+}
