@@ -860,3 +860,44 @@ async fn attack_mailbox_push_dropped_is_a_gap_then_accepted_late_once() {
     assert!(inbox[2].late);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_save_leaves_the_message_queued_and_opens_it_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = start_in(&dir).await;
+    let alice = new_device(&srv, &dir, "alice", "alice", true).await;
+    let bob_dir = dir.path().join("bob-device");
+    std::fs::create_dir(&bob_dir).unwrap();
+    let store = || KeyStore::new(bob_dir.join("bob.hks"), StoreKey::from_bytes([5; 32]));
+    {
+        let client = client(&srv, "bob");
+        client.connected().await.unwrap();
+        let e2ee = E2ee::create(client.clone(), store(), "bob", true).unwrap();
+        setup(&e2ee).await;
+        e2ee.publish().await.unwrap();
+        client.disconnect().await;
+    }
+    say(&alice, "kept", &["bob"]).await;
+
+    let client = client(&srv, "bob");
+    client.connected().await.unwrap();
+    let bob = E2ee::open_store(client.clone(), store()).unwrap();
+    setup(&bob).await;
+    let mut rx = bob.mailbox_events();
+    // The key store cannot be written: the message is opened but not
+    // saved, so it is neither announced nor acknowledged.
+    std::fs::remove_dir_all(&bob_dir).unwrap();
+    bob.mailbox_sync().await.unwrap();
+    let events = drain(&mut rx).await;
+    assert!(events.is_empty(), "{events:?}");
+    assert!(bob.inbox().await.is_empty());
+    // The disk is back: the next fetch opens it (the guard was rolled back
+    // with the failed save, so it is not taken for a replay).
+    std::fs::create_dir(&bob_dir).unwrap();
+    bob.mailbox_sync().await.unwrap();
+    let events = collect(&mut rx, 1).await;
+    assert_eq!(texts(&events), ["kept"], "{events:?}");
+    assert_eq!(bob.inbox().await.len(), 1);
+    assert_eq!(bob.mailbox_sync_step().await.unwrap(), Vec::<u64>::new());
+    srv.stop().await;
+}
