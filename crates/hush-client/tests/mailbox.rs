@@ -883,6 +883,10 @@ async fn a_failed_save_leaves_the_message_queued_and_opens_it_later() {
     client.connected().await.unwrap();
     let bob = E2ee::open_store(client.clone(), store()).unwrap();
     setup(&bob).await;
+    // Alice's cards are cached (opening needs no directory round trip, so
+    // the save that fails is the one of the opened message).
+    bob.set_cache_ttl(Duration::from_secs(3600)).await;
+    bob.lookup(&["alice"]).await.unwrap();
     let mut rx = bob.mailbox_events();
     // The key store cannot be written: the message is opened but not
     // saved, so it is neither announced nor acknowledged.
