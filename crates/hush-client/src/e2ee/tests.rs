@@ -38,7 +38,16 @@ fn handles_and_futures_are_send() {
         send(&e.rotate_identity());
         send(&e.restore_identity(&[], &[]));
         send(&e.cross_check(&SignedTreeHead::from_bytes(&[]).unwrap()));
+        send(&e.send_to_users("m", &1, &["bob"]));
+        send(&e.mailbox_status("00"));
+        send(&e.mailbox_sync());
+        send(&e.mailbox_sync_step());
+        send(&e.mailbox_ack(&[1]));
+        send(&e.authenticate_device());
+        send(&e.inbox());
     };
+    send_sync::<super::MailboxEvent>();
+    send_sync::<super::InboxEntry>();
     let _ = f;
 }
 
