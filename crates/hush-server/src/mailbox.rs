@@ -24,6 +24,7 @@
 mod live;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,13 +42,14 @@ use hush_protocol::msgs::hush::{
 };
 use hush_protocol::msgs::{HushRequest, HushResponse};
 use hush_store::Store;
-use hush_store::mailbox::{DeviceRef, Enqueued, NewMessage, Quota};
+use hush_store::mailbox::{DeviceRef, Enqueued, Quota};
 
 use crate::config::MailboxConfig;
 use crate::conn::{ConnHandle, Frame};
 use crate::directory::{DirError, Directory};
 pub use live::ConnDevice;
 use live::Live;
+use writer::{Owned, Writer};
 
 /// Most users one `mailbox.send` names.
 pub const MAX_SEND_USERS: usize = 50;
@@ -104,6 +106,8 @@ pub struct Mailbox {
     /// Serialises device proofs against purges of revoked devices, so a
     /// device revoked while its proof is checked is not left registered.
     auth: tokio::sync::Mutex<()>,
+    /// Group commits of concurrent sends.
+    writer: Writer,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -124,6 +128,7 @@ impl Mailbox {
             live: Live::default(),
             dirty: AtomicBool::new(false),
             auth: tokio::sync::Mutex::new(()),
+            writer: Writer::default(),
         }
     }
 
@@ -342,22 +347,23 @@ impl Mailbox {
         let bytes = STANDARD
             .decode(envelope)
             .map_err(|_| DirError::BadRequest("params.envelope must be standard base64".into()))?;
-        let message = NewMessage {
-            app_id,
+        let message = Owned {
+            app_id: app_id.to_owned(),
             message_id: header.message_id,
-            sender_user: header.sender_user.as_str(),
+            sender_user: header.sender_user.to_string(),
             sender_device: header.sender_device.0,
-            envelope: &bytes,
+            envelope: bytes,
             created_ms: ms(now),
             expires_ms: ms(expires),
-            recipients: &recipients,
+            recipients: recipients.clone(),
         };
         let quota = Quota {
             max_messages: self.config.max_messages_per_device,
             max_bytes: self.config.max_bytes_per_device,
         };
         let message_hex = DeviceId(header.message_id).to_string();
-        let id = match self.store.mailbox_enqueue(&message, quota).await? {
+        let queued = self.writer.enqueue(&self.store, message, quota).await?;
+        let id = match queued {
             Enqueued::Queued { id } => id,
             Enqueued::Duplicate { .. } => {
                 return Ok(Sent {

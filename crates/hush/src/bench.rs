@@ -182,6 +182,21 @@ enum Scenario {
         #[arg(long)]
         spec: String,
     },
+    /// The encrypted mailbox: enqueue, fetch and acknowledge throughput of
+    /// the SQLite store, store bytes per queued message, and a device that
+    /// reconnects to a queue of messages on a `hush serve` child (its own,
+    /// on a file store in a temporary directory; --url is not used).
+    Mailbox {
+        /// Messages through the store.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Envelope bytes per message in the store part.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Messages queued for the reconnecting device.
+        #[arg(long, default_value_t = 1000)]
+        queued: usize,
+    },
     /// Client events between pairs of connections on private channels.
     ClientEvents {
         /// Pairs.
@@ -291,6 +306,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .build()?;
     if matches!(args.scenario, Scenario::Soak { .. }) {
         return rt.block_on(soak(&args, limit));
+    }
+    if let Scenario::Mailbox {
+        messages,
+        size,
+        queued,
+    } = &args.scenario
+    {
+        let exe = std::env::current_exe().context("locating the hush binary")?;
+        let o = crate::bench_mailbox::MailboxOptions {
+            messages: *messages,
+            size: *size,
+            queued: *queued,
+        };
+        let r = rt.block_on(crate::bench_mailbox::run(&exe, &args.key, &args.secret, &o))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            crate::bench_mailbox::print(&r);
+        }
+        return Ok(());
     }
     let report = rt.block_on(async {
         let mut child = None;
@@ -408,7 +443,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 };
                 scenarios::channels(&target, &o, &pb).await?
             }
-            Scenario::Soak { .. } | Scenario::SoakWorker { .. } => {
+            Scenario::Soak { .. } | Scenario::SoakWorker { .. } | Scenario::Mailbox { .. } => {
                 unreachable!("handled before")
             }
             Scenario::ClientEvents {

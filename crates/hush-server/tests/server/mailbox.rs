@@ -8,8 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hush_crypto::device_auth::Challenge;
 use hush_crypto::identity::{DeviceCard, DeviceKeys, IdentityKey, Revocation};
-use hush_crypto::suite1::{self, Envelope, Recipient, ReplayGuard, SealRequest, TrustedSender};
-use hush_protocol::{ChannelName, EventName, UserId};
+use hush_crypto::suite1::{Envelope, ReplayGuard, TrustedSender};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -32,27 +31,8 @@ fn mailbox_toml(extra: &str) -> String {
     app_toml(extra)
 }
 
-/// Signs `c` in as the device: challenge, proof.
 async fn prove(c: &mut Client, user: &str, keys: &DeviceKeys) -> Value {
-    let r = c.request_ok("device.challenge", json!({})).await;
-    let nonce: [u8; 32] = STANDARD
-        .decode(r["nonce"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let sid = c.sid().to_owned();
-    let sig = Challenge {
-        app_key: KEY,
-        socket_id: &sid,
-        user_id: user,
-        nonce: &nonce,
-    }
-    .sign(keys);
-    c.request_ok(
-        "device.auth",
-        json!({"device": keys.device_id().to_string(), "signature": b64(&sig)}),
-    )
-    .await
+    hush_testkit::mailbox::prove(c, user, keys).await
 }
 
 /// A new device of `user` (under `identity`), published and proven.
@@ -73,27 +53,7 @@ async fn device(s: &TestServer, user: &str, identity: &IdentityKey) -> Dev {
 
 /// An envelope from `from` to `to`, sequence `n`.
 fn seal(from: &Dev, to: &[&DeviceCard], n: u64, text: &str) -> String {
-    let recipients: Vec<Recipient> = to.iter().map(|c| Recipient::from(*c)).collect();
-    let user = UserId::parse(&from.user).unwrap();
-    let channel = ChannelName::parse("private-hush-mailbox-test").unwrap();
-    let event = EventName::parse_api("client-hush-e2ee").unwrap();
-    let inner = EventName::parse_api("message").unwrap();
-    suite1::seal(
-        &SealRequest {
-            sender_user: &user,
-            sender_device: from.keys.device_id(),
-            sender_keys: &from.keys,
-            channel: &channel,
-            event: &event,
-            inner_event: &inner,
-            timestamp_ms: now_secs() * 1000,
-            sequence: n,
-            recipients: &recipients,
-            tree_head: None,
-        },
-        text.as_bytes(),
-    )
-    .unwrap()
+    hush_testkit::mailbox::seal_to(&from.user, &from.keys, to, n, text)
 }
 
 /// Opens `envelope` as `me`, from `from`.
