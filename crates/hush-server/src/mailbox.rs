@@ -276,6 +276,29 @@ impl Mailbox {
         users: &[String],
         envelope: &str,
     ) -> Result<Sent, DirError> {
+        let r = self.queue(app_id, ttl_secs, from, users, envelope).await;
+        if let Err(e) = &r
+            && !matches!(e, DirError::TooMany(_))
+        {
+            let reason = match e {
+                DirError::Forbidden(_) => "forbidden",
+                DirError::Busy(_) | DirError::Unavailable(_) => "unavailable",
+                _ => "bad_request",
+            };
+            metrics::counter!("hush_mailbox_refused_total", "app" => app_id.to_owned(), "reason" => reason)
+                .increment(1);
+        }
+        r
+    }
+
+    async fn queue(
+        &self,
+        app_id: &str,
+        ttl_secs: u64,
+        from: Option<(&UserId, DeviceId)>,
+        users: &[String],
+        envelope: &str,
+    ) -> Result<Sent, DirError> {
         if users.is_empty() || users.len() > MAX_SEND_USERS {
             return Err(DirError::BadRequest(format!(
                 "name 1 to {MAX_SEND_USERS} users, not {}",
@@ -362,7 +385,24 @@ impl Mailbox {
             max_bytes: self.config.max_bytes_per_device,
         };
         let message_hex = DeviceId(header.message_id).to_string();
-        let queued = self.writer.enqueue(&self.store, message, quota).await?;
+        let queued = self
+            .writer
+            .enqueue(&self.store, message, quota)
+            .await
+            .inspect(|e| {
+                let outcome = match e {
+                    Enqueued::Queued { .. } => "queued",
+                    Enqueued::Duplicate { .. } => "duplicate",
+                    Enqueued::OverQuota(_) => "quota",
+                };
+                if outcome == "queued" {
+                    metrics::counter!("hush_mailbox_queued_total", "app" => app_id.to_owned())
+                        .increment(1);
+                } else if outcome == "quota" {
+                    metrics::counter!("hush_mailbox_refused_total", "app" => app_id.to_owned(), "reason" => "quota")
+                        .increment(1);
+                }
+            })?;
         let id = match queued {
             Enqueued::Queued { id } => id,
             Enqueued::Duplicate { .. } => {
@@ -393,6 +433,8 @@ impl Mailbox {
         for r in &recipients {
             if self.live.push(app_id, r, &frame) {
                 online += 1;
+                metrics::counter!("hush_mailbox_pushed_total", "app" => app_id.to_owned())
+                    .increment(1);
                 self.store
                     .mailbox_mark_delivered(app_id, r, id, ms(now))
                     .await?;
@@ -465,6 +507,8 @@ impl Mailbox {
             device: device.0,
         };
         let deleted = self.store.mailbox_ack(caller.app_id, &at, &ids).await?;
+        metrics::counter!("hush_mailbox_acknowledged_total", "app" => caller.app_id.to_owned())
+            .increment(deleted);
         if deleted > 0 {
             self.dirty.store(true, Ordering::Relaxed);
         }
@@ -518,6 +562,8 @@ impl Mailbox {
             .store
             .mailbox_purge_devices(app_id, user.as_str(), &keep)
             .await?;
+        metrics::counter!("hush_mailbox_purged_total", "app" => app_id.to_owned())
+            .increment(purged);
         if purged > 0 {
             self.dirty.store(true, Ordering::Relaxed);
         }
@@ -532,7 +578,9 @@ impl Mailbox {
     /// One maintenance round: deletes expired messages, then checkpoints
     /// the store if anything was deleted since the last round.
     pub async fn maintain(&self) -> Result<(), hush_store::StoreError> {
-        if self.store.mailbox_expire(ms(now_ms())).await? > 0 {
+        let expired = self.store.mailbox_expire(ms(now_ms())).await?;
+        if expired > 0 {
+            metrics::counter!("hush_mailbox_expired_total").increment(expired);
             self.dirty.store(true, Ordering::Relaxed);
         }
         if self.dirty.swap(false, Ordering::Relaxed) && !self.store.checkpoint().await? {
