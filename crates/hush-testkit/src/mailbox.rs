@@ -12,28 +12,42 @@ use serde_json::{Value, json};
 
 use crate::{Client, KEY};
 
-/// Proves on `c` (signed in as `user`) that it is the device of `keys`:
-/// `device.challenge`, then `device.auth`; returns the result.
-pub async fn prove(c: &mut Client, user: &str, keys: &DeviceKeys) -> Value {
+/// Asks `c` for a device challenge; returns its nonce.
+pub async fn challenge(c: &mut Client) -> [u8; 32] {
     let r = c.request_ok("device.challenge", json!({})).await;
-    let nonce: [u8; 32] = STANDARD
+    STANDARD
         .decode(r["nonce"].as_str().unwrap())
         .unwrap()
         .try_into()
-        .unwrap();
-    let sid = c.sid().to_owned();
+        .unwrap()
+}
+
+/// The `device.auth` parameters by which the device of `keys` claims
+/// `device` (normally its own id) for `user` on the connection `sid`.
+pub fn auth_params(
+    sid: &str,
+    user: &str,
+    keys: &DeviceKeys,
+    device: &str,
+    nonce: &[u8; 32],
+) -> Value {
     let sig = Challenge {
         app_key: KEY,
-        socket_id: &sid,
+        socket_id: sid,
         user_id: user,
-        nonce: &nonce,
+        nonce,
     }
     .sign(keys);
-    c.request_ok(
-        "device.auth",
-        json!({"device": keys.device_id().to_string(), "signature": STANDARD.encode(sig)}),
-    )
-    .await
+    json!({"device": device, "signature": STANDARD.encode(sig)})
+}
+
+/// Proves on `c` (signed in as `user`) that it is the device of `keys`:
+/// `device.challenge`, then `device.auth`; returns the result.
+pub async fn prove(c: &mut Client, user: &str, keys: &DeviceKeys) -> Value {
+    let nonce = challenge(c).await;
+    let sid = c.sid().to_owned();
+    let params = auth_params(&sid, user, keys, &keys.device_id().to_string(), &nonce);
+    c.request_ok("device.auth", params).await
 }
 
 /// A suite 1 envelope from device `keys` of `user` to the devices of `to`,
