@@ -212,9 +212,11 @@ enum Scenario {
 }
 
 /// A `hush serve` child process for the bench to load.
-struct Child {
-    child: tokio::process::Child,
-    addr: SocketAddr,
+pub(crate) struct Child {
+    /// The process.
+    pub(crate) child: tokio::process::Child,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
     metrics: Option<SocketAddr>,
 }
 
@@ -229,18 +231,28 @@ async fn spawn_server(t: &BenchArgs, metrics: bool) -> anyhow::Result<Child> {
             .env("HUSH_METRICS__HOST", "127.0.0.1")
             .env("HUSH_METRICS__PORT", "0");
     }
-    let mut child = cmd
-        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
-        .env("HUSH_APPS__BENCH__ID", &t.app_id)
+    cmd.env("HUSH_APPS__BENCH__ID", &t.app_id)
         .env("HUSH_APPS__BENCH__KEY", &t.key)
         .env("HUSH_APPS__BENCH__SECRET", &t.secret)
         .env("HUSH_APPS__BENCH__CLIENT_EVENTS", "true")
         .env("HUSH_APPS__BENCH__MAX_CLIENT_EVENTS_PER_SECOND", "1000")
-        .env("HUSH_LOG", "warn")
         // The bench needs no durable state: nothing is left in the temp dir.
         .env("HUSH_STORE__URL", "sqlite::memory:")
+        .current_dir(std::env::temp_dir());
+    start_serve(cmd, metrics).await
+}
+
+/// Runs `cmd` (the hush binary, with the caller's environment and working
+/// directory) as `hush serve` on a free loopback port and waits until it
+/// listens (and, with `metrics`, serves `/metrics`).
+pub(crate) async fn start_serve(
+    mut cmd: tokio::process::Command,
+    metrics: bool,
+) -> anyhow::Result<Child> {
+    let mut child = cmd
+        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
+        .env("HUSH_LOG", "warn")
         .env_remove("HUSH_CONFIG")
-        .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

@@ -9,8 +9,7 @@
 //!   connects and fetches them all: the time from connecting to holding
 //!   every message (sign-in, device proof, paged fetch).
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -22,7 +21,6 @@ use hush_crypto::suite1::{self, Recipient, SealRequest};
 use hush_protocol::{ChannelName, EventName, UserId};
 use hush_store::mailbox::{DeviceRef, Enqueued, NewMessage, Quota};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::listen::local_authorizer;
 
@@ -259,37 +257,18 @@ async fn server_part(
     secret: &str,
     queued: usize,
 ) -> anyhow::Result<(f64, f64)> {
-    let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
-        .env("HUSH_APPS__BENCH__ID", "bench")
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.env("HUSH_APPS__BENCH__ID", "bench")
         .env("HUSH_APPS__BENCH__KEY", key)
         .env("HUSH_APPS__BENCH__SECRET", secret)
         .env("HUSH_MAILBOX__SENDS_PER_CONNECTION_PER_MINUTE", "0")
-        .env("HUSH_LOG", "warn")
         .env(
             "HUSH_STORE__URL",
             format!("sqlite://{}", dir.join("server.sqlite3").display()),
         )
-        .env_remove("HUSH_CONFIG")
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting hush serve")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(a) = line.strip_prefix("hush listening on ") {
-                return Ok(a.trim().to_owned());
-            }
-        }
-        bail!("hush serve exited before listening")
-    })
-    .await
-    .context("hush serve did not start within 10 s")??;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .current_dir(dir);
+    let mut server = crate::bench::start_serve(cmd, false).await?;
+    let addr = server.addr;
     let url = format!("ws://{addr}");
 
     let alice = device(&url, key, secret, "alice").await?;
@@ -368,7 +347,7 @@ async fn server_part(
     if got != queued {
         bail!("bob fetched {got} of {queued} messages");
     }
-    let _ = child.kill().await;
+    let _ = server.child.kill().await;
     Ok((send_per_s, fetch_ms))
 }
 
