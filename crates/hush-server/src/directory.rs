@@ -103,7 +103,7 @@ pub enum DirError {
     #[error("{0}")]
     Busy(String),
     /// The store failed.
-    #[error("key directory unavailable")]
+    #[error("the store is unavailable; retry shortly")]
     Unavailable(#[from] StoreError),
 }
 

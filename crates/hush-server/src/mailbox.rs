@@ -24,6 +24,7 @@
 mod live;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,13 +42,14 @@ use hush_protocol::msgs::hush::{
 };
 use hush_protocol::msgs::{HushRequest, HushResponse};
 use hush_store::Store;
-use hush_store::mailbox::{DeviceRef, Enqueued, NewMessage, Quota};
+use hush_store::mailbox::{DeviceRef, Enqueued, Quota};
 
 use crate::config::MailboxConfig;
 use crate::conn::{ConnHandle, Frame};
 use crate::directory::{DirError, Directory};
 pub use live::ConnDevice;
 use live::Live;
+use writer::{Owned, Writer};
 
 /// Most users one `mailbox.send` names.
 pub const MAX_SEND_USERS: usize = 50;
@@ -104,6 +106,8 @@ pub struct Mailbox {
     /// Serialises device proofs against purges of revoked devices, so a
     /// device revoked while its proof is checked is not left registered.
     auth: tokio::sync::Mutex<()>,
+    /// Group commits of concurrent sends.
+    writer: Writer,
 }
 
 impl std::fmt::Debug for Mailbox {
@@ -124,6 +128,7 @@ impl Mailbox {
             live: Live::default(),
             dirty: AtomicBool::new(false),
             auth: tokio::sync::Mutex::new(()),
+            writer: Writer::default(),
         }
     }
 
@@ -271,6 +276,29 @@ impl Mailbox {
         users: &[String],
         envelope: &str,
     ) -> Result<Sent, DirError> {
+        let r = self.queue(app_id, ttl_secs, from, users, envelope).await;
+        if let Err(e) = &r
+            && !matches!(e, DirError::TooMany(_))
+        {
+            let reason = match e {
+                DirError::Forbidden(_) => "forbidden",
+                DirError::Busy(_) | DirError::Unavailable(_) => "unavailable",
+                _ => "bad_request",
+            };
+            metrics::counter!("hush_mailbox_refused_total", "app" => app_id.to_owned(), "reason" => reason)
+                .increment(1);
+        }
+        r
+    }
+
+    async fn queue(
+        &self,
+        app_id: &str,
+        ttl_secs: u64,
+        from: Option<(&UserId, DeviceId)>,
+        users: &[String],
+        envelope: &str,
+    ) -> Result<Sent, DirError> {
         if users.is_empty() || users.len() > MAX_SEND_USERS {
             return Err(DirError::BadRequest(format!(
                 "name 1 to {MAX_SEND_USERS} users, not {}",
@@ -342,22 +370,40 @@ impl Mailbox {
         let bytes = STANDARD
             .decode(envelope)
             .map_err(|_| DirError::BadRequest("params.envelope must be standard base64".into()))?;
-        let message = NewMessage {
-            app_id,
+        let message = Owned {
+            app_id: app_id.to_owned(),
             message_id: header.message_id,
-            sender_user: header.sender_user.as_str(),
+            sender_user: header.sender_user.to_string(),
             sender_device: header.sender_device.0,
-            envelope: &bytes,
+            envelope: bytes,
             created_ms: ms(now),
             expires_ms: ms(expires),
-            recipients: &recipients,
+            recipients: recipients.clone(),
         };
         let quota = Quota {
             max_messages: self.config.max_messages_per_device,
             max_bytes: self.config.max_bytes_per_device,
         };
         let message_hex = DeviceId(header.message_id).to_string();
-        let id = match self.store.mailbox_enqueue(&message, quota).await? {
+        let queued = self
+            .writer
+            .enqueue(&self.store, message, quota)
+            .await
+            .inspect(|e| {
+                let outcome = match e {
+                    Enqueued::Queued { .. } => "queued",
+                    Enqueued::Duplicate { .. } => "duplicate",
+                    Enqueued::OverQuota(_) => "quota",
+                };
+                if outcome == "queued" {
+                    metrics::counter!("hush_mailbox_queued_total", "app" => app_id.to_owned())
+                        .increment(1);
+                } else if outcome == "quota" {
+                    metrics::counter!("hush_mailbox_refused_total", "app" => app_id.to_owned(), "reason" => "quota")
+                        .increment(1);
+                }
+            })?;
+        let id = match queued {
             Enqueued::Queued { id } => id,
             Enqueued::Duplicate { .. } => {
                 return Ok(Sent {
@@ -387,6 +433,8 @@ impl Mailbox {
         for r in &recipients {
             if self.live.push(app_id, r, &frame) {
                 online += 1;
+                metrics::counter!("hush_mailbox_pushed_total", "app" => app_id.to_owned())
+                    .increment(1);
                 self.store
                     .mailbox_mark_delivered(app_id, r, id, ms(now))
                     .await?;
@@ -459,6 +507,8 @@ impl Mailbox {
             device: device.0,
         };
         let deleted = self.store.mailbox_ack(caller.app_id, &at, &ids).await?;
+        metrics::counter!("hush_mailbox_acknowledged_total", "app" => caller.app_id.to_owned())
+            .increment(deleted);
         if deleted > 0 {
             self.dirty.store(true, Ordering::Relaxed);
         }
@@ -512,6 +562,8 @@ impl Mailbox {
             .store
             .mailbox_purge_devices(app_id, user.as_str(), &keep)
             .await?;
+        metrics::counter!("hush_mailbox_purged_total", "app" => app_id.to_owned())
+            .increment(purged);
         if purged > 0 {
             self.dirty.store(true, Ordering::Relaxed);
         }
@@ -526,7 +578,9 @@ impl Mailbox {
     /// One maintenance round: deletes expired messages, then checkpoints
     /// the store if anything was deleted since the last round.
     pub async fn maintain(&self) -> Result<(), hush_store::StoreError> {
-        if self.store.mailbox_expire(ms(now_ms())).await? > 0 {
+        let expired = self.store.mailbox_expire(ms(now_ms())).await?;
+        if expired > 0 {
+            metrics::counter!("hush_mailbox_expired_total").increment(expired);
             self.dirty.store(true, Ordering::Relaxed);
         }
         if self.dirty.swap(false, Ordering::Relaxed) && !self.store.checkpoint().await? {

@@ -244,6 +244,30 @@ fn describe() {
     );
     describe_counter!("hush_connections_total", "WebSocket connections accepted");
     describe_counter!(
+        "hush_mailbox_queued_total",
+        "Mailbox messages queued (each once, whatever its recipient devices)"
+    );
+    describe_counter!(
+        "hush_mailbox_pushed_total",
+        "Mailbox messages pushed to a connected recipient device"
+    );
+    describe_counter!(
+        "hush_mailbox_acknowledged_total",
+        "Mailbox messages acknowledged (deleted) by a recipient device"
+    );
+    describe_counter!(
+        "hush_mailbox_expired_total",
+        "Mailbox messages deleted unread at their expiry"
+    );
+    describe_counter!(
+        "hush_mailbox_purged_total",
+        "Mailbox queue entries deleted with a revoked device"
+    );
+    describe_counter!(
+        "hush_mailbox_refused_total",
+        "mailbox.send refused, by reason (quota, size, forbidden, bad_request)"
+    );
+    describe_counter!(
         "hush_messages_in_total",
         "WebSocket messages received from clients"
     );

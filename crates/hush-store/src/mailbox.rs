@@ -135,6 +135,20 @@ impl Store {
         }
     }
 
+    /// Queues several messages in one transaction (a group commit), each as
+    /// [`Store::mailbox_enqueue`] would: the result of each, in order. When
+    /// one would overfill a queue, the batch is queued one message at a
+    /// time instead, so only that message is refused.
+    pub async fn mailbox_enqueue_batch(
+        &self,
+        messages: &[NewMessage<'_>],
+        quota: Quota,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => sqlite::enqueue_batch(p, messages, quota).await,
+        }
+    }
+
     /// Up to `limit` messages of `device`'s queue with ids above `after`,
     /// not expired at `now_ms`, oldest first, stopping before `max_bytes` of
     /// envelopes (one message at least); marks them delivered.

@@ -10,13 +10,15 @@
 //! - [`forge_directory_log`]: a key-directory history rewritten by someone
 //!   holding the database and the log key;
 //! - [`forge_directory_entry`]: an epoch written straight into the stored
-//!   akd tree, bypassing the directory's rules, by the same someone.
+//!   akd tree, bypassing the directory's rules, by the same someone;
+//! - [`mailbox`]: device proofs and suite 1 envelopes for mailbox tests.
 //!
 //! Helpers panic on anything unexpected: that is how a test fails.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod client;
+pub mod mailbox;
 mod server;
 
 pub use client::{Client, Next, Ws};

@@ -182,6 +182,21 @@ enum Scenario {
         #[arg(long)]
         spec: String,
     },
+    /// The encrypted mailbox: enqueue, fetch and acknowledge throughput of
+    /// the SQLite store, store bytes per queued message, and a device that
+    /// reconnects to a queue of messages on a `hush serve` child (its own,
+    /// on a file store in a temporary directory; --url is not used).
+    Mailbox {
+        /// Messages through the store.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Envelope bytes per message in the store part.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Messages queued for the reconnecting device.
+        #[arg(long, default_value_t = 1000)]
+        queued: usize,
+    },
     /// Client events between pairs of connections on private channels.
     ClientEvents {
         /// Pairs.
@@ -197,9 +212,11 @@ enum Scenario {
 }
 
 /// A `hush serve` child process for the bench to load.
-struct Child {
-    child: tokio::process::Child,
-    addr: SocketAddr,
+pub(crate) struct Child {
+    /// The process.
+    pub(crate) child: tokio::process::Child,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
     metrics: Option<SocketAddr>,
 }
 
@@ -214,18 +231,28 @@ async fn spawn_server(t: &BenchArgs, metrics: bool) -> anyhow::Result<Child> {
             .env("HUSH_METRICS__HOST", "127.0.0.1")
             .env("HUSH_METRICS__PORT", "0");
     }
-    let mut child = cmd
-        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
-        .env("HUSH_APPS__BENCH__ID", &t.app_id)
+    cmd.env("HUSH_APPS__BENCH__ID", &t.app_id)
         .env("HUSH_APPS__BENCH__KEY", &t.key)
         .env("HUSH_APPS__BENCH__SECRET", &t.secret)
         .env("HUSH_APPS__BENCH__CLIENT_EVENTS", "true")
         .env("HUSH_APPS__BENCH__MAX_CLIENT_EVENTS_PER_SECOND", "1000")
-        .env("HUSH_LOG", "warn")
         // The bench needs no durable state: nothing is left in the temp dir.
         .env("HUSH_STORE__URL", "sqlite::memory:")
+        .current_dir(std::env::temp_dir());
+    start_serve(cmd, metrics).await
+}
+
+/// Runs `cmd` (the hush binary, with the caller's environment and working
+/// directory) as `hush serve` on a free loopback port and waits until it
+/// listens (and, with `metrics`, serves `/metrics`).
+pub(crate) async fn start_serve(
+    mut cmd: tokio::process::Command,
+    metrics: bool,
+) -> anyhow::Result<Child> {
+    let mut child = cmd
+        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
+        .env("HUSH_LOG", "warn")
         .env_remove("HUSH_CONFIG")
-        .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -291,6 +318,26 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .build()?;
     if matches!(args.scenario, Scenario::Soak { .. }) {
         return rt.block_on(soak(&args, limit));
+    }
+    if let Scenario::Mailbox {
+        messages,
+        size,
+        queued,
+    } = &args.scenario
+    {
+        let exe = std::env::current_exe().context("locating the hush binary")?;
+        let o = crate::bench_mailbox::MailboxOptions {
+            messages: *messages,
+            size: *size,
+            queued: *queued,
+        };
+        let r = rt.block_on(crate::bench_mailbox::run(&exe, &args.key, &args.secret, &o))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            crate::bench_mailbox::print(&r);
+        }
+        return Ok(());
     }
     let report = rt.block_on(async {
         let mut child = None;
@@ -408,7 +455,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 };
                 scenarios::channels(&target, &o, &pb).await?
             }
-            Scenario::Soak { .. } | Scenario::SoakWorker { .. } => {
+            Scenario::Soak { .. } | Scenario::SoakWorker { .. } | Scenario::Mailbox { .. } => {
                 unreachable!("handled before")
             }
             Scenario::ClientEvents {

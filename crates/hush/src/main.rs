@@ -7,6 +7,8 @@ mod apps_cmd;
 mod audit_cmd;
 #[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "bench")]
+mod bench_mailbox;
 mod chat;
 mod directory_key_cmd;
 mod health_cmd;

@@ -18,9 +18,10 @@ use figment::{Error, Metadata, Profile, Provider};
 use super::ConfigError;
 
 /// The configuration sections a variable may start with.
-pub(super) const SECTIONS: [&str; 7] = [
+pub(super) const SECTIONS: [&str; 8] = [
     "server",
     "directory",
+    "mailbox",
     "apps",
     "development_app",
     "metrics",

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hush_crypto::device_auth::Challenge;
 use hush_crypto::identity::{DeviceCard, DeviceKeys, IdentityKey, Revocation};
-use hush_crypto::suite1::{self, Envelope, Recipient, ReplayGuard, SealRequest, TrustedSender};
-use hush_protocol::{ChannelName, EventName, UserId};
+use hush_crypto::suite1::{Envelope, ReplayGuard, TrustedSender};
+use hush_testkit::mailbox::{auth_params, challenge};
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -32,27 +31,8 @@ fn mailbox_toml(extra: &str) -> String {
     app_toml(extra)
 }
 
-/// Signs `c` in as the device: challenge, proof.
 async fn prove(c: &mut Client, user: &str, keys: &DeviceKeys) -> Value {
-    let r = c.request_ok("device.challenge", json!({})).await;
-    let nonce: [u8; 32] = STANDARD
-        .decode(r["nonce"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let sid = c.sid().to_owned();
-    let sig = Challenge {
-        app_key: KEY,
-        socket_id: &sid,
-        user_id: user,
-        nonce: &nonce,
-    }
-    .sign(keys);
-    c.request_ok(
-        "device.auth",
-        json!({"device": keys.device_id().to_string(), "signature": b64(&sig)}),
-    )
-    .await
+    hush_testkit::mailbox::prove(c, user, keys).await
 }
 
 /// A new device of `user` (under `identity`), published and proven.
@@ -73,27 +53,7 @@ async fn device(s: &TestServer, user: &str, identity: &IdentityKey) -> Dev {
 
 /// An envelope from `from` to `to`, sequence `n`.
 fn seal(from: &Dev, to: &[&DeviceCard], n: u64, text: &str) -> String {
-    let recipients: Vec<Recipient> = to.iter().map(|c| Recipient::from(*c)).collect();
-    let user = UserId::parse(&from.user).unwrap();
-    let channel = ChannelName::parse("private-hush-mailbox-test").unwrap();
-    let event = EventName::parse_api("client-hush-e2ee").unwrap();
-    let inner = EventName::parse_api("message").unwrap();
-    suite1::seal(
-        &SealRequest {
-            sender_user: &user,
-            sender_device: from.keys.device_id(),
-            sender_keys: &from.keys,
-            channel: &channel,
-            event: &event,
-            inner_event: &inner,
-            timestamp_ms: now_secs() * 1000,
-            sequence: n,
-            recipients: &recipients,
-            tree_head: None,
-        },
-        text.as_bytes(),
-    )
-    .unwrap()
+    hush_testkit::mailbox::seal_to(&from.user, &from.keys, to, n, text)
 }
 
 /// Opens `envelope` as `me`, from `from`.
@@ -282,81 +242,30 @@ async fn attack_member_cannot_read_or_delete_another_devices_mailbox() {
         "forbidden"
     );
     // Claiming Bob's laptop from Mallory's sign-in: not her device.
-    let r = mallory.request_ok("device.challenge", json!({})).await;
-    let nonce: [u8; 32] = STANDARD
-        .decode(r["nonce"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let nonce = challenge(&mut mallory).await;
     let sid = mallory.sid().to_owned();
-    let sig = Challenge {
-        app_key: KEY,
-        socket_id: &sid,
-        user_id: "bob",
-        nonce: &nonce,
-    }
-    .sign(&bob_laptop.keys);
-    assert_eq!(
-        mallory
-            .request_err(
-                "device.auth",
-                json!({"device": laptop_hex, "signature": b64(&sig)})
-            )
-            .await,
-        "forbidden"
-    );
+    let claim = auth_params(&sid, "bob", &bob_laptop.keys, &laptop_hex, &nonce);
+    assert_eq!(mallory.request_err("device.auth", claim).await, "forbidden");
     // A connection signed in as Bob (his phone's session) cannot claim the
     // laptop with the phone's key.
     let mut phone2 = s.signed_in("bob").await;
-    let r = phone2.request_ok("device.challenge", json!({})).await;
-    let nonce: [u8; 32] = STANDARD
-        .decode(r["nonce"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let nonce = challenge(&mut phone2).await;
     let sid = phone2.sid().to_owned();
-    let forged = Challenge {
-        app_key: KEY,
-        socket_id: &sid,
-        user_id: "bob",
-        nonce: &nonce,
-    }
-    .sign(&bob_phone.keys);
+    let forged = auth_params(&sid, "bob", &bob_phone.keys, &laptop_hex, &nonce);
     assert_eq!(
-        phone2
-            .request_err(
-                "device.auth",
-                json!({"device": laptop_hex, "signature": b64(&forged)})
-            )
-            .await,
+        phone2.request_err("device.auth", forged).await,
         "forbidden",
         "a proof by another device's key was accepted"
     );
     // A real laptop proof made for another connection does not carry over
     // (and the nonce was spent by the failed attempt anyway).
     let mut real = s.signed_in("bob").await;
-    let r = real.request_ok("device.challenge", json!({})).await;
-    let nonce: [u8; 32] = STANDARD
-        .decode(r["nonce"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let nonce = challenge(&mut real).await;
     let real_sid = real.sid().to_owned();
-    let proof = Challenge {
-        app_key: KEY,
-        socket_id: &real_sid,
-        user_id: "bob",
-        nonce: &nonce,
-    }
-    .sign(&bob_laptop.keys);
-    phone2.request_ok("device.challenge", json!({})).await;
+    let proof = auth_params(&real_sid, "bob", &bob_laptop.keys, &laptop_hex, &nonce);
+    challenge(&mut phone2).await;
     assert_eq!(
-        phone2
-            .request_err(
-                "device.auth",
-                json!({"device": laptop_hex, "signature": b64(&proof)})
-            )
-            .await,
+        phone2.request_err("device.auth", proof.clone()).await,
         "forbidden",
         "a proof made for another connection was accepted"
     );
@@ -383,11 +292,7 @@ async fn attack_member_cannot_read_or_delete_another_devices_mailbox() {
     );
 
     // The laptop, proven for real, still has its message.
-    real.request_ok(
-        "device.auth",
-        json!({"device": laptop_hex, "signature": b64(&proof)}),
-    )
-    .await;
+    real.request_ok("device.auth", proof).await;
     let page = real.request_ok("mailbox.fetch", json!({})).await;
     assert_eq!(page["messages"][0]["envelope"], env.as_str());
 }
@@ -423,29 +328,11 @@ async fn attack_revoked_device_gets_nothing_more() {
         "the revoked device's connection can still fetch"
     );
     let mut again = s.signed_in("bob").await;
-    let r = again.request_ok("device.challenge", json!({})).await;
-    let nonce: [u8; 32] = STANDARD
-        .decode(r["nonce"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let nonce = challenge(&mut again).await;
     let sid = again.sid().to_owned();
-    let sig = Challenge {
-        app_key: KEY,
-        socket_id: &sid,
-        user_id: "bob",
-        nonce: &nonce,
-    }
-    .sign(&stolen.keys);
-    assert_eq!(
-        again
-            .request_err(
-                "device.auth",
-                json!({"device": stolen.keys.device_id().to_string(), "signature": b64(&sig)})
-            )
-            .await,
-        "forbidden"
-    );
+    let stolen_hex = stolen.keys.device_id().to_string();
+    let claim = auth_params(&sid, "bob", &stolen.keys, &stolen_hex, &nonce);
+    assert_eq!(again.request_err("device.auth", claim).await, "forbidden");
     // New envelopes to it are refused; to the phone alone they go.
     let env = seal(&alice, &[&phone.card, &stolen_card], 3, "after");
     assert_eq!(

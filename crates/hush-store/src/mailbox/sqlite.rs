@@ -89,6 +89,152 @@ pub(super) async fn enqueue(
     Ok(Enqueued::Queued { id })
 }
 
+/// Rows per multi-row statement (9 parameters each: far below SQLite's
+/// limit of 32,766).
+const CHUNK: usize = 200;
+
+pub(super) async fn enqueue_batch(
+    pool: &SqlitePool,
+    messages: &[NewMessage<'_>],
+    quota: Quota,
+) -> Result<Vec<Enqueued>, StoreError> {
+    if messages.len() <= 1 {
+        let mut out = Vec::with_capacity(1);
+        for m in messages {
+            out.push(enqueue(pool, m, quota).await?);
+        }
+        return Ok(out);
+    }
+    let mut tx = pool.begin().await?;
+    // 1. The messages (a resent message id is skipped here).
+    let mut ids: BTreeMap<(&str, &str, &[u8]), i64> = BTreeMap::new();
+    for chunk in messages.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO mailbox_messages (app_id, message_id, sender_user, sender_device, \
+             envelope, created_ms, expires_ms, recipients, remaining) ",
+        );
+        q.push_values(chunk, |mut b, m| {
+            let n = count(m.recipients.len() as u64);
+            b.push_bind(m.app_id)
+                .push_bind(&m.message_id[..])
+                .push_bind(m.sender_user)
+                .push_bind(&m.sender_device[..])
+                .push_bind(m.envelope)
+                .push_bind(m.created_ms)
+                .push_bind(m.expires_ms)
+                .push_bind(n)
+                .push_bind(n);
+        });
+        q.push(" ON CONFLICT (app_id, sender_user, message_id) DO NOTHING RETURNING id, app_id, sender_user, message_id");
+        for row in q.build().fetch_all(&mut *tx).await? {
+            let app: String = row.try_get(1)?;
+            let sender: String = row.try_get(2)?;
+            let mid: Vec<u8> = row.try_get(3)?;
+            if let Some(m) = chunk
+                .iter()
+                .find(|m| m.app_id == app && m.sender_user == sender && m.message_id[..] == mid[..])
+            {
+                ids.insert(
+                    (m.app_id, m.sender_user, &m.message_id[..]),
+                    row.try_get(0)?,
+                );
+            }
+        }
+    }
+    // 2. The per-device totals, once per device, checked against the quota.
+    let mut per_device: BTreeMap<(&str, &DeviceRef), (i64, i64)> = BTreeMap::new();
+    let mut fresh = vec![false; messages.len()];
+    for (i, m) in messages.iter().enumerate() {
+        let key = (m.app_id, m.sender_user, &m.message_id[..]);
+        // The first of repeated message ids in the batch is the new one.
+        let first = messages[..i]
+            .iter()
+            .all(|o| (o.app_id, o.sender_user, &o.message_id[..]) != key);
+        if ids.contains_key(&key) && first {
+            fresh[i] = true;
+            for r in m.recipients {
+                let e = per_device.entry((m.app_id, r)).or_default();
+                e.0 += 1;
+                e.1 += i64::try_from(m.envelope.len()).unwrap_or(i64::MAX);
+            }
+        }
+    }
+    for ((app, d), (n, bytes)) in &per_device {
+        let (messages_now, bytes_now): (i64, i64) = sqlx::query_as(
+            "INSERT INTO mailbox_devices (app_id, user_id, device_id, messages, bytes) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, user_id, device_id) DO UPDATE SET \
+             messages = messages + excluded.messages, bytes = bytes + excluded.bytes \
+             RETURNING messages, bytes",
+        )
+        .bind(*app)
+        .bind(&d.user)
+        .bind(&d.device[..])
+        .bind(n)
+        .bind(bytes)
+        .fetch_one(&mut *tx)
+        .await?;
+        if messages_now > count(quota.max_messages) || bytes_now > count(quota.max_bytes) {
+            // Someone's queue is full: queue one by one, so that only the
+            // message that does not fit is refused.
+            tx.rollback().await?;
+            let mut out = Vec::with_capacity(messages.len());
+            for m in messages {
+                out.push(enqueue(pool, m, quota).await?);
+            }
+            return Ok(out);
+        }
+    }
+    // 3. The queue rows.
+    let rows: Vec<(&NewMessage<'_>, &DeviceRef, i64)> = messages
+        .iter()
+        .zip(&fresh)
+        .filter(|(_, f)| **f)
+        .flat_map(|(m, _)| {
+            let id = ids
+                .get(&(m.app_id, m.sender_user, &m.message_id[..]))
+                .copied()
+                .unwrap_or_default();
+            m.recipients.iter().map(move |r| (m, r, id))
+        })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO mailbox_queue (app_id, user_id, device_id, message, size) ",
+        );
+        q.push_values(chunk, |mut b, (m, r, id)| {
+            b.push_bind(m.app_id)
+                .push_bind(&r.user)
+                .push_bind(&r.device[..])
+                .push_bind(*id)
+                .push_bind(i64::try_from(m.envelope.len()).unwrap_or(i64::MAX));
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    // 4. Ids of messages that were already queued.
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        let key = (m.app_id, m.sender_user, &m.message_id[..]);
+        match ids.get(&key) {
+            Some(&id) if fresh[i] => out.push(Enqueued::Queued { id }),
+            Some(&id) => out.push(Enqueued::Duplicate { id }),
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "SELECT id FROM mailbox_messages WHERE app_id = ? AND sender_user = ? \
+                     AND message_id = ?",
+                )
+                .bind(m.app_id)
+                .bind(m.sender_user)
+                .bind(&m.message_id[..])
+                .fetch_one(&mut *tx)
+                .await?;
+                out.push(Enqueued::Duplicate { id });
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
 pub(super) async fn fetch(
     pool: &SqlitePool,
     app_id: &str,
@@ -185,22 +331,38 @@ impl Released {
 
     /// Updates the counters and deletes the envelopes no device holds.
     async fn apply(&self, tx: &mut SqliteConnection, app_id: &str) -> Result<u64, StoreError> {
-        for chunk in self.messages.chunks(500) {
-            for id in chunk {
-                sqlx::query("UPDATE mailbox_messages SET remaining = remaining - 1 WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+        // How many recipients each message lost, grouped by that number
+        // (1 for all of them when one device acknowledges).
+        let mut lost: BTreeMap<i64, i64> = BTreeMap::new();
+        for id in &self.messages {
+            *lost.entry(*id).or_default() += 1;
+        }
+        let mut by_count: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for (id, n) in lost {
+            by_count.entry(n).or_default().push(id);
+        }
+        for (n, ids) in &by_count {
+            for chunk in ids.chunks(500) {
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "UPDATE mailbox_messages SET remaining = remaining - ",
+                );
+                q.push_bind(n).push(" WHERE id IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+                let mut q = QueryBuilder::<Sqlite>::new(
+                    "DELETE FROM mailbox_messages WHERE remaining <= 0 AND id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(id);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
             }
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "DELETE FROM mailbox_messages WHERE remaining <= 0 AND id IN (",
-            );
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(id);
-            }
-            q.push(")");
-            q.build().execute(&mut *tx).await?;
         }
         for ((user, device), (messages, bytes)) in &self.devices {
             sqlx::query(

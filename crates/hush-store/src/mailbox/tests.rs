@@ -206,3 +206,48 @@ async fn acknowledged_envelopes_leave_no_trace_in_the_files() {
 fn memchr_find(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+#[tokio::test]
+async fn a_batch_is_one_commit_with_the_same_answers_as_one_by_one() {
+    let (_d, s, _) = store().await;
+    let (b1, b2) = (dev("bob", 1), dev("bob", 2));
+    let both = [b1.clone(), b2.clone()];
+    let old = send(&s, 1, b"old", &both).await;
+    let batch = [
+        msg(1, b"old", &both), // already queued
+        msg(2, b"two", &both),
+        msg(3, b"three", &both[..1]),
+        msg(2, b"two", &both), // repeated within the batch
+    ];
+    let out = s.mailbox_enqueue_batch(&batch, BIG).await.unwrap();
+    assert_eq!(out[0], Enqueued::Duplicate { id: old });
+    let Enqueued::Queued { id: two } = out[1] else {
+        panic!("{out:?}")
+    };
+    assert!(matches!(out[2], Enqueued::Queued { id } if id > two));
+    assert_eq!(out[3], Enqueued::Duplicate { id: two });
+    let t = s.mailbox_totals().await.unwrap();
+    assert_eq!((t.messages, t.queued), (3, 5));
+    assert_eq!(s.mailbox_pending(APP, &b1).await.unwrap(), 3);
+    assert_eq!(s.mailbox_pending(APP, &b2).await.unwrap(), 2);
+
+    // One message that overfills a queue is refused alone.
+    let tight = Quota {
+        max_messages: 4,
+        max_bytes: 1 << 20,
+    };
+    let batch = [msg(4, b"4", &both[..1]), msg(5, b"5", &both[..1])];
+    let out = s.mailbox_enqueue_batch(&batch, tight).await.unwrap();
+    assert!(matches!(out[0], Enqueued::Queued { .. }), "{out:?}");
+    assert_eq!(out[1], Enqueued::OverQuota(b1.clone()));
+    assert_eq!(s.mailbox_pending(APP, &b1).await.unwrap(), 4);
+    // And acknowledging a batch releases what each device held.
+    let page = s
+        .mailbox_fetch(APP, &b1, 0, 100, 1 << 20, 5_000)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
+    assert_eq!(s.mailbox_ack(APP, &b1, &ids).await.unwrap(), 4);
+    assert_eq!(s.mailbox_purge_devices(APP, "bob", &[]).await.unwrap(), 2);
+    assert_eq!(s.mailbox_totals().await.unwrap(), MailboxTotals::default());
+}
