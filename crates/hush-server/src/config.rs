@@ -553,8 +553,13 @@ fn default_cache_ttl() -> u64 {
     limits::CACHE_TTL_SECS
 }
 
+/// Longest `mailbox_ttl_secs` (and its default): 30 days. hush-client's
+/// mailbox replay window is 31 days, so a message never outlives what its
+/// recipients accept.
+pub const MAX_MAILBOX_TTL_SECS: u64 = 30 * 24 * 3600;
+
 fn default_mailbox_ttl() -> u64 {
-    30 * 24 * 3600
+    MAX_MAILBOX_TTL_SECS
 }
 
 /// A configuration that cannot be used.
@@ -741,8 +746,14 @@ impl Config {
                     .into(),
             ));
         }
-        if apps.iter().any(|a| a.mailbox_ttl_secs == 0) {
-            return Err(ConfigError::Invalid("mailbox_ttl_secs must be > 0".into()));
+        if apps
+            .iter()
+            .any(|a| !(1..=MAX_MAILBOX_TTL_SECS).contains(&a.mailbox_ttl_secs))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "mailbox_ttl_secs must be between 1 and {MAX_MAILBOX_TTL_SECS} (30 days: \
+                 clients refuse mailbox messages signed longer ago than 31 days)"
+            )));
         }
         let d = &self.directory;
         if !(1..=2000).contains(&d.epoch_interval_ms) {
@@ -896,6 +907,13 @@ mod tests {
         // The directory's built-in limits are the file's.
         assert_eq!(c.directory, DirectoryConfig::default());
         assert_eq!(c.mailbox, MailboxConfig::default());
+        for ttl in ["0", "2592001"] {
+            let e = Config::from_toml(&format!(
+                "[apps.a]\nid='1'\nkey='k'\nsecret='s'\nmailbox_ttl_secs={ttl}\n"
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains("mailbox_ttl_secs"), "{e}");
+        }
     }
 
     #[test]
