@@ -1,6 +1,7 @@
-//! The plaintext canary (issues 4 and 5): a unique secret string travels
+//! The plaintext canary (issues 4, 5 and 18): a unique secret string travels
 //! through every end-to-end encrypted path of a real `hush serve` (trace
-//! logs, SQLite store), and must appear nowhere the server can see: its
+//! logs, SQLite store; the mailbox both pushed and queued for an offline
+//! device), and must appear nowhere the server can see: its
 //! stdout/stderr, its database files, and its memory (dumped with `gcore`
 //! when available). Positive controls prove each search can find what the
 //! server does see.
@@ -292,6 +293,54 @@ async fn the_plaintext_canary_never_reaches_the_server() {
     let e = next_named(&mut b_events, e2ee::CLIENT_EVENT).await;
     let m = b_e2ee.open(&e).await.unwrap();
     assert_eq!(m.data["secret"], format!("{canary}-suite1"));
+    // 6. The mailbox: pushed to Bob's connected device, and queued for
+    //    Dave's device while Dave is offline (the envelope stays in the
+    //    store, as ciphertext, through the scans below).
+    let mut b_mail = b_e2ee.start_mailbox();
+    a_e2ee
+        .send_to_users(
+            "message",
+            &json!({"secret": format!("{canary}-mailbox")}),
+            &["bob"],
+        )
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(e2ee::MailboxEvent::Message(m)) = b_mail.recv().await {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("bob's mailbox message");
+    assert_eq!(got.message.data["secret"], format!("{canary}-mailbox"));
+    let dave = client(&addr, "dave");
+    let d_e2ee = E2ee::create(
+        dave.clone(),
+        KeyStore::new(dir.path().join("dave.hks"), StoreKey::generate()),
+        "dave",
+        true,
+    )
+    .unwrap();
+    d_e2ee.set_trust_on_first_use(true).await;
+    d_e2ee.publish().await.unwrap();
+    dave.disconnect().await;
+    let queued = a_e2ee
+        .send_to_users(
+            "message",
+            &json!({"secret": format!("{canary}-queued")}),
+            &["dave"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(queued.online, 0, "dave is offline: the message waits");
+    // Positive control for the store: the queued envelope's message id
+    // (in its cleartext header) is on disk.
+    let queued_id: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&queued.message_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+
     // Alice's identity seed, in every form it could leak in (taken out
     // through a backup: the API never hands out the raw key).
     let blob = a_e2ee
@@ -401,6 +450,10 @@ async fn the_plaintext_canary_never_reaches_the_server() {
     assert!(
         contains(&all, control_user.as_bytes()),
         "positive control: the directory must hold the user id {control_user}"
+    );
+    assert!(
+        contains(&all, &queued_id),
+        "positive control: the mailbox must hold the queued envelope"
     );
     for (name, bytes) in &files {
         assert!(
