@@ -38,6 +38,9 @@ log "fuzz smoke: every fuzz target for 20 s (scripts/fuzz.sh 20, docs/FUZZING.md
 log "hush bench fanout --smoke (nothing may be lost)"
 "${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench fanout --smoke
 
+log "hush bench mailbox (small: 2,000 messages through the store, 200 queued for a reconnecting device; fails on any loss)"
+"${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench mailbox --messages 2000 --queued 200
+
 log "hush bench soak --smoke (300 connections with churn for 15 s: nothing lost, nothing leaked)"
 "${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench soak --smoke
 

@@ -5,7 +5,8 @@
 //! Oracles: parsing never panics; what it accepts is a JSON object and agrees
 //! with it (`event` is the frame's string `event`; a `pusher:` event's data
 //! is an object, or a string holding one, with the fields the parser
-//! returned; a `hush:request` id is 1-64 printable ASCII); every encoder produces JSON that decodes back to exactly
+//! returned; a `hush:request` id is 1-64 printable ASCII, and its typed
+//! parameters write back to what was read); every encoder produces JSON that decodes back to exactly
 //! the strings it was given.
 #![no_main]
 
@@ -88,6 +89,16 @@ fn check_parse(text: &str) {
             assert_eq!(str_of(&data_object(&frame), "id").as_ref(), Some(&r.id));
             assert!(!r.id.is_empty() && r.id.len() <= MAX_REQUEST_ID_LEN);
             assert!(r.id.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
+            // The typed parameters (directory and mailbox methods): read
+            // without panicking, and what is read writes back to itself.
+            if let Ok(typed) = hush_protocol::msgs::HushRequest::from_frame(r) {
+                let again = hush_protocol::msgs::HushRequest::from_params(
+                    typed.method(),
+                    &object(typed.params().get()),
+                )
+                .expect("typed parameters read back");
+                assert_eq!(again, typed);
+            }
         }
         ClientMessage::ClientEvent {
             event: e, channel, ..
