@@ -253,7 +253,7 @@ impl ServerState {
         let mailbox = Arc::new(crate::mailbox::Mailbox::new(
             store.clone(),
             directory.clone(),
-            config.mailbox.clone(),
+            config.mailbox_in_force(),
         ));
         Arc::new(Self {
             server: config.server.clone(),

@@ -53,9 +53,9 @@ pub struct MailboxConfig {
     /// Envelope bytes one device may have waiting; likewise.
     pub max_bytes_per_device: u64,
     /// Longest envelope (its base64 text) `mailbox.send` takes
-    /// (`bad_request` beyond); below `server.max_message_bytes`, the
-    /// largest WebSocket message, so a queued envelope always fits in a
-    /// frame.
+    /// (`bad_request` beyond). In force: at most `server.max_message_bytes`
+    /// − 1024, so a queued envelope always fits in a WebSocket frame
+    /// ([`Config::mailbox_in_force`]).
     pub max_message_bytes: usize,
     /// Most envelope bytes one `mailbox.fetch` answer carries (at least one
     /// message; `more` says the rest waits).
@@ -683,6 +683,18 @@ impl Config {
         }
     }
 
+    /// The mailbox settings in force: `max_message_bytes` lowered to
+    /// `server.max_message_bytes` − 1024 when it is above (a server that
+    /// takes smaller WebSocket messages takes smaller envelopes).
+    pub fn mailbox_in_force(&self) -> MailboxConfig {
+        let mut m = self.mailbox.clone();
+        m.max_message_bytes = m
+            .max_message_bytes
+            .min(self.server.max_message_bytes.saturating_sub(1024))
+            .max(1);
+        m
+    }
+
     /// The store URL in force.
     pub fn store_url(&self) -> String {
         match &self.store.url {
@@ -737,12 +749,6 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "mailbox.max_messages_per_device, max_bytes_per_device, max_message_bytes, \
                  max_fetch_bytes and maintenance_interval_ms must be > 0"
-                    .into(),
-            ));
-        }
-        if m.max_message_bytes + 1024 > self.server.max_message_bytes {
-            return Err(ConfigError::Invalid(
-                "mailbox.max_message_bytes must be at least 1024 below server.max_message_bytes"
                     .into(),
             ));
         }
@@ -907,6 +913,11 @@ mod tests {
         // The directory's built-in limits are the file's.
         assert_eq!(c.directory, DirectoryConfig::default());
         assert_eq!(c.mailbox, MailboxConfig::default());
+        // A server that takes smaller WebSocket messages takes smaller
+        // envelopes.
+        let small = Config::from_toml("[server]\nmax_message_bytes = 20000\n").unwrap();
+        assert_eq!(small.mailbox_in_force().max_message_bytes, 18_976);
+        assert_eq!(c.mailbox_in_force().max_message_bytes, 49_152);
         for ttl in ["0", "2592001"] {
             let e = Config::from_toml(&format!(
                 "[apps.a]\nid='1'\nkey='k'\nsecret='s'\nmailbox_ttl_secs={ttl}\n"
