@@ -233,7 +233,12 @@ async fn run(ops: &[Op]) {
                 Effect::Directory(request) => {
                     hush_server::gateway::answer(
                         h.state.directory.clone(),
-                        app.config.id.clone(),
+                        h.state.mailbox.clone(),
+                        hush_server::gateway::AppInfo {
+                            id: app.config.id.clone(),
+                            key: app.config.key.clone(),
+                            ttl_secs: app.config.mailbox_ttl_secs,
+                        },
                         conns[i].handle.clone(),
                         request,
                     )
