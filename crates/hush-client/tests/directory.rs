@@ -768,9 +768,7 @@ async fn attack_substituted_directory_key_is_refused_when_pinned() {
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures_util::{SinkExt, StreamExt};
 use hush_client::e2ee::OwnerAlarm;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Bob's device (published, trusting the directory on first use), connected
 /// through `url` (a proxy in front of `srv`).
@@ -813,64 +811,26 @@ async fn replaying_proxy(srv: &Srv, user: &'static str) -> (String, Arc<AtomicBo
 /// `replay` is not), every later lookup about `user` keeps the server's
 /// fresh signed head but carries the recorded (older) proof for `user`: a
 /// directory leaving out what changed since.
-#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
 async fn editing_proxy(
     srv: &Srv,
     user: &'static str,
 ) -> (String, Arc<AtomicBool>, Arc<AtomicBool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    let upstream = srv.ws_url();
     let replay = Arc::new(AtomicBool::new(false));
     let splice = Arc::new(AtomicBool::new(false));
     let switches = (replay.clone(), splice.clone());
     let recorded = Arc::new(std::sync::Mutex::new(None::<serde_json::Value>));
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (upstream, replay, splice, recorded) = (
-                upstream.clone(),
-                replay.clone(),
-                splice.clone(),
-                recorded.clone(),
-            );
-            tokio::spawn(async move {
-                let path = Arc::new(std::sync::Mutex::new(String::new()));
-                let p = path.clone();
-                let down = tokio_tungstenite::accept_hdr_async(
-                    tcp,
-                    move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                          resp| {
-                        *p.lock().unwrap() = req.uri().to_string();
-                        Ok(resp)
-                    },
-                )
-                .await
-                .unwrap();
-                let target = format!("{upstream}{}", path.lock().unwrap());
-                let (up, _) = tokio_tungstenite::connect_async(target).await.unwrap();
-                let (mut up_tx, mut up_rx) = up.split();
-                let (mut down_tx, mut down_rx) = down.split();
-                tokio::spawn(async move {
-                    while let Some(Ok(m)) = down_rx.next().await {
-                        if up_tx.send(m).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                while let Some(Ok(m)) = up_rx.next().await {
-                    let m = match m {
-                        WsMessage::Text(t) => WsMessage::Text(
-                            rewrite(t.as_str(), user, (&replay, &splice), &recorded).into(),
-                        ),
-                        other => other,
-                    };
-                    if down_tx.send(m).await.is_err() {
-                        break;
-                    }
+    let url = editing_ws_proxy(srv, move || {
+        let (replay, splice, recorded) = (replay.clone(), splice.clone(), recorded.clone());
+        move |m| {
+            vec![match m {
+                WsMessage::Text(t) => {
+                    WsMessage::Text(rewrite(t.as_str(), user, (&replay, &splice), &recorded).into())
                 }
-            });
+                other => other,
+            }]
         }
-    });
+    })
+    .await;
     (url, switches.0, switches.1)
 }
 

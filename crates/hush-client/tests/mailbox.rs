@@ -291,6 +291,34 @@ async fn a_crash_between_saving_and_acknowledging_shows_nothing_twice() {
 }
 
 /// The queue rows of bob's device, oldest first: (message row id, envelope).
+/// What a malicious operator has in hand: the server (on a store in a
+/// temporary directory), Alice connected, Bob offline with Alice's messages
+/// queued for him, the server's database and Bob's queue in it (mailbox id,
+/// envelope).
+struct Queued {
+    srv: Srv,
+    alice: Dev,
+    pool: sqlx::SqlitePool,
+    queue: Vec<(i64, Vec<u8>)>,
+}
+
+/// Alice sends `texts` to Bob, who is offline: [`Queued`].
+async fn queued_for_bob(dir: &tempfile::TempDir, texts: &[&str]) -> Queued {
+    let srv = start_in(dir).await;
+    let alice = alice_and_offline_bob(&srv, dir).await;
+    for t in texts {
+        say(&alice, t, &["bob"]).await;
+    }
+    let pool = db(dir).await;
+    let queue = queued_for(&pool, "bob").await;
+    Queued {
+        srv,
+        alice,
+        pool,
+        queue,
+    }
+}
+
 async fn queued_for(pool: &sqlx::SqlitePool, user: &str) -> Vec<(i64, Vec<u8>)> {
     sqlx::query(
         "SELECT m.id, m.envelope FROM mailbox_queue q JOIN mailbox_messages m ON m.id = q.message \
@@ -355,14 +383,13 @@ async fn envelope_of(pool: &sqlx::SqlitePool, id: i64) -> Vec<u8> {
 #[tokio::test]
 async fn attack_mailbox_drop_is_reported_as_gap() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start_in(&dir).await;
-    let alice = alice_and_offline_bob(&srv, &dir).await;
-    for t in ["one", "two", "three"] {
-        say(&alice, t, &["bob"]).await;
-    }
+    let Queued {
+        srv,
+        alice: _alice,
+        pool,
+        queue: queued,
+    } = queued_for_bob(&dir, &["one", "two", "three"]).await;
     // The server drops the middle one.
-    let pool = db(&dir).await;
-    let queued = queued_for(&pool, "bob").await;
     assert_eq!(queued.len(), 3);
     sqlx::query("DELETE FROM mailbox_queue WHERE message = ?")
         .bind(queued[1].0)
@@ -403,15 +430,14 @@ async fn attack_mailbox_drop_is_reported_as_gap() {
 #[tokio::test]
 async fn attack_mailbox_reorder_is_put_back_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start_in(&dir).await;
-    let alice = alice_and_offline_bob(&srv, &dir).await;
-    for t in ["one", "two", "three"] {
-        say(&alice, t, &["bob"]).await;
-    }
+    let Queued {
+        srv,
+        alice,
+        pool,
+        queue: q,
+    } = queued_for_bob(&dir, &["one", "two", "three"]).await;
     // The server swaps the first two envelopes: bob's queue now reads
     // two, one, three.
-    let pool = db(&dir).await;
-    let q = queued_for(&pool, "bob").await;
     for (id, env) in [(q[0].0, &q[1].1), (q[1].0, &q[0].1)] {
         sqlx::query("UPDATE mailbox_messages SET envelope = ? WHERE id = ?")
             .bind(env.clone())
@@ -443,11 +469,12 @@ async fn attack_mailbox_reorder_is_put_back_in_order() {
 #[tokio::test]
 async fn attack_mailbox_replay_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start_in(&dir).await;
-    let alice = alice_and_offline_bob(&srv, &dir).await;
-    say(&alice, "pay 10 euros", &["bob"]).await;
-    let pool = db(&dir).await;
-    let q = queued_for(&pool, "bob").await;
+    let Queued {
+        srv,
+        alice: _alice,
+        pool,
+        queue: q,
+    } = queued_for_bob(&dir, &["pay 10 euros"]).await;
     let original = q[0].0;
     let envelope = envelope_of(&pool, original).await;
 
@@ -548,13 +575,13 @@ async fn insert_for(
 #[tokio::test]
 async fn attack_mailbox_duplicate_is_shown_once() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = start_in(&dir).await;
-    let alice = alice_and_offline_bob(&srv, &dir).await;
-    say(&alice, "only once", &["bob"]).await;
-    say(&alice, "after", &["bob"]).await;
+    let Queued {
+        srv,
+        alice: _alice,
+        pool,
+        queue: q,
+    } = queued_for_bob(&dir, &["only once", "after"]).await;
     // The server queues the first envelope twice more (new ids).
-    let pool = db(&dir).await;
-    let q = queued_for(&pool, "bob").await;
     let copies = [
         requeue(&pool, q[0].0, None).await,
         requeue(&pool, q[0].0, None).await,
@@ -667,9 +694,6 @@ async fn device_authentication_is_redone_after_a_reconnect() {
 
 use std::sync::{Arc, Mutex};
 
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-
 /// What the proxy does to the next `hush:mailbox` pushes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PushEdit {
@@ -690,69 +714,35 @@ fn is_push(m: &WsMessage) -> bool {
 
 /// A proxy in front of `srv` that edits pushes as `edit` says. Returns its
 /// URL and the switch.
-#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
 async fn push_proxy(srv: &Srv) -> (String, Arc<Mutex<PushEdit>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    let upstream = srv.ws_url();
     let edit = Arc::new(Mutex::new(PushEdit::Pass));
     let switch = edit.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (upstream, edit) = (upstream.clone(), edit.clone());
-            tokio::spawn(async move {
-                let path = Arc::new(Mutex::new(String::new()));
-                let p = path.clone();
-                let down = tokio_tungstenite::accept_hdr_async(
-                    tcp,
-                    move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                          resp| {
-                        *p.lock().unwrap() = req.uri().to_string();
-                        Ok(resp)
+    let url = editing_ws_proxy(srv, move || {
+        let edit = edit.clone();
+        let mut held: Option<WsMessage> = None;
+        move |m| {
+            let mut out = vec![m];
+            if is_push(&out[0]) {
+                let mut e = edit.lock().unwrap();
+                match *e {
+                    PushEdit::Pass => {}
+                    PushEdit::DropNext => {
+                        *e = PushEdit::Pass;
+                        out.clear();
+                    }
+                    PushEdit::SwapNextTwo => match held.take() {
+                        None => held = out.pop(),
+                        Some(first) => {
+                            *e = PushEdit::Pass;
+                            out.push(first);
+                        }
                     },
-                )
-                .await
-                .unwrap();
-                let target = format!("{upstream}{}", path.lock().unwrap());
-                let (up, _) = tokio_tungstenite::connect_async(target).await.unwrap();
-                let (mut up_tx, mut up_rx) = up.split();
-                let (mut down_tx, mut down_rx) = down.split();
-                tokio::spawn(async move {
-                    while let Some(Ok(m)) = down_rx.next().await {
-                        if up_tx.send(m).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                let mut held: Option<WsMessage> = None;
-                while let Some(Ok(m)) = up_rx.next().await {
-                    let mut out = vec![m];
-                    if is_push(&out[0]) {
-                        let mut e = edit.lock().unwrap();
-                        match *e {
-                            PushEdit::Pass => {}
-                            PushEdit::DropNext => {
-                                *e = PushEdit::Pass;
-                                out.clear();
-                            }
-                            PushEdit::SwapNextTwo => match held.take() {
-                                None => held = out.pop(),
-                                Some(first) => {
-                                    *e = PushEdit::Pass;
-                                    out.push(first);
-                                }
-                            },
-                        }
-                    }
-                    for m in out {
-                        if down_tx.send(m).await.is_err() {
-                            return;
-                        }
-                    }
                 }
-            });
+            }
+            out
         }
-    });
+    })
+    .await;
     (url, switch)
 }
 

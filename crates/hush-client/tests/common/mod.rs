@@ -175,3 +175,63 @@ pub fn epoch_authorizer(
         async move { r }
     })
 }
+
+/// A malicious server in front of `srv`: a WebSocket proxy that relays what
+/// the client sends as it is and hands every frame the server sends to an
+/// editor, which returns what to pass on instead (nothing, the frame, or
+/// several). `new_editor` makes one editor per connection (it may keep
+/// state, e.g. a frame it holds back). Returns the proxy's `ws://` URL.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
+pub async fn editing_ws_proxy<F, E>(srv: &Srv, new_editor: F) -> String
+where
+    F: Fn() -> E + Send + Sync + 'static,
+    E: FnMut(WsMessage) -> Vec<WsMessage> + Send + 'static,
+{
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let upstream = srv.ws_url();
+    let new_editor = Arc::new(new_editor);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let mut edit = new_editor();
+            tokio::spawn(async move {
+                let path = Arc::new(std::sync::Mutex::new(String::new()));
+                let p = path.clone();
+                let down = tokio_tungstenite::accept_hdr_async(
+                    tcp,
+                    move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                          resp| {
+                        *p.lock().unwrap() = req.uri().to_string();
+                        Ok(resp)
+                    },
+                )
+                .await
+                .unwrap();
+                let target = format!("{upstream}{}", path.lock().unwrap());
+                let (up, _) = tokio_tungstenite::connect_async(target).await.unwrap();
+                let (mut up_tx, mut up_rx) = up.split();
+                let (mut down_tx, mut down_rx) = down.split();
+                tokio::spawn(async move {
+                    while let Some(Ok(m)) = down_rx.next().await {
+                        if up_tx.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                while let Some(Ok(m)) = up_rx.next().await {
+                    for m in edit(m) {
+                        if down_tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A WebSocket message (the proxy's unit).
+pub use tokio_tungstenite::tungstenite::Message as WsMessage;
