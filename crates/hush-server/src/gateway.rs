@@ -223,10 +223,7 @@ async fn run<S: Io>(
         state.directory.limits().writes_per_connection_per_minute,
         now().into_std(),
     );
-    session.limit_mailbox_sends(
-        state.mailbox.config().sends_per_connection_per_minute,
-        now().into_std(),
-    );
+    session.limit_mailbox_sends(state.mailbox.config().sends_per_connection_per_minute);
     async {
         tracing::debug!(client, version, ip = %ip, "connected");
         let handle = socket.handle.clone();

@@ -367,15 +367,12 @@ impl Mailbox {
         let recipients: Vec<DeviceRef> = recipients.into_iter().collect();
         let now = now_ms();
         let expires = now.saturating_add(ttl_secs.saturating_mul(1000));
-        let bytes = STANDARD
-            .decode(envelope)
-            .map_err(|_| DirError::BadRequest("params.envelope must be standard base64".into()))?;
         let message = Owned {
             app_id: app_id.to_owned(),
             message_id: header.message_id,
             sender_user: header.sender_user.to_string(),
             sender_device: header.sender_device.0,
-            envelope: bytes,
+            envelope: env.as_bytes().to_vec(),
             created_ms: ms(now),
             expires_ms: ms(expires),
             recipients: recipients.clone(),

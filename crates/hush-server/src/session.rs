@@ -106,7 +106,10 @@ pub struct Session {
     client_events: TokenBucket,
     /// Key directory writes this connection may still make (None: no cap).
     directory_writes: Option<TokenBucket>,
-    /// Mailbox sends this connection may still make (None: no cap).
+    /// `mailbox.send`s per minute allowed on this connection (0: no cap).
+    mailbox_send_rate: u32,
+    /// Those still allowed, made on the first send (most connections never
+    /// send one).
     mailbox_sends: Option<TokenBucket>,
     /// The connection's device, made on its first `hush:request` (most
     /// connections never send one).
@@ -127,6 +130,7 @@ impl Session {
             user: None,
             client_events: TokenBucket::new(rate, now),
             directory_writes: None,
+            mailbox_send_rate: 0,
             mailbox_sends: None,
             device: None,
             authorized: false,
@@ -141,8 +145,9 @@ impl Session {
     }
 
     /// Caps the connection's `mailbox.send`s at `per_minute` likewise.
-    pub fn limit_mailbox_sends(&mut self, per_minute: u32, now: Instant) {
-        self.mailbox_sends = (per_minute > 0).then(|| TokenBucket::per_minute(per_minute, now));
+    pub fn limit_mailbox_sends(&mut self, per_minute: u32) {
+        self.mailbox_send_rate = per_minute;
+        self.mailbox_sends = None;
     }
 
     /// The connection's device state, if it used the mailbox's methods.
@@ -253,11 +258,13 @@ impl Session {
             ));
         }
         let sends = Method::from_name(&request.method) == Some(Method::MailboxSend);
+        let rate = self.mailbox_send_rate;
         if sends
-            && self
+            && rate > 0
+            && !self
                 .mailbox_sends
-                .as_mut()
-                .is_some_and(|bucket| !bucket.try_take(now))
+                .get_or_insert_with(|| TokenBucket::per_minute(rate, now))
+                .try_take(now)
         {
             return self.reply(wire::hush_response_err(
                 &request.id,

@@ -5,18 +5,17 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 #![cfg(unix)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use hush_crypto::identity::IdentityKey;
 use hush_testkit::mailbox::{prove, seal_to};
 use hush_testkit::{Client, ID, KEY, SECRET, new_device};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// `hush serve` on the data directory `dir` (same store on every start).
 async fn serve(dir: &Path) -> (tokio::process::Child, String) {
@@ -48,16 +47,10 @@ async fn serve(dir: &Path) -> (tokio::process::Child, String) {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(WAIT, async {
-        while let Some(l) = out.next_line().await.unwrap() {
-            if let Some(a) = l.trim().strip_prefix("hush listening on ") {
-                return a.trim_start_matches("ws://").to_owned();
-            }
-        }
-        panic!("hush serve ended before listening")
-    })
-    .await
-    .expect("listening line");
+    let addr = common::listening_on(&mut out)
+        .await
+        .trim_start_matches("ws://")
+        .to_owned();
     tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
     (child, addr)
 }

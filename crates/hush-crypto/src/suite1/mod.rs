@@ -702,6 +702,11 @@ impl Envelope {
         })
     }
 
+    /// The envelope's bytes, as parsed (what a relay stores).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// The header (authenticated only once [`open`](Self::open) succeeds).
     pub fn header(&self) -> &Header {
         &self.header

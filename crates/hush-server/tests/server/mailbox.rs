@@ -534,3 +534,88 @@ async fn a_backend_queues_through_the_http_api_and_the_mailbox_can_be_off() {
         "unknown_method"
     );
 }
+
+/// A device proof is good for one nonce, and a connection is one device:
+/// a proof replayed against a later challenge on the same connection is
+/// refused, an attempt with no fresh challenge is refused, and a
+/// connection that proved one device cannot then claim another (even with
+/// that device's valid proof). Fails with the one-device rule removed from
+/// `device_auth`.
+#[tokio::test]
+async fn attack_device_proof_is_good_once_and_a_connection_is_one_device() {
+    let s = start(&mailbox_toml("")).await;
+    let bob_id = IdentityKey::generate();
+    let phone = device(&s, "bob", &bob_id).await;
+    let laptop = device(&s, "bob", &bob_id).await;
+    let (phone_hex, laptop_hex) = (
+        phone.keys.device_id().to_string(),
+        laptop.keys.device_id().to_string(),
+    );
+    let mut c = s.signed_in("bob").await;
+    let sid = c.sid().to_owned();
+    let nonce = challenge(&mut c).await;
+    let proof = auth_params(&sid, "bob", &phone.keys, &phone_hex, &nonce);
+    c.request_ok("device.auth", proof.clone()).await;
+    // The same proof again: no challenge pending, then a new nonce.
+    assert_eq!(
+        c.request_err("device.auth", proof.clone()).await,
+        "bad_request"
+    );
+    challenge(&mut c).await;
+    assert_eq!(c.request_err("device.auth", proof).await, "forbidden");
+    // Proven as the phone: the laptop's own valid proof does not switch it.
+    let nonce = challenge(&mut c).await;
+    let other = auth_params(&sid, "bob", &laptop.keys, &laptop_hex, &nonce);
+    assert_eq!(
+        c.request_err("device.auth", other).await,
+        "forbidden",
+        "a connection proved a second device"
+    );
+}
+
+/// Deletion is real on the running server: once every device acknowledged
+/// a message, the maintenance round checkpoints the write-ahead log, and
+/// no 64-byte run of the envelope is left in the database files. Fails
+/// with the checkpoint left out of `Mailbox::maintain`.
+#[tokio::test]
+async fn acknowledged_envelopes_are_gone_from_the_servers_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hush.sqlite3");
+    let s = start(&format!(
+        "{}[store]\nurl = 'sqlite://{}'\n[mailbox]\nmaintenance_interval_ms = 100\n",
+        mailbox_toml(""),
+        db.display()
+    ))
+    .await;
+    let (alice_id, bob_id) = (IdentityKey::generate(), IdentityKey::generate());
+    let mut alice = device(&s, "alice", &alice_id).await;
+    let mut bob = device(&s, "bob", &bob_id).await;
+    let mut runs = Vec::new();
+    for n in 1..=5 {
+        let env = seal(&alice, &[&bob.card], n, &"x".repeat(2000));
+        let bytes = STANDARD.decode(&env).unwrap();
+        runs.push(bytes[bytes.len() - 64..].to_vec());
+        send(&mut alice, &["bob"], &env).await;
+    }
+    let on_disk = |run: &[u8]| {
+        std::fs::read_dir(dir.path()).unwrap().any(|e| {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            bytes.windows(run.len()).any(|w| w == run)
+        })
+    };
+    assert!(
+        runs.iter().all(|r| on_disk(r)),
+        "positive control: the queued envelopes are on disk"
+    );
+    let page = bob.c.request_ok("mailbox.fetch", json!({})).await;
+    bob.c
+        .request_ok("mailbox.ack", json!({"ids": ids(&page)}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for (i, r) in runs.iter().enumerate() {
+        assert!(
+            !on_disk(r),
+            "envelope {i} is still on disk after its acknowledgement"
+        );
+    }
+}
