@@ -26,33 +26,32 @@ GROUP = "suite1 ratios"
 INTERLEAVED = "suite1 ratios interleaved (us = ratio)"
 
 
-def fastest(root, group):
-    """{function id: fastest sample's ns per iteration} of the group's last run."""
-    out = {}
+def runs(root, group):
+    """(function id, directory of its last run) of every benchmark in the group."""
     pattern = os.path.join(root, "criterion", "**", "new", "benchmark.json")
     for path in glob.glob(pattern, recursive=True):
         with open(path) as f:
             bench = json.load(f)
-        if bench.get("group_id") != group:
-            continue
-        with open(os.path.join(os.path.dirname(path), "sample.json")) as f:
+        if bench.get("group_id") == group:
+            yield bench["function_id"], os.path.dirname(path)
+
+
+def fastest(root, group):
+    """{function id: fastest sample's ns per iteration} of the group's last run."""
+    out = {}
+    for fid, run in runs(root, group):
+        with open(os.path.join(run, "sample.json")) as f:
             sample = json.load(f)
-        out[bench["function_id"]] = min(t / i for t, i in zip(sample["times"], sample["iters"]))
+        out[fid] = min(t / i for t, i in zip(sample["times"], sample["iters"]))
     return out
 
 
 def medians(root, group):
     """{function id: median ns} of the group's last run."""
     out = {}
-    pattern = os.path.join(root, "criterion", "**", "new", "benchmark.json")
-    for path in glob.glob(pattern, recursive=True):
-        with open(path) as f:
-            bench = json.load(f)
-        if bench.get("group_id") != group:
-            continue
-        with open(os.path.join(os.path.dirname(path), "estimates.json")) as f:
-            est = json.load(f)
-        out[bench["function_id"]] = est["median"]["point_estimate"]
+    for fid, run in runs(root, group):
+        with open(os.path.join(run, "estimates.json")) as f:
+            out[fid] = json.load(f)["median"]["point_estimate"]
     return out
 
 
