@@ -936,14 +936,28 @@ fn works_on_every_channel_type() {
 
 /// `seal_from` with the signed timestamp `ts`.
 fn seal_at(sender: &User, recipients: &[Recipient], sequence: u64, ts: u64, text: &[u8]) -> String {
-    let (device_id, keys, _) = &sender.devices[0];
-    let (ch, ev, inn) = (channel(), outer(), inner());
+    seal_by(sender, 0, &channel(), recipients, sequence, ts, text)
+}
+
+/// `sender`'s device `device` seals `text` to `recipients` on `ch`, with
+/// `sequence` and the signed timestamp `ts`.
+fn seal_by(
+    sender: &User,
+    device: usize,
+    ch: &ChannelName,
+    recipients: &[Recipient],
+    sequence: u64,
+    ts: u64,
+    text: &[u8],
+) -> String {
+    let (device_id, keys, _) = &sender.devices[device];
+    let (ev, inn) = (outer(), inner());
     seal(
         &SealRequest {
             sender_user: &sender.id,
             sender_device: *device_id,
             sender_keys: keys,
-            channel: &ch,
+            channel: ch,
             event: &ev,
             inner_event: &inn,
             timestamp_ms: ts,
@@ -1261,24 +1275,8 @@ fn attack_replay_after_card_flood_evicts_state() {
 
 /// `sender`'s device `device` writes `text` to `to` on channel `ch` at `ts`.
 fn seal_on(sender: &User, device: usize, ch: &str, to: &User, ts: u64, text: &[u8]) -> String {
-    let (device_id, keys, _) = &sender.devices[device];
-    let (ch, ev, inn) = (ChannelName::parse(ch).unwrap(), outer(), inner());
-    seal(
-        &SealRequest {
-            sender_user: &sender.id,
-            sender_device: *device_id,
-            sender_keys: keys,
-            channel: &ch,
-            event: &ev,
-            inner_event: &inn,
-            timestamp_ms: ts,
-            sequence: 1,
-            recipients: &to.recipients(),
-            tree_head: None,
-        },
-        text,
-    )
-    .unwrap()
+    let ch = ChannelName::parse(ch).unwrap();
+    seal_by(sender, device, &ch, &to.recipients(), 1, ts, text)
 }
 
 /// Opens `data` from `sender`'s device `device` as Bob's first device at `now`.
