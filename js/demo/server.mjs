@@ -1,0 +1,194 @@
+// The clinic demo's backend: no framework, only node:http and the `pusher` Node SDK.
+//
+// It serves the pages, the built @hush/e2ee package and the two pusher-js endpoints an app
+// backend answers with its app secret: channel authorization (`/pusher/auth`, the SDK's
+// authorizeChannel) and user authentication (`/pusher/user-auth`, authenticateUser), for the
+// user signed in to the demo (a cookie session; the "password" step is left out: a demo).
+// It never sees a message: they are end-to-end encrypted in the browsers.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Pusher from 'pusher';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const JS_ROOT = path.resolve(HERE, '..');
+const PKG = path.join(JS_ROOT, 'packages', 'e2ee');
+const MODULES = path.join(JS_ROOT, 'node_modules');
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.png': 'image/png',
+};
+
+/** URL prefix → directory served from it (read-only, no listing). */
+const STATIC = [
+  ['/pkg/dist/', path.join(PKG, 'dist')],
+  ['/pkg/wasm/', path.join(PKG, 'wasm')],
+  ['/bench/', path.join(JS_ROOT, 'bench', 'public')],
+  ['/', path.join(HERE, 'public')],
+];
+const VENDOR = {
+  '/vendor/pusher.js': path.join(MODULES, 'pusher-js', 'dist', 'web', 'pusher.js'),
+  '/vendor/echo.js': path.join(MODULES, 'laravel-echo', 'dist', 'echo.iife.js'),
+};
+
+const USER_ID = /^[a-z][a-z0-9_-]{0,31}$/;
+const CHANNEL = 'presence-clinic';
+
+function send(res, status, body, headers = {}) {
+  const data = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': typeof body === 'object' && !Buffer.isBuffer(body) ? 'application/json' : 'text/plain; charset=utf-8',
+    'cache-control': 'no-store',
+    ...headers,
+  });
+  res.end(data);
+}
+
+function readBody(req, limit = 16384) {
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    const parts = [];
+    req.on('data', (d) => {
+      size += d.length;
+      if (size > limit) {
+        reject(new Error('body too large'));
+        req.destroy();
+      } else parts.push(d);
+    });
+    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function parseBody(req, text) {
+  const type = req.headers['content-type'] || '';
+  if (type.startsWith('application/json')) return JSON.parse(text || '{}');
+  return Object.fromEntries(new URLSearchParams(text));
+}
+
+function cookie(req, name) {
+  for (const part of (req.headers.cookie || '').split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === name) return v.join('=');
+  }
+  return undefined;
+}
+
+function serveFile(res, file) {
+  fs.readFile(file, (err, data) => {
+    if (err) return send(res, 404, 'not found');
+    send(res, 200, data, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
+  });
+}
+
+/**
+ * Starts the demo backend.
+ * @param {object} o
+ * @param {{host: string, port: number}} o.hush where hush listens
+ * @param {{id: string, key: string, secret: string}} o.app the app's credentials
+ * @param {number} [o.port] 0 = ephemeral
+ * @returns {Promise<{port: number, url: string, close: () => Promise<void>, directory: object}>}
+ */
+export async function startDemo({ hush, app, port = 0 }) {
+  const pusher = new Pusher({
+    appId: app.id,
+    key: app.key,
+    secret: app.secret,
+    host: hush.host,
+    port: String(hush.port),
+    useTLS: false,
+  });
+  // The directory's keys, read once with the app's credentials (the signed HTTP API,
+  // docs/PROTOCOL-EXT.md §3) and handed to the pages to pin: the browsers then refuse a
+  // directory that signs with another key.
+  const directory = await directoryKeys(pusher);
+  const sessions = new Map(); // session id → user id
+
+  const server = http.createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url, 'http://localhost');
+      const user = sessions.get(cookie(req, 'clinic_session') || '');
+      if (req.method === 'POST' && url.pathname === '/api/login') {
+        const body = parseBody(req, await readBody(req));
+        if (typeof body.user !== 'string' || !USER_ID.test(body.user)) return send(res, 400, { error: 'bad user id' });
+        const sid = crypto.randomBytes(24).toString('base64url');
+        sessions.set(sid, body.user);
+        return send(res, 200, { user: body.user }, {
+          'set-cookie': `clinic_session=${sid}; HttpOnly; SameSite=Strict; Path=/`,
+        });
+      }
+      if (req.method === 'GET' && url.pathname === '/api/config') {
+        return send(res, 200, {
+          user: user ?? null,
+          key: app.key,
+          wsHost: hush.host,
+          wsPort: hush.port,
+          channel: CHANNEL,
+          directoryKey: directory.key,
+          vrfKey: directory.vrf,
+        });
+      }
+      if (req.method === 'POST' && url.pathname === '/pusher/auth') {
+        if (!user) return send(res, 403, { error: 'not signed in' });
+        const body = parseBody(req, await readBody(req));
+        if (body.channel_name !== CHANNEL) return send(res, 403, { error: 'no such room' });
+        const presence = { user_id: user, user_info: { name: user } };
+        return send(res, 200, pusher.authorizeChannel(body.socket_id, body.channel_name, presence));
+      }
+      if (req.method === 'POST' && url.pathname === '/pusher/user-auth') {
+        if (!user) return send(res, 403, { error: 'not signed in' });
+        const body = parseBody(req, await readBody(req));
+        return send(res, 200, pusher.authenticateUser(body.socket_id, { id: user }));
+      }
+      if (req.method !== 'GET') return send(res, 405, 'method not allowed');
+      if (VENDOR[url.pathname]) return serveFile(res, VENDOR[url.pathname]);
+      for (const [prefix, dir] of STATIC) {
+        if (!url.pathname.startsWith(prefix)) continue;
+        let rel = decodeURIComponent(url.pathname.slice(prefix.length)) || 'index.html';
+        const file = path.resolve(dir, rel);
+        if (!file.startsWith(dir + path.sep)) return send(res, 404, 'not found');
+        return serveFile(res, file);
+      }
+      return send(res, 404, 'not found');
+    } catch (e) {
+      return send(res, 400, { error: String(e && e.message) });
+    }
+  });
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const actual = server.address().port;
+  return {
+    port: actual,
+    url: `http://127.0.0.1:${actual}`,
+    directory,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function directoryKeys(pusher) {
+  let last;
+  for (let i = 0; i < 20; i++) {
+    try {
+      const res = await pusher.get({ path: '/directory/log/head' });
+      const body = await res.json();
+      if (body && body.key && body.vrf) return { key: body.key, vrf: body.vrf };
+      last = new Error(`unexpected log head answer ${JSON.stringify(body)}`);
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`could not read the directory keys: ${last && last.message}`);
+}
