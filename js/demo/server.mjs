@@ -96,9 +96,11 @@ function serveFile(res, file) {
  * @param {{host: string, port: number}} o.hush where hush listens
  * @param {{id: string, key: string, secret: string}} o.app the app's credentials
  * @param {number} [o.port] 0 = ephemeral
+ * @param {boolean} [o.benchAuth] also sign in ANY user named in the query (`/bench/user-auth?user=`):
+ *   only for js/bench, never in the demo
  * @returns {Promise<{port: number, url: string, close: () => Promise<void>, directory: object}>}
  */
-export async function startDemo({ hush, app, port = 0 }) {
+export async function startDemo({ hush, app, port = 0, benchAuth = false }) {
   const pusher = new Pusher({
     appId: app.id,
     key: app.key,
@@ -148,6 +150,12 @@ export async function startDemo({ hush, app, port = 0 }) {
         if (!user) return send(res, 403, { error: 'not signed in' });
         const body = parseBody(req, await readBody(req));
         return send(res, 200, pusher.authenticateUser(body.socket_id, { id: user }));
+      }
+      if (benchAuth && req.method === 'POST' && url.pathname === '/bench/user-auth') {
+        const body = parseBody(req, await readBody(req));
+        const who = url.searchParams.get('user') || '';
+        if (!USER_ID.test(who)) return send(res, 400, { error: 'bad user id' });
+        return send(res, 200, pusher.authenticateUser(body.socket_id, { id: who }));
       }
       if (req.method !== 'GET') return send(res, 405, 'method not allowed');
       if (VENDOR[url.pathname]) return serveFile(res, VENDOR[url.pathname]);
