@@ -199,7 +199,12 @@ impl Device {
     }
 
     /// Advances `op` (result: the JSON `result` of the request it asked).
-    pub fn step(&mut self, op: &mut Op, result: Option<String>, now_ms: f64) -> Result<String, JsError> {
+    pub fn step(
+        &mut self,
+        op: &mut Op,
+        result: Option<String>,
+        now_ms: f64,
+    ) -> Result<String, JsError> {
         self.inner
             .step(&mut op.inner, result.as_deref(), ms_u64(now_ms))
             .map(|s| step_json(&s))
@@ -270,13 +275,21 @@ impl Device {
     /// parameters).
     pub fn backup(&self, password: &str) -> Result<Vec<u8>, JsError> {
         self.inner
-            .backup(password.as_bytes(), hush_crypto::backup::BackupParams::DEFAULT)
+            .backup(
+                password.as_bytes(),
+                hush_crypto::backup::BackupParams::DEFAULT,
+            )
             .map_err(js)
     }
 
     /// `device.auth` params (JSON) for a `device.challenge` nonce.
     #[wasm_bindgen(js_name = deviceAuth)]
-    pub fn device_auth(&self, nonce: &str, app_key: &str, socket_id: &str) -> Result<String, JsError> {
+    pub fn device_auth(
+        &self,
+        nonce: &str,
+        app_key: &str,
+        socket_id: &str,
+    ) -> Result<String, JsError> {
         self.inner
             .device_auth(nonce, app_key, socket_id)
             .map(|v| v.to_string())
@@ -334,10 +347,18 @@ pub struct ChannelCrypto {
 impl ChannelCrypto {
     /// State for `channel`.
     #[wasm_bindgen(constructor)]
-    pub fn new(channel: &str, epoch_grace_ms: f64, sealed_max_age_ms: f64) -> Result<ChannelCrypto, JsError> {
-        core::channel::ChannelCrypto::new(channel, ms_u64(epoch_grace_ms), ms_u64(sealed_max_age_ms))
-            .map(|inner| ChannelCrypto { inner })
-            .map_err(js)
+    pub fn new(
+        channel: &str,
+        epoch_grace_ms: f64,
+        sealed_max_age_ms: f64,
+    ) -> Result<ChannelCrypto, JsError> {
+        core::channel::ChannelCrypto::new(
+            channel,
+            ms_u64(epoch_grace_ms),
+            ms_u64(sealed_max_age_ms),
+        )
+        .map(|inner| ChannelCrypto { inner })
+        .map_err(js)
     }
 
     /// Installs the key of an epoch.

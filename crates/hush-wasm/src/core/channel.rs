@@ -58,8 +58,8 @@ pub fn suite0_seal(key_b64: &str, epoch: u64, plaintext: &str) -> Result<String,
 /// Opens suite 0 `data` under a channel key.
 pub fn suite0_open(key_b64: &str, data: &str) -> Result<String, CoreError> {
     let key = channel_key(key_b64)?;
-    let plain = hush_crypto::open(&key, data)
-        .map_err(|e| CoreError::Channel("decrypt", e.to_string()))?;
+    let plain =
+        hush_crypto::open(&key, data).map_err(|e| CoreError::Channel("decrypt", e.to_string()))?;
     String::from_utf8(plain).map_err(|_| CoreError::Channel("suite0", "not UTF-8".into()))
 }
 
@@ -73,7 +73,11 @@ pub struct ChannelCrypto {
 
 impl ChannelCrypto {
     /// State for `channel` (grace for old epochs, sealed-event max age).
-    pub fn new(channel: &str, epoch_grace_ms: u64, sealed_max_age_ms: u64) -> Result<Self, CoreError> {
+    pub fn new(
+        channel: &str,
+        epoch_grace_ms: u64,
+        sealed_max_age_ms: u64,
+    ) -> Result<Self, CoreError> {
         Ok(Self {
             name: channel_name(channel)?,
             keys: Keyring::new(epoch_grace_ms),

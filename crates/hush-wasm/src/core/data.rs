@@ -310,7 +310,8 @@ impl DeviceData {
 
     /// Parses a saved form.
     pub fn from_json(bytes: &[u8]) -> Result<Self, CoreError> {
-        let doc: Doc = serde_json::from_slice(bytes).map_err(|e| CoreError::State(e.to_string()))?;
+        let doc: Doc =
+            serde_json::from_slice(bytes).map_err(|e| CoreError::State(e.to_string()))?;
         Self::from_doc(&doc).map_err(CoreError::State)
     }
 

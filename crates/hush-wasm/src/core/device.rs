@@ -7,14 +7,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hush_crypto::backup::{self, BackupParams};
 use hush_crypto::device_auth::{self, Challenge};
-use hush_crypto::identity::{
-    DeviceCard, DeviceId, IdentityKey, IdentityPublicKey, Revocation,
-};
+use hush_crypto::identity::{DeviceCard, DeviceId, IdentityKey, IdentityPublicKey, Revocation};
 use hush_crypto::safety::SafetyNumber;
 use hush_crypto::suite1::ReplayGuard;
 use hush_crypto::transparency::Freshness;
-use hush_crypto::transparency::proofs::VrfPublicKey;
 use hush_crypto::transparency::LogPublicKey;
+use hush_crypto::transparency::proofs::VrfPublicKey;
 use hush_protocol::UserId;
 use zeroize::Zeroizing;
 
@@ -267,7 +265,11 @@ impl Device {
 
     /// Seals the identity key under `password` (Argon2id with `params`).
     pub fn backup(&self, password: &[u8], params: BackupParams) -> Result<Vec<u8>, CoreError> {
-        let identity = self.data.identity.as_ref().ok_or(CoreError::NoIdentityKey)?;
+        let identity = self
+            .data
+            .identity
+            .as_ref()
+            .ok_or(CoreError::NoIdentityKey)?;
         Ok(backup::seal_identity(identity, password, params)?)
     }
 

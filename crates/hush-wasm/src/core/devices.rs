@@ -103,7 +103,11 @@ impl Device {
     pub fn approve_device(&mut self, request: &str) -> Result<String, CoreError> {
         let request: CardRequest = serde_json::from_str(request)
             .map_err(|e| CoreError::Invalid(format!("card request: {e}")))?;
-        let identity = self.data.identity.as_ref().ok_or(CoreError::NoIdentityKey)?;
+        let identity = self
+            .data
+            .identity
+            .as_ref()
+            .ok_or(CoreError::NoIdentityKey)?;
         let (body, device_sig) = request.body()?;
         if body.user_id != self.data.user || body.identity_key != identity.public_key() {
             return Err(CoreError::Card(CardError::IdentityMismatch));

@@ -91,9 +91,7 @@ pub(crate) fn compare(dev: &Device, theirs: Option<&SignedTreeHead>) -> Local {
     match kept_head(dev, theirs.head.epoch) {
         Some(kept) if kept.head.root == theirs.head.root => Local::Done(GossipCheck::Consistent),
         Some(kept) => Local::Fork(kept),
-        None if dev.gossip_checked.contains(&ours, theirs) => {
-            Local::Done(GossipCheck::Consistent)
-        }
+        None if dev.gossip_checked.contains(&ours, theirs) => Local::Done(GossipCheck::Consistent),
         None => Local::NeedsProof(ours),
     }
 }

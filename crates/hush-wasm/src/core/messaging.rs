@@ -65,7 +65,14 @@ impl Message {
             "sequence": self.sequence, "missed": self.missed,
             "verifiedSender": self.verified_sender, "gossip": self.gossip.name(),
         });
-        if let (Via::Mailbox { mailbox_id, queued_ms }, Some(o)) = (self.via, v.as_object_mut()) {
+        if let (
+            Via::Mailbox {
+                mailbox_id,
+                queued_ms,
+            },
+            Some(o),
+        ) = (self.via, v.as_object_mut())
+        {
             o.insert("mailboxId".into(), json!(mailbox_id));
             o.insert("queuedMs".into(), json!(queued_ms));
             o.insert("late".into(), json!(self.late));

@@ -7,9 +7,7 @@
 use std::collections::BTreeSet;
 
 use hush_crypto::backup;
-use hush_crypto::identity::{
-    CardId, DeviceCard, DeviceId, IdentityKey, Revocation, UnsignedCard,
-};
+use hush_crypto::identity::{CardId, DeviceCard, DeviceId, IdentityKey, Revocation, UnsignedCard};
 use hush_crypto::suite1::Envelope;
 use hush_crypto::transparency::proofs::{
     MAX_HISTORY_VERSIONS, UserEntry, VerifiedEntry, verify_history, verify_lookup,
@@ -24,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::device::{CARD_VALIDITY_SECS, Device, parse_user};
 use super::directory::{
-    self, UserKeys, accept_and_pin, b64, fork_against_kept, kept_head, keep, sth, trusted, unb64,
+    self, UserKeys, accept_and_pin, b64, fork_against_kept, keep, kept_head, sth, trusted, unb64,
     user_keys,
 };
 use super::error::CoreError;
@@ -51,8 +49,8 @@ impl Step {
     pub fn to_json(&self) -> Value {
         match self {
             Self::Request(r) => {
-                let params: Value =
-                    serde_json::from_str(r.params().get()).unwrap_or(Value::Object(Default::default()));
+                let params: Value = serde_json::from_str(r.params().get())
+                    .unwrap_or(Value::Object(Default::default()));
                 json!({"request": {"method": r.method().name(), "params": params}})
             }
             Self::Done(v) => json!({ "done": v }),
@@ -80,8 +78,16 @@ enum Phase {
     Lookup(Vec<usize>),
     Publish(Box<DeviceCard>),
     Revoke(Box<Revocation>),
-    History { own: UserKeys, latest: u64, versions: usize },
-    CrossCheck { message: Box<Message>, ours: Box<SignedTreeHead>, theirs: Box<SignedTreeHead> },
+    History {
+        own: UserKeys,
+        latest: u64,
+        versions: usize,
+    },
+    CrossCheck {
+        message: Box<Message>,
+        ours: Box<SignedTreeHead>,
+        theirs: Box<SignedTreeHead>,
+    },
     Finished,
 }
 
@@ -358,7 +364,12 @@ impl Device {
 
     /// Advances `op` with the `result` of the request it asked for (`None`
     /// on the first call). An error ends the op.
-    pub fn step(&mut self, op: &mut Op, result: Option<&str>, now_ms: u64) -> Result<Step, CoreError> {
+    pub fn step(
+        &mut self,
+        op: &mut Op,
+        result: Option<&str>,
+        now_ms: u64,
+    ) -> Result<Step, CoreError> {
         let phase = std::mem::replace(&mut op.phase, Phase::Finished);
         match phase {
             Phase::Finished => Err(CoreError::Protocol("the operation is finished".into())),
@@ -652,7 +663,11 @@ impl Device {
             }
             Kind::Revoke(device) => {
                 let own = self.own(op)?;
-                let identity = self.data.identity.as_ref().ok_or(CoreError::NoIdentityKey)?;
+                let identity = self
+                    .data
+                    .identity
+                    .as_ref()
+                    .ok_or(CoreError::NoIdentityKey)?;
                 let card = own
                     .devices
                     .iter()
@@ -691,7 +706,11 @@ impl Device {
                 {
                     self.data.renew_encryption_key()?;
                 }
-                let identity = self.data.identity.as_ref().ok_or(CoreError::NoIdentityKey)?;
+                let identity = self
+                    .data
+                    .identity
+                    .as_ref()
+                    .ok_or(CoreError::NoIdentityKey)?;
                 issue(self, identity, previous.map(|(id, _)| id), now_ms)?
             }
         };
@@ -790,7 +809,12 @@ impl Device {
         }
     }
 
-    fn fork(&mut self, message: &Message, ours: SignedTreeHead, theirs: SignedTreeHead) -> GossipCheck {
+    fn fork(
+        &mut self,
+        message: &Message,
+        ours: SignedTreeHead,
+        theirs: SignedTreeHead,
+    ) -> GossipCheck {
         self.events.push(Event::Fork {
             ours,
             theirs,
@@ -800,7 +824,12 @@ impl Device {
         GossipCheck::Fork
     }
 
-    fn owner_alarms(&mut self, own: &UserKeys, latest: Option<u64>, past: &[VerifiedEntry]) -> Step {
+    fn owner_alarms(
+        &mut self,
+        own: &UserKeys,
+        latest: Option<u64>,
+        past: &[VerifiedEntry],
+    ) -> Step {
         let mut found = owner::alarms(&self.data, own);
         for v in past {
             let keys = owner::keys_at(&self.data.user, &v.entry);

@@ -10,8 +10,8 @@ use hush_crypto::backup::BackupParams;
 use hush_crypto::identity::{DeviceCard, IdentityKey, Revocation};
 use hush_crypto::transparency::{LogKey, SignedTreeHead, TreeHead};
 use hush_protocol::UserId;
-use hush_protocol::msgs::hush::{Lookup, RequestFrame};
 use hush_protocol::msgs::HushRequest;
+use hush_protocol::msgs::hush::{Lookup, RequestFrame};
 use hush_server::config::DirectoryConfig;
 use hush_server::directory::Directory;
 use hush_store::Store;
@@ -49,10 +49,7 @@ impl Net {
                 epoch_interval_ms: 20,
                 ..DirectoryConfig::default()
             });
-        Self {
-            dir,
-            _tmp: tmp,
-        }
+        Self { dir, _tmp: tmp }
     }
 
     fn device(&self, user: &str, first: bool) -> Device {
@@ -72,7 +69,13 @@ impl Net {
     }
 
     /// Drives `op` to the end with the real directory, answers edited by `edit`.
-    async fn run_edit(&self, d: &mut Device, mut op: Op, now: u64, edit: Edit<'_>) -> Result<Value, CoreError> {
+    async fn run_edit(
+        &self,
+        d: &mut Device,
+        mut op: Op,
+        now: u64,
+        edit: Edit<'_>,
+    ) -> Result<Value, CoreError> {
         let mut s = d.step(&mut op, None, now)?;
         loop {
             match s {
@@ -160,14 +163,25 @@ async fn two_devices_exchange_messages_through_the_real_directory() {
     let m = receive(&net, &mut alice, &reply).await.unwrap();
     assert_eq!(m["data"]["text"], "hi alice");
     // Safety numbers agree on both sides, and the QR payloads compare.
-    let a = net.go(&mut alice, |d| d.safety_number_op("bob").unwrap()).await.unwrap();
-    let b = net.go(&mut bob, |d| d.safety_number_op("alice").unwrap()).await.unwrap();
+    let a = net
+        .go(&mut alice, |d| d.safety_number_op("bob").unwrap())
+        .await
+        .unwrap();
+    let b = net
+        .go(&mut bob, |d| d.safety_number_op("alice").unwrap())
+        .await
+        .unwrap();
     assert_eq!(a["digits"], b["digits"]);
     assert_eq!(a["digits"].as_str().unwrap().len(), 60);
     let qr = STANDARD.decode(b["qr"].as_str().unwrap()).unwrap();
     assert!(alice.compare_scanned("bob", &qr).unwrap());
     // Lookup results.
-    let l = net.go(&mut alice, |d| d.lookup_op(&users(&["bob", "nobody"])).unwrap()).await.unwrap();
+    let l = net
+        .go(&mut alice, |d| {
+            d.lookup_op(&users(&["bob", "nobody"])).unwrap()
+        })
+        .await
+        .unwrap();
     assert_eq!(l["users"][0]["devices"][0], bob.device_id());
     assert!(l["users"][1]["identity"].is_null());
 }
@@ -176,7 +190,9 @@ async fn two_devices_exchange_messages_through_the_real_directory() {
 async fn a_linked_second_device_receives_and_owner_alarms_follow_acknowledgement() {
     let net = Net::new().await;
     let (mut alice, mut bob) = pair(&net).await;
-    net.go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap()).await.unwrap();
+    net.go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap())
+        .await
+        .unwrap();
     // Bob links a second device (CardRequest flow).
     let mut bob2 = net.device("bob", false);
     let r = net.go(&mut bob2, |d| d.card_request_op()).await.unwrap();
@@ -189,35 +205,64 @@ async fn a_linked_second_device_receives_and_owner_alarms_follow_acknowledgement
     // The second device does not know the first: an alarm until acknowledged.
     let v = net.go(&mut bob2, |d| d.check_own_keys_op()).await.unwrap();
     assert_eq!(v["alarms"][0]["kind"], "unknown-device");
-    let first = hush_crypto::identity::DeviceId(hex::decode(bob.device_id()).unwrap().try_into().unwrap());
+    let first =
+        hush_crypto::identity::DeviceId(hex::decode(bob.device_id()).unwrap().try_into().unwrap());
     bob2.acknowledge_own_devices(&[first]);
     let v = net.go(&mut bob2, |d| d.check_own_keys_op()).await.unwrap();
     assert_eq!(v["alarms"].as_array().unwrap().len(), 0);
     // Alice sees a key change (a device added) and reaches both devices.
-    net.go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap()).await.unwrap();
+    net.go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap())
+        .await
+        .unwrap();
     let data = send(&net, &mut alice, &["bob"], "to both").await.unwrap();
     let events = alice.take_events_json();
-    assert!(events.iter().any(|e| e["type"] == "key-changed" && e["added"][0] == bob2.device_id()), "{events:?}");
-    assert_eq!(receive(&net, &mut bob, &data).await.unwrap()["data"]["text"], "to both");
-    assert_eq!(receive(&net, &mut bob2, &data).await.unwrap()["data"]["text"], "to both");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "key-changed" && e["added"][0] == bob2.device_id()),
+        "{events:?}"
+    );
+    assert_eq!(
+        receive(&net, &mut bob, &data).await.unwrap()["data"]["text"],
+        "to both"
+    );
+    assert_eq!(
+        receive(&net, &mut bob2, &data).await.unwrap()["data"]["text"],
+        "to both"
+    );
 }
 
 #[tokio::test]
 async fn mailbox_messages_open_once_with_the_mailbox_guard() {
     let net = Net::new().await;
     let (mut alice, mut bob) = pair(&net).await;
-    let op = alice.seal_for_users_op("message", r#"{"text":"later"}"#, &users(&["bob"])).unwrap();
+    let op = alice
+        .seal_for_users_op("message", r#"{"text":"later"}"#, &users(&["bob"]))
+        .unwrap();
     let v = net.run(&mut alice, op).await.unwrap();
     assert_eq!(v["method"], "mailbox.send");
     assert_eq!(v["params"]["users"][0], "bob");
-    let item = serde_json::json!({"envelope": v["params"]["envelope"], "id": 7, "sent_ms": now()}).to_string();
-    let m = net.go(&mut bob, |d| d.open_mailbox_op(&item).unwrap()).await.unwrap();
+    let item = serde_json::json!({"envelope": v["params"]["envelope"], "id": 7, "sent_ms": now()})
+        .to_string();
+    let m = net
+        .go(&mut bob, |d| d.open_mailbox_op(&item).unwrap())
+        .await
+        .unwrap();
     assert_eq!(m["data"]["text"], "later");
     assert_eq!(m["mailboxId"], 7);
-    assert_eq!(code(net.go(&mut bob, |d| d.open_mailbox_op(&item).unwrap()).await), "replay");
+    assert_eq!(
+        code(
+            net.go(&mut bob, |d| d.open_mailbox_op(&item).unwrap())
+                .await
+        ),
+        "replay"
+    );
     // A mailbox envelope is not a channel event.
     let env = v["params"]["envelope"].as_str().unwrap();
-    assert_eq!(code(bob.open_op("private-chat", "client-hush-e2ee", env)), "wrong-channel");
+    assert_eq!(
+        code(bob.open_op("private-chat", "client-hush-e2ee", env)),
+        "wrong-channel"
+    );
 }
 
 #[tokio::test]
@@ -228,10 +273,18 @@ async fn backup_restores_the_identity_on_a_new_device() {
         net.go(&mut a, |d| d.publish_op()).await.unwrap();
         ((), a)
     };
-    let params = BackupParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
-    let blob = alice_phone.backup(b"correct horse battery", params).unwrap();
+    let params = BackupParams {
+        m_cost_kib: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
+    let blob = alice_phone
+        .backup(b"correct horse battery", params)
+        .unwrap();
     let mut laptop = net.device("alice", false);
-    let op = laptop.restore_identity_op(&blob, b"correct horse battery").unwrap();
+    let op = laptop
+        .restore_identity_op(&blob, b"correct horse battery")
+        .unwrap();
     net.run(&mut laptop, op).await.unwrap();
     assert!(laptop.has_identity_key());
     net.go(&mut laptop, |d| d.publish_op()).await.unwrap();
@@ -245,19 +298,31 @@ async fn attack_wrong_password_or_tampered_backup_is_refused() {
     let net = Net::new().await;
     let mut a = net.device("alice", true);
     net.go(&mut a, |d| d.publish_op()).await.unwrap();
-    let params = BackupParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
+    let params = BackupParams {
+        m_cost_kib: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
     let blob = a.backup(b"correct horse battery", params).unwrap();
     let laptop = net.device("alice", false);
-    assert_eq!(code(laptop.restore_identity_op(&blob, b"wrong horse battery")), "backup");
+    assert_eq!(
+        code(laptop.restore_identity_op(&blob, b"wrong horse battery")),
+        "backup"
+    );
     let mut tampered = blob.clone();
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
-    assert_eq!(code(laptop.restore_identity_op(&tampered, b"correct horse battery")), "backup");
+    assert_eq!(
+        code(laptop.restore_identity_op(&tampered, b"correct horse battery")),
+        "backup"
+    );
     // Another user's identity is refused by the directory check.
     let mut mallory = net.device("mallory", true);
     net.go(&mut mallory, |d| d.publish_op()).await.unwrap();
     let other = mallory.backup(b"correct horse battery", params).unwrap();
-    let op = laptop.restore_identity_op(&other, b"correct horse battery").unwrap();
+    let op = laptop
+        .restore_identity_op(&other, b"correct horse battery")
+        .unwrap();
     let mut laptop = laptop;
     assert_eq!(code(net.run(&mut laptop, op).await), "card");
     assert!(!laptop.has_identity_key());
@@ -275,7 +340,10 @@ async fn attack_tampered_envelope_is_refused() {
     let c = code(receive(&net, &mut bob, &tampered).await);
     assert!(c == "decrypt" || c == "bad-envelope-signature", "{c}");
     // The genuine one still opens (nothing was recorded for the tampered one).
-    assert_eq!(receive(&net, &mut bob, &data).await.unwrap()["data"]["text"], "hi");
+    assert_eq!(
+        receive(&net, &mut bob, &data).await.unwrap()["data"]["text"],
+        "hi"
+    );
 }
 
 #[tokio::test]
@@ -293,29 +361,43 @@ async fn attack_replayed_envelope_is_refused_even_after_a_reload() {
 async fn attack_identity_change_of_a_verified_contact_blocks_sealing_until_reverified() {
     let net = Net::new().await;
     let (mut alice, mut bob) = pair(&net).await;
-    net.go(&mut alice, |d| d.mark_verified_op("bob").unwrap()).await.unwrap();
+    net.go(&mut alice, |d| d.mark_verified_op("bob").unwrap())
+        .await
+        .unwrap();
     assert!(alice.is_verified("bob"));
     send(&net, &mut alice, &["bob"], "verified").await.unwrap();
     // Bob's identity changes (a rotation: what a directory attack also looks like).
     let old = bob.data.identity.clone().unwrap();
     let new = IdentityKey::from_secret_bytes(&[9; 32]);
-    let rev = Revocation::rotate_identity(UserId::parse("bob").unwrap(), &old, &new, now() / 1000).unwrap();
-    let req = HushRequest::DirectoryRevoke { revocation: STANDARD.encode(rev.to_bytes()) };
+    let rev = Revocation::rotate_identity(UserId::parse("bob").unwrap(), &old, &new, now() / 1000)
+        .unwrap();
+    let req = HushRequest::DirectoryRevoke {
+        revocation: STANDARD.encode(rev.to_bytes()),
+    };
     net.answer("bob", &req).await.unwrap();
     let (keys, card) = hush_testkit::new_device("bob", &new);
-    let req = HushRequest::DirectoryPublish { card: STANDARD.encode(card.to_bytes()) };
+    let req = HushRequest::DirectoryPublish {
+        card: STANDARD.encode(card.to_bytes()),
+    };
     net.answer("bob", &req).await.unwrap();
     let _ = keys;
     // Sealing to the verified contact is refused, with a key-change event.
-    assert_eq!(code(send(&net, &mut alice, &["bob"], "blocked").await), "unverified-change");
+    assert_eq!(
+        code(send(&net, &mut alice, &["bob"], "blocked").await),
+        "unverified-change"
+    );
     let events = alice.take_events_json();
     assert!(
-        events.iter().any(|e| e["type"] == "key-changed" && e["identityChanged"] == true && e["wasVerified"] == true),
+        events.iter().any(|e| e["type"] == "key-changed"
+            && e["identityChanged"] == true
+            && e["wasVerified"] == true),
         "{events:?}"
     );
     assert!(!alice.is_verified("bob"));
     // After comparing safety numbers again and re-verifying, it works.
-    net.go(&mut alice, |d| d.mark_verified_op("bob").unwrap()).await.unwrap();
+    net.go(&mut alice, |d| d.mark_verified_op("bob").unwrap())
+        .await
+        .unwrap();
     send(&net, &mut alice, &["bob"], "again").await.unwrap();
 }
 
@@ -346,7 +428,10 @@ async fn attack_head_signed_by_another_key_is_refused() {
         }
     };
     let op = alice.lookup_op(&users(&["bob"])).unwrap();
-    assert_eq!(code(net.run_edit(&mut alice, op, now(), &mut edit).await), "bad-signature");
+    assert_eq!(
+        code(net.run_edit(&mut alice, op, now(), &mut edit).await),
+        "bad-signature"
+    );
     // First contact with a directory serving another key than the pinned one.
     let mut fresh = net.device("carol", true);
     let mut edit = |m: &str, v: &mut Value| {
@@ -355,7 +440,10 @@ async fn attack_head_signed_by_another_key_is_refused() {
         }
     };
     let op = fresh.publish_op();
-    assert_eq!(code(net.run_edit(&mut fresh, op, now(), &mut edit).await), "untrusted-directory");
+    assert_eq!(
+        code(net.run_edit(&mut fresh, op, now(), &mut edit).await),
+        "untrusted-directory"
+    );
 }
 
 #[tokio::test]
@@ -366,10 +454,18 @@ async fn attack_stale_head_is_refused() {
     // "now"; the default bound is 10).
     let op = alice.lookup_op(&users(&["bob"])).unwrap();
     let later = now() + 11 * 60 * 1000;
-    assert_eq!(code(net.run_edit(&mut alice, op, later, &mut |_, _| {}).await), "stale-head");
+    assert_eq!(
+        code(net.run_edit(&mut alice, op, later, &mut |_, _| {}).await),
+        "stale-head"
+    );
     // A tighter bound set by the app, and an answer replayed 300 ms later.
     let old = net
-        .answer("alice", &HushRequest::DirectoryLookup { users: vec!["bob".into()] })
+        .answer(
+            "alice",
+            &HushRequest::DirectoryLookup {
+                users: vec!["bob".into()],
+            },
+        )
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -380,14 +476,19 @@ async fn attack_stale_head_is_refused() {
         }
     };
     let op = alice.lookup_op(&users(&["bob"])).unwrap();
-    assert_eq!(code(net.run_edit(&mut alice, op, now(), &mut edit).await), "stale-head");
+    assert_eq!(
+        code(net.run_edit(&mut alice, op, now(), &mut edit).await),
+        "stale-head"
+    );
 }
 
 #[tokio::test]
 async fn attack_another_root_for_a_seen_epoch_is_a_fork() {
     let net = Net::new().await;
     let (mut alice, _bob) = pair(&net).await;
-    net.go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap()).await.unwrap();
+    net.go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap())
+        .await
+        .unwrap();
     let seen = alice.data.trusted_signed_head().unwrap();
     // The directory's own key signs another root for the epoch alice saw.
     let key = LogKey::from_secret_bytes(&LOG_SEED);
@@ -399,7 +500,10 @@ async fn attack_another_root_for_a_seen_epoch_is_a_fork() {
         }
     };
     let op = alice.lookup_op(&users(&["bob"])).unwrap();
-    assert_eq!(code(net.run_edit(&mut alice, op, now(), &mut edit).await), "fork");
+    assert_eq!(
+        code(net.run_edit(&mut alice, op, now(), &mut edit).await),
+        "fork"
+    );
 }
 
 #[tokio::test]
@@ -414,7 +518,14 @@ async fn attack_lookup_serving_an_older_version_or_omitting_a_revocation_is_refu
     net.go(&mut bob2, |d| d.publish_op()).await.unwrap();
     // The proof of the entry with bob2 active (before the revocation).
     let old: Lookup = serde_json::from_value(
-        net.answer("alice", &HushRequest::DirectoryLookup { users: vec!["bob".into()] }).await.unwrap(),
+        net.answer(
+            "alice",
+            &HushRequest::DirectoryLookup {
+                users: vec!["bob".into()],
+            },
+        )
+        .await
+        .unwrap(),
     )
     .unwrap();
     let op = bob.revoke_device_op(&bob2.device_id()).unwrap();
@@ -426,9 +537,15 @@ async fn attack_lookup_serving_an_older_version_or_omitting_a_revocation_is_refu
         }
     };
     let op = alice.lookup_op(&users(&["bob"])).unwrap();
-    assert_eq!(code(net.run_edit(&mut alice, op, now(), &mut edit).await), "bad-proof");
+    assert_eq!(
+        code(net.run_edit(&mut alice, op, now(), &mut edit).await),
+        "bad-proof"
+    );
     // Unedited, the revoked device is gone.
-    let v = net.go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap()).await.unwrap();
+    let v = net
+        .go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap())
+        .await
+        .unwrap();
     assert_eq!(v["users"][0]["devices"].as_array().unwrap().len(), 1);
     assert_eq!(v["users"][0]["revocations"], 1);
     // And an old head with its own (then valid) proof is a rollback.
@@ -438,7 +555,10 @@ async fn attack_lookup_serving_an_older_version_or_omitting_a_revocation_is_refu
         }
     };
     let op = alice.lookup_op(&users(&["bob"])).unwrap();
-    assert_eq!(code(net.run_edit(&mut alice, op, now(), &mut edit).await), "rollback");
+    assert_eq!(
+        code(net.run_edit(&mut alice, op, now(), &mut edit).await),
+        "rollback"
+    );
 }
 
 #[tokio::test]
@@ -446,8 +566,12 @@ async fn attack_gossiped_head_of_another_log_view_is_reported_as_a_fork() {
     let net = Net::new().await;
     let (mut alice, mut bob) = pair(&net).await;
     // Bob is shown another root for the epoch alice trusts (a forked view).
-    net.go(&mut bob, |d| d.lookup_op(&users(&["alice"])).unwrap()).await.unwrap();
-    net.go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap()).await.unwrap();
+    net.go(&mut bob, |d| d.lookup_op(&users(&["alice"])).unwrap())
+        .await
+        .unwrap();
+    net.go(&mut alice, |d| d.lookup_op(&users(&["bob"])).unwrap())
+        .await
+        .unwrap();
     let key = LogKey::from_secret_bytes(&LOG_SEED);
     let data = send(&net, &mut alice, &["bob"], "gossip").await.unwrap();
     // Bob's kept head for alice's gossiped epoch is replaced by a forked one.
@@ -455,7 +579,12 @@ async fn attack_gossiped_head_of_another_log_view_is_reported_as_a_fork() {
     let theirs = env.header().tree_head.clone().unwrap();
     let mut root = theirs.head.root;
     root[1] ^= 0x55;
-    let forked = SignedTreeHead::from_bytes(&STANDARD.decode(forge(&key, theirs.head.epoch, root, theirs.head.timestamp)).unwrap()).unwrap();
+    let forked = SignedTreeHead::from_bytes(
+        &STANDARD
+            .decode(forge(&key, theirs.head.epoch, root, theirs.head.timestamp))
+            .unwrap(),
+    )
+    .unwrap();
     bob.heads.retain(|h| h.head.epoch != theirs.head.epoch);
     if bob.data.trusted_head().map(|h| h.epoch) == Some(theirs.head.epoch) {
         bob.data.log.as_mut().unwrap().signed = STANDARD.encode(forked.to_bytes());
