@@ -201,6 +201,7 @@ describe('the clinic in Chromium', () => {
   let restored;
   test('backup and restore on a fresh context: a new device; the doctor is warned and must re-verify', async () => {
     const safetyBefore = await doctor.evaluate(() => window.clinic.safety);
+    await patient.click('details summary');
     await patient.fill('#backup-password', 'correct horse battery staple 42');
     await patient.click('#backup');
     const blob = await until(patient, () => document.querySelector('#backup-out').value, undefined, 60000);

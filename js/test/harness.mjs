@@ -39,9 +39,14 @@ export async function startWorld() {
 }
 
 let shot = 0;
+const cleared = new Set();
 /** Saves a full-page screenshot as js/screenshots/<prefix>-NN-<name>.png; returns its path. */
 export async function screenshot(page, prefix, name) {
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  if (!cleared.has(prefix)) {
+    cleared.add(prefix); // the previous run's shots of this file
+    for (const f of fs.readdirSync(SCREENSHOTS)) if (f.startsWith(`${prefix}-`)) fs.rmSync(path.join(SCREENSHOTS, f));
+  }
   shot += 1;
   const file = path.join(SCREENSHOTS, `${prefix}-${String(shot).padStart(2, '0')}-${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
@@ -50,8 +55,14 @@ export async function screenshot(page, prefix, name) {
 
 /** Waits until `fn` (evaluated in the page) returns a truthy value; returns it. */
 export async function until(page, fn, arg, timeout = 15000) {
-  const h = await page.waitForFunction(fn, arg, { timeout, polling: 50 });
-  return h.jsonValue();
+  try {
+    const h = await page.waitForFunction(fn, arg, { timeout, polling: 50 });
+    return await h.jsonValue();
+  } catch (e) {
+    const errors = await page.evaluate(() => window.clinic && window.clinic.errors).catch(() => 'page gone');
+    e.message += `\n  waiting for: ${fn.toString().slice(0, 200)}\n  page errors: ${JSON.stringify(errors)}`;
+    throw e;
+  }
 }
 
 /**

@@ -4,7 +4,11 @@ import { HushE2ee, HushError, KeyStore, init } from '@hush/e2ee';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const MAX_FILE = 20 * 1024;
+const MAX_FILE = 24 * 1024;
+// A suite 1 envelope must fit Pusher's 10 KiB event limit (docs/E2EE-SUITE1.md §4.4): a file
+// travels as parts of PART bytes, each sealed and signed like a message, and is shown once
+// every part arrived and the SHA-256 the sender put in every part matches.
+const PART = 2560;
 
 const clinic = (window.clinic = { ready: false, received: [], errors: [], sent: [], events: [] });
 
@@ -187,10 +191,12 @@ async function start(e2ee) {
     const text = $('text').value;
     const file = $('file').files[0];
     let data;
+    let parts;
     if (file) {
       if (file.size > MAX_FILE) return status(`attachments are limited to ${MAX_FILE} bytes`);
       const bytes = new Uint8Array(await file.arrayBuffer());
       data = { kind: 'file', name: file.name, type: file.type, size: file.size, b64: toB64(bytes), text };
+      parts = await fileParts(bytes, data);
     } else {
       if (!text) return;
       data = { kind: 'text', text };
@@ -201,18 +207,24 @@ async function start(e2ee) {
       await e2ee.lookup([peer]);
       if (blocked) return status(`Not sent: ${peer}'s keys changed. Compare the safety number, then mark verified.`, 'blocked');
       const li = addOwn(data);
+      const payloads = parts ?? [data];
       if (clinic.peerOnline) {
-        await e2ee.send(channelName, 'message', data, [peer]);
+        for (const [i, p] of payloads.entries()) {
+          if (i) await new Promise((r) => setTimeout(r, 120)); // under the client-event rate limit
+          await e2ee.send(channelName, 'message', p, [peer]);
+        }
         setState(li, 'sent', 'sent');
       } else {
-        const q = await e2ee.sendToUsers([peer], 'message', data);
+        const ids = [];
+        for (const p of payloads) ids.push((await e2ee.sendToUsers([peer], 'message', p)).messageId);
         setState(li, 'queued', `queued — delivered when the ${peer} is online`);
-        watchDelivery(e2ee, q.messageId, li);
+        watchDelivery(e2ee, ids, li);
       }
       $('text').value = '';
       $('file').value = '';
       status('');
     } catch (e) {
+      $('file').value = '';
       if (e instanceof HushError && e.code === 'unverified-change') {
         blocked = true;
         setVerified();
@@ -223,21 +235,63 @@ async function start(e2ee) {
     }
   };
 
-  await refreshSafety();
   clinic.ready = true;
+  refreshSafety(); // waits (in the background) until the contact has keys
 }
 
-async function watchDelivery(e2ee, messageId, li) {
-  for (let i = 0; i < 3600; i++) {
+async function watchDelivery(e2ee, messageIds, li) {
+  const waiting = new Set(messageIds);
+  for (let i = 0; i < 3600 && waiting.size; i++) {
     await new Promise((r) => setTimeout(r, 1000));
-    try {
-      const st = await e2ee.mailboxStatus(messageId);
-      if (st.done || !st.pending.some((p) => p.user === clinic.peer)) {
-        setState(li, 'delivered', 'delivered');
-        return;
-      }
-    } catch { /* retried */ }
+    for (const id of [...waiting]) {
+      try {
+        const st = await e2ee.mailboxStatus(id);
+        if (st.done || !st.pending.some((p) => p.user === clinic.peer)) waiting.delete(id);
+      } catch { /* retried */ }
+    }
   }
+  if (!waiting.size) setState(li, 'delivered', 'delivered');
+}
+
+async function sha256(bytes) {
+  return toB64(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)));
+}
+
+/** The parts of a file (each sealed as its own message). */
+async function fileParts(bytes, meta) {
+  const id = toB64(crypto.getRandomValues(new Uint8Array(12)));
+  const count = Math.max(1, Math.ceil(bytes.length / PART));
+  const digest = await sha256(bytes);
+  return Array.from({ length: count }, (_, index) => ({
+    kind: 'file-part', id, index, count, name: meta.name, type: meta.type, size: meta.size,
+    sha256: digest, text: index === 0 ? meta.text : '', b64: toB64(bytes.subarray(index * PART, (index + 1) * PART)),
+  }));
+}
+
+const partial = new Map(); // sender/file id → parts received
+
+/** Collects file parts; returns the whole file message once complete and intact. */
+async function assemble(m) {
+  const d = m.data;
+  if (!Number.isInteger(d.index) || !Number.isInteger(d.count) || d.count < 1 || d.count > 64 || d.index >= d.count) {
+    throw new HushError('bad-attachment', 'malformed file part', 'client');
+  }
+  const key = `${m.senderUser}/${m.senderDevice}/${d.id}`;
+  let f = partial.get(key);
+  if (!f) partial.set(key, (f = { parts: new Array(d.count), have: 0, first: d }));
+  if (f.first.count !== d.count || f.first.sha256 !== d.sha256) throw new HushError('bad-attachment', 'inconsistent file parts', 'client');
+  if (!f.parts[d.index]) f.have += 1;
+  f.parts[d.index] = Uint8Array.from(atob(d.b64), (c) => c.charCodeAt(0));
+  if (f.have < d.count) return null;
+  partial.delete(key);
+  const bytes = new Uint8Array(f.parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of f.parts) { bytes.set(p, o); o += p.length; }
+  if (bytes.length !== f.first.size || (await sha256(bytes)) !== f.first.sha256) {
+    throw new HushError('bad-attachment', 'the file does not match its digest', 'client');
+  }
+  const { name, type, size, text } = f.first;
+  return { ...m, data: { kind: 'file', name, type, size, text, b64: toB64(bytes) } };
 }
 
 function toB64(bytes) {
@@ -290,7 +344,16 @@ function setState(li, state, text) {
   li.querySelector('.state').textContent = text;
 }
 
+let assembling = Promise.resolve();
 function addMessage(m, via) {
+  if (m.data && m.data.kind === 'file-part') {
+    assembling = assembling.then(() => assemble(m)).then((whole) => whole && showMessage(whole, via), addError);
+    return;
+  }
+  showMessage(m, via);
+}
+
+function showMessage(m, via) {
   clinic.received.push({ ...m, via });
   const li = document.createElement('li');
   li.dataset.sender = m.senderUser;
