@@ -334,3 +334,97 @@ pub fn kat_sealed_key(channel_key_b64: &str) -> Result<String, JsError> {
     let k = hush_crypto::ChannelKey::from_base64(channel_key_b64).map_err(err)?;
     Ok(hex::encode(hush_crypto::sealed::sealed_key(&k).as_bytes()))
 }
+
+/// Suite 1 seal/open timing fixture (as hush-crypto's `e2ee` criterion
+/// bench: 1 KiB to one device, no tree head): the JS side times `seal` and
+/// `open` (crates/hush-wasm/bench/node-bench.mjs).
+#[wasm_bindgen]
+pub struct KatBench {
+    alice: UserId,
+    sender_keys: DeviceKeys,
+    sender_card: DeviceCard,
+    identity: hush_crypto::identity::IdentityPublicKey,
+    me_keys: DeviceKeys,
+    me_card: DeviceCard,
+    channel: ChannelName,
+    event: EventName,
+    inner: EventName,
+    plaintext: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl KatBench {
+    /// A sender and one recipient device; `plaintext_len` bytes of 0x42.
+    #[wasm_bindgen(constructor)]
+    pub fn new(plaintext_len: usize) -> Result<KatBench, JsError> {
+        let alice = UserId::parse("alice").map_err(err)?;
+        let bob = UserId::parse("bob").map_err(err)?;
+        let alice_id = IdentityKey::generate();
+        let bob_id = IdentityKey::generate();
+        let mk = |u: &UserId, id: &IdentityKey| -> Result<(DeviceKeys, DeviceCard), JsError> {
+            let keys = DeviceKeys::generate();
+            let body = UnsignedCard::new(
+                u.clone(),
+                &id.public_key(),
+                &keys,
+                1_700_000_000,
+                1_900_000_000,
+                None,
+            );
+            let card = DeviceCard::issue(body, &keys, id).map_err(err)?;
+            Ok((keys, card))
+        };
+        let (sender_keys, sender_card) = mk(&alice, &alice_id)?;
+        let (me_keys, me_card) = mk(&bob, &bob_id)?;
+        Ok(KatBench {
+            alice,
+            sender_keys,
+            sender_card,
+            identity: alice_id.public_key(),
+            me_keys,
+            me_card,
+            channel: ChannelName::parse("private-chat-42").map_err(err)?,
+            event: EventName::parse_api("e2ee").map_err(err)?,
+            inner: EventName::parse_api("message").map_err(err)?,
+            plaintext: vec![0x42; plaintext_len],
+        })
+    }
+
+    /// seal + sign to the one device.
+    pub fn seal(&self) -> Result<String, JsError> {
+        let recipients = [Recipient::from(&self.me_card)];
+        let req = SealRequest {
+            sender_user: &self.alice,
+            sender_device: self.sender_card.device_id(),
+            sender_keys: &self.sender_keys,
+            channel: &self.channel,
+            event: &self.event,
+            inner_event: &self.inner,
+            timestamp_ms: 1_750_000_000_000,
+            sequence: 1,
+            recipients: &recipients,
+            tree_head: None,
+        };
+        hush_crypto::suite1::seal_with_limit(&req, &self.plaintext, usize::MAX).map_err(err)
+    }
+
+    /// open + verify (a fresh replay guard each time, as the Rust bench).
+    pub fn open(&self, data: &str) -> Result<usize, JsError> {
+        let env = Envelope::from_data(data).map_err(err)?;
+        let trusted = TrustedSender {
+            card: &self.sender_card,
+            identity: &self.identity,
+            revocations: &[],
+        };
+        let o = env
+            .open(
+                &self.me_card,
+                &self.me_keys,
+                &trusted,
+                &mut ReplayGuard::new(1),
+                1_750_000_000_000,
+            )
+            .map_err(err)?;
+        Ok(o.plaintext.len())
+    }
+}
