@@ -75,8 +75,16 @@ test('a Rust client (hush chat) and a browser exchange messages both ways', asyn
   const rustSafety = await chat.wait((r) => r.type === 'safety_number');
   const browserSafety = await until(doctor, () => window.clinic.safety, undefined, 20000);
   assert.equal(browserSafety, rustSafety.safety_number, 'the same safety number on both sides');
-  const qr = await doctor.evaluate(async () => (await window.clinic.e2ee.safetyNumber('rusty')).qr);
-  assert.equal(Buffer.from(qr, 'base64').toString('hex'), rustSafety.qr_hex, 'the same QR payload');
+  // Each side's QR payload puts its own key first: the doctor scans rusty's code (made by
+  // hush-crypto natively) and the wasm core says it matches; one changed byte does not.
+  const rustQr = Buffer.from(rustSafety.qr_hex, 'hex').toString('base64');
+  const flipped = Buffer.from(rustSafety.qr_hex, 'hex');
+  flipped[flipped.length - 1] ^= 1;
+  const [match, mismatch] = await doctor.evaluate(([q, f]) => [
+    window.clinic.e2ee.compareScanned('rusty', q), window.clinic.e2ee.compareScanned('rusty', f),
+  ], [rustQr, flipped.toString('base64')]);
+  assert.equal(match, true, "the browser accepts the Rust client's QR code");
+  assert.equal(mismatch, false);
 
   // Rust → browser (mailbox push, suite 1 sealed by hush-client, opened by the wasm core).
   chat.send('hello from Rust');
