@@ -236,6 +236,29 @@ describe('the clinic in Chromium', () => {
     await received(restored, 'now to both of your devices');
   });
 
+  test('linking a second device: card request, approval by the device with the identity key, publish', async () => {
+    const ctx = await world.browser.newContext();
+    const linked = await openAs(world, ctx, 'patient', { setup: 'none' });
+    await until(linked, () => window.clinic.ready === 'setup');
+    await linked.click('#setup-link');
+    const request = await until(linked, () => document.querySelector('#card-request').value);
+    await patient.fill('#approve-input', request);
+    await patient.click('#approve');
+    const card = await until(patient, () => document.querySelector('#approved-card').value);
+    await linked.fill('#install-card', card);
+    await linked.click('#install-card-btn');
+    await until(linked, () => window.clinic.ready === true || (window.clinic.errors.length && window.clinic.errors));
+    assert.equal(await linked.evaluate(() => window.clinic.ready), true);
+    const id = await linked.evaluate(() => window.clinic.e2ee.deviceId);
+    await waitPresence(linked);
+    await sendText(linked, 'from my third device');
+    const m = await received(doctor, 'from my third device');
+    assert.equal(m.senderDevice, id);
+    await until(doctor, (d) => window.clinic.events.some((e) => e.type === 'key-changed' && e.added.includes(d)), id);
+    await screenshot(linked, S, 'linked-device');
+    await linked.close();
+  });
+
   test('offline doctor: the message is queued in the mailbox and delivered when the doctor is back', async () => {
     await doctor.close();
     await waitPresence(patient, false);

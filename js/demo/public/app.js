@@ -118,6 +118,7 @@ async function start(e2ee) {
       ? `${peer}'s identity key changed (new safety number)`
       : `${peer} added a device (${ev.added.map((d) => d.slice(0, 8)).join(', ')})`;
     if (ev.wasVerified) blocked = true;
+    setVerified();
     showWarning(`${what}. ${ev.wasVerified ? 'Sending is paused until you compare the safety number again.' : 'Compare the safety number again.'}`);
     refreshSafety();
   });
@@ -318,7 +319,7 @@ function render(li, data) {
     const bytes = Uint8Array.from(atob(data.b64), (c) => c.charCodeAt(0));
     a.href = URL.createObjectURL(new Blob([bytes], { type: data.type || 'application/octet-stream' }));
     a.download = data.name;
-    a.textContent = `📎 ${data.name} (${data.size} bytes)`;
+    a.textContent = `attachment: ${data.name} (${data.size} bytes)`;
     body.append(a);
     if (data.text) body.append(` ${data.text}`);
   } else {
