@@ -137,7 +137,7 @@ describe('the clinic in Chromium', () => {
     await received(doctor, 'sent again, untouched');
   });
 
-  test('reload keeps the keys; IndexedDB holds only ciphertext under a non-extractable key', async () => {
+  test('attack_key_store_read_raw: reload keeps the keys; IndexedDB holds only ciphertext under a non-extractable key', async () => {
     const deviceId = await patient.evaluate(() => window.clinic.e2ee.deviceId);
     // The plaintext state, read from the running device (a test-only peek): its secrets.
     const secrets = await patient.evaluate(() => {
@@ -199,7 +199,7 @@ describe('the clinic in Chromium', () => {
   });
 
   let restored;
-  test('backup and restore on a fresh context: a new device; the doctor is warned and must re-verify', async () => {
+  test('attack_new_device_of_verified_contact: backup and restore on a fresh context adds a device; the doctor is warned and must re-verify before sending', async () => {
     const safetyBefore = await doctor.evaluate(() => window.clinic.safety);
     await patient.click('details summary');
     await patient.fill('#backup-password', 'correct horse battery staple 42');
