@@ -29,7 +29,8 @@ pub(crate) enum Event {
     OwnerAlarm(OwnerAlarm),
 }
 
-/// hush-client's `OwnerAlarm`.
+/// hush-client's `OwnerAlarm` (rare events: the keys stay typed, as there).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum OwnerAlarm {
     /// A card of a device this device does not know.

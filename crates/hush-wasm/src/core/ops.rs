@@ -79,7 +79,7 @@ enum Phase {
     Publish(Box<DeviceCard>),
     Revoke(Box<Revocation>),
     History {
-        own: UserKeys,
+        own: Box<UserKeys>,
         latest: u64,
         versions: usize,
     },
@@ -631,7 +631,7 @@ impl Device {
                 {
                     let versions = (latest - checked).min(MAX_HISTORY_VERSIONS as u64);
                     op.phase = Phase::History {
-                        own,
+                        own: Box::new(own),
                         latest,
                         versions: usize::try_from(versions).unwrap_or(MAX_HISTORY_VERSIONS),
                     };

@@ -147,7 +147,7 @@ fn code<T: std::fmt::Debug>(r: Result<T, CoreError>) -> &'static str {
 #[tokio::test]
 async fn two_devices_exchange_messages_through_the_real_directory() {
     let net = Net::new().await;
-    let (mut alice, mut bob) = pair(&net).await;
+    let (mut alice, bob) = pair(&net).await;
     let data = send(&net, &mut alice, &["bob"], "hi bob").await.unwrap();
     // The state survives a save/load (the browser reloads from IndexedDB).
     let mut bob = Device::load(&bob.save().unwrap()).unwrap();
@@ -360,7 +360,7 @@ async fn attack_replayed_envelope_is_refused_even_after_a_reload() {
 #[tokio::test]
 async fn attack_identity_change_of_a_verified_contact_blocks_sealing_until_reverified() {
     let net = Net::new().await;
-    let (mut alice, mut bob) = pair(&net).await;
+    let (mut alice, bob) = pair(&net).await;
     net.go(&mut alice, |d| d.mark_verified_op("bob").unwrap())
         .await
         .unwrap();
