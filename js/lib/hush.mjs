@@ -26,6 +26,8 @@ export function hushBinary() {
  * @param {string} [opts.dir] data directory (a new temporary one by default): reuse it to restart
  *   the same server with its key directory and mailboxes.
  * @param {number} [opts.port] 0 = ephemeral
+ * @param {object} [opts.env] extra environment (e.g. RUST_LOG)
+ * @param {boolean} [opts.keepLogs] keep the whole log (default: the last 100-200 kB)
  */
 export async function startHush(opts = {}) {
   const bin = hushBinary();
@@ -36,6 +38,7 @@ export async function startHush(opts = {}) {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('HUSH_')) delete env[k];
   if (!env.RUST_LOG) env.RUST_LOG = 'warn';
+  Object.assign(env, opts.env || {});
   const child = spawn(bin, ['serve', '--port', String(opts.port ?? 0)], {
     cwd: dir,
     env,
@@ -43,9 +46,10 @@ export async function startHush(opts = {}) {
   });
   let stdout = '';
   let stderr = '';
+  const keepAll = !!opts.keepLogs;
   child.stderr.on('data', (d) => {
     stderr += d.toString();
-    if (stderr.length > 200000) stderr = stderr.slice(-100000);
+    if (!keepAll && stderr.length > 200000) stderr = stderr.slice(-100000);
     if (process.env.HUSH_JS_VERBOSE) process.stderr.write(d);
   });
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
@@ -73,7 +77,9 @@ export async function startHush(opts = {}) {
     app: DEV_APP,
     dir,
     child,
+    pid: child.pid,
     stderrText: () => stderr,
+    stdoutText: () => stdout,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

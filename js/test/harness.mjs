@@ -22,8 +22,8 @@ export function launch() {
 }
 
 /** Starts hush, the demo backend and chromium. */
-export async function startWorld() {
-  const hush = await startHush();
+export async function startWorld(hushOpts = {}) {
+  const hush = await startHush(hushOpts);
   const demo = await startDemo({ hush, app: hush.app });
   const browser = await launch();
   return {
