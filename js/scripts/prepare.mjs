@@ -5,7 +5,9 @@
 //      running as root), unless CHROMIUM_PATH names another executable,
 //   4. checks the hush binary ($HUSH_BIN, else ${CARGO_TARGET_DIR:-<repo>/target}/debug/hush;
 //      `cargo build -p hush` when missing).
-// HUSH_JS_SKIP_BUILD=1 skips 1 and 2 (already built).
+// HUSH_JS_SKIP_BUILD=1 skips 1 and 2 (already built). `--kat` also builds the wasm with its
+// test-only known-answer exports (wasm-kat/, for packages/e2ee/test/vectors.test.mjs);
+// `--no-browser` skips 3 and 4 (the Node tests need neither).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -24,12 +26,16 @@ function run(cmd, args, opts = {}) {
   }
 }
 
+const args = process.argv.slice(2);
 if (!process.env.HUSH_JS_SKIP_BUILD) {
   run('sh', [path.join(PKG, 'scripts', 'build-wasm.sh')], { cwd: REPO_ROOT });
+  if (args.includes('--kat')) run('sh', [path.join(PKG, 'scripts', 'build-wasm.sh'), '--kat'], { cwd: REPO_ROOT });
   run(path.join(JS, 'node_modules', '.bin', 'tsc'), ['-p', path.join(PKG, 'tsconfig.json')]);
 }
 
-export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+if (args.includes('--no-browser')) process.exit(0);
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 if (!fs.existsSync(CHROMIUM)) {
   if (process.env.CHROMIUM_PATH || process.getuid?.() !== 0) {
     console.error(`chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
