@@ -236,6 +236,19 @@ describe('the clinic in Chromium', () => {
     await received(restored, 'now to both of your devices');
   });
 
+  test('attack_unknown_own_device_raises_owner_alarm: the first device notices the device it did not make', async () => {
+    const restoredId = await restored.evaluate(() => window.clinic.e2ee.deviceId);
+    const alarms = await patient.evaluate(() => window.clinic.e2ee.checkOwnKeys());
+    assert.ok(alarms.some((a) => a.kind === 'unknown-device' && a.device === restoredId), JSON.stringify(alarms));
+    await until(patient, (d) => window.clinic.events.some((e) => e.type === 'owner-alarm' && e.device === d), restoredId);
+    assert.match(await patient.evaluate(() => document.querySelector('#warning').textContent), /Alarm about your own keys: unknown-device/);
+    await screenshot(patient, S, 'owner-alarm');
+    // The user confirms it is theirs: no more alarm for it.
+    await patient.evaluate((d) => window.clinic.e2ee.acknowledgeOwnDevices([d]), restoredId);
+    const again = await patient.evaluate(() => window.clinic.e2ee.checkOwnKeys());
+    assert.ok(!again.some((a) => a.device === restoredId), JSON.stringify(again));
+  });
+
   test('linking a second device: card request, approval by the device with the identity key, publish', async () => {
     const ctx = await world.browser.newContext();
     const linked = await openAs(world, ctx, 'patient', { setup: 'none' });

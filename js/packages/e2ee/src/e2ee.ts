@@ -36,6 +36,12 @@ export interface OpenOptions {
   firstDevice?: boolean;
   /** Maximum age of a tree head (ms), default the core's (24 h). */
   maxHeadAgeMs?: number;
+  /**
+   * The owner watch: this user's own directory entry is checked on every (re)connection and
+   * this often (ms) for devices, revocations or identity changes this device did not make
+   * (`owner-alarm` events), as hush-client does. Default 600000 (10 minutes); 0 turns it off.
+   */
+  ownerCheckIntervalMs?: number;
 }
 
 /** Options of {@link HushE2ee.restore}. */
@@ -107,6 +113,7 @@ export class HushE2ee {
     const e = new HushE2ee(opts.pusher, opts.userId, device, opts.store);
     e.configure(opts);
     await e.persist();
+    e.watchOwner(opts.ownerCheckIntervalMs);
     return e;
   }
 
@@ -127,7 +134,23 @@ export class HushE2ee {
     e.configure(opts);
     await e.run(() => device.restoreIdentity(opts.backup, opts.password));
     await e.publish();
+    e.watchOwner(opts.ownerCheckIntervalMs);
     return e;
+  }
+
+  /** Starts the owner watch (see `OpenOptions.ownerCheckIntervalMs`). */
+  private watchOwner(everyMs = 600000): void {
+    if (!everyMs) return;
+    const check = () => {
+      if (!this.device.card()) return; // nothing to watch before this device is published
+      this.checkOwnKeys().catch(() => {
+        /* retried on the next connection or tick; alarms arrive as events */
+      });
+    };
+    this.transport.onConnected(check);
+    if (this.transport.pusher.connection.state === 'connected') setTimeout(check, 0);
+    const timer = setInterval(check, everyMs);
+    (timer as any).unref?.();
   }
 
   private configure(opts: Omit<OpenOptions, 'firstDevice'>): void {
