@@ -317,7 +317,9 @@ function render(li, data) {
   if (data && data.kind === 'file') {
     const a = document.createElement('a');
     const bytes = Uint8Array.from(atob(data.b64), (c) => c.charCodeAt(0));
-    a.href = URL.createObjectURL(new Blob([bytes], { type: data.type || 'application/octet-stream' }));
+    // Never the sender's content type: a blob of type text/html opened in a tab would run as
+    // this origin's script (and could use the key store).
+    a.href = URL.createObjectURL(new Blob([bytes], { type: 'application/octet-stream' }));
     a.download = data.name;
     a.textContent = `attachment: ${data.name} (${data.size} bytes)`;
     body.append(a);
