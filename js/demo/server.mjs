@@ -83,10 +83,32 @@ function cookie(req, name) {
   return undefined;
 }
 
-function serveFile(res, file) {
+/**
+ * The pages' Content-Security-Policy: scripts only from this origin (plus the page's own inline
+ * import map, by hash), WebAssembly compilation allowed, WebSockets only to hush. A strict CSP
+ * matters here: script injected into this origin could use the device's keys.
+ */
+function csp(html, hush) {
+  const hashes = [...html.toString('utf8').matchAll(/<script(?![^>]*\bsrc=)[^>]*>([\s\S]*?)<\/script>/g)]
+    .map((m) => `'sha256-${crypto.createHash('sha256').update(m[1]).digest('base64')}'`);
+  return [
+    "default-src 'none'",
+    `script-src 'self' 'wasm-unsafe-eval' ${hashes.join(' ')}`,
+    "style-src 'self'",
+    "img-src 'self' blob:",
+    `connect-src 'self' ws://${hush.host}:${hush.port}`,
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+}
+
+function serveFile(res, file, hush) {
   fs.readFile(file, (err, data) => {
     if (err) return send(res, 404, 'not found');
-    send(res, 200, data, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
+    const headers = { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'x-content-type-options': 'nosniff' };
+    if (file.endsWith('.html')) headers['content-security-policy'] = csp(data, hush);
+    send(res, 200, data, headers);
   });
 }
 
@@ -158,13 +180,13 @@ export async function startDemo({ hush, app, port = 0, benchAuth = false }) {
         return send(res, 200, pusher.authenticateUser(body.socket_id, { id: who }));
       }
       if (req.method !== 'GET') return send(res, 405, 'method not allowed');
-      if (VENDOR[url.pathname]) return serveFile(res, VENDOR[url.pathname]);
+      if (VENDOR[url.pathname]) return serveFile(res, VENDOR[url.pathname], hush);
       for (const [prefix, dir] of STATIC) {
         if (!url.pathname.startsWith(prefix)) continue;
         let rel = decodeURIComponent(url.pathname.slice(prefix.length)) || 'index.html';
         const file = path.resolve(dir, rel);
         if (!file.startsWith(dir + path.sep)) return send(res, 404, 'not found');
-        return serveFile(res, file);
+        return serveFile(res, file, hush);
       }
       return send(res, 404, 'not found');
     } catch (e) {
