@@ -1,6 +1,8 @@
 // `npm --prefix js run bench`: the bench page (public/bench.js) in headless Chromium against a
 // real hush, then the package size (esbuild, minified + gzip); prints one JSON document.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
@@ -20,17 +22,32 @@ async function sizes() {
     external: ['*.wasm'], logLevel: 'silent',
   });
   const js = Buffer.from(r.outputFiles[0].contents);
-  const wasmFile = (dir) => path.join(PKG, dir, 'hush_wasm_bg.wasm');
   const out = {
     js_min_bytes: js.length,
     js_min_gzip_bytes: gz(js),
+    note: 'js = dist/ + the wasm-bindgen glue, bundled and minified by esbuild; wasm = hush_wasm_bg.wasm (wasm-opt -Oz when binaryen is there)',
   };
-  for (const [name, dir] of [['wasm', 'wasm'], ['wasm_without_backup', 'wasm-nobackup']]) {
-    if (!fs.existsSync(wasmFile(dir))) continue;
-    const w = fs.readFileSync(wasmFile(dir));
-    out[`${name}_bytes`] = w.length;
-    out[`${name}_gzip_bytes`] = gz(w);
-    out[`total_${name === 'wasm' ? 'with' : 'without'}_backup_gzip_bytes`] = gz(js) + gz(w);
+  const w = fs.readFileSync(path.join(PKG, 'wasm', 'hush_wasm_bg.wasm'));
+  out.wasm_bytes = w.length;
+  out.wasm_gzip_bytes = gz(w);
+  out.total_gzip_bytes = out.js_min_gzip_bytes + out.wasm_gzip_bytes;
+  // Without the optional backup code (Argon2id): the core built without its `backup` feature
+  // (build-wasm.sh --no-backup) into a temporary directory.
+  if (!process.env.HUSH_BENCH_SKIP_NOBACKUP) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hush-wasm-nobackup-'));
+    const r = spawnSync('sh', [path.join(PKG, 'scripts', 'build-wasm.sh'), '--no-backup'], {
+      env: { ...process.env, HUSH_WASM_OUT: dir }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const nb = path.join(dir, 'hush_wasm_bg.wasm');
+    if (r.status === 0 && fs.existsSync(nb)) {
+      const b = fs.readFileSync(nb);
+      out.wasm_without_backup_bytes = b.length;
+      out.wasm_without_backup_gzip_bytes = gz(b);
+      out.total_without_backup_gzip_bytes = out.js_min_gzip_bytes + gz(b);
+    } else {
+      out.wasm_without_backup = `not built: ${(r.stderr || '').trim().split('\n').slice(-2).join(' ')}`;
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
   }
   return out;
 }
