@@ -2,13 +2,13 @@
 // WebAssembly build, timed in Node (the same fixture as hush-crypto's
 // `cargo bench --bench e2ee` "suite1 seal+sign 1 KiB/1" and "suite1
 // open+verify"). Needs the kat build: sh js/packages/e2ee/scripts/build-wasm.sh --kat
-//   node crates/hush-wasm/bench/node-bench.mjs [iterations]
+//   node crates/hush-wasm/bench/node-bench.mjs [iterations]   (HUSH_WASM_DIR: another kat build)
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const dir = join(repo, 'js', 'packages', 'e2ee', 'wasm-kat');
+const dir = process.env.HUSH_WASM_DIR ?? join(repo, 'js', 'packages', 'e2ee', 'wasm-kat');
 const w = await import(join(dir, 'hush_wasm.js'));
 w.initSync({ module: readFileSync(join(dir, 'hush_wasm_bg.wasm')) });
 

@@ -170,6 +170,7 @@ impl Device {
     }
 
     /// Restores the identity key from a backup (Argon2id now).
+    #[cfg(feature = "backup")]
     #[wasm_bindgen(js_name = restoreIdentity)]
     pub fn restore_identity(&self, blob: &[u8], password: &str) -> Result<Op, JsError> {
         op(self.inner.restore_identity_op(blob, password.as_bytes()))
@@ -273,6 +274,7 @@ impl Device {
 
     /// Seals the identity key under `password` (Argon2id, RFC 9106
     /// parameters).
+    #[cfg(feature = "backup")]
     pub fn backup(&self, password: &str) -> Result<Vec<u8>, JsError> {
         self.inner
             .backup(

@@ -9,11 +9,12 @@
 #   sh scripts/build-wasm.sh            the package build
 #   sh scripts/build-wasm.sh --kat      + test-only exports (feature `kat`) into wasm-kat/
 #   sh scripts/build-wasm.sh --no-opt   skip wasm-opt
+#   sh scripts/build-wasm.sh --no-backup  without the Argon2id backup exports, into $CARGO_TARGET_DIR/hush-wasm-nobackup (size measurement)
 #
 # Environment: HUSH_TOOLS (default /work/tools, else ~/.cache/hush-tools): where
 # wasm-bindgen-cli is installed when missing; CARGO_TARGET_DIR (default
-# <repo>/target); HUSH_WASM_PROFILE (default wasm); HUSH_WASM_FEATURES (extra
-# cargo features).
+# <repo>/target); HUSH_WASM_PROFILE (default wasm; wasm-speed: opt-level 3);
+# HUSH_WASM_FEATURES (extra cargo features); HUSH_WASM_OUT (output directory).
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,15 +22,19 @@ repo=$(cd "$here/../../.." && pwd)
 out="$here/wasm"
 features="${HUSH_WASM_FEATURES:-}"
 opt=1
+nodefault=0
 for a in "$@"; do
   case "$a" in
     --kat) out="$here/wasm-kat"; features="${features:+$features,}kat" ;;
     --no-opt) opt=0 ;;
+    --no-backup) nodefault=1 ;;
     *) echo "build-wasm.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
+out="${HUSH_WASM_OUT:-$out}"
 profile="${HUSH_WASM_PROFILE:-wasm}"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+if [ "$nodefault" = 1 ] && [ -z "${HUSH_WASM_OUT:-}" ]; then out="$target_dir/hush-wasm-nobackup"; fi
 if [ -z "${HUSH_TOOLS:-}" ]; then
   if [ -d /work/tools ]; then HUSH_TOOLS=/work/tools; else HUSH_TOOLS="$HOME/.cache/hush-tools"; fi
 fi
@@ -69,6 +74,7 @@ fi
 
 set -- --manifest-path "$repo/Cargo.toml" -p hush-wasm --lib --target wasm32-unknown-unknown --profile "$profile"
 if [ -n "$features" ]; then set -- "$@" --features "$features"; fi
+if [ "$nodefault" = 1 ]; then set -- "$@" --no-default-features; fi
 CARGO_TARGET_DIR="$target_dir" cargo build "$@"
 
 raw="$target_dir/wasm32-unknown-unknown/$profile/hush_wasm.wasm"
