@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import Pusher from 'pusher';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -42,6 +42,19 @@ const VENDOR = {
 
 const USER_ID = /^[a-z][a-z0-9_-]{0,31}$/;
 const CHANNEL = 'presence-clinic';
+/** The clinic's notice board: a Pusher encrypted channel with hush's key epochs and sealed events. */
+const ENC_CHANNEL = 'private-encrypted-clinic';
+
+let wasmCore = null;
+/** hush's wasm core in Node, for the epoch keys (hush_crypto::epoch) the Node SDK does not know. */
+async function core() {
+  if (!wasmCore) {
+    const m = await import(pathToFileURL(path.join(PKG, 'wasm', 'hush_wasm.js')).href);
+    m.initSync({ module: fs.readFileSync(path.join(PKG, 'wasm', 'hush_wasm_bg.wasm')) });
+    wasmCore = m;
+  }
+  return wasmCore;
+}
 
 function send(res, status, body, headers = {}) {
   const data = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
@@ -122,7 +135,10 @@ function serveFile(res, file, hush) {
  *   only for js/bench, never in the demo
  * @returns {Promise<{port: number, url: string, close: () => Promise<void>, directory: object}>}
  */
-export async function startDemo({ hush, app, port = 0, benchAuth = false }) {
+export async function startDemo({ hush, app, port = 0, benchAuth = false, masterKey }) {
+  // The app's encryption master key (backend only; hush never sees it): derives the channel keys.
+  const master = masterKey || process.env.HUSH_DEMO_MASTER_KEY || crypto.randomBytes(32).toString('base64');
+  let epoch = 0; // the notice board's current key epoch (0 = Pusher's key)
   const pusher = new Pusher({
     appId: app.id,
     key: app.key,
@@ -130,6 +146,7 @@ export async function startDemo({ hush, app, port = 0, benchAuth = false }) {
     host: hush.host,
     port: String(hush.port),
     useTLS: false,
+    encryptionMasterKeyBase64: master,
   });
   // The directory's keys, read once with the app's credentials (the signed HTTP API,
   // docs/PROTOCOL-EXT.md §3) and handed to the pages to pin: the browsers then refuse a
@@ -157,6 +174,7 @@ export async function startDemo({ hush, app, port = 0, benchAuth = false }) {
           wsHost: hush.host,
           wsPort: hush.port,
           channel: CHANNEL,
+          encryptedChannel: ENC_CHANNEL,
           directoryKey: directory.key,
           vrfKey: directory.vrf,
         });
@@ -164,9 +182,36 @@ export async function startDemo({ hush, app, port = 0, benchAuth = false }) {
       if (req.method === 'POST' && url.pathname === '/pusher/auth') {
         if (!user) return send(res, 403, { error: 'not signed in' });
         const body = parseBody(req, await readBody(req));
+        if (body.channel_name === ENC_CHANNEL) {
+          const a = pusher.authorizeChannel(body.socket_id, ENC_CHANNEL); // {auth, shared_secret of epoch 0}
+          if (epoch === 0) return send(res, 200, a);
+          const key = (await core()).epochKey(ENC_CHANNEL, master, epoch);
+          return send(res, 200, { auth: a.auth, shared_secret: key, epoch });
+        }
         if (body.channel_name !== CHANNEL) return send(res, 403, { error: 'no such room' });
         const presence = { user_id: user, user_info: { name: user } };
         return send(res, 200, pusher.authorizeChannel(body.socket_id, body.channel_name, presence));
+      }
+      if (req.method === 'POST' && url.pathname === '/api/notice') {
+        // A notice from the backend on the encrypted channel (suite 0 under the current epoch).
+        if (!user) return send(res, 403, { error: 'not signed in' });
+        const body = parseBody(req, await readBody(req));
+        const payload = { text: String(body.text ?? '').slice(0, 500), from: user };
+        if (epoch === 0) {
+          await pusher.trigger(ENC_CHANNEL, 'notice', payload);
+        } else {
+          const c = await core();
+          const data = c.suite0Seal(c.epochKey(ENC_CHANNEL, master, epoch), epoch, JSON.stringify(payload));
+          const r = await pusher.post({ path: '/events', body: { name: 'notice', data, channels: [ENC_CHANNEL] } });
+          if (r.status !== 200) return send(res, 502, { error: `hush answered ${r.status}` });
+        }
+        return send(res, 200, { epoch });
+      }
+      if (req.method === 'POST' && url.pathname === '/api/rotate') {
+        // The backend moves the notice board to a new key epoch (docs/E2EE-CHANNELS.md §1).
+        if (!user) return send(res, 403, { error: 'not signed in' });
+        epoch += 1;
+        return send(res, 200, { epoch });
       }
       if (req.method === 'POST' && url.pathname === '/pusher/user-auth') {
         if (!user) return send(res, 403, { error: 'not signed in' });

@@ -1,6 +1,6 @@
 // The clinic: two people, one presence channel, every message end-to-end encrypted with
 // @hush/e2ee. The backend (../server.mjs) only signs pusher-js's auth requests.
-import { HushE2ee, HushError, KeyStore, init } from '@hush/e2ee';
+import { EncryptedChannel, HushE2ee, HushError, KeyStore, init } from '@hush/e2ee';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -236,8 +236,37 @@ async function start(e2ee) {
     }
   };
 
+  startNoticeBoard().catch(addError);
   clinic.ready = true;
   refreshSafety(); // waits (in the background) until the contact has keys
+}
+
+/** The notice board: hush's encrypted channel (suite 0 with key epochs, sealed client events). */
+async function startNoticeBoard() {
+  const { pusher, me } = clinic;
+  clinic.notices = [];
+  const enc = await EncryptedChannel.subscribe({ pusher, channel: clinic.cfg.encryptedChannel, endpoint: '/pusher/auth' });
+  clinic.enc = enc;
+  enc.on((ev) => {
+    clinic.notices.push(ev);
+    const li = document.createElement('li');
+    const how = ev.sealed ? `sealed #${ev.sealed.seq}` : 'from the backend';
+    li.textContent = `${ev.data && ev.data.from ? ev.data.from : '?'}: ${ev.data && ev.data.text} (${ev.event}, epoch ${ev.epoch}, ${how})`;
+    $('notices').append(li);
+  }, addError);
+  $('notice-form').onsubmit = (ev) => {
+    ev.preventDefault();
+    try {
+      enc.send('notice', { text: $('notice-text').value, from: me });
+      $('notice-text').value = '';
+    } catch (e) { addError(e); }
+  };
+  $('notice-server').onclick = async () => {
+    const r = await fetch('/api/notice', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ text: $('notice-text').value }) });
+    if (!r.ok) addError(new Error(`notice: ${r.status}`));
+    $('notice-text').value = '';
+  };
+  clinic.noticeReady = true;
 }
 
 async function watchDelivery(e2ee, messageIds, li) {

@@ -6,6 +6,8 @@ export { init } from './wasm.js';
 export type { InitOptions } from './wasm.js';
 export { HushE2ee, CLIENT_EVENT, SERVER_EVENT } from './e2ee.js';
 export type { OpenOptions, RestoreOptions, MailboxProblem } from './e2ee.js';
+export { EncryptedChannel, SEALED_CLIENT_EVENT } from './channel.js';
+export type { ChannelEvent, EncryptedAuth, EncryptedChannelOptions } from './channel.js';
 export { KeyStore } from './store.js';
 export type { SealedState } from './store.js';
 export { HushError } from './errors.js';

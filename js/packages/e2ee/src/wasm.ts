@@ -1,6 +1,6 @@
-import initWasm, { Device } from '../wasm/hush_wasm.js';
+import initWasm, { ChannelCrypto, Device } from '../wasm/hush_wasm.js';
 
-export { Device };
+export { ChannelCrypto, Device };
 
 let ready: Promise<void> | null = null;
 
