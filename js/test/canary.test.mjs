@@ -1,7 +1,7 @@
 // The plaintext canary for browser-sent messages (issue 17; the Rust side's is
 // crates/hush/tests/canary.rs): unique secrets travel from Chromium through every E2EE path
-// the clinic uses — a live client event, an attachment, and the mailbox queued for an offline
-// doctor — and must appear nowhere the server can see: its trace logs, its SQLite files and its
+// the clinic uses — a live client event, an attachment, the mailbox queued for an offline
+// doctor, a sealed client event and a backend suite 0 event on the encrypted notice board — and must appear nowhere the server can see: its trace logs, its SQLite files and its
 // memory (dumped with gcore when available, while the mailbox message is queued). The patient's
 // device secrets must not be there either. Positive controls prove each search finds what the
 // server does see.
@@ -38,6 +38,8 @@ test('the plaintext canary: browser-sent messages never reach the server in plai
   const canary = `canary-${crypto.randomBytes(12).toString('hex')}`;
   const fileCanary = `filecanary-${crypto.randomBytes(12).toString('hex')}`;
   const queuedCanary = `queued-${crypto.randomBytes(12).toString('hex')}`;
+  const sealedCanary = `sealed-${crypto.randomBytes(12).toString('hex')}`;
+  const boardCanary = `board-${crypto.randomBytes(12).toString('hex')}`;
   const control = crypto.randomBytes(12).toString('hex');
 
   const docCtx = await world.browser.newContext();
@@ -54,6 +56,16 @@ test('the plaintext canary: browser-sent messages never reach the server in plai
   await sendText(patient, 'attachment');
   const f = await received(doctor, 'attachment');
   assert.ok(Buffer.from(f.data.b64, 'base64').toString().includes(fileCanary));
+  // The encrypted notice board: a sealed client event, and a suite 0 event from the backend.
+  await until(patient, () => window.clinic.noticeReady);
+  await until(doctor, () => window.clinic.noticeReady);
+  await patient.fill('#notice-text', sealedCanary);
+  await patient.click('#notice-sealed');
+  await patient.fill('#notice-text', boardCanary);
+  await patient.click('#notice-server');
+  for (const t of [sealedCanary, boardCanary]) {
+    await until(doctor, (x) => window.clinic.notices.some((n) => n.data && n.data.text === x), t);
+  }
   // Mailbox: queued for the offline doctor, searched while it waits.
   await doctor.close();
   await waitPresence(patient, false);
@@ -75,6 +87,8 @@ test('the plaintext canary: browser-sent messages never reach the server in plai
     ['the live canary', Buffer.from(canary)],
     ['the attachment canary', Buffer.from(fileCanary)],
     ['the queued canary', Buffer.from(queuedCanary)],
+    ['the sealed-event canary', Buffer.from(sealedCanary)],
+    ['the notice-board canary', Buffer.from(boardCanary)],
     ...secrets.flatMap((s, i) => [[`device secret ${i} (base64)`, Buffer.from(s)], [`device secret ${i} (raw)`, Buffer.from(s, 'base64')]]),
   ];
 
