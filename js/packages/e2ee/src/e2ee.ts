@@ -1,4 +1,5 @@
 import { coreError, HushError } from './errors.js';
+import { orderByStream } from './order.js';
 import type { ChannelLike, PusherLike } from './pusher.js';
 import type { KeyStore } from './store.js';
 import { Transport } from './transport.js';
@@ -374,7 +375,8 @@ export class HushE2ee {
         for (let page = 0; page < 100; page++) {
           const r = await this.transport.request('mailbox.fetch', { after, limit: 100 });
           const ids: number[] = [];
-          for (const item of r.messages ?? []) {
+          // Each stream's messages in sequence order, whatever order the server gave.
+          for (const item of orderByStream<any>(r.messages ?? [])) {
             const id = await deliver(item);
             if (id !== undefined) ids.push(id);
             after = Math.max(after, item.id);
