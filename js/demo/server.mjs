@@ -226,7 +226,8 @@ export async function startDemo({ hush, app, port = 0, benchAuth = false, master
       }
       if (req.method !== 'GET') return send(res, 405, 'method not allowed');
       if (VENDOR[url.pathname]) return serveFile(res, VENDOR[url.pathname], hush);
-      for (const [prefix, dir] of STATIC) {
+      const statics = benchAuth ? [['/pkg/wasm-kat/', path.join(PKG, 'wasm-kat')], ...STATIC] : STATIC;
+      for (const [prefix, dir] of statics) {
         if (!url.pathname.startsWith(prefix)) continue;
         let rel = decodeURIComponent(url.pathname.slice(prefix.length)) || 'index.html';
         const file = path.resolve(dir, rel);
