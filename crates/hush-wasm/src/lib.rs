@@ -384,3 +384,50 @@ impl ChannelCrypto {
         self.inner.seal(event, data, ms_u64(now_ms)).map_err(js)
     }
 }
+
+/// The mailbox receiver's ordering: offer fetched / pushed items, open what
+/// comes back in order with `Device.openMailbox` (see README.md).
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct MailboxReceiver {
+    inner: core::mailbox::MailboxReceiver,
+}
+
+#[wasm_bindgen]
+impl MailboxReceiver {
+    /// An empty receiver.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> MailboxReceiver {
+        MailboxReceiver::default()
+    }
+
+    /// Offers one item (JSON); returns the items to open now (JSON array).
+    pub fn offer(
+        &mut self,
+        device: &Device,
+        item: &str,
+        push: bool,
+        now_ms: f64,
+    ) -> Result<String, JsError> {
+        self.inner
+            .offer(&device.inner, item, push, ms_u64(now_ms))
+            .map(|v| serde_json::Value::Array(v).to_string())
+            .map_err(js)
+    }
+
+    /// Releases the pushes whose wait ran out (JSON array).
+    pub fn expire(&mut self, now_ms: f64) -> String {
+        serde_json::Value::Array(self.inner.expire(ms_u64(now_ms))).to_string()
+    }
+
+    /// Releases everything held (end of a fetch cycle; JSON array).
+    pub fn flush(&mut self) -> String {
+        serde_json::Value::Array(self.inner.flush()).to_string()
+    }
+
+    /// When to call `expire` next (ms), if anything is held.
+    #[wasm_bindgen(js_name = nextDeadline)]
+    pub fn next_deadline(&self) -> Option<f64> {
+        self.inner.next_deadline().map(|t| t as f64)
+    }
+}

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod gossip;
+pub mod mailbox;
 pub mod messaging;
 pub mod ops;
 pub mod owner;

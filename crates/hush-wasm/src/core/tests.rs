@@ -610,3 +610,121 @@ fn a_corrupted_state_is_refused() {
     assert_eq!(code(Device::load(&s)), "state");
     let _ = DeviceCard::from_bytes(&[]);
 }
+
+#[tokio::test]
+async fn mailbox_items_are_opened_in_sequence_order_once_each() {
+    use super::mailbox::MailboxReceiver;
+    let net = Net::new().await;
+    let (mut alice, mut bob) = pair(&net).await;
+    let mut items = Vec::new();
+    for (i, text) in ["one", "two", "three", "four"].iter().enumerate() {
+        let data = serde_json::json!({ "text": text }).to_string();
+        let op = alice
+            .seal_for_users_op("message", &data, &users(&["bob"]))
+            .unwrap();
+        let v = net.run(&mut alice, op).await.unwrap();
+        items.push(
+            serde_json::json!({"envelope": v["params"]["envelope"], "id": 10 + i, "sent_ms": now()})
+                .to_string(),
+        );
+    }
+    let mut rx = MailboxReceiver::default();
+    // A fetch page delivers them out of order: nothing opens before the flush.
+    for i in [2usize, 0, 1] {
+        assert!(rx.offer(&bob, &items[i], false, 0).unwrap().is_empty());
+    }
+    // The same id again is ignored while held.
+    assert!(rx.offer(&bob, &items[0], false, 0).unwrap().is_empty());
+    let out = rx.flush();
+    let ids: Vec<u64> = out.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![10, 11, 12]);
+    let mut texts = Vec::new();
+    for r in &out {
+        let m = net
+            .go(&mut bob, |d| {
+                d.open_mailbox_op(r["item"].as_str().unwrap()).unwrap()
+            })
+            .await
+            .unwrap();
+        assert_eq!(m["missed"], 0);
+        texts.push(m["data"]["text"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(texts, ["one", "two", "three"]);
+    // A push of a processed id is ignored; the next one opens at once.
+    assert!(rx.offer(&bob, &items[1], true, 0).unwrap().is_empty());
+    let out = rx.offer(&bob, &items[3], true, 0).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["reordered"], false);
+    // Not an envelope: handed back as rejected.
+    let bad =
+        serde_json::json!({"envelope": "bm90IGFuIGVudmVsb3Bl", "id": 99, "sent_ms": 1}).to_string();
+    let out = rx.offer(&bob, &bad, true, 0).unwrap();
+    assert!(
+        out[0]["rejected"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed")
+    );
+}
+
+#[tokio::test]
+async fn a_push_that_skips_ahead_waits_for_the_missing_one_or_its_deadline() {
+    use super::mailbox::{MailboxReceiver, PUSH_REORDER_WAIT_MS};
+    let net = Net::new().await;
+    let (mut alice, mut bob) = pair(&net).await;
+    let mut items = Vec::new();
+    for i in 0..4u64 {
+        let op = alice
+            .seal_for_users_op("message", "{}", &users(&["bob"]))
+            .unwrap();
+        let v = net.run(&mut alice, op).await.unwrap();
+        items.push(
+            serde_json::json!({"envelope": v["params"]["envelope"], "id": 20 + i, "sent_ms": now()})
+                .to_string(),
+        );
+    }
+    let mut rx = MailboxReceiver::default();
+    let first = rx.offer(&bob, &items[0], true, 0).unwrap();
+    net.go(&mut bob, |d| {
+        d.open_mailbox_op(first[0]["item"].as_str().unwrap())
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    // 3 arrives before 2: held until 2 comes, then both in order.
+    assert!(rx.offer(&bob, &items[2], true, 5).unwrap().is_empty());
+    let out = rx.offer(&bob, &items[1], true, 6).unwrap();
+    let ids: Vec<u64> = out.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![21, 22]);
+    for r in &out {
+        net.go(&mut bob, |d| {
+            d.open_mailbox_op(r["item"].as_str().unwrap()).unwrap()
+        })
+        .await
+        .unwrap();
+    }
+    // Skipping ahead with nothing to fill the gap: released at the deadline.
+    let more = {
+        let op = alice
+            .seal_for_users_op("message", "{}", &users(&["bob"]))
+            .unwrap();
+        let v = net.run(&mut alice, op).await.unwrap();
+        serde_json::json!({"envelope": v["params"]["envelope"], "id": 30, "sent_ms": now()})
+            .to_string()
+    };
+    assert!(rx.offer(&bob, &more, true, 100).unwrap().is_empty());
+    assert_eq!(rx.next_deadline(), Some(100 + PUSH_REORDER_WAIT_MS));
+    assert!(rx.expire(100 + PUSH_REORDER_WAIT_MS - 1).is_empty());
+    let out = rx.expire(100 + PUSH_REORDER_WAIT_MS);
+    assert_eq!(out.len(), 1);
+    let m = net
+        .go(&mut bob, |d| {
+            d.open_mailbox_op(out[0]["item"].as_str().unwrap()).unwrap()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        m["missed"], 1,
+        "the gap (item 23, never delivered) is reported"
+    );
+}
