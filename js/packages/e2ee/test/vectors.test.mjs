@@ -17,7 +17,7 @@ import { dirname, join } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..', '..', '..');
-const katDir = join(here, '..', 'wasm-kat');
+const katDir = process.env.HUSH_WASM_KAT_DIR ?? join(here, '..', 'wasm-kat');
 if (!existsSync(join(katDir, 'hush_wasm_bg.wasm'))) {
   throw new Error(`no kat build in ${katDir}: run sh js/packages/e2ee/scripts/build-wasm.sh --kat`);
 }
