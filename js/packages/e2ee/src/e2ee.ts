@@ -1,5 +1,4 @@
 import { coreError, HushError } from './errors.js';
-import { orderByStream } from './order.js';
 import type { ChannelLike, PusherLike } from './pusher.js';
 import type { KeyStore } from './store.js';
 import { Transport } from './transport.js';
@@ -12,7 +11,7 @@ import type {
   Queued,
   SafetyNumber,
 } from './types.js';
-import { Device, init } from './wasm.js';
+import { Device, MailboxReceiver, init } from './wasm.js';
 
 /** The client event that carries envelopes on private and presence channels. */
 export const CLIENT_EVENT = 'client-hush-e2ee';
@@ -357,16 +356,45 @@ export class HushE2ee {
   startMailbox(onMessage: (m: Message) => void, onError: (p: MailboxProblem) => void = () => {}): void {
     if (this.mailboxStarted) throw new HushError('state', 'the mailbox is started already', 'client');
     this.mailboxStarted = true;
-    const deliver = async (item: any): Promise<number | undefined> => {
-      try {
-        const m = await this.run(() => this.device.openMailbox(JSON.stringify(item)));
-        onMessage(m);
-      } catch (e) {
-        const err = coreError(e);
-        if (err.source === 'server' || err.source === 'client') throw err;
-        onError({ id: item?.id, error: err });
+    // The core's receiver (hush-crypto's shared reorder buffer, as hush-client): it says what to
+    // open now, in each stream's sequence order; fetched items of a stream this device never
+    // opened wait for the end of the cycle, a push that skips ahead waits up to 2 s.
+    const rx = new MailboxReceiver();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const released = (json: string): any[] => JSON.parse(json);
+    const offer = (item: any, push: boolean): any[] =>
+      released(this.sync(() => rx.offer(this.device, JSON.stringify(item), push, Date.now())));
+    /** Opens what the receiver released, in order; acknowledges each once handled. */
+    const handle = async (entries: any[]): Promise<void> => {
+      const ids: number[] = [];
+      for (const e of entries) {
+        if (e.rejected) {
+          onError({ id: e.id, error: coreError(new Error(String(e.rejected))) });
+        } else {
+          try {
+            const item = typeof e.item === 'string' ? e.item : JSON.stringify(e.item);
+            const m = await this.run(() => this.device.openMailbox(item));
+            onMessage(m);
+          } catch (err) {
+            const he = coreError(err);
+            if (he.source !== 'core') throw he; // transport trouble: not acknowledged, fetched again
+            onError({ id: e.id, error: he }); // refused (replay, decrypt, …): acknowledged, never shown
+          }
+        }
+        if (typeof e.id === 'number') ids.push(e.id);
       }
-      return typeof item?.id === 'number' ? item.id : undefined;
+      if (ids.length) await this.transport.request('mailbox.ack', { ids });
+    };
+    const arm = (): void => {
+      if (timer) clearTimeout(timer);
+      const at = rx.nextDeadline();
+      if (at === undefined || at === null) return;
+      const wait = at > 1e12 ? at - Date.now() : at;
+      timer = setTimeout(() => {
+        this.mailbox(() => handle(released(rx.expire(Date.now()))))
+          .catch((e) => onError({ error: coreError(e) }))
+          .finally(arm);
+      }, Math.max(0, wait) + 5);
     };
     const sync = () =>
       this.mailbox(async () => {
@@ -374,22 +402,20 @@ export class HushE2ee {
         let after = 0;
         for (let page = 0; page < 100; page++) {
           const r = await this.transport.request('mailbox.fetch', { after, limit: 100 });
-          const ids: number[] = [];
-          // Each stream's messages in sequence order, whatever order the server gave.
-          for (const item of orderByStream<any>(r.messages ?? [])) {
-            const id = await deliver(item);
-            if (id !== undefined) ids.push(id);
+          for (const item of r.messages ?? []) {
+            await handle(offer(item, false));
             after = Math.max(after, item.id);
           }
-          if (ids.length) await this.transport.request('mailbox.ack', { ids });
           if (!r.more) break;
         }
-      }).catch((e) => onError({ error: coreError(e) }));
+        await handle(released(rx.flush()));
+      })
+        .catch((e) => onError({ error: coreError(e) }))
+        .finally(arm);
     this.transport.onMailbox((item) => {
-      this.mailbox(async () => {
-        const id = await deliver(item);
-        if (id !== undefined) await this.transport.request('mailbox.ack', { ids: [id] });
-      }).catch((e) => onError({ id: item?.id, error: coreError(e) }));
+      this.mailbox(() => handle(offer(item, true)))
+        .catch((e) => onError({ id: item?.id, error: coreError(e) }))
+        .finally(arm);
     });
     this.transport.onConnected(() => {
       this.authedSocket = null;

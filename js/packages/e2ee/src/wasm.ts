@@ -1,6 +1,6 @@
-import initWasm, { ChannelCrypto, Device } from '../wasm/hush_wasm.js';
+import initWasm, { ChannelCrypto, Device, MailboxReceiver } from '../wasm/hush_wasm.js';
 
-export { ChannelCrypto, Device };
+export { ChannelCrypto, Device, MailboxReceiver };
 
 let ready: Promise<void> | null = null;
 
