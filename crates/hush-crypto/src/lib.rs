@@ -54,3 +54,31 @@ pub use suite0::{
     ChannelKey, EncryptedData, MasterKey, MasterKeyError, NONCE_LEN, OpenError, TAG_LEN, open,
     seal, shared_secret,
 };
+
+/// The committed known answers (`tests/vectors/known-answers.json`), read at
+/// run time by the unit tests, and by the WebAssembly build's test
+/// (js/packages/e2ee/test/vectors.test.mjs): one file, two readers.
+#[cfg(test)]
+pub(crate) mod known_answers {
+    /// The value at a dotted path (`"sealed.sealed_keys.0.key_hex"`), as text.
+    #[allow(clippy::unwrap_used, clippy::expect_used)]
+    pub(crate) fn ka(path: &str) -> String {
+        let file = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| ".".into()),
+        )
+        .join("tests/vectors/known-answers.json");
+        let text = std::fs::read_to_string(&file).expect("tests/vectors/known-answers.json");
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect("known answers: JSON");
+        for part in path.split('.') {
+            v = match part.parse::<usize>() {
+                Ok(i) => v[i].take(),
+                Err(_) => v[part].take(),
+            };
+        }
+        match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Null => panic!("known answer {path} is missing"),
+            other => other.to_string(),
+        }
+    }
+}

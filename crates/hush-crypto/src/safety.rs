@@ -255,20 +255,28 @@ mod tests {
 
     // Signal's published vectors (libsignal rust/protocol/src/fingerprint.rs,
     // testVectorsVersion1/2 in the Java library), used as data.
-    const ALICE_IDENTITY: &str =
-        "0506863bc66d02b40d27b8d49ca7c09e9239236f9d7d25d6fcca5ce13c7064d868";
-    const BOB_IDENTITY: &str = "05f781b6fb32fed9ba1cf2de978d4d5da28dc34046ae814402b5c0dbd96fda907b";
-    const DISPLAYABLE: &str = "300354477692869396892869876765458257569162576843440918079131";
-    const ALICE_SCANNABLE_V1: &str = "080112220a201e301a0353dce3dbe7684cb8336e85136cdc0ee96219494ada305d62a7bd61df1a220a20d62cbf73a11592015b6b9f1682ac306fea3aaf3885b84d12bca631e9d4fb3a4d";
-    const BOB_SCANNABLE_V1: &str = "080112220a20d62cbf73a11592015b6b9f1682ac306fea3aaf3885b84d12bca631e9d4fb3a4d1a220a201e301a0353dce3dbe7684cb8336e85136cdc0ee96219494ada305d62a7bd61df";
-    const ALICE_SCANNABLE_V2: &str = "080212220a201e301a0353dce3dbe7684cb8336e85136cdc0ee96219494ada305d62a7bd61df1a220a20d62cbf73a11592015b6b9f1682ac306fea3aaf3885b84d12bca631e9d4fb3a4d";
-    const BOB_SCANNABLE_V2: &str = "080212220a20d62cbf73a11592015b6b9f1682ac306fea3aaf3885b84d12bca631e9d4fb3a4d1a220a201e301a0353dce3dbe7684cb8336e85136cdc0ee96219494ada305d62a7bd61df";
-    const ALICE_ID: &str = "+14152222222";
-    const BOB_ID: &str = "+14153333333";
+    static ALICE_IDENTITY: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::known_answers::ka("safety.alice_identity_hex"));
+    static BOB_IDENTITY: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::known_answers::ka("safety.bob_identity_hex"));
+    static DISPLAYABLE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::known_answers::ka("safety.displayable"));
+    static ALICE_SCANNABLE_V1: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::known_answers::ka("safety.alice_scannable_v1"));
+    static BOB_SCANNABLE_V1: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::known_answers::ka("safety.bob_scannable_v1"));
+    static ALICE_SCANNABLE_V2: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::known_answers::ka("safety.alice_scannable_v2"));
+    static BOB_SCANNABLE_V2: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::known_answers::ka("safety.bob_scannable_v2"));
+    static ALICE_ID: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::known_answers::ka("safety.alice_id"));
+    static BOB_ID: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::known_answers::ka("safety.bob_id"));
 
     fn pair(version: u32) -> (SafetyNumber, SafetyNumber) {
-        let a = hex::decode(ALICE_IDENTITY).unwrap();
-        let b = hex::decode(BOB_IDENTITY).unwrap();
+        let a = hex::decode(&*ALICE_IDENTITY).unwrap();
+        let b = hex::decode(&*BOB_IDENTITY).unwrap();
         assert_eq!(a[0], SIGNAL_KEY_TYPE);
         let alice = SafetyNumber::new(
             version,
@@ -294,10 +302,10 @@ mod tests {
     #[test]
     fn signal_vectors_v1() {
         let (alice, bob) = pair(1);
-        assert_eq!(alice.display(), DISPLAYABLE);
-        assert_eq!(bob.display(), DISPLAYABLE);
-        assert_eq!(hex::encode(alice.scannable()), ALICE_SCANNABLE_V1);
-        assert_eq!(hex::encode(bob.scannable()), BOB_SCANNABLE_V1);
+        assert_eq!(alice.display(), *DISPLAYABLE);
+        assert_eq!(bob.display(), *DISPLAYABLE);
+        assert_eq!(hex::encode(alice.scannable()), *ALICE_SCANNABLE_V1);
+        assert_eq!(hex::encode(bob.scannable()), *BOB_SCANNABLE_V1);
         assert!(alice.compare_scanned(&bob.scannable()).unwrap());
         assert!(bob.compare_scanned(&alice.scannable()).unwrap());
         // Scanning one's own code is not a match.
@@ -307,9 +315,9 @@ mod tests {
     #[test]
     fn signal_vectors_v2() {
         let (alice, bob) = pair(2);
-        assert_eq!(alice.display(), DISPLAYABLE);
-        assert_eq!(hex::encode(alice.scannable()), ALICE_SCANNABLE_V2);
-        assert_eq!(hex::encode(bob.scannable()), BOB_SCANNABLE_V2);
+        assert_eq!(alice.display(), *DISPLAYABLE);
+        assert_eq!(hex::encode(alice.scannable()), *ALICE_SCANNABLE_V2);
+        assert_eq!(hex::encode(bob.scannable()), *BOB_SCANNABLE_V2);
         let (alice_v1, _) = pair(1);
         assert_eq!(
             alice_v1.compare_scanned(&bob.scannable()),

@@ -4,7 +4,7 @@
 //! `hush:mailbox` pushes) in order, exactly once.
 //!
 //! Receiving, per item: parse the envelope; put it through the reorder
-//! buffer ([`super::reorder`]); open it with the mailbox's own replay guard
+//! buffer ([`hush_crypto::suite1::reorder`]); open it with the mailbox's own replay guard
 //! (window [`MAILBOX_MAX_AGE`], persisted like the channel streams); save
 //! the guard's state and the message in the inbox in one key-store save;
 //! only then acknowledge it (`mailbox.ack`) and announce it. A crash before
@@ -28,11 +28,11 @@ use super::inbox::{
     CONVERSATION_PREFIX, MailboxEvent, MailboxMessage, StreamRef, conversation_channel,
 };
 use super::messaging::{Messaging, Via};
-use super::reorder::{Released, ReorderBuffer};
 use super::state::Shared;
 use super::{E2eeError, millis};
 use crate::client::ConnectionState;
 use crate::request::DirectoryError;
+use hush_crypto::suite1::reorder::{Released, ReorderBuffer};
 
 /// The outer event name sealed into mailbox envelopes: a mailbox envelope
 /// does not open as a channel event, nor a channel envelope from the

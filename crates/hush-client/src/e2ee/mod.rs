@@ -58,7 +58,7 @@
 //! the identity backup (`backup.rs`), contact verification
 //! (`verification.rs`), messaging (`messaging.rs`) and the offline mailbox
 //! (`mailbox.rs`: device authentication, sending, the receiving task; its
-//! reorder buffer in `reorder.rs`, its inbox and events in `inbox.rs`).
+//! reorder buffer in hush-crypto's `suite1::reorder`, its inbox and events in `inbox.rs`).
 //!
 //! **Mailbox.** [`E2ee::send_to_users`] queues an envelope in the server's
 //! mailbox for every device of the users (and this user's other devices);
@@ -75,7 +75,6 @@ mod inbox;
 mod mailbox;
 mod messaging;
 mod owner;
-mod reorder;
 mod state;
 mod store;
 #[cfg(test)]
@@ -99,6 +98,7 @@ use tokio::sync::broadcast;
 pub use devices::CardRequest;
 pub use error::E2eeError;
 pub use gossip::{ForkDetected, GossipCheck};
+pub use hush_crypto::suite1::reorder::{MAX_HELD, MAX_HELD_PER_STREAM};
 /// The answer of [`E2ee::mailbox_status`] (hush-protocol's `mailbox.status`
 /// result).
 pub use hush_protocol::msgs::hush::Status as MailboxStatus;
@@ -111,7 +111,6 @@ pub use mailbox::{
 };
 pub use messaging::Message;
 pub use owner::{DEFAULT_OWNER_CHECK_INTERVAL, OwnerAlarm};
-pub use reorder::{MAX_HELD, MAX_HELD_PER_STREAM};
 pub use store::{DeviceData, KeyStore, StoreError, StoreKey};
 
 use crate::client::{Channel, Client};

@@ -194,27 +194,36 @@ mod tests {
 
     #[test]
     fn kat_protocol_17c() {
-        let master = MasterKey::from_base64(DOC_KEY_B64).unwrap();
-        assert_eq!(master.as_bytes(), b"this is 32 bytes long, it really");
-        let key = shared_secret(&chan("private-encrypted-foo"), &master);
+        let master =
+            MasterKey::from_base64(&crate::known_answers::ka("suite0.master_key_b64")).unwrap();
+        assert_eq!(
+            master.as_bytes(),
+            crate::known_answers::ka("suite0.master_key_text").as_bytes()
+        );
+        let key = shared_secret(&chan(&crate::known_answers::ka("suite0.channel")), &master);
         assert_eq!(
             hex::encode(key.as_bytes()),
-            "df1d0a6ea23bac8826d4b1f5be3d0c6e642eddad47d6dd03623cf033cfab2a57"
+            crate::known_answers::ka("suite0.channel_key_hex")
         );
         assert_eq!(
             key.to_base64(),
-            "3x0KbqI7rIgm1LH1vj0MbmQu3a1H1t0DYjzwM8+rKlc="
+            crate::known_answers::ka("suite0.channel_key_b64")
         );
     }
 
     #[test]
     fn kat_pusher_http_node_cross_check() {
-        let master =
-            MasterKey::from_base64("zyrm8pvV2C9fJcBfhyXzvxbJVN/H7QLmbe0xJi1GhPU=").unwrap();
-        let key = shared_secret(&chan("private-encrypted-bla"), &master);
+        let master = MasterKey::from_base64(&crate::known_answers::ka(
+            "suite0.pusher_http_node.master_key_b64",
+        ))
+        .unwrap();
+        let key = shared_secret(
+            &chan(&crate::known_answers::ka("suite0.pusher_http_node.channel")),
+            &master,
+        );
         assert_eq!(
             key.to_base64(),
-            "nlr49ISQHz91yS3cy/yWmW8wFMNeTnNL5tNHnbPJcLQ="
+            crate::known_answers::ka("suite0.pusher_http_node.channel_key_b64")
         );
     }
 

@@ -37,6 +37,7 @@
 //! public way to seal with a caller's generator (a deterministic one would
 //! repeat content keys and HPKE ephemerals).
 
+pub mod reorder;
 mod replay;
 
 use base64::Engine;
@@ -459,10 +460,11 @@ pub fn seal(req: &SealRequest<'_>, plaintext: &[u8]) -> Result<String, SealError
 /// (16 bytes), content key (32), then for each recipient in order the
 /// 32-byte HPKE ephemeral key material (RFC 9180 `DeriveKeyPair` input).
 /// Ed25519 signatures are deterministic, so a seeded `rng` gives
-/// reproducible known-answer vectors. Tests only: a deterministic generator
-/// in production would reuse content keys and HPKE ephemerals.
-#[cfg(test)]
-pub(crate) fn seal_with_rng(
+/// reproducible known-answer vectors. Tests only (and the `kat` feature, for
+/// hush-wasm's known-answer replay): a deterministic generator in production
+/// would reuse content keys and HPKE ephemerals.
+#[cfg(any(test, feature = "kat"))]
+pub fn seal_with_rng(
     req: &SealRequest<'_>,
     plaintext: &[u8],
     rng: &mut impl CryptoRng,

@@ -1,5 +1,7 @@
 //! The mailbox's reorder buffer (pure: no I/O, time is a number of
 //! milliseconds the caller passes in, so tests drive a virtual clock).
+//! Shared by hush-client's mailbox receiver and hush-wasm's device core
+//! (moved here from hush-client `e2ee/reorder.rs` unchanged).
 //!
 //! Per suite 1 stream (sender user, sender device, conversation), messages
 //! are handed to the opener in sequence order. A message that skips ahead
@@ -16,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hush_crypto::suite1::{StreamKey, WINDOW};
+use super::{StreamKey, WINDOW};
 
 /// Most messages held for one stream.
 pub const MAX_HELD_PER_STREAM: usize = WINDOW as usize;
@@ -25,7 +27,7 @@ pub const MAX_HELD: usize = 1024;
 
 /// A message handed back to the caller, to be opened now.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Released<T> {
+pub struct Released<T> {
     /// Its stream.
     pub stream: StreamKey,
     /// Its (header) sequence number.
@@ -52,7 +54,7 @@ struct StreamHold<T> {
 }
 
 /// The buffer. `T` is what the caller needs to open the message later.
-pub(crate) struct ReorderBuffer<T> {
+pub struct ReorderBuffer<T> {
     streams: HashMap<StreamKey, StreamHold<T>>,
     total: usize,
 }
@@ -68,9 +70,13 @@ impl<T> Default for ReorderBuffer<T> {
 
 impl<T> ReorderBuffer<T> {
     /// Messages held now.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.total
+    }
+
+    /// Whether no message is held.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
     }
 
     /// Offers a message with header sequence `sequence` on `stream`.
@@ -242,7 +248,7 @@ impl<T> ReorderBuffer<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hush_crypto::identity::DeviceId;
+    use crate::identity::DeviceId;
     use hush_protocol::{ChannelName, UserId};
 
     fn key(device: u8) -> StreamKey {
