@@ -26,6 +26,7 @@ pub mod admission;
 pub mod api;
 pub mod app;
 pub mod channels;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod directory;
@@ -297,15 +298,12 @@ async fn sweep(state: Arc<ServerState>) {
         tokio::select! {
             _ = counts.tick() => {
                 for app in state.apps() {
-                    let to_clients = app.config.subscription_count;
-                    if to_clients || app.channels.counts_hooked() {
-                        app.channels.flush_counts(to_clients);
-                    }
+                    app.flush_counts();
                 }
             }
             _ = cache.tick() => {
                 for app in state.apps() {
-                    app.channels.sweep();
+                    app.sweep();
                 }
             }
         }
