@@ -68,7 +68,7 @@ impl App {
     /// Fresh state for an app whose events feed `hooks`.
     pub fn with_hooks(config: AppConfig, hooks: Option<AppHooks>) -> Self {
         let cluster = Cluster::Local;
-        let channels = Arc::new(Channels::with_hooks(hooks.clone()));
+        let channels = Arc::new(Channels::new(cluster.node(), hooks.clone()));
         Self::from_parts(
             config,
             cluster,

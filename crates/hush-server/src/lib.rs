@@ -39,6 +39,7 @@ mod lock;
 pub mod mailbox;
 mod mailbox_api;
 pub mod net;
+pub mod occupancy;
 pub mod origin;
 pub mod outbox;
 pub mod proxy;
