@@ -1,5 +1,6 @@
-//! One server per SQLite data directory: an exclusive lock on a file beside
-//! the database, taken when the server binds and held until it stops.
+//! One server per SQLite database: an exclusive lock on a file beside the
+//! database in its data directory (`hush.sqlite3.lock` for
+//! `hush.sqlite3`), taken when the server binds and held until it stops.
 //!
 //! Two `hush serve` processes on one SQLite file would each believe they
 //! are the cluster: two webhook senders on one outbox, two writers of the
@@ -16,19 +17,22 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-/// The lock file's name, in the directory of the SQLite database.
-pub const LOCK_FILE: &str = "hush.lock";
+/// Appended to the database file's name to name its lock file.
+pub const LOCK_SUFFIX: &str = ".lock";
 
 /// Why the data directory could not be locked.
 #[derive(Debug, thiserror::Error)]
 pub enum DataLockError {
     /// Another process holds the lock.
     #[error(
-        "data directory {dir} is in use by another hush server ({holder}, lock file {file}): stop it, or give this server its own server.data_dir"
+        "data directory {dir}: the store {} is in use by another hush server ({holder}, lock file {file}): stop it, or give this server its own server.data_dir",
+        db.display()
     )]
     InUse {
         /// The data directory.
         dir: PathBuf,
+        /// The database file.
+        db: PathBuf,
         /// The lock file.
         file: PathBuf,
         /// Who holds it, as far as its file says (`process 1234`).
@@ -54,10 +58,16 @@ pub struct DataLock {
 }
 
 impl DataLock {
-    /// Locks `dir` (creating it and the lock file if needed) for this
-    /// process, or says which process holds it.
-    pub fn acquire(dir: &Path) -> Result<Self, DataLockError> {
-        let path = dir.join(LOCK_FILE);
+    /// Locks the SQLite database `db` (creating its directory and the lock
+    /// file if needed) for this process, or says which process holds it.
+    pub fn acquire(db: &Path) -> Result<Self, DataLockError> {
+        let mut name = db.file_name().unwrap_or(db.as_os_str()).to_owned();
+        name.push(LOCK_SUFFIX);
+        let path = db.with_file_name(name);
+        let dir = match db.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
         let io = |source| DataLockError::Io {
             dir: dir.to_owned(),
             file: path.clone(),
@@ -83,6 +93,7 @@ impl DataLock {
                 };
                 return Err(DataLockError::InUse {
                     dir: dir.to_owned(),
+                    db: db.to_owned(),
                     file: path,
                     holder,
                 });
@@ -119,10 +130,10 @@ fn try_lock(_file: &File) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// The directory of the SQLite database named by `url` (`sqlite://PATH`,
+/// The SQLite database file named by `url` (`sqlite://PATH`,
 /// `sqlite:PATH`, a `?query` ignored), or `None` for an in-memory database
 /// or another kind of store.
-pub fn sqlite_dir(url: &str) -> Option<PathBuf> {
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -130,12 +141,7 @@ pub fn sqlite_dir(url: &str) -> Option<PathBuf> {
     if path.is_empty() || path == ":memory:" || path.starts_with("file::memory:") {
         return None;
     }
-    let dir = Path::new(path).parent()?;
-    Some(if dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        dir.to_owned()
-    })
+    Some(PathBuf::from(path))
 }
 
 #[cfg(test)]
@@ -143,26 +149,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_database_directory_is_found_in_the_url() {
-        let d = |u| sqlite_dir(u).map(|p| p.display().to_string());
-        assert_eq!(
-            d("sqlite://./hush-data/hush.sqlite3").as_deref(),
-            Some("./hush-data")
-        );
-        assert_eq!(
-            d("sqlite:/var/lib/hush/h.db?mode=rwc").as_deref(),
-            Some("/var/lib/hush")
-        );
-        assert_eq!(d("sqlite:h.db").as_deref(), Some("."));
+    fn the_database_file_is_found_in_the_url() {
+        let d = |u| sqlite_file(u).map(|p| p.display().to_string());
+        let file = d("sqlite://./hush-data/hush.sqlite3");
+        assert_eq!(file.as_deref(), Some("./hush-data/hush.sqlite3"));
+        let file = d("sqlite:/var/lib/hush/h.db?mode=rwc");
+        assert_eq!(file.as_deref(), Some("/var/lib/hush/h.db"));
+        assert_eq!(d("sqlite:h.db").as_deref(), Some("h.db"));
         assert_eq!(d("sqlite::memory:"), None);
         assert_eq!(d("postgres://h/db"), None);
     }
 
     #[test]
-    fn a_second_lock_on_a_directory_is_refused_until_the_first_is_dropped() {
+    fn a_second_lock_on_a_database_is_refused_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let first = DataLock::acquire(dir.path()).unwrap();
-        let e = DataLock::acquire(dir.path()).unwrap_err();
+        let db = dir.path().join("hush.sqlite3");
+        let first = DataLock::acquire(&db).unwrap();
+        let e = DataLock::acquire(&db).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, DataLockError::InUse { .. }), "{msg}");
         assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
@@ -170,8 +173,11 @@ mod tests {
             msg.contains(&format!("process {}", std::process::id())),
             "{msg}"
         );
+        // Another database in the same directory is another lock.
+        let other = DataLock::acquire(&dir.path().join("other.sqlite3")).unwrap();
         drop(first);
-        let again = DataLock::acquire(dir.path()).unwrap();
-        assert_eq!(again.path(), dir.path().join(LOCK_FILE));
+        let again = DataLock::acquire(&db).unwrap();
+        assert_eq!(again.path(), dir.path().join("hush.sqlite3.lock"));
+        drop(other);
     }
 }

@@ -87,14 +87,14 @@ pub struct Server {
     tls: Option<tls::Tls>,
     metrics: Option<(TcpListener, PrometheusHandle)>,
     webhooks: webhooks::Webhooks,
-    /// Held while the server exists: one server per SQLite data directory.
+    /// Held while the server exists: one server per SQLite database.
     data_lock: Option<data_lock::DataLock>,
 }
 
 impl Server {
-    /// Locks the SQLite store's directory ([`data_lock`]: a second server
-    /// on it is refused with an error naming the directory and the process
-    /// that holds it), opens the store (creating the data directory and the
+    /// Locks the SQLite store ([`data_lock`]: a second server on it is
+    /// refused with an error naming its data directory and the process that
+    /// holds it), opens the store (creating the data directory and the
     /// SQLite file on first start, applying migrations), binds the listener named in
     /// `config.server` (port 0 picks a free port), loads the TLS certificate
     /// if `server.tls` is set, and binds the `/metrics` listener if
@@ -117,8 +117,8 @@ impl Server {
             ..Default::default()
         };
         let store_url = config.store_url();
-        let data_lock = match data_lock::sqlite_dir(&store_url) {
-            Some(dir) => Some(data_lock::DataLock::acquire(&dir).map_err(std::io::Error::other)?),
+        let data_lock = match data_lock::sqlite_file(&store_url) {
+            Some(db) => Some(data_lock::DataLock::acquire(&db).map_err(std::io::Error::other)?),
             None => None,
         };
         let store = hush_store::Store::open(&store_url, &options)
