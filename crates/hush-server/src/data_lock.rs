@@ -74,6 +74,22 @@ impl DataLock {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
+        // Absolute in messages: the operator may not know the server's
+        // working directory.
+        let (dir, db, path) = match dir.canonicalize() {
+            Ok(abs) => {
+                let name = db.file_name().unwrap_or_default();
+                let lock = path.file_name().unwrap_or_default();
+                (abs.clone(), abs.join(name), abs.join(lock))
+            }
+            Err(_) => (dir.to_owned(), db.to_owned(), path.clone()),
+        };
+        let (dir, db) = (dir.as_path(), db.as_path());
+        let io = |source| DataLockError::Io {
+            dir: dir.to_owned(),
+            file: path.clone(),
+            source,
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -177,7 +193,8 @@ mod tests {
         let other = DataLock::acquire(&dir.path().join("other.sqlite3")).unwrap();
         drop(first);
         let again = DataLock::acquire(&db).unwrap();
-        assert_eq!(again.path(), dir.path().join("hush.sqlite3.lock"));
+        let abs = dir.path().canonicalize().unwrap();
+        assert_eq!(again.path(), abs.join("hush.sqlite3.lock"));
         drop(other);
     }
 }
