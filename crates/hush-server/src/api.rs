@@ -383,7 +383,7 @@ pub async fn events(
         .map(|c| {
             (
                 c.to_string(),
-                Value::Object(p.info.counts(c, &app.channels.info(c))),
+                Value::Object(p.info.counts(c, &app.channel_info(c))),
             )
         })
         .collect();
@@ -426,7 +426,7 @@ pub async fn batch_events(
         let attrs = p
             .channels
             .first()
-            .map(|c| p.info.counts(c, &app.channels.info(c)))
+            .map(|c| p.info.counts(c, &app.channel_info(c)))
             .unwrap_or_default();
         results.push(Value::Object(attrs));
     }
@@ -460,7 +460,7 @@ pub async fn channels(
         ));
     }
     let mut out = BTreeMap::new();
-    for (name, i) in app.channels.occupied(prefix) {
+    for (name, i) in app.occupied_channels(prefix) {
         out.insert(name.to_string(), Value::Object(info.counts(&name, &i)));
     }
     Ok(Json(json!({ "channels": out })))
@@ -489,12 +489,12 @@ pub async fn channel(
             "info=cache is only available for cache channels",
         ));
     }
-    let i = app.channels.info(&name);
+    let i = app.channel_info(&name);
     let mut out = Map::new();
     out.insert("occupied".into(), (i.subscription_count > 0).into());
     out.extend(info.counts(&name, &i));
     if info.cache {
-        let cache = app.channels.cached(&name).map_or(
+        let cache = app.cached_event(&name).map_or(
             Value::Null,
             |(data, ttl)| json!({ "data": data, "ttl": ttl.as_secs() }),
         );
@@ -518,8 +518,7 @@ pub async fn channel_users(
         ));
     }
     let users: Vec<Value> = app
-        .channels
-        .user_ids(&name)
+        .presence_user_ids(&name)
         .into_iter()
         .map(|id| json!({ "id": id }))
         .collect();
@@ -537,7 +536,7 @@ pub async fn terminate_connections(
     let body = body_bytes(body)?;
     let (app, _) = authenticate(&state, &app_id, &method, &uri, &body, &[])?;
     let user = UserId::parse(&user_id).map_err(|e| ApiError::bad(e.to_string()))?;
-    let n = app.users.terminate(&user);
+    let n = app.terminate_user(&user);
     tracing::info!(app = %app.config.id, user = %user, connections = n, "terminated user connections");
     Ok(Json(json!({})))
 }

@@ -9,27 +9,41 @@ use std::time::{Duration, Instant};
 use hush_protocol::msgs::EventData;
 use hush_protocol::{ChannelKind, ChannelName, CloseCode, SocketId, UserId, wire};
 
-use crate::channels::{Channels, Published};
-use crate::config::{AppConfig, Config, ServerConfig};
-use crate::conn::Frame;
+use hush_protocol::presence::PresenceMember;
+
+use crate::channels::{
+    ChannelInfo, Channels, MemberLimit, Published, SubscribeOptions, Subscribed,
+};
+use crate::cluster::Cluster;
+use crate::config::{AppConfig, Config, ServerConfig, WebhookEventType};
+use crate::conn::{ConnHandle, ConnId, Frame};
 use crate::fanout;
 use crate::origin::AllowedOrigins;
 use crate::proxy::TrustedProxies;
 use crate::ratelimit::SharedRate;
 use crate::signal::{CloseSignal, Signalled};
 use crate::telemetry::{AppMetrics, Rejection};
-use crate::users::Users;
-use crate::webhooks::{AppHooks, HookSink};
+use crate::users::{Users, WatchlistState};
+use crate::webhooks::{AppHooks, HookEvent, HookSink};
 
-/// One application at run time.
+/// One application at run time: its configuration, and the one seam through
+/// which every delivery (API publish, client event, server-to-user,
+/// `terminate_connections`, a cache channel's last event) and every
+/// cluster-scoped question (channel info, occupied channels, presence
+/// members, subscription and user counts, the app connection quota) goes.
+/// The registries behind it are private; its [`Cluster`] backend decides
+/// what other nodes are told ([`Cluster::Local`]: nothing, the node is the
+/// cluster).
 pub struct App {
     /// Its configuration.
     pub config: AppConfig,
     /// Channel registry (shared with the app's next configuration, see
     /// [`ServerState::reload_apps`]).
-    pub channels: Arc<Channels>,
+    channels: Arc<Channels>,
     /// Signed-in users (shared likewise).
-    pub users: Arc<Users>,
+    users: Arc<Users>,
+    /// Where this node's changes go, and whence the others' come.
+    cluster: Cluster,
     /// Counter handles labelled with this app's id.
     pub metrics: AppMetrics,
     /// Browser origins allowed to connect.
@@ -41,7 +55,7 @@ pub struct App {
     /// Reading (`GET`) API request rate.
     pub read_rate: SharedRate,
     /// Webhook events of this app (`None`: no webhook configured).
-    pub hooks: Option<AppHooks>,
+    hooks: Option<AppHooks>,
     /// Open connections; the same counter for every configuration of the
     /// app.
     connections: Arc<AtomicUsize>,
@@ -53,9 +67,11 @@ pub struct App {
 impl App {
     /// Fresh state for an app whose events feed `hooks`.
     pub fn with_hooks(config: AppConfig, hooks: Option<AppHooks>) -> Self {
-        let channels = Arc::new(Channels::with_hooks(hooks.clone()));
+        let cluster = Cluster::Local;
+        let channels = Arc::new(Channels::new(cluster.node(), hooks.clone()));
         Self::from_parts(
             config,
+            cluster,
             channels,
             Arc::default(),
             hooks,
@@ -72,6 +88,7 @@ impl App {
     pub fn reconfigured(&self, config: AppConfig) -> Self {
         Self::from_parts(
             config,
+            self.cluster,
             self.channels.clone(),
             self.users.clone(),
             self.hooks.clone(),
@@ -84,6 +101,7 @@ impl App {
     /// around the given shared state.
     fn from_parts(
         config: AppConfig,
+        cluster: Cluster,
         channels: Arc<Channels>,
         users: Arc<Users>,
         hooks: Option<AppHooks>,
@@ -99,6 +117,7 @@ impl App {
             config,
             channels,
             users,
+            cluster,
             hooks,
             connections,
             closing,
@@ -110,9 +129,136 @@ impl App {
         ChannelName::parse_with_max(s, self.config.max_channel_name_length)
     }
 
-    /// Current connections of this app.
+    /// Current connections of this app in the cluster (the app connection
+    /// quota counts these).
     pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
+        match self.cluster {
+            Cluster::Local => self.connections.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The cluster backend.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Counts one more connection of this app (a [`ConnectionGuard`] takes
+    /// it back); false when that exceeds the app's `max_connections` in the
+    /// cluster.
+    fn count_connection(&self) -> bool {
+        let n = match self.cluster {
+            Cluster::Local => self.connections.fetch_add(1, Ordering::Relaxed) + 1,
+        };
+        let limit = self.config.max_connections;
+        limit == 0 || n <= limit
+    }
+
+    /// Subscribes a connection of this node to `name` (see
+    /// [`Channels::subscribe`]), with the app's member limit and
+    /// `subscription_count` setting.
+    pub fn subscribe(
+        &self,
+        name: &ChannelName,
+        handle: &ConnHandle,
+        member: Option<PresenceMember>,
+    ) -> Result<Subscribed, MemberLimit> {
+        let opts = SubscribeOptions {
+            max_members: self.config.max_presence_members,
+            subscription_count: self.config.subscription_count,
+        };
+        self.channels.subscribe(name, handle, member, opts)
+    }
+
+    /// Unsubscribes a connection of this node from `name`.
+    pub fn unsubscribe(&self, name: &ChannelName, conn: ConnId) {
+        self.channels
+            .unsubscribe(name, conn, self.config.subscription_count);
+    }
+
+    /// Relays a client event (encoded once) to the channel's subscribers
+    /// except the sender, and emits its `client_event` webhook (built by
+    /// `hook` only when some endpoint wants it). Returns the sockets reached
+    /// on this node.
+    pub fn client_event(
+        &self,
+        name: &ChannelName,
+        frame: &Frame,
+        sender: &SocketId,
+        hook: impl FnOnce() -> HookEvent,
+    ) -> usize {
+        let n = self.channels.publish(name, frame, Some(sender), None);
+        self.metrics.delivered(n, frame.payload_len());
+        if let Some(h) = &self.hooks {
+            if h.wants(WebhookEventType::ClientEvent) {
+                h.emit(hook());
+            }
+        }
+        n
+    }
+
+    /// Signs a connection in as `user` watching `watchlist` (see
+    /// [`Users::sign_in_then`]: `confirm` runs while the user index is
+    /// locked).
+    pub fn sign_in_then(
+        &self,
+        user: &UserId,
+        handle: &ConnHandle,
+        watchlist: &[UserId],
+        confirm: impl FnOnce(&WatchlistState),
+    ) -> WatchlistState {
+        self.users.sign_in_then(user, handle, watchlist, confirm)
+    }
+
+    /// Signs a connection out (see [`Users::sign_out`]).
+    pub fn sign_out(&self, user: &UserId, conn: ConnId, watchlist: &[UserId]) {
+        self.users.sign_out(user, conn, watchlist);
+    }
+
+    /// Closes every connection signed in as `user` with 4009
+    /// (`terminate_connections`). Returns how many there were.
+    pub fn terminate_user(&self, user: &UserId) -> usize {
+        self.users.terminate(user)
+    }
+
+    /// Subscription and user counts of a channel, cluster-wide.
+    pub fn channel_info(&self, name: &ChannelName) -> ChannelInfo {
+        self.channels.info(name)
+    }
+
+    /// The live last event of a cache channel (its data and remaining TTL).
+    pub fn cached_event(&self, name: &ChannelName) -> Option<(String, Duration)> {
+        self.channels.cached(name)
+    }
+
+    /// Distinct presence user ids of a channel, cluster-wide.
+    pub fn presence_user_ids(&self, name: &ChannelName) -> Vec<String> {
+        self.channels.user_ids(name)
+    }
+
+    /// Every occupied channel whose name starts with `prefix`, with its
+    /// counts, cluster-wide.
+    pub fn occupied_channels(&self, prefix: &str) -> Vec<(ChannelName, ChannelInfo)> {
+        self.channels.occupied(prefix)
+    }
+
+    /// Occupied channels and subscriptions on this node (metrics).
+    pub fn totals(&self) -> (usize, usize) {
+        self.channels.totals()
+    }
+
+    /// Sends the `subscription_count` changes held back on large channels
+    /// whose interval has passed (to clients if the app sends counts, and to
+    /// the webhooks that want them).
+    pub fn flush_counts(&self) {
+        let to_clients = self.config.subscription_count;
+        if to_clients || self.channels.counts_hooked() {
+            self.channels.flush_counts(to_clients);
+        }
+    }
+
+    /// Drops expired cache entries of channels nobody is subscribed to.
+    pub fn sweep(&self) {
+        self.channels.sweep();
     }
 
     /// Publishes an event (encoded once) to a channel, or to a user for
@@ -380,7 +526,7 @@ impl ServerState {
             return Err(CloseCode::Reconnect);
         }
         let node = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        let per_app = app.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let within_quota = app.count_connection();
         let guard = ConnectionGuard {
             state: self.clone(),
             app: app.clone(),
@@ -389,7 +535,7 @@ impl ServerState {
             app.metrics.rejected(Rejection::NodeConnections);
             return Err(CloseCode::OverCapacity);
         }
-        if app.config.max_connections > 0 && per_app > app.config.max_connections {
+        if !within_quota {
             app.metrics.rejected(Rejection::AppConnections);
             return Err(CloseCode::OverQuota);
         }

@@ -6,6 +6,13 @@
 //! `subscription_count`) are queued while the shard lock is held, so a
 //! subscriber never sees a channel event before its own
 //! `subscription_succeeded`, and a cached event is never replayed after a newer one.
+//!
+//! Beside each channel's local subscribers lives its
+//! [`ClusterView`] (cluster-wide counts and presence members by node), in
+//! the same shard under the same lock: this node's changes are applied to it
+//! directly, the other nodes' through [`Channels::apply`]. Cluster-scoped
+//! answers (counts, members, occupied channels) and the occupancy and
+//! membership webhooks ([`Occupancy`]) come from the view.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -16,10 +23,12 @@ use hush_protocol::presence::PresenceMember;
 use hush_protocol::wire;
 use hush_protocol::{ChannelName, SocketId};
 
+use crate::cluster::{ClusterMsg, NodeId};
 use crate::config::WebhookEventType;
 use crate::conn::{ConnHandle, ConnId, Frame};
 use crate::fanout;
 use crate::lock::{read, write};
+use crate::occupancy::{ClusterView, Occupancy, Transition};
 use crate::webhooks::{AppHooks, HookEvent};
 
 const SHARDS: usize = 32;
@@ -32,7 +41,10 @@ const LARGE_CHANNEL_COUNT_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct Channel {
     subs: HashMap<ConnId, Sub>,
-    members: HashMap<String, Member>,
+    /// Presence: this node's sockets per user id.
+    members: HashMap<String, usize>,
+    /// The channel across the cluster (this node included).
+    view: ClusterView,
     cache: Option<CachedEvent>,
     last_count_sent: Option<Instant>,
     /// A count change was held back by the large-channel interval.
@@ -45,11 +57,6 @@ struct Sub {
     handle: ConnHandle,
     /// Presence: the user id this socket joined as.
     user_id: Option<String>,
-}
-
-struct Member {
-    info: Option<Box<serde_json::value::RawValue>>,
-    sockets: usize,
 }
 
 /// The last event published to a cache channel.
@@ -69,7 +76,7 @@ impl Channel {
     }
 
     fn is_garbage(&self, now: Instant) -> bool {
-        self.subs.is_empty() && self.cache_live(now).is_none()
+        self.subs.is_empty() && self.view.is_empty() && self.cache_live(now).is_none()
     }
 }
 
@@ -88,9 +95,11 @@ pub enum Published {
 pub struct Subscribed {
     /// The socket was already subscribed (only `subscription_succeeded` was re-sent).
     pub already: bool,
-    /// The channel had no subscriber before (for `channel_occupied`).
+    /// The channel had no subscriber in the cluster before
+    /// (`channel_occupied`).
     pub occupied: bool,
-    /// Presence: this was the user's first socket (for `member_added`).
+    /// Presence: this was the user's first socket in the cluster
+    /// (`member_added`).
     pub member_added: bool,
     /// Cache channel: no live cached event (a `pusher:cache_miss` was sent).
     pub cache_miss: bool,
@@ -101,9 +110,11 @@ pub struct Subscribed {
 pub struct Unsubscribed {
     /// The socket was subscribed.
     pub was_subscribed: bool,
-    /// The channel has no subscriber left (for `channel_vacated`).
+    /// The channel has no subscriber left in the cluster
+    /// (`channel_vacated`).
     pub vacated: bool,
-    /// Presence: the user whose last socket left (for `member_removed`).
+    /// Presence: the user whose last socket in the cluster left
+    /// (`member_removed`).
     pub member_removed: Option<String>,
 }
 
@@ -112,13 +123,22 @@ pub struct Unsubscribed {
 #[error("Maximum number of presence members ({0}) reached")]
 pub struct MemberLimit(pub usize);
 
-/// Facts about one channel for the HTTP API.
+/// Facts about one channel for the HTTP API, cluster-wide.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChannelInfo {
     /// Sockets subscribed.
     pub subscription_count: usize,
     /// Distinct presence users.
     pub user_count: usize,
+}
+
+impl ChannelInfo {
+    fn of(view: &ClusterView) -> Self {
+        Self {
+            subscription_count: view.subscriptions(),
+            user_count: view.user_count(),
+        }
+    }
 }
 
 /// Options that shape subscription side effects.
@@ -130,13 +150,18 @@ pub struct SubscribeOptions {
     pub subscription_count: bool,
 }
 
-/// The registry of one app.
+/// The registry of one app on one node.
 pub struct Channels {
     shards: Box<[RwLock<HashMap<ChannelName, Channel>>]>,
     hasher: RandomState,
+    /// This node.
+    node: NodeId,
     /// Webhook events are emitted under the shard lock, so their order per
-    /// channel is the order of the changes.
+    /// channel is the order of the changes. Occupancy and membership
+    /// events go through `occupancy`, the others (cache miss, subscription
+    /// count) straight to `hooks`.
     hooks: Option<AppHooks>,
+    occupancy: Occupancy,
 }
 
 impl Default for Channels {
@@ -146,11 +171,19 @@ impl Default for Channels {
 }
 
 impl Channels {
-    /// A registry whose changes emit webhook events to `hooks`.
+    /// A registry of a node alone ([`NodeId::LOCAL`]) whose changes emit
+    /// webhook events to `hooks`.
     pub fn with_hooks(hooks: Option<AppHooks>) -> Self {
+        Self::new(NodeId::LOCAL, hooks)
+    }
+
+    /// The registry of node `node`, emitting webhook events to `hooks`.
+    pub fn new(node: NodeId, hooks: Option<AppHooks>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: RandomState::new(),
+            node,
+            occupancy: Occupancy::new(node, hooks.clone()),
             hooks,
         }
     }
@@ -182,10 +215,11 @@ impl Channels {
         opts: SubscribeOptions,
     ) -> Result<Subscribed, MemberLimit> {
         let now = Instant::now();
+        let node = self.node;
         let mut shard = write(self.shard(name));
         let ch = shard.entry(name.clone()).or_default();
         if let Some(m) = &member {
-            if !ch.members.contains_key(&m.user_id) && ch.members.len() >= opts.max_members {
+            if !ch.view.has_member(&m.user_id) && ch.view.user_count() >= opts.max_members {
                 if ch.is_garbage(now) {
                     shard.remove(name);
                 }
@@ -201,40 +235,25 @@ impl Channels {
                 cache_miss: false,
             });
         }
-        let occupied = ch.subs.is_empty();
-        if occupied {
-            if let Some(h) = self.hook(WebhookEventType::ChannelOccupied) {
-                h.emit(HookEvent::ChannelOccupied(name.clone()));
-            }
+        let occupied = ch.view.set_subscriptions(node, ch.subs.len() + 1);
+        if let Some(t) = &occupied {
+            self.occupancy.emit(node, name, t);
         }
-        let mut member_added = false;
+        let mut member_added = None;
         let user_id = member.map(|m| {
-            let entry = ch.members.entry(m.user_id.clone()).or_insert_with(|| {
-                member_added = true;
-                Member {
-                    info: m.user_info.clone(),
-                    sockets: 0,
-                }
-            });
-            entry.sockets += 1;
+            let sockets = ch.members.entry(m.user_id.clone()).or_insert(0);
+            *sockets += 1;
+            if *sockets == 1 {
+                member_added = ch
+                    .view
+                    .member_joined(node, &m.user_id, m.user_info.as_deref());
+            }
             m.user_id
         });
         let is_presence = user_id.is_some();
-        if member_added {
-            if let Some(uid) = &user_id {
-                let info = ch
-                    .members
-                    .get(uid)
-                    .and_then(|m| m.info.as_deref())
-                    .map_or("{}", |r| r.get());
-                let frame: Frame = wire::member_added(name.as_str(), uid, info).into();
-                for s in ch.subs.values() {
-                    s.handle.send(&frame);
-                }
-                if let Some(h) = self.hook(WebhookEventType::MemberAdded) {
-                    h.emit(HookEvent::MemberAdded(name.clone(), uid.clone()));
-                }
-            }
+        if let Some(t @ Transition::MemberAdded(uid)) = &member_added {
+            member_frame(name, ch, t, uid);
+            self.occupancy.emit(node, name, t);
         }
         ch.subs.insert(
             handle.id,
@@ -268,8 +287,8 @@ impl Channels {
         }
         Ok(Subscribed {
             already: false,
-            occupied,
-            member_added,
+            occupied: occupied.is_some(),
+            member_added: member_added.is_some(),
             cache_miss,
         })
     }
@@ -290,29 +309,28 @@ impl Channels {
         let Some(sub) = ch.subs.remove(&conn) else {
             return Unsubscribed::default();
         };
+        let node = self.node;
+        let vacated = ch.view.set_subscriptions(node, ch.subs.len());
         let mut out = Unsubscribed {
             was_subscribed: true,
-            vacated: ch.subs.is_empty(),
+            vacated: vacated.is_some(),
             member_removed: None,
         };
         if let Some(uid) = sub.user_id {
             let last = match ch.members.get_mut(&uid) {
-                Some(m) => {
-                    m.sockets = m.sockets.saturating_sub(1);
-                    m.sockets == 0
+                Some(sockets) => {
+                    *sockets = sockets.saturating_sub(1);
+                    *sockets == 0
                 }
                 None => false,
             };
             if last {
                 ch.members.remove(&uid);
-                let frame: Frame = wire::member_removed(name.as_str(), &uid).into();
-                for s in ch.subs.values() {
-                    s.handle.send(&frame);
+                if let Some(t) = ch.view.member_left(node, &uid) {
+                    member_frame(name, ch, &t, &uid);
+                    self.occupancy.emit(node, name, &t);
+                    out.member_removed = Some(uid);
                 }
-                if let Some(h) = self.hook(WebhookEventType::MemberRemoved) {
-                    h.emit(HookEvent::MemberRemoved(name.clone(), uid.clone()));
-                }
-                out.member_removed = Some(uid);
             }
         } else {
             let count_hook = self.hook(WebhookEventType::SubscriptionCount);
@@ -320,10 +338,8 @@ impl Channels {
                 send_count(name, ch, now, subscription_count, count_hook);
             }
         }
-        if out.vacated {
-            if let Some(h) = self.hook(WebhookEventType::ChannelVacated) {
-                h.emit(HookEvent::ChannelVacated(name.clone()));
-            }
+        if let Some(t) = &vacated {
+            self.occupancy.emit(node, name, t);
         }
         if ch.is_garbage(now) {
             shard.remove(name);
@@ -388,14 +404,11 @@ impl Channels {
         Some(deliver(ch))
     }
 
-    /// Subscription and user counts of one channel.
+    /// Subscription and user counts of one channel, cluster-wide.
     pub fn info(&self, name: &ChannelName) -> ChannelInfo {
         read(self.shard(name))
             .get(name)
-            .map_or_else(ChannelInfo::default, |ch| ChannelInfo {
-                subscription_count: ch.subs.len(),
-                user_count: ch.members.len(),
-            })
+            .map_or_else(ChannelInfo::default, |ch| ChannelInfo::of(&ch.view))
     }
 
     /// The live cached event of a cache channel, with its remaining TTL.
@@ -407,30 +420,67 @@ impl Channels {
             .map(|c| (c.data.clone(), c.expires.saturating_duration_since(now)))
     }
 
-    /// Distinct presence user ids of a channel.
+    /// Distinct presence user ids of a channel, cluster-wide.
     pub fn user_ids(&self, name: &ChannelName) -> Vec<String> {
         read(self.shard(name))
             .get(name)
-            .map_or_else(Vec::new, |ch| ch.members.keys().cloned().collect())
+            .map_or_else(Vec::new, |ch| {
+                ch.view.user_ids().map(str::to_owned).collect()
+            })
     }
 
-    /// Every occupied channel whose name starts with `prefix`, with its info.
+    /// Every channel occupied in the cluster whose name starts with
+    /// `prefix`, with its info.
     pub fn occupied(&self, prefix: &str) -> Vec<(ChannelName, ChannelInfo)> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             for (name, ch) in read(shard).iter() {
-                if !ch.subs.is_empty() && name.as_str().starts_with(prefix) {
-                    out.push((
-                        name.clone(),
-                        ChannelInfo {
-                            subscription_count: ch.subs.len(),
-                            user_count: ch.members.len(),
-                        },
-                    ));
+                if ch.view.is_occupied() && name.as_str().starts_with(prefix) {
+                    out.push((name.clone(), ChannelInfo::of(&ch.view)));
                 }
             }
         }
         out
+    }
+
+    /// Applies another node's membership message (`origin`: the node that
+    /// sent it) to the channel's view: this node's subscribers get the
+    /// `member_added` / `member_removed` it causes, and its webhooks are
+    /// emitted if `origin` is this node. A [`ClusterMsg::NodeLeft`] is
+    /// applied to every channel.
+    pub fn apply(&self, origin: NodeId, msg: &ClusterMsg) {
+        let now = Instant::now();
+        let name = match msg {
+            ClusterMsg::Subscriptions { channel, .. }
+            | ClusterMsg::MemberJoined { channel, .. }
+            | ClusterMsg::MemberLeft { channel, .. } => channel,
+            ClusterMsg::NodeLeft { .. } => {
+                for shard in self.shards.iter() {
+                    let mut g = write(shard);
+                    for (name, ch) in g.iter_mut() {
+                        self.apply_to(origin, name, ch, msg);
+                    }
+                    g.retain(|_, ch| !ch.is_garbage(now));
+                }
+                return;
+            }
+            _ => return,
+        };
+        let mut shard = write(self.shard(name));
+        let ch = shard.entry(name.clone()).or_default();
+        self.apply_to(origin, name, ch, msg);
+        if ch.is_garbage(now) {
+            shard.remove(name);
+        }
+    }
+
+    fn apply_to(&self, origin: NodeId, name: &ChannelName, ch: &mut Channel, msg: &ClusterMsg) {
+        for t in ch.view.apply(msg) {
+            if let Transition::MemberAdded(uid) | Transition::MemberRemoved(uid) = &t {
+                member_frame(name, ch, &t, uid);
+            }
+            self.occupancy.emit(origin, name, &t);
+        }
     }
 
     /// Occupied channels and subscriptions (socket × channel), for metrics.
@@ -468,13 +518,24 @@ impl Channels {
     }
 }
 
+/// Sends `member_added` or `member_removed` of `uid` to this node's
+/// subscribers of `ch`.
+fn member_frame(name: &ChannelName, ch: &Channel, t: &Transition, uid: &str) {
+    let frame: Frame = match t {
+        Transition::MemberAdded(_) => {
+            wire::member_added(name.as_str(), uid, ch.view.member_info(uid)).into()
+        }
+        Transition::MemberRemoved(_) => wire::member_removed(name.as_str(), uid).into(),
+        _ => return,
+    };
+    for s in ch.subs.values() {
+        s.handle.send(&frame);
+    }
+}
+
 fn succeeded_frame(name: &ChannelName, ch: &Channel, presence: bool) -> Frame {
     if presence {
-        let data = wire::presence_data(
-            ch.members
-                .iter()
-                .map(|(id, m)| (id.as_str(), m.info.as_deref().map_or("{}", |r| r.get()))),
-        );
+        let data = wire::presence_data(ch.view.members());
         wire::subscription_succeeded(name.as_str(), &data).into()
     } else {
         wire::subscription_succeeded(name.as_str(), "{}").into()
@@ -488,7 +549,7 @@ fn send_count(
     to_clients: bool,
     hook: Option<&AppHooks>,
 ) {
-    let n = ch.subs.len();
+    let n = ch.view.subscriptions();
     if n > LARGE_CHANNEL {
         if let Some(last) = ch.last_count_sent {
             if now.duration_since(last) < LARGE_CHANNEL_COUNT_INTERVAL {
@@ -689,6 +750,67 @@ mod tests {
             got[0].contains(&format!("{}", LARGE_CHANNEL + 2)),
             "{got:?}"
         );
+    }
+
+    /// Another node's counts and members, applied to the view, reach this
+    /// node's subscribers and answers, and leave with that node.
+    #[test]
+    fn another_nodes_members_and_counts_are_part_of_the_channel() {
+        let ch = Channels::default();
+        let name = ChannelName::parse("presence-x").unwrap();
+        let b = NodeId(7);
+        let (a1, mut ra1) = conn();
+        ch.subscribe(&name, &a1, member("a"), OPTS).unwrap();
+        drain(&mut ra1);
+        let channel = name.clone();
+        ch.apply(
+            b,
+            &ClusterMsg::Subscriptions {
+                node: b,
+                channel,
+                count: 2,
+            },
+        );
+        let (channel, user_id) = (name.clone(), "b".to_owned());
+        ch.apply(
+            b,
+            &ClusterMsg::MemberJoined {
+                node: b,
+                channel,
+                user_id,
+                user_info: None,
+            },
+        );
+        let got = drain(&mut ra1);
+        assert!(got.len() == 1 && got[0].contains("member_added"), "{got:?}");
+        let info = |subscription_count, user_count| ChannelInfo {
+            subscription_count,
+            user_count,
+        };
+        assert_eq!(ch.info(&name), info(3, 2));
+        // The member limit (2) counts b: c is refused.
+        let (c, _rc) = conn();
+        assert_eq!(
+            ch.subscribe(&name, &c, member("c"), OPTS),
+            Err(MemberLimit(2))
+        );
+        // A new local socket's member list has b.
+        let (a2, mut ra2) = conn();
+        ch.subscribe(&name, &a2, member("a"), OPTS).unwrap();
+        assert!(drain(&mut ra2)[0].contains(r#"\"b\""#));
+        assert!(!ch.unsubscribe(&name, a1.id, false).vacated);
+        assert_eq!(ch.occupied(""), vec![(name.clone(), info(3, 2))]);
+        // B's node is gone: b leaves a2's list, the counts drop.
+        ch.apply(NodeId::LOCAL, &ClusterMsg::NodeLeft { node: b });
+        let got = drain(&mut ra2);
+        assert!(
+            got.len() == 1 && got[0].contains("member_removed"),
+            "{got:?}"
+        );
+        assert_eq!(ch.info(&name), info(1, 1));
+        assert!(ch.unsubscribe(&name, a2.id, false).vacated);
+        assert_eq!(ch.info(&name), ChannelInfo::default());
+        assert_eq!(ch.occupied(""), vec![]);
     }
 
     #[test]

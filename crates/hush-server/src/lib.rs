@@ -26,8 +26,10 @@ pub mod admission;
 pub mod api;
 pub mod app;
 pub mod channels;
+pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod data_lock;
 pub mod directory;
 mod directory_api;
 pub mod fanout;
@@ -38,6 +40,7 @@ mod lock;
 pub mod mailbox;
 mod mailbox_api;
 pub mod net;
+pub mod occupancy;
 pub mod origin;
 pub mod outbox;
 pub mod proxy;
@@ -84,11 +87,15 @@ pub struct Server {
     tls: Option<tls::Tls>,
     metrics: Option<(TcpListener, PrometheusHandle)>,
     webhooks: webhooks::Webhooks,
+    /// Held while the server exists: one server per SQLite database.
+    data_lock: Option<data_lock::DataLock>,
 }
 
 impl Server {
-    /// Opens the store (creating the data directory and the SQLite file on
-    /// first start, applying migrations), binds the listener named in
+    /// Locks the SQLite store ([`data_lock`]: a second server on it is
+    /// refused with an error naming its data directory and the process that
+    /// holds it), opens the store (creating the data directory and the
+    /// SQLite file on first start, applying migrations), binds the listener named in
     /// `config.server` (port 0 picks a free port), loads the TLS certificate
     /// if `server.tls` is set, and binds the `/metrics` listener if
     /// `metrics.enabled`.
@@ -110,6 +117,10 @@ impl Server {
             ..Default::default()
         };
         let store_url = config.store_url();
+        let data_lock = match data_lock::sqlite_file(&store_url) {
+            Some(db) => Some(data_lock::DataLock::acquire(&db).map_err(std::io::Error::other)?),
+            None => None,
+        };
         let store = hush_store::Store::open(&store_url, &options)
             .await
             .map_err(std::io::Error::other)?;
@@ -137,6 +148,7 @@ impl Server {
             tls,
             metrics,
             webhooks,
+            data_lock,
         })
     }
 
@@ -171,6 +183,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
+        let data_lock = self.data_lock;
         let hooks = self.webhooks.spawn();
         let sweeper = tokio::spawn(sweep(state.clone()));
         let mailbox = tokio::spawn(state.mailbox.clone().run_maintenance());
@@ -217,6 +230,8 @@ impl Server {
         // Connections are gone: their vacated/removed events are queued.
         hooks.shutdown().await;
         state.store.close().await;
+        // The next server on this directory may start now.
+        drop(data_lock);
         tracing::info!(remaining = state.connection_count(), "stopped");
         if let Some(m) = metrics {
             m.abort();
@@ -297,15 +312,12 @@ async fn sweep(state: Arc<ServerState>) {
         tokio::select! {
             _ = counts.tick() => {
                 for app in state.apps() {
-                    let to_clients = app.config.subscription_count;
-                    if to_clients || app.channels.counts_hooked() {
-                        app.channels.flush_counts(to_clients);
-                    }
+                    app.flush_counts();
                 }
             }
             _ = cache.tick() => {
                 for app in state.apps() {
-                    app.channels.sweep();
+                    app.sweep();
                 }
             }
         }

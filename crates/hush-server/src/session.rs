@@ -24,8 +24,6 @@ use hush_protocol::{ChannelKind, ChannelName, CloseCode, EventName, UserId, limi
 use serde_json::value::RawValue;
 
 use crate::app::App;
-use crate::channels::SubscribeOptions;
-use crate::config::WebhookEventType;
 use crate::conn::{ConnHandle, Frame};
 use crate::ratelimit::TokenBucket;
 use crate::telemetry::{AuthFailure, Rejection};
@@ -363,15 +361,7 @@ impl Session {
         }
         let kind = name.kind();
         let user_id = member.as_ref().map(|m| m.user_id.clone());
-        let opts = SubscribeOptions {
-            max_members: cfg.max_presence_members,
-            subscription_count: cfg.subscription_count,
-        };
-        match self
-            .app
-            .channels
-            .subscribe(&name, &self.handle, member, opts)
-        {
+        match self.app.subscribe(&name, &self.handle, member) {
             Ok(s) => {
                 tracing::debug!(socket_id = %self.handle.socket_id, channel = %name, occupied = s.occupied, member_added = s.member_added, "subscribed");
                 if kind.requires_auth() {
@@ -452,11 +442,7 @@ impl Session {
             return;
         };
         if self.subs.remove(&name).is_some() {
-            self.app.channels.unsubscribe(
-                &name,
-                self.handle.id,
-                self.app.config.subscription_count,
-            );
+            self.app.unsubscribe(&name, self.handle.id);
         }
     }
 
@@ -524,7 +510,6 @@ impl Session {
         let handle = &self.handle;
         let watching = !watchlist.is_empty();
         self.app
-            .users
             .sign_in_then(&parsed.id, handle, &watchlist, |state| {
                 handle.send(&Frame::from(wire::signin_success(user_data)));
                 if over {
@@ -617,35 +602,25 @@ impl Session {
             presence_user.as_deref(),
         )
         .into();
-        let n = self
-            .app
-            .channels
-            .publish(&name, &frame, Some(&self.handle.socket_id), None);
-        self.app.metrics.delivered(n, frame.payload_len());
-        if let Some(h) = &self.app.hooks {
-            if h.wants(WebhookEventType::ClientEvent) {
-                h.emit(HookEvent::ClientEvent {
-                    channel: name,
-                    event: event.to_owned(),
-                    data: client_event_data(data.as_deref()),
-                    socket_id: self.handle.socket_id.clone(),
-                    user_id: presence_user.clone(),
-                });
-            }
-        }
+        let socket_id = &self.handle.socket_id;
+        self.app
+            .client_event(&name, &frame, socket_id, || HookEvent::ClientEvent {
+                channel: name.clone(),
+                event: event.to_owned(),
+                data: client_event_data(data.as_deref()),
+                socket_id: socket_id.clone(),
+                user_id: presence_user.clone(),
+            });
     }
 
     /// Leaves every channel and signs out; called once when the socket ends.
     pub fn close(&mut self) {
         self.effects.get_mut().clear();
-        let count = self.app.config.subscription_count;
         for (name, _) in self.subs.drain() {
-            self.app.channels.unsubscribe(&name, self.handle.id, count);
+            self.app.unsubscribe(&name, self.handle.id);
         }
         if let Some(user) = self.user.take() {
-            self.app
-                .users
-                .sign_out(&user.id, self.handle.id, &user.watchlist);
+            self.app.sign_out(&user.id, self.handle.id, &user.watchlist);
         }
     }
 }

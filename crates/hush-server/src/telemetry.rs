@@ -304,7 +304,7 @@ fn describe() {
 pub fn render(state: &ServerState, handle: &PrometheusHandle) -> String {
     for app in state.apps() {
         let id = app.config.id.clone();
-        let (channels, subscriptions) = app.channels.totals();
+        let (channels, subscriptions) = app.totals();
         gauge!("hush_connections", "app" => id.clone()).set(app.connection_count() as f64);
         gauge!("hush_channels", "app" => id.clone()).set(channels as f64);
         gauge!("hush_subscriptions", "app" => id).set(subscriptions as f64);

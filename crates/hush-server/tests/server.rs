@@ -11,6 +11,8 @@ mod auth;
 mod client_events;
 #[path = "server/connection.rs"]
 mod connection;
+#[path = "server/data_dir.rs"]
+mod data_dir;
 #[path = "server/directory.rs"]
 mod directory;
 #[path = "server/directory_attacks.rs"]

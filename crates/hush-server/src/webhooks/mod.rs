@@ -116,6 +116,31 @@ impl AppHooks {
     }
 }
 
+#[cfg(test)]
+impl AppHooks {
+    /// Hooks of an app whose one endpoint wants `types` (a TOML list),
+    /// with the receiving end of their queue.
+    pub(crate) fn for_test(types: &str, capacity: usize) -> (Self, mpsc::Receiver<Queued>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let app = crate::Config::from_toml(&format!(
+            "[apps.a]\nid='1'\nkey='k'\nsecret='s'\n[[apps.a.webhooks]]\nurl='http://x/'\nevent_types={types}\n"
+        ))
+        .expect("valid test config")
+        .apps["a"]
+            .clone();
+        let hooks = HookSink { tx }.for_app(&app).expect("a webhook");
+        (hooks, rx)
+    }
+}
+
+#[cfg(test)]
+impl Queued {
+    /// The event.
+    pub(crate) fn event(&self) -> &HookEvent {
+        &self.event
+    }
+}
+
 impl HookSink {
     /// The hooks of `app`, or `None` when it has no webhook.
     pub fn for_app(&self, app: &AppConfig) -> Option<AppHooks> {
@@ -333,14 +358,7 @@ mod tests {
     use hush_protocol::ChannelName;
 
     fn hooks(types: &str, capacity: usize) -> (AppHooks, mpsc::Receiver<Queued>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let app = Config::from_toml(&format!(
-            "[apps.a]\nid='1'\nkey='k'\nsecret='s'\n[[apps.a.webhooks]]\nurl='http://x/'\nevent_types={types}\n"
-        ))
-        .unwrap()
-        .apps["a"]
-            .clone();
-        (HookSink { tx }.for_app(&app).unwrap(), rx)
+        AppHooks::for_test(types, capacity)
     }
 
     #[test]
