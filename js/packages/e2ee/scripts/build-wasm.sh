@@ -11,7 +11,7 @@
 #   sh scripts/build-wasm.sh --no-opt   skip wasm-opt
 #   sh scripts/build-wasm.sh --no-backup  without the Argon2id backup exports, into $CARGO_TARGET_DIR/hush-wasm-nobackup (size measurement)
 #
-# Environment: HUSH_TOOLS (default /work/tools, else ~/.cache/hush-tools): where
+# Environment: HUSH_TOOLS (default ~/.cache/hush-tools): where
 # wasm-bindgen-cli is installed when missing; CARGO_TARGET_DIR (default
 # <repo>/target); HUSH_WASM_PROFILE (default wasm; wasm-speed: opt-level 3);
 # HUSH_WASM_FEATURES (extra cargo features); HUSH_WASM_OUT (output directory).
@@ -35,9 +35,7 @@ out="${HUSH_WASM_OUT:-$out}"
 profile="${HUSH_WASM_PROFILE:-wasm}"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 if [ "$nodefault" = 1 ] && [ -z "${HUSH_WASM_OUT:-}" ]; then out="$target_dir/hush-wasm-nobackup"; fi
-if [ -z "${HUSH_TOOLS:-}" ]; then
-  if [ -d /work/tools ]; then HUSH_TOOLS=/work/tools; else HUSH_TOOLS="$HOME/.cache/hush-tools"; fi
-fi
+HUSH_TOOLS="${HUSH_TOOLS:-$HOME/.cache/hush-tools}"
 PATH="$HUSH_TOOLS/bin:$PATH"
 export PATH
 
