@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust (unit, integration, doc tests) and the
-# compatibility tests with the real JavaScript clients. Installs what it needs.
+# The whole test suite: Rust (unit, integration, doc tests), the
+# compatibility tests with the real JavaScript clients and the browser
+# package's tests in headless Chromium. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,9 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # gcore: the canary test searches a memory dump of the running server.
 command -v gcore >/dev/null 2>&1 || need_apt+=(gdb)
+# Debian's Chromium for the browser tests (js/test, driven by playwright-core;
+# no browser download). CHROMIUM_PATH names another one.
+[ -n "${CHROMIUM_PATH:-}" ] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]} (apt-get)"
   if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo); fi
@@ -49,6 +53,16 @@ target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 export HUSH_BIN="$target_dir/debug/hush"
 (
   cd tests/compat
+  npm ci --no-audit --no-fund --loglevel=error
+  npm test
+)
+
+# The wasm core (crates/hush-wasm) for wasm32 with wasm-bindgen-cli and
+# binaryen, which js/packages/e2ee/scripts/build-wasm.sh installs under
+# ~/.cache/hush-tools when missing (once per machine).
+log "browser: @hush/e2ee replays the Rust vectors in Node, then the clinic demo in headless Chromium (js/README.md)"
+(
+  cd js
   npm ci --no-audit --no-fund --loglevel=error
   npm test
 )

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds hush's E2EE core (crates/hush-wasm) for browsers:
-#   cargo (wasm32-unknown-unknown, profile `wasm`: opt-level z, LTO, one codegen unit)
-#   → wasm-bindgen --target web → wasm-opt -Oz (when binaryen is available)
+#   cargo (wasm32-unknown-unknown, profile `wasm`: opt-level 3, LTO, one codegen unit)
+#   → wasm-bindgen --target web → wasm-opt -O3 (-Oz for wasm-size; when binaryen is available)
 # into js/packages/e2ee/wasm/ (gitignored). Prints raw and gzip sizes.
 # Needs: rustup, cargo; installs wasm-bindgen-cli (crates.io) and binaryen (npm)
 # into $HUSH_TOOLS when missing.
@@ -13,7 +13,7 @@
 #
 # Environment: HUSH_TOOLS (default ~/.cache/hush-tools): where
 # wasm-bindgen-cli is installed when missing; CARGO_TARGET_DIR (default
-# <repo>/target); HUSH_WASM_PROFILE (default wasm; wasm-speed: opt-level 3);
+# <repo>/target); HUSH_WASM_PROFILE (default wasm, opt-level 3; wasm-size: opt-level z);
 # HUSH_WASM_FEATURES (extra cargo features); HUSH_WASM_OUT (output directory).
 set -eu
 
@@ -81,7 +81,8 @@ wasm-bindgen --target web --out-dir "$out" --out-name hush_wasm "$raw"
 wasm="$out/hush_wasm_bg.wasm"
 if [ -n "$wasm_opt" ]; then
   # wasm-bindgen's output uses these post-MVP features (Rust's default wasm32 ones).
-  "$wasm_opt" -Oz --strip-debug --strip-producers --enable-bulk-memory \
+  case "$profile" in *size*) level=-Oz ;; *) level=-O3 ;; esac
+  "$wasm_opt" "$level" --strip-debug --strip-producers --enable-bulk-memory \
     --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
     --enable-multivalue --enable-reference-types "$wasm" -o "$wasm.opt"
   mv "$wasm.opt" "$wasm"
