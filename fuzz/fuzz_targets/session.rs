@@ -275,20 +275,17 @@ async fn run(ops: &[Op]) {
         }
     }
     drop(conns);
-    let (channels, subscribers) = app.channels.totals();
+    let (channels, subscribers) = app.totals();
     assert_eq!(
         (channels, subscribers),
         (0, 0),
         "subscriptions outlived their connections"
     );
-    let probe = Frame::text(r#"{"event":"probe"}"#);
     for u in &users {
         if let Ok(id) = UserId::parse(u) {
-            assert_eq!(
-                app.users.publish(&id, &probe, None),
-                0,
-                "user {u} still signed in"
-            );
+            // How many connections are still signed in as the user (closing
+            // them: the run is over).
+            assert_eq!(app.terminate_user(&id), 0, "user {u} still signed in");
         }
     }
 }
