@@ -22,7 +22,6 @@ use arbitrary::Arbitrary;
 use hush_fuzz::{APP_KEY, APP_SECRET, check_server_text, harness, split_frames, str_member};
 use hush_protocol::{ChannelName, SocketId, UserId, auth};
 use hush_server::conn::{ConnHandle, Link};
-use hush_server::outbox::Frame;
 use hush_server::session::{Effect, Session};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
