@@ -25,7 +25,7 @@ async function sizes() {
   const out = {
     js_min_bytes: js.length,
     js_min_gzip_bytes: gz(js),
-    note: 'js = dist/ + the wasm-bindgen glue, bundled and minified by esbuild; wasm = hush_wasm_bg.wasm (wasm-opt -Oz when binaryen is there)',
+    note: 'js = dist/ + the wasm-bindgen glue, bundled and minified by esbuild; wasm = hush_wasm_bg.wasm (wasm-opt -O3, -Oz for the wasm-size profile, when binaryen is there)',
   };
   const w = fs.readFileSync(path.join(PKG, 'wasm', 'hush_wasm_bg.wasm'));
   out.wasm_bytes = w.length;
