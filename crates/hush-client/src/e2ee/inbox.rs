@@ -3,15 +3,13 @@
 //! the conversation channel a set of users shares.
 
 use hush_crypto::identity::DeviceId;
-use hush_protocol::{ChannelName, UserId};
+use hush_protocol::UserId;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{E2eeError, Message};
 
 /// Prefix of the conversation channels of mailbox envelopes.
-pub const CONVERSATION_PREFIX: &str = "private-hush-mailbox-";
-const CONVERSATION_CTX: &[u8] = b"hush/v1/mailbox-conversation\0";
+pub use hush_crypto::suite1::conversation::CONVERSATION_PREFIX;
 
 /// The conversation channel of a set of users (order and repeats do not
 /// matter; include the sender): `private-hush-mailbox-` and 32 hex digits of
@@ -26,26 +24,13 @@ const CONVERSATION_CTX: &[u8] = b"hush/v1/mailbox-conversation\0";
 /// assert!(a.starts_with("private-hush-mailbox-"));
 /// ```
 pub fn conversation_channel(users: &[&str]) -> Result<String, E2eeError> {
-    let mut ids = users
+    let ids = users
         .iter()
         .map(|u| UserId::parse(u).map_err(|e| E2eeError::Invalid(format!("user {u:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    if ids.is_empty() {
-        return Err(E2eeError::Invalid("a conversation needs a user".into()));
-    }
-    ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-    ids.dedup();
-    let mut h = Sha256::new();
-    h.update(CONVERSATION_CTX);
-    for id in &ids {
-        h.update(id.as_str().as_bytes());
-        h.update([0u8]);
-    }
-    let digest = h.finalize();
-    let name = format!("{CONVERSATION_PREFIX}{}", hex::encode(&digest[..16]));
-    // Always a valid private channel name; checked anyway.
-    ChannelName::parse(&name).map_err(|e| E2eeError::Invalid(e.to_string()))?;
-    Ok(name)
+    hush_crypto::suite1::conversation::conversation_channel(&ids)
+        .map(|c| c.as_str().to_owned())
+        .ok_or_else(|| E2eeError::Invalid("a conversation needs a user".into()))
 }
 
 /// One mailbox message as kept in the key store's inbox (the newest

@@ -37,6 +37,7 @@
 //! public way to seal with a caller's generator (a deterministic one would
 //! repeat content keys and HPKE ephemerals).
 
+pub mod conversation;
 pub mod reorder;
 mod replay;
 

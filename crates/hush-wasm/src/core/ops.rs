@@ -18,7 +18,6 @@ use hush_protocol::msgs::hush::{History, LogHead, Lookup, MailboxItem, Published
 use hush_protocol::{ChannelName, EventName, UserId};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::device::{CARD_VALIDITY_SECS, Device, parse_user};
 use super::directory::{
@@ -31,9 +30,8 @@ use super::gossip::{GossipCheck, Local};
 use super::messaging::{self, CLIENT_EVENT, MAILBOX_EVENT, Message, SERVER_EVENT, SealArgs, Via};
 use super::owner;
 
-/// Prefix of mailbox conversation channels (hush-client `CONVERSATION_PREFIX`).
-pub const CONVERSATION_PREFIX: &str = "private-hush-mailbox-";
-const CONVERSATION_CTX: &[u8] = b"hush/v1/mailbox-conversation\0";
+/// Prefix of mailbox conversation channels (hush-crypto's, shared with hush-client).
+pub use hush_crypto::suite1::conversation::CONVERSATION_PREFIX;
 
 /// What `step` returns.
 #[derive(Debug)]
@@ -122,28 +120,16 @@ fn now_secs(now_ms: u64) -> u64 {
     now_ms / 1000
 }
 
-/// The mailbox channel of a conversation (hush-client
-/// `conversation_channel`, duplicated).
+/// The mailbox channel of a conversation (hush-crypto's, as hush-client's
+/// `conversation_channel`).
 pub fn conversation_channel(users: &[&str]) -> Result<String, CoreError> {
-    let mut ids = users
+    let ids = users
         .iter()
         .map(|u| parse_user(u))
         .collect::<Result<Vec<_>, _>>()?;
-    if ids.is_empty() {
-        return Err(CoreError::Invalid("a conversation needs a user".into()));
-    }
-    ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-    ids.dedup();
-    let mut h = Sha256::new();
-    h.update(CONVERSATION_CTX);
-    for id in &ids {
-        h.update(id.as_str().as_bytes());
-        h.update([0u8]);
-    }
-    let digest = h.finalize();
-    let name = format!("{CONVERSATION_PREFIX}{}", hex::encode(&digest[..16]));
-    ChannelName::parse(&name).map_err(|e| CoreError::Invalid(e.to_string()))?;
-    Ok(name)
+    hush_crypto::suite1::conversation::conversation_channel(&ids)
+        .map(|c| c.as_str().to_owned())
+        .ok_or_else(|| CoreError::Invalid("a conversation needs a user".into()))
 }
 
 impl Op {
