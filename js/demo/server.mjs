@@ -152,7 +152,10 @@ export async function startDemo({ hush, app, port = 0, benchAuth = false, master
   // docs/PROTOCOL-EXT.md §3) and handed to the pages to pin: the browsers then refuse a
   // directory that signs with another key.
   const directory = await directoryKeys(pusher);
-  const sessions = new Map(); // session id → user id
+  // session id → user id; the oldest sessions go beyond MAX_SESSIONS, so a client that logs in
+  // in a loop cannot grow the backend's memory without bound.
+  const sessions = new Map();
+  const MAX_SESSIONS = 10000;
 
   const server = http.createServer(async (req, res) => {
     try {
@@ -163,6 +166,7 @@ export async function startDemo({ hush, app, port = 0, benchAuth = false, master
         if (typeof body.user !== 'string' || !USER_ID.test(body.user)) return send(res, 400, { error: 'bad user id' });
         const sid = crypto.randomBytes(24).toString('base64url');
         sessions.set(sid, body.user);
+        if (sessions.size > MAX_SESSIONS) sessions.delete(sessions.keys().next().value);
         return send(res, 200, { user: body.user }, {
           'set-cookie': `clinic_session=${sid}; HttpOnly; SameSite=Strict; Path=/`,
         });
