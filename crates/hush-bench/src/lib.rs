@@ -32,6 +32,12 @@ pub struct Target {
     pub secret: String,
     /// The server's pid, to read its CPU time and memory.
     pub pid: Option<u32>,
+    /// A cluster: where WebSocket clients connect, in turn (empty: `addr`,
+    /// which then only takes the HTTP API).
+    pub ws_nodes: Vec<SocketAddr>,
+    /// Other processes whose CPU time and memory count as the server's (the
+    /// cluster's other nodes, its Redis).
+    pub extra_pids: Vec<u32>,
 }
 
 /// A failed run.
@@ -52,12 +58,45 @@ pub enum BenchError {
 }
 
 impl Target {
+    /// A server at `addr` (one node).
+    pub fn new(addr: SocketAddr, app_id: &str, key: &str, secret: &str, pid: Option<u32>) -> Self {
+        Self {
+            addr,
+            app_id: app_id.to_owned(),
+            key: key.to_owned(),
+            secret: secret.to_owned(),
+            pid,
+            ws_nodes: Vec::new(),
+            extra_pids: Vec::new(),
+        }
+    }
+
+    /// The target of the `i`th WebSocket client: the cluster's nodes in
+    /// turn, or this one server.
+    pub fn ws_target(&self, i: usize) -> Self {
+        let mut t = self.clone();
+        if !self.ws_nodes.is_empty() {
+            t.addr = self.ws_nodes[i % self.ws_nodes.len()];
+        }
+        t
+    }
+
+    /// Every process measured as the server.
+    pub fn pids(&self) -> Vec<u32> {
+        self.pid
+            .into_iter()
+            .chain(self.extra_pids.iter().copied())
+            .collect()
+    }
+
     /// Checks the target is on loopback (127.0.0.0/8 or ::1).
     pub fn check(&self) -> Result<(), BenchError> {
-        if self.addr.ip().is_loopback() {
-            Ok(())
-        } else {
-            Err(BenchError::NotLoopback(self.addr))
+        match std::iter::once(&self.addr)
+            .chain(&self.ws_nodes)
+            .find(|a| !a.ip().is_loopback())
+        {
+            None => Ok(()),
+            Some(a) => Err(BenchError::NotLoopback(*a)),
         }
     }
 }

@@ -38,6 +38,21 @@ pub fn sample(pid: Option<u32>) -> Option<Sample> {
     })
 }
 
+/// The sum of several processes' samples; `None` when there are none or one
+/// is unreadable.
+pub fn sample_all(pids: &[u32]) -> Option<Sample> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(Sample::default(), |acc, p| {
+        let s = sample(Some(*p))?;
+        Some(Sample {
+            cpu: acc.cpu + s.cpu,
+            rss: acc.rss + s.rss,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,17 +41,18 @@ fn histogram() -> Histogram<u64> {
 
 /// Samples the server and this process before and after a run.
 struct Meter {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     server0: Option<Sample>,
     self0: Option<Sample>,
     t0: Instant,
 }
 
 impl Meter {
-    fn start(pid: Option<u32>) -> Self {
+    fn start(t: &Target) -> Self {
+        let pids = t.pids();
         Self {
-            pid,
-            server0: pid.and_then(|p| procstat::sample(Some(p))),
+            server0: procstat::sample_all(&pids),
+            pids,
             self0: procstat::sample(None),
             t0: Instant::now(),
         }
@@ -89,10 +90,7 @@ impl Meter {
 
     fn finish(&self, r: &mut Report) {
         r.duration_s = self.t0.elapsed().as_secs_f64();
-        if let (Some(a), Some(b)) = (
-            self.server0,
-            self.pid.and_then(|p| procstat::sample(Some(p))),
-        ) {
+        if let (Some(a), Some(b)) = (self.server0, procstat::sample_all(&self.pids)) {
             let cpu = b.cpu.saturating_sub(a.cpu).as_secs_f64();
             r.server_cpu_s = Some(cpu);
             r.server_rss_bytes = Some(b.rss);
@@ -118,9 +116,9 @@ async fn open_many(
     pb.set_position(0);
     pb.set_message("connecting");
     let mut conns = Vec::with_capacity(n);
-    let names: Vec<String> = (0..n).map(channel_of).collect();
+    let names: Vec<(Target, String)> = (0..n).map(|i| (t.ws_target(i), channel_of(i))).collect();
     for chunk in names.chunks(CONNECT_CONCURRENCY) {
-        let opened = futures_util::future::join_all(chunk.iter().map(|ch| async move {
+        let opened = futures_util::future::join_all(chunk.iter().map(|(t, ch)| async move {
             let mut c = ws::connect(t).await?;
             c.subscribe(t, ch).await?;
             Ok::<_, BenchError>(c)
@@ -365,7 +363,7 @@ pub async fn fanout(t: &Target, o: &FanoutOptions, pb: &ProgressBar) -> Result<R
     let mut base = 0u64;
     loop {
         pb.set_message(format!("publishing {rate}/s"));
-        let meter = Meter::start(t.pid);
+        let meter = Meter::start(t);
         let publishers = rate
             .div_ceil(RATE_PER_PUBLISHER)
             .clamp(1, PUBLISHERS as u32);
@@ -457,7 +455,7 @@ pub async fn connections(
     pb: &ProgressBar,
 ) -> Result<Report, BenchError> {
     t.check()?;
-    let meter = Meter::start(t.pid);
+    let meter = Meter::start(t);
     let rss0 = t.pid.and_then(|p| procstat::sample(Some(p))).map(|s| s.rss);
     let conns = open_many(t, o.count, |i| format!("bench-idle-{i}"), pb).await?;
     let cpu_after_open = t.pid.and_then(|p| procstat::sample(Some(p)));
@@ -509,7 +507,7 @@ pub async fn channels(
     pb.set_message("publishing batches");
     pb.set_length(o.duration.as_secs().max(1));
     pb.set_position(0);
-    let meter = Meter::start(t.pid);
+    let meter = Meter::start(t);
     let mut api_h = histogram();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(
         1.0 / f64::from(o.batches_per_s.max(1)),
@@ -572,7 +570,7 @@ pub async fn client_events(
     let senders = open_many(t, o.pairs, |i| format!("private-bench-ce-{i}"), pb).await?;
     let readers = Readers::spawn(receivers, "client-bench");
     pb.set_message("sending client events");
-    let meter = Meter::start(t.pid);
+    let meter = Meter::start(t);
     let sent = Arc::new(AtomicU64::new(0));
     // Senders are spread evenly over one period, as independent clients
     // would be: started in lockstep, all of them would fire at the same

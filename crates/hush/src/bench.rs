@@ -197,6 +197,31 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         queued: usize,
     },
+    /// One hush node against a cluster of nodes on one Redis (Debian's
+    /// redis-server, started here), same load, alternating rounds: fan-out
+    /// deliveries per CPU-second of all nodes plus Redis, latency, loss, and
+    /// the latency the bus adds to a publish (--url is not used).
+    Cluster {
+        /// hush nodes in the cluster.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Subscribers, spread over the nodes.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Events per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Seconds of each fan-out run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Single/cluster pairs of runs.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Small and quick (60 subscribers, 20/s, 2 s, one round); exits
+        /// non-zero on any loss.
+        #[arg(long)]
+        smoke: bool,
+    },
     /// Client events between pairs of connections on private channels.
     ClientEvents {
         /// Pairs.
@@ -319,6 +344,51 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if matches!(args.scenario, Scenario::Soak { .. }) {
         return rt.block_on(soak(&args, limit));
     }
+    if let Scenario::Cluster {
+        nodes,
+        subscribers,
+        rate,
+        duration,
+        rounds,
+        smoke,
+    } = &args.scenario
+    {
+        let o = if *smoke {
+            crate::bench_cluster::ClusterOptions {
+                nodes: *nodes,
+                subscribers: 60,
+                rate: 20,
+                duration: Duration::from_secs(2),
+                rounds: 1,
+                smoke: true,
+            }
+        } else {
+            crate::bench_cluster::ClusterOptions {
+                nodes: *nodes,
+                subscribers: *subscribers,
+                rate: *rate,
+                duration: Duration::from_secs(*duration),
+                rounds: (*rounds).max(1),
+                smoke: false,
+            }
+        };
+        let app = (
+            args.app_id.as_str(),
+            args.key.as_str(),
+            args.secret.as_str(),
+        );
+        let r = rt.block_on(crate::bench_cluster::run(app, &o))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            crate::bench_cluster::print(&r);
+        }
+        let lost = crate::bench_cluster::lost(&r);
+        if o.smoke && lost > 0 {
+            bail!("{lost} deliveries lost");
+        }
+        return Ok(());
+    }
     if let Scenario::Mailbox {
         messages,
         size,
@@ -351,13 +421,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 (addr, pid)
             }
         };
-        let target = Target {
-            addr,
-            app_id: args.app_id.clone(),
-            key: args.key.clone(),
-            secret: args.secret.clone(),
-            pid,
-        };
+        let target = Target::new(addr, &args.app_id, &args.key, &args.secret, pid);
         let pb = if args.json {
             ProgressBar::hidden()
         } else {
@@ -455,7 +519,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 };
                 scenarios::channels(&target, &o, &pb).await?
             }
-            Scenario::Soak { .. } | Scenario::SoakWorker { .. } | Scenario::Mailbox { .. } => {
+            Scenario::Soak { .. }
+            | Scenario::SoakWorker { .. }
+            | Scenario::Mailbox { .. }
+            | Scenario::Cluster { .. } => {
                 unreachable!("handled before")
             }
             Scenario::ClientEvents {
@@ -580,13 +647,7 @@ async fn soak(args: &BenchArgs, limit: u64) -> anyhow::Result<()> {
             r
         }
     };
-    let target = Target {
-        addr,
-        app_id: args.app_id.clone(),
-        key: args.key.clone(),
-        secret: args.secret.clone(),
-        pid,
-    };
+    let target = Target::new(addr, &args.app_id, &args.key, &args.secret, pid);
     let launch = Launch {
         exe: std::env::current_exe().context("locating the hush binary")?,
         args: vec!["bench".into(), "soak-worker".into()],

@@ -8,6 +8,8 @@ mod audit_cmd;
 #[cfg(feature = "bench")]
 mod bench;
 #[cfg(feature = "bench")]
+mod bench_cluster;
+#[cfg(feature = "bench")]
 mod bench_mailbox;
 mod chat;
 mod directory_key_cmd;

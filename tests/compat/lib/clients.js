@@ -70,10 +70,11 @@ function userAuthHandler(api, user) {
 
 /** Options that point pusher-js at hush. */
 function pusherOptions(srv, extra = {}) {
+  const port = srv.wsPort ? srv.wsPort() : srv.port;
   return {
     wsHost: srv.host,
-    wsPort: srv.port,
-    wssPort: srv.port,
+    wsPort: port,
+    wssPort: port,
     forceTLS: false,
     enabledTransports: ['ws'],
     disableStats: true,

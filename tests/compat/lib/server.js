@@ -56,15 +56,80 @@ function tomlTable(name, obj) {
   return lines.join('\n');
 }
 
-/** Builds the hush.toml text for a server section and a map label → app settings. */
-function buildConfig({ server = {}, apps = {} } = {}) {
+/**
+ * Builds the hush.toml text for a server section, a map label → app settings
+ * and optional other sections (`{ cluster: {...}, store: {...} }`).
+ */
+function buildConfig({ server = {}, apps = {}, sections = {} } = {}) {
   const parts = [tomlTable('server', { host: HOST, shutdown_timeout: 3, ...server })];
+  for (const [name, table] of Object.entries(sections)) parts.push(tomlTable(name, table));
   for (const [label, app] of Object.entries(apps)) parts.push(tomlTable(`apps.${label}`, app));
   return parts.join('\n\n') + '\n';
 }
 
 /**
- * Starts hush.
+ * How many hush nodes each test server is (HUSH_COMPAT_NODES, default 1).
+ * With more than one, startServer() starts a cluster on one Redis and one
+ * PostgreSQL database (lib/engines.js): the HTTP API (`srv.port`,
+ * `srv.httpBase()`) is node 1, and WebSocket clients (`srv.wsUrl()`,
+ * `srv.wsPort()`) are spread over the other nodes in turn, so every API call
+ * reaches a different node than the subscribers and clients of one test
+ * meet across nodes. A test that is about one node (its capacity, its
+ * shutdown, its own configuration) passes `single: true`.
+ */
+function clusterSize() {
+  const n = Number(process.env.HUSH_COMPAT_NODES || 1);
+  return Number.isInteger(n) && n > 1 ? n : 1;
+}
+
+/**
+ * Starts hush: one node, or a cluster of HUSH_COMPAT_NODES nodes (see
+ * clusterSize()); the options are startNode()'s, `single: true` keeps it to
+ * one node whatever the environment says.
+ */
+async function startServer(opts = {}) {
+  const n = opts.single ? 1 : clusterSize();
+  if (n === 1) return startNode(opts);
+  const { engines } = require('./engines');
+  const { redis, pg } = await engines();
+  const sections = {
+    ...(opts.sections || {}),
+    cluster: {
+      redis_url: redis.url,
+      // One Redis for the whole test process: each cluster its own keys.
+      prefix: `c${process.pid}x${Math.random().toString(36).slice(2, 8)}:`,
+      lease: 3,
+      ...((opts.sections || {}).cluster || {}),
+    },
+    store: { url: pg.createDatabase() },
+  };
+  const nodes = [];
+  try {
+    for (let i = 0; i < n; i += 1) nodes.push(await startNode({ ...opts, sections }));
+  } catch (e) {
+    await Promise.all(nodes.map((x) => x.stop()));
+    throw e;
+  }
+  const [api, ...socketNodes] = nodes;
+  let turn = 0;
+  const nextNode = () => socketNodes[(turn++) % socketNodes.length];
+  return {
+    ...api,
+    nodes,
+    get port() { return api.port; },
+    get exitStatus() { return api.exitStatus; },
+    wsPort: () => nextNode().port,
+    wsUrl: (key, o) => nextNode().wsUrl(key, o),
+    stderrText: () => nodes.map((x) => x.stderrText()).join('\n'),
+    async stop(o) {
+      const res = await Promise.all(nodes.map((x) => x.stop(o)));
+      return res[0];
+    },
+  };
+}
+
+/**
+ * Starts one hush process.
  * @param {object} opts
  * @param {object} [opts.server] [server] settings (host is always 127.0.0.1)
  * @param {object} [opts.apps] label → app settings; defaults to { main: MAIN_APP }
@@ -72,8 +137,9 @@ function buildConfig({ server = {}, apps = {} } = {}) {
  * @param {boolean} [opts.noConfig] start without --config (dev app), cwd = an empty tmp dir
  * @param {string[]} [opts.args] extra arguments after `serve`
  * @param {number} [opts.timeoutMs] time to wait for the "hush listening on" line
+ * @param {object} [opts.sections] other TOML tables, name → settings
  */
-async function startServer(opts = {}) {
+async function startNode(opts = {}) {
   const bin = hushBinary();
   if (!fs.existsSync(bin)) {
     throw new Error(`hush binary not found at ${bin} (build it, or set HUSH_BIN / CARGO_TARGET_DIR)`);
@@ -83,7 +149,7 @@ async function startServer(opts = {}) {
   const args = ['serve'];
   if (!opts.noConfig) {
     const configPath = path.join(dir, 'hush.toml');
-    fs.writeFileSync(configPath, buildConfig({ server: opts.server, apps }));
+    fs.writeFileSync(configPath, buildConfig({ server: opts.server, apps, sections: opts.sections }));
     args.push('--config', configPath);
   }
   args.push('--port', '0', ...(opts.args || []));
@@ -118,6 +184,8 @@ async function startServer(opts = {}) {
     stdoutText: () => stdout,
     stderrText: () => stderr,
     httpBase: () => `http://${HOST}:${srv.port}`,
+    /** The port WebSocket clients connect to (a cluster spreads them over its nodes). */
+    wsPort: () => srv.port,
     /** ws URL for an app key; `query` replaces the default query string, `path` the whole path. */
     wsUrl(key, { query, path: p } = {}) {
       const q = query === undefined ? 'protocol=7&client=js&version=8.6.0&flash=false' : query;
@@ -204,4 +272,4 @@ function runHush(args, { env = {}, cwd, timeoutMs = 10000 } = {}) {
   });
 }
 
-module.exports = { startServer, runHush, buildConfig, hushBinary, logTail, MAIN_APP, HOST, REPO_ROOT };
+module.exports = { startServer, startNode, clusterSize, runHush, buildConfig, hushBinary, logTail, MAIN_APP, HOST, REPO_ROOT };

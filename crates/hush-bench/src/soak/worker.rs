@@ -111,13 +111,7 @@ fn emit(r: &Report) {
 pub async fn run(spec: WorkerSpec) -> Result<(), BenchError> {
     let o = spec.options.clone();
     let k = spec.index;
-    let target = Target {
-        addr: spec.addr,
-        app_id: spec.app_id.clone(),
-        key: spec.key.clone(),
-        secret: spec.secret.clone(),
-        pid: None,
-    };
+    let target = Target::new(spec.addr, &spec.app_id, &spec.key, &spec.secret, None);
     target.check()?;
     let stable = share(o.connections - o.churners, o.workers, k);
     let churners = share(o.churners, o.workers, k);
