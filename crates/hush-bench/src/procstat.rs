@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// A process's resource use at one instant.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Sample {
     /// User + system CPU time.
     pub cpu: Duration,

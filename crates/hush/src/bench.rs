@@ -174,6 +174,13 @@ enum Scenario {
         /// Small and quick (300 connections, 15 s, a row every 5 s): CI.
         #[arg(long)]
         smoke: bool,
+        /// Load a cluster of this many hush nodes on one Redis (Debian's
+        /// redis-server, started here) instead of one node: each worker's
+        /// WebSockets go to one node and its API publishes to the next, and
+        /// every node's and Redis's memory and CPU are reported per
+        /// connection and per subscription or membership change.
+        #[arg(long)]
+        cluster: Option<usize>,
     },
     /// One generator process of `soak` (started by it; not for direct use).
     #[command(hide = true)]
@@ -629,6 +636,15 @@ async fn soak(args: &BenchArgs, limit: u64) -> anyhow::Result<()> {
             o.per_worker()
         );
     }
+    let cluster = match &args.scenario {
+        Scenario::Soak {
+            cluster: Some(n), ..
+        } => *n,
+        _ => 0,
+    };
+    if cluster > 0 {
+        return soak_cluster(args, &o, cluster).await;
+    }
     let mut child = None;
     let (addr, pid, metrics) = match &args.url {
         Some(u) => {
@@ -652,18 +668,66 @@ async fn soak(args: &BenchArgs, limit: u64) -> anyhow::Result<()> {
         exe: std::env::current_exe().context("locating the hush binary")?,
         args: vec!["bench".into(), "soak-worker".into()],
         metrics,
+        observe: Vec::new(),
     };
+    let result = run_soak(args, &target, &o, &launch).await;
+    if let Some(mut c) = child {
+        let _ = c.child.start_kill();
+        let _ = c.child.wait().await;
+    }
+    print_soak(args, result?)
+}
+
+/// `hush bench soak --cluster N`: the soak over `n` nodes on one Redis.
+async fn soak_cluster(args: &BenchArgs, o: &SoakOptions, n: usize) -> anyhow::Result<()> {
+    if n < 2 {
+        bail!("--cluster needs at least 2 nodes");
+    }
+    let app = (
+        args.app_id.as_str(),
+        args.key.as_str(),
+        args.secret.as_str(),
+    );
+    let redis = crate::bench_cluster::Redis::start().await?;
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        nodes.push(crate::bench_cluster::node(app, Some(&redis.url()), true).await?);
+    }
+    let mut target = Target::new(nodes[0].addr, app.0, app.1, app.2, nodes[0].child.id());
+    target.ws_nodes = nodes.iter().map(|c| c.addr).collect();
+    let mut observe: Vec<(String, u32)> = nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((format!("node {}", i + 1), c.child.id()?)))
+        .collect();
+    observe.extend(redis.child.id().map(|p| ("redis".to_owned(), p)));
+    let launch = Launch {
+        exe: std::env::current_exe().context("locating the hush binary")?,
+        args: vec!["bench".into(), "soak-worker".into()],
+        metrics: nodes[0].metrics,
+        observe,
+    };
+    let result = run_soak(args, &target, o, &launch).await;
+    drop(nodes);
+    drop(redis);
+    print_soak(args, result?)
+}
+
+async fn run_soak(
+    args: &BenchArgs,
+    target: &Target,
+    o: &SoakOptions,
+    launch: &Launch,
+) -> Result<soak::SoakReport, hush_bench::BenchError> {
     let pb = if args.json {
         ProgressBar::hidden()
     } else {
         ProgressBar::new_spinner()
     };
-    let result = soak::soak(&target, &o, &launch, &pb).await;
-    if let Some(mut c) = child {
-        let _ = c.child.start_kill();
-        let _ = c.child.wait().await;
-    }
-    let report = result?;
+    soak::soak(target, o, launch, &pb).await
+}
+
+fn print_soak(args: &BenchArgs, report: soak::SoakReport) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -88,8 +88,8 @@ pub struct ClusterReport {
 }
 
 /// A `redis-server` child on a free loopback port.
-struct Redis {
-    child: tokio::process::Child,
+pub(crate) struct Redis {
+    pub(crate) child: tokio::process::Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
@@ -108,7 +108,8 @@ fn redis_server() -> anyhow::Result<PathBuf> {
 }
 
 impl Redis {
-    async fn start() -> anyhow::Result<Self> {
+    /// Starts one and waits until it accepts connections.
+    pub(crate) async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
         let child = tokio::process::Command::new(redis_server()?)
@@ -137,26 +138,39 @@ impl Redis {
         bail!("redis-server did not listen on 127.0.0.1:{port} within 5 s")
     }
 
-    fn url(&self) -> String {
+    /// Its `redis://` URL.
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }
 
-/// Starts a `hush serve` child with the bench app, `cluster` naming its
-/// Redis (`None`: a node alone).
-async fn node(key: (&str, &str, &str), redis: Option<&str>) -> anyhow::Result<Child> {
+/// Starts a `hush serve` child with the bench app, `redis` naming its
+/// cluster's Redis (`None`: a node alone); with `metrics`, its `/metrics`
+/// too.
+pub(crate) async fn node(
+    key: (&str, &str, &str),
+    redis: Option<&str>,
+    metrics: bool,
+) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the hush binary")?;
     let mut cmd = tokio::process::Command::new(exe);
+    if metrics {
+        cmd.env("HUSH_METRICS__ENABLED", "true")
+            .env("HUSH_METRICS__HOST", "127.0.0.1")
+            .env("HUSH_METRICS__PORT", "0");
+    }
     cmd.env("HUSH_APPS__BENCH__ID", key.0)
         .env("HUSH_APPS__BENCH__KEY", key.1)
         .env("HUSH_APPS__BENCH__SECRET", key.2)
+        .env("HUSH_APPS__BENCH__CLIENT_EVENTS", "true")
+        .env("HUSH_APPS__BENCH__MAX_CLIENT_EVENTS_PER_SECOND", "1000")
         .env("HUSH_STORE__URL", "sqlite::memory:")
         .current_dir(std::env::temp_dir());
     if let Some(url) = redis {
         cmd.env("HUSH_CLUSTER__REDIS_URL", url)
             .env("HUSH_CLUSTER__PREFIX", "bench:");
     }
-    start_serve(cmd, false).await
+    start_serve(cmd, metrics).await
 }
 
 fn run_of(setup: &'static str, r: &Report) -> Run {
@@ -185,10 +199,10 @@ pub async fn run(app: (&str, &str, &str), o: &ClusterOptions) -> anyhow::Result<
         bail!("a cluster has at least 2 nodes");
     }
     let redis = Redis::start().await?;
-    let single = node(app, None).await?;
+    let single = node(app, None, false).await?;
     let mut nodes = Vec::with_capacity(o.nodes);
     for _ in 0..o.nodes {
-        nodes.push(node(app, Some(&redis.url())).await?);
+        nodes.push(node(app, Some(&redis.url()), false).await?);
     }
     let pid = |c: &Child| c.child.id();
     let single_t = Target::new(single.addr, app.0, app.1, app.2, pid(&single));

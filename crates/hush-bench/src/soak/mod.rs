@@ -171,8 +171,12 @@ impl SoakOptions {
 /// What a worker process is told on its command line.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct WorkerSpec {
-    /// Server address.
+    /// Server address (of the node this worker's WebSockets connect to).
     pub addr: SocketAddr,
+    /// Where its API requests go when not to `addr` (a cluster: another
+    /// node, so every publish crosses the bus).
+    #[serde(default)]
+    pub api_addr: Option<SocketAddr>,
     /// App id.
     pub app_id: String,
     /// App key.
@@ -196,6 +200,9 @@ pub struct Launch {
     pub args: Vec<String>,
     /// The server's Prometheus endpoint.
     pub metrics: Option<SocketAddr>,
+    /// Other processes to account for (a cluster's nodes, its Redis): their
+    /// CPU time and memory before, during and after the load.
+    pub observe: Vec<(String, u32)>,
 }
 
 /// How long the soak waits for the server to return to its baseline after
@@ -215,7 +222,8 @@ impl Workers {
         let mut stdins = Vec::new();
         for index in 0..o.workers {
             let spec = WorkerSpec {
-                addr: t.addr,
+                addr: t.ws_target(index).addr,
+                api_addr: (!t.ws_nodes.is_empty()).then(|| t.ws_target(index + 1).addr),
                 app_id: t.app_id.clone(),
                 key: t.key.clone(),
                 secret: t.secret.clone(),
@@ -364,6 +372,7 @@ pub async fn soak(
     let baseline = steady(pid, launch.metrics).await;
     let started = Instant::now();
     let mut r = SoakReport::new(o.clone(), baseline);
+    let observe0 = observe(launch);
     let mut workers = Workers::spawn(t, o, launch)?;
     pb.set_message(format!(
         "opening {} stable connections",
@@ -381,6 +390,7 @@ pub async fn soak(
     }
     r.ramp_s = started.elapsed().as_secs_f64();
     r.loaded = probe::sample(pid, launch.metrics).await;
+    let observe1 = observe(launch);
     let mut row = Row::build(
         "ramp".into(),
         0.0,
@@ -431,6 +441,20 @@ pub async fn soak(
     }
     tokio::time::sleep_until(t0 + duration).await;
     workers.send(Command::Stop).await?;
+    let observe2 = observe(launch);
+    r.observed = launch
+        .observe
+        .iter()
+        .zip(observe0.into_iter().zip(observe1).zip(observe2))
+        .filter_map(|((name, _), ((a, b), c))| {
+            Some(report::Observed {
+                name: name.clone(),
+                baseline: a?,
+                loaded: b?,
+                end: c?,
+            })
+        })
+        .collect();
     let sample = probe::sample(pid, launch.metrics).await;
     let now = Instant::now();
     let got = Workers::intervals(workers.gather(Duration::from_secs(300), "stop").await?)?;
@@ -461,6 +485,15 @@ pub async fn soak(
     r.judge();
     pb.finish_and_clear();
     Ok(r)
+}
+
+/// A sample of every observed process, in [`Launch::observe`]'s order.
+fn observe(launch: &Launch) -> Vec<Option<crate::procstat::Sample>> {
+    launch
+        .observe
+        .iter()
+        .map(|(_, pid)| crate::procstat::sample(Some(*pid)))
+        .collect()
 }
 
 /// The server's baseline: sampled until two samples half a second apart

@@ -216,6 +216,9 @@ pub struct SoakReport {
     pub api_latency_ms: Option<Percentiles>,
     /// Why the run failed; empty when it passed.
     pub failures: Vec<String>,
+    /// The other processes accounted for (a cluster's nodes and Redis).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observed: Vec<Observed>,
     #[serde(skip)]
     all_latency: Option<[Histogram<u64>; 4]>,
 }
@@ -239,6 +242,7 @@ impl SoakReport {
             client_latency_ms: None,
             api_latency_ms: None,
             failures: Vec::new(),
+            observed: Vec::new(),
             all_latency: Some([histogram(), histogram(), histogram(), histogram()]),
         }
     }
@@ -316,6 +320,35 @@ impl SoakReport {
     /// Whether the run passed.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
+    }
+}
+
+/// One observed process: before any connection, with the stable
+/// connections open, and when the load stopped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    /// What it is (`node 2`, `redis`).
+    pub name: String,
+    /// Before any connection.
+    pub baseline: crate::procstat::Sample,
+    /// With the stable connections open, before the load.
+    pub loaded: crate::procstat::Sample,
+    /// When the load stopped.
+    pub end: crate::procstat::Sample,
+}
+
+impl Observed {
+    /// Memory added per stable connection, bytes.
+    pub fn rss_per_connection(&self, connections: u64) -> Option<f64> {
+        (connections > 0)
+            .then(|| (self.loaded.rss as f64 - self.baseline.rss as f64) / connections as f64)
+    }
+
+    /// CPU microseconds of the load per change (subscription or membership).
+    pub fn cpu_us_per_change(&self, changes: u64) -> Option<f64> {
+        (changes > 0).then(|| {
+            self.end.cpu.saturating_sub(self.loaded.cpu).as_secs_f64() * 1e6 / changes as f64
+        })
     }
 }
 
@@ -426,6 +459,25 @@ impl fmt::Display for SoakReport {
             s(&self.after),
             self.settle_s
         )?;
+        let t = &self.totals;
+        let membership = t.presence_joins + t.presence_leaves;
+        let changes = t.subscribes + t.unsubscribes + membership;
+        for o in &self.observed {
+            writeln!(
+                f,
+                "{:<14} RSS {:.1} → {:.1} MiB ({} B per stable connection), CPU {:.1} s during the load ({} µs per subscription or membership change, {} changes, {} of them presence)",
+                o.name,
+                mib(Some(o.baseline.rss)),
+                mib(Some(o.loaded.rss)),
+                o.rss_per_connection(self.stable_opened)
+                    .map_or("-".into(), |b| format!("{b:.0}")),
+                o.end.cpu.saturating_sub(o.loaded.cpu).as_secs_f64(),
+                o.cpu_us_per_change(changes)
+                    .map_or("-".into(), |u| format!("{u:.1}")),
+                changes,
+                membership
+            )?;
+        }
         if self.passed() {
             writeln!(f, "verdict      passed")
         } else {

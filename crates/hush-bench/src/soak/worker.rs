@@ -47,6 +47,8 @@ const LOGGED_ERRORS: u64 = 20;
 /// What every task of the worker shares.
 struct Ctx {
     target: Target,
+    /// Where API requests go (another node of a cluster, or `target`).
+    api: Target,
     index: usize,
     options: SoakOptions,
     sources: Vec<IpAddr>,
@@ -113,6 +115,14 @@ pub async fn run(spec: WorkerSpec) -> Result<(), BenchError> {
     let k = spec.index;
     let target = Target::new(spec.addr, &spec.app_id, &spec.key, &spec.secret, None);
     target.check()?;
+    let api = Target::new(
+        spec.api_addr.unwrap_or(spec.addr),
+        &spec.app_id,
+        &spec.key,
+        &spec.secret,
+        None,
+    );
+    api.check()?;
     let stable = share(o.connections - o.churners, o.workers, k);
     let churners = share(o.churners, o.workers, k);
     let pairs = share(o.client_pairs, o.workers, k).min(stable / 2);
@@ -125,6 +135,7 @@ pub async fn run(spec: WorkerSpec) -> Result<(), BenchError> {
             .collect(),
         big: Arc::new(Chan::large(&format!("soak-{k}-all"))),
         target,
+        api,
         index: k,
         options: o.clone(),
         stats: Stats::default(),
@@ -480,8 +491,8 @@ async fn hold(
 /// small channels, and every `big_every_s` to its large channel instead.
 async fn publish(ctx: Arc<Ctx>, rate: f64) {
     let st = &ctx.stats;
-    let mut api = ApiClient::new(ctx.target.clone());
-    let path = format!("/apps/{}/events", ctx.target.app_id);
+    let mut api = ApiClient::new(ctx.api.clone());
+    let path = format!("/apps/{}/events", ctx.api.app_id);
     let period = Duration::from_secs_f64(1.0 / rate.max(0.01));
     let big_every = Duration::from_secs_f64(ctx.options.big_every_s.max(0.0));
     let mut tick = tokio::time::interval(period);
