@@ -60,10 +60,11 @@ function tomlTable(name, obj) {
  * Builds the hush.toml text for a server section, a map label → app settings
  * and optional other sections (`{ cluster: {...}, store: {...} }`).
  */
-function buildConfig({ server = {}, apps = {}, sections = {} } = {}) {
+function buildConfig({ server = {}, apps = {}, sections = {}, extraToml = '' } = {}) {
   const parts = [tomlTable('server', { host: HOST, shutdown_timeout: 3, ...server })];
   for (const [name, table] of Object.entries(sections)) parts.push(tomlTable(name, table));
   for (const [label, app] of Object.entries(apps)) parts.push(tomlTable(`apps.${label}`, app));
+  if (extraToml) parts.push(extraToml);
   return parts.join('\n\n') + '\n';
 }
 
@@ -92,20 +93,22 @@ async function startServer(opts = {}) {
   if (n === 1) return startNode(opts);
   const { engines } = require('./engines');
   const { redis, pg } = await engines();
-  const sections = {
-    ...(opts.sections || {}),
-    cluster: {
-      redis_url: redis.url,
-      // One Redis for the whole test process: each cluster its own keys.
-      prefix: `c${process.pid}x${Math.random().toString(36).slice(2, 8)}:`,
-      lease: 3,
-      ...((opts.sections || {}).cluster || {}),
-    },
-    store: { url: pg.createDatabase() },
+  // Through the environment, so that tests writing their own hush.toml
+  // (`noConfig` + `--config`) are clustered too; a test's own [cluster]
+  // settings (`sections.cluster`) are in its file and the environment wins
+  // only for what is set here.
+  const own = (opts.sections || {}).cluster || {};
+  const env = {
+    HUSH_CLUSTER__REDIS_URL: redis.url,
+    // One Redis for the whole test process: each cluster its own keys.
+    HUSH_CLUSTER__PREFIX: `c${process.pid}x${Math.random().toString(36).slice(2, 8)}:`,
+    ...(own.lease === undefined ? { HUSH_CLUSTER__LEASE: '3' } : {}),
+    HUSH_STORE__URL: pg.createDatabase(),
+    ...(opts.env || {}),
   };
   const nodes = [];
   try {
-    for (let i = 0; i < n; i += 1) nodes.push(await startNode({ ...opts, sections }));
+    for (let i = 0; i < n; i += 1) nodes.push(await startNode({ ...opts, env }));
   } catch (e) {
     await Promise.all(nodes.map((x) => x.stop()));
     throw e;
@@ -138,6 +141,7 @@ async function startServer(opts = {}) {
  * @param {string[]} [opts.args] extra arguments after `serve`
  * @param {number} [opts.timeoutMs] time to wait for the "hush listening on" line
  * @param {object} [opts.sections] other TOML tables, name → settings
+ * @param {string} [opts.extraToml] TOML text appended as it is (arrays of tables)
  */
 async function startNode(opts = {}) {
   const bin = hushBinary();
@@ -149,7 +153,9 @@ async function startNode(opts = {}) {
   const args = ['serve'];
   if (!opts.noConfig) {
     const configPath = path.join(dir, 'hush.toml');
-    fs.writeFileSync(configPath, buildConfig({ server: opts.server, apps, sections: opts.sections }));
+    fs.writeFileSync(configPath, buildConfig({
+      server: opts.server, apps, sections: opts.sections, extraToml: opts.extraToml,
+    }));
     args.push('--config', configPath);
   }
   args.push('--port', '0', ...(opts.args || []));
