@@ -51,6 +51,10 @@ function findBinary(name, dirs) {
   throw new Error(`${name} not found: install Debian's redis-server and postgresql packages (scripts/test.sh does)`);
 }
 
+function readTail(file) {
+  try { return fs.readFileSync(file, 'utf8').slice(-2000); } catch { return ''; }
+}
+
 const PG_DIRS = ['/usr/lib/postgresql/17/bin', '/usr/lib/postgresql/16/bin', '/usr/lib/postgresql/15/bin'];
 
 /** Starts redis-server on a free port; `stop()` kills it and removes its directory. */
@@ -58,13 +62,16 @@ async function startRedis() {
   const bin = findBinary('redis-server', ['/usr/bin', '/usr/local/bin']);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hush-redis-'));
   const port = await freePort();
+  const logPath = path.join(dir, 'redis.log');
   const child = spawn(bin, [
     '--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no',
     '--dir', dir, '--protected-mode', 'yes', '--loglevel', 'warning',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  child.stderr.on('data', (d) => { log += d; });
-  await waitForPort(port, 10000, `redis-server (${log})`);
+  ], { stdio: ['ignore', 'ignore', fs.openSync(logPath, 'a')] });
+  // The test process ends when its tests do; 'exit' stops the engine.
+  child.unref();
+  await waitForPort(port, 10000, 'redis-server').catch((e) => {
+    throw new Error(`${e.message}\n${readTail(logPath)}`);
+  });
   return {
     url: `redis://${HOST}:${port}`,
     port,
@@ -102,12 +109,15 @@ async function startPostgres() {
   const root = process.getuid && process.getuid() === 0;
   const argv = ['-D', data, '-p', String(port), '-k', dir, '-c', `listen_addresses=${HOST}`,
     '-c', 'fsync=off', '-c', 'max_connections=300'];
+  const logPath = path.join(dir, 'postgres.log');
+  const stdio = ['ignore', 'ignore', fs.openSync(logPath, 'a')];
   const child = root
-    ? spawn('runuser', ['-u', 'postgres', '--', postgres, ...argv], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn(postgres, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  child.stderr.on('data', (d) => { log += d; if (log.length > 20000) log = log.slice(-10000); });
-  await waitForPort(port, 20000, `postgres (${log.slice(-2000)})`);
+    ? spawn('runuser', ['-u', 'postgres', '--', postgres, ...argv], { stdio })
+    : spawn(postgres, argv, { stdio });
+  child.unref();
+  await waitForPort(port, 20000, 'postgres').catch((e) => {
+    throw new Error(`${e.message}\n${readTail(logPath)}`);
+  });
   const psql = findBinary('psql', [binDir, '/usr/bin']);
   let n = 0;
   return {
