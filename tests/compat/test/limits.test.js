@@ -11,7 +11,9 @@ const OTHER = { id: '9', key: 'limits-other-key', secret: 'limits-other-secret' 
 
 let srv;
 before(async () => {
+  // Limits of one node: the cluster run keeps this file to one node.
   srv = await startServer({
+    single: true,
     server: { max_connections: 2, max_message_bytes: 1024, outgoing_queue_frames: 16 },
     apps: { main: { ...MAIN_APP }, other: OTHER },
   });

@@ -1,5 +1,7 @@
 'use strict';
 // Graceful shutdown (PROTOCOL.md §1.4 "server draining for restart" → 4200, §1.5).
+// One node's shutdown: the cluster run keeps these to one node (`single`);
+// a node of a cluster killed or stopped is test/cluster.test.js.
 
 const { test, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
@@ -15,7 +17,7 @@ afterEach(async () => {
 });
 
 test('SIGTERM: connected clients are closed with 4200 and the server exits 0', async () => {
-  srv = await startServer({ server: { shutdown_timeout: 3 }, apps: { main: { ...MAIN_APP } } });
+  srv = await startServer({ single: true, server: { shutdown_timeout: 3 }, apps: { main: { ...MAIN_APP } } });
   const clients = await Promise.all([0, 1, 2].map(() => RawClient.open(srv.wsUrl(MAIN_APP.key))));
   await clients[0].subscribe('news', { auth: '' });
   srv.child.kill('SIGTERM');
@@ -36,7 +38,7 @@ test('SIGTERM: connected clients are closed with 4200 and the server exits 0', a
 });
 
 test('SIGTERM with no clients: exits 0 promptly', async () => {
-  srv = await startServer({ server: { shutdown_timeout: 3 }, apps: { main: { ...MAIN_APP } } });
+  srv = await startServer({ single: true, server: { shutdown_timeout: 3 }, apps: { main: { ...MAIN_APP } } });
   await sleep(300);
   const t0 = Date.now();
   const status = await srv.stop({ signal: 'SIGTERM', timeoutMs: 5000 });
@@ -45,13 +47,13 @@ test('SIGTERM with no clients: exits 0 promptly', async () => {
 });
 
 test('SIGTERM right after the "hush listening on" line is handled gracefully (exit 0)', async () => {
-  srv = await startServer({ server: { shutdown_timeout: 3 }, apps: { main: { ...MAIN_APP } } });
+  srv = await startServer({ single: true, server: { shutdown_timeout: 3 }, apps: { main: { ...MAIN_APP } } });
   const status = await srv.stop({ signal: 'SIGTERM', timeoutMs: 5000 });
   assert.equal(status.code, 0, `the ready line was printed before the SIGTERM handler was installed: ${JSON.stringify(status)}`);
 });
 
 test('SIGTERM: pusher-js treats 4200 as "reconnect now" (leaves connected, tries again)', async () => {
-  srv = await startServer({ server: { shutdown_timeout: 3 }, apps: { main: { ...MAIN_APP } } });
+  srv = await startServer({ single: true, server: { shutdown_timeout: 3 }, apps: { main: { ...MAIN_APP } } });
   const p = pusherClient(srv, MAIN_APP);
   await waitState(p, 'connected');
   const states = [];
