@@ -12,6 +12,12 @@
 //! so a refused server can say who holds it. Other tools that open the
 //! store (`hush webhooks`, `hush apps`) do not take the lock. Outside Unix
 //! no lock is taken.
+//!
+//! A PostgreSQL store (`postgres://`) takes no lock: several nodes share
+//! one database on purpose, and what SQLite's lock prevents is handled in
+//! the database there (webhook queues are leased to one node at a time, the
+//! key directory serialises its epochs with an advisory lock and re-reads
+//! what other nodes wrote). [`sqlite_file`] is `None` for it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -169,6 +175,8 @@ mod tests {
         let d = |u| sqlite_file(u).map(|p| p.display().to_string());
         let file = d("sqlite://./hush-data/hush.sqlite3");
         assert_eq!(file.as_deref(), Some("./hush-data/hush.sqlite3"));
+        assert_eq!(d("postgres://hush:pw@db:5432/hush"), None);
+        assert_eq!(d("postgresql://db/hush"), None);
         let file = d("sqlite:/var/lib/hush/h.db?mode=rwc");
         assert_eq!(file.as_deref(), Some("/var/lib/hush/h.db"));
         assert_eq!(d("sqlite:h.db").as_deref(), Some("h.db"));

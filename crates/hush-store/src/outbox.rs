@@ -287,6 +287,126 @@ mod tests {
         survives_reopen_and_concurrent_opens
     );
 
+    both_backends!(
+        one_lease_holder_per_queue_until_it_runs_out,
+        two_nodes_racing_deliver_every_event_exactly_once,
+    );
+
+    const LEASE: i64 = 30_000;
+
+    /// A queue has one holder at a time; it renews, others wait for the end
+    /// of its lease (a dead node), or take over at once once it released.
+    async fn one_lease_holder_per_queue_until_it_runs_out(db: &TestDb) {
+        let (a, b) = (db.open().await, db.open().await);
+        let t = target("1", "http://a");
+        assert!(a.outbox_lease(&t, "node-a", 1_000, LEASE).await.unwrap());
+        assert!(!b.outbox_lease(&t, "node-b", 1_001, LEASE).await.unwrap());
+        // Renewed by its holder; another queue is free.
+        assert!(a.outbox_lease(&t, "node-a", 20_000, LEASE).await.unwrap());
+        assert!(!b.outbox_lease(&t, "node-b", 40_000, LEASE).await.unwrap());
+        assert!(
+            b.outbox_lease(&target("1", "http://b"), "node-b", 40_000, LEASE)
+                .await
+                .unwrap()
+        );
+        // node-a dies: its lease runs out at 50 000, then node-b has it.
+        drop(a);
+        assert!(!b.outbox_lease(&t, "node-b", 49_999, LEASE).await.unwrap());
+        assert!(b.outbox_lease(&t, "node-b", 50_000, LEASE).await.unwrap());
+        assert!(!b.outbox_lease(&t, "node-c", 60_000, LEASE).await.unwrap());
+        // A node stopping releases its queues at once.
+        assert_eq!(b.outbox_release("node-b").await.unwrap(), 2);
+        assert!(b.outbox_lease(&t, "node-c", 60_001, LEASE).await.unwrap());
+    }
+
+    /// Two nodes run the delivery loop on the same queues (as two servers
+    /// on one database): each event is taken by exactly one, in order per
+    /// queue; when the holder of a queue dies mid-batch, the other delivers
+    /// that batch after the lease (at-least-once), and nothing is lost.
+    async fn two_nodes_racing_deliver_every_event_exactly_once(db: &TestDb) {
+        let setup = db.open().await;
+        let targets: Vec<Target> = (0..4)
+            .map(|n| target("1", &format!("http://e{n}")))
+            .collect();
+        let mut events = Vec::new();
+        for t in &targets {
+            events.extend((0..60).map(|n| ev("1", &t.endpoint, n)));
+        }
+        setup.outbox_append(&events).await.unwrap();
+
+        // A node that takes the first queue's lease and a batch, then dies.
+        let dead = db.open().await;
+        let now = crate::now_ms();
+        assert!(
+            dead.outbox_lease(&targets[0], "dead", now, LEASE)
+                .await
+                .unwrap()
+        );
+        let in_flight: Vec<i64> = dead
+            .outbox_next_batch(&targets[0], 5)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        dead.close().await;
+
+        async fn node(
+            store: Store,
+            me: &'static str,
+            targets: Vec<Target>,
+            now: i64,
+        ) -> Vec<(usize, i64)> {
+            let mut taken = Vec::new();
+            // Until the outbox is empty (queues held by the other node are
+            // skipped, as the delivery loop does).
+            while !store.outbox_counts().await.unwrap().is_empty() {
+                for (i, t) in targets.iter().enumerate() {
+                    if !store.outbox_lease(t, me, now, LEASE).await.unwrap() {
+                        continue;
+                    }
+                    let batch = store.outbox_next_batch(t, 7).await.unwrap();
+                    let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+                    taken.extend(ids.iter().map(|id| (i, *id)));
+                    tokio::task::yield_now().await;
+                    store.outbox_delivered(&ids).await.unwrap();
+                }
+                tokio::task::yield_now().await;
+            }
+            taken
+        }
+        // Both live nodes see "now" past the dead node's lease.
+        let later = now + LEASE;
+        let (x, y) = tokio::join!(
+            node(db.open().await, "node-x", targets.clone(), later),
+            node(db.open().await, "node-y", targets.clone(), later),
+        );
+        let mut all: Vec<i64> = x.iter().chain(&y).map(|(_, id)| *id).collect();
+        all.sort_unstable();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(before, all.len(), "an event was taken twice");
+        assert_eq!(all.len(), events.len(), "an event was lost");
+        assert!(in_flight.iter().all(|id| all.binary_search(id).is_ok()));
+        // One holder per queue: each queue's events went through one node,
+        // in id order.
+        for i in 0..targets.len() {
+            let (in_x, in_y) = (
+                x.iter().filter(|(q, _)| *q == i).count(),
+                y.iter().filter(|(q, _)| *q == i).count(),
+            );
+            assert!(in_x == 0 || in_y == 0, "queue {i} was split between nodes");
+            let ids: Vec<i64> = x
+                .iter()
+                .chain(&y)
+                .filter(|(q, _)| *q == i)
+                .map(|(_, id)| *id)
+                .collect();
+            assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert!(setup.outbox_counts().await.unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn sqlite_creates_the_directory_of_its_file() {
         let dir = tempfile::tempdir().unwrap();

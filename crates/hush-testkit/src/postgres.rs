@@ -287,8 +287,16 @@ impl Postgres {
             data = self.data_dir().display(),
             dir = self.dir.display(),
         );
-        Command::new("sh")
-            .arg("-c")
+        // In its own session (setsid), so that killing the test's process
+        // group (a timeout) does not take the watchdog with it.
+        let mut cmd = if Path::new("/usr/bin/setsid").exists() {
+            let mut c = Command::new("/usr/bin/setsid");
+            c.arg("sh");
+            c
+        } else {
+            Command::new("sh")
+        };
+        cmd.arg("-c")
             .arg(script)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
