@@ -6,7 +6,11 @@
 //! two writers can never both take one index: the second gets `false` and
 //! must reload.
 
-use crate::backend::{dispatch, per_backend};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+
+use crate::backend::{Backend, dispatch, per_backend};
 use crate::{Store, StoreError};
 
 per_backend!(queries, "directory/queries.rs");
@@ -63,6 +67,84 @@ impl Store {
     }
 }
 
+/// How often a node waiting for [`Store::directory_lock`] tries again.
+const LOCK_RETRY: Duration = Duration::from_millis(20);
+
+/// Held while a node publishes an epoch of one app's key directory on a
+/// shared store: PostgreSQL's session advisory lock on
+/// `hashtextextended('hush-directory:' || app_id, 0)`, on a connection
+/// taken out of the pool for as long as it is held. Nothing on SQLite (one
+/// process per file; the directory serialises its epochs in memory).
+///
+/// Give it back with [`DirectoryLock::release`]. Dropped without that (a
+/// panic, a cancelled task), its connection is closed instead of returned
+/// to the pool, which ends the session and so frees the lock; a node that
+/// dies frees it the same way.
+#[derive(Debug)]
+pub struct DirectoryLock {
+    conn: Option<PoolConnection<sqlx::Postgres>>,
+}
+
+impl DirectoryLock {
+    /// Unlocks and returns the connection to the pool.
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for DirectoryLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Closing the session frees its advisory locks.
+            drop(conn.detach());
+        }
+    }
+}
+
+impl Store {
+    /// Takes the cluster-wide lock on `app_id`'s key directory (see
+    /// [`DirectoryLock`]), waiting at most `wait` for another node to let
+    /// go of it (then a [`StoreError::Conflict`]).
+    pub async fn directory_lock(
+        &self,
+        app_id: &str,
+        wait: Duration,
+    ) -> Result<DirectoryLock, StoreError> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Ok(DirectoryLock { conn: None });
+        };
+        let mut conn = pool.acquire().await?;
+        let key = format!("hush-directory:{app_id}");
+        let deadline = Instant::now() + wait;
+        loop {
+            // try_: never a statement blocked in the server, so giving up
+            // (or a cancelled task) leaves no waiter behind.
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                    .bind(&key)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if got {
+                return Ok(DirectoryLock { conn: Some(conn) });
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::Conflict(format!(
+                    "the key directory of app {app_id:?} stayed locked by another node for {} ms",
+                    wait.as_millis()
+                )));
+            }
+            tokio::time::sleep(LOCK_RETRY).await;
+        }
+    }
+}
+
 fn index_to_sql(idx: u64) -> Result<i64, StoreError> {
     i64::try_from(idx).map_err(|_| StoreError::Corrupt(format!("log index {idx} out of range")))
 }
@@ -108,6 +190,28 @@ mod tests {
         let again = s.server_key("log", || [9; 32]).await.unwrap();
         assert_eq!(*first, [7; 32]);
         assert_eq!(*again, [7; 32]);
+    }
+
+    /// The directory lock excludes other nodes (other pools) until released
+    /// or dropped, and a dropped holder's session frees it.
+    #[tokio::test]
+    async fn postgres_directory_lock_is_exclusive_across_nodes() {
+        let db = TestDb::postgres().await;
+        let (a, b) = (db.open().await, db.open().await);
+        let short = std::time::Duration::from_millis(100);
+        let held = a.directory_lock("app", short).await.unwrap();
+        assert!(matches!(
+            b.directory_lock("app", short).await,
+            Err(crate::StoreError::Conflict(_))
+        ));
+        // Another app is another lock.
+        b.directory_lock("other", short).await.unwrap().release().await;
+        held.release().await;
+        let held = b.directory_lock("app", short).await.unwrap();
+        // Dropped: its session ends, which frees the lock.
+        drop(held);
+        let wait = std::time::Duration::from_secs(5);
+        a.directory_lock("app", wait).await.unwrap().release().await;
     }
 
     /// Nodes starting together on one new PostgreSQL database: the

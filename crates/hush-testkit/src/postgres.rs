@@ -194,8 +194,11 @@ impl Postgres {
 
     fn start_server(&self) {
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300",
+            // fsync off: only an OS crash loses data then, and tests do not
+            // crash the OS; commits stay synchronous, so an immediate stop
+            // (a crash of PostgreSQL) keeps every committed transaction.
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off \
+             -c max_connections=300",
             self.port,
             self.dir.display()
         );
