@@ -205,7 +205,11 @@ mod tests {
             Err(crate::StoreError::Conflict(_))
         ));
         // Another app is another lock.
-        b.directory_lock("other", short).await.unwrap().release().await;
+        b.directory_lock("other", short)
+            .await
+            .unwrap()
+            .release()
+            .await;
         held.release().await;
         let held = b.directory_lock("app", short).await.unwrap();
         // Dropped: its session ends, which frees the lock.

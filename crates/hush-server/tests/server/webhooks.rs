@@ -808,3 +808,48 @@ async fn cache_miss_is_deduplicated_while_the_miss_persists() {
     assert_eq!(r.events(1).await, vec![miss]);
     s.stop().await;
 }
+
+/// Two nodes on one PostgreSQL database, one webhook endpoint: each event
+/// reaches it once (not once per node's sender), and when the node holding
+/// the queue stops, the other one delivers what follows.
+#[tokio::test]
+async fn two_nodes_on_one_postgres_deliver_each_event_once() {
+    let mut r = receiver().await;
+    let url = tokio::task::spawn_blocking(hush_testkit::postgres::database)
+        .await
+        .unwrap();
+    let toml = hooks_toml(&webhook(&r.url, Some(&["channel_occupied"])), "");
+    let config = || {
+        let mut c = hush_server::Config::from_toml(&toml).unwrap();
+        c.store.url = Some(url.clone());
+        c
+    };
+    let (n1, n2) = (start_config(config()).await, start_config(config()).await);
+    let (mut a, mut b) = (n1.client().await, n2.client().await);
+    for i in 0..5 {
+        a.subscribe_ok(&format!("on-one-{i}")).await;
+        b.subscribe_ok(&format!("on-two-{i}")).await;
+    }
+    let got = r.events(10).await;
+    for i in 0..5 {
+        for c in [format!("on-one-{i}"), format!("on-two-{i}")] {
+            assert_eq!(
+                has(&got, &json!({"name":"channel_occupied","channel":c})),
+                1,
+                "{got:#?}"
+            );
+        }
+    }
+    // Both nodes' senders poll the shared outbox: still nothing twice.
+    r.silence(Duration::from_millis(1500)).await;
+
+    // The first node stops (releasing its queue leases): the second one
+    // delivers from then on, without waiting for a lease to run out.
+    drop(a);
+    n1.stop().await;
+    b.subscribe_ok("after").await;
+    let got = r.events(1).await;
+    assert_eq!(got, [json!({"name":"channel_occupied","channel":"after"})]);
+    r.silence(Duration::from_millis(1000)).await;
+    n2.stop().await;
+}
