@@ -853,3 +853,44 @@ async fn two_nodes_on_one_postgres_deliver_each_event_once() {
     r.silence(Duration::from_millis(1000)).await;
     n2.stop().await;
 }
+
+/// PostgreSQL stops abruptly while a node runs and comes back: events from
+/// before, during and after the outage each reach the endpoint once, with
+/// no restart of the node (its pool reconnects).
+#[tokio::test]
+async fn webhooks_resume_after_a_postgres_restart() {
+    use hush_testkit::postgres::Postgres;
+    let mut r = receiver().await;
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let url = pg.create_database();
+    let toml = hooks_toml(&webhook(&r.url, Some(&["channel_occupied"])), "");
+    let mut config = hush_server::Config::from_toml(&toml).unwrap();
+    config.store.url = Some(url);
+    let s = start_config(config).await;
+    let mut a = s.client().await;
+    let occupied = |c: &str| json!({"name":"channel_occupied","channel":c});
+    a.subscribe_ok("before").await;
+    assert_eq!(r.events(1).await, [occupied("before")]);
+
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    // Realtime traffic goes on; the event waits for the store.
+    a.subscribe_ok("during").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.start_again();
+        pg
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.events(1).await, [occupied("during")]);
+    a.subscribe_ok("after").await;
+    assert_eq!(r.events(1).await, [occupied("after")]);
+    r.silence(Duration::from_millis(1000)).await;
+    s.stop().await;
+    drop(pg);
+}
