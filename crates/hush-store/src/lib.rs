@@ -53,11 +53,12 @@ pub use outbox::{
 pub struct StoreOptions {
     /// Most pooled connections.
     pub max_connections: u32,
-    /// How long a statement waits for a lock or a pooled connection.
+    /// How long a statement waits for a lock (SQLite) or a pooled
+    /// connection (both).
     pub busy_timeout: Duration,
     /// Create the database (and its directory) when missing. Tools that only
     /// inspect a store turn this off, so a wrong path is an error, not a new
-    /// empty database.
+    /// empty database. (SQLite only: a PostgreSQL database must exist.)
     pub create: bool,
 }
 

@@ -5,9 +5,11 @@
 //! per recipient device; acknowledging deletes the device's row, and the
 //! envelope goes with the last row or at expiry. Ids grow in queueing order
 //! and are never reused, so a device reads its queue in order and an old
-//! acknowledgement cannot delete a newer message. Deleted rows are
-//! overwritten (`secure_delete`); [`Store::checkpoint`] then moves the
-//! overwritten pages out of the write-ahead log.
+//! acknowledgement cannot delete a newer message. On SQLite, deleted rows
+//! are overwritten (`secure_delete`); [`Store::checkpoint`] then moves the
+//! overwritten pages out of the write-ahead log. On PostgreSQL, deleted
+//! rows stay in the table's pages until `VACUUM` reuses them
+//! (docs/OPERATIONS.md).
 
 use crate::backend::{Backend, dispatch, per_backend};
 use crate::{Store, StoreError};
@@ -234,10 +236,11 @@ impl Store {
         dispatch!(&self.backend, queries::totals())
     }
 
-    /// Copies the write-ahead log into the database and truncates it, so
-    /// pages overwritten by deletions replace the old ones in the database
-    /// file and no old copy stays in the log. Returns false when readers
-    /// kept it from finishing (try again later).
+    /// SQLite: copies the write-ahead log into the database and truncates
+    /// it, so pages overwritten by deletions replace the old ones in the
+    /// database file and no old copy stays in the log. Returns false when
+    /// readers kept it from finishing (try again later). PostgreSQL: nothing
+    /// to do here (`true`).
     pub async fn checkpoint(&self) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(p) => {
