@@ -171,6 +171,46 @@ mod tests {
         assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
     }
 
+    /// TLS to PostgreSQL (rustls): `require` encrypts; `verify-full` checks
+    /// the server's certificate and name against `sslrootcert` and refuses a
+    /// server whose certificate no trusted CA signed.
+    #[tokio::test]
+    async fn postgres_over_tls_verifies_the_server() {
+        use crate::testing::pg_server::Postgres;
+        let pg = tokio::task::spawn_blocking(Postgres::start_tls)
+            .await
+            .unwrap();
+        let url = pg.create_database();
+        let o = StoreOptions::default();
+        let encrypted = |s: Store| async move {
+            let Backend::Postgres(p) = &s.backend else {
+                unreachable!()
+            };
+            let on: bool =
+                sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                    .fetch_one(p)
+                    .await
+                    .unwrap();
+            assert!(on, "not encrypted");
+        };
+        encrypted(
+            Store::open(&format!("{url}?sslmode=require"), &o)
+                .await
+                .unwrap(),
+        )
+        .await;
+        let ca = pg.tls_cert();
+        let verified = format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display());
+        encrypted(Store::open(&verified, &o).await.unwrap()).await;
+        // The system's roots do not include this self-signed certificate.
+        assert!(
+            Store::open(&format!("{url}?sslmode=verify-ca"), &o)
+                .await
+                .is_err()
+        );
+        drop(pg);
+    }
+
     #[tokio::test]
     async fn refuses_unknown_urls_and_missing_files() {
         let o = StoreOptions::default();

@@ -38,6 +38,8 @@ pub struct Postgres {
     port: u16,
     run_as: Option<String>,
     databases: AtomicU64,
+    /// Extra `postgres` options (TLS).
+    extra: String,
 }
 
 /// The server shared by the tests of this test binary (started on first
@@ -111,6 +113,23 @@ fn free_port() -> u16 {
 impl Postgres {
     /// Initialises and starts a new server (panics if it cannot).
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Like [`Postgres::start`], serving TLS too (`ssl=on`) with a
+    /// certificate for `localhost` and 127.0.0.1 from a test CA made by `openssl`
+    /// ([`Postgres::tls_cert`]: trust it with `sslrootcert=`).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    /// The test CA (PEM) that signed a [`Postgres::start_tls`] server's
+    /// certificate.
+    pub fn tls_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Self {
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "hush-pg-{}-{}",
@@ -134,13 +153,17 @@ impl Postgres {
             assert!(ok, "chown {} to {user}", dir.display());
             user.to_owned()
         });
-        let pg = Self {
+        let mut pg = Self {
             bin: bin_dir(),
             dir,
             port: free_port(),
             run_as,
             databases: AtomicU64::new(0),
+            extra: String::new(),
         };
+        if tls {
+            pg.make_certificate();
+        }
         let data = pg.data_dir();
         pg.run(
             "initdb",
@@ -157,6 +180,51 @@ impl Postgres {
         );
         pg.start_server();
         pg
+    }
+
+    /// A test CA and a certificate it signed for the server (`localhost`,
+    /// 127.0.0.1),
+    /// the key readable by the server only.
+    fn make_certificate(&mut self) {
+        let (cert, key) = (self.dir.join("server.crt"), self.dir.join("server.key"));
+        let script = "set -e\n\
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=hush-test-ca \
+              -keyout ca.key -out ca.crt\n\
+            openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key \
+              -out server.csr\n\
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > server.ext\n\
+            openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+              -extfile server.ext -out server.crt\n";
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "openssl could not make a test certificate");
+        if let Some(user) = &self.run_as {
+            let ok = Command::new("chown")
+                .arg(user)
+                .arg(&key)
+                .arg(&cert)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown the test certificate");
+        }
+        let ok = Command::new("chmod")
+            .arg("600")
+            .arg(&key)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chmod the test key");
+        self.extra = format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert.display(),
+            key.display()
+        );
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -198,9 +266,10 @@ impl Postgres {
             // crash the OS; commits stay synchronous, so an immediate stop
             // (a crash of PostgreSQL) keeps every committed transaction.
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c full_page_writes=off \
-             -c max_connections=300",
+             -c max_connections=300{}",
             self.port,
-            self.dir.display()
+            self.dir.display(),
+            self.extra
         );
         let data = self.data_dir();
         let log = self.dir.join("postgres.log");
