@@ -32,8 +32,9 @@
 //! once, by whichever node inserts first). Before a node answers (lookup,
 //! history, head, audit, the mailbox's card reads) or checks a write, it
 //! compares the app's log size and latest epoch in the database with what
-//! it has loaded and reloads the app when another node moved them (a new
-//! akd storage, so no stale cache answers). Epochs are published under a
+//! it has loaded and catches up when another node moved them: the new
+//! records are replayed and, if the epoch moved, the tree is opened again (a
+//! new akd storage, so no stale cache answers). Epochs are published under a
 //! cluster-wide lock per app ([`Store::directory_lock`]) by whichever node
 //! runs its publication first, from the database's state read under that
 //! lock: one linear log, no fork. Records another node wrote but has not
@@ -340,11 +341,8 @@ impl Publisher {
         slot: &Arc<AppSlot>,
         guard: &'g mut Option<AppLog>,
     ) -> Result<&'g mut AppLog, DirError> {
-        if let Some(log) = guard.as_ref() {
-            if self.store.is_shared() && self.moved(&slot.app_id, log).await? {
-                tracing::debug!(app = %slot.app_id, "key directory moved on another node; reloading");
-                *guard = None;
-            }
+        if self.store.is_shared() {
+            self.sync(slot, guard).await?;
         }
         let log = match guard {
             Some(log) => log,
@@ -357,11 +355,93 @@ impl Publisher {
         Ok(log)
     }
 
-    /// Whether the store holds more records or a later epoch than `log`.
-    async fn moved(&self, app_id: &str, log: &AppLog) -> Result<bool, DirError> {
+    /// Brings the loaded directory (if any) up to what the store holds: when
+    /// another node appended records or published epochs, the new records
+    /// are replayed onto it and, if the epoch moved, its tree is opened
+    /// again (a new akd storage: nothing stale stays cached). Anything else
+    /// (the store went back: a restored backup), or a failure half-way, and
+    /// the app is loaded again from scratch.
+    async fn sync(&self, slot: &AppSlot, guard: &mut Option<AppLog>) -> Result<(), DirError> {
+        let app_id = slot.app_id.as_str();
+        let Some(log) = guard.as_mut() else {
+            return Ok(());
+        };
         let size = self.store.directory_size(app_id).await?;
         let epoch = self.store.latest_epoch_head(app_id).await?.map(|h| h.epoch);
-        Ok(size != log.size || epoch != log.last.map(|e| e.epoch))
+        let last = log.last.map(|e| e.epoch);
+        if size == log.size && epoch == last {
+            return Ok(());
+        }
+        tracing::debug!(
+            app = app_id,
+            size,
+            ?epoch,
+            "key directory moved on another node"
+        );
+        if size >= log.size && epoch >= last {
+            match self.refresh(slot, log).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    *guard = None;
+                    return Err(e);
+                }
+            }
+        }
+        *guard = None;
+        *guard = Some(self.load(slot).await?);
+        Ok(())
+    }
+
+    /// The incremental part of [`Publisher::sync`]: `log` only lags behind.
+    /// On an error `log` is left half-way: drop it.
+    async fn refresh(&self, slot: &AppSlot, log: &mut AppLog) -> Result<(), DirError> {
+        let app_id = slot.app_id.as_str();
+        let epoch = self.store.latest_epoch_head(app_id).await?.map(|h| h.epoch);
+        if epoch != log.last.map(|e| e.epoch) {
+            let (tree, last) = self.open_tree(app_id).await?;
+            log.tree = tree;
+            log.last = last;
+        }
+        let covered = log.last.map_or(0, |e| e.log_size);
+        let mut loaded = Loaded {
+            state: std::mem::replace(&mut log.state, DirectoryState::new()),
+            size: log.size,
+            covered,
+            published: std::mem::take(&mut log.published),
+            pending: std::mem::take(&mut log.pending),
+        };
+        settle(&mut loaded);
+        let loaded = self.read_records(app_id, loaded).await?;
+        log.state = loaded.state;
+        log.size = loaded.size;
+        log.published = loaded.published;
+        log.pending = loaded.pending;
+        slot.covered.send_replace(covered);
+        Ok(())
+    }
+
+    /// Replays the records of the store from `loaded.size` on.
+    async fn read_records(&self, app_id: &str, mut loaded: Loaded) -> Result<Loaded, DirError> {
+        loop {
+            let start = loaded.size;
+            let batch = self
+                .store
+                .directory_leaves(
+                    app_id,
+                    start,
+                    start + hush_store::directory::MAX_LEAVES_PER_READ,
+                )
+                .await?;
+            if batch.is_empty() {
+                return Ok(loaded);
+            }
+            // Replaying verifies every signature: CPU work, kept off the
+            // async workers.
+            let app = app_id.to_owned();
+            loaded = tokio::task::spawn_blocking(move || replay(&app, loaded, batch))
+                .await
+                .map_err(|_| DirError::Busy("key directory load was interrupted".into()))??;
+        }
     }
 
     /// The tree and its last head, consistent: on a shared store another
@@ -393,33 +473,14 @@ impl Publisher {
         let app_id = slot.app_id.as_str();
         let (tree, last) = self.open_tree(app_id).await?;
         let covered = last.map_or(0, |e| e.log_size);
-        let mut loaded = Loaded {
+        let loaded = Loaded {
             state: DirectoryState::new(),
             size: 0,
             covered,
             published: HashSet::new(),
             pending: BTreeSet::new(),
         };
-        loop {
-            let start = loaded.size;
-            let batch = self
-                .store
-                .directory_leaves(
-                    app_id,
-                    start,
-                    start + hush_store::directory::MAX_LEAVES_PER_READ,
-                )
-                .await?;
-            if batch.is_empty() {
-                break;
-            }
-            // Replaying verifies every signature: CPU work, kept off the
-            // async workers.
-            let app = app_id.to_owned();
-            loaded = tokio::task::spawn_blocking(move || replay(&app, loaded, batch))
-                .await
-                .map_err(|_| DirError::Busy("key directory load was interrupted".into()))??;
-        }
+        let loaded = self.read_records(app_id, loaded).await?;
         let mut log = AppLog {
             state: loaded.state,
             size: loaded.size,
@@ -952,23 +1013,10 @@ async fn publish_pending(slot: &Arc<AppSlot>, publisher: &Publisher) {
     let job = {
         let mut guard = slot.log.lock().await;
         if publisher.store.is_shared() {
-            let moved = match guard.as_ref() {
-                Some(log) => publisher.moved(&slot.app_id, log).await,
-                None => return,
-            };
-            let reloaded = match moved {
-                Ok(false) => Ok(None),
-                Ok(true) => publisher.load(slot).await.map(Some),
-                Err(e) => Err(e),
-            };
-            match reloaded {
-                Ok(None) => {}
-                Ok(Some(log)) => *guard = Some(log),
-                Err(e) => {
-                    tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch failed; reloading the app's directory");
-                    *guard = None;
-                    return;
-                }
+            if let Err(e) = publisher.sync(slot, &mut guard).await {
+                tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch failed; reloading the app's directory");
+                *guard = None;
+                return;
             }
         }
         let Some(log) = guard.as_mut() else { return };
@@ -991,9 +1039,21 @@ async fn publish_pending(slot: &Arc<AppSlot>, publisher: &Publisher) {
     let mut guard = slot.log.lock().await;
     let Some(log) = guard.as_mut() else { return };
     if !log.tree.same(&tree) {
-        // Reloaded meanwhile (by a request that saw another node's write):
-        // that load may predate this epoch. Load again on the next request.
-        *guard = None;
+        // Refreshed meanwhile by a request that saw this very epoch in the
+        // store (no other node publishes while this one holds the lock):
+        // its users are only missing from `published`. Anything else, and
+        // the app is loaded again on the next request.
+        match result {
+            Ok(Some((epoch, _))) if log.last.is_some_and(|l| l.epoch >= epoch) => {
+                log.published.extend(users);
+                log.scheduled = false;
+                if !log.pending.is_empty() {
+                    log.scheduled = true;
+                    schedule(slot.clone(), publisher.clone());
+                }
+            }
+            _ => *guard = None,
+        }
         return;
     }
     log.scheduled = false;
@@ -1055,6 +1115,27 @@ struct Loaded {
     covered: u64,
     published: HashSet<UserId>,
     pending: BTreeSet<UserId>,
+}
+
+/// After the covered record count grew to `loaded.covered`: pending users
+/// whose records are all covered now are published, and any user with a
+/// covered record has an entry in the tree.
+fn settle(loaded: &mut Loaded) {
+    let covered = loaded.covered;
+    let mut still = BTreeSet::new();
+    for user in std::mem::take(&mut loaded.pending) {
+        let entries = loaded
+            .state
+            .user(&user)
+            .map_or(&[][..], |s| s.entries.as_slice());
+        if entries.first().is_some_and(|i| *i < covered) {
+            loaded.published.insert(user.clone());
+        }
+        if entries.last().is_none_or(|i| *i >= covered) {
+            still.insert(user);
+        }
+    }
+    loaded.pending = still;
 }
 
 /// Applies stored records to a directory being loaded (on a blocking
