@@ -26,6 +26,19 @@
 //! the lock writers of the app take; a lookup whose client is gone stops
 //! (its future is dropped, which cancels the blocking work at the next
 //! user).
+//!
+//! On a store shared by several nodes (PostgreSQL) the directory is one for
+//! the cluster: one log and one pair of keys per app (the keys are created
+//! once, by whichever node inserts first). Before a node answers (lookup,
+//! history, head, audit, the mailbox's card reads) or checks a write, it
+//! compares the app's log size and latest epoch in the database with what
+//! it has loaded and catches up when another node moved them: the new
+//! records are replayed and, if the epoch moved, the tree is opened again (a
+//! new akd storage, so no stale cache answers). Epochs are published under a
+//! cluster-wide lock per app ([`Store::directory_lock`]) by whichever node
+//! runs its publication first, from the database's state read under that
+//! lock: one linear log, no fork. Records another node wrote but has not
+//! published yet are published by the next publication of any node.
 
 mod limits;
 mod tree;
@@ -176,11 +189,20 @@ struct AppSlot {
     covered: watch::Sender<u64>,
 }
 
-/// What a publication task needs.
+/// What loading and publishing an app's directory need.
 #[derive(Clone)]
 struct Publisher {
     interval: Duration,
+    store: Store,
+    vrf: Vrf,
 }
+
+/// How long a publication waits for another node's to end.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+/// Loads retried when another node published in the middle of one.
+const LOAD_ATTEMPTS: usize = 5;
+/// Appends retried when another node took the index first.
+const APPEND_ATTEMPTS: usize = 5;
 
 /// The key directory of every app on this node.
 pub struct Directory {
@@ -293,46 +315,113 @@ impl Directory {
     fn publisher(&self) -> Publisher {
         Publisher {
             interval: Duration::from_millis(self.limits.epoch_interval_ms),
+            store: self.store.clone(),
+            vrf: self.vrf.clone(),
         }
     }
 
-    /// Runs `f` on the app's loaded directory (loading it first).
+    /// Runs `f` on the app's loaded directory (loading it first, or again
+    /// when another node sharing the store moved it).
     async fn with_log<T>(
         &self,
-        slot: &AppSlot,
+        slot: &Arc<AppSlot>,
         f: impl FnOnce(&mut AppLog) -> Result<T, DirError>,
     ) -> Result<T, DirError> {
         let mut guard = slot.log.lock().await;
-        let log = match &mut *guard {
+        f(self.publisher().current(slot, &mut guard).await?)
+    }
+}
+
+impl Publisher {
+    /// The app's directory as the store holds it now: the loaded one if the
+    /// store is this node's own or nobody moved it, else loaded again. On a
+    /// shared store, records no epoch covers get a publication scheduled.
+    async fn current<'g>(
+        &self,
+        slot: &Arc<AppSlot>,
+        guard: &'g mut Option<AppLog>,
+    ) -> Result<&'g mut AppLog, DirError> {
+        if self.store.is_shared() {
+            self.sync(slot, guard).await?;
+        }
+        let log = match guard {
             Some(log) => log,
             empty @ None => empty.insert(self.load(slot).await?),
         };
-        f(log)
+        if self.store.is_shared() && !log.pending.is_empty() && !log.scheduled {
+            log.scheduled = true;
+            schedule(slot.clone(), self.clone());
+        }
+        Ok(log)
     }
 
-    async fn load(&self, slot: &AppSlot) -> Result<AppLog, DirError> {
+    /// Brings the loaded directory (if any) up to what the store holds: when
+    /// another node appended records or published epochs, the new records
+    /// are replayed onto it and, if the epoch moved, its tree is opened
+    /// again (a new akd storage: nothing stale stays cached). Anything else
+    /// (the store went back: a restored backup), or a failure half-way, and
+    /// the app is loaded again from scratch.
+    async fn sync(&self, slot: &AppSlot, guard: &mut Option<AppLog>) -> Result<(), DirError> {
         let app_id = slot.app_id.as_str();
-        let tree = Tree::open(self.store.akd_db(app_id), self.vrf.clone()).await?;
-        let last = self.store.latest_epoch_head(app_id).await?.map(epoch_of);
-        let (current, _) = tree.current().await?;
-        if current != last.map_or(0, |e| e.epoch) {
-            // Heads are recorded in the publication's own transaction: a
-            // tree at another epoch than its last head was altered.
-            return Err(StoreError::Corrupt(format!(
-                "key directory of app {app_id}: the tree is at epoch {current}, its last \
-                 recorded head at {}",
-                last.map_or(0, |e| e.epoch)
-            ))
-            .into());
-        }
-        let covered = last.map_or(0, |e| e.log_size);
-        let mut loaded = Loaded {
-            state: DirectoryState::new(),
-            size: 0,
-            covered,
-            published: HashSet::new(),
-            pending: BTreeSet::new(),
+        let Some(log) = guard.as_mut() else {
+            return Ok(());
         };
+        let size = self.store.directory_size(app_id).await?;
+        let epoch = self.store.latest_epoch_head(app_id).await?.map(|h| h.epoch);
+        let last = log.last.map(|e| e.epoch);
+        if size == log.size && epoch == last {
+            return Ok(());
+        }
+        tracing::debug!(
+            app = app_id,
+            size,
+            ?epoch,
+            "key directory moved on another node"
+        );
+        if size >= log.size && epoch >= last {
+            match self.refresh(slot, log).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    *guard = None;
+                    return Err(e);
+                }
+            }
+        }
+        *guard = None;
+        *guard = Some(self.load(slot).await?);
+        Ok(())
+    }
+
+    /// The incremental part of [`Publisher::sync`]: `log` only lags behind.
+    /// On an error `log` is left half-way: drop it.
+    async fn refresh(&self, slot: &AppSlot, log: &mut AppLog) -> Result<(), DirError> {
+        let app_id = slot.app_id.as_str();
+        let epoch = self.store.latest_epoch_head(app_id).await?.map(|h| h.epoch);
+        if epoch != log.last.map(|e| e.epoch) {
+            let (tree, last) = self.open_tree(app_id).await?;
+            log.tree = tree;
+            log.last = last;
+        }
+        let covered = log.last.map_or(0, |e| e.log_size);
+        let mut loaded = Loaded {
+            state: std::mem::replace(&mut log.state, DirectoryState::new()),
+            size: log.size,
+            covered,
+            published: std::mem::take(&mut log.published),
+            pending: std::mem::take(&mut log.pending),
+        };
+        settle(&mut loaded);
+        let loaded = self.read_records(app_id, loaded).await?;
+        log.state = loaded.state;
+        log.size = loaded.size;
+        log.published = loaded.published;
+        log.pending = loaded.pending;
+        slot.covered.send_replace(covered);
+        Ok(())
+    }
+
+    /// Replays the records of the store from `loaded.size` on.
+    async fn read_records(&self, app_id: &str, mut loaded: Loaded) -> Result<Loaded, DirError> {
         loop {
             let start = loaded.size;
             let batch = self
@@ -344,7 +433,7 @@ impl Directory {
                 )
                 .await?;
             if batch.is_empty() {
-                break;
+                return Ok(loaded);
             }
             // Replaying verifies every signature: CPU work, kept off the
             // async workers.
@@ -353,6 +442,45 @@ impl Directory {
                 .await
                 .map_err(|_| DirError::Busy("key directory load was interrupted".into()))??;
         }
+    }
+
+    /// The tree and its last head, consistent: on a shared store another
+    /// node may publish between the two reads (then they are read again).
+    async fn open_tree(&self, app_id: &str) -> Result<(Tree, Option<Epoch>), DirError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tree = Tree::open(self.store.akd_db(app_id), self.vrf.clone()).await?;
+            let last = self.store.latest_epoch_head(app_id).await?.map(epoch_of);
+            let (current, _) = tree.current().await?;
+            if current == last.map_or(0, |e| e.epoch) {
+                return Ok((tree, last));
+            }
+            if !self.store.is_shared() || attempt >= LOAD_ATTEMPTS {
+                // Heads are recorded in the publication's own transaction: a
+                // tree at another epoch than its last head was altered.
+                return Err(StoreError::Corrupt(format!(
+                    "key directory of app {app_id}: the tree is at epoch {current}, its last \
+                     recorded head at {}",
+                    last.map_or(0, |e| e.epoch)
+                ))
+                .into());
+            }
+        }
+    }
+
+    async fn load(&self, slot: &AppSlot) -> Result<AppLog, DirError> {
+        let app_id = slot.app_id.as_str();
+        let (tree, last) = self.open_tree(app_id).await?;
+        let covered = last.map_or(0, |e| e.log_size);
+        let loaded = Loaded {
+            state: DirectoryState::new(),
+            size: 0,
+            covered,
+            published: HashSet::new(),
+            pending: BTreeSet::new(),
+        };
+        let loaded = self.read_records(app_id, loaded).await?;
         let mut log = AppLog {
             state: loaded.state,
             size: loaded.size,
@@ -364,8 +492,10 @@ impl Directory {
         };
         // Records stored but in no epoch yet (the node stopped before
         // publishing them, or the tree is new): publish them now, so every
-        // answer after a load covers every record.
-        if !log.pending.is_empty() {
+        // answer after a load covers every record. On a shared store another
+        // node may be publishing them: they wait for a publication under the
+        // cluster's lock (see `current`).
+        if !log.pending.is_empty() && !self.store.is_shared() {
             let users = std::mem::take(&mut log.pending);
             let updates = entries_of(&log.state, &users);
             let at = now_ms();
@@ -387,7 +517,9 @@ impl Directory {
         tracing::debug!(app = app_id, records = log.size, "key directory loaded");
         Ok(log)
     }
+}
 
+impl Directory {
     /// Checks and stores one entry for `user`, then waits for the epoch
     /// that publishes it; answers with that epoch's head and the user's
     /// lookup proof.
@@ -400,12 +532,13 @@ impl Directory {
         let slot = self.slot(app_id);
         let max_devices = self.limits.max_devices_per_user;
         let store = &self.store;
-        let index = {
+        let publisher = self.publisher();
+        let leaf = entry.to_bytes();
+        let mut attempt = 0;
+        let index = loop {
+            attempt += 1;
             let mut guard = slot.log.lock().await;
-            let log = match &mut *guard {
-                Some(log) => log,
-                empty @ None => empty.insert(self.load(&slot).await?),
-            };
+            let log = publisher.current(&slot, &mut guard).await?;
             if let LogEntry::Card(card) = &entry {
                 check_device_cap(&log.state, card, max_devices)?;
             }
@@ -414,14 +547,17 @@ impl Directory {
                 _ => DirError::InvalidRecord(e.to_string()),
             })?;
             let index = log.size;
-            let leaf = entry.to_bytes();
             if !store
                 .directory_append(app_id, index, &leaf, user.as_str())
                 .await?
             {
-                // Another writer (another node on this store) got there
-                // first: reload, and let the client retry.
+                // Another writer (another node on this store) took the
+                // index first: reload and check the entry again against
+                // the log as it now is.
                 *guard = None;
+                if attempt < APPEND_ATTEMPTS {
+                    continue;
+                }
                 return Err(DirError::Conflict(
                     "the directory moved on; retry the request".into(),
                 ));
@@ -433,9 +569,9 @@ impl Directory {
             log.pending.insert(user.clone());
             if !log.scheduled {
                 log.scheduled = true;
-                schedule(slot.clone(), self.publisher());
+                schedule(slot.clone(), publisher);
             }
-            index
+            break index;
         };
         let mut covered = slot.covered.subscribe();
         tokio::time::timeout(PUBLISH_WAIT, covered.wait_for(|c| *c > index))
@@ -467,7 +603,7 @@ impl Directory {
     /// worker; the signed head they are for.
     async fn proofs(
         &self,
-        slot: &AppSlot,
+        slot: &Arc<AppSlot>,
         users: Vec<UserId>,
         max_bytes: usize,
     ) -> Result<(String, Vec<tree::UserProof>), DirError> {
@@ -849,58 +985,104 @@ fn record_epoch(slot: &AppSlot, log: &mut AppLog, users: BTreeSet<UserId>, epoch
 
 /// Publishes the app's pending users after `interval` (one task at a time
 /// per app: `scheduled` is set until it ends); reschedules itself while
-/// writes keep arriving or after a failure.
+/// writes keep arriving or after a failure. On a shared store it publishes
+/// under the cluster's lock on the app, from the state the store holds
+/// then (reloaded if another node moved it).
 fn schedule(slot: Arc<AppSlot>, publisher: Publisher) {
     tokio::spawn(async move {
         tokio::time::sleep(publisher.interval).await;
-        let job = {
-            let mut guard = slot.log.lock().await;
-            let Some(log) = guard.as_mut() else { return };
-            let users = std::mem::take(&mut log.pending);
-            (
-                log.tree.clone(),
-                entries_of(&log.state, &users),
-                users,
-                log.size,
-            )
-        };
-        let (tree, updates, users, log_size) = job;
-        let at = now_ms();
-        let result = if updates.is_empty() {
-            Ok(None)
-        } else {
-            tree.publish(updates, log_size, at).await.map(Some)
-        };
-        let mut guard = slot.log.lock().await;
-        let Some(log) = guard.as_mut() else { return };
-        log.scheduled = false;
-        match result {
-            // Nothing to commit (no user with an identity changed).
-            Ok(None) => {}
-            Ok(Some((epoch, root))) => {
-                let e = Epoch {
-                    epoch,
-                    root,
-                    published_ms: at,
-                    log_size,
-                };
-                record_epoch(&slot, log, users, e);
-            }
+        let lock = match publisher
+            .store
+            .directory_lock(&slot.app_id, LOCK_WAIT)
+            .await
+        {
+            Ok(lock) => lock,
             Err(e) => {
-                // akd updates its cache before the store's transaction: after
-                // a failed publication the loaded tree is not trusted. Drop
-                // the whole app; the next request reloads it from the store
-                // and publishes every record no epoch covers yet.
+                tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch postponed: no lock");
+                schedule(slot, publisher);
+                return;
+            }
+        };
+        publish_pending(&slot, &publisher).await;
+        lock.release().await;
+    });
+}
+
+/// One publication of the app's pending users (see [`schedule`]).
+async fn publish_pending(slot: &Arc<AppSlot>, publisher: &Publisher) {
+    let job = {
+        let mut guard = slot.log.lock().await;
+        if publisher.store.is_shared() {
+            if let Err(e) = publisher.sync(slot, &mut guard).await {
                 tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch failed; reloading the app's directory");
                 *guard = None;
                 return;
             }
         }
-        if !log.pending.is_empty() {
-            log.scheduled = true;
-            schedule(slot.clone(), publisher);
+        let Some(log) = guard.as_mut() else { return };
+        log.scheduled = true;
+        let users = std::mem::take(&mut log.pending);
+        (
+            log.tree.clone(),
+            entries_of(&log.state, &users),
+            users,
+            log.size,
+        )
+    };
+    let (tree, updates, users, log_size) = job;
+    let at = now_ms();
+    let result = if updates.is_empty() {
+        Ok(None)
+    } else {
+        tree.publish(updates, log_size, at).await.map(Some)
+    };
+    let mut guard = slot.log.lock().await;
+    let Some(log) = guard.as_mut() else { return };
+    if !log.tree.same(&tree) {
+        // Refreshed meanwhile by a request that saw this very epoch in the
+        // store (no other node publishes while this one holds the lock):
+        // its users are only missing from `published`. Anything else, and
+        // the app is loaded again on the next request.
+        match result {
+            Ok(Some((epoch, _))) if log.last.is_some_and(|l| l.epoch >= epoch) => {
+                log.published.extend(users);
+                log.scheduled = false;
+                if !log.pending.is_empty() {
+                    log.scheduled = true;
+                    schedule(slot.clone(), publisher.clone());
+                }
+            }
+            _ => *guard = None,
         }
-    });
+        return;
+    }
+    log.scheduled = false;
+    match result {
+        // Nothing to commit (no user with an identity changed).
+        Ok(None) => {}
+        Ok(Some((epoch, root))) => {
+            let e = Epoch {
+                epoch,
+                root,
+                published_ms: at,
+                log_size,
+            };
+            record_epoch(slot, log, users, e);
+        }
+        Err(e) => {
+            // akd updates its cache before the store's transaction: after
+            // a failed publication the loaded tree is not trusted. Drop
+            // the whole app; the next request reloads it from the store
+            // and publishes every record no epoch covers yet.
+            tracing::warn!(app = %slot.app_id, error = %e, "key directory epoch failed; reloading the app's directory");
+            *guard = None;
+            return;
+        }
+    }
+    if !log.pending.is_empty() {
+        log.scheduled = true;
+        schedule(slot.clone(), publisher.clone());
+    }
 }
 
 fn bad_params(e: hush_protocol::msgs::hush::ParamsError) -> DirError {
@@ -933,6 +1115,27 @@ struct Loaded {
     covered: u64,
     published: HashSet<UserId>,
     pending: BTreeSet<UserId>,
+}
+
+/// After the covered record count grew to `loaded.covered`: pending users
+/// whose records are all covered now are published, and any user with a
+/// covered record has an entry in the tree.
+fn settle(loaded: &mut Loaded) {
+    let covered = loaded.covered;
+    let mut still = BTreeSet::new();
+    for user in std::mem::take(&mut loaded.pending) {
+        let entries = loaded
+            .state
+            .user(&user)
+            .map_or(&[][..], |s| s.entries.as_slice());
+        if entries.first().is_some_and(|i| *i < covered) {
+            loaded.published.insert(user.clone());
+        }
+        if entries.last().is_none_or(|i| *i >= covered) {
+            still.insert(user);
+        }
+    }
+    loaded.pending = still;
 }
 
 /// Applies stored records to a directory being loaded (on a blocking
@@ -1001,5 +1204,7 @@ fn check_device_cap(state: &DirectoryState, card: &DeviceCard, max: usize) -> Re
     Ok(())
 }
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,10 @@
 //! interpret an app's settings: they are the server's JSON form of an
 //! `[apps.X]` table, checked by the server and the CLI.
 
-use sqlx::{Row, SqlitePool};
+use crate::backend::{dispatch, per_backend};
+use crate::{Store, StoreError};
 
-use crate::{Backend, Store, StoreError, now_ms};
+per_backend!(queries, "apps/queries.rs");
 
 /// One stored app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,16 +24,12 @@ pub struct StoredApp {
 impl Store {
     /// Every stored app, by id.
     pub async fn apps_list(&self) -> Result<Vec<StoredApp>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => list(p).await,
-        }
+        dispatch!(&self.backend, queries::list())
     }
 
     /// The stored app `id`.
     pub async fn app_get(&self, id: &str) -> Result<Option<StoredApp>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => get(p, id).await,
-        }
+        dispatch!(&self.backend, queries::get(id))
     }
 
     /// Adds an app; `false` (nothing written) when its id or key is taken.
@@ -42,85 +39,28 @@ impl Store {
         key: &str,
         settings: &str,
     ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                let r = sqlx::query(
-                    "INSERT INTO apps (id, key, settings, updated_ms) VALUES (?, ?, ?, ?) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(id)
-                .bind(key)
-                .bind(settings)
-                .bind(now_ms())
-                .execute(p)
-                .await?;
-                Ok(r.rows_affected() == 1)
-            }
-        }
+        dispatch!(&self.backend, queries::insert(id, key, settings))
     }
 
     /// Replaces the settings of app `id`; `false` when there is no such app.
     pub async fn app_update(&self, id: &str, settings: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                let r = sqlx::query("UPDATE apps SET settings = ?, updated_ms = ? WHERE id = ?")
-                    .bind(settings)
-                    .bind(now_ms())
-                    .bind(id)
-                    .execute(p)
-                    .await?;
-                Ok(r.rows_affected() == 1)
-            }
-        }
+        dispatch!(&self.backend, queries::update(id, settings))
     }
 
     /// Deletes app `id`; `false` when there is no such app.
     pub async fn app_delete(&self, id: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                let r = sqlx::query("DELETE FROM apps WHERE id = ?")
-                    .bind(id)
-                    .execute(p)
-                    .await?;
-                Ok(r.rows_affected() == 1)
-            }
-        }
+        dispatch!(&self.backend, queries::delete(id))
     }
-}
-
-fn row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredApp, StoreError> {
-    Ok(StoredApp {
-        id: r.try_get("id")?,
-        key: r.try_get("key")?,
-        settings: r.try_get("settings")?,
-        updated_ms: r.try_get("updated_ms")?,
-    })
-}
-
-async fn list(p: &SqlitePool) -> Result<Vec<StoredApp>, StoreError> {
-    let rows = sqlx::query("SELECT id, key, settings, updated_ms FROM apps ORDER BY id")
-        .fetch_all(p)
-        .await?;
-    rows.iter().map(row).collect()
-}
-
-async fn get(p: &SqlitePool, id: &str) -> Result<Option<StoredApp>, StoreError> {
-    let r = sqlx::query("SELECT id, key, settings, updated_ms FROM apps WHERE id = ?")
-        .bind(id)
-        .fetch_optional(p)
-        .await?;
-    r.as_ref().map(row).transpose()
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{Store, StoreOptions};
+    use crate::testing::{TestDb, both_backends};
 
-    #[tokio::test]
-    async fn apps_are_added_once_updated_and_removed() {
-        let s = Store::open("sqlite::memory:", &StoreOptions::default())
-            .await
-            .unwrap();
+    both_backends!(apps_are_added_once_updated_and_removed);
+
+    async fn apps_are_added_once_updated_and_removed(db: &TestDb) {
+        let s = db.open().await;
         assert!(s.apps_list().await.unwrap().is_empty());
         assert!(s.app_insert("1", "k1", "{\"a\":1}").await.unwrap());
         assert!(!s.app_insert("1", "k2", "{}").await.unwrap(), "id taken");

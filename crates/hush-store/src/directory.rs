@@ -6,9 +6,14 @@
 //! two writers can never both take one index: the second gets `false` and
 //! must reload.
 
-use sqlx::{Row, SqlitePool};
+use std::time::{Duration, Instant};
 
-use crate::{Backend, Store, StoreError, now_ms};
+use sqlx::pool::PoolConnection;
+
+use crate::backend::{Backend, dispatch, per_backend};
+use crate::{Store, StoreError};
+
+per_backend!(queries, "directory/queries.rs");
 
 /// Most leaves one [`Store::directory_leaves`] call returns.
 pub const MAX_LEAVES_PER_READ: u64 = 100_000;
@@ -24,9 +29,7 @@ impl Store {
         user_id: &str,
     ) -> Result<bool, StoreError> {
         let idx = index_to_sql(idx)?;
-        match &self.backend {
-            Backend::Sqlite(p) => append(p, app_id, idx, leaf, user_id).await,
-        }
+        dispatch!(&self.backend, queries::append(app_id, idx, leaf, user_id))
     }
 
     /// Leaves `start..end` of `app_id`'s log (at most
@@ -42,9 +45,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let (start, end) = (index_to_sql(start)?, index_to_sql(end)?);
-        match &self.backend {
-            Backend::Sqlite(p) => leaves(p, app_id, start, end).await,
-        }
+        dispatch!(&self.backend, queries::leaves(app_id, start, end))
     }
 
     /// The named server key, created from `generate()` on first use. Every
@@ -55,8 +56,91 @@ impl Store {
         generate: impl FnOnce() -> [u8; 32],
     ) -> Result<zeroize::Zeroizing<[u8; 32]>, StoreError> {
         let fresh = zeroize::Zeroizing::new(generate());
-        match &self.backend {
-            Backend::Sqlite(p) => server_key(p, name, &fresh[..]).await,
+        dispatch!(&self.backend, queries::server_key(name, &fresh[..]))
+    }
+
+    /// How many leaves `app_id`'s log holds (the index the next append
+    /// takes): what another node sharing the store may have appended.
+    pub async fn directory_size(&self, app_id: &str) -> Result<u64, StoreError> {
+        let n = dispatch!(&self.backend, queries::size(app_id))?;
+        u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("directory log size {n}")))
+    }
+}
+
+/// How often a node waiting for [`Store::directory_lock`] tries again.
+const LOCK_RETRY: Duration = Duration::from_millis(20);
+
+/// Held while a node publishes an epoch of one app's key directory on a
+/// shared store: PostgreSQL's session advisory lock on
+/// `hashtextextended('hush-directory:' || app_id, 0)`, on a connection
+/// taken out of the pool for as long as it is held. Nothing on SQLite (one
+/// process per file; the directory serialises its epochs in memory).
+///
+/// Give it back with [`DirectoryLock::release`]. Dropped without that (a
+/// panic, a cancelled task), its connection is closed instead of returned
+/// to the pool, which ends the session and so frees the lock; a node that
+/// dies frees it the same way.
+#[derive(Debug)]
+pub struct DirectoryLock {
+    conn: Option<PoolConnection<sqlx::Postgres>>,
+}
+
+impl DirectoryLock {
+    /// Unlocks and returns the connection to the pool.
+    pub async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock_all()")
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for DirectoryLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Closing the session frees its advisory locks.
+            drop(conn.detach());
+        }
+    }
+}
+
+impl Store {
+    /// Takes the cluster-wide lock on `app_id`'s key directory (see
+    /// [`DirectoryLock`]), waiting at most `wait` for another node to let
+    /// go of it (then a [`StoreError::Conflict`]).
+    pub async fn directory_lock(
+        &self,
+        app_id: &str,
+        wait: Duration,
+    ) -> Result<DirectoryLock, StoreError> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Ok(DirectoryLock { conn: None });
+        };
+        let mut conn = pool.acquire().await?;
+        let key = format!("hush-directory:{app_id}");
+        let deadline = Instant::now() + wait;
+        loop {
+            // try_: never a statement blocked in the server, so giving up
+            // (or a cancelled task) leaves no waiter behind.
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+                    .bind(&key)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if got {
+                return Ok(DirectoryLock { conn: Some(conn) });
+            }
+            if Instant::now() >= deadline {
+                return Err(StoreError::Conflict(format!(
+                    "the key directory of app {app_id:?} stayed locked by another node for {} ms",
+                    wait.as_millis()
+                )));
+            }
+            tokio::time::sleep(LOCK_RETRY).await;
         }
     }
 }
@@ -65,105 +149,19 @@ fn index_to_sql(idx: u64) -> Result<i64, StoreError> {
     i64::try_from(idx).map_err(|_| StoreError::Corrupt(format!("log index {idx} out of range")))
 }
 
-async fn append(
-    pool: &SqlitePool,
-    app_id: &str,
-    idx: i64,
-    leaf: &[u8],
-    user_id: &str,
-) -> Result<bool, StoreError> {
-    // The index must be the next one (the log has no holes): one statement,
-    // so SQLite takes the write lock before it reads. A deferred transaction
-    // that counted first and then inserted failed with SQLITE_BUSY whenever
-    // the webhook outbox wrote in between, and the count scanned the log.
-    let inserted = sqlx::query(
-        "INSERT INTO directory_log (app_id, idx, leaf, user_id, created_ms) \
-         SELECT $1, $2, $3, $4, $5 \
-         WHERE $2 = 0 OR EXISTS \
-             (SELECT 1 FROM directory_log WHERE app_id = $1 AND idx = $2 - 1) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(app_id)
-    .bind(idx)
-    .bind(leaf)
-    .bind(user_id)
-    .bind(now_ms())
-    .execute(pool)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
-}
-
-async fn leaves(
-    pool: &SqlitePool,
-    app_id: &str,
-    start: i64,
-    end: i64,
-) -> Result<Vec<Vec<u8>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT idx, leaf FROM directory_log WHERE app_id = $1 AND idx >= $2 AND idx < $3 \
-         ORDER BY idx",
-    )
-    .bind(app_id)
-    .bind(start)
-    .bind(end)
-    .fetch_all(pool)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (expected, row) in (start..).zip(rows) {
-        let idx: i64 = row.try_get(0)?;
-        if idx != expected {
-            return Err(StoreError::Corrupt(format!(
-                "directory log of app {app_id} has a hole at index {expected}"
-            )));
-        }
-        out.push(row.try_get(1)?);
-    }
-    Ok(out)
-}
-
-async fn server_key(
-    pool: &SqlitePool,
-    name: &str,
-    fresh: &[u8],
-) -> Result<zeroize::Zeroizing<[u8; 32]>, StoreError> {
-    sqlx::query(
-        "INSERT INTO server_keys (name, secret, created_ms) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name)
-    .bind(fresh)
-    .bind(now_ms())
-    .execute(pool)
-    .await?;
-    let row = sqlx::query("SELECT secret FROM server_keys WHERE name = $1")
-        .bind(name)
-        .fetch_one(pool)
-        .await?;
-    let secret: zeroize::Zeroizing<Vec<u8>> = zeroize::Zeroizing::new(row.try_get(0)?);
-    let key: [u8; 32] = secret
-        .as_slice()
-        .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("server key {name} is not 32 bytes")))?;
-    Ok(zeroize::Zeroizing::new(key))
-}
-
 #[cfg(test)]
 mod tests {
     use crate::{Store, StoreOptions};
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/hush.sqlite3", dir.path().display());
-        (
-            dir,
-            Store::open(&url, &StoreOptions::default()).await.unwrap(),
-        )
-    }
+    use crate::testing::{TestDb, both_backends};
 
-    #[tokio::test]
-    async fn appends_in_order_without_holes_or_double_writes() {
-        let (_dir, s) = store().await;
+    both_backends!(
+        appends_in_order_without_holes_or_double_writes,
+        server_keys_are_created_once
+    );
+
+    async fn appends_in_order_without_holes_or_double_writes(db: &TestDb) {
+        let s = db.open().await;
         assert!(
             s.directory_append("a", 0, b"\x01one", "alice")
                 .await
@@ -186,12 +184,63 @@ mod tests {
         assert!(s.directory_leaves("a", 2, 1).await.unwrap().is_empty());
     }
 
-    #[tokio::test]
-    async fn server_keys_are_created_once() {
-        let (_dir, s) = store().await;
+    async fn server_keys_are_created_once(db: &TestDb) {
+        let s = db.open().await;
         let first = s.server_key("log", || [7; 32]).await.unwrap();
         let again = s.server_key("log", || [9; 32]).await.unwrap();
         assert_eq!(*first, [7; 32]);
         assert_eq!(*again, [7; 32]);
+    }
+
+    /// The directory lock excludes other nodes (other pools) until released
+    /// or dropped, and a dropped holder's session frees it.
+    #[tokio::test]
+    async fn postgres_directory_lock_is_exclusive_across_nodes() {
+        let db = TestDb::postgres().await;
+        let (a, b) = (db.open().await, db.open().await);
+        let short = std::time::Duration::from_millis(100);
+        let held = a.directory_lock("app", short).await.unwrap();
+        assert!(matches!(
+            b.directory_lock("app", short).await,
+            Err(crate::StoreError::Conflict(_))
+        ));
+        // Another app is another lock.
+        b.directory_lock("other", short)
+            .await
+            .unwrap()
+            .release()
+            .await;
+        held.release().await;
+        let held = b.directory_lock("app", short).await.unwrap();
+        // Dropped: its session ends, which frees the lock.
+        drop(held);
+        let wait = std::time::Duration::from_secs(5);
+        a.directory_lock("app", wait).await.unwrap().release().await;
+    }
+
+    /// Nodes starting together on one new PostgreSQL database: the
+    /// migrations run once (under the migrator's advisory lock) and every
+    /// node gets the key of whichever inserted first. (SQLite is one
+    /// process per file: the server's data lock.)
+    #[tokio::test]
+    async fn postgres_concurrent_opens_migrate_once_and_share_server_keys() {
+        let db = TestDb::postgres().await;
+        let mut tasks = Vec::new();
+        for n in 0..8u8 {
+            let url = db.url.clone();
+            tasks.push(tokio::spawn(async move {
+                let s = Store::open(&url, &StoreOptions::default()).await.unwrap();
+                let key = s.server_key("log", || [n; 32]).await.unwrap();
+                s.close().await;
+                *key
+            }));
+        }
+        let mut keys = Vec::new();
+        for t in tasks {
+            keys.push(t.await.unwrap());
+        }
+        assert!(keys.windows(2).all(|w| w[0] == w[1]), "{keys:?}");
+        let s = db.open().await;
+        assert_eq!(*s.server_key("log", || [99; 32]).await.unwrap(), keys[0]);
     }
 }

@@ -5,13 +5,16 @@
 //! per recipient device; acknowledging deletes the device's row, and the
 //! envelope goes with the last row or at expiry. Ids grow in queueing order
 //! and are never reused, so a device reads its queue in order and an old
-//! acknowledgement cannot delete a newer message. Deleted rows are
-//! overwritten (`secure_delete`); [`Store::checkpoint`] then moves the
-//! overwritten pages out of the write-ahead log.
+//! acknowledgement cannot delete a newer message. On SQLite, deleted rows
+//! are overwritten (`secure_delete`); [`Store::checkpoint`] then moves the
+//! overwritten pages out of the write-ahead log. On PostgreSQL, deleted
+//! rows stay in the table's pages until `VACUUM` reuses them
+//! (docs/OPERATIONS.md).
 
-use crate::{Backend, Store, StoreError};
+use crate::backend::{Backend, dispatch, per_backend};
+use crate::{Store, StoreError};
 
-mod sqlite;
+per_backend!(queries, "mailbox/queries.rs");
 
 /// Length of a device id and of a message id.
 pub const ID_LEN: usize = 16;
@@ -130,9 +133,7 @@ impl Store {
         message: &NewMessage<'_>,
         quota: Quota,
     ) -> Result<Enqueued, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::enqueue(p, message, quota).await,
-        }
+        dispatch!(&self.backend, queries::enqueue(message, quota))
     }
 
     /// Queues several messages in one transaction (a group commit), each as
@@ -144,9 +145,7 @@ impl Store {
         messages: &[NewMessage<'_>],
         quota: Quota,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::enqueue_batch(p, messages, quota).await,
-        }
+        dispatch!(&self.backend, queries::enqueue_batch(messages, quota))
     }
 
     /// Up to `limit` messages of `device`'s queue with ids above `after`,
@@ -161,11 +160,10 @@ impl Store {
         max_bytes: usize,
         now_ms: i64,
     ) -> Result<Page, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                sqlite::fetch(p, app_id, device, after, limit, max_bytes, now_ms).await
-            }
-        }
+        dispatch!(
+            &self.backend,
+            queries::fetch(app_id, device, after, limit, max_bytes, now_ms)
+        )
     }
 
     /// Marks message `id` delivered to `device` (pushed on its connection).
@@ -176,9 +174,10 @@ impl Store {
         id: i64,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::mark_delivered(p, app_id, device, id, now_ms).await,
-        }
+        dispatch!(
+            &self.backend,
+            queries::mark_delivered(app_id, device, id, now_ms)
+        )
     }
 
     /// Deletes `ids` from `device`'s queue (ids that are not in it are
@@ -190,9 +189,7 @@ impl Store {
         device: &DeviceRef,
         ids: &[i64],
     ) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::ack(p, app_id, device, ids).await,
-        }
+        dispatch!(&self.backend, queries::ack(app_id, device, ids))
     }
 
     /// How many messages wait for `device`.
@@ -201,9 +198,7 @@ impl Store {
         app_id: &str,
         device: &DeviceRef,
     ) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::pending(p, app_id, device).await,
-        }
+        dispatch!(&self.backend, queries::pending(app_id, device))
     }
 
     /// Where the message `message_id` that `sender_user` sent stands;
@@ -214,9 +209,10 @@ impl Store {
         sender_user: &str,
         message_id: &[u8; ID_LEN],
     ) -> Result<Option<MessageStatus>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::status(p, app_id, sender_user, message_id).await,
-        }
+        dispatch!(
+            &self.backend,
+            queries::status(app_id, sender_user, message_id)
+        )
     }
 
     /// Empties the queues of `user`'s devices that are not in `keep` (its
@@ -227,32 +223,36 @@ impl Store {
         user: &str,
         keep: &[[u8; ID_LEN]],
     ) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::purge_devices(p, app_id, user, keep).await,
-        }
+        dispatch!(&self.backend, queries::purge_devices(app_id, user, keep))
     }
 
     /// Deletes the messages expired at `now_ms`; returns how many.
     pub async fn mailbox_expire(&self, now_ms: i64) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::expire(p, now_ms).await,
-        }
+        dispatch!(&self.backend, queries::expire(now_ms))
     }
 
     /// What the mailbox holds.
     pub async fn mailbox_totals(&self) -> Result<MailboxTotals, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => sqlite::totals(p).await,
-        }
+        dispatch!(&self.backend, queries::totals())
     }
 
-    /// Copies the write-ahead log into the database and truncates it, so
-    /// pages overwritten by deletions replace the old ones in the database
-    /// file and no old copy stays in the log. Returns false when readers
-    /// kept it from finishing (try again later).
+    /// SQLite: copies the write-ahead log into the database and truncates
+    /// it, so pages overwritten by deletions replace the old ones in the
+    /// database file and no old copy stays in the log. Returns false when
+    /// readers kept it from finishing (try again later). PostgreSQL: nothing
+    /// to do here (`true`).
     pub async fn checkpoint(&self) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Sqlite(p) => sqlite::checkpoint(p).await,
+            Backend::Sqlite(p) => {
+                let (busy, _, _): (i64, i64, i64) =
+                    sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .fetch_one(p)
+                        .await?;
+                Ok(busy == 0)
+            }
+            // PostgreSQL keeps no copy in a file of this node's; the
+            // server's VACUUM (autovacuum) reclaims deleted rows.
+            Backend::Postgres(_) => Ok(true),
         }
     }
 }

@@ -47,6 +47,51 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "encrypted mailbox",
         include_str!("../migrations/sqlite/0006_mailbox.sql"),
     ),
+    (
+        7,
+        "webhook queue leases",
+        include_str!("../migrations/sqlite/0007_webhook_leases.sql"),
+    ),
+];
+
+/// (version, description, SQL) of every PostgreSQL migration, in order (the
+/// same versions as SQLite's, in PostgreSQL's types).
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "webhook outbox",
+        include_str!("../migrations/postgres/0001_webhook_outbox.sql"),
+    ),
+    (
+        2,
+        "key directory",
+        include_str!("../migrations/postgres/0002_key_directory.sql"),
+    ),
+    (
+        3,
+        "apps",
+        include_str!("../migrations/postgres/0003_apps.sql"),
+    ),
+    (
+        4,
+        "webhook occupancy journal",
+        include_str!("../migrations/postgres/0004_webhook_occupancy.sql"),
+    ),
+    (
+        5,
+        "akd key directory",
+        include_str!("../migrations/postgres/0005_akd.sql"),
+    ),
+    (
+        6,
+        "encrypted mailbox",
+        include_str!("../migrations/postgres/0006_mailbox.sql"),
+    ),
+    (
+        7,
+        "webhook queue leases",
+        include_str!("../migrations/postgres/0007_webhook_leases.sql"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -77,4 +122,11 @@ impl<'s> MigrationSource<'s> for Embedded {
 /// The migrator for SQLite databases.
 pub(crate) async fn sqlite() -> Result<Migrator, sqlx::migrate::MigrateError> {
     Migrator::new(Embedded(SQLITE)).await
+}
+
+/// The migrator for PostgreSQL databases. sqlx's migrator takes PostgreSQL's
+/// advisory lock around its work, so nodes opening one database at once
+/// apply each migration once.
+pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Embedded(POSTGRES)).await
 }

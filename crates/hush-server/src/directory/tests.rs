@@ -27,11 +27,11 @@ async fn fixture() -> Fixture {
     Fixture { dir, _tmp: tmp }
 }
 
-fn user(s: &str) -> UserId {
+pub(super) fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
 }
 
-fn keys(dir: &Directory) -> (LogPublicKey, VrfPublicKey) {
+pub(super) fn keys(dir: &Directory) -> (LogPublicKey, VrfPublicKey) {
     let k: [u8; 32] = STANDARD
         .decode(dir.public_key())
         .unwrap()
@@ -48,7 +48,7 @@ fn keys(dir: &Directory) -> (LogPublicKey, VrfPublicKey) {
     )
 }
 
-fn head(text: &str, key: &LogPublicKey) -> TreeHead {
+pub(super) fn head(text: &str, key: &LogPublicKey) -> TreeHead {
     let sth = SignedTreeHead::from_bytes(&STANDARD.decode(text).unwrap()).unwrap();
     sth.verify(key, "app").unwrap();
     sth.head

@@ -84,7 +84,7 @@ pub(super) struct UserProof {
 pub(super) struct Tree {
     akd: Akd,
     /// The storage, to stage each epoch's head into the publication's
-    /// SQLite transaction.
+    /// store transaction.
     db: Db,
     /// Publications write-lock it; proofs read-lock it.
     epoch_lock: Arc<tokio::sync::RwLock<()>>,
@@ -115,6 +115,12 @@ impl Tree {
             db: handle,
             epoch_lock: Arc::new(tokio::sync::RwLock::new(())),
         })
+    }
+
+    /// Whether `other` is a clone of this tree (the same akd storage and
+    /// cache), not a tree loaded again.
+    pub(super) fn same(&self, other: &Tree) -> bool {
+        Arc::ptr_eq(&self.epoch_lock, &other.epoch_lock)
     }
 
     /// The current epoch and root.

@@ -193,7 +193,16 @@ impl Collector {
     /// journal still holds at start: the previous process ended without
     /// emitting them (a crash, SIGKILL), and none of its clients is
     /// connected any more. Members first, as a node leaving does.
+    ///
+    /// Not on a store shared by several nodes (PostgreSQL): the journal
+    /// there is the cluster's, and what it holds may be occupied by the
+    /// clients of nodes that are running (emitting vacated for it would be
+    /// false). Who emits a dead node's vacated / removed events is the
+    /// cluster's occupancy (node leases, issue 15), not this recovery.
     async fn recover(&self, out: &mut Batch) {
+        if self.store.is_shared() {
+            return;
+        }
         let left = match self.store.occupancy().await {
             Ok(left) => left,
             Err(e) => {

@@ -309,8 +309,12 @@ impl Webhooks {
             }
             .run(self.rx, stop_rx),
         );
+        // On a shared store, queues are leased per node (see sender.rs).
+        let holder = self.store.is_shared().then(node_id);
+        let release = holder.clone().map(|h| (self.store.clone(), h));
         let sender = tokio::spawn(sender::run(
             self.store,
+            holder,
             self.client,
             self.config,
             self.signers,
@@ -321,8 +325,17 @@ impl Webhooks {
             stop: Some(stop_tx),
             collector,
             sender,
+            release,
         }
     }
+}
+
+/// A webhook queue lease holder id for this process: host, process id and
+/// a random part (a restarted node is a new holder; its old leases run out).
+fn node_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "hush".into());
+    let nonce: u32 = rand::random();
+    format!("{host}-{}-{nonce:08x}", std::process::id())
 }
 
 /// The running webhook tasks.
@@ -330,6 +343,8 @@ pub struct WebhooksHandle {
     stop: Option<oneshot::Sender<()>>,
     collector: tokio::task::JoinHandle<()>,
     sender: tokio::task::JoinHandle<()>,
+    /// On a shared store: the store and this node's lease holder id.
+    release: Option<(Store, String)>,
 }
 
 impl WebhooksHandle {
@@ -349,6 +364,13 @@ impl WebhooksHandle {
         }
         self.sender.abort();
         let _ = self.sender.await;
+        // Other nodes take this node's queues at once instead of after the
+        // lease.
+        if let Some((store, holder)) = self.release.take() {
+            if let Err(e) = store.outbox_release(&holder).await {
+                tracing::warn!(error = %e, "webhook queue leases not released; they run out");
+            }
+        }
     }
 }
 

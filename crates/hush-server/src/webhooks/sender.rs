@@ -11,6 +11,16 @@
 //! for the scheduled one without probing, so a receiver that answers probes
 //! but refuses the events gets at most one extra request per back-off step
 //! and the retry budget (`max_attempts`) keeps its length in time.
+//!
+//! On a store shared by several nodes (PostgreSQL), a queue is delivered by
+//! one node at a time: the loop renews the queue's lease
+//! ([`Store::outbox_lease`]) before it reads a batch and again before it
+//! sends it, and skips queues another node holds. The lease lasts
+//! [`lease_ms`] (three request timeouts, at least 30 s), so a batch is never
+//! in flight on two nodes while both live; when a node dies, another takes
+//! its queues over once the lease ran out and sends the batch that was in
+//! flight again (at-least-once, as after a crash of a single node). A node
+//! that stops releases its leases ([`Store::outbox_release`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +44,11 @@ use crate::config::WebhooksConfig;
 /// An idle endpoint looks at the outbox this often even without a wake-up
 /// (events put back by `hush webhooks retry` from another process).
 const IDLE_POLL: Duration = Duration::from_secs(2);
+/// The same on a shared store, where events written by other nodes wake
+/// nobody here.
+const SHARED_IDLE_POLL: Duration = Duration::from_millis(500);
+/// The shortest queue lease on a shared store.
+const MIN_LEASE: Duration = Duration::from_secs(30);
 /// Wait after a store error.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 /// How often the pending / dead-letter gauges are refreshed.
@@ -49,12 +64,42 @@ struct Ctx {
     config: WebhooksConfig,
     client: HttpClient,
     permits: Semaphore,
+    /// This node's lease holder id, on a shared store.
+    holder: Option<String>,
+}
+
+/// How long a queue lease lasts: three request timeouts, at least
+/// [`MIN_LEASE`].
+pub(super) fn lease_ms(config: &WebhooksConfig) -> i64 {
+    let three = Duration::from_secs(config.timeout.saturating_mul(3));
+    i64::try_from(three.max(MIN_LEASE).as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Whether this node may deliver `target` now: always on a store of its
+/// own; on a shared store, when it holds (took or renewed) the queue's
+/// lease. A store error counts as not holding it.
+async fn hold(ctx: &Ctx, target: &Target) -> bool {
+    let Some(holder) = &ctx.holder else {
+        return true;
+    };
+    match ctx
+        .store
+        .outbox_lease(target, holder, now_ms(), lease_ms(&ctx.config))
+        .await
+    {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::error!(error = %e, app = %target.app_id, "webhook queue lease failed");
+            false
+        }
+    }
 }
 
 /// Abandons outbox queues of endpoints no longer configured, then runs one
 /// delivery loop per configured endpoint and the gauge refresher.
 pub(super) async fn run(
     store: Store,
+    holder: Option<String>,
     client: HttpClient,
     config: WebhooksConfig,
     signers: HashMap<String, Signer>,
@@ -82,6 +127,7 @@ pub(super) async fn run(
     }
     let ctx = Arc::new(Ctx {
         store,
+        holder,
         client,
         permits: Semaphore::new(config.concurrency.max(1)),
         config,
@@ -142,7 +188,17 @@ async fn deliver_loop(
 ) {
     let endpoint_shown = hush_store::redact_url(&target.endpoint);
     let mut probe = Probe::new(Duration::from_millis(ctx.config.probe_interval_ms));
+    let idle = if ctx.holder.is_some() {
+        SHARED_IDLE_POLL
+    } else {
+        IDLE_POLL
+    };
     loop {
+        if !hold(&ctx, &target).await {
+            // Another node delivers this queue (or the store is down).
+            let _ = tokio::time::timeout(idle, wake.notified()).await;
+            continue;
+        }
         let batch = match ctx.store.outbox_next_batch(&target, opts.batch_size).await {
             Ok(b) => b,
             Err(e) => {
@@ -152,7 +208,7 @@ async fn deliver_loop(
             }
         };
         let Some(head) = batch.first() else {
-            let _ = tokio::time::timeout(IDLE_POLL, wake.notified()).await;
+            let _ = tokio::time::timeout(idle, wake.notified()).await;
             continue;
         };
         let wait = head.next_attempt_ms.saturating_sub(now_ms());
@@ -193,6 +249,11 @@ async fn deliver_loop(
             let Ok(_permit) = ctx.permits.acquire().await else {
                 return;
             };
+            // Waiting for a permit may have taken a while: renew (or find
+            // the queue taken over) right before sending.
+            if !hold(&ctx, &target).await {
+                continue;
+            }
             post(&ctx, &target.endpoint, &signer, &opts.headers, body(&batch)).await
         };
         let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();

@@ -434,3 +434,64 @@ async fn a_client_keeping_eight_in_flight_is_never_refused() {
     }
     s.stop().await;
 }
+
+/// Two servers on one PostgreSQL database are one key directory: the same
+/// pinned keys on both, a card published through one node proven through
+/// the other, a revocation written through the second seen through the
+/// first, and a client moving between nodes never sees the log go back.
+#[tokio::test]
+async fn two_nodes_on_one_postgres_serve_one_directory() {
+    let url = tokio::task::spawn_blocking(hush_testkit::postgres::database)
+        .await
+        .unwrap();
+    let config = || {
+        let mut c = hush_server::Config::from_toml(&app_toml("")).unwrap();
+        c.store.url = Some(url.clone());
+        c
+    };
+    let (n1, n2) = (start_config(config()).await, start_config(config()).await);
+    let mut bob1 = n1.signed_in("bob").await;
+    let mut bob2 = n2.signed_in("bob").await;
+    let (mut bob_log, vrf) = monitor(&mut bob1).await;
+    let (_, vrf2) = monitor(&mut bob2).await;
+    assert_eq!(vrf.to_bytes(), vrf2.to_bytes(), "one VRF key per cluster");
+
+    let alice_id = IdentityKey::generate();
+    let (_keys, phone) = new_device("alice", &alice_id);
+    let laptop = new_card("alice", &alice_id);
+    let mut alice1 = n1.signed_in("alice").await;
+    let mut alice2 = n2.signed_in("alice").await;
+    alice1
+        .request_ok("directory.publish", json!({"card": b64(&phone.to_bytes())}))
+        .await;
+    alice2
+        .request_ok(
+            "directory.publish",
+            json!({"card": b64(&laptop.to_bytes())}),
+        )
+        .await;
+    // Bob's monitor (pinned on node 1) checks every head, from either node.
+    let r = bob2
+        .request_ok("directory.lookup", json!({"users": ["alice"]}))
+        .await;
+    let v = verified(&mut bob_log, &vrf, &r, "alice");
+    assert_eq!(v.entry.cards.len(), 2);
+    assert_eq!(v.version, 2);
+
+    let rev = Revocation::revoke_device(&alice_id, &phone, now_secs()).unwrap();
+    alice2
+        .request_ok(
+            "directory.revoke",
+            json!({"revocation": b64(&rev.to_bytes())}),
+        )
+        .await;
+    let r = bob1
+        .request_ok("directory.lookup", json!({"users": ["alice"]}))
+        .await;
+    let v = verified(&mut bob_log, &vrf, &r, "alice");
+    assert_eq!(v.entry.cards, vec![laptop.clone()]);
+    assert_eq!(v.entry.revocations, vec![rev]);
+    assert_eq!(v.version, 3);
+    n1.stop().await;
+    n2.stop().await;
+}

@@ -5,10 +5,9 @@
 //! same epoch is a [`StoreError::Conflict`] (a second, different root for
 //! one epoch is what a forked directory looks like).
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
-
-use crate::{Backend, Store, StoreError};
+use crate::akd_db::queries;
+use crate::backend::dispatch;
+use crate::{Store, StoreError};
 
 /// Most heads one [`Store::epoch_heads`] call returns.
 pub const MAX_EPOCH_HEADS_PER_READ: u64 = 1000;
@@ -36,9 +35,7 @@ impl Store {
         app_id: &str,
         head: &EpochHead,
     ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => insert(&mut *p.acquire().await?, app_id, head).await,
-        }
+        dispatch!(&self.backend, queries::record_head(app_id, head))
     }
 
     /// `app_id`'s head for `epoch`, if recorded.
@@ -50,19 +47,7 @@ impl Store {
         let Ok(epoch) = i64::try_from(epoch) else {
             return Ok(None);
         };
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                let row = sqlx::query(
-                    "SELECT epoch, root_hash, published_ms, log_size FROM akd_epoch_heads \
-                     WHERE app_id = ? AND epoch = ?",
-                )
-                .bind(app_id)
-                .bind(epoch)
-                .fetch_optional(p)
-                .await?;
-                row.as_ref().map(head_row).transpose()
-            }
-        }
+        dispatch!(&self.backend, queries::head_at(app_id, epoch))
     }
 
     /// `app_id`'s heads with `start <= epoch < end`, in epoch order, at most
@@ -80,97 +65,11 @@ impl Store {
         if end <= start {
             return Ok(Vec::new());
         }
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                let rows = sqlx::query(
-                    "SELECT epoch, root_hash, published_ms, log_size FROM akd_epoch_heads \
-                     WHERE app_id = ? AND epoch >= ? AND epoch < ? ORDER BY epoch LIMIT ?",
-                )
-                .bind(app_id)
-                .bind(start)
-                .bind(end)
-                .bind(MAX_EPOCH_HEADS_PER_READ as i64)
-                .fetch_all(p)
-                .await?;
-                rows.iter().map(head_row).collect()
-            }
-        }
+        dispatch!(&self.backend, queries::heads_between(app_id, start, end))
     }
 
     /// `app_id`'s head with the highest epoch, if any.
     pub async fn latest_epoch_head(&self, app_id: &str) -> Result<Option<EpochHead>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(p) => {
-                let row = sqlx::query(
-                    "SELECT epoch, root_hash, published_ms, log_size FROM akd_epoch_heads \
-                     WHERE app_id = ? ORDER BY epoch DESC LIMIT 1",
-                )
-                .bind(app_id)
-                .fetch_optional(p)
-                .await?;
-                row.as_ref().map(head_row).transpose()
-            }
-        }
+        dispatch!(&self.backend, queries::latest_head(app_id))
     }
-}
-
-/// Records `head` on `conn` (a pooled connection or an open transaction).
-pub(crate) async fn insert(
-    conn: &mut SqliteConnection,
-    app_id: &str,
-    head: &EpochHead,
-) -> Result<bool, StoreError> {
-    let range = |what: &str, v: u64| {
-        i64::try_from(v)
-            .map_err(|_| StoreError::Corrupt(format!("epoch head {what} {v} out of range")))
-    };
-    let epoch = range("epoch", head.epoch)?;
-    let log_size = range("log size", head.log_size)?;
-    let inserted = sqlx::query(
-        "INSERT INTO akd_epoch_heads (app_id, epoch, root_hash, published_ms, log_size) \
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, epoch) DO NOTHING",
-    )
-    .bind(app_id)
-    .bind(epoch)
-    .bind(&head.root_hash[..])
-    .bind(head.published_ms)
-    .bind(log_size)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(true);
-    }
-    let row = sqlx::query(
-        "SELECT epoch, root_hash, published_ms, log_size FROM akd_epoch_heads \
-         WHERE app_id = ? AND epoch = ?",
-    )
-    .bind(app_id)
-    .bind(epoch)
-    .fetch_one(&mut *conn)
-    .await?;
-    if head_row(&row)? == *head {
-        Ok(false)
-    } else {
-        Err(StoreError::Conflict(format!(
-            "app {app_id:?} already has a different head for epoch {}",
-            head.epoch
-        )))
-    }
-}
-
-fn head_row(r: &SqliteRow) -> Result<EpochHead, StoreError> {
-    let unsigned = |name: &str| -> Result<u64, StoreError> {
-        let v: i64 = r.try_get(name)?;
-        u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("epoch head {name} = {v}")))
-    };
-    let hash: Vec<u8> = r.try_get("root_hash")?;
-    Ok(EpochHead {
-        epoch: unsigned("epoch")?,
-        root_hash: hash
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("epoch head root hash is not 32 bytes".into()))?,
-        published_ms: r.try_get("published_ms")?,
-        log_size: unsigned("log_size")?,
-    })
 }

@@ -13,32 +13,32 @@
 //!
 //! Wrap an [`AkdDb`] in a [`akd::storage::StorageManager`] (which adds the
 //! cache and akd's transactions). A commit of a transaction (one publish) is
-//! one SQLite transaction; [`AkdDb::stage_epoch_head`] makes it record the
+//! one database transaction; [`AkdDb::stage_epoch_head`] makes it record the
 //! epoch's head in that same transaction.
 
 mod codec;
 pub mod heads;
-mod sql;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::Store;
+use crate::backend::{Backend, dispatch, per_backend};
 use akd::errors::StorageError;
 use akd::storage::types::{DbRecord, KeyData, ValueState, ValueStateRetrievalFlag};
 use akd::storage::{Database, DbSetState, Storable, StorageUtil};
 use akd::{AkdLabel, AkdValue, AzksValue, Digest};
-use sqlx::SqlitePool;
-
-use crate::{Backend, Store};
 pub use heads::{EpochHead, MAX_EPOCH_HEADS_PER_READ};
+
+per_backend!(queries, "queries.rs");
 
 /// akd's storage for one app on hush's store. Cheap to clone; clones share
 /// the pool and the staged epoch head.
 #[derive(Clone)]
 pub struct AkdDb {
-    pool: SqlitePool,
+    backend: Backend,
     app_id: Arc<str>,
     staged: Arc<Mutex<Option<StagedHead>>>,
 }
@@ -64,12 +64,10 @@ impl std::fmt::Debug for AkdDb {
 impl Store {
     /// akd's storage for `app_id`'s key directory.
     pub fn akd_db(&self, app_id: &str) -> AkdDb {
-        match &self.backend {
-            Backend::Sqlite(pool) => AkdDb {
-                pool: pool.clone(),
-                app_id: Arc::from(app_id),
-                staged: Arc::default(),
-            },
+        AkdDb {
+            backend: self.backend.clone(),
+            app_id: Arc::from(app_id),
+            staged: Arc::default(),
         }
     }
 }
@@ -81,7 +79,7 @@ impl AkdDb {
     }
 
     /// Makes the next transaction commit (the end of akd's `publish`) record
-    /// the head of `epoch` in the same SQLite transaction as akd's records:
+    /// the head of `epoch` in the same database transaction as akd's records:
     /// the root hash is `TC::compute_root_hash_from_val` of the committed
     /// root node (what `publish` returns), with `log_size` and
     /// `published_ms`. That commit fails, writing nothing, if it is not the
@@ -110,6 +108,15 @@ impl AkdDb {
         self.slot().take().is_some()
     }
 
+    /// The SQLite pool (tests that look at SQLite itself).
+    #[cfg(test)]
+    pub(crate) fn sqlite_pool(&self) -> &sqlx::SqlitePool {
+        match &self.backend {
+            Backend::Sqlite(p) => p,
+            Backend::Postgres(_) => panic!("not a SQLite store"),
+        }
+    }
+
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<StagedHead>> {
         // The slot holds plain data: a panic elsewhere cannot leave it torn.
         self.staged.lock().unwrap_or_else(PoisonError::into_inner)
@@ -132,14 +139,19 @@ impl Database for AkdDb {
             DbSetState::General => None,
         };
         let head = head.map(|h| head_of(h, &records)).transpose()?;
-        sql::batch_set(&self.pool, &self.app_id, &records, head.as_ref()).await
+        dispatch!(
+            &self.backend,
+            queries::batch_set(&self.app_id, &records, head.as_ref())
+        )
     }
 
     async fn get<St: Storable>(&self, id: &St::StorageKey) -> Result<DbRecord, StorageError> {
         let bin = St::get_full_binary_key_id(id);
-        sql::get(&self.pool, &self.app_id, St::data_type(), &bin)
-            .await?
-            .ok_or_else(|| StorageError::NotFound(format!("{:?} {id:?}", St::data_type())))
+        dispatch!(
+            &self.backend,
+            queries::get(&self.app_id, St::data_type(), &bin)
+        )?
+        .ok_or_else(|| StorageError::NotFound(format!("{:?} {id:?}", St::data_type())))
     }
 
     async fn batch_get<St: Storable>(
@@ -147,11 +159,14 @@ impl Database for AkdDb {
         ids: &[St::StorageKey],
     ) -> Result<Vec<DbRecord>, StorageError> {
         let bins: Vec<Vec<u8>> = ids.iter().map(St::get_full_binary_key_id).collect();
-        sql::batch_get(&self.pool, &self.app_id, St::data_type(), &bins).await
+        dispatch!(
+            &self.backend,
+            queries::batch_get(&self.app_id, St::data_type(), &bins)
+        )
     }
 
     async fn get_user_data(&self, username: &AkdLabel) -> Result<KeyData, StorageError> {
-        let states = sql::user_states(&self.pool, &self.app_id, username).await?;
+        let states = dispatch!(&self.backend, queries::user_states(&self.app_id, username))?;
         if states.is_empty() {
             return Err(StorageError::NotFound(format!("ValueState {username:?}")));
         }
@@ -163,13 +178,11 @@ impl Database for AkdDb {
         username: &AkdLabel,
         flag: ValueStateRetrievalFlag,
     ) -> Result<ValueState, StorageError> {
-        sql::user_states_at(
-            &self.pool,
-            &self.app_id,
-            std::slice::from_ref(username),
-            flag,
-        )
-        .await?
+        let one = std::slice::from_ref(username);
+        dispatch!(
+            &self.backend,
+            queries::user_states_at(&self.app_id, one, flag)
+        )?
         .pop()
         .ok_or_else(|| StorageError::NotFound(format!("ValueState {username:?}")))
     }
@@ -179,24 +192,27 @@ impl Database for AkdDb {
         usernames: &[AkdLabel],
         flag: ValueStateRetrievalFlag,
     ) -> Result<HashMap<AkdLabel, (u64, AkdValue)>, StorageError> {
-        Ok(
-            sql::user_states_at(&self.pool, &self.app_id, usernames, flag)
-                .await?
-                .into_iter()
-                .map(|s| (s.username, (s.version, s.value)))
-                .collect(),
-        )
+        Ok(dispatch!(
+            &self.backend,
+            queries::user_states_at(&self.app_id, usernames, flag)
+        )?
+        .into_iter()
+        .map(|s| (s.username, (s.version, s.value)))
+        .collect())
     }
 }
 
 #[async_trait::async_trait]
 impl StorageUtil for AkdDb {
     async fn batch_get_type_direct<St: Storable>(&self) -> Result<Vec<DbRecord>, StorageError> {
-        sql::all_of_type(&self.pool, &self.app_id, Some(St::data_type())).await
+        dispatch!(
+            &self.backend,
+            queries::all_of_type(&self.app_id, Some(St::data_type()))
+        )
     }
 
     async fn batch_get_all_direct(&self) -> Result<Vec<DbRecord>, StorageError> {
-        sql::all_of_type(&self.pool, &self.app_id, None).await
+        dispatch!(&self.backend, queries::all_of_type(&self.app_id, None))
     }
 }
 

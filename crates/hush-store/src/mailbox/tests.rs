@@ -1,5 +1,12 @@
 use super::*;
 use crate::StoreOptions;
+use crate::testing::{TestDb, both_backends};
+
+both_backends!(
+    queued_once_fetched_in_order_and_deleted_with_the_last_ack,
+    quotas_bytes_expiry_and_purges,
+    a_batch_is_one_commit_with_the_same_answers_as_one_by_one
+);
 
 const APP: &str = "1";
 const BIG: Quota = Quota {
@@ -46,9 +53,8 @@ async fn send(s: &Store, n: u8, envelope: &[u8], to: &[DeviceRef]) -> i64 {
     }
 }
 
-#[tokio::test]
-async fn queued_once_fetched_in_order_and_deleted_with_the_last_ack() {
-    let (_d, s, _) = store().await;
+async fn queued_once_fetched_in_order_and_deleted_with_the_last_ack(db: &TestDb) {
+    let s = db.open().await;
     let (b1, b2) = (dev("bob", 1), dev("bob", 2));
     let to = [b1.clone(), b2.clone()];
     let a = send(&s, 1, b"first", &to).await;
@@ -106,9 +112,8 @@ async fn queued_once_fetched_in_order_and_deleted_with_the_last_ack() {
     assert_eq!(s.mailbox_pending(APP, &b1).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn quotas_bytes_expiry_and_purges() {
-    let (_d, s, _) = store().await;
+async fn quotas_bytes_expiry_and_purges(db: &TestDb) {
+    let s = db.open().await;
     let b1 = dev("bob", 1);
     let small = Quota {
         max_messages: 2,
@@ -207,9 +212,8 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-#[tokio::test]
-async fn a_batch_is_one_commit_with_the_same_answers_as_one_by_one() {
-    let (_d, s, _) = store().await;
+async fn a_batch_is_one_commit_with_the_same_answers_as_one_by_one(db: &TestDb) {
+    let s = db.open().await;
     let (b1, b2) = (dev("bob", 1), dev("bob", 2));
     let both = [b1.clone(), b2.clone()];
     let old = send(&s, 1, b"old", &both).await;

@@ -10,7 +10,14 @@ use akd::storage::types::DbRecord;
 use akd::storage::{Database, StorageManager, StorageUtil};
 use akd::{AkdLabel, AkdValue, Azks, AzksParallelismConfig, Directory, HistoryVerificationParams};
 
-use super::open;
+use crate::testing::{TestDb, both_backends};
+
+both_backends!(
+    publish_reopen_and_verify_against_recorded_heads,
+    two_apps_directories_are_independent,
+    a_publish_whose_head_cannot_be_recorded_writes_nothing,
+    staging_is_one_shot
+);
 use crate::akd_db::AkdDb;
 use crate::{EpochHead, Store};
 
@@ -51,10 +58,8 @@ async fn azks_epoch(db: &AkdDb) -> u64 {
 /// Publish 3 epochs (heads staged into each publish), close, reopen: the
 /// directory continues where it was, and lookup, key history and the audit
 /// of epochs 1..3 verify against the recorded heads.
-#[tokio::test]
-async fn publish_reopen_and_verify_against_recorded_heads() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+async fn publish_reopen_and_verify_against_recorded_heads(backend: &TestDb) {
+    let store = backend.open().await;
     let db = store.akd_db("app");
     let akd = directory(&db).await;
     for (i, updates) in epochs().into_iter().enumerate() {
@@ -77,7 +82,7 @@ async fn publish_reopen_and_verify_against_recorded_heads() {
     store.close().await;
     drop(store);
 
-    let store: Store = open(dir.path()).await;
+    let store: Store = backend.open().await;
     let db = store.akd_db("app");
     let akd = directory(&db).await;
     let heads = store.epoch_heads("app", 1, 4).await.unwrap();
@@ -161,10 +166,8 @@ async fn publish_reopen_and_verify_against_recorded_heads() {
 
 /// Two apps' directories in one store are independent: B's directory has
 /// never heard of A's users and their roots differ.
-#[tokio::test]
-async fn two_apps_directories_are_independent() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+async fn two_apps_directories_are_independent(backend: &TestDb) {
+    let store = backend.open().await;
     let (a, b) = (
         directory(&store.akd_db("a")).await,
         directory(&store.akd_db("b")).await,
@@ -180,10 +183,8 @@ async fn two_apps_directories_are_independent() {
 /// The akd epoch never advances without its (genuine) head: if a different
 /// head for the epoch was recorded first, or the staged head is for another
 /// epoch, the whole publish commit fails and nothing of it is stored.
-#[tokio::test]
-async fn a_publish_whose_head_cannot_be_recorded_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+async fn a_publish_whose_head_cannot_be_recorded_writes_nothing(backend: &TestDb) {
+    let store = backend.open().await;
     let db = store.akd_db("app");
     let before = db.batch_get_all_direct().await.unwrap().len();
     let akd = directory(&db).await;
@@ -227,10 +228,8 @@ async fn a_publish_whose_head_cannot_be_recorded_writes_nothing() {
 
 /// Staging is consumed by one commit only, general writes leave it alone,
 /// and it can be dropped.
-#[tokio::test]
-async fn staging_is_one_shot() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+async fn staging_is_one_shot(backend: &TestDb) {
+    let store = backend.open().await;
     let db = store.akd_db("app");
     db.stage_epoch_head::<Tc>(1, 1, 1);
     // Directory::new writes the empty tree with general sets.

@@ -1,6 +1,11 @@
 //! The epoch heads table through the Store API.
 
-use super::open;
+use crate::testing::{TestDb, both_backends};
+
+both_backends!(
+    heads_are_recorded_read_paged_and_per_app,
+    a_recorded_head_cannot_be_rewritten
+);
 use crate::{EpochHead, MAX_EPOCH_HEADS_PER_READ, StoreError};
 
 fn head(epoch: u64) -> EpochHead {
@@ -12,10 +17,8 @@ fn head(epoch: u64) -> EpochHead {
     }
 }
 
-#[tokio::test]
-async fn heads_are_recorded_read_paged_and_per_app() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+async fn heads_are_recorded_read_paged_and_per_app(backend: &TestDb) {
+    let store = backend.open().await;
     assert_eq!(store.latest_epoch_head("a").await.unwrap(), None);
     // Out of order on purpose: reads are by epoch.
     for epoch in (1..=1100).rev() {
@@ -59,10 +62,8 @@ async fn heads_are_recorded_read_paged_and_per_app() {
 /// A recorded head cannot be replaced: an attacker (or a buggy second
 /// writer) recording another root, log size or time for a recorded epoch
 /// gets a Conflict and the first head stays.
-#[tokio::test]
-async fn a_recorded_head_cannot_be_rewritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+async fn a_recorded_head_cannot_be_rewritten(backend: &TestDb) {
+    let store = backend.open().await;
     let genuine = head(3);
     assert!(store.record_epoch_head("a", &genuine).await.unwrap());
     // A retry of the very same head is fine.

@@ -168,7 +168,7 @@ async fn measure_publish_and_lookup() {
         "SELECT 'records', count(*) FROM akd_records UNION ALL \
          SELECT 'value states', count(*) FROM akd_value_states",
     )
-    .fetch_all(&store.akd_db("app").pool)
+    .fetch_all(store.akd_db("app").sqlite_pool())
     .await
     .unwrap();
 

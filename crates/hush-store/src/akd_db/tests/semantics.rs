@@ -11,13 +11,21 @@ use akd::storage::{Database, DbSetState, StorageUtil};
 use akd::tree_node::{NodeKey, TreeNodeWithPreviousValue};
 use akd::{AkdLabel, Azks};
 
-use super::{Rng, node, open, state};
-use crate::akd_db::sql::{self, Pick};
+use super::{Rng, node, state};
+use crate::akd_db::queries::sqlite as sql;
+use crate::akd_db::queries::sqlite::Pick;
+use crate::testing::{TestDb, both_backends};
 
-#[tokio::test]
-async fn passes_akds_storage_test_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+both_backends!(
+    passes_akds_storage_test_suite,
+    reads_exactly_like_akds_in_memory_database,
+    apps_do_not_see_or_overwrite_each_others_records,
+    ten_thousand_records_in_one_batch,
+    records_survive_reopening_the_store,
+);
+
+async fn passes_akds_storage_test_suite(backend: &TestDb) {
+    let store = backend.open().await;
     akd::storage::tests::run_test_cases_for_storage_impl(store.akd_db("app")).await;
 }
 
@@ -39,10 +47,8 @@ fn flags() -> Vec<F> {
 /// Random batches (repeated keys, shared versions, empty and binary labels,
 /// both set and batch_set) written to AkdDb and to akd's in-memory database
 /// read back the same through every read the trait has.
-#[tokio::test]
-async fn reads_exactly_like_akds_in_memory_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+async fn reads_exactly_like_akds_in_memory_database(backend: &TestDb) {
+    let store = backend.open().await;
     for seed in 1..=4u64 {
         let ours = store.akd_db(&format!("app-{seed}"));
         let reference = AsyncInMemoryDatabase::new();
@@ -217,10 +223,8 @@ async fn reads_exactly_like_akds_in_memory_database() {
 
 /// App B (the attacker) cannot read app A's records through any read, and
 /// its writes under the same keys leave A's records as they were.
-#[tokio::test]
-async fn apps_do_not_see_or_overwrite_each_others_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+async fn apps_do_not_see_or_overwrite_each_others_records(backend: &TestDb) {
+    let store = backend.open().await;
     let (a, b) = (store.akd_db("app-a"), store.akd_db("app-b"));
     let mut rng = Rng(7);
     let victim_node = node(&mut rng, true);
@@ -306,10 +310,8 @@ async fn apps_do_not_see_or_overwrite_each_others_records() {
 
 /// 10,000 value states and 10,000 tree nodes in one batch_set (one SQLite
 /// transaction, several multi-row statements) all read back.
-#[tokio::test]
-async fn ten_thousand_records_in_one_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+async fn ten_thousand_records_in_one_batch(backend: &TestDb) {
+    let store = backend.open().await;
     let db = store.akd_db("app");
     let mut rng = Rng(99);
     let mut records: Vec<DbRecord> = (0..10_000u64)
@@ -347,9 +349,7 @@ async fn ten_thousand_records_in_one_batch() {
     assert_eq!(nodes.len(), keys.len());
 }
 
-#[tokio::test]
-async fn records_survive_reopening_the_store() {
-    let dir = tempfile::tempdir().unwrap();
+async fn records_survive_reopening_the_store(backend: &TestDb) {
     let mut rng = Rng(3);
     let records = vec![
         state(b"bob", 4, 2, b"k"),
@@ -359,7 +359,7 @@ async fn records_survive_reopening_the_store() {
             num_nodes: 2,
         }),
     ];
-    let store = open(dir.path()).await;
+    let store = backend.open().await;
     store
         .akd_db("app")
         .batch_set(records.clone(), DbSetState::TransactionCommit)
@@ -368,7 +368,7 @@ async fn records_survive_reopening_the_store() {
     store.close().await;
     drop(store);
 
-    let store = open(dir.path()).await;
+    let store = backend.open().await;
     let mut back = store.akd_db("app").batch_get_all_direct().await.unwrap();
     back.sort();
     let mut records = records;
@@ -379,8 +379,8 @@ async fn records_survive_reopening_the_store() {
 /// A damaged row is a storage error, not a panic and not a made-up record.
 #[tokio::test]
 async fn corrupt_rows_are_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+    let backend = TestDb::sqlite();
+    let store = backend.open().await;
     let db = store.akd_db("app");
     let mut rng = Rng(5);
     let n = node(&mut rng, false);
@@ -392,11 +392,11 @@ async fn corrupt_rows_are_errors() {
         .await
         .unwrap();
     sqlx::query("UPDATE akd_records SET data = substr(data, 1, 20) WHERE app_id = 'app'")
-        .execute(&db.pool)
+        .execute(db.sqlite_pool())
         .await
         .unwrap();
     sqlx::query("UPDATE akd_value_states SET node_label_val = x'00' WHERE app_id = 'app'")
-        .execute(&db.pool)
+        .execute(db.sqlite_pool())
         .await
         .unwrap();
     assert!(matches!(
@@ -414,8 +414,8 @@ async fn corrupt_rows_are_errors() {
 /// scans a table.
 #[tokio::test]
 async fn state_reads_use_the_primary_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path()).await;
+    let backend = TestDb::sqlite();
+    let store = backend.open().await;
     let db = store.akd_db("app");
     let labels = [AkdLabel::from("a"), AkdLabel::from("b")];
     let keys = [(b"a".to_vec(), 1i64), (b"b".to_vec(), 2)];
@@ -433,7 +433,7 @@ async fn state_reads_use_the_primary_key() {
     queries.push(sql::states_by_key("app", &keys).sql().to_owned());
     for q in queries {
         let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {q}"))
-            .fetch_all(&db.pool)
+            .fetch_all(db.sqlite_pool())
             .await
             .unwrap();
         let details: Vec<String> = rows

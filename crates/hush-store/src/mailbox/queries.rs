@@ -1,16 +1,18 @@
-//! The mailbox on SQLite. Every transaction starts with a write, so it takes
-//! the write lock up front (waiting with the busy timeout) instead of
-//! failing to upgrade a read snapshot that another writer made stale.
+// The mailbox's queries, compiled once per backend (see
+// `crate::backend::per_backend`). Every transaction starts with a write, so
+// on SQLite it takes the write lock up front (waiting with the busy timeout)
+// instead of failing to upgrade a read snapshot that another writer made
+// stale.
 
 use std::collections::BTreeMap;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Row};
 
-use super::{
+use crate::StoreError;
+use crate::mailbox::{
     DeviceRef, Enqueued, ID_LEN, MailboxTotals, MessageStatus, NewMessage, Page, PendingDevice,
     Queued, Quota,
 };
-use crate::StoreError;
 
 fn device_id(bytes: &[u8]) -> Result<[u8; ID_LEN], StoreError> {
     bytes
@@ -22,8 +24,8 @@ fn count(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-pub(super) async fn enqueue(
-    pool: &SqlitePool,
+pub(crate) async fn enqueue(
+    pool: &Pool,
     m: &NewMessage<'_>,
     quota: Quota,
 ) -> Result<Enqueued, StoreError> {
@@ -31,7 +33,7 @@ pub(super) async fn enqueue(
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO mailbox_messages (app_id, message_id, sender_user, sender_device, envelope, \
-         created_ms, expires_ms, recipients, remaining) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         created_ms, expires_ms, recipients, remaining) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
          ON CONFLICT (app_id, sender_user, message_id) DO NOTHING RETURNING id",
     )
     .bind(m.app_id)
@@ -47,7 +49,7 @@ pub(super) async fn enqueue(
     .await?;
     let Some(row) = inserted else {
         let id: i64 = sqlx::query_scalar(
-            "SELECT id FROM mailbox_messages WHERE app_id = ? AND sender_user = ? AND message_id = ?",
+            "SELECT id FROM mailbox_messages WHERE app_id = $1 AND sender_user = $2 AND message_id = $3",
         )
         .bind(m.app_id)
         .bind(m.sender_user)
@@ -60,8 +62,8 @@ pub(super) async fn enqueue(
     for r in m.recipients {
         let (messages, bytes): (i64, i64) = sqlx::query_as(
             "INSERT INTO mailbox_devices (app_id, user_id, device_id, messages, bytes) \
-             VALUES (?, ?, ?, 1, ?) ON CONFLICT (app_id, user_id, device_id) DO UPDATE SET \
-             messages = messages + 1, bytes = bytes + excluded.bytes RETURNING messages, bytes",
+             VALUES ($1, $2, $3, 1, $4) ON CONFLICT (app_id, user_id, device_id) DO UPDATE SET \
+             messages = mailbox_devices.messages + 1, bytes = mailbox_devices.bytes + excluded.bytes RETURNING messages, bytes",
         )
         .bind(m.app_id)
         .bind(&r.user)
@@ -75,7 +77,7 @@ pub(super) async fn enqueue(
         }
         sqlx::query(
             "INSERT INTO mailbox_queue (app_id, user_id, device_id, message, size) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(m.app_id)
         .bind(&r.user)
@@ -93,8 +95,8 @@ pub(super) async fn enqueue(
 /// limit of 32,766).
 const CHUNK: usize = 200;
 
-pub(super) async fn enqueue_batch(
-    pool: &SqlitePool,
+pub(crate) async fn enqueue_batch(
+    pool: &Pool,
     messages: &[NewMessage<'_>],
     quota: Quota,
 ) -> Result<Vec<Enqueued>, StoreError> {
@@ -109,7 +111,7 @@ pub(super) async fn enqueue_batch(
     // 1. The messages (a resent message id is skipped here).
     let mut ids: BTreeMap<(&str, &str, &[u8]), i64> = BTreeMap::new();
     for chunk in messages.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Db>::new(
             "INSERT INTO mailbox_messages (app_id, message_id, sender_user, sender_device, \
              envelope, created_ms, expires_ms, recipients, remaining) ",
         );
@@ -162,8 +164,9 @@ pub(super) async fn enqueue_batch(
     for ((app, d), (n, bytes)) in &per_device {
         let (messages_now, bytes_now): (i64, i64) = sqlx::query_as(
             "INSERT INTO mailbox_devices (app_id, user_id, device_id, messages, bytes) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (app_id, user_id, device_id) DO UPDATE SET \
-             messages = messages + excluded.messages, bytes = bytes + excluded.bytes \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, user_id, device_id) DO UPDATE SET \
+             messages = mailbox_devices.messages + excluded.messages, \
+             bytes = mailbox_devices.bytes + excluded.bytes \
              RETURNING messages, bytes",
         )
         .bind(*app)
@@ -198,7 +201,7 @@ pub(super) async fn enqueue_batch(
         })
         .collect();
     for chunk in rows.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
+        let mut q = QueryBuilder::<Db>::new(
             "INSERT INTO mailbox_queue (app_id, user_id, device_id, message, size) ",
         );
         q.push_values(chunk, |mut b, (m, r, id)| {
@@ -219,8 +222,8 @@ pub(super) async fn enqueue_batch(
             Some(&id) => out.push(Enqueued::Duplicate { id }),
             None => {
                 let id: i64 = sqlx::query_scalar(
-                    "SELECT id FROM mailbox_messages WHERE app_id = ? AND sender_user = ? \
-                     AND message_id = ?",
+                    "SELECT id FROM mailbox_messages WHERE app_id = $1 AND sender_user = $2 \
+                     AND message_id = $3",
                 )
                 .bind(m.app_id)
                 .bind(m.sender_user)
@@ -235,8 +238,8 @@ pub(super) async fn enqueue_batch(
     Ok(out)
 }
 
-pub(super) async fn fetch(
-    pool: &SqlitePool,
+pub(crate) async fn fetch(
+    pool: &Pool,
     app_id: &str,
     device: &DeviceRef,
     after: i64,
@@ -247,8 +250,8 @@ pub(super) async fn fetch(
     let rows = sqlx::query(
         "SELECT q.message, m.envelope, m.created_ms FROM mailbox_queue q \
          JOIN mailbox_messages m ON m.id = q.message \
-         WHERE q.app_id = ? AND q.user_id = ? AND q.device_id = ? AND q.message > ? \
-         AND m.expires_ms > ? ORDER BY q.message LIMIT ?",
+         WHERE q.app_id = $1 AND q.user_id = $2 AND q.device_id = $3 AND q.message > $4 \
+         AND m.expires_ms > $5 ORDER BY q.message LIMIT $6",
     )
     .bind(app_id)
     .bind(&device.user)
@@ -277,8 +280,8 @@ pub(super) async fn fetch(
     }
     if let (Some(first), Some(last)) = (page.messages.first(), page.messages.last()) {
         sqlx::query(
-            "UPDATE mailbox_queue SET delivered_ms = ? WHERE app_id = ? AND user_id = ? \
-             AND device_id = ? AND message BETWEEN ? AND ? AND delivered_ms IS NULL",
+            "UPDATE mailbox_queue SET delivered_ms = $1 WHERE app_id = $2 AND user_id = $3 \
+             AND device_id = $4 AND message BETWEEN $5 AND $6 AND delivered_ms IS NULL",
         )
         .bind(now_ms)
         .bind(app_id)
@@ -292,16 +295,16 @@ pub(super) async fn fetch(
     Ok(page)
 }
 
-pub(super) async fn mark_delivered(
-    pool: &SqlitePool,
+pub(crate) async fn mark_delivered(
+    pool: &Pool,
     app_id: &str,
     device: &DeviceRef,
     id: i64,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE mailbox_queue SET delivered_ms = ? WHERE app_id = ? AND user_id = ? \
-         AND device_id = ? AND message = ? AND delivered_ms IS NULL",
+        "UPDATE mailbox_queue SET delivered_ms = $1 WHERE app_id = $2 AND user_id = $3 \
+         AND device_id = $4 AND message = $5 AND delivered_ms IS NULL",
     )
     .bind(now_ms)
     .bind(app_id)
@@ -330,7 +333,7 @@ impl Released {
     }
 
     /// Updates the counters and deletes the envelopes no device holds.
-    async fn apply(&self, tx: &mut SqliteConnection, app_id: &str) -> Result<u64, StoreError> {
+    async fn apply(&self, tx: &mut Conn, app_id: &str) -> Result<u64, StoreError> {
         // How many recipients each message lost, grouped by that number
         // (1 for all of them when one device acknowledges).
         let mut lost: BTreeMap<i64, i64> = BTreeMap::new();
@@ -343,9 +346,8 @@ impl Released {
         }
         for (n, ids) in &by_count {
             for chunk in ids.chunks(500) {
-                let mut q = QueryBuilder::<Sqlite>::new(
-                    "UPDATE mailbox_messages SET remaining = remaining - ",
-                );
+                let mut q =
+                    QueryBuilder::<Db>::new("UPDATE mailbox_messages SET remaining = remaining - ");
                 q.push_bind(n).push(" WHERE id IN (");
                 let mut sep = q.separated(", ");
                 for id in chunk {
@@ -353,7 +355,7 @@ impl Released {
                 }
                 q.push(")");
                 q.build().execute(&mut *tx).await?;
-                let mut q = QueryBuilder::<Sqlite>::new(
+                let mut q = QueryBuilder::<Db>::new(
                     "DELETE FROM mailbox_messages WHERE remaining <= 0 AND id IN (",
                 );
                 let mut sep = q.separated(", ");
@@ -366,8 +368,8 @@ impl Released {
         }
         for ((user, device), (messages, bytes)) in &self.devices {
             sqlx::query(
-                "UPDATE mailbox_devices SET messages = messages - ?, bytes = bytes - ? \
-                 WHERE app_id = ? AND user_id = ? AND device_id = ?",
+                "UPDATE mailbox_devices SET messages = messages - $1, bytes = bytes - $2 \
+                 WHERE app_id = $3 AND user_id = $4 AND device_id = $5",
             )
             .bind(messages)
             .bind(bytes)
@@ -377,7 +379,7 @@ impl Released {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "DELETE FROM mailbox_devices WHERE app_id = ? AND user_id = ? AND device_id = ? \
+                "DELETE FROM mailbox_devices WHERE app_id = $1 AND user_id = $2 AND device_id = $3 \
                  AND messages <= 0",
             )
             .bind(app_id)
@@ -390,8 +392,8 @@ impl Released {
     }
 }
 
-pub(super) async fn ack(
-    pool: &SqlitePool,
+pub(crate) async fn ack(
+    pool: &Pool,
     app_id: &str,
     device: &DeviceRef,
     ids: &[i64],
@@ -402,7 +404,7 @@ pub(super) async fn ack(
     let mut tx = pool.begin().await?;
     let mut released = Released::default();
     for chunk in ids.chunks(500) {
-        let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM mailbox_queue WHERE app_id = ");
+        let mut q = QueryBuilder::<Db>::new("DELETE FROM mailbox_queue WHERE app_id = ");
         q.push_bind(app_id)
             .push(" AND user_id = ")
             .push_bind(&device.user)
@@ -428,13 +430,13 @@ pub(super) async fn ack(
     Ok(n)
 }
 
-pub(super) async fn pending(
-    pool: &SqlitePool,
+pub(crate) async fn pending(
+    pool: &Pool,
     app_id: &str,
     device: &DeviceRef,
 ) -> Result<u64, StoreError> {
     let n: Option<i64> = sqlx::query_scalar(
-        "SELECT messages FROM mailbox_devices WHERE app_id = ? AND user_id = ? AND device_id = ?",
+        "SELECT messages FROM mailbox_devices WHERE app_id = $1 AND user_id = $2 AND device_id = $3",
     )
     .bind(app_id)
     .bind(&device.user)
@@ -444,15 +446,15 @@ pub(super) async fn pending(
     Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
 }
 
-pub(super) async fn status(
-    pool: &SqlitePool,
+pub(crate) async fn status(
+    pool: &Pool,
     app_id: &str,
     sender_user: &str,
     message_id: &[u8; ID_LEN],
 ) -> Result<Option<MessageStatus>, StoreError> {
     let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT id, recipients FROM mailbox_messages WHERE app_id = ? AND sender_user = ? \
-         AND message_id = ?",
+        "SELECT id, recipients FROM mailbox_messages WHERE app_id = $1 AND sender_user = $2 \
+         AND message_id = $3",
     )
     .bind(app_id)
     .bind(sender_user)
@@ -463,7 +465,7 @@ pub(super) async fn status(
         return Ok(None);
     };
     let rows = sqlx::query(
-        "SELECT user_id, device_id, delivered_ms FROM mailbox_queue WHERE message = ? \
+        "SELECT user_id, device_id, delivered_ms FROM mailbox_queue WHERE message = $1 \
          ORDER BY user_id, device_id",
     )
     .bind(id)
@@ -487,14 +489,14 @@ pub(super) async fn status(
     }))
 }
 
-pub(super) async fn purge_devices(
-    pool: &SqlitePool,
+pub(crate) async fn purge_devices(
+    pool: &Pool,
     app_id: &str,
     user: &str,
     keep: &[[u8; ID_LEN]],
 ) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
-    let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM mailbox_queue WHERE app_id = ");
+    let mut q = QueryBuilder::<Db>::new("DELETE FROM mailbox_queue WHERE app_id = ");
     q.push_bind(app_id).push(" AND user_id = ").push_bind(user);
     if !keep.is_empty() {
         q.push(" AND device_id NOT IN (");
@@ -519,18 +521,18 @@ pub(super) async fn purge_devices(
     Ok(n)
 }
 
-pub(super) async fn expire(pool: &SqlitePool, now_ms: i64) -> Result<u64, StoreError> {
+pub(crate) async fn expire(pool: &Pool, now_ms: i64) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
         "DELETE FROM mailbox_queue WHERE message IN \
-         (SELECT id FROM mailbox_messages WHERE expires_ms <= ?) \
+         (SELECT id FROM mailbox_messages WHERE expires_ms <= $1) \
          RETURNING app_id, user_id, device_id, message, size",
     )
     .bind(now_ms)
     .fetch_all(&mut *tx)
     .await?;
     let expired: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM mailbox_messages WHERE expires_ms <= ?")
+        sqlx::query_scalar("SELECT COUNT(*) FROM mailbox_messages WHERE expires_ms <= $1")
             .bind(now_ms)
             .fetch_one(&mut *tx)
             .await?;
@@ -547,7 +549,7 @@ pub(super) async fn expire(pool: &SqlitePool, now_ms: i64) -> Result<u64, StoreE
     for (app, released) in &by_app {
         released.apply(&mut tx, app).await?;
     }
-    sqlx::query("DELETE FROM mailbox_messages WHERE expires_ms <= ?")
+    sqlx::query("DELETE FROM mailbox_messages WHERE expires_ms <= $1")
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
@@ -555,7 +557,7 @@ pub(super) async fn expire(pool: &SqlitePool, now_ms: i64) -> Result<u64, StoreE
     Ok(u64::try_from(expired).unwrap_or(0))
 }
 
-pub(super) async fn totals(pool: &SqlitePool) -> Result<MailboxTotals, StoreError> {
+pub(crate) async fn totals(pool: &Pool) -> Result<MailboxTotals, StoreError> {
     let (messages, bytes): (i64, Option<i64>) =
         sqlx::query_as("SELECT COUNT(*), SUM(length(envelope)) FROM mailbox_messages")
             .fetch_one(pool)
@@ -569,11 +571,4 @@ pub(super) async fn totals(pool: &SqlitePool) -> Result<MailboxTotals, StoreErro
         queued: u(queued),
         bytes: u(bytes.unwrap_or(0)),
     })
-}
-
-pub(super) async fn checkpoint(pool: &SqlitePool) -> Result<bool, StoreError> {
-    let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-        .fetch_one(pool)
-        .await?;
-    Ok(busy == 0)
 }

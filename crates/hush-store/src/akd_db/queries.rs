@@ -1,18 +1,19 @@
-//! The SQLite statements behind [`super::AkdDb`].
+// The statements behind `AkdDb` and the epoch heads, compiled once per
+// backend (see `crate::backend::per_backend`).
 
 use akd::errors::StorageError;
 use akd::storage::Storable;
 use akd::storage::types::{DbRecord, StorageType, ValueState, ValueStateRetrievalFlag};
 use akd::tree_node::TreeNodeWithPreviousValue;
 use akd::{AkdLabel, AkdValue, NodeLabel};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row};
 
-use super::codec;
-use super::heads::{self, EpochHead};
+use crate::StoreError;
+use crate::akd_db::codec;
+use crate::akd_db::heads::{EpochHead, MAX_EPOCH_HEADS_PER_READ};
 
 /// Rows per multi-row INSERT (7 parameters a value state: 14,000 bound
-/// parameters, under SQLite's 32,766).
+/// parameters, under SQLite's 32,766 and PostgreSQL's 65,535).
 const WRITE_CHUNK: usize = 2000;
 /// Keys per `IN (…)` read (2 parameters a value-state key).
 const READ_CHUNK: usize = 4000;
@@ -25,7 +26,7 @@ fn sql_err(e: sqlx::Error) -> StorageError {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StorageError::Connection(e.to_string())
         }
-        e => StorageError::Other(format!("sqlite: {e}")),
+        e => StorageError::Other(format!("database: {e}")),
     }
 }
 
@@ -33,7 +34,7 @@ fn corrupt(what: impl std::fmt::Display) -> StorageError {
     StorageError::Other(format!("corrupt akd row: {what}"))
 }
 
-/// akd's u64 epochs and versions are SQLite integers (i64); larger values
+/// akd's u64 epochs and versions are SQL BIGINTs (i64); larger values
 /// cannot be stored.
 fn to_sql(what: &str, v: u64) -> Result<i64, StorageError> {
     i64::try_from(v).map_err(|_| StorageError::Other(format!("{what} {v} exceeds i64::MAX")))
@@ -44,16 +45,24 @@ fn from_sql(what: &str, v: i64) -> Result<u64, StorageError> {
 }
 
 /// Writes `records` (and `head`) in one transaction; later records replace
-/// earlier ones with the same key, as in akd's in-memory database.
-pub(super) async fn batch_set(
-    pool: &SqlitePool,
+/// earlier ones with the same key, as in akd's in-memory database (an
+/// upsert may not touch one row twice in a statement on PostgreSQL: the
+/// earlier ones are dropped first).
+pub(crate) async fn batch_set(
+    pool: &Pool,
     app: &str,
     records: &[DbRecord],
     head: Option<&EpochHead>,
 ) -> Result<(), StorageError> {
     let mut states = Vec::new();
     let mut others = Vec::new();
-    for r in records {
+    let mut seen = std::collections::HashSet::new();
+    let last_of_each: Vec<&DbRecord> = records
+        .iter()
+        .rev()
+        .filter(|r| seen.insert(r.get_full_binary_id()))
+        .collect();
+    for r in last_of_each.into_iter().rev() {
         match r {
             DbRecord::ValueState(s) => {
                 states.push((s, to_sql("epoch", s.epoch)?, to_sql("version", s.version)?))
@@ -74,12 +83,10 @@ pub(super) async fn batch_set(
             }
         }
     }
-    // IMMEDIATE: take the write lock first, so a concurrent writer waits
-    // (busy timeout) instead of failing on a read-to-write upgrade.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(sql_err)?;
+    let mut tx = begin_write(pool).await.map_err(sql_err)?;
     for chunk in states.chunks(WRITE_CHUNK) {
-        QueryBuilder::<Sqlite>::new(
-            "INSERT OR REPLACE INTO akd_value_states \
+        QueryBuilder::<Db>::new(
+            "INSERT INTO akd_value_states \
              (app_id, label, epoch, version, node_label_len, node_label_val, value) ",
         )
         .push_values(chunk, |mut b, (s, epoch, version)| {
@@ -91,26 +98,32 @@ pub(super) async fn batch_set(
                 .push_bind(&s.label.label_val[..])
                 .push_bind(&s.value.0[..]);
         })
+        .push(
+            " ON CONFLICT (app_id, label, epoch) DO UPDATE SET version = excluded.version, \
+             node_label_len = excluded.node_label_len, \
+             node_label_val = excluded.node_label_val, value = excluded.value",
+        )
         .build()
         .execute(&mut *tx)
         .await
         .map_err(sql_err)?;
     }
     for chunk in others.chunks(WRITE_CHUNK) {
-        QueryBuilder::<Sqlite>::new("INSERT OR REPLACE INTO akd_records (app_id, kind, id, data) ")
+        QueryBuilder::<Db>::new("INSERT INTO akd_records (app_id, kind, id, data) ")
             .push_values(chunk, |mut b, (kind, id, data)| {
                 b.push_bind(app)
                     .push_bind(*kind as i64)
                     .push_bind(&id[..])
                     .push_bind(&data[..]);
             })
+            .push(" ON CONFLICT (app_id, kind, id) DO UPDATE SET data = excluded.data")
             .build()
             .execute(&mut *tx)
             .await
             .map_err(sql_err)?;
     }
     if let Some(head) = head {
-        heads::insert(&mut tx, app, head)
+        insert_head(&mut tx, app, head)
             .await
             .map_err(|e| StorageError::Transaction(e.to_string()))?;
     }
@@ -118,8 +131,8 @@ pub(super) async fn batch_set(
 }
 
 /// The record of type `kind` with full binary id `bin`.
-pub(super) async fn get(
-    pool: &SqlitePool,
+pub(crate) async fn get(
+    pool: &Pool,
     app: &str,
     kind: StorageType,
     bin: &[u8],
@@ -133,8 +146,8 @@ pub(super) async fn get(
 
 /// The records of type `kind` with these full binary ids (missing ones are
 /// left out, in no particular order).
-pub(super) async fn batch_get(
-    pool: &SqlitePool,
+pub(crate) async fn batch_get(
+    pool: &Pool,
     app: &str,
     kind: StorageType,
     bins: &[Vec<u8>],
@@ -157,7 +170,7 @@ pub(super) async fn batch_get(
     }
     for chunk in bins.chunks(READ_CHUNK) {
         let mut q =
-            QueryBuilder::<Sqlite>::new("SELECT kind, id, data FROM akd_records WHERE app_id = ");
+            QueryBuilder::<Db>::new("SELECT kind, id, data FROM akd_records WHERE app_id = ");
         q.push_bind(app)
             .push(" AND kind = ")
             .push_bind(kind as i64)
@@ -175,14 +188,14 @@ pub(super) async fn batch_get(
 }
 
 /// Every value state of `label`, by epoch.
-pub(super) async fn user_states(
-    pool: &SqlitePool,
+pub(crate) async fn user_states(
+    pool: &Pool,
     app: &str,
     label: &AkdLabel,
 ) -> Result<Vec<ValueState>, StorageError> {
     sqlx::query(&format!(
         "SELECT {STATE_COLUMNS} FROM akd_value_states s \
-         WHERE s.app_id = ? AND s.label = ? ORDER BY s.epoch"
+         WHERE s.app_id = $1 AND s.label = $2 ORDER BY s.epoch"
     ))
     .bind(app)
     .bind(&label.0[..])
@@ -196,8 +209,8 @@ pub(super) async fn user_states(
 
 /// The state `flag` selects for each of `labels` that has one (one query
 /// per chunk of labels; each row is picked by a primary-key lookup).
-pub(super) async fn user_states_at(
-    pool: &SqlitePool,
+pub(crate) async fn user_states_at(
+    pool: &Pool,
     app: &str,
     labels: &[AkdLabel],
     flag: ValueStateRetrievalFlag,
@@ -216,11 +229,8 @@ pub(super) async fn user_states_at(
 }
 
 /// The value states with these (label, epoch) keys.
-pub(super) fn states_by_key<'a>(
-    app: &'a str,
-    keys: &'a [(Vec<u8>, i64)],
-) -> QueryBuilder<'a, Sqlite> {
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
+pub(crate) fn states_by_key<'a>(app: &'a str, keys: &'a [(Vec<u8>, i64)]) -> QueryBuilder<'a, Db> {
+    let mut q = QueryBuilder::<Db>::new(format!(
         "SELECT {STATE_COLUMNS} FROM akd_value_states s WHERE s.app_id = "
     ));
     q.push_bind(app).push(" AND (s.label, s.epoch) IN (VALUES ");
@@ -238,12 +248,12 @@ pub(super) fn states_by_key<'a>(
 
 /// The state `pick` selects for each of `labels`: the selected epoch per
 /// label (a primary-key range read), then that row (a primary-key lookup).
-pub(super) fn states_at<'a>(
+pub(crate) fn states_at<'a>(
     app: &'a str,
     labels: &'a [AkdLabel],
     pick: Pick,
-) -> QueryBuilder<'a, Sqlite> {
-    let push_labels = |q: &mut QueryBuilder<'a, Sqlite>, column: &str| {
+) -> QueryBuilder<'a, Db> {
+    let push_labels = |q: &mut QueryBuilder<'a, Db>, column: &str| {
         q.push(format!(" AND {column} IN ("));
         let mut sep = q.separated(", ");
         for label in labels {
@@ -253,7 +263,7 @@ pub(super) fn states_at<'a>(
     };
     let (aggregate, condition, param) = match pick {
         Pick::Epoch(e) => {
-            let mut q = QueryBuilder::<Sqlite>::new(format!(
+            let mut q = QueryBuilder::<Db>::new(format!(
                 "SELECT {STATE_COLUMNS} FROM akd_value_states s WHERE s.app_id = "
             ));
             q.push_bind(app);
@@ -266,7 +276,7 @@ pub(super) fn states_at<'a>(
         Pick::Latest => ("MAX", "", None),
         Pick::Earliest => ("MIN", "", None),
     };
-    let mut q = QueryBuilder::<Sqlite>::new(format!(
+    let mut q = QueryBuilder::<Db>::new(format!(
         "SELECT {STATE_COLUMNS} FROM (SELECT t.label AS l, {aggregate}(t.epoch) AS e \
          FROM akd_value_states t WHERE t.app_id = "
     ));
@@ -276,7 +286,8 @@ pub(super) fn states_at<'a>(
         q.push(condition).push_bind(p);
     }
     // CROSS JOIN: m is the outer loop (SQLite keeps that order), so each
-    // selected row is one primary-key lookup, whatever the statistics say.
+    // selected row is one primary-key lookup, whatever the statistics say
+    // (PostgreSQL plans the join itself).
     q.push(
         " GROUP BY t.label) m \
          CROSS JOIN akd_value_states s WHERE s.app_id = ",
@@ -290,7 +301,7 @@ pub(super) fn states_at<'a>(
 /// the reference semantics: SpecificVersion is the earliest state with that
 /// version, LeqEpoch the latest at or before the epoch.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Pick {
+pub(crate) enum Pick {
     Epoch(i64),
     EarliestWithVersion(i64),
     LatestUpTo(i64),
@@ -300,7 +311,7 @@ pub(super) enum Pick {
 
 impl Pick {
     /// `None`: no stored state can match (a value beyond i64::MAX).
-    pub(super) fn of(flag: ValueStateRetrievalFlag) -> Option<Self> {
+    pub(crate) fn of(flag: ValueStateRetrievalFlag) -> Option<Self> {
         use ValueStateRetrievalFlag as F;
         Some(match flag {
             F::SpecificEpoch(e) => Self::Epoch(i64::try_from(e).ok()?),
@@ -314,15 +325,15 @@ impl Pick {
 }
 
 /// Every record of this app (of type `kind` if given).
-pub(super) async fn all_of_type(
-    pool: &SqlitePool,
+pub(crate) async fn all_of_type(
+    pool: &Pool,
     app: &str,
     kind: Option<StorageType>,
 ) -> Result<Vec<DbRecord>, StorageError> {
     let mut out = Vec::new();
     if kind.is_none_or(|k| k != StorageType::ValueState) {
         let mut q =
-            QueryBuilder::<Sqlite>::new("SELECT kind, id, data FROM akd_records WHERE app_id = ");
+            QueryBuilder::<Db>::new("SELECT kind, id, data FROM akd_records WHERE app_id = ");
         q.push_bind(app);
         if let Some(k) = kind {
             q.push(" AND kind = ").push_bind(k as i64);
@@ -333,7 +344,7 @@ pub(super) async fn all_of_type(
     }
     if kind.is_none_or(|k| k == StorageType::ValueState) {
         let rows = sqlx::query(&format!(
-            "SELECT {STATE_COLUMNS} FROM akd_value_states s WHERE s.app_id = ?"
+            "SELECT {STATE_COLUMNS} FROM akd_value_states s WHERE s.app_id = $1"
         ))
         .bind(app)
         .fetch_all(pool)
@@ -346,7 +357,7 @@ pub(super) async fn all_of_type(
     Ok(out)
 }
 
-fn record_row(r: &SqliteRow) -> Result<DbRecord, StorageError> {
+fn record_row(r: &DbRow) -> Result<DbRecord, StorageError> {
     let kind: i64 = r.try_get("kind").map_err(sql_err)?;
     let id: Vec<u8> = r.try_get("id").map_err(sql_err)?;
     let data: Vec<u8> = r.try_get("data").map_err(sql_err)?;
@@ -364,7 +375,7 @@ fn record_row(r: &SqliteRow) -> Result<DbRecord, StorageError> {
     }
 }
 
-fn state_row(r: &SqliteRow) -> Result<ValueState, StorageError> {
+fn state_row(r: &DbRow) -> Result<ValueState, StorageError> {
     let label: Vec<u8> = r.try_get("label").map_err(sql_err)?;
     let epoch: i64 = r.try_get("epoch").map_err(sql_err)?;
     let version: i64 = r.try_get("version").map_err(sql_err)?;
@@ -382,4 +393,119 @@ fn state_row(r: &SqliteRow) -> Result<ValueState, StorageError> {
         epoch: from_sql("epoch", epoch)?,
         username: AkdLabel(label),
     })
+}
+/// Records `head` on `conn` (a pooled connection or an open transaction).
+pub(crate) async fn insert_head(
+    conn: &mut Conn,
+    app_id: &str,
+    head: &EpochHead,
+) -> Result<bool, StoreError> {
+    let range = |what: &str, v: u64| {
+        i64::try_from(v)
+            .map_err(|_| StoreError::Corrupt(format!("epoch head {what} {v} out of range")))
+    };
+    let epoch = range("epoch", head.epoch)?;
+    let log_size = range("log size", head.log_size)?;
+    let inserted = sqlx::query(
+        "INSERT INTO akd_epoch_heads (app_id, epoch, root_hash, published_ms, log_size) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, epoch) DO NOTHING",
+    )
+    .bind(app_id)
+    .bind(epoch)
+    .bind(&head.root_hash[..])
+    .bind(head.published_ms)
+    .bind(log_size)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(true);
+    }
+    let row = sqlx::query(
+        "SELECT epoch, root_hash, published_ms, log_size FROM akd_epoch_heads \
+         WHERE app_id = $1 AND epoch = $2",
+    )
+    .bind(app_id)
+    .bind(epoch)
+    .fetch_one(&mut *conn)
+    .await?;
+    if head_row(&row)? == *head {
+        Ok(false)
+    } else {
+        Err(StoreError::Conflict(format!(
+            "app {app_id:?} already has a different head for epoch {}",
+            head.epoch
+        )))
+    }
+}
+
+pub(crate) fn head_row(r: &DbRow) -> Result<EpochHead, StoreError> {
+    let unsigned = |name: &str| -> Result<u64, StoreError> {
+        let v: i64 = r.try_get(name)?;
+        u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("epoch head {name} = {v}")))
+    };
+    let hash: Vec<u8> = r.try_get("root_hash")?;
+    Ok(EpochHead {
+        epoch: unsigned("epoch")?,
+        root_hash: hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("epoch head root hash is not 32 bytes".into()))?,
+        published_ms: r.try_get("published_ms")?,
+        log_size: unsigned("log_size")?,
+    })
+}
+
+/// Records `head` on a pooled connection (see `Store::record_epoch_head`).
+pub(crate) async fn record_head(
+    pool: &Pool,
+    app_id: &str,
+    head: &EpochHead,
+) -> Result<bool, StoreError> {
+    insert_head(&mut *pool.acquire().await?, app_id, head).await
+}
+
+const HEAD_COLUMNS: &str = "SELECT epoch, root_hash, published_ms, log_size FROM akd_epoch_heads";
+
+pub(crate) async fn head_at(
+    pool: &Pool,
+    app_id: &str,
+    epoch: i64,
+) -> Result<Option<EpochHead>, StoreError> {
+    let row = sqlx::query(&format!("{HEAD_COLUMNS} WHERE app_id = $1 AND epoch = $2"))
+        .bind(app_id)
+        .bind(epoch)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(head_row).transpose()
+}
+
+pub(crate) async fn heads_between(
+    pool: &Pool,
+    app_id: &str,
+    start: i64,
+    end: i64,
+) -> Result<Vec<EpochHead>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{HEAD_COLUMNS} WHERE app_id = $1 AND epoch >= $2 AND epoch < $3 ORDER BY epoch LIMIT $4"
+    ))
+    .bind(app_id)
+    .bind(start)
+    .bind(end)
+    .bind(MAX_EPOCH_HEADS_PER_READ as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(head_row).collect()
+}
+
+pub(crate) async fn latest_head(
+    pool: &Pool,
+    app_id: &str,
+) -> Result<Option<EpochHead>, StoreError> {
+    let row = sqlx::query(&format!(
+        "{HEAD_COLUMNS} WHERE app_id = $1 ORDER BY epoch DESC LIMIT 1"
+    ))
+    .bind(app_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(head_row).transpose()
 }
