@@ -11,7 +11,8 @@
 //!   holding the database and the log key;
 //! - [`forge_directory_entry`]: an epoch written straight into the stored
 //!   akd tree, bypassing the directory's rules, by the same someone;
-//! - [`mailbox`]: device proofs and suite 1 envelopes for mailbox tests.
+//! - [`mailbox`]: device proofs and suite 1 envelopes for mailbox tests;
+//! - [`redis`]: a real `redis-server` on a free loopback port (cluster tests).
 //!
 //! Helpers panic on anything unexpected: that is how a test fails.
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@
 
 mod client;
 pub mod mailbox;
+pub mod redis;
 mod server;
 
 pub use client::{Client, Next, Ws};
