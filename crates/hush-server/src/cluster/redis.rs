@@ -251,12 +251,16 @@ impl RedisNode {
         }
     }
 
-    /// Subscribes to the bus of an app added by a reload.
+    /// Subscribes to the bus of an app added by a reload, then asks the
+    /// other nodes for their state of it.
     pub async fn join_app(self: Arc<Self>, app: String) {
         let bus = self.bus_name(&app);
-        if let Err(e) = self.subscribe(&bus).await {
-            tracing::warn!(error = %e, app, "cluster: cannot subscribe to the app's bus");
-            self.resync.store(true, Ordering::Release);
+        match self.subscribe(&bus).await {
+            Ok(()) => self.enqueue(&bus.into(), &app, ClusterMsg::SyncRequest),
+            Err(e) => {
+                tracing::warn!(error = %e, app, "cluster: cannot subscribe to the app's bus");
+                self.resync.store(true, Ordering::Release);
+            }
         }
     }
 
