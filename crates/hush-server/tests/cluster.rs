@@ -460,6 +460,44 @@ async fn a_redis_restart_mid_traffic_resumes_delivery_and_counts_converge() {
     }
 }
 
+/// A node that dies while Redis is down, and Redis restarted empty (its
+/// lease entry gone with it): the others drop it once they have not heard
+/// from it for one and a half leases.
+#[tokio::test]
+async fn a_node_dying_during_a_redis_outage_is_dropped_after_it() {
+    let mut redis = RedisServer::start().await;
+    let (hooks, url) = Hooks::start().await;
+    let n = nodes(&redis, 2, Some(&url)).await;
+    let ch = "presence-outage";
+    let mut a = n[0].client().await;
+    a.join_presence(ch, "ua", json!({})).await;
+    let mut b = n[1].client().await;
+    b.join_presence(ch, "ub", json!({})).await;
+    a.expect("pusher_internal:member_added").await;
+    redis.kill();
+    n[1].state().cluster_node().unwrap().crash();
+    redis.restart().await;
+    let t = Instant::now();
+    let ev = a.expect("pusher_internal:member_removed").await;
+    assert_eq!(data(&ev)["user_id"], "ub", "{ev}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3 * LEASE + 3),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(users(&n[0], ch).await, 1);
+    let removed = json!({"name":"member_removed","channel":ch,"user_id":"ub"});
+    eventually("ub's member_removed webhook", || async {
+        hooks.count(&removed) >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hooks.count(&removed), 1, "{:?}", hooks.all());
+    for s in n {
+        s.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn attack_garbage_on_the_bus_is_counted_and_ignored() {
     let redis = RedisServer::start().await;

@@ -88,6 +88,11 @@ pub struct RedisNode {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Bus messages refused.
     bad: std::sync::atomic::AtomicU64,
+    /// When each other node was last heard from (any message).
+    heard: Mutex<HashMap<NodeId, Instant>>,
+    /// When this node last (re)connected to Redis: silence before it says
+    /// nothing about the others.
+    connected_at: Mutex<Instant>,
 }
 
 /// One app's bus on a [`RedisNode`]: the [`BusSink`] of its
@@ -153,6 +158,8 @@ impl RedisNode {
             buses: RwLock::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             bad: Default::default(),
+            heard: Mutex::new(HashMap::new()),
+            connected_at: Mutex::new(Instant::now()),
         }))
     }
 
@@ -332,6 +339,12 @@ impl RedisNode {
                 return;
             }
         };
+        if env.origin != self.node {
+            lock(&self.heard).insert(env.origin, Instant::now());
+        }
+        if let ClusterMsg::NodeLeft { node } = &env.msg {
+            lock(&self.heard).remove(node);
+        }
         let lag = now_ms().saturating_sub(env.sent_ms);
         metrics::histogram!("hush_cluster_bus_lag_seconds").record(lag as f64 / 1000.0);
         let Some(app) = state.app_by_id(&app_id) else {
@@ -386,6 +399,7 @@ impl RedisNode {
                 });
             }
             self.reap(&state, &key, now).await;
+            self.reap_silent(&state);
             if self.resync.swap(false, Ordering::AcqRel) {
                 for app in state.apps() {
                     app.republish(false);
@@ -426,6 +440,34 @@ impl RedisNode {
         }
     }
 
+    /// Drops the nodes not heard from (every node sends `Load` each
+    /// heartbeat) for one and a half leases while this node was connected:
+    /// the backstop for a node whose lease entry is gone without a
+    /// `NodeLeft` (a Redis restarted empty while it died). Several nodes
+    /// may say so; applying `NodeLeft` twice changes nothing.
+    fn reap_silent(&self, state: &ServerState) {
+        let limit = self.lease + self.lease / 2;
+        let since = *lock(&self.connected_at);
+        let silent: Vec<NodeId> = {
+            let mut heard = lock(&self.heard);
+            let silent: Vec<NodeId> = heard
+                .iter()
+                .filter(|(_, t)| (**t).max(since).elapsed() > limit)
+                .map(|(n, _)| *n)
+                .collect();
+            for n in &silent {
+                heard.remove(n);
+            }
+            silent
+        };
+        for node in silent {
+            tracing::info!(node = %node, "cluster: node silent for longer than its lease; dropping its members and counts");
+            for app in state.apps() {
+                app.cluster().send(ClusterMsg::NodeLeft { node });
+            }
+        }
+    }
+
     /// Watches the connections: `down_since` for `/ready`, and on every
     /// reconnection re-subscribes and asks for everyone's state.
     async fn watch_loop(self: Arc<Self>, state: Weak<ServerState>) {
@@ -438,6 +480,7 @@ impl RedisNode {
                         return;
                     }
                     metrics::counter!("hush_cluster_reconnects_total").increment(1);
+                    *lock(&self.connected_at) = Instant::now();
                     tracing::info!(node = %self.node, "cluster: reconnected to Redis; resynchronising");
                     if let Err(e) = self.subscriber.resubscribe_all().await {
                         tracing::warn!(error = %e, "cluster: re-subscribing failed");
@@ -452,7 +495,10 @@ impl RedisNode {
                     let mut d = lock(&self.down_since);
                     match (up, d.is_some()) {
                         (false, false) => *d = Some(Instant::now()),
-                        (true, true) => *d = None,
+                        (true, true) => {
+                            *d = None;
+                            *lock(&self.connected_at) = Instant::now();
+                        }
                         _ => {}
                     }
                 }
