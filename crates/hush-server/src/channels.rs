@@ -48,6 +48,10 @@ struct Channel {
     last_count_sent: Option<Instant>,
     /// A count change was held back by the large-channel interval.
     count_pending: bool,
+    /// Shared cluster: when this node last sent a `subscription_count`
+    /// webhook decided on the bus order, and whether one is held back.
+    hook_count_sent: Option<Instant>,
+    hook_count_pending: bool,
     /// A `cache_miss` webhook was sent and no event has been cached since.
     miss_reported: bool,
 }
@@ -78,6 +82,8 @@ impl Channel {
             cache: None,
             last_count_sent: None,
             count_pending: false,
+            hook_count_sent: None,
+            hook_count_pending: false,
             miss_reported: false,
         }
     }
@@ -594,7 +600,7 @@ impl Channels {
             && bus_after > 0
         {
             if let Some(h) = self.hook(WebhookEventType::SubscriptionCount) {
-                h.emit(HookEvent::SubscriptionCount(name.clone(), bus_after));
+                bus_count_hook(name, ch, now, h);
             }
         }
     }
@@ -684,11 +690,21 @@ impl Channels {
     /// the webhooks that want them).
     pub fn flush_counts(&self, to_clients: bool) {
         let now = Instant::now();
-        let count_hook = self.hook(WebhookEventType::SubscriptionCount);
+        let count_hook = self.local_count_hook();
+        let bus_hook = self
+            .cluster
+            .is_shared()
+            .then(|| self.hook(WebhookEventType::SubscriptionCount))
+            .flatten();
         for shard in self.shards.iter() {
             let mut g = write(shard);
-            for (name, ch) in g.iter_mut().filter(|(_, ch)| ch.count_pending) {
-                send_count(name, ch, now, to_clients, count_hook);
+            for (name, ch) in g.iter_mut() {
+                if ch.count_pending {
+                    send_count(name, ch, now, to_clients, count_hook);
+                }
+                if let Some(h) = bus_hook.filter(|_| ch.hook_count_pending) {
+                    bus_count_hook(name, ch, now, h);
+                }
             }
         }
     }
@@ -723,6 +739,26 @@ fn succeeded_frame(name: &ChannelName, ch: &Channel, presence: bool) -> Frame {
         wire::subscription_succeeded(name.as_str(), &data).into()
     } else {
         wire::subscription_succeeded(name.as_str(), "{}").into()
+    }
+}
+
+/// A shared cluster's `subscription_count` webhook, from the bus-ordered
+/// count; on large channels at most every [`LARGE_CHANNEL_COUNT_INTERVAL`]
+/// (the last change held back is sent by [`Channels::flush_counts`]).
+fn bus_count_hook(name: &ChannelName, ch: &mut Channel, now: Instant, hook: &AppHooks) {
+    let n = ch.view.bus_subscriptions();
+    if n > LARGE_CHANNEL
+        && ch
+            .hook_count_sent
+            .is_some_and(|t| now.duration_since(t) < LARGE_CHANNEL_COUNT_INTERVAL)
+    {
+        ch.hook_count_pending = true;
+        return;
+    }
+    ch.hook_count_sent = Some(now);
+    ch.hook_count_pending = false;
+    if n > 0 {
+        hook.emit(HookEvent::SubscriptionCount(name.clone(), n));
     }
 }
 
@@ -1009,18 +1045,23 @@ mod tests {
         }
     }
 
-    /// Node `id` of a shared cluster, with its bus and its webhooks.
-    fn shared_node(
-        id: u64,
-    ) -> (
+    type Node = (
         Channels,
         std::sync::Arc<Collect>,
         tokio::sync::mpsc::Receiver<crate::webhooks::Queued>,
-    ) {
-        let (hooks, rx) = AppHooks::for_test(
+    );
+
+    /// Node `id` of a shared cluster, with its bus and its webhooks.
+    fn shared_node(id: u64) -> Node {
+        shared_node_with(
+            id,
             "['channel_occupied','channel_vacated','member_added','member_removed']",
-            100,
-        );
+        )
+    }
+
+    /// Node `id` of a shared cluster whose webhooks want `types`.
+    fn shared_node_with(id: u64, types: &str) -> Node {
+        let (hooks, rx) = AppHooks::for_test(types, 100);
         let bus = std::sync::Arc::new(Collect::default());
         let cluster = Cluster::Shared {
             node: NodeId(id),
@@ -1097,6 +1138,59 @@ mod tests {
         );
         assert_eq!((a.info(&name), b.info(&name)), Default::default());
         assert_eq!(a.occupied(""), vec![]);
+    }
+
+    /// `subscription_count` webhooks of a shared cluster: decided on the
+    /// bus-ordered count, sent by the node whose change it was, once.
+    #[test]
+    fn subscription_count_webhooks_follow_the_bus_once() {
+        let name = ChannelName::parse("news").unwrap();
+        let (a, bus_a, mut hooks_a) = shared_node_with(1, "['subscription_count']");
+        let (b, bus_b, mut hooks_b) = shared_node_with(2, "['subscription_count']");
+        let run = |stream: Vec<(NodeId, ClusterMsg)>| {
+            for (origin, m) in &stream {
+                a.apply(*origin, m, false);
+                b.apply(*origin, m, false);
+            }
+        };
+        let take = |bus: &Collect, id| {
+            bus.0
+                .lock()
+                .unwrap()
+                .drain(..)
+                .map(|m| (NodeId(id), m))
+                .collect::<Vec<_>>()
+        };
+        let counts = |rx: &mut tokio::sync::mpsc::Receiver<crate::webhooks::Queued>| {
+            let mut out = Vec::new();
+            while let Ok(q) = rx.try_recv() {
+                out.push(q.event().clone());
+            }
+            out
+        };
+        let (ca, _ra) = conn();
+        let (cb, _rb) = conn();
+        a.subscribe(&name, &ca, None, OPTS).unwrap();
+        b.subscribe(&name, &cb, None, OPTS).unwrap();
+        // Nothing before the bus.
+        assert!(counts(&mut hooks_a).is_empty() && counts(&mut hooks_b).is_empty());
+        run(take(&bus_a, 1));
+        run(take(&bus_b, 2));
+        assert_eq!(
+            counts(&mut hooks_a),
+            [HookEvent::SubscriptionCount(name.clone(), 1)]
+        );
+        assert_eq!(
+            counts(&mut hooks_b),
+            [HookEvent::SubscriptionCount(name.clone(), 2)]
+        );
+        b.unsubscribe(&name, cb.id, false);
+        run(take(&bus_b, 2));
+        assert!(counts(&mut hooks_a).is_empty());
+        assert_eq!(
+            counts(&mut hooks_b),
+            [HookEvent::SubscriptionCount(name.clone(), 1)]
+        );
     }
 
     #[test]
