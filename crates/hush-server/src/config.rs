@@ -1229,7 +1229,10 @@ mod tests {
         assert_eq!(c.cluster.url(), Some("redis://10.0.0.5:6379"));
         let c2 = Config::from_toml("[cluster]\nredis_url = 'rediss://u:s3cret@r:6380'\n").unwrap();
         let shown = c2.to_masked_toml();
-        assert!(shown.contains("[cluster]") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("[cluster]") && !shown.contains("s3cret"),
+            "{shown}"
+        );
         assert_eq!((c.cluster.lease, c.cluster.node_id), (4, Some(7)));
         assert_eq!(c.cluster.ready_grace.grace(), None);
         let c = Config::load_from(None, vars(&[("HUSH_CLUSTER__READY_GRACE", "5")])).unwrap();

@@ -535,3 +535,42 @@ async fn attack_garbage_on_the_bus_is_counted_and_ignored() {
         s.stop().await;
     }
 }
+
+#[tokio::test]
+async fn cluster_metrics_are_exported() {
+    let redis = RedisServer::start().await;
+    let a = TestServer::start(&node_toml(&redis.url(), None)).await;
+    let mut config = hush_server::Config::from_toml(&format!(
+        "{}[metrics]\nenabled = true\nhost = '127.0.0.1'\nport = 0\n",
+        node_toml(&redis.url(), None)
+    ))
+    .unwrap();
+    config.store.url = Some("sqlite::memory:".into());
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    let server = hush_server::Server::bind(config).await.unwrap();
+    let metrics = server.metrics_addr().unwrap();
+    let b = server.spawn();
+    let scrape = || async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(metrics).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let (st, _) = a.trigger("news", "e", "1").await;
+    assert_eq!(st, 200);
+    eventually("cluster metrics", || async {
+        let text = scrape().await;
+        text.contains("hush_cluster_bus_messages_total{dir=\"in\"}")
+            && text.contains("hush_cluster_bus_messages_total{dir=\"out\"}")
+            && text.contains("hush_cluster_bus_lag_seconds")
+            && text.contains("hush_cluster_nodes 2")
+    })
+    .await;
+    a.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), b.stop()).await;
+}
