@@ -5,17 +5,20 @@
 //! ([`Occupancy`]).
 //!
 //! The channel registry keeps a [`ClusterView`] beside each channel, in the
-//! same shard and under the same lock, and feeds it this node's counts and
-//! first/last sockets of presence users; the cluster backend feeds it the
-//! other nodes' ([`crate::cluster::ClusterMsg`]). A transition is decided
-//! from the cluster-wide total only: a channel is occupied when the sum over
-//! nodes leaves zero and vacated when it returns to zero, a user is a member
-//! while some node has a socket of it. Every update is idempotent (a node's
-//! count is set, not added to; a node joining as a member it already is
-//! changes nothing), so nodes that apply the same ordered stream of changes
-//! hold the same view and decide the same transitions; only the node whose
-//! change caused a transition emits its webhook, so each is emitted once per
-//! cluster.
+//! same shard and under the same lock. The view holds the other nodes'
+//! contributions as the app's bus delivered them, and this node's twice:
+//! *immediate* (fed by its own subscribe/unsubscribe at once: what its
+//! clients see) and *bus-ordered* (fed when its own message comes back from
+//! the bus). A transition is decided on the bus-ordered view only, from the
+//! cluster-wide total: a channel is occupied when the sum over nodes leaves
+//! zero and vacated when it returns to zero, a user is a member while some
+//! node has a socket of it. Every update is idempotent (a node's count is
+//! set, not added to; a node joining as a member it already is changes
+//! nothing), so nodes that apply the same ordered stream of messages hold
+//! the same view and decide the same transitions; only the node whose
+//! message caused a transition emits its webhook, so each is emitted once
+//! per cluster. On a node alone ([`crate::cluster::Cluster::Local`]) both
+//! of its contributions are updated together.
 
 use std::collections::HashMap;
 

@@ -255,6 +255,77 @@ fn notify(g: &Inner, user: &UserId, online: bool) {
 mod tests {
     use super::*;
 
+    /// What this node sent to the bus.
+    #[derive(Default)]
+    struct Collect(std::sync::Mutex<Vec<ClusterMsg>>);
+
+    impl crate::cluster::BusSink for Collect {
+        fn send(&self, msg: ClusterMsg) {
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+
+    /// Watchers see a user online while any node has a connection of it;
+    /// this node announces only its own first and last connection.
+    #[test]
+    fn online_offline_across_nodes() {
+        let bus = std::sync::Arc::new(Collect::default());
+        let users = Users::new(Cluster::Shared {
+            node: NodeId(1),
+            sink: bus.clone(),
+        });
+        let (w, rw) = ConnHandle::new(SocketId::from_parts(1, 1), 16, None);
+        let (b1, _) = ConnHandle::new(SocketId::from_parts(1, 2), 16, None);
+        let bob = UserId::parse("bob").unwrap();
+        let next = || {
+            rw.outbox()
+                .take_queued()
+                .iter()
+                .map(|f| f.payload().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let remote = |node, online| ClusterMsg::Users {
+            node: NodeId(node),
+            online,
+            users: vec![bob.clone()],
+        };
+        users.sign_in(&UserId::parse("w").unwrap(), &w, std::slice::from_ref(&bob));
+        // Bob on node 2: online; on node 3 too: nothing new.
+        users.apply(&remote(2, true));
+        assert!(next().iter().any(|f| f.contains("online")));
+        users.apply(&remote(3, true));
+        assert!(next().is_empty());
+        // Bob here as well: nothing for the watcher, one announcement.
+        let before = bus.0.lock().unwrap().len();
+        users.sign_in(&bob, &b1, &[]);
+        assert!(next().is_empty());
+        assert_eq!(bus.0.lock().unwrap().len(), before + 1);
+        users.sign_out(&bob, b1.id, &[]);
+        users.apply(&remote(2, false));
+        assert!(next().is_empty(), "still on node 3");
+        // Node 3 is gone: bob is offline.
+        users.apply(&ClusterMsg::NodeLeft { node: NodeId(3) });
+        assert!(next().iter().any(|f| f.contains("offline")));
+        // A node's whole state replaces what it had.
+        users.apply(&ClusterMsg::UsersState {
+            node: NodeId(4),
+            users: vec![bob.clone()],
+        });
+        assert!(next().iter().any(|f| f.contains("online")));
+        users.apply(&ClusterMsg::UsersState {
+            node: NodeId(4),
+            users: vec![],
+        });
+        assert!(next().iter().any(|f| f.contains("offline")));
+        // This node's own messages change nothing here.
+        users.apply(&ClusterMsg::Users {
+            node: NodeId(1),
+            online: true,
+            users: vec![bob.clone()],
+        });
+        assert!(next().is_empty());
+    }
+
     #[test]
     fn online_offline() {
         let users = Users::default();
