@@ -574,3 +574,52 @@ async fn cluster_metrics_are_exported() {
     a.stop().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), b.stop()).await;
 }
+
+/// Events and presence across two nodes whose bus runs through `url`
+/// (returned running).
+async fn two_nodes_over(url: &str) -> [TestServer; 2] {
+    let a_node = TestServer::start(&node_toml(url, None)).await;
+    let b_node = TestServer::start(&node_toml(url, None)).await;
+    let n = [a_node, b_node];
+    let ch = "presence-over";
+    let mut a = n[0].client().await;
+    a.join_presence(ch, "ua", json!({})).await;
+    all_count(&n, ch, 1).await;
+    let mut b = n[1].client().await;
+    let p = b.join_presence(ch, "ub", json!({})).await;
+    assert_eq!(p["presence"]["count"], 2, "{p}");
+    assert_eq!(
+        data(&a.expect("pusher_internal:member_added").await)["user_id"],
+        "ub"
+    );
+    let (st, _) = n[0].trigger(ch, "e", "1").await;
+    assert_eq!(st, 200);
+    assert_eq!(b.expect("e").await["data"], "1");
+    n
+}
+
+#[tokio::test]
+async fn a_redis_cluster_carries_the_bus_on_sharded_pub_sub() {
+    let redis = RedisServer::start_cluster().await;
+    let n = two_nodes_over(&redis.cluster_url()).await;
+    // The bus is a shard channel (both nodes hear SPUBLISH), not a plain one.
+    let bus = format!("t:{{app:{ID}}}#bus");
+    assert_eq!(redis.command(&["SPUBLISH", &bus, "x"]).await, ":2");
+    assert_eq!(redis.command(&["PUBLISH", &bus, "x"]).await, ":0");
+    for s in n {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn sentinel_finds_the_master() {
+    let master = RedisServer::start().await;
+    let sentinel = RedisServer::start_sentinel(&master).await;
+    let n = two_nodes_over(&sentinel.sentinel_url()).await;
+    // The bus runs through the master Sentinel named.
+    let bus = format!("t:{{app:{ID}}}#bus");
+    assert_eq!(master.command(&["PUBLISH", &bus, "x"]).await, ":2");
+    for s in n {
+        s.stop().await;
+    }
+}
