@@ -623,3 +623,41 @@ async fn sentinel_finds_the_master() {
         s.stop().await;
     }
 }
+
+/// A burst of publishes (sent as pipelines by the writer) arrives whole and,
+/// from one publisher's sequence, in order.
+#[tokio::test]
+async fn a_burst_of_publishes_arrives_whole_and_in_order() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 2, None).await;
+    let mut b = n[1].client().await;
+    b.subscribe_ok("burst").await;
+    all_count(&n, "burst", 1).await;
+    // Ten batches of ten events each, concurrently.
+    let batch = |k: usize| {
+        let events: Vec<Value> = (0..10)
+            .map(|i| json!({"name":"e","channel":"burst","data":format!("{}", k * 10 + i)}))
+            .collect();
+        json!({ "batch": events }).to_string()
+    };
+    let bodies: Vec<String> = (0..10).map(batch).collect();
+    let path = format!("/apps/{ID}/batch_events");
+    let sent =
+        futures_util::future::join_all(bodies.iter().map(|b| n[0].api("POST", &path, &[], b)))
+            .await;
+    assert!(sent.iter().all(|(st, _)| *st == 200), "{sent:?}");
+    let mut got: Vec<usize> = Vec::new();
+    for _ in 0..100 {
+        let ev = b.expect("e").await;
+        got.push(ev["data"].as_str().unwrap().parse().unwrap());
+    }
+    // Within each batch (one request), in order.
+    for k in 0..10 {
+        let of_k: Vec<usize> = got.iter().copied().filter(|v| v / 10 == k).collect();
+        assert_eq!(of_k, (k * 10..k * 10 + 10).collect::<Vec<_>>());
+    }
+    b.expect_no("e", Duration::from_millis(300)).await;
+    for s in n {
+        s.stop().await;
+    }
+}

@@ -38,6 +38,8 @@ use crate::lock::lock;
 
 /// Most messages waiting for the writer.
 const QUEUE_ITEMS: usize = 65_536;
+/// Most messages the writer sends in one pipeline.
+const WRITE_BATCH: usize = 256;
 /// Most bytes waiting for the writer.
 const QUEUE_BYTES: usize = 64 << 20;
 /// How long one Redis command may take before it counts as failed.
@@ -271,27 +273,59 @@ impl RedisNode {
         }
     }
 
+    /// Sends the queued messages in order: what is waiting (up to
+    /// [`WRITE_BATCH`]) goes as one pipeline, one round trip.
     async fn write_loop(self: Arc<Self>, mut rx: mpsc::Receiver<Outgoing>) {
-        while let Some(o) = rx.recv().await {
-            self.queued_bytes
-                .fetch_sub(o.payload.len(), Ordering::Relaxed);
-            let bus: &str = &o.bus;
-            let r: Result<(), _> = if self.sharded {
-                self.publisher.spublish(bus, o.payload).await
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            let bytes: usize = batch.iter().map(|o| o.payload.len()).sum();
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            let results: Vec<Result<(), fred::error::Error>> = if batch.len() == 1 {
+                let o = batch.remove(0);
+                vec![self.publish(&self.publisher, o).await]
             } else {
-                self.publisher.publish(bus, o.payload).await
+                let pipeline = self.publisher.pipeline();
+                for o in batch.drain(..) {
+                    // Queued in the pipeline: answers come with `try_all`.
+                    let _ = self.publish(&pipeline, o).await;
+                }
+                pipeline
+                    .try_all::<i64>()
+                    .await
+                    .into_iter()
+                    .map(|r| r.map(drop))
+                    .collect()
             };
-            match r {
-                Ok(()) => metrics::counter!("hush_cluster_bus_messages_total", "dir" => "out")
-                    .increment(1),
-                Err(e) => {
-                    metrics::counter!("hush_cluster_bus_dropped_total").increment(1);
-                    if !self.resync.swap(true, Ordering::AcqRel) {
-                        tracing::warn!(error = %e, "cluster: publishing to the bus failed");
+            batch.clear();
+            for r in results {
+                match r {
+                    Ok(()) => metrics::counter!("hush_cluster_bus_messages_total", "dir" => "out")
+                        .increment(1),
+                    Err(e) => {
+                        metrics::counter!("hush_cluster_bus_dropped_total").increment(1);
+                        if !self.resync.swap(true, Ordering::AcqRel) {
+                            tracing::warn!(error = %e, "cluster: publishing to the bus failed");
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// `PUBLISH` (or `SPUBLISH` on Redis Cluster) of one message through
+    /// `client` (the publisher, or a pipeline of it).
+    async fn publish<C: PubsubInterface + Sync>(
+        &self,
+        client: &C,
+        o: Outgoing,
+    ) -> Result<(), fred::error::Error> {
+        let bus: &str = &o.bus;
+        let r: Result<fred::types::Value, _> = if self.sharded {
+            client.spublish(bus, o.payload).await
+        } else {
+            client.publish(bus, o.payload).await
+        };
+        r.map(drop)
     }
 
     async fn read_loop(
