@@ -16,6 +16,8 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # gcore: the canary test searches a memory dump of the running server.
 command -v gcore >/dev/null 2>&1 || need_apt+=(gdb)
+# redis-server: the cluster tests start their own (crates/hush-server/tests/cluster.rs).
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # Debian's Chromium for the browser tests (js/test, driven by playwright-core;
 # no browser download). CHROMIUM_PATH names another one.
 [ -n "${CHROMIUM_PATH:-}" ] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)

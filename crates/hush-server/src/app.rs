@@ -14,7 +14,8 @@ use hush_protocol::presence::PresenceMember;
 use crate::channels::{
     ChannelInfo, Channels, MemberLimit, Published, SubscribeOptions, Subscribed,
 };
-use crate::cluster::Cluster;
+use crate::cluster::redis::RedisNode;
+use crate::cluster::{Cluster, ClusterMsg, NodeId};
 use crate::config::{AppConfig, Config, ServerConfig, WebhookEventType};
 use crate::conn::{ConnHandle, ConnId, Frame};
 use crate::fanout;
@@ -56,24 +57,61 @@ pub struct App {
     pub read_rate: SharedRate,
     /// Webhook events of this app (`None`: no webhook configured).
     hooks: Option<AppHooks>,
-    /// Open connections; the same counter for every configuration of the
-    /// app.
-    connections: Arc<AtomicUsize>,
+    /// Open connections, here and on the other nodes; the same counters for
+    /// every configuration of the app.
+    connections: Arc<ConnCounts>,
     /// Closes the app's open connections when a reload disables or removes
     /// it; the same signal for every configuration of the app.
     closing: Arc<CloseSignal>,
 }
 
+/// An app's open connections: on this node, and on the others as they last
+/// reported them.
+#[derive(Default)]
+struct ConnCounts {
+    here: AtomicUsize,
+    remote: RemoteLoad,
+}
+
+/// The other nodes' open connections of an app, as each last reported it
+/// ([`ClusterMsg::Load`], every heartbeat).
+#[derive(Default)]
+struct RemoteLoad {
+    by_node: std::sync::Mutex<HashMap<NodeId, usize>>,
+    total: AtomicUsize,
+}
+
+impl RemoteLoad {
+    fn set(&self, node: NodeId, n: Option<usize>) {
+        let mut g = crate::lock::lock(&self.by_node);
+        match n {
+            Some(n) => {
+                g.insert(node, n);
+            }
+            None => {
+                g.remove(&node);
+            }
+        }
+        self.total.store(g.values().sum(), Ordering::Relaxed);
+    }
+}
+
 impl App {
     /// Fresh state for an app whose events feed `hooks`.
     pub fn with_hooks(config: AppConfig, hooks: Option<AppHooks>) -> Self {
-        let cluster = Cluster::Local;
-        let channels = Arc::new(Channels::new(cluster.node(), hooks.clone()));
+        Self::new(config, hooks, Cluster::Local)
+    }
+
+    /// Fresh state for an app whose events feed `hooks`, on this node of
+    /// `cluster`.
+    pub fn new(config: AppConfig, hooks: Option<AppHooks>, cluster: Cluster) -> Self {
+        let channels = Arc::new(Channels::new(cluster.clone(), hooks.clone()));
+        let users = Arc::new(Users::new(cluster.clone()));
         Self::from_parts(
             config,
             cluster,
             channels,
-            Arc::default(),
+            users,
             hooks,
             Arc::default(),
             Arc::default(),
@@ -88,7 +126,7 @@ impl App {
     pub fn reconfigured(&self, config: AppConfig) -> Self {
         Self::from_parts(
             config,
-            self.cluster,
+            self.cluster.clone(),
             self.channels.clone(),
             self.users.clone(),
             self.hooks.clone(),
@@ -105,7 +143,7 @@ impl App {
         channels: Arc<Channels>,
         users: Arc<Users>,
         hooks: Option<AppHooks>,
-        connections: Arc<AtomicUsize>,
+        connections: Arc<ConnCounts>,
         closing: Arc<CloseSignal>,
     ) -> Self {
         Self {
@@ -130,11 +168,15 @@ impl App {
     }
 
     /// Current connections of this app in the cluster (the app connection
-    /// quota counts these).
+    /// quota counts these): this node's, plus the other nodes' as they last
+    /// reported them (approximate by one heartbeat, lease/3).
     pub fn connection_count(&self) -> usize {
-        match self.cluster {
-            Cluster::Local => self.connections.load(Ordering::Relaxed),
-        }
+        self.local_connections() + self.connections.remote.total.load(Ordering::Relaxed)
+    }
+
+    /// Current connections of this app on this node.
+    pub fn local_connections(&self) -> usize {
+        self.connections.here.load(Ordering::Relaxed)
     }
 
     /// The cluster backend.
@@ -146,9 +188,9 @@ impl App {
     /// it back); false when that exceeds the app's `max_connections` in the
     /// cluster.
     fn count_connection(&self) -> bool {
-        let n = match self.cluster {
-            Cluster::Local => self.connections.fetch_add(1, Ordering::Relaxed) + 1,
-        };
+        let n = self.connections.here.fetch_add(1, Ordering::Relaxed)
+            + 1
+            + self.connections.remote.total.load(Ordering::Relaxed);
         let limit = self.config.max_connections;
         limit == 0 || n <= limit
     }
@@ -188,6 +230,14 @@ impl App {
     ) -> usize {
         let n = self.channels.publish(name, frame, Some(sender), None);
         self.metrics.delivered(n, frame.payload_len());
+        if self.cluster.is_shared() {
+            self.cluster.send(ClusterMsg::Event {
+                channel: name.clone(),
+                frame: frame.clone(),
+                except: Some(sender.clone()),
+                cache: None,
+            });
+        }
         if let Some(h) = &self.hooks {
             if h.wants(WebhookEventType::ClientEvent) {
                 h.emit(hook());
@@ -217,6 +267,10 @@ impl App {
     /// Closes every connection signed in as `user` with 4009
     /// (`terminate_connections`). Returns how many there were.
     pub fn terminate_user(&self, user: &UserId) -> usize {
+        if self.cluster.is_shared() {
+            self.cluster
+                .send(ClusterMsg::Terminate { user: user.clone() });
+        }
         self.users.terminate(user)
     }
 
@@ -273,12 +327,95 @@ impl App {
         except: Option<&SocketId>,
     ) -> usize {
         let frame = wire::channel_event_data(event, channel.as_str(), data).into();
-        let n = match self.start_publish(channel, &frame, data, except) {
+        // The text is only needed (and only unescaped) for cache channels.
+        let text = channel.is_cache().then(|| data.text());
+        let ttl = Duration::from_secs(self.config.cache_ttl);
+        let cache = text.as_deref().map(|data| (data, ttl));
+        let started = self.start_publish(channel, &frame, cache, except);
+        if self.cluster.is_shared() {
+            self.cluster.send(ClusterMsg::Event {
+                channel: channel.clone(),
+                frame: frame.clone(),
+                except: except.cloned(),
+                cache: text.map(|t| (t.into_owned(), ttl)),
+            });
+        }
+        let n = match started {
             Published::Sent(n) => n,
             Published::Deferred(rest) => fanout::deliver(rest, &frame).await,
         };
         self.metrics.delivered(n, frame.payload_len());
         n
+    }
+
+    /// Applies a message from the app's bus (`origin`: its sender; this
+    /// node's own messages come back too): delivers other nodes' events to
+    /// the subscribers and users here, applies every membership change to
+    /// the channels' views (emitting the webhooks this node's messages
+    /// cause), tracks the other nodes' users and loads, answers a
+    /// resynchronisation request.
+    pub async fn apply_bus(&self, origin: NodeId, msg: ClusterMsg) {
+        let me = self.cluster.node();
+        match &msg {
+            ClusterMsg::Event {
+                channel,
+                frame,
+                except,
+                cache,
+            } if origin != me => {
+                let cache = cache.as_ref().map(|(d, t)| (d.as_str(), *t));
+                let n = match self.start_publish(channel, frame, cache, except.as_ref()) {
+                    Published::Sent(n) => n,
+                    Published::Deferred(rest) => fanout::deliver(rest, frame).await,
+                };
+                self.metrics.delivered(n, frame.payload_len());
+            }
+            ClusterMsg::Subscriptions { .. }
+            | ClusterMsg::MemberJoined { .. }
+            | ClusterMsg::MemberLeft { .. }
+            | ClusterMsg::NodeState { .. } => {
+                self.channels
+                    .apply(origin, &msg, self.config.subscription_count);
+            }
+            ClusterMsg::Cached {
+                channel,
+                frame,
+                data,
+                ttl,
+            } if origin != me => self.channels.store_cached(channel, frame, data, *ttl),
+            ClusterMsg::Terminate { user } if origin != me => {
+                self.users.terminate(user);
+            }
+            ClusterMsg::Users { .. } | ClusterMsg::UsersState { .. } => self.users.apply(&msg),
+            ClusterMsg::Load { node, connections } if *node != me => {
+                self.connections.remote.set(*node, Some(*connections));
+            }
+            ClusterMsg::NodeLeft { node } => {
+                self.channels
+                    .apply(origin, &msg, self.config.subscription_count);
+                self.users.apply(&msg);
+                self.connections.remote.set(*node, None);
+            }
+            ClusterMsg::SyncRequest => self.republish(origin != me),
+            _ => {}
+        }
+    }
+
+    /// Republishes this node's whole state of the app on the bus: its
+    /// contribution to every channel (zero where the bus-ordered view still
+    /// credits it with something it no longer has), its signed-in users,
+    /// and with `cache` the live last events of its cache channels.
+    pub fn republish(&self, cache: bool) {
+        if !self.cluster.is_shared() {
+            return;
+        }
+        self.channels.send_own_states();
+        self.users.send_state();
+        if cache {
+            for m in self.channels.cached_states() {
+                self.cluster.send(m);
+            }
+        }
     }
 
     /// Writes `frame` to a user's sockets or to a small channel, or returns
@@ -287,7 +424,7 @@ impl App {
         &self,
         channel: &ChannelName,
         frame: &Frame,
-        data: &EventData,
+        cache: Option<(&str, Duration)>,
         except: Option<&SocketId>,
     ) -> Published {
         if channel.kind() == ChannelKind::ServerToUser {
@@ -296,11 +433,6 @@ impl App {
                 _ => 0,
             });
         }
-        // The text is only needed (and only unescaped) for cache channels.
-        let text = channel.is_cache().then(|| data.text());
-        let cache = text
-            .as_deref()
-            .map(|data| (data, Duration::from_secs(self.config.cache_ttl)));
         self.channels
             .publish_deferred(channel, frame, except, cache)
     }
@@ -324,6 +456,10 @@ pub struct ServerState {
     drain_signal: CloseSignal,
     /// Whose `X-Forwarded-For` is believed.
     pub proxies: TrustedProxies,
+    /// This node of a Redis-backed cluster (`None`: the node is alone).
+    cluster: Option<Arc<RedisNode>>,
+    /// How long the bus may be down before `/ready` says 503.
+    ready_grace: Option<Duration>,
 }
 
 /// The apps in force, by key and by id; replaced whole on a reload.
@@ -363,6 +499,11 @@ pub struct AppsReloaded {
     pub closed: usize,
 }
 
+/// The cluster backend of app `id`: its bus on `node`, or alone.
+fn app_cluster(node: Option<&Arc<RedisNode>>, id: &str) -> Cluster {
+    node.map_or(Cluster::Local, |n| n.app_cluster(id))
+}
+
 /// A connection's place in the node's and its app's counts (released on
 /// drop).
 pub struct ConnectionGuard {
@@ -372,7 +513,7 @@ pub struct ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.app.connections.fetch_sub(1, Ordering::Relaxed);
+        self.app.connections.here.fetch_sub(1, Ordering::Relaxed);
         self.state.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -386,6 +527,18 @@ impl ServerState {
         directory: Arc<crate::directory::Directory>,
         hooks: &HookSink,
     ) -> Arc<Self> {
+        Self::with_cluster(config, store, directory, hooks, None)
+    }
+
+    /// [`ServerState::new`] for a node of a Redis-backed cluster (`None`:
+    /// alone).
+    pub fn with_cluster(
+        config: &Config,
+        store: hush_store::Store,
+        directory: Arc<crate::directory::Directory>,
+        hooks: &HookSink,
+        cluster: Option<Arc<RedisNode>>,
+    ) -> Arc<Self> {
         // The metrics recorder is installed by `Server::bind`, before this
         // runs, so the apps' counter handles below are recorded.
         let apps: Vec<Arc<App>> = config
@@ -393,7 +546,8 @@ impl ServerState {
             .into_iter()
             .map(|a| {
                 let h = hooks.for_app(&a);
-                Arc::new(App::with_hooks(a, h))
+                let c = app_cluster(cluster.as_ref(), &a.id);
+                Arc::new(App::new(a, h, c))
             })
             .collect();
         let mailbox = Arc::new(crate::mailbox::Mailbox::new(
@@ -411,7 +565,20 @@ impl ServerState {
             draining: AtomicBool::new(false),
             drain_signal: CloseSignal::default(),
             proxies: TrustedProxies::new(&config.server.trusted_proxies),
+            cluster,
+            ready_grace: config.cluster.ready_grace.grace(),
         })
+    }
+
+    /// How long the bus may be unreachable before `/ready` answers 503
+    /// (`None`: never).
+    pub fn cluster_ready_grace(&self) -> Option<Duration> {
+        self.ready_grace
+    }
+
+    /// This node of a Redis-backed cluster, if it is one.
+    pub fn cluster_node(&self) -> Option<&Arc<RedisNode>> {
+        self.cluster.as_ref()
     }
 
     fn table(&self) -> Arc<AppTable> {
@@ -473,7 +640,11 @@ impl ServerState {
                         report.webhooks_not_applied.push(cfg.id.clone());
                     }
                     report.added.push(cfg.id.clone());
-                    next.push(Arc::new(App::with_hooks(cfg, None)));
+                    let c = app_cluster(self.cluster.as_ref(), &cfg.id);
+                    if let Some(node) = &self.cluster {
+                        tokio::spawn(node.clone().join_app(cfg.id.clone()));
+                    }
+                    next.push(Arc::new(App::new(cfg, None, c)));
                 }
             }
         }

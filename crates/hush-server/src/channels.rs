@@ -23,7 +23,7 @@ use hush_protocol::presence::PresenceMember;
 use hush_protocol::wire;
 use hush_protocol::{ChannelName, SocketId};
 
-use crate::cluster::{ClusterMsg, NodeId};
+use crate::cluster::{Cluster, ClusterMsg, NodeId};
 use crate::config::WebhookEventType;
 use crate::conn::{ConnHandle, ConnId, Frame};
 use crate::fanout;
@@ -38,7 +38,6 @@ const SHARDS: usize = 32;
 const LARGE_CHANNEL: usize = 100;
 const LARGE_CHANNEL_COUNT_INTERVAL: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
 struct Channel {
     subs: HashMap<ConnId, Sub>,
     /// Presence: this node's sockets per user id.
@@ -49,6 +48,10 @@ struct Channel {
     last_count_sent: Option<Instant>,
     /// A count change was held back by the large-channel interval.
     count_pending: bool,
+    /// Shared cluster: when this node last sent a `subscription_count`
+    /// webhook decided on the bus order, and whether one is held back.
+    hook_count_sent: Option<Instant>,
+    hook_count_pending: bool,
     /// A `cache_miss` webhook was sent and no event has been cached since.
     miss_reported: bool,
 }
@@ -71,6 +74,20 @@ pub struct CachedEvent {
 }
 
 impl Channel {
+    fn new(me: NodeId) -> Self {
+        Self {
+            subs: HashMap::new(),
+            members: HashMap::new(),
+            view: ClusterView::new(me),
+            cache: None,
+            last_count_sent: None,
+            count_pending: false,
+            hook_count_sent: None,
+            hook_count_pending: false,
+            miss_reported: false,
+        }
+    }
+
     fn cache_live(&self, now: Instant) -> Option<&CachedEvent> {
         self.cache.as_ref().filter(|c| c.expires > now)
     }
@@ -156,6 +173,9 @@ pub struct Channels {
     hasher: RandomState,
     /// This node.
     node: NodeId,
+    /// Where this node's changes go ([`Cluster::Local`]: straight into the
+    /// bus-ordered view).
+    cluster: Cluster,
     /// Webhook events are emitted under the shard lock, so their order per
     /// channel is the order of the changes. Occupancy and membership
     /// events go through `occupancy`, the others (cache miss, subscription
@@ -174,15 +194,18 @@ impl Channels {
     /// A registry of a node alone ([`NodeId::LOCAL`]) whose changes emit
     /// webhook events to `hooks`.
     pub fn with_hooks(hooks: Option<AppHooks>) -> Self {
-        Self::new(NodeId::LOCAL, hooks)
+        Self::new(Cluster::Local, hooks)
     }
 
-    /// The registry of node `node`, emitting webhook events to `hooks`.
-    pub fn new(node: NodeId, hooks: Option<AppHooks>) -> Self {
+    /// The registry of this node of `cluster`, emitting webhook events to
+    /// `hooks`.
+    pub fn new(cluster: Cluster, hooks: Option<AppHooks>) -> Self {
+        let node = cluster.node();
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: RandomState::new(),
             node,
+            cluster,
             occupancy: Occupancy::new(node, hooks.clone()),
             hooks,
         }
@@ -217,7 +240,9 @@ impl Channels {
         let now = Instant::now();
         let node = self.node;
         let mut shard = write(self.shard(name));
-        let ch = shard.entry(name.clone()).or_default();
+        let ch = shard
+            .entry(name.clone())
+            .or_insert_with(|| Channel::new(node));
         if let Some(m) = &member {
             if !ch.view.has_member(&m.user_id) && ch.view.user_count() >= opts.max_members {
                 if ch.is_garbage(now) {
@@ -235,26 +260,24 @@ impl Channels {
                 cache_miss: false,
             });
         }
-        let occupied = ch.view.set_subscriptions(node, ch.subs.len() + 1);
-        if let Some(t) = &occupied {
-            self.occupancy.emit(node, name, t);
-        }
-        let mut member_added = None;
+        let occupied = !ch.view.is_occupied();
+        ch.view.set_here(ch.subs.len() + 1);
+        self.own_count(name, ch, ch.subs.len() + 1);
+        let mut member_added = false;
         let user_id = member.map(|m| {
             let sockets = ch.members.entry(m.user_id.clone()).or_insert(0);
             *sockets += 1;
             if *sockets == 1 {
-                member_added = ch
-                    .view
-                    .member_joined(node, &m.user_id, m.user_info.as_deref());
+                member_added = ch.view.here_joined(&m.user_id, m.user_info.as_deref());
+                if member_added {
+                    let t = Transition::MemberAdded(m.user_id.clone());
+                    member_frame(name, ch, &t, &m.user_id);
+                }
+                self.own_member(name, ch, &m.user_id, true);
             }
             m.user_id
         });
         let is_presence = user_id.is_some();
-        if let Some(t @ Transition::MemberAdded(uid)) = &member_added {
-            member_frame(name, ch, t, uid);
-            self.occupancy.emit(node, name, t);
-        }
         ch.subs.insert(
             handle.id,
             Sub {
@@ -281,14 +304,14 @@ impl Channels {
                 }
             }
         }
-        let count_hook = self.hook(WebhookEventType::SubscriptionCount);
+        let count_hook = self.local_count_hook();
         if (opts.subscription_count || count_hook.is_some()) && !is_presence {
             send_count(name, ch, now, opts.subscription_count, count_hook);
         }
         Ok(Subscribed {
             already: false,
-            occupied: occupied.is_some(),
-            member_added: member_added.is_some(),
+            occupied,
+            member_added,
             cache_miss,
         })
     }
@@ -309,11 +332,9 @@ impl Channels {
         let Some(sub) = ch.subs.remove(&conn) else {
             return Unsubscribed::default();
         };
-        let node = self.node;
-        let vacated = ch.view.set_subscriptions(node, ch.subs.len());
         let mut out = Unsubscribed {
             was_subscribed: true,
-            vacated: vacated.is_some(),
+            vacated: false,
             member_removed: None,
         };
         if let Some(uid) = sub.user_id {
@@ -326,21 +347,25 @@ impl Channels {
             };
             if last {
                 ch.members.remove(&uid);
-                if let Some(t) = ch.view.member_left(node, &uid) {
+                if ch.view.here_left(&uid) {
+                    let t = Transition::MemberRemoved(uid.clone());
                     member_frame(name, ch, &t, &uid);
-                    self.occupancy.emit(node, name, &t);
-                    out.member_removed = Some(uid);
+                    out.member_removed = Some(uid.clone());
                 }
-            }
-        } else {
-            let count_hook = self.hook(WebhookEventType::SubscriptionCount);
-            if (subscription_count || count_hook.is_some()) && !ch.subs.is_empty() {
-                send_count(name, ch, now, subscription_count, count_hook);
+                self.own_member(name, ch, &uid, false);
             }
         }
-        if let Some(t) = &vacated {
-            self.occupancy.emit(node, name, t);
+        let was_occupied = ch.view.is_occupied();
+        ch.view.set_here(ch.subs.len());
+        out.vacated = was_occupied && !ch.view.is_occupied();
+        let count_hook = self.local_count_hook();
+        if !name.kind().is_presence()
+            && (subscription_count || count_hook.is_some())
+            && !ch.subs.is_empty()
+        {
+            send_count(name, ch, now, subscription_count, count_hook);
         }
+        self.own_count(name, ch, ch.subs.len());
         if ch.is_garbage(now) {
             shard.remove(name);
         }
@@ -394,7 +419,10 @@ impl Channels {
             return read(self.shard(name)).get(name).map(deliver);
         };
         let mut shard = write(self.shard(name));
-        let ch = shard.entry(name.clone()).or_default();
+        let node = self.node;
+        let ch = shard
+            .entry(name.clone())
+            .or_insert_with(|| Channel::new(node));
         ch.miss_reported = false;
         ch.cache = Some(CachedEvent {
             frame: frame.clone(),
@@ -443,22 +471,85 @@ impl Channels {
         out
     }
 
-    /// Applies another node's membership message (`origin`: the node that
-    /// sent it) to the channel's view: this node's subscribers get the
-    /// `member_added` / `member_removed` it causes, and its webhooks are
-    /// emitted if `origin` is this node. A [`ClusterMsg::NodeLeft`] is
-    /// applied to every channel.
-    pub fn apply(&self, origin: NodeId, msg: &ClusterMsg) {
+    /// The `subscription_count` webhook hooks to feed on this node's own
+    /// changes: on [`Cluster::Local`] only (a shared cluster emits it from
+    /// the bus-ordered view, [`Channels::apply`]).
+    fn local_count_hook(&self) -> Option<&AppHooks> {
+        match self.cluster {
+            Cluster::Local => self.hook(WebhookEventType::SubscriptionCount),
+            Cluster::Shared { .. } => None,
+        }
+    }
+
+    /// This node now has `count` subscribers on `name`: applied to the
+    /// bus-ordered view at once ([`Cluster::Local`], emitting its webhook)
+    /// or sent to the bus (under the shard lock: this node's messages about
+    /// a channel leave in the order of its changes).
+    fn own_count(&self, name: &ChannelName, ch: &mut Channel, count: usize) {
+        match &self.cluster {
+            Cluster::Local => {
+                if let Some(t) = ch.view.set_subscriptions(self.node, count) {
+                    self.occupancy.emit(self.node, name, &t);
+                }
+            }
+            Cluster::Shared { node, sink } => sink.send(ClusterMsg::Subscriptions {
+                node: *node,
+                channel: name.clone(),
+                count,
+            }),
+        }
+    }
+
+    /// The first socket of `user_id` on this node joined `name` (`joined`)
+    /// or its last one left; like [`Channels::own_count`].
+    fn own_member(&self, name: &ChannelName, ch: &mut Channel, user_id: &str, joined: bool) {
+        match &self.cluster {
+            Cluster::Local => {
+                let t = if joined {
+                    let info = ch.view.member_raw(user_id).map(ToOwned::to_owned);
+                    ch.view.member_joined(self.node, user_id, info.as_deref())
+                } else {
+                    ch.view.member_left(self.node, user_id)
+                };
+                if let Some(t) = t {
+                    self.occupancy.emit(self.node, name, &t);
+                }
+            }
+            Cluster::Shared { node, sink } => sink.send(if joined {
+                ClusterMsg::MemberJoined {
+                    node: *node,
+                    channel: name.clone(),
+                    user_id: user_id.to_owned(),
+                    user_info: ch.view.member_raw(user_id).map(ToOwned::to_owned),
+                }
+            } else {
+                ClusterMsg::MemberLeft {
+                    node: *node,
+                    channel: name.clone(),
+                    user_id: user_id.to_owned(),
+                }
+            }),
+        }
+    }
+
+    /// Applies a bus message (`origin`: the node that sent it; this node's
+    /// own messages come back too) to the channel's view: this node's
+    /// subscribers get the `member_added` / `member_removed` (and, with
+    /// `to_clients`, `subscription_count`) of what they now see change, and
+    /// the occupancy, membership and count webhooks are emitted if `origin`
+    /// is this node. A [`ClusterMsg::NodeLeft`] is applied to every channel.
+    pub fn apply(&self, origin: NodeId, msg: &ClusterMsg, to_clients: bool) {
         let now = Instant::now();
         let name = match msg {
             ClusterMsg::Subscriptions { channel, .. }
             | ClusterMsg::MemberJoined { channel, .. }
-            | ClusterMsg::MemberLeft { channel, .. } => channel,
+            | ClusterMsg::MemberLeft { channel, .. }
+            | ClusterMsg::NodeState { channel, .. } => channel,
             ClusterMsg::NodeLeft { .. } => {
                 for shard in self.shards.iter() {
                     let mut g = write(shard);
                     for (name, ch) in g.iter_mut() {
-                        self.apply_to(origin, name, ch, msg);
+                        self.apply_to(origin, name, ch, msg, now, to_clients);
                     }
                     g.retain(|_, ch| !ch.is_garbage(now));
                 }
@@ -467,19 +558,118 @@ impl Channels {
             _ => return,
         };
         let mut shard = write(self.shard(name));
-        let ch = shard.entry(name.clone()).or_default();
-        self.apply_to(origin, name, ch, msg);
+        let node = self.node;
+        let ch = shard
+            .entry(name.clone())
+            .or_insert_with(|| Channel::new(node));
+        self.apply_to(origin, name, ch, msg, now, to_clients);
         if ch.is_garbage(now) {
             shard.remove(name);
         }
     }
 
-    fn apply_to(&self, origin: NodeId, name: &ChannelName, ch: &mut Channel, msg: &ClusterMsg) {
-        for t in ch.view.apply(msg) {
-            if let Transition::MemberAdded(uid) | Transition::MemberRemoved(uid) = &t {
-                member_frame(name, ch, &t, uid);
+    fn apply_to(
+        &self,
+        origin: NodeId,
+        name: &ChannelName,
+        ch: &mut Channel,
+        msg: &ClusterMsg,
+        now: Instant,
+        to_clients: bool,
+    ) {
+        let bus_before = ch.view.bus_subscriptions();
+        let applied = ch.view.apply(msg);
+        for t in &applied.visible {
+            if let Transition::MemberAdded(uid) | Transition::MemberRemoved(uid) = t {
+                member_frame(name, ch, t, uid);
             }
-            self.occupancy.emit(origin, name, &t);
+        }
+        for t in &applied.transitions {
+            self.occupancy.emit(origin, name, t);
+        }
+        if name.kind().is_presence() {
+            return;
+        }
+        if applied.count_changed && to_clients && !ch.subs.is_empty() {
+            send_count(name, ch, now, true, None);
+        }
+        let bus_after = ch.view.bus_subscriptions();
+        if self.cluster.is_shared()
+            && origin == self.node
+            && bus_after != bus_before
+            && bus_after > 0
+        {
+            if let Some(h) = self.hook(WebhookEventType::SubscriptionCount) {
+                bus_count_hook(name, ch, now, h);
+            }
+        }
+    }
+
+    /// Sends this node's whole contribution to every channel it has
+    /// subscribers on or the bus-ordered view credits it with (zero then):
+    /// the [`ClusterMsg::NodeState`]s of a resynchronisation, each sent
+    /// under its shard lock (after every earlier change of the channel,
+    /// before every later one).
+    pub fn send_own_states(&self) {
+        let Cluster::Shared { sink, .. } = &self.cluster else {
+            return;
+        };
+        for shard in self.shards.iter() {
+            let g = read(shard);
+            for (name, ch) in g.iter() {
+                if ch.subs.is_empty() && !ch.view.credits_me() {
+                    continue;
+                }
+                let members = ch
+                    .members
+                    .keys()
+                    .map(|u| (u.clone(), ch.view.member_raw(u).map(ToOwned::to_owned)))
+                    .collect();
+                sink.send(ClusterMsg::NodeState {
+                    node: self.node,
+                    channel: name.clone(),
+                    count: ch.subs.len(),
+                    members,
+                });
+            }
+        }
+    }
+
+    /// The live last events of cache channels, as [`ClusterMsg::Cached`].
+    pub fn cached_states(&self) -> Vec<ClusterMsg> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            for (name, ch) in read(shard).iter() {
+                if let Some(c) = ch.cache_live(now) {
+                    out.push(ClusterMsg::Cached {
+                        channel: name.clone(),
+                        frame: c.frame.clone(),
+                        data: c.data.clone(),
+                        ttl: c.expires.saturating_duration_since(now),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Stores another node's cached event of `name` unless this node has a
+    /// live one (which is as new or newer: it was delivered here).
+    pub fn store_cached(&self, name: &ChannelName, frame: &Frame, data: &str, ttl: Duration) {
+        let now = Instant::now();
+        let node = self.node;
+        let mut shard = write(self.shard(name));
+        let ch = shard
+            .entry(name.clone())
+            .or_insert_with(|| Channel::new(node));
+        if ch.cache_live(now).is_none() {
+            ch.miss_reported = false;
+            ch.cache = Some(CachedEvent {
+                frame: frame.clone(),
+                data: data.to_owned(),
+                expires: now + ttl,
+            });
         }
     }
 
@@ -500,11 +690,21 @@ impl Channels {
     /// the webhooks that want them).
     pub fn flush_counts(&self, to_clients: bool) {
         let now = Instant::now();
-        let count_hook = self.hook(WebhookEventType::SubscriptionCount);
+        let count_hook = self.local_count_hook();
+        let bus_hook = self
+            .cluster
+            .is_shared()
+            .then(|| self.hook(WebhookEventType::SubscriptionCount))
+            .flatten();
         for shard in self.shards.iter() {
             let mut g = write(shard);
-            for (name, ch) in g.iter_mut().filter(|(_, ch)| ch.count_pending) {
-                send_count(name, ch, now, to_clients, count_hook);
+            for (name, ch) in g.iter_mut() {
+                if ch.count_pending {
+                    send_count(name, ch, now, to_clients, count_hook);
+                }
+                if let Some(h) = bus_hook.filter(|_| ch.hook_count_pending) {
+                    bus_count_hook(name, ch, now, h);
+                }
             }
         }
     }
@@ -539,6 +739,26 @@ fn succeeded_frame(name: &ChannelName, ch: &Channel, presence: bool) -> Frame {
         wire::subscription_succeeded(name.as_str(), &data).into()
     } else {
         wire::subscription_succeeded(name.as_str(), "{}").into()
+    }
+}
+
+/// A shared cluster's `subscription_count` webhook, from the bus-ordered
+/// count; on large channels at most every [`LARGE_CHANNEL_COUNT_INTERVAL`]
+/// (the last change held back is sent by [`Channels::flush_counts`]).
+fn bus_count_hook(name: &ChannelName, ch: &mut Channel, now: Instant, hook: &AppHooks) {
+    let n = ch.view.bus_subscriptions();
+    if n > LARGE_CHANNEL
+        && ch
+            .hook_count_sent
+            .is_some_and(|t| now.duration_since(t) < LARGE_CHANNEL_COUNT_INTERVAL)
+    {
+        ch.hook_count_pending = true;
+        return;
+    }
+    ch.hook_count_sent = Some(now);
+    ch.hook_count_pending = false;
+    if n > 0 {
+        hook.emit(HookEvent::SubscriptionCount(name.clone(), n));
     }
 }
 
@@ -770,6 +990,7 @@ mod tests {
                 channel,
                 count: 2,
             },
+            false,
         );
         let (channel, user_id) = (name.clone(), "b".to_owned());
         ch.apply(
@@ -780,6 +1001,7 @@ mod tests {
                 user_id,
                 user_info: None,
             },
+            false,
         );
         let got = drain(&mut ra1);
         assert!(got.len() == 1 && got[0].contains("member_added"), "{got:?}");
@@ -801,7 +1023,7 @@ mod tests {
         assert!(!ch.unsubscribe(&name, a1.id, false).vacated);
         assert_eq!(ch.occupied(""), vec![(name.clone(), info(3, 2))]);
         // B's node is gone: b leaves a2's list, the counts drop.
-        ch.apply(NodeId::LOCAL, &ClusterMsg::NodeLeft { node: b });
+        ch.apply(NodeId::LOCAL, &ClusterMsg::NodeLeft { node: b }, false);
         let got = drain(&mut ra2);
         assert!(
             got.len() == 1 && got[0].contains("member_removed"),
@@ -811,6 +1033,164 @@ mod tests {
         assert!(ch.unsubscribe(&name, a2.id, false).vacated);
         assert_eq!(ch.info(&name), ChannelInfo::default());
         assert_eq!(ch.occupied(""), vec![]);
+    }
+
+    /// A node's bus: what it sent, in order.
+    #[derive(Default)]
+    struct Collect(std::sync::Mutex<Vec<ClusterMsg>>);
+
+    impl crate::cluster::BusSink for Collect {
+        fn send(&self, msg: ClusterMsg) {
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+
+    type Node = (
+        Channels,
+        std::sync::Arc<Collect>,
+        tokio::sync::mpsc::Receiver<crate::webhooks::Queued>,
+    );
+
+    /// Node `id` of a shared cluster, with its bus and its webhooks.
+    fn shared_node(id: u64) -> Node {
+        shared_node_with(
+            id,
+            "['channel_occupied','channel_vacated','member_added','member_removed']",
+        )
+    }
+
+    /// Node `id` of a shared cluster whose webhooks want `types`.
+    fn shared_node_with(id: u64, types: &str) -> Node {
+        let (hooks, rx) = AppHooks::for_test(types, 100);
+        let bus = std::sync::Arc::new(Collect::default());
+        let cluster = Cluster::Shared {
+            node: NodeId(id),
+            sink: bus.clone(),
+        };
+        (Channels::new(cluster, Some(hooks)), bus, rx)
+    }
+
+    /// Two nodes whose first subscribers join (and later leave) "at the
+    /// same time", each applying its own change at once before either
+    /// message is on the bus: decided on the bus order, the cluster emits
+    /// one `channel_occupied`, one `member_added` per user, and one
+    /// `channel_vacated`; each node's clients see the other node's member
+    /// come and go.
+    #[test]
+    fn two_nodes_joining_at_once_make_one_occupied_and_one_vacated() {
+        let name = ChannelName::parse("presence-x").unwrap();
+        let (a, bus_a, mut hooks_a) = shared_node(1);
+        let (b, bus_b, mut hooks_b) = shared_node(2);
+        let (ca, mut ra) = conn();
+        let (cb, mut rb) = conn();
+        assert!(a.subscribe(&name, &ca, member("u"), OPTS).unwrap().occupied);
+        assert!(b.subscribe(&name, &cb, member("v"), OPTS).unwrap().occupied);
+        // The bus: A's messages, then B's; every node applies all of them.
+        let run = |a: &Channels, b: &Channels| {
+            let mut stream: Vec<(NodeId, ClusterMsg)> = Vec::new();
+            stream.extend(bus_a.0.lock().unwrap().drain(..).map(|m| (NodeId(1), m)));
+            stream.extend(bus_b.0.lock().unwrap().drain(..).map(|m| (NodeId(2), m)));
+            for (origin, m) in &stream {
+                a.apply(*origin, m, false);
+                b.apply(*origin, m, false);
+            }
+        };
+        run(&a, &b);
+        let emitted = |rx: &mut tokio::sync::mpsc::Receiver<crate::webhooks::Queued>| {
+            let mut out = Vec::new();
+            while let Ok(q) = rx.try_recv() {
+                out.push(q.event().clone());
+            }
+            out
+        };
+        let (ea, eb) = (emitted(&mut hooks_a), emitted(&mut hooks_b));
+        assert_eq!(
+            ea,
+            [
+                HookEvent::ChannelOccupied(name.clone()),
+                HookEvent::MemberAdded(name.clone(), "u".into()),
+            ],
+            "A's messages came first: A emits occupied"
+        );
+        assert_eq!(eb, [HookEvent::MemberAdded(name.clone(), "v".into())]);
+        // Each node's client saw its own success, then the other's member.
+        let got = drain(&mut ra);
+        assert!(got.len() == 2 && got[1].contains("member_added") && got[1].contains(r#"\"v\""#));
+        let got = drain(&mut rb);
+        assert!(got.len() == 2 && got[1].contains("member_added") && got[1].contains(r#"\"u\""#));
+        let both = ChannelInfo {
+            subscription_count: 2,
+            user_count: 2,
+        };
+        assert_eq!((a.info(&name), b.info(&name)), (both.clone(), both));
+        // Both leave at once: one vacated (B's message is the last).
+        assert!(!a.unsubscribe(&name, ca.id, false).vacated);
+        assert!(!b.unsubscribe(&name, cb.id, false).vacated);
+        run(&a, &b);
+        let (ea, eb) = (emitted(&mut hooks_a), emitted(&mut hooks_b));
+        assert_eq!(ea, [HookEvent::MemberRemoved(name.clone(), "u".into())]);
+        assert_eq!(
+            eb,
+            [
+                HookEvent::MemberRemoved(name.clone(), "v".into()),
+                HookEvent::ChannelVacated(name.clone()),
+            ]
+        );
+        assert_eq!((a.info(&name), b.info(&name)), Default::default());
+        assert_eq!(a.occupied(""), vec![]);
+    }
+
+    /// `subscription_count` webhooks of a shared cluster: decided on the
+    /// bus-ordered count, sent by the node whose change it was, once.
+    #[test]
+    fn subscription_count_webhooks_follow_the_bus_once() {
+        let name = ChannelName::parse("news").unwrap();
+        let (a, bus_a, mut hooks_a) = shared_node_with(1, "['subscription_count']");
+        let (b, bus_b, mut hooks_b) = shared_node_with(2, "['subscription_count']");
+        let run = |stream: Vec<(NodeId, ClusterMsg)>| {
+            for (origin, m) in &stream {
+                a.apply(*origin, m, false);
+                b.apply(*origin, m, false);
+            }
+        };
+        let take = |bus: &Collect, id| {
+            bus.0
+                .lock()
+                .unwrap()
+                .drain(..)
+                .map(|m| (NodeId(id), m))
+                .collect::<Vec<_>>()
+        };
+        let counts = |rx: &mut tokio::sync::mpsc::Receiver<crate::webhooks::Queued>| {
+            let mut out = Vec::new();
+            while let Ok(q) = rx.try_recv() {
+                out.push(q.event().clone());
+            }
+            out
+        };
+        let (ca, _ra) = conn();
+        let (cb, _rb) = conn();
+        a.subscribe(&name, &ca, None, OPTS).unwrap();
+        b.subscribe(&name, &cb, None, OPTS).unwrap();
+        // Nothing before the bus.
+        assert!(counts(&mut hooks_a).is_empty() && counts(&mut hooks_b).is_empty());
+        run(take(&bus_a, 1));
+        run(take(&bus_b, 2));
+        assert_eq!(
+            counts(&mut hooks_a),
+            [HookEvent::SubscriptionCount(name.clone(), 1)]
+        );
+        assert_eq!(
+            counts(&mut hooks_b),
+            [HookEvent::SubscriptionCount(name.clone(), 2)]
+        );
+        b.unsubscribe(&name, cb.id, false);
+        run(take(&bus_b, 2));
+        assert!(counts(&mut hooks_a).is_empty());
+        assert_eq!(
+            counts(&mut hooks_b),
+            [HookEvent::SubscriptionCount(name.clone(), 1)]
+        );
     }
 
     #[test]

@@ -37,6 +37,138 @@ pub struct Config {
     pub directory: DirectoryConfig,
     /// The encrypted mailbox (every app's, on this node).
     pub mailbox: MailboxConfig,
+    /// Several nodes as one, over Redis.
+    pub cluster: ClusterConfig,
+}
+
+/// Several hush nodes as one Pusher app, over Redis (docs/CONFIGURATION.md
+/// `[cluster]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The Redis URL (`redis://`, `rediss://`, `redis-cluster://`,
+    /// `redis-sentinel://`); absent: this node is alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel.
+    pub prefix: String,
+    /// This node's id (> 0); absent: random at each start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    /// Seconds a node's lease lasts (heartbeat every third of it).
+    pub lease: u64,
+    /// How long the bus may be down before `/ready` answers 503.
+    pub ready_grace: ReadyGrace,
+}
+
+/// `cluster.ready_grace`: seconds, or `false` (never 503 for Redis). Read
+/// from a number, a boolean, or their text (an environment variable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ReadyGrace {
+    /// Seconds the bus may be unreachable before `/ready` answers 503.
+    Seconds(u64),
+    /// `false`: `/ready` does not depend on the bus.
+    Off(bool),
+}
+
+impl<'de> Deserialize<'de> for ReadyGrace {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ReadyGrace;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of seconds, or false")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ReadyGrace, E> {
+                Ok(ReadyGrace::Seconds(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ReadyGrace, E> {
+                u64::try_from(v)
+                    .map(ReadyGrace::Seconds)
+                    .map_err(|_| E::custom("ready_grace must not be negative"))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ReadyGrace, E> {
+                Ok(ReadyGrace::Off(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ReadyGrace, E> {
+                match v.trim() {
+                    "false" => Ok(ReadyGrace::Off(false)),
+                    "true" => Ok(ReadyGrace::Off(true)),
+                    n => n
+                        .parse()
+                        .map(ReadyGrace::Seconds)
+                        .map_err(|_| E::custom("a number of seconds, or false")),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl ReadyGrace {
+    /// The grace period (`None`: `/ready` ignores the bus).
+    pub fn grace(self) -> Option<std::time::Duration> {
+        match self {
+            Self::Seconds(s) => Some(std::time::Duration::from_secs(s)),
+            Self::Off(_) => None,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The Redis URL in force (`None`: alone).
+    pub fn url(&self) -> Option<&str> {
+        self.redis_url.as_deref().filter(|u| !u.is_empty())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.lease == 0 {
+            return Err(ConfigError::Invalid(
+                "cluster.lease must be at least 1 (second)".into(),
+            ));
+        }
+        if self.prefix.len() > 64
+            || !self
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'.' | b'-'))
+        {
+            return Err(ConfigError::Invalid(
+                "cluster.prefix: at most 64 of A-Z a-z 0-9 : _ . -".into(),
+            ));
+        }
+        if self.node_id == Some(0) {
+            return Err(ConfigError::Invalid("cluster.node_id must be > 0".into()));
+        }
+        if self.ready_grace == ReadyGrace::Off(true) {
+            return Err(ConfigError::Invalid(
+                "cluster.ready_grace: a number of seconds, or false".into(),
+            ));
+        }
+        if let Some(url) = self.url() {
+            let scheme = url.split("://").next().unwrap_or("");
+            if !url.contains("://")
+                || !matches!(
+                    scheme,
+                    "redis"
+                        | "rediss"
+                        | "redis-cluster"
+                        | "rediss-cluster"
+                        | "redis-sentinel"
+                        | "rediss-sentinel"
+                        | "valkey"
+                        | "valkeys"
+                )
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.redis_url {}: not a redis://, rediss://, redis-cluster:// or redis-sentinel:// URL",
+                    redact_url(url)
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The encrypted mailbox: suite 1 envelopes queued for offline devices
@@ -707,6 +839,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster.validate()?;
         let apps = self.effective_apps();
         for a in &apps {
             crate::webhooks::validate_endpoints(&a.webhooks)
@@ -860,6 +993,7 @@ impl Config {
             }
         }
         c.store.url = c.store.url.as_deref().map(redact_url);
+        c.cluster.redis_url = c.cluster.redis_url.as_deref().map(redact_url);
         toml::to_string_pretty(&c)
             .unwrap_or_else(|e| format!("# could not render configuration: {e}\n"))
     }
@@ -1070,6 +1204,59 @@ mod tests {
         // A number in a TOML file is read as its digits too.
         let c = Config::from_toml("[apps.main]\nid = 412001\nkey = 'k'\nsecret = 's'\n").unwrap();
         assert_eq!(c.apps["main"].id, "412001");
+    }
+
+    #[test]
+    fn cluster_section_from_toml_and_env_with_checks() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.cluster.url(), None, "alone by default");
+        assert_eq!(c.cluster.prefix, "hush:");
+        assert_eq!(c.cluster.lease, 10);
+        assert_eq!(
+            c.cluster.ready_grace.grace(),
+            Some(std::time::Duration::ZERO)
+        );
+        let c = Config::load_from(
+            None,
+            vars(&[
+                ("HUSH_CLUSTER__REDIS_URL", "redis://10.0.0.5:6379"),
+                ("HUSH_CLUSTER__LEASE", "4"),
+                ("HUSH_CLUSTER__NODE_ID", "7"),
+                ("HUSH_CLUSTER__READY_GRACE", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.cluster.url(), Some("redis://10.0.0.5:6379"));
+        let c2 = Config::from_toml("[cluster]\nredis_url = 'rediss://u:s3cret@r:6380'\n").unwrap();
+        let shown = c2.to_masked_toml();
+        assert!(
+            shown.contains("[cluster]") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert_eq!((c.cluster.lease, c.cluster.node_id), (4, Some(7)));
+        assert_eq!(c.cluster.ready_grace.grace(), None);
+        let c = Config::load_from(None, vars(&[("HUSH_CLUSTER__READY_GRACE", "5")])).unwrap();
+        assert_eq!(
+            c.cluster.ready_grace.grace(),
+            Some(std::time::Duration::from_secs(5))
+        );
+        for bad in [
+            "lease = 0",
+            "prefix = 'a b'",
+            "prefix = '{x}'",
+            "node_id = 0",
+            "ready_grace = true",
+            "redis_url = 'http://x'",
+        ] {
+            assert!(
+                Config::from_toml(&format!("[cluster]\n{bad}\n")).is_err(),
+                "{bad}"
+            );
+        }
+        Config::from_toml(
+            "[cluster]\nredis_url = 'redis-sentinel://s:26379?sentinelServiceName=m'\n",
+        )
+        .unwrap();
     }
 
     #[test]

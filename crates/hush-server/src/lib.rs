@@ -131,7 +131,15 @@ impl Server {
             .map_err(std::io::Error::other)?
             .with_limits(config.directory.clone());
         let (webhooks, sink) = webhooks::Webhooks::new(&config, store.clone())?;
-        let state = ServerState::new(&config, store, Arc::new(directory), &sink);
+        let node = match config.cluster.url() {
+            Some(url) => Some(
+                cluster::redis::RedisNode::connect(&config.cluster, url)
+                    .await
+                    .map_err(std::io::Error::other)?,
+            ),
+            None => None,
+        };
+        let state = ServerState::with_cluster(&config, store, Arc::new(directory), &sink, node);
         let metrics = match handle {
             Some(handle) => {
                 let (host, port) = (config.metrics.host.as_str(), config.metrics.port);
@@ -185,6 +193,10 @@ impl Server {
         let state = self.state.clone();
         let data_lock = self.data_lock;
         let hooks = self.webhooks.spawn();
+        if let Some(node) = state.cluster_node() {
+            node.start(&state).await.map_err(std::io::Error::other)?;
+            tracing::info!(node = %node.node(), "cluster: joined");
+        }
         let sweeper = tokio::spawn(sweep(state.clone()));
         let mailbox = tokio::spawn(state.mailbox.clone().run_maintenance());
         let metrics = self
@@ -227,6 +239,11 @@ impl Server {
         while state.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Connections are gone: their changes are on the bus. Saying goodbye
+        // waits for them to come back (their webhooks are then queued).
+        if let Some(node) = state.cluster_node() {
+            node.leave(&state).await;
+        }
         // Connections are gone: their vacated/removed events are queued.
         hooks.shutdown().await;
         state.store.close().await;
@@ -244,6 +261,7 @@ impl Server {
 /// for tests. Dropping it (or calling [`RunningServer::stop`]) drains it.
 pub struct RunningServer {
     addr: SocketAddr,
+    state: Arc<ServerState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     join: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -252,6 +270,7 @@ impl Server {
     /// Runs the server on a new task until [`RunningServer::stop`] or drop.
     pub fn spawn(self) -> RunningServer {
         let addr = self.local_addr();
+        let state = self.state.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let join = tokio::spawn(self.run(async move {
             // A dropped sender also means stop.
@@ -259,6 +278,7 @@ impl Server {
         }));
         RunningServer {
             addr,
+            state,
             stop: Some(tx),
             join: Some(join),
         }
@@ -269,6 +289,11 @@ impl RunningServer {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Shared state (for tests: the cluster node's crash hook).
+    pub fn state(&self) -> Arc<ServerState> {
+        self.state.clone()
     }
 
     /// Drains (clients get 4200) and waits for the server task to end.
@@ -431,6 +456,12 @@ async fn ready(State(state): State<Arc<ServerState>>) -> Response {
     };
     if state.is_draining() {
         return unavailable("draining");
+    }
+    if let (Some(node), Some(grace)) = (state.cluster_node(), state.cluster_ready_grace()) {
+        if node.down_for().is_some_and(|d| d >= grace) {
+            tracing::warn!("not ready: cluster bus (Redis) unreachable");
+            return unavailable("cluster bus unavailable");
+        }
     }
     match tokio::time::timeout(STORE_PING_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => axum::Json(json!({ "status": "ready" })).into_response(),

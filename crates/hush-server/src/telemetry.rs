@@ -12,7 +12,9 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, gauge};
+use metrics::{
+    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::app::ServerState;
@@ -244,6 +246,32 @@ fn describe() {
     );
     describe_counter!("hush_connections_total", "WebSocket connections accepted");
     describe_counter!(
+        "hush_cluster_bus_messages_total",
+        "Cluster bus messages, by direction (in, out)"
+    );
+    describe_histogram!(
+        "hush_cluster_bus_lag_seconds",
+        Unit::Seconds,
+        "Time from a bus message's sending to its arrival (sender's clock)"
+    );
+    describe_counter!(
+        "hush_cluster_bus_dropped_total",
+        "Cluster bus messages not sent (queue full, Redis unreachable)"
+    );
+    describe_counter!(
+        "hush_cluster_bus_lagged_total",
+        "Cluster bus messages the receiver fell behind on (then resynchronised)"
+    );
+    describe_counter!(
+        "hush_cluster_bad_messages_total",
+        "Cluster bus messages refused (malformed, oversized, unknown)"
+    );
+    describe_counter!(
+        "hush_cluster_reconnects_total",
+        "Reconnections to the cluster's Redis"
+    );
+    describe_gauge!("hush_cluster_nodes", "Cluster nodes holding a lease");
+    describe_counter!(
         "hush_mailbox_queued_total",
         "Mailbox messages queued (each once, whatever its recipient devices)"
     );
@@ -305,7 +333,7 @@ pub fn render(state: &ServerState, handle: &PrometheusHandle) -> String {
     for app in state.apps() {
         let id = app.config.id.clone();
         let (channels, subscriptions) = app.totals();
-        gauge!("hush_connections", "app" => id.clone()).set(app.connection_count() as f64);
+        gauge!("hush_connections", "app" => id.clone()).set(app.local_connections() as f64);
         gauge!("hush_channels", "app" => id.clone()).set(channels as f64);
         gauge!("hush_subscriptions", "app" => id).set(subscriptions as f64);
     }

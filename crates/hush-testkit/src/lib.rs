@@ -12,7 +12,8 @@
 //! - [`forge_directory_entry`]: an epoch written straight into the stored
 //!   akd tree, bypassing the directory's rules, by the same someone;
 //! - [`mailbox`]: device proofs and suite 1 envelopes for mailbox tests;
-//! - [`postgres`]: a real PostgreSQL server in a temporary directory.
+//! - [`postgres`]: a real PostgreSQL server in a temporary directory;
+//! - [`redis`]: a real `redis-server` on a free loopback port (cluster tests).
 //!
 //! Helpers panic on anything unexpected: that is how a test fails.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@
 mod client;
 pub mod mailbox;
 pub mod postgres;
+pub mod redis;
 mod server;
 
 pub use client::{Client, Next, Ws};

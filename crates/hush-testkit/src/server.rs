@@ -70,6 +70,11 @@ impl TestServer {
         }
     }
 
+    /// The server's shared state (the cluster node's crash hook, counts).
+    pub fn state(&self) -> std::sync::Arc<hush_server::ServerState> {
+        self.running.state()
+    }
+
     /// Stops the server (bounded).
     pub async fn stop(self) {
         let _ = tokio::time::timeout(WAIT, self.running.stop()).await;

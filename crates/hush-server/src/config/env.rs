@@ -18,8 +18,9 @@ use figment::{Error, Metadata, Profile, Provider};
 use super::ConfigError;
 
 /// The configuration sections a variable may start with.
-pub(super) const SECTIONS: [&str; 8] = [
+pub(super) const SECTIONS: [&str; 9] = [
     "server",
+    "cluster",
     "directory",
     "mailbox",
     "apps",

@@ -65,7 +65,7 @@ impl Node {
     }
 
     fn apply(&mut self, origin: NodeId, msg: &ClusterMsg) {
-        for t in self.view.apply(msg) {
+        for t in self.view.apply(msg).transitions {
             self.occupancy.emit(origin, &chan(), &t);
         }
     }

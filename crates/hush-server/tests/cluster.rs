@@ -1,0 +1,663 @@
+//! Three hush nodes as one, on a real `redis-server` (started by the test on
+//! a free 127.0.0.1 port): deliveries, presence, users, webhooks exactly
+//! once per cluster, node crashes and exits, Redis restarts, and a hostile
+//! party on the bus.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::*;
+use hush_testkit::redis::RedisServer;
+
+/// Test nodes' lease (seconds).
+const LEASE: u64 = 2;
+
+/// Every webhook event the cluster sent, wherever it came from.
+#[derive(Clone, Default)]
+struct Hooks(Arc<Mutex<Vec<Value>>>);
+
+impl Hooks {
+    async fn start() -> (Self, String) {
+        let hooks = Self::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let h = hooks.clone();
+        let app = axum::Router::new().route(
+            "/hooks",
+            axum::routing::post(move |body: String| {
+                let h = h.clone();
+                async move {
+                    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    if let Some(events) = v["events"].as_array() {
+                        h.0.lock().unwrap().extend(events.iter().cloned());
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (hooks, url)
+    }
+
+    fn count(&self, e: &Value) -> usize {
+        self.0.lock().unwrap().iter().filter(|x| *x == e).count()
+    }
+
+    fn all(&self) -> Vec<Value> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn node_toml(redis: &str, hook_url: Option<&str>) -> String {
+    let mut s = format!(
+        "[cluster]\nredis_url = \"{redis}\"\nlease = {LEASE}\nprefix = \"t:\"\n\
+         [webhooks]\nbackoff_base_ms = 50\nbackoff_max_ms = 200\nbatch_window_ms = 10\n\
+         vacate_delay_ms = 0\nmax_attempts = 3\ntimeout = 5\n{}",
+        app_toml("client_events = true")
+    );
+    if let Some(url) = hook_url {
+        s.push_str(&format!(
+            "[[apps.main.webhooks]]\nurl = \"{url}\"\nevent_types = [\"channel_occupied\", \"channel_vacated\", \"member_added\", \"member_removed\"]\n"
+        ));
+    }
+    s
+}
+
+async fn nodes(redis: &RedisServer, n: usize, hook_url: Option<&str>) -> Vec<TestServer> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(TestServer::start(&node_toml(&redis.url(), hook_url)).await);
+    }
+    out
+}
+
+/// Waits (bounded) until `check` holds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A frame's `data`, parsed when it is a JSON string.
+fn data(ev: &Value) -> Value {
+    ev["data"]
+        .as_str()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_else(|| ev["data"].clone())
+}
+
+async fn info(s: &TestServer, channel: &str, info: &str) -> Value {
+    s.api(
+        "GET",
+        &format!("/apps/{ID}/channels/{channel}"),
+        &[("info", info)],
+        "",
+    )
+    .await
+    .1
+}
+
+async fn subscriptions(s: &TestServer, channel: &str) -> u64 {
+    info(s, channel, "subscription_count").await["subscription_count"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+async fn users(s: &TestServer, channel: &str) -> u64 {
+    info(s, channel, "user_count").await["user_count"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Waits until every node counts `n` subscribers on `channel`.
+async fn all_count(nodes: &[TestServer], channel: &str, n: u64) {
+    for s in nodes {
+        eventually(&format!("{n} subscribers on {channel}"), || async {
+            subscriptions(s, channel).await == n
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn api_publish_and_client_events_reach_every_node_but_the_excluded_socket() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 3, None).await;
+    let mut a = n[0].client().await;
+    let mut b1 = n[1].client().await;
+    let mut b2 = n[1].client().await;
+    let mut c = n[2].client().await;
+    for cl in [&mut a, &mut b1, &mut b2, &mut c] {
+        cl.subscribe_ok("private-news").await;
+    }
+    all_count(&n, "private-news", 4).await;
+    // Published through A, excluding b2's socket.
+    let body = json!({"name":"e","channels":["private-news"],"data":"hi","socket_id":b2.sid()})
+        .to_string();
+    let (st, _) = n[0]
+        .api("POST", &format!("/apps/{ID}/events"), &[], &body)
+        .await;
+    assert_eq!(st, 200);
+    for cl in [&mut a, &mut b1, &mut c] {
+        let ev = cl.expect("e").await;
+        assert_eq!(ev["data"], "hi");
+    }
+    b2.expect_no("e", Duration::from_millis(500)).await;
+    // A client event from C reaches A and B, not C itself.
+    c.send(json!({"event":"client-typing","channel":"private-news","data":{"x":1}}))
+        .await;
+    for cl in [&mut a, &mut b1, &mut b2] {
+        assert_eq!(cl.expect("client-typing").await["data"], json!({"x":1}));
+    }
+    c.expect_no("client-typing", Duration::from_millis(500))
+        .await;
+    // /channels is cluster-wide.
+    let (_, v) = n[2]
+        .api(
+            "GET",
+            &format!("/apps/{ID}/channels"),
+            &[("info", "subscription_count")],
+            "",
+        )
+        .await;
+    assert_eq!(
+        v,
+        json!({"channels":{"private-news":{"subscription_count":4}}})
+    );
+    for s in n {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn presence_across_nodes_counts_each_user_once() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 3, None).await;
+    let ch = "presence-room";
+    let mut a = n[0].client().await;
+    a.join_presence(ch, "u1", json!({"name":"one"})).await;
+    eventually("u1 seen on B", || async { users(&n[1], ch).await == 1 }).await;
+    // B's member list has A's member.
+    let mut b = n[1].client().await;
+    let p = b.join_presence(ch, "u2", json!({"name":"two"})).await;
+    assert_eq!(p["presence"]["count"], 2, "{p}");
+    assert_eq!(p["presence"]["hash"]["u1"], json!({"name":"one"}), "{p}");
+    // A hears u2 join on B.
+    let ev = a.expect("pusher_internal:member_added").await;
+    assert_eq!(data(&ev)["user_id"], "u2", "{ev}");
+    // u1 again, on C: counted once, nobody hears a second member_added.
+    let mut c = n[2].client().await;
+    let p = c.join_presence(ch, "u1", json!({"name":"one"})).await;
+    assert_eq!(p["presence"]["count"], 2, "{p}");
+    all_count(&n, ch, 3).await;
+    for s in &n {
+        assert_eq!(users(s, ch).await, 2);
+    }
+    b.expect_no("pusher_internal:member_added", Duration::from_millis(300))
+        .await;
+    // u1 leaves A: still on C, nothing removed.
+    drop(a);
+    all_count(&n, ch, 2).await;
+    b.expect_no("pusher_internal:member_removed", Duration::from_millis(300))
+        .await;
+    // u1 leaves C: B hears it.
+    drop(c);
+    let ev = b.expect("pusher_internal:member_removed").await;
+    assert_eq!(data(&ev)["user_id"], "u1", "{ev}");
+    let (_, v) = n[0]
+        .api("GET", &format!("/apps/{ID}/channels/{ch}/users"), &[], "")
+        .await;
+    assert_eq!(v, json!({"users":[{"id":"u2"}]}));
+    for s in n {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_cache_channels_last_event_is_replayed_on_another_node() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 2, None).await;
+    let (st, _) = n[0].trigger("cache-quotes", "q", "42").await;
+    assert_eq!(st, 200);
+    // Once B has it (published before anyone subscribed anywhere).
+    eventually("the cached event on B", || async {
+        let v = info(&n[1], "cache-quotes", "cache").await;
+        v["cache"]["data"] == "42"
+    })
+    .await;
+    let mut b = n[1].client().await;
+    b.subscribe_ok("cache-quotes").await;
+    let ev = b.next_event().await;
+    assert_eq!(
+        (ev["event"].clone(), ev["data"].clone()),
+        (json!("q"), json!("42"))
+    );
+    // A node joining later gets it through the resynchronisation.
+    let late = TestServer::start(&node_toml(&redis.url(), None)).await;
+    eventually("the cached event on a later node", || async {
+        info(&late, "cache-quotes", "cache").await["cache"]["data"] == "42"
+    })
+    .await;
+    late.stop().await;
+    for s in n {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn webhooks_go_out_once_per_cluster() {
+    let redis = RedisServer::start().await;
+    let (hooks, url) = Hooks::start().await;
+    let n = nodes(&redis, 3, Some(&url)).await;
+    // Occupied on A, vacated on C.
+    let mut a = n[0].client().await;
+    a.subscribe_ok("room").await;
+    all_count(&n, "room", 1).await;
+    let mut c = n[2].client().await;
+    c.subscribe_ok("room").await;
+    all_count(&n, "room", 2).await;
+    drop(a);
+    all_count(&n, "room", 1).await;
+    drop(c);
+    all_count(&n, "room", 0).await;
+    // Presence: u on A and B, then gone.
+    let ch = "presence-p";
+    let mut pa = n[0].client().await;
+    pa.join_presence(ch, "u", json!({})).await;
+    let mut pb = n[1].client().await;
+    pb.join_presence(ch, "u", json!({})).await;
+    all_count(&n, ch, 2).await;
+    drop(pa);
+    drop(pb);
+    all_count(&n, ch, 0).await;
+    let want = [
+        json!({"name":"channel_occupied","channel":"room"}),
+        json!({"name":"channel_vacated","channel":"room"}),
+        json!({"name":"channel_occupied","channel":ch}),
+        json!({"name":"member_added","channel":ch,"user_id":"u"}),
+        json!({"name":"member_removed","channel":ch,"user_id":"u"}),
+        json!({"name":"channel_vacated","channel":ch}),
+    ];
+    eventually("every webhook", || async {
+        want.iter().all(|e| hooks.count(e) >= 1)
+    })
+    .await;
+    // Time for duplicates to arrive, if any were sent.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for e in &want {
+        assert_eq!(hooks.count(e), 1, "{e} in {:?}", hooks.all());
+    }
+    assert_eq!(hooks.all().len(), want.len(), "{:?}", hooks.all());
+    for s in n {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_nodes_members_leave_within_the_lease_and_once() {
+    let redis = RedisServer::start().await;
+    let (hooks, url) = Hooks::start().await;
+    let n = nodes(&redis, 3, Some(&url)).await;
+    let ch = "presence-crash";
+    let mut a = n[0].client().await;
+    a.join_presence(ch, "ua", json!({})).await;
+    let mut b = n[1].client().await;
+    b.join_presence(ch, "ub", json!({})).await;
+    a.expect("pusher_internal:member_added").await;
+    all_count(&n, ch, 2).await;
+    let added = json!({"name":"member_added","channel":ch,"user_id":"ub"});
+    eventually("ub's member_added", || async { hooks.count(&added) == 1 }).await;
+    // B dies without a word.
+    n[1].state().cluster_node().unwrap().crash();
+    let t = Instant::now();
+    let ev = a.expect("pusher_internal:member_removed").await;
+    assert_eq!(data(&ev)["user_id"], "ub", "{ev}");
+    let took = t.elapsed();
+    assert!(
+        took <= Duration::from_millis(LEASE * 1000 + 1500),
+        "{took:?}"
+    );
+    let removed = json!({"name":"member_removed","channel":ch,"user_id":"ub"});
+    eventually("ub's member_removed", || async {
+        hooks.count(&removed) >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(LEASE * 1000)).await;
+    assert_eq!(hooks.count(&removed), 1, "{:?}", hooks.all());
+    assert_eq!(users(&n[2], ch).await, 1);
+    assert_eq!(subscriptions(&n[0], ch).await, 1);
+    let mut it = n.into_iter();
+    let (na, nb, nc) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+    nb.stop().await;
+    // A graceful exit: at once, well within the lease.
+    let t = Instant::now();
+    na.stop().await;
+    eventually("ua gone from C", || async { users(&nc, ch).await == 0 }).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(LEASE * 1000),
+        "{:?}",
+        t.elapsed()
+    );
+    nc.stop().await;
+}
+
+#[tokio::test]
+async fn terminate_server_to_user_and_watchlists_across_nodes() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 3, None).await;
+    let mut w = n[0].client().await;
+    w.signin(r#"{"id":"watcher","watchlist":["bob"]}"#).await;
+    let ev = w.next_event().await;
+    assert_eq!(
+        ev["data"]["events"][0],
+        json!({"name":"offline","user_ids":["bob"]})
+    );
+    let mut bob = n[1].signed_in("bob").await;
+    let ev = w.expect("pusher_internal:watchlist_events").await;
+    assert_eq!(
+        ev["data"]["events"][0],
+        json!({"name":"online","user_ids":["bob"]})
+    );
+    // Server-to-user through C.
+    let (st, _) = n[2].trigger("#server-to-user-bob", "hello", "x").await;
+    assert_eq!(st, 200);
+    assert_eq!(bob.expect("hello").await["data"], "x");
+    // A second connection of bob elsewhere: no second online.
+    let bob2 = n[2].signed_in("bob").await;
+    w.expect_no(
+        "pusher_internal:watchlist_events",
+        Duration::from_millis(300),
+    )
+    .await;
+    // Terminated through A: both of bob's connections close with 4009.
+    let (st, _) = n[0]
+        .api(
+            "POST",
+            &format!("/apps/{ID}/users/bob/terminate_connections"),
+            &[],
+            "{}",
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(bob.expect_close().await, Some(4009));
+    let mut bob2 = bob2;
+    assert_eq!(bob2.expect_close().await, Some(4009));
+    let ev = w.expect("pusher_internal:watchlist_events").await;
+    assert_eq!(
+        ev["data"]["events"][0],
+        json!({"name":"offline","user_ids":["bob"]})
+    );
+    for s in n {
+        s.stop().await;
+    }
+}
+
+async fn ready(s: &TestServer) -> u16 {
+    s.raw_http("GET", "/ready", "").await.0
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_traffic_resumes_delivery_and_counts_converge() {
+    let mut redis = RedisServer::start().await;
+    let n = nodes(&redis, 2, None).await;
+    let mut a = n[0].client().await;
+    a.subscribe_ok("live").await;
+    let mut b = n[1].client().await;
+    b.subscribe_ok("live").await;
+    all_count(&n, "live", 2).await;
+    assert_eq!(ready(&n[0]).await, 200);
+    redis.kill();
+    eventually("503 while Redis is down", || async {
+        ready(&n[0]).await == 503
+    })
+    .await;
+    // Local clients are still served; the view changes while Redis is away.
+    let mut b2 = n[1].client().await;
+    b2.subscribe_ok("live").await;
+    let (st, _) = n[1].trigger("live", "local", "1").await;
+    assert_eq!(st, 200);
+    assert_eq!(b.expect("local").await["data"], "1");
+    redis.restart().await;
+    eventually("200 once Redis is back", || async {
+        ready(&n[0]).await == 200
+    })
+    .await;
+    // Counts converge (B's third subscriber, made during the outage).
+    all_count(&n, "live", 3).await;
+    // Delivery across nodes resumes.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "delivery did not resume");
+        let (st, _) = n[0].trigger("live", "after", "2").await;
+        if st == 200
+            && matches!(
+                b.next_within(Duration::from_millis(300)).await,
+                Some(Next::Frame(v)) if v["event"] == "after"
+            )
+        {
+            break;
+        }
+    }
+    for s in n {
+        s.stop().await;
+    }
+}
+
+/// A node that dies while Redis is down, and Redis restarted empty (its
+/// lease entry gone with it): the others drop it once they have not heard
+/// from it for one and a half leases.
+#[tokio::test]
+async fn a_node_dying_during_a_redis_outage_is_dropped_after_it() {
+    let mut redis = RedisServer::start().await;
+    let (hooks, url) = Hooks::start().await;
+    let n = nodes(&redis, 2, Some(&url)).await;
+    let ch = "presence-outage";
+    let mut a = n[0].client().await;
+    a.join_presence(ch, "ua", json!({})).await;
+    let mut b = n[1].client().await;
+    b.join_presence(ch, "ub", json!({})).await;
+    a.expect("pusher_internal:member_added").await;
+    redis.kill();
+    n[1].state().cluster_node().unwrap().crash();
+    redis.restart().await;
+    let t = Instant::now();
+    let ev = a.expect("pusher_internal:member_removed").await;
+    assert_eq!(data(&ev)["user_id"], "ub", "{ev}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3 * LEASE + 3),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(users(&n[0], ch).await, 1);
+    let removed = json!({"name":"member_removed","channel":ch,"user_id":"ub"});
+    eventually("ub's member_removed webhook", || async {
+        hooks.count(&removed) >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hooks.count(&removed), 1, "{:?}", hooks.all());
+    for s in n {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn attack_garbage_on_the_bus_is_counted_and_ignored() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 2, None).await;
+    let mut b = n[1].client().await;
+    b.subscribe_ok("news").await;
+    all_count(&n, "news", 1).await;
+    let bus = format!("t:{{app:{ID}}}#bus");
+    let node = n[1].state().cluster_node().unwrap().clone();
+    let before = node.bad_messages();
+    let hostile: [&[u8]; 6] = [
+        b"garbage",
+        b"{\"v\":1}",
+        br#"{"v":9,"node":5,"app":"3","ts":0,"msg":"sync_request"}"#,
+        br#"{"v":1,"node":5,"app":"3","ts":0,"msg":{"event":{"channel":"no way!","frame":"x","except":null,"cache":null}}}"#,
+        br#"{"v":1,"node":5,"app":"other","ts":0,"msg":{"event":{"channel":"news","frame":"{\"event\":\"forged\"}","except":null,"cache":null}}}"#,
+        br#"{"v":1,"node":5,"app":"3","ts":0,"msg":{"self_destruct":{}}}"#,
+    ];
+    for h in hostile {
+        assert!(redis.publish(&bus, h).await >= 2);
+    }
+    let big = vec![b'x'; 17 << 20];
+    redis.publish(&bus, &big).await;
+    // Another app's event injected on this app's bus reaches nobody.
+    b.expect_no("forged", Duration::from_millis(500)).await;
+    eventually("every hostile message counted", || async {
+        node.bad_messages() >= before + 7
+    })
+    .await;
+    // Both nodes keep serving, across the bus.
+    let (st, _) = n[0].trigger("news", "real", "1").await;
+    assert_eq!(st, 200);
+    assert_eq!(b.expect("real").await["data"], "1");
+    for s in n {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn cluster_metrics_are_exported() {
+    let redis = RedisServer::start().await;
+    let a = TestServer::start(&node_toml(&redis.url(), None)).await;
+    let mut config = hush_server::Config::from_toml(&format!(
+        "{}[metrics]\nenabled = true\nhost = '127.0.0.1'\nport = 0\n",
+        node_toml(&redis.url(), None)
+    ))
+    .unwrap();
+    config.store.url = Some("sqlite::memory:".into());
+    config.server.host = "127.0.0.1".into();
+    config.server.port = 0;
+    let server = hush_server::Server::bind(config).await.unwrap();
+    let metrics = server.metrics_addr().unwrap();
+    let b = server.spawn();
+    let scrape = || async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(metrics).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf).into_owned()
+    };
+    let (st, _) = a.trigger("news", "e", "1").await;
+    assert_eq!(st, 200);
+    eventually("cluster metrics", || async {
+        let text = scrape().await;
+        text.contains("hush_cluster_bus_messages_total{dir=\"in\"}")
+            && text.contains("hush_cluster_bus_messages_total{dir=\"out\"}")
+            && text.contains("hush_cluster_bus_lag_seconds")
+            && text.contains("hush_cluster_nodes 2")
+    })
+    .await;
+    a.stop().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), b.stop()).await;
+}
+
+/// Events and presence across two nodes whose bus runs through `url`
+/// (returned running).
+async fn two_nodes_over(url: &str) -> [TestServer; 2] {
+    let a_node = TestServer::start(&node_toml(url, None)).await;
+    let b_node = TestServer::start(&node_toml(url, None)).await;
+    let n = [a_node, b_node];
+    let ch = "presence-over";
+    let mut a = n[0].client().await;
+    a.join_presence(ch, "ua", json!({})).await;
+    all_count(&n, ch, 1).await;
+    let mut b = n[1].client().await;
+    let p = b.join_presence(ch, "ub", json!({})).await;
+    assert_eq!(p["presence"]["count"], 2, "{p}");
+    assert_eq!(
+        data(&a.expect("pusher_internal:member_added").await)["user_id"],
+        "ub"
+    );
+    let (st, _) = n[0].trigger(ch, "e", "1").await;
+    assert_eq!(st, 200);
+    assert_eq!(b.expect("e").await["data"], "1");
+    n
+}
+
+#[tokio::test]
+async fn a_redis_cluster_carries_the_bus_on_sharded_pub_sub() {
+    let redis = RedisServer::start_cluster().await;
+    let n = two_nodes_over(&redis.cluster_url()).await;
+    // The bus is a shard channel (both nodes hear SPUBLISH), not a plain one.
+    let bus = format!("t:{{app:{ID}}}#bus");
+    assert_eq!(redis.command(&["SPUBLISH", &bus, "x"]).await, ":2");
+    assert_eq!(redis.command(&["PUBLISH", &bus, "x"]).await, ":0");
+    for s in n {
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn sentinel_finds_the_master() {
+    let master = RedisServer::start().await;
+    let sentinel = RedisServer::start_sentinel(&master).await;
+    let n = two_nodes_over(&sentinel.sentinel_url()).await;
+    // The bus runs through the master Sentinel named.
+    let bus = format!("t:{{app:{ID}}}#bus");
+    assert_eq!(master.command(&["PUBLISH", &bus, "x"]).await, ":2");
+    for s in n {
+        s.stop().await;
+    }
+}
+
+/// A burst of publishes (sent as pipelines by the writer) arrives whole and,
+/// from one publisher's sequence, in order.
+#[tokio::test]
+async fn a_burst_of_publishes_arrives_whole_and_in_order() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 2, None).await;
+    let mut b = n[1].client().await;
+    b.subscribe_ok("burst").await;
+    all_count(&n, "burst", 1).await;
+    // Ten batches of ten events each, concurrently.
+    let batch = |k: usize| {
+        let events: Vec<Value> = (0..10)
+            .map(|i| json!({"name":"e","channel":"burst","data":format!("{}", k * 10 + i)}))
+            .collect();
+        json!({ "batch": events }).to_string()
+    };
+    let bodies: Vec<String> = (0..10).map(batch).collect();
+    let path = format!("/apps/{ID}/batch_events");
+    let sent =
+        futures_util::future::join_all(bodies.iter().map(|b| n[0].api("POST", &path, &[], b)))
+            .await;
+    assert!(sent.iter().all(|(st, _)| *st == 200), "{sent:?}");
+    let mut got: Vec<usize> = Vec::new();
+    for _ in 0..100 {
+        let ev = b.expect("e").await;
+        got.push(ev["data"].as_str().unwrap().parse().unwrap());
+    }
+    // Within each batch (one request), in order.
+    for k in 0..10 {
+        let of_k: Vec<usize> = got.iter().copied().filter(|v| v / 10 == k).collect();
+        assert_eq!(of_k, (k * 10..k * 10 + 10).collect::<Vec<_>>());
+    }
+    b.expect_no("e", Duration::from_millis(300)).await;
+    for s in n {
+        s.stop().await;
+    }
+}
