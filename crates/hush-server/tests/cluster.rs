@@ -417,6 +417,11 @@ async fn ready(s: &TestServer) -> u16 {
 async fn a_redis_restart_mid_traffic_resumes_delivery_and_counts_converge() {
     let mut redis = RedisServer::start().await;
     let n = nodes(&redis, 2, None).await;
+    // A third node whose /ready ignores Redis.
+    let steady = TestServer::start(
+        &node_toml(&redis.url(), None).replace("lease = ", "ready_grace = false\nlease = "),
+    )
+    .await;
     let mut a = n[0].client().await;
     a.subscribe_ok("live").await;
     let mut b = n[1].client().await;
@@ -428,6 +433,7 @@ async fn a_redis_restart_mid_traffic_resumes_delivery_and_counts_converge() {
         ready(&n[0]).await == 503
     })
     .await;
+    assert_eq!(ready(&steady).await, 200, "ready_grace = false");
     // Local clients are still served; the view changes while Redis is away.
     let mut b2 = n[1].client().await;
     b2.subscribe_ok("live").await;
@@ -455,6 +461,7 @@ async fn a_redis_restart_mid_traffic_resumes_delivery_and_counts_converge() {
             break;
         }
     }
+    steady.stop().await;
     for s in n {
         s.stop().await;
     }
