@@ -417,6 +417,11 @@ async fn ready(s: &TestServer) -> u16 {
 async fn a_redis_restart_mid_traffic_resumes_delivery_and_counts_converge() {
     let mut redis = RedisServer::start().await;
     let n = nodes(&redis, 2, None).await;
+    // A third node whose /ready ignores Redis.
+    let steady = TestServer::start(
+        &node_toml(&redis.url(), None).replace("lease = ", "ready_grace = false\nlease = "),
+    )
+    .await;
     let mut a = n[0].client().await;
     a.subscribe_ok("live").await;
     let mut b = n[1].client().await;
@@ -428,6 +433,7 @@ async fn a_redis_restart_mid_traffic_resumes_delivery_and_counts_converge() {
         ready(&n[0]).await == 503
     })
     .await;
+    assert_eq!(ready(&steady).await, 200, "ready_grace = false");
     // Local clients are still served; the view changes while Redis is away.
     let mut b2 = n[1].client().await;
     b2.subscribe_ok("live").await;
@@ -455,6 +461,35 @@ async fn a_redis_restart_mid_traffic_resumes_delivery_and_counts_converge() {
             break;
         }
     }
+    steady.stop().await;
+    for s in n {
+        s.stop().await;
+    }
+}
+
+/// A node started while Redis is down serves its own clients, answers 503
+/// on `/ready`, and joins the bus once Redis answers.
+#[tokio::test]
+async fn a_node_started_while_redis_is_down_joins_when_it_answers() {
+    let mut redis = RedisServer::start().await;
+    let a = TestServer::start(&node_toml(&redis.url(), None)).await;
+    let mut ca = a.client().await;
+    ca.subscribe_ok("late-news").await;
+    redis.kill();
+    let b = TestServer::start(&node_toml(&redis.url(), None)).await;
+    assert_eq!(ready(&b).await, 503);
+    let mut cb = b.client().await;
+    cb.subscribe_ok("late-news").await;
+    let (st, _) = b.trigger("late-news", "local", "1").await;
+    assert_eq!(st, 200);
+    assert_eq!(cb.expect("local").await["data"], "1");
+    redis.restart().await;
+    eventually("B ready", || async { ready(&b).await == 200 }).await;
+    let n = [a, b];
+    all_count(&n, "late-news", 2).await;
+    let (st, _) = n[0].trigger("late-news", "joined", "2").await;
+    assert_eq!(st, 200);
+    assert_eq!(cb.expect("joined").await["data"], "2");
     for s in n {
         s.stop().await;
     }

@@ -44,8 +44,8 @@ const WRITE_BATCH: usize = 256;
 const QUEUE_BYTES: usize = 64 << 20;
 /// How long one Redis command may take before it counts as failed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a node waits for Redis at start.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a node waits for Redis at start (then starts without it).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a leaving node waits for its goodbye to come back.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -55,9 +55,6 @@ pub enum ClusterError {
     /// The URL or the connection failed.
     #[error("cluster: Redis {0}")]
     Redis(#[from] fred::error::Error),
-    /// Redis did not answer in time.
-    #[error("cluster: Redis did not answer within {0:?}")]
-    Timeout(Duration),
 }
 
 struct Outgoing {
@@ -85,6 +82,8 @@ pub struct RedisNode {
     left_notify: Notify,
     /// When the bus was found unreachable (`None`: reachable).
     down_since: Mutex<Option<Instant>>,
+    /// The subscriber's (re)connections, for the watch task.
+    reconnects: Mutex<Option<tokio::sync::broadcast::Receiver<fred::types::config::Server>>>,
     /// Bus channel → app id.
     buses: RwLock<HashMap<String, String>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -113,9 +112,14 @@ impl BusSink for AppBus {
 
 impl RedisNode {
     /// Connects to the Redis of `cfg` (a `redis://`, `rediss://`,
-    /// `redis-cluster://` or `redis-sentinel://` URL), within a bound.
+    /// `redis-cluster://` or `redis-sentinel://` URL; a URL that does not
+    /// parse is an error). Waits [`CONNECT_TIMEOUT`] at most: a node whose
+    /// Redis is down starts anyway, serves its local clients, answers 503 on
+    /// `/ready` and joins the bus when Redis answers.
     pub async fn connect(cfg: &ClusterConfig, url: &str) -> Result<Arc<Self>, ClusterError> {
-        let config = Config::from_url(url)?;
+        let mut config = Config::from_url(url)?;
+        // The first connection is retried like any later one.
+        config.fail_fast = false;
         let sharded = config.server.is_clustered();
         let mut builder = Builder::from_config(config);
         builder
@@ -131,17 +135,30 @@ impl RedisNode {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
         let publisher = builder.build()?;
         let subscriber = builder.build_subscriber_client()?;
-        let init = async {
-            publisher.init().await?;
-            subscriber.init().await?;
-            Ok::<_, fred::error::Error>(())
+        // Before connecting: no (re)connection goes unseen.
+        let reconnects = subscriber.reconnect_rx();
+        drop(publisher.connect());
+        drop(subscriber.connect());
+        let ready = async {
+            publisher.wait_for_connect().await?;
+            subscriber.wait_for_connect().await
         };
-        tokio::time::timeout(CONNECT_TIMEOUT, init)
-            .await
-            .map_err(|_| ClusterError::Timeout(CONNECT_TIMEOUT))??;
-        let (out, out_rx) = mpsc::channel(QUEUE_ITEMS);
         let node = cfg.node_id.map_or_else(NodeId::random, NodeId);
-        tracing::info!(node = %node, sharded, "cluster: connected to Redis");
+        let down_since = match tokio::time::timeout(CONNECT_TIMEOUT, ready).await {
+            Ok(Ok(())) => {
+                tracing::info!(node = %node, sharded, "cluster: connected to Redis");
+                None
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(node = %node, error = %e, "cluster: Redis unreachable at start; serving local clients, retrying");
+                Some(Instant::now())
+            }
+            Err(_) => {
+                tracing::warn!(node = %node, "cluster: Redis did not answer at start; serving local clients, retrying");
+                Some(Instant::now())
+            }
+        };
+        let (out, out_rx) = mpsc::channel(QUEUE_ITEMS);
         Ok(Arc::new(Self {
             node,
             prefix: cfg.prefix.clone(),
@@ -156,7 +173,8 @@ impl RedisNode {
             leaving: AtomicBool::new(false),
             left_seen: AtomicUsize::new(0),
             left_notify: Notify::new(),
-            down_since: Mutex::new(None),
+            down_since: Mutex::new(down_since),
+            reconnects: Mutex::new(Some(reconnects)),
             buses: RwLock::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             bad: Default::default(),
@@ -234,8 +252,10 @@ impl RedisNode {
         let buses: Vec<String> = crate::lock::read(&self.buses).keys().cloned().collect();
         // Listening before subscribing: nothing is missed.
         let messages = self.subscriber.message_rx();
-        for bus in &buses {
-            self.subscribe(bus).await?;
+        if self.subscriber.is_connected() {
+            for bus in &buses {
+                self.subscribe(bus).await?;
+            }
         }
         let mut tasks = Vec::new();
         if let Some(rx) = lock(&self.out_rx).take() {
@@ -505,19 +525,29 @@ impl RedisNode {
     /// Watches the connections: `down_since` for `/ready`, and on every
     /// reconnection re-subscribes and asks for everyone's state.
     async fn watch_loop(self: Arc<Self>, state: Weak<ServerState>) {
-        let mut reconnects = self.subscriber.reconnect_rx();
+        let Some(mut reconnects) = lock(&self.reconnects).take() else {
+            return;
+        };
         let mut poll = tokio::time::interval(Duration::from_millis(100));
+        // The first event is the connection at start (maybe already seen).
+        let mut first = true;
         loop {
             tokio::select! {
                 r = reconnects.recv() => {
                     if r.is_err() && !matches!(r, Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) {
                         return;
                     }
-                    metrics::counter!("hush_cluster_reconnects_total").increment(1);
+                    if !std::mem::take(&mut first) {
+                        metrics::counter!("hush_cluster_reconnects_total").increment(1);
+                    }
                     *lock(&self.connected_at) = Instant::now();
-                    tracing::info!(node = %self.node, "cluster: reconnected to Redis; resynchronising");
-                    if let Err(e) = self.subscriber.resubscribe_all().await {
-                        tracing::warn!(error = %e, "cluster: re-subscribing failed");
+                    tracing::info!(node = %self.node, "cluster: connected to Redis; (re)subscribing and resynchronising");
+                    let buses: Vec<String> = crate::lock::read(&self.buses).keys().cloned().collect();
+                    for bus in &buses {
+                        if let Err(e) = self.subscribe(bus).await {
+                            tracing::warn!(error = %e, bus, "cluster: subscribing failed");
+                            self.resync.store(true, Ordering::Release);
+                        }
                     }
                     let Some(state) = state.upgrade() else { return };
                     for app in state.apps() {
