@@ -376,6 +376,7 @@ pub async fn events(
     if !p.info.any_count() {
         return Ok(Json(json!({})));
     }
+    app.settle().await;
     // Counts are taken after delivery, one entry per unique channel.
     let channels: Map<String, Value> = p
         .channels
@@ -419,6 +420,9 @@ pub async fn batch_events(
         .map(|raw| validate_event(&app, parse_json(raw.get().as_bytes())?, true))
         .collect::<Result<Vec<_>, _>>()?;
     let any_info = items.iter().any(|p| p.info.any_count());
+    if any_info {
+        app.settle().await;
+    }
     let mut results = Vec::with_capacity(items.len());
     for p in &items {
         publish(&app, p).await;
@@ -459,6 +463,7 @@ pub async fn channels(
             "info=user_count is only allowed with filter_by_prefix=presence-",
         ));
     }
+    app.settle().await;
     let mut out = BTreeMap::new();
     for (name, i) in app.occupied_channels(prefix) {
         out.insert(name.to_string(), Value::Object(info.counts(&name, &i)));
@@ -489,6 +494,7 @@ pub async fn channel(
             "info=cache is only available for cache channels",
         ));
     }
+    app.settle().await;
     let i = app.channel_info(&name);
     let mut out = Map::new();
     out.insert("occupied".into(), (i.subscription_count > 0).into());
@@ -517,6 +523,7 @@ pub async fn channel_users(
             "Users are only available for presence channels",
         ));
     }
+    app.settle().await;
     let users: Vec<Value> = app
         .presence_user_ids(&name)
         .into_iter()

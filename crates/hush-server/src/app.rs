@@ -27,6 +27,9 @@ use crate::telemetry::{AppMetrics, Rejection};
 use crate::users::{Users, WatchlistState};
 use crate::webhooks::{AppHooks, HookEvent, HookSink};
 
+/// The longest [`App::settle`] waits for the bus.
+pub const SETTLE_LIMIT: Duration = Duration::from_millis(500);
+
 /// One application at run time: its configuration, and the one seam through
 /// which every delivery (API publish, client event, server-to-user,
 /// `terminate_connections`, a cache channel's last event) and every
@@ -397,7 +400,27 @@ impl App {
                 self.connections.remote.set(*node, None);
             }
             ClusterMsg::SyncRequest => self.republish(origin != me),
+            ClusterMsg::Barrier { token } if origin == me => {
+                if let Cluster::Shared { sink, .. } = &self.cluster {
+                    sink.barrier_seen(*token);
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// Makes this node's view of the app at least as new as anything a
+    /// client or backend can have been told before now, anywhere in the
+    /// cluster: every bus message published before this call (a join on
+    /// another node whose `subscription_succeeded` its client already has,
+    /// an API publish already answered 200) is applied when it returns.
+    /// Cluster-scoped reads (the HTTP API's channel questions, a presence
+    /// or cache subscription) call it first. [`Cluster::Local`]: returns at
+    /// once; a bus that is down or slower than [`SETTLE_LIMIT`]: returns
+    /// anyway, and the answer comes from this node's view as it is.
+    pub async fn settle(&self) {
+        if !self.cluster.settle(SETTLE_LIMIT).await {
+            metrics::counter!("hush_cluster_settle_skipped_total").increment(1);
         }
     }
 

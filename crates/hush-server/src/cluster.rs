@@ -59,6 +59,40 @@ pub trait BusSink: Send + Sync {
     /// Queues `msg` for every node of the cluster (this one included: it
     /// comes back in bus order).
     fn send(&self, msg: ClusterMsg);
+
+    /// Sends a [`ClusterMsg::Barrier`] to this node through the bus and
+    /// returns what waits for it; `None` when the bus is known to be down
+    /// (then there is nothing to wait for: answers come from this node's
+    /// view as it is).
+    fn barrier(&self) -> Option<Barrier> {
+        None
+    }
+
+    /// This node's barrier `token` came back from the bus.
+    fn barrier_seen(&self, token: u64) {
+        let _ = token;
+    }
+}
+
+/// A [`ClusterMsg::Barrier`] on its way through the bus.
+#[derive(Debug)]
+pub struct Barrier {
+    /// Its token.
+    pub token: u64,
+    /// The highest token of this node's that came back so far.
+    pub seen: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Barrier {
+    /// Waits until it came back, for at most `limit`; false when it did
+    /// not (the bus is slow or down).
+    pub async fn wait(mut self, limit: std::time::Duration) -> bool {
+        let token = self.token;
+        matches!(
+            tokio::time::timeout(limit, self.seen.wait_for(|s| *s >= token)).await,
+            Ok(Ok(_))
+        )
+    }
 }
 
 /// The backend that carries an app's [`ClusterMsg`]s between nodes.
@@ -98,6 +132,21 @@ impl Cluster {
     /// sent to them).
     pub fn is_shared(&self) -> bool {
         matches!(self, Self::Shared { .. })
+    }
+
+    /// Waits until every bus message published before now, by any node, has
+    /// been applied on this node (a [`ClusterMsg::Barrier`] there and back;
+    /// at most `limit`). [`Cluster::Local`]: at once. False when the wait
+    /// gave up (the bus is down or slow): the caller answers from this
+    /// node's view as it is.
+    pub async fn settle(&self, limit: std::time::Duration) -> bool {
+        match self {
+            Self::Local => true,
+            Self::Shared { sink, .. } => match sink.barrier() {
+                Some(b) => b.wait(limit).await,
+                None => false,
+            },
+        }
     }
 
     /// Sends `msg` to the other nodes ([`Cluster::Local`]: nothing; callers

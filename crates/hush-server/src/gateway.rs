@@ -11,6 +11,20 @@
 //! app's reload).
 
 mod requests;
+
+/// In a cluster, whether `text` subscribes to a channel whose answer carries
+/// cluster state: a presence channel's member list, a cache channel's last
+/// event. Such a subscription first waits for [`App::settle`], so that it
+/// sees every join and publish that anyone was told about before it.
+fn settles_first(app: &App, text: &str) -> bool {
+    match wire::parse_client_frame(text) {
+        Ok(ClientMessage::Subscribe(d)) => app
+            .parse_channel(&d.channel)
+            .is_ok_and(|n| n.kind() == ChannelKind::Presence || n.is_cache()),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +48,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
 use crate::app::{App, ServerState};
+use hush_protocol::ChannelKind;
+use hush_protocol::msgs::ClientMessage;
 use crate::conn::{CloseRequest, ConnHandle, Frame, Link};
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::net::PeerConn;
@@ -314,6 +330,9 @@ async fn drive<S: Io>(
                         match m {
                             Message::Text(t) => {
                                 app.metrics.received(t.len());
+                                if app.cluster().is_shared() && settles_first(&app, t.as_str()) {
+                                    app.settle().await;
+                                }
                                 session.handle_text(t.as_str(), now);
                             }
                             Message::Binary(_) => {

@@ -230,6 +230,42 @@ async fn presence_across_nodes_counts_each_user_once() {
     }
 }
 
+/// What a client or backend was told is what every node answers next, with
+/// no waiting: a member whose `subscription_succeeded` arrived on node A is
+/// in node B's API answer and in the member list of a join on node C sent
+/// right after; a cache event published through A (200) is replayed to a
+/// subscriber of B right after. Without `App::settle` (the bus barrier) the
+/// reads race the bus and some of the 25 rounds fail.
+#[tokio::test]
+async fn reads_see_what_anyone_was_told_before_them() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 3, None).await;
+    let mut a = n[0].client().await;
+    let mut c = n[2].client().await;
+    let mut b = n[1].client().await;
+    for round in 0..25 {
+        let ch = format!("presence-told-{round}");
+        a.join_presence(&ch, "u1", json!({})).await;
+        let (_, v) = n[1]
+            .api("GET", &format!("/apps/{ID}/channels/{ch}/users"), &[], "")
+            .await;
+        assert_eq!(v, json!({"users":[{"id":"u1"}]}), "round {round}");
+        let p = c.join_presence(&ch, "u2", json!({})).await;
+        assert_eq!(p["presence"]["count"], 2, "round {round}: {p}");
+        a.expect("pusher_internal:member_added").await;
+
+        let cache = format!("cache-told-{round}");
+        let (st, _) = n[0].trigger(&cache, "q", "42").await;
+        assert_eq!(st, 200);
+        b.subscribe_ok(&cache).await;
+        let ev = b.expect_any(&["q", "pusher:cache_miss"]).await;
+        assert_eq!(ev["event"], "q", "round {round}: {ev}");
+    }
+    for s in n {
+        s.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_cache_channels_last_event_is_replayed_on_another_node() {
     let redis = RedisServer::start().await;

@@ -133,6 +133,13 @@ pub enum ClusterMsg {
     /// ([`ClusterMsg::NodeState`], [`ClusterMsg::Cached`],
     /// [`ClusterMsg::UsersState`]).
     SyncRequest,
+    /// A marker a node sends itself through the bus: when it comes back,
+    /// every message published before it (by any node) has been applied
+    /// here ([`crate::app::App::settle`]). Other nodes ignore it.
+    Barrier {
+        /// The sender's number for it (increasing per app bus).
+        token: u64,
+    },
 }
 
 /// A bus message: the sender, the app, when it was sent and what.
@@ -229,6 +236,9 @@ enum Wire {
         node: u64,
     },
     SyncRequest,
+    Barrier {
+        token: u64,
+    },
 }
 
 fn ms(d: Duration) -> u64 {
@@ -310,6 +320,7 @@ impl Wire {
             },
             ClusterMsg::NodeLeft { node } => Self::NodeLeft { node: node.0 },
             ClusterMsg::SyncRequest => Self::SyncRequest,
+            ClusterMsg::Barrier { token } => Self::Barrier { token: *token },
         }
     }
 
@@ -402,6 +413,7 @@ impl Wire {
             },
             Self::NodeLeft { node } => ClusterMsg::NodeLeft { node: NodeId(node) },
             Self::SyncRequest => ClusterMsg::SyncRequest,
+            Self::Barrier { token } => ClusterMsg::Barrier { token },
         })
     }
 }

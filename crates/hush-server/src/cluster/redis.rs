@@ -21,7 +21,7 @@
 //!   served throughout; [`RedisNode::down_for`] feeds `/ready`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::msg::{Envelope, now_ms};
-use super::{BusSink, Cluster, ClusterMsg, NodeId};
+use super::{Barrier, BusSink, Cluster, ClusterMsg, NodeId};
 use crate::app::ServerState;
 use crate::config::ClusterConfig;
 use crate::lock::lock;
@@ -102,11 +102,37 @@ pub struct AppBus {
     node: Arc<RedisNode>,
     app: String,
     bus: Arc<str>,
+    /// The last barrier token handed out.
+    barriers: AtomicU64,
+    /// The highest barrier token that came back.
+    seen: tokio::sync::watch::Sender<u64>,
 }
 
 impl BusSink for AppBus {
     fn send(&self, msg: ClusterMsg) {
         self.node.enqueue(&self.bus, &self.app, msg);
+    }
+
+    fn barrier(&self) -> Option<Barrier> {
+        if self.node.down_for().is_some() {
+            return None;
+        }
+        // Subscribed before the marker goes out: its return is not missed.
+        let seen = self.seen.subscribe();
+        let token = self.barriers.fetch_add(1, Ordering::Relaxed) + 1;
+        self.node
+            .enqueue(&self.bus, &self.app, ClusterMsg::Barrier { token });
+        Some(Barrier { token, seen })
+    }
+
+    fn barrier_seen(&self, token: u64) {
+        self.seen.send_if_modified(|s| {
+            let newer = token > *s;
+            if newer {
+                *s = token;
+            }
+            newer
+        });
     }
 }
 
@@ -206,6 +232,8 @@ impl RedisNode {
                 node: self.clone(),
                 app: app.to_owned(),
                 bus,
+                barriers: AtomicU64::new(0),
+                seen: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
