@@ -394,15 +394,18 @@ impl App {
                 self.connections.remote.set(*node, Some(*connections));
             }
             ClusterMsg::NodeLeft { node } => {
+                if let Cluster::Shared { sink, .. } = &self.cluster {
+                    sink.settle_msg(origin, &msg);
+                }
                 self.channels
                     .apply(origin, &msg, self.config.subscription_count);
                 self.users.apply(&msg);
                 self.connections.remote.set(*node, None);
             }
             ClusterMsg::SyncRequest => self.republish(origin != me),
-            ClusterMsg::Barrier { token } if origin == me => {
+            ClusterMsg::SettleRequest { .. } | ClusterMsg::SettleAck { .. } => {
                 if let Cluster::Shared { sink, .. } = &self.cluster {
-                    sink.barrier_seen(*token);
+                    sink.settle_msg(origin, &msg);
                 }
             }
             _ => {}
@@ -411,13 +414,16 @@ impl App {
 
     /// Makes this node's view of the app at least as new as anything a
     /// client or backend can have been told before now, anywhere in the
-    /// cluster: every bus message published before this call (a join on
+    /// cluster: every change any node had made before this call (a join on
     /// another node whose `subscription_succeeded` its client already has,
-    /// an API publish already answered 200) is applied when it returns.
+    /// an API publish already answered 200) is applied here when it
+    /// returns. It asks every node it knows through the bus and waits for
+    /// each answer, which each node queues behind its own earlier changes.
     /// Cluster-scoped reads (the HTTP API's channel questions, a presence
     /// or cache subscription) call it first. [`Cluster::Local`]: returns at
-    /// once; a bus that is down or slower than [`SETTLE_LIMIT`]: returns
-    /// anyway, and the answer comes from this node's view as it is.
+    /// once; a bus that is down or slower than [`SETTLE_LIMIT`] (or a node
+    /// that died and is not yet known gone): returns anyway, and the answer
+    /// comes from this node's view as it is.
     pub async fn settle(&self) {
         if !self.cluster.settle(SETTLE_LIMIT).await {
             metrics::counter!("hush_cluster_settle_skipped_total").increment(1);

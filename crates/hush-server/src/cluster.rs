@@ -60,38 +60,118 @@ pub trait BusSink: Send + Sync {
     /// comes back in bus order).
     fn send(&self, msg: ClusterMsg);
 
-    /// Sends a [`ClusterMsg::Barrier`] to this node through the bus and
-    /// returns what waits for it; `None` when the bus is known to be down
-    /// (then there is nothing to wait for: answers come from this node's
-    /// view as it is).
+    /// Starts a settle ([`ClusterMsg::SettleRequest`] to every node) and
+    /// returns what waits for its answers; `None` when the bus is known to
+    /// be down (then there is nothing to wait for: answers come from this
+    /// node's view as it is).
     fn barrier(&self) -> Option<Barrier> {
         None
     }
 
-    /// This node's barrier `token` came back from the bus.
-    fn barrier_seen(&self, token: u64) {
-        let _ = token;
+    /// A settle message ([`ClusterMsg::SettleRequest`],
+    /// [`ClusterMsg::SettleAck`]) or a [`ClusterMsg::NodeLeft`] (a node
+    /// nobody waits for any more) came from `origin` in bus order.
+    fn settle_msg(&self, origin: NodeId, msg: &ClusterMsg) {
+        let _ = (origin, msg);
     }
 }
 
-/// A [`ClusterMsg::Barrier`] on its way through the bus.
+/// A settle on its way: done when every node it waits for answered.
 #[derive(Debug)]
 pub struct Barrier {
-    /// Its token.
-    pub token: u64,
-    /// The highest token of this node's that came back so far.
-    pub seen: tokio::sync::watch::Receiver<u64>,
+    /// Fired when the last answer came.
+    pub done: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Barrier {
-    /// Waits until it came back, for at most `limit`; false when it did
-    /// not (the bus is slow or down).
-    pub async fn wait(mut self, limit: std::time::Duration) -> bool {
-        let token = self.token;
-        matches!(
-            tokio::time::timeout(limit, self.seen.wait_for(|s| *s >= token)).await,
-            Ok(Ok(_))
-        )
+    /// Waits until every answer came, for at most `limit`; false when they
+    /// did not (the bus is slow, or a node died and is not yet known gone).
+    pub async fn wait(self, limit: std::time::Duration) -> bool {
+        matches!(tokio::time::timeout(limit, self.done).await, Ok(Ok(())))
+    }
+}
+
+/// The ones a [`Cluster::Shared`] is waiting for (kept by its bus).
+#[derive(Debug, Default)]
+pub struct Settles {
+    next: u64,
+    open: std::collections::HashMap<u64, OpenSettle>,
+}
+
+#[derive(Debug)]
+struct OpenSettle {
+    /// Its own request has not come back yet.
+    own: bool,
+    /// The nodes that have not answered yet.
+    waiting: Vec<NodeId>,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Settles {
+    /// Opens a settle waiting for `peers` (and for the request's own way
+    /// through the bus); returns its token and its [`Barrier`]. Settles whose
+    /// waiter gave up are dropped here.
+    pub fn open(&mut self, peers: Vec<NodeId>) -> (u64, Barrier) {
+        self.open.retain(|_, o| !o.done.is_closed());
+        self.next += 1;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.open.insert(
+            self.next,
+            OpenSettle {
+                own: true,
+                waiting: peers,
+                done: tx,
+            },
+        );
+        (self.next, Barrier { done: rx })
+    }
+
+    /// Applies a bus message of `origin` (this node is `me`); returns the
+    /// [`ClusterMsg::SettleAck`] to send when it is another node's request.
+    pub fn apply(&mut self, me: NodeId, origin: NodeId, msg: &ClusterMsg) -> Option<ClusterMsg> {
+        match msg {
+            ClusterMsg::SettleRequest { token } if origin == me => {
+                if let Some(o) = self.open.get_mut(token) {
+                    o.own = false;
+                }
+                self.finish(*token);
+            }
+            ClusterMsg::SettleRequest { token } => {
+                return Some(ClusterMsg::SettleAck {
+                    to: origin,
+                    token: *token,
+                });
+            }
+            ClusterMsg::SettleAck { to, token } if *to == me => {
+                if let Some(o) = self.open.get_mut(token) {
+                    o.waiting.retain(|n| *n != origin);
+                }
+                self.finish(*token);
+            }
+            ClusterMsg::NodeLeft { node } => {
+                let tokens: Vec<u64> = self.open.keys().copied().collect();
+                for t in tokens {
+                    if let Some(o) = self.open.get_mut(&t) {
+                        o.waiting.retain(|n| n != node);
+                    }
+                    self.finish(t);
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn finish(&mut self, token: u64) {
+        if self
+            .open
+            .get(&token)
+            .is_some_and(|o| !o.own && o.waiting.is_empty())
+        {
+            if let Some(o) = self.open.remove(&token) {
+                let _ = o.done.send(());
+            }
+        }
     }
 }
 
@@ -155,5 +235,62 @@ impl Cluster {
         if let Self::Shared { sink, .. } = self {
             sink.send(msg);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: NodeId = NodeId(1);
+    const B: NodeId = NodeId(2);
+    const C: NodeId = NodeId(3);
+
+    fn done(b: &mut Barrier) -> bool {
+        b.done.try_recv().is_ok()
+    }
+
+    #[test]
+    fn a_settle_is_done_when_its_request_came_back_and_every_peer_answered() {
+        let mut s = Settles::default();
+        let (t, mut b) = s.open(vec![B, C]);
+        assert!(
+            s.apply(ME, B, &ClusterMsg::SettleAck { to: ME, token: t })
+                .is_none()
+        );
+        // The request's own way through the bus is part of it.
+        assert!(!done(&mut b));
+        s.apply(ME, ME, &ClusterMsg::SettleRequest { token: t });
+        assert!(!done(&mut b), "C has not answered");
+        // An answer to another node, or to another token, is not C's.
+        s.apply(ME, C, &ClusterMsg::SettleAck { to: B, token: t });
+        s.apply(
+            ME,
+            C,
+            &ClusterMsg::SettleAck {
+                to: ME,
+                token: t + 1,
+            },
+        );
+        assert!(!done(&mut b));
+        s.apply(ME, C, &ClusterMsg::SettleAck { to: ME, token: t });
+        assert!(done(&mut b));
+    }
+
+    #[test]
+    fn a_node_that_left_is_not_waited_for_and_others_requests_are_answered() {
+        let mut s = Settles::default();
+        let (t, mut b) = s.open(vec![B]);
+        s.apply(ME, ME, &ClusterMsg::SettleRequest { token: t });
+        assert!(!done(&mut b));
+        s.apply(ME, C, &ClusterMsg::NodeLeft { node: B });
+        assert!(done(&mut b));
+        let ack = s.apply(ME, B, &ClusterMsg::SettleRequest { token: 7 });
+        assert!(matches!(ack, Some(ClusterMsg::SettleAck { to, token: 7 }) if to == B));
+        // A waiter that gave up is dropped at the next open.
+        let (_, gone) = s.open(vec![B]);
+        drop(gone);
+        s.open(vec![]);
+        assert_eq!(s.open.len(), 1);
     }
 }

@@ -48,14 +48,14 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
 use crate::app::{App, ServerState};
-use hush_protocol::ChannelKind;
-use hush_protocol::msgs::ClientMessage;
 use crate::conn::{CloseRequest, ConnHandle, Frame, Link};
 use crate::keepalive::{Keepalive, KeepaliveAction};
 use crate::net::PeerConn;
 use crate::session::{Effect, Session};
 use crate::signal::Signalled;
 use crate::telemetry::Rejection;
+use hush_protocol::ChannelKind;
+use hush_protocol::msgs::ClientMessage;
 use requests::Requests;
 pub use requests::{AppInfo, answer};
 

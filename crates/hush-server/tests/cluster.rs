@@ -234,8 +234,9 @@ async fn presence_across_nodes_counts_each_user_once() {
 /// no waiting: a member whose `subscription_succeeded` arrived on node A is
 /// in node B's API answer and in the member list of a join on node C sent
 /// right after; a cache event published through A (200) is replayed to a
-/// subscriber of B right after. Without `App::settle` (the bus barrier) the
-/// reads race the bus and some of the 25 rounds fail.
+/// subscriber of B right after. Without `App::settle` (ask every node
+/// through the bus, wait for each answer) the reads race the bus and some of
+/// the 25 rounds fail.
 #[tokio::test]
 async fn reads_see_what_anyone_was_told_before_them() {
     let redis = RedisServer::start().await;

@@ -133,11 +133,20 @@ pub enum ClusterMsg {
     /// ([`ClusterMsg::NodeState`], [`ClusterMsg::Cached`],
     /// [`ClusterMsg::UsersState`]).
     SyncRequest,
-    /// A marker a node sends itself through the bus: when it comes back,
-    /// every message published before it (by any node) has been applied
-    /// here ([`crate::app::App::settle`]). Other nodes ignore it.
-    Barrier {
+    /// The sender waits for every other node's [`ClusterMsg::SettleAck`]
+    /// ([`crate::app::App::settle`]): each node answers after everything it
+    /// queued before it saw the request, so when every answer is back the
+    /// sender has applied every change any node had made before.
+    SettleRequest {
         /// The sender's number for it (increasing per app bus).
+        token: u64,
+    },
+    /// The answer to node `to`'s [`ClusterMsg::SettleRequest`] `token`;
+    /// other nodes ignore it.
+    SettleAck {
+        /// The asking node.
+        to: NodeId,
+        /// Its request's token.
         token: u64,
     },
 }
@@ -236,7 +245,11 @@ enum Wire {
         node: u64,
     },
     SyncRequest,
-    Barrier {
+    SettleRequest {
+        token: u64,
+    },
+    SettleAck {
+        to: u64,
         token: u64,
     },
 }
@@ -320,7 +333,11 @@ impl Wire {
             },
             ClusterMsg::NodeLeft { node } => Self::NodeLeft { node: node.0 },
             ClusterMsg::SyncRequest => Self::SyncRequest,
-            ClusterMsg::Barrier { token } => Self::Barrier { token: *token },
+            ClusterMsg::SettleRequest { token } => Self::SettleRequest { token: *token },
+            ClusterMsg::SettleAck { to, token } => Self::SettleAck {
+                to: to.0,
+                token: *token,
+            },
         }
     }
 
@@ -413,7 +430,11 @@ impl Wire {
             },
             Self::NodeLeft { node } => ClusterMsg::NodeLeft { node: NodeId(node) },
             Self::SyncRequest => ClusterMsg::SyncRequest,
-            Self::Barrier { token } => ClusterMsg::Barrier { token },
+            Self::SettleRequest { token } => ClusterMsg::SettleRequest { token },
+            Self::SettleAck { to, token } => ClusterMsg::SettleAck {
+                to: NodeId(to),
+                token,
+            },
         })
     }
 }

@@ -21,7 +21,7 @@
 //!   served throughout; [`RedisNode::down_for`] feeds `/ready`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::msg::{Envelope, now_ms};
-use super::{Barrier, BusSink, Cluster, ClusterMsg, NodeId};
+use super::{Barrier, BusSink, Cluster, ClusterMsg, NodeId, Settles};
 use crate::app::ServerState;
 use crate::config::ClusterConfig;
 use crate::lock::lock;
@@ -102,10 +102,8 @@ pub struct AppBus {
     node: Arc<RedisNode>,
     app: String,
     bus: Arc<str>,
-    /// The last barrier token handed out.
-    barriers: AtomicU64,
-    /// The highest barrier token that came back.
-    seen: tokio::sync::watch::Sender<u64>,
+    /// The settles this node waits for on this app's bus.
+    settles: Mutex<Settles>,
 }
 
 impl BusSink for AppBus {
@@ -117,22 +115,18 @@ impl BusSink for AppBus {
         if self.node.down_for().is_some() {
             return None;
         }
-        // Subscribed before the marker goes out: its return is not missed.
-        let seen = self.seen.subscribe();
-        let token = self.barriers.fetch_add(1, Ordering::Relaxed) + 1;
-        self.node
-            .enqueue(&self.bus, &self.app, ClusterMsg::Barrier { token });
-        Some(Barrier { token, seen })
+        // Registered before the request goes out: no answer is missed.
+        let (token, barrier) = lock(&self.settles).open(self.node.peers());
+        self.send(ClusterMsg::SettleRequest { token });
+        Some(barrier)
     }
 
-    fn barrier_seen(&self, token: u64) {
-        self.seen.send_if_modified(|s| {
-            let newer = token > *s;
-            if newer {
-                *s = token;
-            }
-            newer
-        });
+    fn settle_msg(&self, origin: NodeId, msg: &ClusterMsg) {
+        let ack = lock(&self.settles).apply(self.node.node, origin, msg);
+        if let Some(ack) = ack {
+            // Behind everything this node queued before it saw the request.
+            self.send(ack);
+        }
     }
 }
 
@@ -232,8 +226,7 @@ impl RedisNode {
                 node: self.clone(),
                 app: app.to_owned(),
                 bus,
-                barriers: AtomicU64::new(0),
-                seen: tokio::sync::watch::Sender::new(0),
+                settles: Mutex::new(Settles::default()),
             }),
         }
     }
@@ -266,6 +259,12 @@ impl RedisNode {
                 );
             }
         }
+    }
+
+    /// The other nodes this one has heard from and not seen leave: those a
+    /// settle waits for.
+    fn peers(&self) -> Vec<NodeId> {
+        lock(&self.heard).keys().copied().collect()
     }
 
     /// How long the bus has been unreachable (`None`: it is reachable).
