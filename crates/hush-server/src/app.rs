@@ -74,6 +74,9 @@ pub struct App {
 struct ConnCounts {
     here: AtomicUsize,
     remote: RemoteLoad,
+    /// Those of `here` holding a cluster connection slot
+    /// ([`App::reserve_slot`]).
+    slots: AtomicUsize,
 }
 
 /// The other nodes' open connections of an app, as each last reported it
@@ -191,11 +194,51 @@ impl App {
     /// it back); false when that exceeds the app's `max_connections` in the
     /// cluster.
     fn count_connection(&self) -> bool {
-        let n = self.connections.here.fetch_add(1, Ordering::Relaxed)
-            + 1
-            + self.connections.remote.total.load(Ordering::Relaxed);
+        let here = self.connections.here.fetch_add(1, Ordering::Relaxed) + 1;
         let limit = self.config.max_connections;
-        limit == 0 || n <= limit
+        if limit == 0 {
+            return true;
+        }
+        if self.cluster.is_shared() {
+            // Exactly, in Redis: [`App::reserve_slot`] next.
+            return true;
+        }
+        here <= limit
+    }
+
+    /// In a cluster, takes one of the app's `max_connections` slots for the
+    /// connection of `guard`, exactly across the nodes (one atomic step in
+    /// Redis); when Redis cannot be asked, this node's count plus the
+    /// others' last reported ([`ClusterMsg::Load`]) decide. Nothing to do
+    /// on a node alone or without a quota ([`ServerState::admit`] checked).
+    pub async fn reserve_slot(&self, guard: &mut ConnectionGuard) -> Result<(), CloseCode> {
+        let limit = self.config.max_connections;
+        let Cluster::Shared { sink, .. } = &self.cluster else {
+            return Ok(());
+        };
+        if limit == 0 {
+            return Ok(());
+        }
+        let within = match sink.reserve_connection(limit).await {
+            Some(taken) => {
+                if taken {
+                    guard.slot = true;
+                    self.connections.slots.fetch_add(1, Ordering::Relaxed);
+                }
+                taken
+            }
+            None => {
+                self.connections.here.load(Ordering::Relaxed)
+                    + self.connections.remote.total.load(Ordering::Relaxed)
+                    <= limit
+            }
+        };
+        if within {
+            Ok(())
+        } else {
+            self.metrics.rejected(Rejection::AppConnections);
+            Err(CloseCode::OverQuota)
+        }
     }
 
     /// Subscribes a connection of this node to `name` (see
@@ -402,7 +445,16 @@ impl App {
                 self.users.apply(&msg);
                 self.connections.remote.set(*node, None);
             }
-            ClusterMsg::SyncRequest => self.republish(origin != me),
+            ClusterMsg::SyncRequest => {
+                self.republish(origin != me);
+                // This node's own request: it (re)joined the bus, and Redis
+                // may have lost its connection slots.
+                if origin == me && self.config.max_connections > 0 {
+                    if let Cluster::Shared { sink, .. } = &self.cluster {
+                        sink.restore_connections(self.connections.slots.load(Ordering::Relaxed));
+                    }
+                }
+            }
             ClusterMsg::SettleRequest { .. } | ClusterMsg::SettleAck { .. } => {
                 if let Cluster::Shared { sink, .. } = &self.cluster {
                     sink.settle_msg(origin, &msg);
@@ -538,12 +590,21 @@ fn app_cluster(node: Option<&Arc<RedisNode>>, id: &str) -> Cluster {
 pub struct ConnectionGuard {
     state: Arc<ServerState>,
     app: Arc<App>,
+    /// It holds one of the app's connection slots in the cluster
+    /// ([`App::reserve_slot`]).
+    slot: bool,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.app.connections.here.fetch_sub(1, Ordering::Relaxed);
         self.state.connections.fetch_sub(1, Ordering::Relaxed);
+        if self.slot {
+            self.app.connections.slots.fetch_sub(1, Ordering::Relaxed);
+            if let Cluster::Shared { sink, .. } = &self.app.cluster {
+                sink.release_connection();
+            }
+        }
     }
 }
 
@@ -730,6 +791,7 @@ impl ServerState {
         let guard = ConnectionGuard {
             state: self.clone(),
             app: app.clone(),
+            slot: false,
         };
         if self.server.max_connections > 0 && node > self.server.max_connections {
             app.metrics.rejected(Rejection::NodeConnections);

@@ -74,7 +74,29 @@ pub trait BusSink: Send + Sync {
     fn settle_msg(&self, origin: NodeId, msg: &ClusterMsg) {
         let _ = (origin, msg);
     }
+
+    /// Takes one of the app's `limit` connection slots in the whole cluster,
+    /// exactly (one atomic step where the slots are counted); `None` when
+    /// that cannot be asked now (the caller falls back to the approximate
+    /// count of [`ClusterMsg::Load`]).
+    fn reserve_connection(&self, limit: usize) -> SlotFuture {
+        let _ = limit;
+        Box::pin(async { None })
+    }
+
+    /// Gives back a slot taken by [`BusSink::reserve_connection`].
+    fn release_connection(&self) {}
+
+    /// Sets this node's slots to `n` (its connections that hold one), after
+    /// the store of slots may have lost them (a Redis restarted empty).
+    fn restore_connections(&self, n: usize) {
+        let _ = n;
+    }
 }
+
+/// What [`BusSink::reserve_connection`] returns.
+pub type SlotFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<bool>> + Send + 'static>>;
 
 /// A settle on its way: done when every node it waits for answered.
 #[derive(Debug)]

@@ -221,7 +221,14 @@ async fn run<S: Io>(
     version: &str,
 ) {
     let handle = socket.handle.clone();
-    let (_guard, signalled) = match state.admit(&app) {
+    let admitted = match state.admit(&app) {
+        Ok((mut guard, signalled)) => app
+            .reserve_slot(&mut guard)
+            .await
+            .map(|()| (guard, signalled)),
+        Err(code) => Err(code),
+    };
+    let (_guard, signalled) = match admitted {
         Ok(admitted) => admitted,
         Err(code) => {
             tracing::info!(app = %app.config.id, code = code.code(), client = %ip, "connection refused");

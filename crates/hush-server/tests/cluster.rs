@@ -267,6 +267,56 @@ async fn reads_see_what_anyone_was_told_before_them() {
     }
 }
 
+/// A connection to `s` that gets `connection_established`, retried for up
+/// to 15 s (a refused one is closed 4004).
+async fn connected_within(s: &TestServer, what: &str) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let mut x = s.connect().await;
+        if let Some(Next::Frame(f)) = x.next_within(Duration::from_secs(2)).await {
+            if f["event"] == "pusher:connection_established" {
+                return x;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The app connection quota counts every node's connections exactly, at
+/// once (a slot is taken in one atomic step in Redis): two connections on
+/// A and B fill a quota of 2, a third on C is refused 4004 right away; a
+/// slot freed on A is taken on C; a crashed node's slots are freed with its
+/// lease.
+#[tokio::test]
+async fn the_app_connection_quota_is_exact_across_nodes() {
+    let redis = RedisServer::start().await;
+    let toml = node_toml(&redis.url(), None).replace(
+        "client_events = true",
+        "client_events = true\nmax_connections = 2",
+    );
+    let mut n = Vec::new();
+    for _ in 0..3 {
+        n.push(TestServer::start(&toml).await);
+    }
+    let a = n[0].client().await;
+    let _b = n[1].client().await;
+    let mut refused = n[2].connect().await;
+    assert_eq!(refused.expect_close().await, Some(4004));
+    drop(a);
+    let c = connected_within(&n[2], "a slot freed on A taken on C").await;
+    let mut full = n[0].connect().await;
+    assert_eq!(full.expect_close().await, Some(4004));
+    // B dies with its slot: freed once its lease runs out.
+    n[1].state().cluster_node().unwrap().crash();
+    let d = connected_within(&n[0], "B's slot freed").await;
+    drop(d);
+    drop(c);
+    for s in n {
+        s.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_cache_channels_last_event_is_replayed_on_another_node() {
     let redis = RedisServer::start().await;

@@ -31,7 +31,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use super::msg::{Envelope, now_ms};
-use super::{Barrier, BusSink, Cluster, ClusterMsg, NodeId, Settles};
+use super::{Barrier, BusSink, Cluster, ClusterMsg, NodeId, Settles, SlotFuture};
 use crate::app::ServerState;
 use crate::config::ClusterConfig;
 use crate::lock::lock;
@@ -127,7 +127,56 @@ impl BusSink for AppBus {
             // Behind everything this node queued before it saw the request.
             self.send(ack);
         }
+        // The node that announced a departure frees the departed node's
+        // connection slots (its own on a goodbye).
+        if let ClusterMsg::NodeLeft { node } = msg {
+            if origin == self.node.node {
+                self.node.slots(&self.app, Slots::Drop(*node));
+            }
+        }
     }
+
+    fn reserve_connection(&self, limit: usize) -> SlotFuture {
+        let node = self.node.clone();
+        let app = self.app.clone();
+        Box::pin(async move { node.reserve(&app, limit).await })
+    }
+
+    fn release_connection(&self) {
+        self.node.slots(&self.app, Slots::Release);
+    }
+
+    fn restore_connections(&self, n: usize) {
+        self.node.slots(&self.app, Slots::Set(n));
+    }
+}
+
+/// Takes a connection slot of an app if the cluster has one left: this
+/// node's count in the app's hash goes up by one, and back down when the
+/// total is over the limit (1: taken, 0: full).
+const RESERVE_SCRIPT: &str = r"
+local mine = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
+if total > tonumber(ARGV[2]) then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+  return 0
+end
+return 1
+";
+
+/// How long a connection waits for its slot before the approximate count
+/// decides.
+const RESERVE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A change of the connection slots an app's hash holds.
+enum Slots {
+    /// This node gives one back.
+    Release,
+    /// This node holds this many.
+    Set(usize),
+    /// A departed node's slots are free.
+    Drop(NodeId),
 }
 
 impl RedisNode {
@@ -259,6 +308,62 @@ impl RedisNode {
                 );
             }
         }
+    }
+
+    fn slots_key(&self, app: &str) -> String {
+        format!("{}{{app:{app}}}#slots", self.prefix)
+    }
+
+    /// Takes a connection slot of `app` (see [`RESERVE_SCRIPT`]); `None`
+    /// when Redis is down or does not answer in time.
+    async fn reserve(&self, app: &str, limit: usize) -> Option<bool> {
+        if self.down_for().is_some() {
+            return None;
+        }
+        let call = self.publisher.eval::<i64, _, _, _>(
+            RESERVE_SCRIPT,
+            vec![self.slots_key(app)],
+            vec![self.node.0.to_string(), limit.to_string()],
+        );
+        match tokio::time::timeout(RESERVE_TIMEOUT, call).await {
+            Ok(Ok(n)) => Some(n == 1),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, app, "cluster: connection slot not checked");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Applies a change of `app`'s connection slots in the background
+    /// (best effort: a lost change is set right by the next [`Slots::Set`]
+    /// of a resynchronisation).
+    fn slots(self: &Arc<Self>, app: &str, change: Slots) {
+        let me = self.clone();
+        let key = self.slots_key(app);
+        tokio::spawn(async move {
+            let field = |n: NodeId| n.0.to_string();
+            let r: Result<(), fred::error::Error> = match change {
+                Slots::Release => me
+                    .publisher
+                    .hincrby::<i64, _, _>(&key, field(me.node), -1)
+                    .await
+                    .map(drop),
+                Slots::Set(n) => me
+                    .publisher
+                    .hset::<i64, _, _>(&key, (field(me.node), n as i64))
+                    .await
+                    .map(drop),
+                Slots::Drop(node) => me
+                    .publisher
+                    .hdel::<i64, _, _>(&key, field(node))
+                    .await
+                    .map(drop),
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "cluster: connection slots not updated");
+            }
+        });
     }
 
     /// The other nodes this one has heard from and not seen leave: those a
