@@ -54,13 +54,17 @@ log "hush bench mailbox (small: 2,000 messages through the store, 200 queued for
 log "hush bench soak --smoke (300 connections with churn for 15 s: nothing lost, nothing leaked)"
 "${CARGO_TARGET_DIR:-$PWD/target}/debug/hush" bench soak --smoke
 
-log "compatibility tests with pusher-js, the Pusher Node SDK and Laravel Echo"
+log "compatibility tests with pusher-js, the Pusher Node SDK and Laravel Echo (one node, then a 3-node cluster)"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 export HUSH_BIN="$target_dir/debug/hush"
 (
   cd tests/compat
   npm ci --no-audit --no-fund --loglevel=error
   npm test
+  # The same suite against a cluster: 3 nodes on one Redis and one
+  # PostgreSQL (started by the tests in temporary directories), the HTTP API
+  # on one node and the clients spread over the others (README there).
+  npm run test:cluster
 )
 
 # The wasm core (crates/hush-wasm) for wasm32 with wasm-bindgen-cli and
