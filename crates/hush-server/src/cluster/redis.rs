@@ -165,6 +165,10 @@ end
 return 1
 ";
 
+/// Bus messages the subscriber buffers for the receiving task before it
+/// lags (and resynchronises).
+const SUBSCRIBER_CAPACITY: usize = 16_384;
+
 /// How long a connection waits for its slot before the approximate count
 /// decides.
 const RESERVE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -194,7 +198,6 @@ impl RedisNode {
         builder
             .with_performance_config(|p| {
                 p.default_command_timeout = COMMAND_TIMEOUT;
-                p.broadcast_channel_capacity = 16_384;
             })
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(2);
@@ -203,6 +206,13 @@ impl RedisNode {
             // Forever, 100 ms doubling up to 2 s.
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
         let publisher = builder.build()?;
+        // Only the subscriber's channels carry the bus, so only they are
+        // deep: every broadcast channel of a client preallocates its
+        // capacity (16,384 on both clients cost about 25 MB per node).
+        builder.with_performance_config(|p| {
+            p.default_command_timeout = COMMAND_TIMEOUT;
+            p.broadcast_channel_capacity = SUBSCRIBER_CAPACITY;
+        });
         let subscriber = builder.build_subscriber_client()?;
         // Before connecting: no (re)connection goes unseen.
         let reconnects = subscriber.reconnect_rx();
