@@ -482,6 +482,13 @@ impl App {
         }
     }
 
+    /// Stores the cache event another node published on `channel` (its
+    /// delivery follows on a delivery lane; a later subscriber here replays
+    /// it at once).
+    pub fn bus_cache(&self, channel: &ChannelName, frame: &Frame, data: &str, ttl: Duration) {
+        self.channels.set_cached(channel, frame, data, ttl);
+    }
+
     /// Republishes this node's whole state of the app on the bus: its
     /// contribution to every channel (zero where the bus-ordered view still
     /// credits it with something it no longer has), its signed-in users,

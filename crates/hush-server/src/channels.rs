@@ -657,13 +657,30 @@ impl Channels {
     /// Stores another node's cached event of `name` unless this node has a
     /// live one (which is as new or newer: it was delivered here).
     pub fn store_cached(&self, name: &ChannelName, frame: &Frame, data: &str, ttl: Duration) {
+        self.put_cached(name, frame, data, ttl, false);
+    }
+
+    /// Stores the cache event another node just published on `name` (it
+    /// replaces the channel's last event).
+    pub fn set_cached(&self, name: &ChannelName, frame: &Frame, data: &str, ttl: Duration) {
+        self.put_cached(name, frame, data, ttl, true);
+    }
+
+    fn put_cached(
+        &self,
+        name: &ChannelName,
+        frame: &Frame,
+        data: &str,
+        ttl: Duration,
+        replace: bool,
+    ) {
         let now = Instant::now();
         let node = self.node;
         let mut shard = write(self.shard(name));
         let ch = shard
             .entry(name.clone())
             .or_insert_with(|| Channel::new(node));
-        if ch.cache_live(now).is_none() {
+        if replace || ch.cache_live(now).is_none() {
             ch.miss_reported = false;
             ch.cache = Some(CachedEvent {
                 frame: frame.clone(),

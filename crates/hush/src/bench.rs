@@ -624,11 +624,18 @@ fn soak_options(s: &Scenario) -> anyhow::Result<SoakOptions> {
 /// prints the report and fails on any loss or leak.
 async fn soak(args: &BenchArgs, limit: u64) -> anyhow::Result<()> {
     let o = soak_options(&args.scenario)?;
-    // Every process (the server, which inherits this limit, and each
-    // worker) needs its connections plus a reserve for its own files.
+    let cluster = match &args.scenario {
+        Scenario::Soak {
+            cluster: Some(n), ..
+        } => *n,
+        _ => 0,
+    };
+    // Every process (each server, which inherits this limit, and each
+    // worker) needs its connections plus a reserve for its own files; a
+    // cluster's nodes share the connections.
     let reserve = 200;
-    if limit > 0
-        && (o.per_worker() as u64 + reserve > limit || o.connections as u64 + reserve > limit)
+    let per_server = o.connections.div_ceil(cluster.max(1));
+    if limit > 0 && (o.per_worker() as u64 + reserve > limit || per_server as u64 + reserve > limit)
     {
         bail!(
             "open-files limit {limit} is too low for {} connections ({} per worker): raise the hard limit (ulimit -Hn) or lower --connections",
@@ -636,12 +643,6 @@ async fn soak(args: &BenchArgs, limit: u64) -> anyhow::Result<()> {
             o.per_worker()
         );
     }
-    let cluster = match &args.scenario {
-        Scenario::Soak {
-            cluster: Some(n), ..
-        } => *n,
-        _ => 0,
-    };
     if cluster > 0 {
         return soak_cluster(args, &o, cluster).await;
     }

@@ -72,6 +72,9 @@ pub struct RedisNode {
     subscriber: SubscriberClient,
     out: mpsc::Sender<Outgoing>,
     out_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    /// Other nodes' events, to the delivery lanes ([`LANES`], by channel).
+    lanes: Vec<mpsc::Sender<Delivery>>,
+    lanes_rx: Mutex<Vec<mpsc::Receiver<Delivery>>>,
     queued_bytes: AtomicUsize,
     /// Something was lost: republish the whole state at the next heartbeat.
     resync: AtomicBool,
@@ -169,6 +172,31 @@ return 1
 /// lags (and resynchronises).
 const SUBSCRIBER_CAPACITY: usize = 16_384;
 
+/// Delivery lanes: another node's events are delivered by one of these
+/// tasks, chosen by app and channel.
+const LANES: usize = 4;
+
+/// Events waiting in one lane before the read loop waits.
+const LANE_ITEMS: usize = 4096;
+
+/// Another node's event for an app's local subscribers.
+type Delivery = (Arc<crate::app::App>, NodeId, ClusterMsg);
+
+/// The lane of `channel` of `app`.
+fn lane_of(app: &str, channel: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (app, channel).hash(&mut h);
+    (h.finish() % LANES as u64) as usize
+}
+
+/// Delivers one lane's events in order.
+async fn deliver_loop(mut rx: mpsc::Receiver<Delivery>) {
+    while let Some((app, origin, msg)) = rx.recv().await {
+        app.apply_bus(origin, msg).await;
+    }
+}
+
 /// How long a connection waits for its slot before the approximate count
 /// decides.
 const RESERVE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -238,6 +266,7 @@ impl RedisNode {
             }
         };
         let (out, out_rx) = mpsc::channel(QUEUE_ITEMS);
+        let (lanes, lanes_rx) = (0..LANES).map(|_| mpsc::channel(LANE_ITEMS)).unzip();
         Ok(Arc::new(Self {
             node,
             prefix: cfg.prefix.clone(),
@@ -247,6 +276,8 @@ impl RedisNode {
             subscriber,
             out,
             out_rx: Mutex::new(Some(out_rx)),
+            lanes,
+            lanes_rx: Mutex::new(lanes_rx),
             queued_bytes: AtomicUsize::new(0),
             resync: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
@@ -403,6 +434,9 @@ impl RedisNode {
         if let Some(rx) = lock(&self.out_rx).take() {
             tasks.push(tokio::spawn(self.clone().write_loop(rx)));
         }
+        for rx in std::mem::take(&mut *lock(&self.lanes_rx)) {
+            tasks.push(tokio::spawn(deliver_loop(rx)));
+        }
         let weak = Arc::downgrade(state);
         tasks.push(tokio::spawn(self.clone().read_loop(messages, weak.clone())));
         tasks.push(tokio::spawn(self.clone().heartbeat_loop(weak.clone())));
@@ -546,6 +580,31 @@ impl RedisNode {
         let Some(app) = state.app_by_id(&app_id) else {
             return;
         };
+        let mut env = env;
+        if let ClusterMsg::Event {
+            channel,
+            frame,
+            cache,
+            ..
+        } = &mut env.msg
+        {
+            if env.origin != self.node {
+                // The last event is stored at once (a subscription settled
+                // after this sees it); the delivery goes to the channel's
+                // lane, so a large channel's fan-out holds up neither the
+                // bus nor the channels of the other lanes, and one channel's
+                // events keep their order.
+                if let Some((data, ttl)) = cache.take() {
+                    app.bus_cache(channel, frame, &data, ttl);
+                }
+                let lane = lane_of(&app_id, channel.as_str());
+                if let Some(tx) = self.lanes.get(lane) {
+                    // Full: the read loop waits (the subscriber buffers).
+                    let _ = tx.send((app, env.origin, env.msg)).await;
+                }
+                return;
+            }
+        }
         let own_goodbye = matches!(env.msg, ClusterMsg::NodeLeft { node } if node == self.node);
         app.apply_bus(env.origin, env.msg).await;
         if own_goodbye {
