@@ -465,7 +465,7 @@ impl fmt::Display for SoakReport {
         for o in &self.observed {
             writeln!(
                 f,
-                "{:<14} RSS {:.1} → {:.1} MiB ({} B per stable connection), CPU {:.1} s during the load ({} µs per subscription or membership change, {} changes, {} of them presence)",
+                "{:<14} RSS {} → {} MiB ({} B per stable connection), CPU {:.1} s during the load ({} µs per subscription or membership change, {} changes, {} of them presence)",
                 o.name,
                 mib(Some(o.baseline.rss)),
                 mib(Some(o.loaded.rss)),
