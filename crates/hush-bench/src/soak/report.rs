@@ -462,14 +462,27 @@ impl fmt::Display for SoakReport {
         let t = &self.totals;
         let membership = t.presence_joins + t.presence_leaves;
         let changes = t.subscribes + t.unsubscribes + membership;
+        // A cluster's nodes share the connections evenly (one node's share
+        // each); other processes are per connection of the whole run.
+        let nodes = self
+            .observed
+            .iter()
+            .filter(|o| o.name.starts_with("node"))
+            .count()
+            .max(1) as u64;
         for o in &self.observed {
+            let conns = if o.name.starts_with("node") {
+                self.stable_opened / nodes
+            } else {
+                self.stable_opened
+            };
             writeln!(
                 f,
-                "{:<14} RSS {} → {} MiB ({} B per stable connection), CPU {:.1} s during the load ({} µs per subscription or membership change, {} changes, {} of them presence)",
+                "{:<14} RSS {} → {} MiB ({} B per stable connection it holds), CPU {:.1} s during the load ({} µs per subscription or membership change, {} changes, {} of them presence)",
                 o.name,
                 mib(Some(o.baseline.rss)),
                 mib(Some(o.loaded.rss)),
-                o.rss_per_connection(self.stable_opened)
+                o.rss_per_connection(conns)
                     .map_or("-".into(), |b| format!("{b:.0}")),
                 o.end.cpu.saturating_sub(o.loaded.cpu).as_secs_f64(),
                 o.cpu_us_per_change(changes)
