@@ -337,7 +337,7 @@ async fn drive<S: Io>(
                         match m {
                             Message::Text(t) => {
                                 app.metrics.received(t.len());
-                                if app.cluster().is_shared() && settles_first(&app, t.as_str()) {
+                                if app.cluster().is_shared() && settles_first(app, t.as_str()) {
                                     app.settle().await;
                                 }
                                 session.handle_text(t.as_str(), now);

@@ -256,22 +256,7 @@ pub(crate) struct Child {
 /// `/metrics` on another. It inherits this process's open-files limit,
 /// raised to the hard limit by [`run`].
 async fn spawn_server(t: &BenchArgs, metrics: bool) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("locating the hush binary")?;
-    let mut cmd = tokio::process::Command::new(exe);
-    if metrics {
-        cmd.env("HUSH_METRICS__ENABLED", "true")
-            .env("HUSH_METRICS__HOST", "127.0.0.1")
-            .env("HUSH_METRICS__PORT", "0");
-    }
-    cmd.env("HUSH_APPS__BENCH__ID", &t.app_id)
-        .env("HUSH_APPS__BENCH__KEY", &t.key)
-        .env("HUSH_APPS__BENCH__SECRET", &t.secret)
-        .env("HUSH_APPS__BENCH__CLIENT_EVENTS", "true")
-        .env("HUSH_APPS__BENCH__MAX_CLIENT_EVENTS_PER_SECOND", "1000")
-        // The bench needs no durable state: nothing is left in the temp dir.
-        .env("HUSH_STORE__URL", "sqlite::memory:")
-        .current_dir(std::env::temp_dir());
-    start_serve(cmd, metrics).await
+    crate::bench_cluster::node((&t.app_id, &t.key, &t.secret), None, metrics).await
 }
 
 /// Runs `cmd` (the hush binary, with the caller's environment and working
