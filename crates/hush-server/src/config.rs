@@ -59,6 +59,10 @@ pub struct ClusterConfig {
     pub lease: u64,
     /// How long the bus may be down before `/ready` answers 503.
     pub ready_grace: ReadyGrace,
+    /// PEM file of CA certificates trusted for a TLS Redis (`rediss://`)
+    /// besides the system's: a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `cluster.ready_grace`: seconds, or `false` (never 503 for Redis). Read
@@ -144,6 +148,15 @@ impl ClusterConfig {
         if self.ready_grace == ReadyGrace::Off(true) {
             return Err(ConfigError::Invalid(
                 "cluster.ready_grace: a number of seconds, or false".into(),
+            ));
+        }
+        if self.tls_ca_file.is_some()
+            && !self
+                .url()
+                .is_some_and(|u| u.starts_with("rediss") || u.contains("tls=true"))
+        {
+            return Err(ConfigError::Invalid(
+                "cluster.tls_ca_file needs a TLS redis_url (rediss://…)".into(),
             ));
         }
         if let Some(url) = self.url() {

@@ -317,6 +317,53 @@ async fn the_app_connection_quota_is_exact_across_nodes() {
     }
 }
 
+/// Redis over TLS with a certificate of a private CA: nodes that trust it
+/// (`cluster.tls_ca_file`) carry the bus over TLS; a node that does not
+/// refuses the server (its bus stays down: `/ready` 503, and nothing of the
+/// others reaches it).
+#[tokio::test]
+async fn attack_a_tls_redis_is_used_only_when_its_certificate_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let made =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let (cert, key) = (dir.path().join("redis.crt"), dir.path().join("redis.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let redis = RedisServer::start_tls(&cert, &key).await;
+    let trusted = node_toml(&redis.tls_url(), None).replace(
+        "prefix = \"t:\"\n",
+        &format!(
+            "prefix = \"t:\"\ntls_ca_file = {:?}\n",
+            cert.display().to_string()
+        ),
+    );
+    assert!(trusted.contains("tls_ca_file"), "{trusted}");
+    let n = vec![
+        TestServer::start(&trusted).await,
+        TestServer::start(&trusted).await,
+    ];
+    let mut sub = n[1].client().await;
+    sub.subscribe_ok("over-tls").await;
+    all_count(&n, "over-tls", 1).await;
+    let (st, _) = n[0].trigger("over-tls", "e", "1").await;
+    assert_eq!(st, 200);
+    let ev = sub.expect("e").await;
+    assert_eq!(ev["channel"], "over-tls", "{ev}");
+    // Without the CA: the certificate is not trusted, the bus never comes up.
+    let untrusted = TestServer::start(&node_toml(&redis.tls_url(), None)).await;
+    assert_eq!(ready(&untrusted).await, 503);
+    let mut lone = untrusted.client().await;
+    lone.subscribe_ok("over-tls").await;
+    let (st, _) = n[0].trigger("over-tls", "e", "2").await;
+    assert_eq!(st, 200);
+    lone.expect_no("e", Duration::from_millis(500)).await;
+    untrusted.stop().await;
+    for s in n {
+        s.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_cache_channels_last_event_is_replayed_on_another_node() {
     let redis = RedisServer::start().await;

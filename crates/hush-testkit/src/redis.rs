@@ -22,6 +22,8 @@ pub struct RedisServer {
     extra: Vec<String>,
     /// Sentinel: the configuration file it runs from.
     sentinel_conf: Option<std::path::PathBuf>,
+    /// TLS: the port it also listens on with TLS.
+    tls_port: Option<u16>,
 }
 
 fn free_port() -> u16 {
@@ -45,9 +47,44 @@ impl RedisServer {
             child: None,
             extra,
             sentinel_conf,
+            tls_port: None,
         };
         s.spawn().await;
         s
+    }
+
+    /// One that also listens with TLS ([`RedisServer::tls_url`]) under the
+    /// certificate `cert` (PEM, also given as its CA file) and key `key`;
+    /// clients present no certificate.
+    pub async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let tls_port = free_port();
+        let mut extra: Vec<String> = ["--tls-port", &tls_port.to_string()]
+            .map(String::from)
+            .to_vec();
+        for (flag, path) in [
+            ("--tls-cert-file", cert),
+            ("--tls-key-file", key),
+            ("--tls-ca-cert-file", cert),
+        ] {
+            extra.push(flag.into());
+            extra.push(path.display().to_string());
+        }
+        extra.extend(["--tls-auth-clients", "no"].map(String::from));
+        let mut s = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            extra,
+            sentinel_conf: None,
+            tls_port: Some(tls_port),
+        };
+        s.spawn().await;
+        s
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` (for [`RedisServer::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.tls_port.unwrap_or(0))
     }
 
     /// A one-node Redis Cluster holding every slot; waits until the
@@ -102,6 +139,7 @@ impl RedisServer {
             child: None,
             extra: Vec::new(),
             sentinel_conf: Some(conf),
+            tls_port: None,
         };
         s.spawn().await;
         s

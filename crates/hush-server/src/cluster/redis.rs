@@ -55,6 +55,9 @@ pub enum ClusterError {
     /// The URL or the connection failed.
     #[error("cluster: Redis {0}")]
     Redis(#[from] fred::error::Error),
+    /// `cluster.tls_ca_file` could not be used.
+    #[error("cluster.tls_ca_file: {0}")]
+    CaFile(String),
 }
 
 struct Outgoing {
@@ -219,6 +222,20 @@ impl RedisNode {
     /// `/ready` and joins the bus when Redis answers.
     pub async fn connect(cfg: &ClusterConfig, url: &str) -> Result<Arc<Self>, ClusterError> {
         let mut config = Config::from_url(url)?;
+        if let Some(ca) = &cfg.tls_ca_file {
+            // The system's roots and the private CA's, on the rustls/ring
+            // the listener already links.
+            let (roots, _) = crate::webhooks::client::root_store(Some(ca))
+                .map_err(|e| ClusterError::CaFile(e.to_string()))?;
+            let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClusterError::CaFile(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            config.tls = Some(fred::types::config::TlsConnector::from(tls).into());
+        }
         // The first connection is retried like any later one.
         config.fail_fast = false;
         let sharded = config.server.is_clustered();

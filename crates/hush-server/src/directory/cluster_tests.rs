@@ -115,12 +115,16 @@ async fn nodes_share_keys_and_see_each_others_writes_and_revocations() {
 }
 
 #[tokio::test]
-async fn concurrent_writes_through_two_nodes_make_one_linear_log() {
+async fn concurrent_writes_through_three_nodes_make_one_linear_log() {
     let url = database().await;
-    let nodes = [Arc::new(node(&url).await), Arc::new(node(&url).await)];
+    let nodes = [
+        Arc::new(node(&url).await),
+        Arc::new(node(&url).await),
+        Arc::new(node(&url).await),
+    ];
     let mut tasks = Vec::new();
-    for i in 0..16 {
-        let dir = nodes[i % 2].clone();
+    for i in 0..18 {
+        let dir = nodes[i % 3].clone();
         tasks.push(tokio::spawn(async move {
             let name = format!("user{i}");
             let (_card, text) = card_of(&name, &IdentityKey::generate());
@@ -131,10 +135,12 @@ async fn concurrent_writes_through_two_nodes_make_one_linear_log() {
         t.await.unwrap();
     }
     let (key, vrf) = keys(&nodes[0]);
-    // Both nodes answer the same, latest head.
+    // Every node answers the same, latest head.
     let ha = head(&nodes[0].head(APP, None).await.unwrap().head, &key);
-    let hb = head(&nodes[1].head(APP, None).await.unwrap().head, &key);
-    assert_eq!((ha.epoch, ha.root), (hb.epoch, hb.root));
+    for n in &nodes[1..] {
+        let hb = head(&n.head(APP, None).await.unwrap().head, &key);
+        assert_eq!((ha.epoch, ha.root), (hb.epoch, hb.root));
+    }
     // Every epoch 1..=last has one head, and each step is append-only.
     let store = &nodes[0].store;
     let heads = store.epoch_heads(APP, 0, u64::MAX).await.unwrap();
@@ -147,19 +153,19 @@ async fn concurrent_writes_through_two_nodes_make_one_linear_log() {
     assert_eq!(heads.last().unwrap().root_hash, ha.root);
     assert_eq!(
         heads.last().unwrap().log_size,
-        16,
+        18,
         "the last epoch covers every record"
     );
     for pair in heads.windows(2) {
-        let n = &nodes[(pair[0].epoch % 2) as usize];
+        let n = &nodes[(pair[0].epoch % 3) as usize];
         check_append_only(n, pair[0].epoch, [pair[0].root_hash, pair[1].root_hash]).await;
     }
-    // Every user is found, with a verifying proof, through either node.
-    let ids: Vec<String> = (0..16).map(|i| format!("user{i}")).collect();
+    // Every user is found, with a verifying proof, through every node.
+    let ids: Vec<String> = (0..18).map(|i| format!("user{i}")).collect();
     for dir in &nodes {
         let l = dir.lookup(APP, &ids).await.unwrap();
         let h = head(&l.head, &key);
-        assert_eq!(l.users.len(), 16);
+        assert_eq!(l.users.len(), 18);
         for (name, proof) in &l.users {
             verify_lookup(&vrf, &h, &user(name), &STANDARD.decode(proof).unwrap()).unwrap();
         }

@@ -127,7 +127,7 @@ impl HttpClient {
 
 /// The system's root certificates (an absent or unreadable system store is
 /// not an error: `http://` endpoints need none) and those of `ca_file`.
-fn root_store(ca_file: Option<&Path>) -> Result<(RootCertStore, usize), ClientError> {
+pub(crate) fn root_store(ca_file: Option<&Path>) -> Result<(RootCertStore, usize), ClientError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(native.certs);

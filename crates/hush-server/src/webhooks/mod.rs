@@ -15,7 +15,7 @@
 //!
 //! Delivery is at-least-once: rows leave the outbox only after a 2xx answer.
 
-mod client;
+pub(crate) mod client;
 mod collector;
 mod event;
 mod filter;
