@@ -176,7 +176,7 @@ return 1
 const SUBSCRIBER_CAPACITY: usize = 16_384;
 
 /// Delivery lanes: another node's events are delivered by one of these
-/// tasks, chosen by app and channel.
+/// tasks, chosen by app.
 const LANES: usize = 4;
 
 /// Events waiting in one lane before the read loop waits.
@@ -185,11 +185,14 @@ const LANE_ITEMS: usize = 4096;
 /// Another node's event for an app's local subscribers.
 type Delivery = (Arc<crate::app::App>, NodeId, ClusterMsg);
 
-/// The lane of `channel` of `app`.
+/// The lane of `app`'s events: one lane per app, so a client subscribed to
+/// several channels gets another node's events in the order they were
+/// published (a batch across channels stays in order), as on one node.
 fn lane_of(app: &str, channel: &str) -> usize {
     use std::hash::{Hash, Hasher};
+    let _ = channel;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (app, channel).hash(&mut h);
+    app.hash(&mut h);
     (h.finish() % LANES as u64) as usize
 }
 
@@ -607,10 +610,10 @@ impl RedisNode {
         {
             if env.origin != self.node {
                 // The last event is stored at once (a subscription settled
-                // after this sees it); the delivery goes to the channel's
-                // lane, so a large channel's fan-out holds up neither the
-                // bus nor the channels of the other lanes, and one channel's
-                // events keep their order.
+                // after this sees it); the delivery goes to the app's lane,
+                // so a large fan-out does not hold up the bus (membership,
+                // settles, other apps), and the app's events keep their
+                // order across channels.
                 if let Some((data, ttl)) = cache.take() {
                     app.bus_cache(channel, frame, &data, ttl);
                 }
