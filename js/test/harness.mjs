@@ -77,8 +77,12 @@ export async function openAs(world, context, user, { query = '', setup = 'new' }
   let state = await until(page, () => window.clinic && window.clinic.ready);
   if (state === 'login') {
     await page.fill('#login-name', user);
+    // The login page reloads itself once the backend answered: wait for that new document's
+    // load event, armed before the click. (waitForLoadState('load') returned at once for the
+    // already loaded login page, and a slow machine then read the old page's 'login'.)
+    const reloaded = page.waitForEvent('load', { timeout: 30000 });
     await page.click('#login-other button');
-    await page.waitForLoadState('load');
+    await reloaded;
     state = await until(page, () => window.clinic && window.clinic.ready);
   }
   if (state === 'setup' && setup === 'new') {
