@@ -449,10 +449,8 @@ impl App {
                 self.republish(origin != me);
                 // This node's own request: it (re)joined the bus, and Redis
                 // may have lost its connection slots.
-                if origin == me && self.config.max_connections > 0 {
-                    if let Cluster::Shared { sink, .. } = &self.cluster {
-                        sink.restore_connections(self.connections.slots.load(Ordering::Relaxed));
-                    }
+                if origin == me {
+                    self.refresh_slots();
                 }
             }
             ClusterMsg::SettleRequest { .. } | ClusterMsg::SettleAck { .. } => {
@@ -479,6 +477,20 @@ impl App {
     pub async fn settle(&self) {
         if !self.cluster.settle(SETTLE_LIMIT).await {
             metrics::counter!("hush_cluster_settle_skipped_total").increment(1);
+        }
+    }
+
+    /// Sets this node's count in the cluster's store of connection slots
+    /// to the slots its connections hold. Called on every heartbeat and when
+    /// the node (re)joins the bus: a slot change lost on its way (Redis
+    /// restarted empty, a release sent while it was down, another node that
+    /// wrongly took this one for gone) is set right within a lease/3.
+    pub fn refresh_slots(&self) {
+        if self.config.max_connections == 0 {
+            return;
+        }
+        if let Cluster::Shared { sink, .. } = &self.cluster {
+            sink.restore_connections(self.connections.slots.load(Ordering::Relaxed));
         }
     }
 

@@ -113,50 +113,80 @@ impl Barrier {
     }
 }
 
-/// The ones a [`Cluster::Shared`] is waiting for (kept by its bus).
+/// The settles of one app's bus on this node, as group commit: at most one
+/// [`ClusterMsg::SettleRequest`] is out at a time. Readers that arrive
+/// while it is out cannot share it (it left before they came, so it does
+/// not cover what they were told since): they wait together for the next
+/// one, which leaves when the current one is done. However many readers
+/// come, the bus carries at most one request per round trip and each peer
+/// one answer to it. A pure core: the caller passes the time and sends what
+/// it is told to.
 #[derive(Debug, Default)]
 pub struct Settles {
     next: u64,
-    open: std::collections::HashMap<u64, OpenSettle>,
+    /// The request on the bus, if any.
+    flying: Option<Round>,
+    /// Readers waiting for the next request.
+    queued: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 #[derive(Debug)]
-struct OpenSettle {
+struct Round {
+    token: u64,
+    /// When it left (a round older than the settle limit is given up:
+    /// its readers have stopped waiting, perhaps for a dead node).
+    started: std::time::Instant,
     /// Its own request has not come back yet.
     own: bool,
     /// The nodes that have not answered yet.
     waiting: Vec<NodeId>,
-    done: tokio::sync::oneshot::Sender<()>,
+    /// The readers it answers.
+    readers: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Settles {
-    /// Opens a settle waiting for `peers` (and for the request's own way
-    /// through the bus); returns its token and its [`Barrier`]. Settles whose
-    /// waiter gave up are dropped here.
-    pub fn open(&mut self, peers: Vec<NodeId>) -> (u64, Barrier) {
-        self.open.retain(|_, o| !o.done.is_closed());
-        self.next += 1;
+    /// A reader joins the next request; returns what it waits on. The
+    /// caller then asks [`Settles::due`].
+    pub fn join(&mut self) -> Barrier {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.open.insert(
-            self.next,
-            OpenSettle {
-                own: true,
-                waiting: peers,
-                done: tx,
-            },
-        );
-        (self.next, Barrier { done: rx })
+        self.queued.retain(|r| !r.is_closed());
+        self.queued.push(tx);
+        Barrier { done: rx }
+    }
+
+    /// True when a request should leave now: readers wait for one and none
+    /// is out (or the one out is older than `give_up`).
+    pub fn due(&self, now: std::time::Instant, give_up: std::time::Duration) -> bool {
+        self.queued.iter().any(|r| !r.is_closed())
+            && self
+                .flying
+                .as_ref()
+                .is_none_or(|r| now.saturating_duration_since(r.started) >= give_up)
+    }
+
+    /// Starts the next request for the queued readers, waiting for `peers`
+    /// and for its own way through the bus; returns the message to send.
+    pub fn start(&mut self, now: std::time::Instant, peers: Vec<NodeId>) -> ClusterMsg {
+        self.next += 1;
+        self.flying = Some(Round {
+            token: self.next,
+            started: now,
+            own: true,
+            waiting: peers,
+            readers: std::mem::take(&mut self.queued),
+        });
+        ClusterMsg::SettleRequest { token: self.next }
     }
 
     /// Applies a bus message of `origin` (this node is `me`); returns the
     /// [`ClusterMsg::SettleAck`] to send when it is another node's request.
+    /// The caller then asks [`Settles::due`]: the round may be done.
     pub fn apply(&mut self, me: NodeId, origin: NodeId, msg: &ClusterMsg) -> Option<ClusterMsg> {
         match msg {
             ClusterMsg::SettleRequest { token } if origin == me => {
-                if let Some(o) = self.open.get_mut(token) {
-                    o.own = false;
+                if let Some(r) = self.flying.as_mut().filter(|r| r.token == *token) {
+                    r.own = false;
                 }
-                self.finish(*token);
             }
             ClusterMsg::SettleRequest { token } => {
                 return Some(ClusterMsg::SettleAck {
@@ -165,35 +195,29 @@ impl Settles {
                 });
             }
             ClusterMsg::SettleAck { to, token } if *to == me => {
-                if let Some(o) = self.open.get_mut(token) {
-                    o.waiting.retain(|n| *n != origin);
+                if let Some(r) = self.flying.as_mut().filter(|r| r.token == *token) {
+                    r.waiting.retain(|n| *n != origin);
                 }
-                self.finish(*token);
             }
             ClusterMsg::NodeLeft { node } => {
-                let tokens: Vec<u64> = self.open.keys().copied().collect();
-                for t in tokens {
-                    if let Some(o) = self.open.get_mut(&t) {
-                        o.waiting.retain(|n| n != node);
-                    }
-                    self.finish(t);
+                if let Some(r) = self.flying.as_mut() {
+                    r.waiting.retain(|n| n != node);
                 }
             }
-            _ => {}
+            _ => return None,
         }
-        None
-    }
-
-    fn finish(&mut self, token: u64) {
         if self
-            .open
-            .get(&token)
-            .is_some_and(|o| !o.own && o.waiting.is_empty())
+            .flying
+            .as_ref()
+            .is_some_and(|r| !r.own && r.waiting.is_empty())
         {
-            if let Some(o) = self.open.remove(&token) {
-                let _ = o.done.send(());
+            if let Some(r) = self.flying.take() {
+                for reader in r.readers {
+                    let _ = reader.send(());
+                }
             }
         }
+        None
     }
 }
 
@@ -237,8 +261,9 @@ impl Cluster {
     }
 
     /// Waits until every bus message published before now, by any node, has
-    /// been applied on this node (a [`ClusterMsg::Barrier`] there and back;
-    /// at most `limit`). [`Cluster::Local`]: at once. False when the wait
+    /// been applied on this node (a [`ClusterMsg::SettleRequest`] there and
+    /// answers back, shared with other readers: [`Settles`]; at most
+    /// `limit`). [`Cluster::Local`]: at once. False when the wait
     /// gave up (the bus is down or slow): the caller answers from this
     /// node's view as it is.
     pub async fn settle(&self, limit: std::time::Duration) -> bool {
@@ -272,10 +297,24 @@ mod tests {
         b.done.try_recv().is_ok()
     }
 
+    const LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// Joins a reader and starts a request if one is due (what the bus does).
+    fn read(s: &mut Settles, now: std::time::Instant, peers: &[NodeId]) -> (Barrier, Option<u64>) {
+        let b = s.join();
+        let sent = s.due(now, LIMIT).then(|| match s.start(now, peers.to_vec()) {
+            ClusterMsg::SettleRequest { token } => token,
+            other => panic!("not a request: {other:?}"),
+        });
+        (b, sent)
+    }
+
     #[test]
     fn a_settle_is_done_when_its_request_came_back_and_every_peer_answered() {
+        let now = std::time::Instant::now();
         let mut s = Settles::default();
-        let (t, mut b) = s.open(vec![B, C]);
+        let (mut b, t) = read(&mut s, now, &[B, C]);
+        let t = t.expect("the first reader sends a request");
         assert!(
             s.apply(ME, B, &ClusterMsg::SettleAck { to: ME, token: t })
                 .is_none()
@@ -297,22 +336,73 @@ mod tests {
         assert!(!done(&mut b));
         s.apply(ME, C, &ClusterMsg::SettleAck { to: ME, token: t });
         assert!(done(&mut b));
+        assert!(!s.due(now, LIMIT), "nobody waits: nothing to send");
     }
 
     #[test]
     fn a_node_that_left_is_not_waited_for_and_others_requests_are_answered() {
+        let now = std::time::Instant::now();
         let mut s = Settles::default();
-        let (t, mut b) = s.open(vec![B]);
+        let (mut b, t) = read(&mut s, now, &[B]);
+        let t = t.expect("a request");
         s.apply(ME, ME, &ClusterMsg::SettleRequest { token: t });
         assert!(!done(&mut b));
         s.apply(ME, C, &ClusterMsg::NodeLeft { node: B });
         assert!(done(&mut b));
         let ack = s.apply(ME, B, &ClusterMsg::SettleRequest { token: 7 });
         assert!(matches!(ack, Some(ClusterMsg::SettleAck { to, token: 7 }) if to == B));
-        // A waiter that gave up is dropped at the next open.
-        let (_, gone) = s.open(vec![B]);
-        drop(gone);
-        s.open(vec![]);
-        assert_eq!(s.open.len(), 1);
+    }
+
+    /// A hostile client asking the API for channel info in a loop must not
+    /// turn each question into a request on the bus and an answer from every
+    /// peer: readers that come while a request is out share the next one.
+    #[test]
+    fn readers_during_a_round_trip_share_the_next_request() {
+        let now = std::time::Instant::now();
+        let mut s = Settles::default();
+        let (mut first, t1) = read(&mut s, now, &[B]);
+        let t1 = t1.expect("the first reader sends a request");
+        // 100 readers while it is out: no request of their own.
+        let mut later: Vec<Barrier> = (0..100)
+            .map(|_| {
+                let (b, sent) = read(&mut s, now, &[B]);
+                assert_eq!(sent, None, "a request is already out");
+                b
+            })
+            .collect();
+        s.apply(ME, ME, &ClusterMsg::SettleRequest { token: t1 });
+        s.apply(ME, B, &ClusterMsg::SettleAck { to: ME, token: t1 });
+        assert!(done(&mut first));
+        // The first request left before they came: it does not answer them.
+        assert!(later.iter_mut().all(|b| !done(b)));
+        assert!(s.due(now, LIMIT), "they wait for the next request");
+        let ClusterMsg::SettleRequest { token: t2 } = s.start(now, vec![B]) else {
+            panic!("not a request")
+        };
+        assert!(!s.due(now, LIMIT), "one request for all of them");
+        s.apply(ME, ME, &ClusterMsg::SettleRequest { token: t2 });
+        s.apply(ME, B, &ClusterMsg::SettleAck { to: ME, token: t2 });
+        assert!(later.iter_mut().all(done));
+    }
+
+    #[test]
+    fn a_round_stuck_on_a_dead_node_is_given_up_after_the_limit() {
+        let now = std::time::Instant::now();
+        let mut s = Settles::default();
+        let (_first, t1) = read(&mut s, now, &[B]);
+        assert!(t1.is_some());
+        let (mut second, sent) = read(&mut s, now + LIMIT / 2, &[B]);
+        assert_eq!(sent, None);
+        // B never answers; after the limit the queued reader gets a request
+        // of its own, without B (known gone by then).
+        assert!(s.due(now + LIMIT, LIMIT));
+        let ClusterMsg::SettleRequest { token: t2 } = s.start(now + LIMIT, vec![]) else {
+            panic!("not a request")
+        };
+        // A late answer to the abandoned round changes nothing.
+        s.apply(ME, B, &ClusterMsg::SettleAck { to: ME, token: t1.unwrap_or(0) });
+        assert!(!done(&mut second));
+        s.apply(ME, ME, &ClusterMsg::SettleRequest { token: t2 });
+        assert!(done(&mut second));
     }
 }

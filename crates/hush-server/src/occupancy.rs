@@ -187,18 +187,23 @@ impl ClusterView {
         self.here = count;
     }
 
-    /// Immediate: the first socket of `user_id` on this node joined; true
-    /// when its clients did not see it as a member before.
-    pub fn here_joined(&mut self, user_id: &str, info: Option<&RawValue>) -> bool {
-        let me = self.me;
-        let m = self
-            .members
+    /// The member `user_id`, made with `info` (the first join's user info
+    /// is kept) when it is none yet.
+    fn member(&mut self, user_id: &str, info: Option<&RawValue>) -> &mut Member {
+        self.members
             .entry(user_id.to_owned())
             .or_insert_with(|| Member {
                 info: info.map(ToOwned::to_owned),
                 nodes: Vec::new(),
                 here: false,
-            });
+            })
+    }
+
+    /// Immediate: the first socket of `user_id` on this node joined; true
+    /// when its clients did not see it as a member before.
+    pub fn here_joined(&mut self, user_id: &str, info: Option<&RawValue>) -> bool {
+        let me = self.me;
+        let m = self.member(user_id, info);
         let was = m.visible(me);
         m.here = true;
         !was
@@ -247,14 +252,7 @@ impl ClusterView {
         user_id: &str,
         info: Option<&RawValue>,
     ) -> Option<Transition> {
-        let m = self
-            .members
-            .entry(user_id.to_owned())
-            .or_insert_with(|| Member {
-                info: info.map(ToOwned::to_owned),
-                nodes: Vec::new(),
-                here: false,
-            });
+        let m = self.member(user_id, info);
         if m.nodes.contains(&node) {
             return None;
         }

@@ -75,7 +75,7 @@ pub struct RedisNode {
     subscriber: SubscriberClient,
     out: mpsc::Sender<Outgoing>,
     out_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
-    /// Other nodes' events, to the delivery lanes ([`LANES`], by channel).
+    /// Other nodes' events, to the delivery lanes ([`LANES`], by app).
     lanes: Vec<mpsc::Sender<Delivery>>,
     lanes_rx: Mutex<Vec<mpsc::Receiver<Delivery>>>,
     queued_bytes: AtomicUsize,
@@ -112,6 +112,18 @@ pub struct AppBus {
     settles: Mutex<Settles>,
 }
 
+impl AppBus {
+    /// Sends the next settle request when readers wait for one and none is
+    /// out ([`Settles`]: one request per round trip, however many read).
+    fn next_settle(&self, settles: &mut Settles) {
+        let now = Instant::now();
+        if settles.due(now, crate::app::SETTLE_LIMIT) {
+            let request = settles.start(now, self.node.peers());
+            self.send(request);
+        }
+    }
+}
+
 impl BusSink for AppBus {
     fn send(&self, msg: ClusterMsg) {
         self.node.enqueue(&self.bus, &self.app, msg);
@@ -121,18 +133,22 @@ impl BusSink for AppBus {
         if self.node.down_for().is_some() {
             return None;
         }
-        // Registered before the request goes out: no answer is missed.
-        let (token, barrier) = lock(&self.settles).open(self.node.peers());
-        self.send(ClusterMsg::SettleRequest { token });
+        // Registered before a request goes out: no answer is missed.
+        let mut settles = lock(&self.settles);
+        let barrier = settles.join();
+        self.next_settle(&mut settles);
         Some(barrier)
     }
 
     fn settle_msg(&self, origin: NodeId, msg: &ClusterMsg) {
-        let ack = lock(&self.settles).apply(self.node.node, origin, msg);
-        if let Some(ack) = ack {
+        let mut settles = lock(&self.settles);
+        if let Some(ack) = settles.apply(self.node.node, origin, msg) {
             // Behind everything this node queued before it saw the request.
             self.send(ack);
         }
+        // The round may be done, and readers wait for the next one.
+        self.next_settle(&mut settles);
+        drop(settles);
         // The node that announced a departure frees the departed node's
         // connection slots (its own on a goodbye).
         if let ClusterMsg::NodeLeft { node } = msg {
@@ -188,9 +204,8 @@ type Delivery = (Arc<crate::app::App>, NodeId, ClusterMsg);
 /// The lane of `app`'s events: one lane per app, so a client subscribed to
 /// several channels gets another node's events in the order they were
 /// published (a batch across channels stays in order), as on one node.
-fn lane_of(app: &str, channel: &str) -> usize {
+fn lane_of(app: &str) -> usize {
     use std::hash::{Hash, Hasher};
-    let _ = channel;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     app.hash(&mut h);
     (h.finish() % LANES as u64) as usize
@@ -617,7 +632,7 @@ impl RedisNode {
                 if let Some((data, ttl)) = cache.take() {
                     app.bus_cache(channel, frame, &data, ttl);
                 }
-                let lane = lane_of(&app_id, channel.as_str());
+                let lane = lane_of(&app_id);
                 if let Some(tx) = self.lanes.get(lane) {
                     // Full: the read loop waits (the subscriber buffers).
                     let _ = tx.send((app, env.origin, env.msg)).await;
@@ -672,6 +687,7 @@ impl RedisNode {
                     node: self.node,
                     connections: app.local_connections(),
                 });
+                app.refresh_slots();
             }
             self.reap(&state, &key, now).await;
             self.reap_silent(&state);
