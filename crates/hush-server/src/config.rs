@@ -570,6 +570,13 @@ pub struct AppConfig {
     /// cannot grow the registry without bound.
     #[serde(default = "default_channels_per_connection")]
     pub max_channels_per_connection: usize,
+    /// New subscriptions per second per connection (0 = unlimited), with
+    /// bursts up to `max_channels_per_connection` (a client may subscribe
+    /// to all its channels at once, as pusher-js does on reconnecting).
+    /// Each subscribe and unsubscribe changes shared state (on a cluster, a
+    /// message to every node), so one client churning them is bounded.
+    #[serde(default = "default_subscribe_rate")]
+    pub max_subscriptions_per_second: u32,
     /// Distinct users per presence channel.
     #[serde(default = "default_presence_members")]
     pub max_presence_members: usize,
@@ -675,6 +682,9 @@ fn default_client_rate() -> u32 {
 }
 fn default_channels_per_connection() -> usize {
     1_000
+}
+fn default_subscribe_rate() -> u32 {
+    100
 }
 fn default_presence_members() -> usize {
     limits::MAX_PRESENCE_MEMBERS

@@ -28,6 +28,21 @@ impl TokenBucket {
         }
     }
 
+    /// A full bucket for `rate` events per second with bursts of up to
+    /// `burst` (at least `rate`).
+    pub fn with_burst(rate: u32, burst: usize, now: Instant) -> Self {
+        let rate = f64::from(rate);
+        // usize → f64 loses precision only beyond 2^53: no real burst.
+        #[allow(clippy::cast_precision_loss)]
+        let burst = (burst as f64).max(rate);
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
     /// A full bucket for `n` events per minute, with bursts of up to `n`.
     pub fn per_minute(n: u32, now: Instant) -> Self {
         let burst = f64::from(n);

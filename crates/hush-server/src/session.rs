@@ -102,6 +102,8 @@ pub struct Session {
     subs: HashMap<ChannelName, Option<String>>,
     user: Option<SignedIn>,
     client_events: TokenBucket,
+    /// New subscriptions this connection may still make (None: no cap).
+    subscribes: Option<TokenBucket>,
     /// Key directory writes this connection may still make (None: no cap).
     directory_writes: Option<TokenBucket>,
     /// `mailbox.send`s per minute allowed on this connection (0: no cap).
@@ -119,6 +121,13 @@ impl Session {
     /// A fresh session for `handle` on `app`.
     pub fn new(app: Arc<App>, handle: ConnHandle, now: Instant) -> Self {
         let rate = app.config.max_client_events_per_second;
+        let subscribes = (app.config.max_subscriptions_per_second > 0).then(|| {
+            TokenBucket::with_burst(
+                app.config.max_subscriptions_per_second,
+                app.config.max_channels_per_connection,
+                now,
+            )
+        });
         Self {
             app,
             handle,
@@ -127,6 +136,7 @@ impl Session {
             subs: HashMap::new(),
             user: None,
             client_events: TokenBucket::new(rate, now),
+            subscribes,
             directory_writes: None,
             mailbox_send_rate: 0,
             mailbox_sends: None,
@@ -198,7 +208,7 @@ impl Session {
         match msg {
             ClientMessage::Ping => self.reply(wire::PONG.to_owned()),
             ClientMessage::Pong | ClientMessage::UnknownPusher(_) => {}
-            ClientMessage::Subscribe(d) => self.subscribe(d),
+            ClientMessage::Subscribe(d) => self.subscribe(d, now),
             ClientMessage::Unsubscribe { channel } => self.unsubscribe(&channel),
             ClientMessage::Signin { auth, user_data } => self.signin(&auth, &user_data),
             ClientMessage::ClientEvent {
@@ -286,7 +296,7 @@ impl Session {
         self.reply(wire::subscription_error(channel, kind, msg));
     }
 
-    fn subscribe(&mut self, d: SubscribeData) {
+    fn subscribe(&mut self, d: SubscribeData, now: Instant) {
         let name = match self.app.parse_channel(&d.channel) {
             Ok(n) => n,
             Err(e) => {
@@ -304,6 +314,20 @@ impl Session {
                 cfg.max_channels_per_connection
             );
             self.app.metrics.rejected(Rejection::ChannelsPerConnection);
+            return self.sub_error(name.as_str(), SubscriptionErrorType::LimitReached, &msg);
+        }
+        // Charged before the signature is checked: churn costs HMACs too.
+        if !self.subs.contains_key(&name)
+            && self
+                .subscribes
+                .as_mut()
+                .is_some_and(|bucket| !bucket.try_take(now))
+        {
+            let msg = format!(
+                "Too many subscriptions on this connection: at most {} per second",
+                cfg.max_subscriptions_per_second
+            );
+            self.app.metrics.rejected(Rejection::SubscribeRate);
             return self.sub_error(name.as_str(), SubscriptionErrorType::LimitReached, &msg);
         }
         let auth = d.auth.as_deref().unwrap_or("");
@@ -740,6 +764,49 @@ mod tests {
         s.handle_text(&request("again"), now);
         assert!(matches!(s.poll_effect(), Some(Effect::Directory(_))));
         assert!(s.poll_effect().is_none());
+    }
+
+    /// A hostile client subscribing and unsubscribing in a loop changes
+    /// shared state (on a cluster: a bus message to every node) at most at
+    /// the connection's subscription rate, after a burst of its channel
+    /// allowance; a client that just subscribes to its channels once is
+    /// not affected.
+    #[test]
+    fn attack_subscribe_churn_is_bounded_per_connection() {
+        let (mut s, _link) =
+            session("max_channels_per_connection = 50\nmax_subscriptions_per_second = 10");
+        let frame = |event: &str| {
+            serde_json::json!({"event": event, "data": {"channel": "churn"}}).to_string()
+        };
+        let churn = |s: &mut Session, now: Instant, rounds: usize| {
+            let mut joined = 0;
+            for _ in 0..rounds {
+                s.handle_text(&frame("pusher:subscribe"), now);
+                let name = s.app.parse_channel("churn").unwrap();
+                if s.subs.contains_key(&name) {
+                    joined += 1;
+                }
+                s.handle_text(&frame("pusher:unsubscribe"), now);
+            }
+            joined
+        };
+        let now = Instant::now();
+        assert_eq!(churn(&mut s, now, 1000), 50, "the burst, then refused");
+        assert_eq!(
+            churn(&mut s, now + std::time::Duration::from_secs(1), 1000),
+            10,
+            "then the rate"
+        );
+        // Subscribing to a channel it already has costs nothing.
+        let (mut s, _link) =
+            session("max_channels_per_connection = 5\nmax_subscriptions_per_second = 1");
+        for _ in 0..100 {
+            s.handle_text(&frame("pusher:subscribe"), now);
+        }
+        assert_eq!(s.subs.len(), 1);
+        // 0: no cap.
+        let (mut s, _link) = session("max_subscriptions_per_second = 0");
+        assert_eq!(churn(&mut s, now, 3000), 3000);
     }
 
     #[test]

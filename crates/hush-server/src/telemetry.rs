@@ -31,6 +31,8 @@ pub enum Rejection {
     ChannelsPerConnection,
     /// `max_presence_members`.
     PresenceMembers,
+    /// `max_subscriptions_per_second` (subscription error `LimitReached`).
+    SubscribeRate,
     /// `max_client_events_per_second` (error 4301).
     ClientEventRate,
     /// `max_api_requests_per_second` (HTTP 429).
@@ -48,11 +50,12 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    const ALL: [Rejection; 11] = [
+    const ALL: [Rejection; 12] = [
         Self::AppConnections,
         Self::NodeConnections,
         Self::ChannelsPerConnection,
         Self::PresenceMembers,
+        Self::SubscribeRate,
         Self::ClientEventRate,
         Self::ApiRate,
         Self::PublishRate,
@@ -69,6 +72,7 @@ impl Rejection {
             Self::NodeConnections => "node_connections",
             Self::ChannelsPerConnection => "channels_per_connection",
             Self::PresenceMembers => "presence_members",
+            Self::SubscribeRate => "subscribe_rate",
             Self::ClientEventRate => "client_event_rate",
             Self::ApiRate => "api_rate",
             Self::PublishRate => "publish_rate",
