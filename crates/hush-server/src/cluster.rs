@@ -302,10 +302,12 @@ mod tests {
     /// Joins a reader and starts a request if one is due (what the bus does).
     fn read(s: &mut Settles, now: std::time::Instant, peers: &[NodeId]) -> (Barrier, Option<u64>) {
         let b = s.join();
-        let sent = s.due(now, LIMIT).then(|| match s.start(now, peers.to_vec()) {
-            ClusterMsg::SettleRequest { token } => token,
-            other => panic!("not a request: {other:?}"),
-        });
+        let sent = s
+            .due(now, LIMIT)
+            .then(|| match s.start(now, peers.to_vec()) {
+                ClusterMsg::SettleRequest { token } => token,
+                other => panic!("not a request: {other:?}"),
+            });
         (b, sent)
     }
 
@@ -400,7 +402,14 @@ mod tests {
             panic!("not a request")
         };
         // A late answer to the abandoned round changes nothing.
-        s.apply(ME, B, &ClusterMsg::SettleAck { to: ME, token: t1.unwrap_or(0) });
+        s.apply(
+            ME,
+            B,
+            &ClusterMsg::SettleAck {
+                to: ME,
+                token: t1.unwrap_or(0),
+            },
+        );
         assert!(!done(&mut second));
         s.apply(ME, ME, &ClusterMsg::SettleRequest { token: t2 });
         assert!(done(&mut second));
