@@ -267,6 +267,50 @@ async fn reads_see_what_anyone_was_told_before_them() {
     }
 }
 
+/// PUBLISH commands Redis has run (every bus message is one).
+async fn publishes(redis: &RedisServer) -> u64 {
+    let stats = redis.command(&["INFO", "commandstats"]).await;
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A client polling the HTTP API's channel questions as fast as it can
+/// (each such read settles across the cluster) costs the bus one settle
+/// request and one answer per other node per round trip, not per read:
+/// 200 reads would otherwise be 200 broadcasts and 400 answers.
+#[tokio::test]
+async fn attack_polling_reads_share_their_settles() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 3, None).await;
+    // Every node has heard from the others (their heartbeats), so each
+    // settle waits for two answers.
+    tokio::time::sleep(Duration::from_millis(LEASE * 1000 / 2)).await;
+    let path = format!("/apps/{ID}/channels");
+    let before = publishes(&redis).await;
+    let started = Instant::now();
+    for _ in 0..4 {
+        let reads = (0..50).map(|_| n[0].api("GET", &path, &[], ""));
+        for (status, body) in futures_util::future::join_all(reads).await {
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    let spent = started.elapsed();
+    let published = publishes(&redis).await - before;
+    // Heartbeats: each node sends one Load every lease/3.
+    let heartbeats = 3 * (spent.as_millis() as u64 / (LEASE * 1000 / 3) + 1);
+    assert!(
+        published <= heartbeats + 3 * 40,
+        "{published} bus messages for 200 reads in {spent:?} ({heartbeats} heartbeats)"
+    );
+    for s in n {
+        s.stop().await;
+    }
+}
+
 /// A connection to `s` that gets `connection_established`, retried for up
 /// to 15 s (a refused one is closed 4004).
 async fn connected_within(s: &TestServer, what: &str) -> Client {
