@@ -361,6 +361,39 @@ async fn the_app_connection_quota_is_exact_across_nodes() {
     }
 }
 
+/// A node's slot count that Redis got wrong (a release lost while Redis
+/// was unreachable, or Redis restarted empty) is set right by the node's
+/// next heartbeat: a leaked slot does not refuse connections for good.
+#[tokio::test]
+async fn a_wrong_slot_count_is_set_right_by_the_next_heartbeat() {
+    let redis = RedisServer::start().await;
+    let toml = node_toml(&redis.url(), None).replace(
+        "client_events = true",
+        "client_events = true\nmax_connections = 2",
+    );
+    let n = [
+        TestServer::start(&toml).await,
+        TestServer::start(&toml).await,
+    ];
+    let _a = n[0].client().await;
+    let key = format!("t:{{app:{ID}}}#slots");
+    let a_node = n[0].state().cluster_node().unwrap().node().0.to_string();
+    // Redis now believes A holds both slots (one of them leaked).
+    let set = redis.command(&["HSET", &key, &a_node, "2"]).await;
+    assert!(set.starts_with(':'), "{set}");
+    let mut refused = n[1].connect().await;
+    assert_eq!(refused.expect_close().await, Some(4004));
+    // A's heartbeat (every lease/3) writes its real count back.
+    let b = connected_within(&n[1], "A's leaked slot set right").await;
+    // And the quota still holds: A and B have one each.
+    let mut full = n[0].connect().await;
+    assert_eq!(full.expect_close().await, Some(4004));
+    drop(b);
+    for s in n {
+        s.stop().await;
+    }
+}
+
 /// Redis over TLS with a certificate of a private CA: nodes that trust it
 /// (`cluster.tls_ca_file`) carry the bus over TLS; a node that does not
 /// refuses the server (its bus stays down: `/ready` 503, and nothing of the
