@@ -68,6 +68,13 @@ pub trait BusSink: Send + Sync {
         None
     }
 
+    /// A message of `origin` came on this app's bus: that node serves the
+    /// app, and this node's settles wait for its answer (until it is known
+    /// gone).
+    fn heard(&self, origin: NodeId) {
+        let _ = origin;
+    }
+
     /// A settle message ([`ClusterMsg::SettleRequest`],
     /// [`ClusterMsg::SettleAck`]) or a [`ClusterMsg::NodeLeft`] (a node
     /// nobody waits for any more) came from `origin` in bus order.
@@ -273,6 +280,15 @@ impl Cluster {
                 Some(b) => b.wait(limit).await,
                 None => false,
             },
+        }
+    }
+
+    /// A message of `origin` came on the app's bus (see [`BusSink::heard`]).
+    pub fn heard(&self, origin: NodeId) {
+        if let Self::Shared { sink, node } = self {
+            if origin != *node {
+                sink.heard(origin);
+            }
         }
     }
 

@@ -311,6 +311,53 @@ async fn attack_polling_reads_share_their_settles() {
     }
 }
 
+/// Ten `/channels` reads on `s` (each settles): how long they took.
+async fn ten_reads(s: &TestServer) -> Duration {
+    let started = Instant::now();
+    for _ in 0..10 {
+        let (status, body) = s.api("GET", &format!("/apps/{ID}/channels"), &[], "").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    started.elapsed()
+}
+
+/// Apps come and go by reloads one node at a time. A node that does not
+/// serve an app (it never had it, or a reload removed it there first)
+/// must not make the others' reads of it wait: a settle waiting for an
+/// answer that never comes costs 500 ms per read (ten reads: 5 s).
+#[tokio::test]
+async fn reads_do_not_wait_for_a_node_without_the_app() {
+    let redis = RedisServer::start().await;
+    let other = "[apps.other]\nid = 'o'\nkey = 'ko'\nsecret = 'so'\n";
+    let both = format!("{}{other}", node_toml(&redis.url(), None));
+    let a = TestServer::start(&both).await;
+    let b = TestServer::start(&both).await;
+    // C serves only the other app (heard on its bus, never on main's).
+    let only_other = both.replace(&app_toml("client_events = true"), "");
+    assert!(!only_other.contains("[apps.main]"));
+    let c = TestServer::start(&only_other).await;
+    // Every node has heard the others' heartbeats.
+    tokio::time::sleep(Duration::from_millis(LEASE * 1000 / 2)).await;
+    let spent = ten_reads(&b).await;
+    assert!(
+        spent < Duration::from_millis(2500),
+        "C never served main: {spent:?}"
+    );
+    // A reload removes main on A first: A still answers main's settles.
+    let reloaded = a
+        .state()
+        .reload_apps(&hush_server::Config::from_toml(&only_other).unwrap());
+    assert_eq!(reloaded.removed, [ID]);
+    let spent = ten_reads(&b).await;
+    assert!(
+        spent < Duration::from_millis(2500),
+        "A removed main: {spent:?}"
+    );
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+}
+
 /// A connection to `s` that gets `connection_established`, retried for up
 /// to 15 s (a refused one is closed 4004).
 async fn connected_within(s: &TestServer, what: &str) -> Client {

@@ -110,6 +110,11 @@ pub struct AppBus {
     bus: Arc<str>,
     /// The settles this node waits for on this app's bus.
     settles: Mutex<Settles>,
+    /// The other nodes heard on this bus and not seen leave: those that
+    /// serve the app, whose answers a settle waits for. Per app, not per
+    /// node: while a reload adds an app on one node before another, the
+    /// node without it is not waited for (it would never answer).
+    peers: Mutex<std::collections::HashSet<NodeId>>,
 }
 
 impl AppBus {
@@ -118,7 +123,8 @@ impl AppBus {
     fn next_settle(&self, settles: &mut Settles) {
         let now = Instant::now();
         if settles.due(now, crate::app::SETTLE_LIMIT) {
-            let request = settles.start(now, self.node.peers());
+            let peers = lock(&self.peers).iter().copied().collect();
+            let request = settles.start(now, peers);
             self.send(request);
         }
     }
@@ -140,7 +146,14 @@ impl BusSink for AppBus {
         Some(barrier)
     }
 
+    fn heard(&self, origin: NodeId) {
+        lock(&self.peers).insert(origin);
+    }
+
     fn settle_msg(&self, origin: NodeId, msg: &ClusterMsg) {
+        if let ClusterMsg::NodeLeft { node } = msg {
+            lock(&self.peers).remove(node);
+        }
         let mut settles = lock(&self.settles);
         if let Some(ack) = settles.apply(self.node.node, origin, msg) {
             // Behind everything this node queued before it saw the request.
@@ -352,6 +365,7 @@ impl RedisNode {
                 app: app.to_owned(),
                 bus,
                 settles: Mutex::new(Settles::default()),
+                peers: Mutex::default(),
             }),
         }
     }
@@ -440,12 +454,6 @@ impl RedisNode {
                 tracing::debug!(error = %e, "cluster: connection slots not updated");
             }
         });
-    }
-
-    /// The other nodes this one has heard from and not seen leave: those a
-    /// settle waits for.
-    fn peers(&self) -> Vec<NodeId> {
-        lock(&self.heard).keys().copied().collect()
     }
 
     /// How long the bus has been unreachable (`None`: it is reachable).
@@ -613,8 +621,21 @@ impl RedisNode {
         let lag = now_ms().saturating_sub(env.sent_ms);
         metrics::histogram!("hush_cluster_bus_lag_seconds").record(lag as f64 / 1000.0);
         let Some(app) = state.app_by_id(&app_id) else {
+            // An app this node no longer serves (a reload removed it here
+            // first): it still answers settles, which the nodes that serve
+            // it wait for until they see this node leave.
+            if let ClusterMsg::SettleRequest { token } = env.msg {
+                if env.origin != self.node {
+                    let ack = ClusterMsg::SettleAck {
+                        to: env.origin,
+                        token,
+                    };
+                    self.enqueue(&Arc::from(&*m.channel), &app_id, ack);
+                }
+            }
             return;
         };
+        app.cluster().heard(env.origin);
         let mut env = env;
         if let ClusterMsg::Event {
             channel,
