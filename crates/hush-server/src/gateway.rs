@@ -12,15 +12,19 @@
 
 mod requests;
 
-/// In a cluster, whether `text` subscribes to a channel whose answer carries
-/// cluster state: a presence channel's member list, a cache channel's last
-/// event. Such a subscription first waits for [`App::settle`], so that it
-/// sees every join and publish that anyone was told about before it.
+/// In a cluster, whether the answer to `text` carries cluster state: a
+/// subscription to a presence channel (its member list) or a cache channel
+/// (its last event), or a sign-in with a watchlist (who of it is online).
+/// Such a frame first waits for [`App::settle`], so that it sees every join,
+/// sign-in and publish that anyone was told about before it. (A watchlist
+/// spelled with JSON escapes is not noticed: only its own sender's first
+/// answer can then be stale.)
 fn settles_first(app: &App, text: &str) -> bool {
     match wire::parse_client_frame(text) {
         Ok(ClientMessage::Subscribe(d)) => app
             .parse_channel(&d.channel)
             .is_ok_and(|n| n.kind() == ChannelKind::Presence || n.is_cache()),
+        Ok(ClientMessage::Signin { user_data, .. }) => user_data.contains("watchlist"),
         _ => false,
     }
 }

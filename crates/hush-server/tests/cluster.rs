@@ -667,6 +667,33 @@ async fn terminate_server_to_user_and_watchlists_across_nodes() {
     }
 }
 
+/// A watchlist's first answer sees every sign-in anyone was told about
+/// before it, on any node (the compat cluster run once caught a user signed
+/// in on another node missing from it).
+#[tokio::test]
+async fn a_watchlist_sees_who_signed_in_elsewhere_before_it() {
+    let redis = RedisServer::start().await;
+    let n = nodes(&redis, 3, None).await;
+    let mut users = Vec::new();
+    for round in 0..25 {
+        let user = format!("u{round}");
+        users.push(n[1].signed_in(&user).await);
+        let mut w = n[2].client().await;
+        w.signin(&format!(r#"{{"id":"w{round}","watchlist":["{user}"]}}"#))
+            .await;
+        let ev = w.expect("pusher_internal:watchlist_events").await;
+        assert_eq!(
+            ev["data"]["events"][0],
+            json!({"name":"online","user_ids":[user]}),
+            "round {round}"
+        );
+    }
+    drop(users);
+    for s in n {
+        s.stop().await;
+    }
+}
+
 async fn ready(s: &TestServer) -> u16 {
     s.raw_http("GET", "/ready", "").await.0
 }
