@@ -300,10 +300,13 @@ async fn attack_polling_reads_share_their_settles() {
     }
     let spent = started.elapsed();
     let published = publishes(&redis).await - before;
-    // Heartbeats: each node sends one Load every lease/3.
+    // Heartbeats: each node sends one Load every lease/3. One request per
+    // read would be 3 messages per read (600); grouped, a round trip's
+    // readers share 3 (25 here). The bound leaves a slow machine room for
+    // up to 100 rounds.
     let heartbeats = 3 * (spent.as_millis() as u64 / (LEASE * 1000 / 3) + 1);
     assert!(
-        published <= heartbeats + 3 * 40,
+        published <= heartbeats + 3 * 100,
         "{published} bus messages for 200 reads in {spent:?} ({heartbeats} heartbeats)"
     );
     for s in n {
