@@ -570,9 +570,10 @@ pub struct AppConfig {
     /// cannot grow the registry without bound.
     #[serde(default = "default_channels_per_connection")]
     pub max_channels_per_connection: usize,
-    /// New subscriptions per second per connection (0 = unlimited), with
-    /// bursts up to `max_channels_per_connection` (a client may subscribe
-    /// to all its channels at once, as pusher-js does on reconnecting).
+    /// Subscribe frames per second per connection, a repeated one too
+    /// (0 = unlimited), with bursts up to `max_channels_per_connection` (a
+    /// client may subscribe to all its channels at once, as pusher-js does
+    /// on reconnecting).
     /// Each subscribe and unsubscribe changes shared state (on a cluster, a
     /// message to every node), so one client churning them is bounded.
     #[serde(default = "default_subscribe_rate")]

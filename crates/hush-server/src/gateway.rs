@@ -12,19 +12,23 @@
 
 mod requests;
 
-/// In a cluster, whether the answer to `text` carries cluster state: a
+/// In a cluster, whether the answer to `msg` carries cluster state: a
 /// subscription to a presence channel (its member list) or a cache channel
 /// (its last event), or a sign-in with a watchlist (who of it is online).
 /// Such a frame first waits for [`App::settle`], so that it sees every join,
-/// sign-in and publish that anyone was told about before it. (A watchlist
-/// spelled with JSON escapes is not noticed: only its own sender's first
-/// answer can then be stale.)
-fn settles_first(app: &App, text: &str) -> bool {
-    match wire::parse_client_frame(text) {
-        Ok(ClientMessage::Subscribe(d)) => app
+/// sign-in and publish that anyone was told about before it.
+fn settles_first(app: &App, msg: &ClientMessage) -> bool {
+    match msg {
+        ClientMessage::Subscribe(d) => app
             .parse_channel(&d.channel)
             .is_ok_and(|n| n.kind() == ChannelKind::Presence || n.is_cache()),
-        Ok(ClientMessage::Signin { user_data, .. }) => user_data.contains("watchlist"),
+        // Parsed as the sign-in will parse it (its signature is checked
+        // after the settle; a sign-in is one frame per connection).
+        ClientMessage::Signin { user_data, .. } => hush_protocol::presence::parse_user_data(
+            user_data,
+            app.config.max_presence_user_info_bytes,
+        )
+        .is_ok_and(|u| !u.watchlist.is_empty()),
         _ => false,
     }
 }
@@ -341,10 +345,14 @@ async fn drive<S: Io>(
                         match m {
                             Message::Text(t) => {
                                 app.metrics.received(t.len());
-                                if app.cluster().is_shared() && settles_first(app, t.as_str()) {
+                                // Parsed once, for the settle and the session.
+                                let msg = wire::parse_client_frame(t.as_str());
+                                if app.cluster().is_shared()
+                                    && msg.as_ref().is_ok_and(|m| settles_first(app, m))
+                                {
                                     app.settle().await;
                                 }
-                                session.handle_text(t.as_str(), now);
+                                session.handle_parsed(msg, now);
                             }
                             Message::Binary(_) => {
                                 session.send_error("Binary frames are not supported");

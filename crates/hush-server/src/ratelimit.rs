@@ -17,15 +17,10 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A full bucket for `rate` events per second.
+    /// A full bucket for `rate` events per second, with bursts of up to
+    /// `rate`.
     pub fn new(rate: u32, now: Instant) -> Self {
-        let rate = f64::from(rate);
-        Self {
-            rate,
-            burst: rate,
-            tokens: rate,
-            last: now,
-        }
+        Self::with_burst(rate, 0, now)
     }
 
     /// A full bucket for `rate` events per second with bursts of up to

@@ -102,7 +102,7 @@ pub struct Session {
     subs: HashMap<ChannelName, Option<String>>,
     user: Option<SignedIn>,
     client_events: TokenBucket,
-    /// New subscriptions this connection may still make (None: no cap).
+    /// Subscribe frames this connection may still send (None: no cap).
     subscribes: Option<TokenBucket>,
     /// Key directory writes this connection may still make (None: no cap).
     directory_writes: Option<TokenBucket>,
@@ -197,7 +197,17 @@ impl Session {
 
     /// Handles one text frame.
     pub fn handle_text(&mut self, text: &str, now: Instant) {
-        match wire::parse_client_frame(text) {
+        self.handle_parsed(wire::parse_client_frame(text), now);
+    }
+
+    /// Handles one text frame already parsed (a frame that did not parse
+    /// gets `pusher:error`).
+    pub fn handle_parsed(
+        &mut self,
+        parsed: Result<ClientMessage, hush_protocol::wire::FrameError>,
+        now: Instant,
+    ) {
+        match parsed {
             Err(e) => self.error(None, &e.to_string()),
             Ok(msg) => self.handle(msg, now),
         }
@@ -316,12 +326,13 @@ impl Session {
             self.app.metrics.rejected(Rejection::ChannelsPerConnection);
             return self.sub_error(name.as_str(), SubscriptionErrorType::LimitReached, &msg);
         }
-        // Charged before the signature is checked: churn costs HMACs too.
-        if !self.subs.contains_key(&name)
-            && self
-                .subscribes
-                .as_mut()
-                .is_some_and(|bucket| !bucket.try_take(now))
+        // Every subscribe frame is charged, a repeated one too (it costs an
+        // HMAC and, on a presence channel, the whole member list back), and
+        // before the signature is checked.
+        if self
+            .subscribes
+            .as_mut()
+            .is_some_and(|bucket| !bucket.try_take(now))
         {
             let msg = format!(
                 "Too many subscriptions on this connection: at most {} per second",
@@ -797,12 +808,18 @@ mod tests {
             10,
             "then the rate"
         );
-        // Subscribing to a channel it already has costs nothing.
+        // Subscribing again to a channel it has is charged too.
         let (mut s, _link) =
             session("max_channels_per_connection = 5\nmax_subscriptions_per_second = 1");
         for _ in 0..100 {
             s.handle_text(&frame("pusher:subscribe"), now);
         }
+        let refused = std::iter::from_fn(|| s.poll_effect())
+            .filter(
+                |e| matches!(e, Effect::Send(f) if f.payload().contains("Too many subscriptions")),
+            )
+            .count();
+        assert_eq!(refused, 95, "the burst of 5, then refused");
         assert_eq!(s.subs.len(), 1);
         // 0: no cap.
         let (mut s, _link) = session("max_subscriptions_per_second = 0");

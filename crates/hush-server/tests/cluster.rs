@@ -377,6 +377,14 @@ async fn connected_within(s: &TestServer, what: &str) -> Client {
     panic!("timed out waiting for {what}");
 }
 
+/// A node's configuration with an app connection quota of `max`.
+fn quota_toml(redis: &RedisServer, max: usize) -> String {
+    node_toml(&redis.url(), None).replace(
+        "client_events = true",
+        &format!("client_events = true\nmax_connections = {max}"),
+    )
+}
+
 /// The app connection quota counts every node's connections exactly, at
 /// once (a slot is taken in one atomic step in Redis): two connections on
 /// A and B fill a quota of 2, a third on C is refused 4004 right away; a
@@ -385,10 +393,7 @@ async fn connected_within(s: &TestServer, what: &str) -> Client {
 #[tokio::test]
 async fn the_app_connection_quota_is_exact_across_nodes() {
     let redis = RedisServer::start().await;
-    let toml = node_toml(&redis.url(), None).replace(
-        "client_events = true",
-        "client_events = true\nmax_connections = 2",
-    );
+    let toml = quota_toml(&redis, 2);
     let mut n = Vec::new();
     for _ in 0..3 {
         n.push(TestServer::start(&toml).await);
@@ -417,10 +422,7 @@ async fn the_app_connection_quota_is_exact_across_nodes() {
 #[tokio::test]
 async fn a_wrong_slot_count_is_set_right_by_the_next_heartbeat() {
     let redis = RedisServer::start().await;
-    let toml = node_toml(&redis.url(), None).replace(
-        "client_events = true",
-        "client_events = true\nmax_connections = 2",
-    );
+    let toml = quota_toml(&redis, 2);
     let n = [
         TestServer::start(&toml).await,
         TestServer::start(&toml).await,
