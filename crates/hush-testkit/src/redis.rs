@@ -37,17 +37,21 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts one on a free port and waits until it answers `PING`.
     pub async fn start() -> Self {
-        Self::start_with(Vec::new(), None).await
+        Self::start_with(Vec::new(), None, None).await
     }
 
-    async fn start_with(extra: Vec<String>, sentinel_conf: Option<std::path::PathBuf>) -> Self {
+    async fn start_with(
+        extra: Vec<String>,
+        sentinel_conf: Option<std::path::PathBuf>,
+        tls_port: Option<u16>,
+    ) -> Self {
         let mut s = Self {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
             extra,
             sentinel_conf,
-            tls_port: None,
+            tls_port,
         };
         s.spawn().await;
         s
@@ -70,16 +74,7 @@ impl RedisServer {
             extra.push(path.display().to_string());
         }
         extra.extend(["--tls-auth-clients", "no"].map(String::from));
-        let mut s = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-            extra,
-            sentinel_conf: None,
-            tls_port: Some(tls_port),
-        };
-        s.spawn().await;
-        s
+        Self::start_with(extra, None, Some(tls_port)).await
     }
 
     /// `rediss://127.0.0.1:<tls port>` (for [`RedisServer::start_tls`]).
@@ -101,6 +96,7 @@ impl RedisServer {
             ]
             .map(String::from)
             .to_vec(),
+            None,
             None,
         )
         .await;
